@@ -1,0 +1,46 @@
+#!/bin/sh
+# Command 2 of the README: installs what is missing, builds, and runs the whole test suite
+# twice: as built for release, and again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Ends with one line "N passed, N failed". .ci/run calls exactly this.
+set -u
+cd "$(dirname "$0")"
+
+./packaging/install-deps.sh || exit 1
+
+status=0
+run_suite() {
+	dir=$1
+	shift
+	if [ ! -d "$dir" ]; then
+		meson setup "$dir" -Dwerror=true "$@" >"$dir.setup.log" 2>&1 || {
+			cat "$dir.setup.log"
+			return 1
+		}
+	fi
+	ninja -C "$dir" || return 1
+	meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
+}
+
+run_suite build || status=1
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	run_suite build-sanitize -Db_sanitize=address,undefined -Db_lundef=false || status=1
+
+/usr/bin/python3 - <<'PY'
+import json, os
+passed = failed = skipped = 0
+for d in ("build", "build-sanitize"):
+    path = os.path.join(d, "meson-logs", "testlog.json")
+    if not os.path.exists(path):
+        failed += 1
+        continue
+    for line in open(path):
+        r = json.loads(line)
+        if r["result"] in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif r["result"] == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit $status

@@ -1,0 +1,128 @@
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static uint64_t timespec_usec(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000ULL;
+}
+
+uint64_t now_realtime_usec(void)
+{
+	return timespec_usec(CLOCK_REALTIME);
+}
+
+uint64_t now_monotonic_usec(void)
+{
+	return timespec_usec(CLOCK_MONOTONIC);
+}
+
+int id_random(char ret[static ID_HEX_LEN + 1])
+{
+	uint8_t bytes[ID_HEX_LEN / 2];
+	size_t done = 0;
+
+	while (done < sizeof(bytes)) {
+		ssize_t n = getrandom(bytes + done, sizeof(bytes) - done, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)n;
+	}
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		snprintf(ret + 2 * i, 3, "%02x", bytes[i]);
+	return 0;
+}
+
+bool id_is_valid(const char *s)
+{
+	if (!s || strlen(s) != ID_HEX_LEN)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+char *format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX])
+{
+	time_t sec = (time_t)(usec / 1000000ULL);
+	struct tm tm;
+
+	gmtime_r(&sec, &tm);
+	snprintf(buf, RFC3339_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (unsigned)((usec / 1000ULL) % 1000ULL));
+	return buf;
+}
+
+void hash128_hex(const void *data, size_t len, char ret[static 33])
+{
+	/* Two FNV-1a 64-bit passes with different offsets: stable across builds and nodes. */
+	uint64_t a = 0xcbf29ce484222325ULL, b = 0x84222325cbf29ce4ULL;
+	const uint8_t *p = data;
+
+	for (size_t i = 0; i < len; i++) {
+		a = (a ^ p[i]) * 0x100000001b3ULL;
+		b = (b ^ p[len - 1 - i]) * 0x100000001b3ULL;
+	}
+	snprintf(ret, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
+bool utf8_is_valid(const char *s, size_t len)
+{
+	const uint8_t *p = (const uint8_t *)s, *end = p + len;
+
+	while (p < end) {
+		uint32_t cp;
+		size_t n;
+
+		if (*p < 0x80) {
+			if (*p == 0)
+				return false;
+			p++;
+			continue;
+		} else if ((*p & 0xe0) == 0xc0) {
+			n = 1;
+			cp = *p & 0x1f;
+		} else if ((*p & 0xf0) == 0xe0) {
+			n = 2;
+			cp = *p & 0x0f;
+		} else if ((*p & 0xf8) == 0xf0) {
+			n = 3;
+			cp = *p & 0x07;
+		} else
+			return false;
+		if ((size_t)(end - p) <= n)
+			return false;
+		for (size_t i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += n + 1;
+	}
+	return true;
+}
+
+size_t utf8_length(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		if (((uint8_t)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}

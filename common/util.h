@@ -1,0 +1,33 @@
+/* util: clocks, ids, and small string helpers.
+ *
+ * Any thread may call these. Buffers are the caller's; nothing returned needs freeing unless
+ * said so. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ID_HEX_LEN 32
+/* RFC 3339 UTC with milliseconds: "2026-11-23T10:28:58.123Z" */
+#define RFC3339_MAX 64
+
+uint64_t now_realtime_usec(void);
+uint64_t now_monotonic_usec(void);
+
+/* A random 128-bit id as 32 lowercase hex digits (getrandom, never a counter), so that ids stay
+ * unique cluster-wide even after a node restarts with an empty disk. */
+int id_random(char ret[static ID_HEX_LEN + 1]);
+bool id_is_valid(const char *s);
+
+/* Formats a realtime timestamp in microseconds. */
+char *format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX]);
+
+/* A stable 128-bit FNV-1a digest of data as 32 lowercase hex digits: the default dedupe key.
+ * Not cryptographic; a collision inside the dedupe window would merge two alerts, which needs
+ * 2^64 distinct alerts to become likely. */
+void hash128_hex(const void *data, size_t len, char ret[static 33]);
+
+bool utf8_is_valid(const char *s, size_t len);
+/* Number of Unicode code points in a valid UTF-8 string. */
+size_t utf8_length(const char *s);

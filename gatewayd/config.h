@@ -1,0 +1,99 @@
+/* config: the gatewayd.conf INI file, parsed and validated in one go.
+ *
+ * config_load() either returns a complete Config with every default filled in, or fails with a
+ * message of the form "file:line: reason" (stored in ret_error) that start-up prints as is.
+ * Unknown sections and keys are errors, so a typo never silently changes behaviour.
+ *
+ * Threads: main thread. Ownership: the caller frees the Config with config_free(). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/gatewayd/gatewayd.conf"
+#define CONFIG_NAME_MAX 32
+
+typedef struct ModemConfig {
+	char *name;
+	char *device;
+	char *connection;
+	char *pin;
+	unsigned send_timeout;    /* seconds */
+	unsigned command_timeout; /* seconds */
+	unsigned health_interval; /* seconds */
+	unsigned line;            /* where the section starts, for later errors */
+} ModemConfig;
+
+typedef struct ContactConfig {
+	char *name;
+	char *number;
+	unsigned line;
+} ContactConfig;
+
+typedef enum Rotation { ROTATION_NONE, ROTATION_DAILY, ROTATION_WEEKLY } Rotation;
+
+typedef struct RoleConfig {
+	char *name;
+	char **contacts; /* names of [contact] sections, in rotation order */
+	size_t n_contacts;
+	Rotation rotation;
+	int handoff_wday;    /* 0 = Sunday .. 6, for weekly rotation */
+	int handoff_minutes; /* minutes after local midnight */
+	unsigned line;
+} RoleConfig;
+
+typedef struct Config {
+	char *path;
+
+	char *node_name;
+	char *state_dir;
+
+	char *submit_bind;
+	unsigned max_parts;
+	unsigned max_queue; /* non-final alerts before queue_full */
+
+	char *events_bind;
+
+	bool cluster_enabled;
+	char *cluster_group;
+
+	ModemConfig *modems;
+	size_t n_modems;
+
+	char *voice_modem;
+	char *voice_device;
+	char *voice_contact_center;
+	unsigned voice_ring_timeout;
+
+	uint64_t dedupe_window; /* seconds */
+	uint64_t retention;     /* seconds */
+
+	unsigned retry_min; /* seconds before the first retry of a delivery */
+	unsigned retry_max; /* cap of the exponential backoff */
+	unsigned max_permanent_failures;
+
+	ContactConfig *contacts;
+	size_t n_contacts;
+	RoleConfig *roles;
+	size_t n_roles;
+	char **escalation_steps;
+	size_t n_escalation_steps;
+	unsigned escalation_step_timeout;
+} Config;
+
+/* Returns 0, or -errno with *ret_error set to a malloc'd "file:line: reason". */
+int config_load(const char *path, Config **ret, char **ret_error);
+Config *config_free(Config *c);
+
+const ContactConfig *config_find_contact(const Config *c, const char *name);
+const RoleConfig *config_find_role(const Config *c, const char *name);
+const ModemConfig *config_find_modem(const Config *c, const char *name);
+
+/* The contact of role on duty at realtime `usec` (local time for the hand-over), or NULL. */
+const ContactConfig *config_role_on_duty(const Config *c, const RoleConfig *role, uint64_t usec);
+
+/* "+" followed by 6 to 15 digits. */
+bool phone_number_is_valid(const char *s);
+/* Seconds, with an optional suffix s, m, h or d. */
+int parse_duration(const char *s, uint64_t *ret_seconds);

@@ -1,0 +1,1277 @@
+/* gateway: a replicated state machine over the store, fed by clients and modems.
+ *
+ * Nothing is applied where it is decided. A request or a modem result becomes a change (a small
+ * JSON object carrying its own timestamp); the changes made during one loop turn are published
+ * as one payload through the replication layer; when a payload comes back in agreed order it is
+ * applied to the store in one transaction and committed (fsync'd) before anything is said about
+ * it: the "queued" replies, the events, the jobs handed to modems. The loopback layer of solo
+ * mode and the corosync layer of a cluster look the same from here, so one code path serves both,
+ * and decisions that must agree cluster-wide (dedupe, the order of state changes) are taken while
+ * applying, from data inside the changes, never from the local clock at apply time.
+ *
+ * Dispatch keeps no queue in memory: after each commit, and when the earliest retry or expiry
+ * falls due (one realtime timer), it asks the store for the next due deliveries and assigns each
+ * to the least loaded healthy modem. Only the handful of jobs in flight live in memory. */
+#include "gateway.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "macro.h"
+#include "modem.h"
+#include "replication.h"
+#include "request.h"
+#include "server.h"
+#include "store.h"
+#include "util.h"
+
+#define PROTOCOL_VERSION 1
+#define MODEM_INFLIGHT 2         /* jobs handed to one modem at once: one sending, one ready */
+#define EXPIRE_BATCH 256
+#define PURGE_INTERVAL_USEC (3600 * USEC_PER_SEC)
+#define SOLO_NODEID 1
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(Request, request_free)
+
+typedef enum PendingKind { PENDING_SEND, PENDING_ACK } PendingKind;
+
+/* A client waiting for the commit of the change it caused. */
+typedef struct Pending {
+	ServerPeer peer;
+	PendingKind kind;
+	char id[ID_HEX_LEN + 1];
+	/* filled while applying */
+	bool applied;
+	bool duplicate;
+	char first_id[ID_HEX_LEN + 1];
+} Pending;
+
+/* The changes of one published payload that have clients waiting, by change index. */
+typedef struct PendingBatch {
+	struct PendingBatch *next;
+	uint64_t seq;
+	size_t n;
+	Pending *by_index[]; /* NULL where no one waits */
+} PendingBatch;
+
+typedef struct Job {
+	struct Job *next;
+	uint64_t id;
+	char alert_id[ID_HEX_LEN + 1];
+	char number[20];
+	char *text;
+	size_t modem;
+	bool assigned; /* the assignment is committed and the modem has the job */
+} Job;
+
+typedef struct ModemSlot {
+	Modem *modem;
+	const ModemConfig *config;
+	ModemStatus status;
+	sd_event_source *io;
+	size_t inflight;
+} ModemSlot;
+
+struct Gateway {
+	sd_event *event;
+	const Config *config;
+	Store *store;
+	Replication *replication;
+	Server *server;
+	uint32_t nodeid;
+
+	ModemSlot *modems;
+	size_t n_modems;
+
+	/* This turn's changes, published as one payload by the post source. */
+	json_t *outbox;
+	Pending **outbox_pending;
+	size_t outbox_pending_cap;
+	uint64_t next_seq;
+	PendingBatch *batches_head, *batches_tail;
+	sd_event_source *flush;
+
+	/* After-commit work collected while applying. */
+	json_t *events; /* [[topic, object], ...] */
+	bool dispatch_wanted;
+
+	Job *jobs;
+	uint64_t next_job;
+	sd_event_source *dispatch_defer;
+	sd_event_source *timer;
+	sd_event_source *purge_timer;
+	sd_event_source *exit_defer;
+	bool stopping;
+};
+
+/* ---- outbox: changes made this turn ---- */
+
+static int gateway_flush(sd_event_source *s, void *userdata);
+
+static int outbox_add(Gateway *g, json_t *change, Pending *pending)
+{
+	size_t i = json_array_size(g->outbox);
+
+	if (!change) {
+		free(pending);
+		return -ENOMEM;
+	}
+	if (i >= g->outbox_pending_cap) {
+		size_t cap = MAX(64u, g->outbox_pending_cap * 2);
+		Pending **v = realloc(g->outbox_pending, cap * sizeof(Pending *));
+
+		if (!v) {
+			json_decref(change);
+			free(pending);
+			return -ENOMEM;
+		}
+		memset(v + g->outbox_pending_cap, 0, (cap - g->outbox_pending_cap) * sizeof(*v));
+		g->outbox_pending = v;
+		g->outbox_pending_cap = cap;
+	}
+	if (json_array_append_new(g->outbox, change) < 0) {
+		free(pending);
+		return -ENOMEM;
+	}
+	g->outbox_pending[i] = pending;
+	return 0;
+}
+
+static void reply_pending_error(Gateway *g, Pending *p, const char *code, const char *detail)
+{
+	_cleanup_free_ char *reply = reply_error(code, detail);
+
+	if (reply && p)
+		server_reply(g->server, &p->peer, reply);
+}
+
+/* Runs after the other sources of a loop turn: whatever was decided this turn leaves as one
+ * payload, so a burst of requests costs one replication message and one commit. */
+static int gateway_flush(sd_event_source *s, void *userdata)
+{
+	Gateway *g = userdata;
+	size_t n = json_array_size(g->outbox);
+	_cleanup_(json_decrefp) json_t *payload = NULL;
+	_cleanup_free_ char *text = NULL;
+	PendingBatch *batch;
+	bool any_pending = false;
+	int r;
+
+	if (n == 0)
+		return 0;
+
+	payload = json_pack("{s:i, s:I, s:s, s:O}", "v", PROTOCOL_VERSION, "seq",
+			    (json_int_t)g->next_seq, "node", g->config->node_name, "changes",
+			    g->outbox);
+	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+	batch = calloc(1, sizeof(PendingBatch) + n * sizeof(Pending *));
+	r = text && batch ? replication_publish(g->replication, text, strlen(text)) : -ENOMEM;
+	if (r < 0) {
+		log_error_errno(r, "Cannot publish %zu changes: %m", n);
+		for (size_t i = 0; i < n; i++) {
+			reply_pending_error(g, g->outbox_pending[i], "storage_error",
+					    "the change could not be replicated");
+			free(g->outbox_pending[i]);
+		}
+		free(batch);
+	} else {
+		batch->seq = g->next_seq;
+		batch->n = n;
+		for (size_t i = 0; i < n; i++) {
+			batch->by_index[i] = g->outbox_pending[i];
+			any_pending |= batch->by_index[i] != NULL;
+		}
+		if (g->batches_tail)
+			g->batches_tail->next = batch;
+		else
+			g->batches_head = batch;
+		g->batches_tail = batch;
+		(void)any_pending;
+	}
+	g->next_seq++;
+	memset(g->outbox_pending, 0, n * sizeof(Pending *));
+	json_array_clear(g->outbox);
+	return 0;
+}
+
+/* ---- events ---- */
+
+static void event_add(Gateway *g, const char *topic, json_t *object)
+{
+	if (!object)
+		return;
+	json_array_append_new(g->events, json_pack("[s, o]", topic, object));
+}
+
+static void events_publish(Gateway *g)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(g->events, i, e)
+	{
+		_cleanup_free_ char *text =
+			json_dumps(json_array_get(e, 1), JSON_COMPACT | JSON_SORT_KEYS);
+
+		if (text)
+			server_publish(g->server, json_string_value(json_array_get(e, 0)), text);
+	}
+	json_array_clear(g->events);
+}
+
+/* ---- jobs ---- */
+
+static Job *job_find_delivery(Gateway *g, const char *alert_id, const char *number)
+{
+	for (Job *j = g->jobs; j; j = j->next)
+		if (streq(j->alert_id, alert_id) && streq(j->number, number))
+			return j;
+	return NULL;
+}
+
+static Job *job_find(Gateway *g, uint64_t id)
+{
+	for (Job *j = g->jobs; j; j = j->next)
+		if (j->id == id)
+			return j;
+	return NULL;
+}
+
+static void job_remove(Gateway *g, Job *job)
+{
+	for (Job **p = &g->jobs; *p; p = &(*p)->next)
+		if (*p == job) {
+			*p = job->next;
+			break;
+		}
+	if (job->modem < g->n_modems && g->modems[job->modem].inflight > 0)
+		g->modems[job->modem].inflight--;
+	free(job->text);
+	free(job);
+}
+
+/* ---- applying changes ---- */
+
+static const char *jstr(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static uint64_t ju64(json_t *o, const char *k)
+{
+	json_int_t v = json_integer_value(json_object_get(o, k));
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+static int string_vector(json_t *array, const char ***ret, size_t *ret_n)
+{
+	size_t n = json_array_size(array), i;
+	const char **v = calloc(n + 1, sizeof(char *));
+	json_t *item;
+
+	if (!v)
+		return -ENOMEM;
+	json_array_foreach(array, i, item) v[i] = json_string_value(item);
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+static int apply_submit(Gateway *g, json_t *c, Pending *pending)
+{
+	char first_id[ID_HEX_LEN + 1];
+	_cleanup_free_ const char **to = NULL, **copy = NULL;
+	NewAlert a = {
+		.id = jstr(c, "id"),
+		.key = jstr(c, "key"),
+		.text = jstr(c, "text"),
+		.source = json_string_value(json_object_get(c, "source")),
+		.node = jstr(c, "node"),
+		.critical = json_is_true(json_object_get(c, "critical")),
+		.accepted_at = ju64(c, "at"),
+	};
+	int r;
+
+	a.expires_at = a.accepted_at + ju64(c, "ttl") * USEC_PER_SEC;
+	r = store_dedupe_find(g->store, a.key, a.accepted_at,
+			      g->config->dedupe_window * USEC_PER_SEC, first_id);
+	if (r < 0)
+		return r;
+	if (r > 0) {
+		if (pending) {
+			pending->duplicate = true;
+			snprintf(pending->first_id, sizeof(pending->first_id), "%s", first_id);
+		}
+		log_ctx(LOG_INFO, &((LogContext){.alert_id = first_id}),
+			"Duplicate of key '%s' from %s dropped", a.key, a.source ? a.source : "?");
+		return 0;
+	}
+	if (string_vector(json_object_get(c, "to"), (const char ***)&to, &a.n_to) < 0 ||
+	    string_vector(json_object_get(c, "copy"), (const char ***)&copy, &a.n_copy) < 0)
+		return -ENOMEM;
+	a.to = to;
+	a.copy = copy;
+	r = store_alert_insert(g->store, &a);
+	if (r < 0)
+		return r;
+	g->dispatch_wanted = true;
+	event_add(g, "queued",
+		  json_pack("{s:s, s:O, s:O, s:s, s:s?, s:s, s:s}", "id", a.id, "to",
+			    json_object_get(c, "to"), "copy", json_object_get(c, "copy"),
+			    "priority", a.critical ? "critical" : "normal", "source", a.source,
+			    "node", a.node, "text", a.text));
+	log_ctx(LOG_INFO, &((LogContext){.alert_id = a.id}), "Queued for %zu recipient(s) from %s",
+		a.n_to + a.n_copy, a.source ? a.source : "?");
+	return 0;
+}
+
+static int apply_assign(Gateway *g, json_t *c)
+{
+	const char *id = jstr(c, "id"), *to = jstr(c, "to"), *node = jstr(c, "node");
+	DeliveryChange change;
+	Job *job;
+	int r;
+
+	r = store_delivery_assign(g->store, id, to, node, jstr(c, "modem"), ju64(c, "at"),
+				  &change);
+	if (r < 0)
+		return r;
+	if (!streq(node, g->config->node_name))
+		return 0;
+	job = job_find_delivery(g, id, to);
+	if (!job)
+		return 0;
+	if (r == 0) {
+		/* Expired or handled meanwhile: the job is moot. */
+		job_remove(g, job);
+		g->dispatch_wanted = true;
+		return 0;
+	}
+	job->assigned = true; /* handed to the modem after the commit */
+	return 0;
+}
+
+static int apply_result(Gateway *g, json_t *c)
+{
+	const char *id = jstr(c, "id"), *to = jstr(c, "to");
+	SendResult res = {
+		.node = jstr(c, "node"),
+		.modem = jstr(c, "modem"),
+		.at = ju64(c, "at"),
+		.ok = json_is_true(json_object_get(c, "ok")),
+		.permanent = json_is_true(json_object_get(c, "permanent")),
+		.error = json_string_value(json_object_get(c, "error")),
+		.retry_min = json_is_true(json_object_get(c, "retry_now")) ? 0
+									    : g->config->retry_min,
+		.retry_max = g->config->retry_max,
+		.max_permanent_failures = g->config->max_permanent_failures,
+	};
+	LogContext ctx = {.alert_id = id, .modem = res.modem};
+	DeliveryChange change;
+	int r;
+
+	r = store_delivery_result(g->store, id, to, &res, &change);
+	if (r <= 0)
+		return r;
+	g->dispatch_wanted = true;
+	if (change.new_state == DELIVERY_SENT) {
+		log_ctx(LOG_INFO, &ctx, "Sent to %s", to);
+		event_add(g, "sent", json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", id, "to", to,
+					       "node", res.node, "modem", res.modem, "at",
+					       (json_int_t)(res.at / USEC_PER_MSEC)));
+	} else if (change.new_state == DELIVERY_FAILED) {
+		log_ctx(LOG_WARNING, &ctx, "Failed for good to %s: %s", to,
+			res.error ? res.error : "?");
+		event_add(g, "failed", json_pack("{s:s, s:s, s:s, s:s, s:s?}", "id", id, "to", to,
+						 "node", res.node, "modem", res.modem, "error",
+						 res.error));
+	} else
+		log_ctx(LOG_NOTICE, &ctx, "Send to %s failed (%s), retrying in %llu s", to,
+			res.error ? res.error : "?",
+			(unsigned long long)((change.next_try_at - res.at) / USEC_PER_SEC));
+	return 0;
+}
+
+static int apply_expire(Gateway *g, json_t *c)
+{
+	const char *id = jstr(c, "id");
+	int r;
+
+	r = store_alert_expire(g->store, id, ju64(c, "at"));
+	if (r <= 0)
+		return r;
+	log_ctx(LOG_WARNING, &((LogContext){.alert_id = id}),
+		"Expired: its time to live ran out before %d delivery(ies) went out", r);
+	event_add(g, "expired", json_pack("{s:s, s:i}", "id", id, "deliveries", r));
+	return 0;
+}
+
+static int apply_ack(Gateway *g, json_t *c, Pending *pending)
+{
+	const char *id = jstr(c, "id");
+	int r;
+
+	r = store_alert_ack(g->store, id, jstr(c, "by"), jstr(c, "via"), ju64(c, "at"));
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	if (r > 0) {
+		char at[RFC3339_MAX];
+
+		log_ctx(LOG_INFO, &((LogContext){.alert_id = id}), "Acknowledged by %s via %s",
+			jstr(c, "by"), jstr(c, "via"));
+		event_add(g, "acknowledged",
+			  json_pack("{s:s, s:s, s:s, s:s}", "id", id, "by", jstr(c, "by"), "via",
+				    jstr(c, "via"), "at", format_rfc3339(ju64(c, "at"), at)));
+	}
+	return 0;
+}
+
+static int apply_change(Gateway *g, json_t *c, Pending *pending)
+{
+	const char *type = jstr(c, "t");
+
+	if (streq(type, "submit"))
+		return apply_submit(g, c, pending);
+	if (streq(type, "assign"))
+		return apply_assign(g, c);
+	if (streq(type, "result"))
+		return apply_result(g, c);
+	if (streq(type, "expire"))
+		return apply_expire(g, c);
+	if (streq(type, "ack"))
+		return apply_ack(g, c, pending);
+	log_warning("Ignoring a change of unknown type '%s'", type);
+	return 0;
+}
+
+static void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
+{
+	for (size_t i = 0; batch && i < batch->n; i++) {
+		Pending *p = batch->by_index[i];
+		_cleanup_(json_decrefp) json_t *reply = NULL;
+		_cleanup_free_ char *text = NULL;
+
+		if (!p)
+			continue;
+		if (commit_result < 0) {
+			reply_pending_error(g, p,
+					    "storage_error", commit_result == -ENOSPC
+								     ? "the disk is full; nothing was stored"
+								     : "the store could not commit; nothing was "
+								       "stored");
+		} else {
+			if (p->kind == PENDING_SEND)
+				reply = json_pack("{s:b, s:s, s:s}", "ok", 1, "id",
+						  p->duplicate ? p->first_id : p->id, "status",
+						  p->duplicate ? "duplicate" : "queued");
+			else
+				reply = json_pack("{s:b, s:s, s:b}", "ok", 1, "id", p->id,
+						  "acknowledged", 1);
+			text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+			if (text)
+				server_reply(g->server, &p->peer, text);
+		}
+		free(p);
+	}
+	free(batch);
+}
+
+static void gateway_schedule(Gateway *g);
+static void gateway_dispatch(Gateway *g);
+
+static void start_assigned_jobs(Gateway *g)
+{
+	for (Job *j = g->jobs, *next; j; j = next) {
+		ModemSlot *slot;
+		int r;
+
+		next = j->next;
+		if (!j->assigned || !j->text)
+			continue;
+		slot = &g->modems[j->modem];
+		r = modem_send(slot->modem, j->id, j->number, j->text);
+		free(j->text);
+		j->text = NULL; /* handed over; the job now waits for the modem's answer */
+		if (r < 0) {
+			log_ctx_errno(LOG_ERR, r, &((LogContext){.modem = slot->config->name}),
+				      "Modem refused a job: %m");
+			/* Treated like a failed send: the result change requeues it. */
+			json_t *c = json_pack(
+				"{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:s}", "t", "result", "id",
+				j->alert_id, "to", j->number, "node", g->config->node_name, "modem",
+				slot->config->name, "at", (json_int_t)now_realtime_usec(), "ok", 0,
+				"permanent", 0, "error", "modem queue full");
+			outbox_add(g, c, NULL);
+			job_remove(g, j);
+		}
+	}
+}
+
+static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len)
+{
+	Gateway *g = userdata;
+	_cleanup_(json_decrefp) json_t *payload = NULL;
+	PendingBatch *batch = NULL;
+	json_error_t err;
+	json_t *changes, *c;
+	size_t i;
+	int r;
+
+	payload = json_loadb(data, len, 0, &err);
+	if (!payload || json_integer_value(json_object_get(payload, "v")) != PROTOCOL_VERSION) {
+		log_error("Dropping a replicated payload of %zu bytes: %s", len,
+			  payload ? "unknown protocol version" : err.text);
+		return;
+	}
+	if (from_nodeid == g->nodeid && streq(jstr(payload, "node"), g->config->node_name) &&
+	    g->batches_head && g->batches_head->seq == ju64(payload, "seq")) {
+		batch = g->batches_head;
+		g->batches_head = batch->next;
+		if (!g->batches_head)
+			g->batches_tail = NULL;
+	}
+
+	changes = json_object_get(payload, "changes");
+	r = store_begin(g->store);
+	json_array_foreach(changes, i, c)
+	{
+		if (r < 0)
+			break;
+		r = apply_change(g, c, batch && i < batch->n ? batch->by_index[i] : NULL);
+	}
+	if (r >= 0)
+		r = store_commit(g->store);
+	else
+		store_rollback(g->store);
+
+	if (r < 0) {
+		/* Nothing of this payload is stored: say so, and forget its side effects. */
+		log_error_errno(r, "Cannot commit %zu changes: %m", json_array_size(changes));
+		json_array_clear(g->events);
+		for (Job *j = g->jobs, *next; j; j = next) {
+			next = j->next;
+			if (j->assigned && j->text)
+				j->assigned = false;
+		}
+		answer_batch(g, batch, r);
+		gateway_schedule(g);
+		return;
+	}
+	answer_batch(g, batch, 0);
+	events_publish(g);
+	start_assigned_jobs(g);
+	if (g->dispatch_wanted) {
+		g->dispatch_wanted = false;
+		sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	}
+	gateway_schedule(g);
+}
+
+static void on_view(void *userdata, const ReplicationMember *members, size_t n_members)
+{
+	Gateway *g = userdata;
+
+	log_info("Replication view: %zu member(s)", n_members);
+	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+}
+
+/* ---- dispatch ---- */
+
+static bool modem_usable(const ModemSlot *slot)
+{
+	return slot->status.state == MODEM_STATE_OK || slot->status.state == MODEM_STATE_DEGRADED;
+}
+
+static ssize_t pick_modem(Gateway *g, const char *avoid)
+{
+	ssize_t best = -1;
+
+	for (size_t i = 0; i < g->n_modems; i++) {
+		ModemSlot *slot = &g->modems[i];
+
+		if (!modem_usable(slot) || slot->inflight >= MODEM_INFLIGHT)
+			continue;
+		/* Shortest queue first; a modem that just failed this delivery comes last. */
+		if (best < 0 ||
+		    (streq(avoid, g->modems[best].config->name) &&
+		     !streq(avoid, slot->config->name)) ||
+		    (slot->inflight < g->modems[best].inflight &&
+		     streq(avoid, slot->config->name) ==
+			     streq(avoid, g->modems[best].config->name)))
+			best = (ssize_t)i;
+	}
+	return best;
+}
+
+static int dispatch_one(const DueDelivery *d, void *userdata)
+{
+	Gateway *g = userdata;
+	ssize_t m;
+	Job *job;
+	json_t *c;
+
+	if (job_find_delivery(g, d->alert_id, d->number))
+		return 0;
+	m = pick_modem(g, d->last_modem);
+	if (m < 0)
+		return -ENOSPC; /* every modem is busy: stop until one answers */
+
+	job = calloc(1, sizeof(*job));
+	if (!job)
+		return -ENOMEM;
+	job->id = ++g->next_job;
+	snprintf(job->alert_id, sizeof(job->alert_id), "%s", d->alert_id);
+	snprintf(job->number, sizeof(job->number), "%s", d->number);
+	job->text = strdup(d->text);
+	job->modem = (size_t)m;
+	if (!job->text) {
+		free(job);
+		return -ENOMEM;
+	}
+	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "assign", "id", d->alert_id, "to",
+		      d->number, "node", g->config->node_name, "modem",
+		      g->modems[m].config->name, "at", (json_int_t)now_realtime_usec());
+	if (outbox_add(g, c, NULL) < 0) {
+		free(job->text);
+		free(job);
+		return -ENOMEM;
+	}
+	job->next = g->jobs;
+	g->jobs = job;
+	g->modems[m].inflight++;
+	return 0;
+}
+
+static void gateway_dispatch(Gateway *g)
+{
+	size_t capacity = 0, inflight = 0;
+
+	if (g->stopping)
+		return;
+	for (size_t i = 0; i < g->n_modems; i++)
+		if (modem_usable(&g->modems[i])) {
+			capacity += MODEM_INFLIGHT - MIN(g->modems[i].inflight, MODEM_INFLIGHT);
+		}
+	if (capacity == 0)
+		return;
+	for (Job *j = g->jobs; j; j = j->next)
+		inflight++;
+	/* Deliveries already in flight come back from the query too; ask for enough. */
+	store_due_deliveries(g->store, now_realtime_usec(), capacity + inflight, dispatch_one, g);
+}
+
+static int on_dispatch_defer(sd_event_source *s, void *userdata)
+{
+	gateway_dispatch(userdata);
+	return 0;
+}
+
+static int expire_one(const char *id, void *userdata)
+{
+	Gateway *g = userdata;
+
+	return outbox_add(g,
+			  json_pack("{s:s, s:s, s:I}", "t", "expire", "id", id, "at",
+				    (json_int_t)now_realtime_usec()),
+			  NULL);
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Gateway *g = userdata;
+
+	store_expired_alerts(g->store, now_realtime_usec(), EXPIRE_BATCH, expire_one, g);
+	gateway_dispatch(g);
+	gateway_schedule(g);
+	return 0;
+}
+
+/* One realtime timer for the earliest retry or expiry; re-armed after every commit. */
+static void gateway_schedule(Gateway *g)
+{
+	uint64_t due = 0, expiry = 0, next = 0, now = now_realtime_usec();
+
+	store_next_due(g->store, &due);
+	store_next_expiry(g->store, &expiry);
+	/* Deliveries already due wait for a modem to come up or free up, and each of those
+	 * events runs dispatch: only future retries need the timer. */
+	if (due > now)
+		next = due;
+	if (expiry && (!next || expiry < next))
+		next = expiry;
+	if (!next) {
+		sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);
+		return;
+	}
+	sd_event_source_set_time(g->timer, MAX(next, now));
+	sd_event_source_set_enabled(g->timer, SD_EVENT_ONESHOT);
+}
+
+static int on_purge(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Gateway *g = userdata;
+	uint64_t now = now_realtime_usec();
+	int r;
+
+	r = store_purge(g->store, now - MIN(now, g->config->retention * USEC_PER_SEC));
+	if (r > 0)
+		log_info("Purged %d final alert(s) older than the retention", r);
+	sd_event_source_set_time_relative(s, PURGE_INTERVAL_USEC);
+	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	return 0;
+}
+
+/* ---- modems ---- */
+
+static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus *st)
+{
+	bool was = modem_usable(slot), is;
+
+	slot->status = *st;
+	is = modem_usable(slot);
+	if (was != is) {
+		LogContext ctx = {.modem = slot->config->name};
+
+		if (is)
+			log_ctx(LOG_INFO, &ctx, "Modem up (%s, signal %d)", st->operator_name,
+				st->signal);
+		else
+			log_ctx(LOG_WARNING, &ctx, "Modem down: %s (%s)",
+				modem_state_to_string(st->state), st->reason);
+		json_t *e = json_pack("{s:s, s:s, s:s, s:s}", "node", g->config->node_name,
+				      "modem", slot->config->name, "state",
+				      modem_state_to_string(st->state), "reason", st->reason);
+		if (e) {
+			_cleanup_free_ char *text = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+			if (text)
+				server_publish(g->server, is ? "modem_up" : "modem_down", text);
+			json_decref(e);
+		}
+		if (is)
+			sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	}
+}
+
+static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
+{
+	Job *job;
+	json_t *c;
+
+	if (ev->type == MODEM_EVENT_STATUS) {
+		modem_status_changed(g, slot, &ev->status);
+		return 0;
+	}
+	job = job_find(g, ev->job);
+	if (!job)
+		return 0;
+	/* A job the modem never tried (stopped, or not connected) is no reason to wait. */
+	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s?}", "t", "result", "id",
+		      job->alert_id, "to", job->number, "node", g->config->node_name, "modem",
+		      slot->config->name, "at", (json_int_t)now_realtime_usec(), "ok",
+		      ev->result >= 0, "permanent", ev->permanent, "retry_now",
+		      ev->result == -ESHUTDOWN || ev->result == -ENODEV ||
+			      ev->result == -ENOTCONN,
+		      "error", ev->result >= 0 ? NULL : (ev->error[0] ? ev->error : "send failed"));
+	job_remove(g, job);
+	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	return outbox_add(g, c, NULL);
+}
+
+typedef struct ModemIo {
+	Gateway *g;
+	size_t index;
+} ModemIo;
+
+static int on_modem_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	ModemIo *io = userdata;
+	Gateway *g = io->g;
+	ModemSlot *slot = &g->modems[io->index];
+	ModemEvent ev;
+
+	while (modem_next_event(slot->modem, &ev) > 0)
+		modem_event(g, slot, &ev);
+	return 0;
+}
+
+static int gateway_start_modems(Gateway *g)
+{
+	int r;
+
+	g->modems = calloc(MAX(g->config->n_modems, 1u), sizeof(ModemSlot));
+	if (!g->modems)
+		return -ENOMEM;
+	for (size_t i = 0; i < g->config->n_modems; i++) {
+		const ModemConfig *mc = &g->config->modems[i];
+		ModemSlot *slot = &g->modems[i];
+		ModemSettings settings = {
+			.name = mc->name,
+			.device = mc->device,
+			.connection = mc->connection,
+			.pin = mc->pin,
+			.health_interval_sec = mc->health_interval,
+			.send_timeout_sec = mc->send_timeout,
+			.command_timeout_sec = mc->command_timeout,
+		};
+		ModemIo *io;
+
+		slot->config = mc;
+		slot->status.state = MODEM_STATE_ABSENT;
+		snprintf(slot->status.reason, sizeof(slot->status.reason), "starting");
+		slot->status.signal = 99;
+		r = modem_new(&settings, &slot->modem);
+		if (r < 0)
+			return log_error_errno(r, "Cannot set up modem '%s': %m", mc->name);
+		g->n_modems++;
+		io = calloc(1, sizeof(*io));
+		if (!io)
+			return -ENOMEM;
+		*io = (ModemIo){.g = g, .index = i};
+		r = sd_event_add_io(g->event, &slot->io, modem_fd(slot->modem), EPOLLIN,
+				    on_modem_fd, io);
+		if (r < 0) {
+			free(io);
+			return r;
+		}
+		sd_event_source_set_destroy_callback(slot->io, free);
+		r = modem_start(slot->modem);
+		if (r < 0)
+			return log_error_errno(r, "Cannot start modem '%s': %m", mc->name);
+	}
+	return 0;
+}
+
+/* ---- requests ---- */
+
+static int resolve_recipients(Gateway *g, Request *req, uint64_t at, json_t **ret,
+			      RequestError *err)
+{
+	_cleanup_(json_decrefp) json_t *to = json_array();
+
+	if (!to)
+		return -ENOMEM;
+	for (size_t i = 0; i < req->n_to; i++) {
+		const char *number = req->to[i];
+
+		if (strncmp(number, "role:", 5) == 0) {
+			const RoleConfig *role = config_find_role(g->config, number + 5);
+			const ContactConfig *contact;
+
+			if (!role) {
+				err->code = "unknown_role";
+				snprintf(err->detail, sizeof(err->detail), "no role named '%s'",
+					 number + 5);
+				return -EINVAL;
+			}
+			contact = config_role_on_duty(g->config, role, at);
+			if (!contact)
+				return -ENOENT;
+			number = contact->number;
+		}
+		/* Two roles may resolve to the same person: one delivery. */
+		bool dup = false;
+		size_t j;
+		json_t *v;
+		json_array_foreach(to, j, v) dup |= streq(json_string_value(v), number);
+		if (!dup && json_array_append_new(to, json_string(number)) < 0)
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(to);
+	return 0;
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The default dedupe key: the sorted recipients and the text. */
+static int default_key(Request *req, char ret[static 40])
+{
+	_cleanup_free_ char **sorted = calloc(req->n_to + req->n_copy + 1, sizeof(char *));
+	_cleanup_free_ char *buf = NULL;
+	size_t n = 0, len = strlen(req->text) + 1;
+	char hash[33];
+	FILE *f;
+
+	if (!sorted)
+		return -ENOMEM;
+	for (size_t i = 0; i < req->n_to; i++)
+		sorted[n++] = req->to[i];
+	for (size_t i = 0; i < req->n_copy; i++)
+		sorted[n++] = req->copy[i];
+	qsort(sorted, n, sizeof(char *), compare_strings);
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s\n", sorted[i]);
+	fprintf(f, "\n%s", req->text);
+	fclose(f);
+	hash128_hex(buf, len, hash);
+	snprintf(ret, 40, "auto:%s", hash);
+	return 0;
+}
+
+static void reply_now(Gateway *g, const ServerPeer *peer, json_t *reply)
+{
+	_cleanup_free_ char *text = NULL;
+
+	if (!reply) {
+		text = reply_error("storage_error", "out of memory");
+	} else {
+		json_object_set_new(reply, "ok", json_true());
+		text = json_dumps(reply, JSON_COMPACT);
+		json_decref(reply);
+	}
+	if (text)
+		server_reply(g->server, peer, text);
+}
+
+static void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail)
+{
+	_cleanup_free_ char *text = reply_error(code, detail);
+
+	if (text)
+		server_reply(g->server, peer, text);
+}
+
+static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
+{
+	RequestError err = {0};
+	_cleanup_(json_decrefp) json_t *to = NULL, *copy = NULL;
+	char id[ID_HEX_LEN + 1], key[40];
+	uint64_t at = now_realtime_usec();
+	unsigned parts = 0;
+	Pending *p;
+	json_t *c;
+	int r;
+
+	if (store_open_alerts(g->store) >= g->config->max_queue) {
+		reply_err(g, peer, "queue_full", "too many alerts are waiting; try again later");
+		return;
+	}
+	r = modem_count_parts(req->text, &parts);
+	if (r < 0 || parts > g->config->max_parts) {
+		char detail[128];
+
+		snprintf(detail, sizeof(detail), "the text needs %u SMS parts, more than %u",
+			 parts, g->config->max_parts);
+		reply_err(g, peer, "text_too_long", detail);
+		return;
+	}
+	r = resolve_recipients(g, req, at, &to, &err);
+	if (r == -EINVAL) {
+		reply_err(g, peer, err.code, err.detail);
+		return;
+	}
+	copy = json_array();
+	for (size_t i = 0; copy && i < req->n_copy; i++)
+		json_array_append_new(copy, json_string(req->copy[i]));
+	if (r < 0 || !copy || id_random(id) < 0 || (!req->key && default_key(req, key) < 0)) {
+		reply_err(g, peer, "storage_error", "out of resources");
+		return;
+	}
+
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		reply_err(g, peer, "storage_error", "out of memory");
+		return;
+	}
+	p->peer = *peer;
+	p->kind = PENDING_SEND;
+	memcpy(p->id, id, sizeof(p->id));
+	c = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:O, s:O, s:s?, s:s, s:I}", "t", "submit",
+		      "id", id, "key", req->key ? req->key : key, "text", req->text, "critical",
+		      req->critical, "ttl", (json_int_t)req->ttl, "to", to, "copy", copy, "source",
+		      req->source, "node", g->config->node_name, "at", (json_int_t)at);
+	if (outbox_add(g, c, p) < 0)
+		reply_err(g, peer, "storage_error", "out of memory");
+}
+
+static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
+{
+	Pending *p;
+	int r;
+
+	r = store_alert_exists(g->store, req->id);
+	if (r <= 0) {
+		reply_err(g, peer, r < 0 ? "storage_error" : "unknown_id",
+			  r < 0 ? "the store could not be read" : "no alert with this id");
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		reply_err(g, peer, "storage_error", "out of memory");
+		return;
+	}
+	p->peer = *peer;
+	p->kind = PENDING_ACK;
+	memcpy(p->id, req->id, sizeof(p->id));
+	if (outbox_add(g,
+		       json_pack("{s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", req->id, "by",
+				 req->by ? req->by : "unknown", "via", "api", "at",
+				 (json_int_t)now_realtime_usec()),
+		       p) < 0)
+		reply_err(g, peer, "storage_error", "out of memory");
+}
+
+static json_t *status_json(Gateway *g)
+{
+	json_t *modems = json_array(), *status;
+	QueueCounts counts = {0};
+
+	store_counts(g->store, &counts);
+	for (size_t i = 0; modems && i < g->n_modems; i++) {
+		ModemSlot *slot = &g->modems[i];
+		ModemCounters mc = {0};
+		char last[RFC3339_MAX];
+
+		store_modem_counters(g->store, g->config->node_name, slot->config->name, &mc);
+		json_array_append_new(
+			modems,
+			json_pack("{s:s, s:s, s:s, s:s, s:s?, s:i, s:s?, s:s?, s:s?, s:I, s:I, "
+				  "s:s?, s:s?}",
+				  "node", g->config->node_name, "name", slot->config->name,
+				  "device", slot->config->device, "state",
+				  modem_state_to_string(slot->status.state), "reason",
+				  slot->status.reason[0] ? slot->status.reason : NULL, "signal",
+				  slot->status.signal, "operator",
+				  slot->status.operator_name[0] ? slot->status.operator_name
+								: NULL,
+				  "imei", slot->status.imei[0] ? slot->status.imei : NULL, "model",
+				  slot->status.model[0] ? slot->status.model : NULL, "sent",
+				  (json_int_t)mc.sent, "failed", (json_int_t)mc.failed,
+				  "last_error", mc.last_error[0] ? mc.last_error : NULL,
+				  "last_sent_at",
+				  mc.last_sent_at ? format_rfc3339(mc.last_sent_at, last) : NULL));
+	}
+	status = json_pack("{s:{s:s, s:i}, s:{s:b, s:b, s:[{s:s, s:i, s:b}]}, s:o, "
+			   "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
+			   "node", "name", g->config->node_name, "id", (int)g->nodeid, "cluster",
+			   "enabled", 0, "quorate", 1, "members", "name", g->config->node_name,
+			   "id", (int)g->nodeid, "online", 1, "modems", modems ? modems : json_array(),
+			   "queue", "queued", (json_int_t)counts.queued, "sending",
+			   (json_int_t)counts.sending, "sent", (json_int_t)counts.sent, "failed",
+			   (json_int_t)counts.failed, "expired", (json_int_t)counts.expired,
+			   "voice", "calls", 0, "last_outcome");
+	return status;
+}
+
+static void on_request(void *userdata, const ServerPeer *peer, const char *data, size_t len)
+{
+	Gateway *g = userdata;
+	_cleanup_(request_freep) Request *req = NULL;
+	RequestError err = {0};
+	json_t *o;
+	int r;
+
+	r = request_parse(data, len, &req, &err);
+	if (r < 0) {
+		reply_err(g, peer, r == -ENOMEM ? "storage_error" : err.code,
+			  r == -ENOMEM ? "out of memory" : err.detail);
+		return;
+	}
+	switch (req->op) {
+	case OP_SEND:
+		handle_send(g, peer, req);
+		break;
+	case OP_ACK:
+		handle_ack(g, peer, req);
+		break;
+	case OP_STATUS:
+		reply_now(g, peer, status_json(g));
+		break;
+	case OP_GET:
+		r = store_alert_json(g->store, req->id, true, &o);
+		if (r == -ENOENT)
+			reply_err(g, peer, "unknown_id", "no alert with this id");
+		else if (r < 0)
+			reply_err(g, peer, "storage_error", "the store could not be read");
+		else
+			reply_now(g, peer, o);
+		break;
+	case OP_QUEUE:
+		r = store_queue_json(g->store, 1000, &o);
+		if (r < 0)
+			reply_err(g, peer, "storage_error", "the store could not be read");
+		else
+			reply_now(g, peer, json_pack("{s:o}", "alerts", o));
+		break;
+	}
+}
+
+/* ---- life cycle ---- */
+
+static int on_exit_defer(sd_event_source *s, void *userdata)
+{
+	Gateway *g = userdata;
+
+	/* Exit once the last results have been published and applied (committed). */
+	if (json_array_size(g->outbox) == 0 && !g->batches_head)
+		return sd_event_exit(g->event, 0);
+	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+	return 0;
+}
+
+void gateway_stop(Gateway *g)
+{
+	ModemEvent ev;
+	int r;
+
+	if (g->stopping)
+		return;
+	g->stopping = true;
+	sd_notify(0, "STOPPING=1\nSTATUS=Stopping: finishing sends in progress");
+	for (size_t i = 0; i < g->n_modems; i++)
+		modem_stop(g->modems[i].modem);
+	for (size_t i = 0; i < g->n_modems; i++)
+		while (modem_next_event(g->modems[i].modem, &ev) > 0)
+			modem_event(g, &g->modems[i], &ev);
+	r = sd_event_add_defer(g->event, &g->exit_defer, on_exit_defer, g);
+	if (r < 0)
+		sd_event_exit(g->event, 0);
+	else
+		sd_event_source_set_enabled(g->exit_defer, SD_EVENT_ONESHOT);
+}
+
+static int resume_one(const char *alert_id, const char *number, const char *modem,
+		      void *userdata)
+{
+	Gateway *g = userdata;
+
+	/* We cannot know whether the modem sent it before we died: send again (at least once). */
+	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
+		"Resuming the send to %s interrupted by a restart", number);
+	return outbox_add(g,
+			  json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}", "t",
+				    "result", "id", alert_id, "to", number, "node",
+				    g->config->node_name, "modem", modem, "at",
+				    (json_int_t)now_realtime_usec(), "ok", 0, "permanent", 0,
+				    "retry_now", 1, "error", "interrupted by a restart"),
+			  NULL);
+}
+
+int gateway_new(sd_event *event, const Config *config, Gateway **ret)
+{
+	Gateway *g;
+	int r;
+
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->event = sd_event_ref(event);
+	g->config = config;
+	g->nodeid = SOLO_NODEID;
+	g->next_seq = 1;
+	g->outbox = json_array();
+	g->events = json_array();
+	if (!g->outbox || !g->events) {
+		gateway_free(g);
+		return -ENOMEM;
+	}
+	r = store_open(config->state_dir, &g->store);
+	if (r < 0) {
+		gateway_free(g);
+		return r;
+	}
+	*ret = g;
+	return 0;
+}
+
+int gateway_start(Gateway *g)
+{
+	ReplicationCallbacks cb = {.deliver = on_deliver, .view = on_view};
+	int r;
+
+	/* Always on: sd-event marks post sources pending only if they are enabled when another
+	 * source is dispatched, i.e. before the request that fills the outbox is read. */
+	r = sd_event_add_post(g->event, &g->flush, gateway_flush, g);
+	if (r < 0)
+		return r;
+	r = sd_event_add_defer(g->event, &g->dispatch_defer, on_dispatch_defer, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_OFF);
+	r = sd_event_add_time(g->event, &g->timer, CLOCK_REALTIME, 0, USEC_PER_MSEC, on_timer, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);
+	r = sd_event_add_time_relative(g->event, &g->purge_timer, CLOCK_MONOTONIC,
+				       60 * USEC_PER_SEC, USEC_PER_SEC, on_purge, g);
+	if (r < 0)
+		return r;
+
+	if (g->config->cluster_enabled)
+		log_warning("[cluster] enabled = true, but this build runs solo: clustering "
+			    "arrives with the corosync backend");
+	r = replication_new_loopback(g->event, g->nodeid, &cb, g, &g->replication);
+	if (r < 0)
+		return r;
+
+	r = server_new(g->event, g->config->submit_bind, g->config->events_bind, on_request, g,
+		       &g->server);
+	if (r < 0)
+		return r;
+
+	r = gateway_start_modems(g);
+	if (r < 0)
+		return r;
+
+	r = store_sending_on_node(g->store, g->config->node_name, resume_one, g);
+	if (r < 0)
+		return r;
+	gateway_schedule(g);
+	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	log_info("Node '%s' serving on %s, events on %s, %zu modem(s), %llu alert(s) open",
+		 g->config->node_name, g->config->submit_bind, g->config->events_bind,
+		 g->n_modems, (unsigned long long)store_open_alerts(g->store));
+	return 0;
+}
+
+Gateway *gateway_free(Gateway *g)
+{
+	if (!g)
+		return NULL;
+	for (size_t i = 0; i < g->n_modems; i++) {
+		sd_event_source_disable_unref(g->modems[i].io);
+		modem_free(g->modems[i].modem);
+	}
+	free(g->modems);
+	while (g->jobs) {
+		Job *j = g->jobs;
+		g->jobs = j->next;
+		free(j->text);
+		free(j);
+	}
+	while (g->batches_head) {
+		PendingBatch *b = g->batches_head;
+		g->batches_head = b->next;
+		for (size_t i = 0; i < b->n; i++)
+			free(b->by_index[i]);
+		free(b);
+	}
+	for (size_t i = 0; i < json_array_size(g->outbox); i++)
+		free(g->outbox_pending[i]);
+	free(g->outbox_pending);
+	sd_event_source_disable_unref(g->flush);
+	sd_event_source_disable_unref(g->dispatch_defer);
+	sd_event_source_disable_unref(g->timer);
+	sd_event_source_disable_unref(g->purge_timer);
+	sd_event_source_disable_unref(g->exit_defer);
+	server_free(g->server);
+	replication_free(g->replication);
+	store_close(g->store);
+	json_decref(g->outbox);
+	json_decref(g->events);
+	sd_event_unref(g->event);
+	free(g);
+	return NULL;
+}

@@ -1,0 +1,290 @@
+/* request: JSON in, a checked Request out.
+ *
+ * Rejecting unknown fields is deliberate: an upstream script that writes "priorty" must hear
+ * about it, not have its critical alert quietly sent as normal. */
+#include "request.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "macro.h"
+#include "util.h"
+
+static int fail(RequestError *e, const char *code, const char *format, ...) _printf_(3, 4);
+static int fail(RequestError *e, const char *code, const char *format, ...)
+{
+	va_list ap;
+
+	e->code = code;
+	va_start(ap, format);
+	vsnprintf(e->detail, sizeof(e->detail), format, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+Request *request_free(Request *r)
+{
+	if (!r)
+		return NULL;
+	for (size_t i = 0; i < r->n_to; i++)
+		free(r->to[i]);
+	free(r->to);
+	for (size_t i = 0; i < r->n_copy; i++)
+		free(r->copy[i]);
+	free(r->copy);
+	free(r->text);
+	free(r->key);
+	free(r->source);
+	free(r->id);
+	free(r->by);
+	free(r);
+	return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(Request, request_free)
+
+static bool role_name_is_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > CONFIG_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
+			return false;
+	return true;
+}
+
+/* A list of recipients: numbers always, roles only where allow_roles. */
+static int parse_recipients(json_t *v, const char *field, bool allow_roles, char ***ret,
+			    size_t *ret_n, RequestError *e)
+{
+	char **list;
+	size_t n = 0, i;
+	json_t *item;
+
+	if (!json_is_array(v))
+		return fail(e, "bad_request", "'%s' must be a list of phone numbers", field);
+	if (json_array_size(v) > REQUEST_MAX_RECIPIENTS)
+		return fail(e, "bad_request", "'%s' has more than %d recipients", field,
+			    REQUEST_MAX_RECIPIENTS);
+	list = calloc(json_array_size(v) + 1, sizeof(char *));
+	if (!list)
+		return -ENOMEM;
+	*ret = list; /* the caller frees, also on failure */
+	json_array_foreach(v, i, item)
+	{
+		const char *s = json_string_value(item);
+		bool dup = false;
+
+		if (!s) {
+			*ret_n = n;
+			return fail(e, "bad_request", "'%s[%zu]' must be a string", field, i);
+		}
+		if (strncmp(s, "role:", 5) == 0) {
+			if (!allow_roles) {
+				*ret_n = n;
+				return fail(e, "bad_request", "'%s' takes phone numbers only",
+					    field);
+			}
+			if (!role_name_is_valid(s + 5)) {
+				*ret_n = n;
+				return fail(e, "unknown_role", "no role named '%.64s'", s + 5);
+			}
+		} else if (!phone_number_is_valid(s)) {
+			*ret_n = n;
+			return fail(e, "invalid_number",
+				    "'%.40s' is not an E.164 number ('+' and 6 to 15 digits)", s);
+		}
+		for (size_t j = 0; j < n; j++)
+			if (streq(list[j], s))
+				dup = true;
+		if (dup)
+			continue;
+		list[n] = strdup(s);
+		if (!list[n]) {
+			*ret_n = n;
+			return -ENOMEM;
+		}
+		n++;
+	}
+	*ret_n = n;
+	return 0;
+}
+
+static int get_string(json_t *o, const char *field, size_t max, bool required, char **ret,
+		      RequestError *e)
+{
+	json_t *v = json_object_get(o, field);
+	const char *s;
+
+	if (!v || json_is_null(v)) {
+		if (required)
+			return fail(e, "bad_request", "'%s' is missing", field);
+		return 0;
+	}
+	s = json_string_value(v);
+	if (!s)
+		return fail(e, "bad_request", "'%s' must be a string", field);
+	if (required && !*s)
+		return fail(e, "bad_request", "'%s' is empty", field);
+	if (strlen(s) > max)
+		return fail(e, "bad_request", "'%s' is longer than %zu bytes", field, max);
+	*ret = strdup(s);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int check_fields(json_t *o, const char *const *allowed, RequestError *e)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(o, k, v)
+	{
+		bool known = false;
+
+		for (const char *const *a = allowed; *a; a++)
+			if (streq(k, *a))
+				known = true;
+		if (!known)
+			return fail(e, "bad_request", "unknown field '%.40s'", k);
+	}
+	return 0;
+}
+
+static int parse_send(json_t *o, Request *r, RequestError *e)
+{
+	static const char *const fields[] = {"op",  "to",       "text", "key",    "priority",
+					     "ttl", "copy",     "source", NULL};
+	json_t *v;
+	int rc;
+
+	rc = check_fields(o, fields, e);
+	if (rc < 0)
+		return rc;
+
+	v = json_object_get(o, "to");
+	if (!v)
+		return fail(e, "bad_request", "'to' is missing");
+	rc = parse_recipients(v, "to", true, &r->to, &r->n_to, e);
+	if (rc < 0)
+		return rc;
+	if (r->n_to == 0)
+		return fail(e, "bad_request", "'to' is empty");
+
+	v = json_object_get(o, "copy");
+	if (v && !json_is_null(v)) {
+		rc = parse_recipients(v, "copy", false, &r->copy, &r->n_copy, e);
+		if (rc < 0)
+			return rc;
+	}
+
+	v = json_object_get(o, "text");
+	if (v && json_is_string(v) && json_string_length(v) > REQUEST_MAX_TEXT_BYTES)
+		return fail(e, "text_too_long", "the text has %zu bytes, more than %d",
+			    json_string_length(v), REQUEST_MAX_TEXT_BYTES);
+	rc = get_string(o, "text", REQUEST_MAX_TEXT_BYTES, true, &r->text, e);
+	if (rc < 0)
+		return rc;
+	if (strlen(r->text) != json_string_length(json_object_get(o, "text")))
+		return fail(e, "bad_request", "'text' contains a NUL character");
+
+	rc = get_string(o, "key", REQUEST_MAX_KEY, false, &r->key, e);
+	if (rc < 0)
+		return rc;
+	if (r->key && !*r->key)
+		return fail(e, "bad_request", "'key' is empty");
+	rc = get_string(o, "source", REQUEST_MAX_SOURCE, false, &r->source, e);
+	if (rc < 0)
+		return rc;
+
+	v = json_object_get(o, "priority");
+	if (v && !json_is_null(v)) {
+		const char *p = json_string_value(v);
+
+		if (!p || (!streq(p, "critical") && !streq(p, "normal")))
+			return fail(e, "bad_request", "'priority' must be \"critical\" or \"normal\"");
+		r->critical = streq(p, "critical");
+	}
+
+	r->ttl = REQUEST_DEFAULT_TTL;
+	v = json_object_get(o, "ttl");
+	if (v && !json_is_null(v)) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > REQUEST_MAX_TTL)
+			return fail(e, "bad_request", "'ttl' must be whole seconds from 1 to %d",
+				    REQUEST_MAX_TTL);
+		r->ttl = (uint64_t)json_integer_value(v);
+	}
+	return 0;
+}
+
+int request_parse(const void *data, size_t len, Request **ret, RequestError *ret_error)
+{
+	_cleanup_(json_decrefp) json_t *o = NULL;
+	_cleanup_(request_freep) Request *r = NULL;
+	json_error_t jerr;
+	const char *op = "send";
+	json_t *v;
+	int rc;
+
+	/* jansson rejects invalid UTF-8 and, without JSON_ALLOW_NUL, NUL escapes in strings. */
+	o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o)
+		return fail(ret_error, "bad_json", "not valid JSON: %s (at byte %d)", jerr.text,
+			    jerr.position);
+	if (!json_is_object(o))
+		return fail(ret_error, "bad_json", "the request must be a JSON object");
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+
+	v = json_object_get(o, "op");
+	if (v) {
+		op = json_string_value(v);
+		if (!op)
+			return fail(ret_error, "bad_request", "'op' must be a string");
+	}
+
+	if (streq(op, "send")) {
+		r->op = OP_SEND;
+		rc = parse_send(o, r, ret_error);
+	} else if (streq(op, "status") || streq(op, "queue")) {
+		static const char *const fields[] = {"op", NULL};
+		r->op = streq(op, "status") ? OP_STATUS : OP_QUEUE;
+		rc = check_fields(o, fields, ret_error);
+	} else if (streq(op, "get") || streq(op, "ack")) {
+		static const char *const get_fields[] = {"op", "id", NULL};
+		static const char *const ack_fields[] = {"op", "id", "by", NULL};
+
+		r->op = streq(op, "get") ? OP_GET : OP_ACK;
+		rc = check_fields(o, r->op == OP_GET ? get_fields : ack_fields, ret_error);
+		if (rc >= 0)
+			rc = get_string(o, "id", 64, true, &r->id, ret_error);
+		if (rc >= 0 && !id_is_valid(r->id))
+			rc = fail(ret_error, "unknown_id", "'%.40s' is not an alert id", r->id);
+		if (rc >= 0 && r->op == OP_ACK)
+			rc = get_string(o, "by", 64, false, &r->by, ret_error);
+	} else
+		return fail(ret_error, "unknown_op", "unknown op '%.40s'", op);
+
+	if (rc < 0)
+		return rc;
+	*ret = TAKE_PTR(r);
+	return 0;
+}
+
+char *reply_error(const char *code, const char *detail)
+{
+	_cleanup_(json_decrefp) json_t *o =
+		json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "detail", detail);
+
+	return o ? json_dumps(o, JSON_COMPACT) : NULL;
+}

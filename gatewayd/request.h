@@ -1,0 +1,51 @@
+/* request: the submission protocol's requests, parsed and checked for shape.
+ *
+ * request_parse() turns one request frame (UTF-8 JSON) into a Request, or names the protocol
+ * error code and a detail in words. It checks everything that needs no state: JSON, types,
+ * required fields, number syntax, sizes. What needs the configuration or the store (roles,
+ * parts per text, unknown ids) is the gateway's to check.
+ *
+ * Threads: any. Ownership: request_free() frees a Request and all its strings. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define REQUEST_MAX_RECIPIENTS 32
+#define REQUEST_MAX_TEXT_BYTES 8192
+#define REQUEST_MAX_KEY 256
+#define REQUEST_MAX_SOURCE 128
+#define REQUEST_DEFAULT_TTL 3600
+#define REQUEST_MAX_TTL (7 * 86400)
+
+typedef enum RequestOp { OP_SEND, OP_STATUS, OP_GET, OP_QUEUE, OP_ACK } RequestOp;
+
+typedef struct Request {
+	RequestOp op;
+	/* send */
+	char **to; /* "+32470123456" or "role:NAME", duplicates removed */
+	size_t n_to;
+	char **copy;
+	size_t n_copy;
+	char *text;
+	char *key; /* NULL: the gateway derives one */
+	bool critical;
+	uint64_t ttl; /* seconds */
+	char *source;
+	/* get, ack */
+	char *id;
+	char *by;
+} Request;
+
+typedef struct RequestError {
+	const char *code; /* "bad_json", "bad_request", "unknown_op", "invalid_number", ... */
+	char detail[256];
+} RequestError;
+
+/* 0 with *ret set, or -EINVAL with *ret_error filled (-ENOMEM on allocation failure). */
+int request_parse(const void *data, size_t len, Request **ret, RequestError *ret_error);
+Request *request_free(Request *r);
+
+/* Error reply frame: {"ok":false,"error":code,"detail":detail}, malloc'd, NUL-terminated. */
+char *reply_error(const char *code, const char *detail);

@@ -1,0 +1,217 @@
+#include "server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "log.h"
+#include "macro.h"
+
+#define SERVER_BATCH 512           /* requests read per loop turn */
+#define SERVER_MAX_REQUEST 65536   /* larger frames are refused unread by ZMQ_MAXMSGSIZE */
+
+struct Server {
+	void *ctx;
+	void *router;
+	void *pub;
+	sd_event_source *io;
+	sd_event_source *more; /* re-runs the reader when a turn's batch was full */
+	ServerRequestFn on_request;
+	void *userdata;
+};
+
+static int server_drain(Server *s);
+static bool router_readable(Server *s);
+
+static int on_router_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+	return server_drain(userdata);
+}
+
+static int on_more(sd_event_source *src, void *userdata)
+{
+	return server_drain(userdata);
+}
+
+static bool router_readable(Server *s)
+{
+	int events = 0;
+	size_t len = sizeof(events);
+
+	if (zmq_getsockopt(s->router, ZMQ_EVENTS, &events, &len) < 0)
+		return false;
+	return events & ZMQ_POLLIN;
+}
+
+/* Reads one multipart message: routing id, optional empty delimiter, one body frame. Messages of
+ * another shape are dropped whole: there is no way to answer them in the protocol. */
+static int server_read_one(Server *s)
+{
+	zmq_msg_t frames[4];
+	size_t n = 0;
+	int more = 1, r = 0;
+
+	while (more) {
+		size_t len = sizeof(more);
+		zmq_msg_t dummy;
+		zmq_msg_t *m = n < ELEMENTSOF(frames) ? &frames[n] : &dummy;
+
+		zmq_msg_init(m);
+		if (zmq_msg_recv(m, s->router, ZMQ_DONTWAIT) < 0) {
+			r = -errno;
+			zmq_msg_close(m);
+			break;
+		}
+		if (zmq_getsockopt(s->router, ZMQ_RCVMORE, &more, &len) < 0)
+			more = 0;
+		if (m == &dummy)
+			zmq_msg_close(m);
+		else
+			n++;
+	}
+	if (r == -EAGAIN && n == 0)
+		return 0;
+	if (r >= 0 && n >= 1) {
+		zmq_msg_t *id = &frames[0];
+		zmq_msg_t *body = &frames[n - 1];
+		bool shape_ok = n == 3 && zmq_msg_size(&frames[1]) == 0;
+
+		if (shape_ok && zmq_msg_size(id) <= SERVER_PEER_ID_MAX) {
+			ServerPeer peer = {.id_len = zmq_msg_size(id)};
+			char *text = malloc(zmq_msg_size(body) + 1);
+
+			memcpy(peer.id, zmq_msg_data(id), peer.id_len);
+			if (text) {
+				memcpy(text, zmq_msg_data(body), zmq_msg_size(body));
+				text[zmq_msg_size(body)] = 0;
+				s->on_request(s->userdata, &peer, text, zmq_msg_size(body));
+				free(text);
+			}
+		} else
+			log_debug("Dropping a request of %zu frames without the REQ envelope", n);
+	}
+	for (size_t i = 0; i < n; i++)
+		zmq_msg_close(&frames[i]);
+	return 1;
+}
+
+static int server_drain(Server *s)
+{
+	/* Read until EAGAIN, then ask ZMQ_EVENTS: processing the socket's commands there can
+	 * attach a new peer's pipe that already holds a request, and the fd will not signal that
+	 * again. Only when both say "nothing" is it safe to wait for the fd. */
+	for (int i = 0; i < SERVER_BATCH; i++) {
+		if (server_read_one(s) > 0)
+			continue;
+		if (!router_readable(s))
+			return 0;
+	}
+	/* More is waiting: continue on the next turn, after this turn's commit. */
+	sd_event_source_set_enabled(s->more, SD_EVENT_ONESHOT);
+	return 0;
+}
+
+static int socket_bind(void *sock, const char *endpoint, const char *what)
+{
+	if (zmq_bind(sock, endpoint) < 0)
+		return log_error_errno(errno, "Cannot bind the %s socket to '%s': %s", what,
+				       endpoint, zmq_strerror(errno));
+	return 0;
+}
+
+int server_new(sd_event *event, const char *submit_bind, const char *events_bind,
+	       ServerRequestFn on_request, void *userdata, Server **ret)
+{
+	Server *s;
+	int fd, linger = 0, hwm = 100000, r;
+	int64_t maxmsg = SERVER_MAX_REQUEST;
+	size_t len = sizeof(fd);
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->on_request = on_request;
+	s->userdata = userdata;
+	s->ctx = zmq_ctx_new();
+	if (!s->ctx) {
+		free(s);
+		return -ENOMEM;
+	}
+	s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
+	s->pub = zmq_socket(s->ctx, ZMQ_PUB);
+	if (!s->router || !s->pub) {
+		r = -errno;
+		goto fail;
+	}
+	zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(s->pub, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+	zmq_setsockopt(s->router, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+
+	r = socket_bind(s->router, submit_bind, "submit");
+	if (r < 0)
+		goto fail;
+	r = socket_bind(s->pub, events_bind, "events");
+	if (r < 0)
+		goto fail;
+
+	if (zmq_getsockopt(s->router, ZMQ_FD, &fd, &len) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = sd_event_add_io(event, &s->io, fd, EPOLLIN, on_router_io, s);
+	if (r < 0)
+		goto fail;
+	sd_event_source_set_description(s->io, "zmq-submit");
+	r = sd_event_add_defer(event, &s->more, on_more, s);
+	if (r < 0)
+		goto fail;
+	sd_event_source_set_enabled(s->more, SD_EVENT_OFF);
+	*ret = s;
+	/* Requests may already be waiting, and the edge is gone. */
+	sd_event_source_set_enabled(s->more, SD_EVENT_ONESHOT);
+	return 0;
+fail:
+	server_free(s);
+	return r;
+}
+
+Server *server_free(Server *s)
+{
+	if (!s)
+		return NULL;
+	sd_event_source_disable_unref(s->io);
+	sd_event_source_disable_unref(s->more);
+	if (s->router)
+		zmq_close(s->router);
+	if (s->pub)
+		zmq_close(s->pub);
+	if (s->ctx)
+		zmq_ctx_term(s->ctx);
+	free(s);
+	return NULL;
+}
+
+int server_reply(Server *s, const ServerPeer *peer, const char *json)
+{
+	int r = 0;
+
+	if (zmq_send(s->router, peer->id, peer->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+	    zmq_send(s->router, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+	    zmq_send(s->router, json, strlen(json), ZMQ_DONTWAIT) < 0)
+		r = log_debug_errno(errno, "Cannot answer a client: %m");
+	/* Sending may consume the edge that announced pending input. */
+	if (router_readable(s))
+		sd_event_source_set_enabled(s->more, SD_EVENT_ONESHOT);
+	return r;
+}
+
+int server_publish(Server *s, const char *topic, const char *json)
+{
+	if (zmq_send(s->pub, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+	    zmq_send(s->pub, json, strlen(json), ZMQ_DONTWAIT) < 0)
+		return log_debug_errno(errno, "Cannot publish a '%s' event: %m", topic);
+	return 0;
+}

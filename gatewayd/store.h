@@ -1,0 +1,129 @@
+/* store: the node's durable replica of the gateway state, in SQLite.
+ *
+ * Every write happens inside store_begin()/store_commit(); the gateway applies one replicated
+ * payload (many changes) per transaction, which is the group commit. The database runs in WAL
+ * mode with synchronous=FULL, so store_commit() returning 0 means the transaction is fsync'd:
+ * only then may an alert be answered "queued".
+ *
+ * The write functions are the state machine's transitions and are idempotent and monotonic
+ * (a final state is never left, "sent" beats "failed"/"expired"), so a change applied twice, or
+ * histories merged, end in the same state. Timestamps are realtime microseconds taken from the
+ * replicated changes, never read here.
+ *
+ * Threads: main thread only. Ownership: json_t results belong to the caller (json_decref). */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Store Store;
+
+typedef enum DeliveryState {
+	DELIVERY_QUEUED,
+	DELIVERY_SENDING,
+	DELIVERY_SENT,
+	DELIVERY_FAILED,
+	DELIVERY_EXPIRED,
+	_DELIVERY_STATE_MAX,
+} DeliveryState;
+
+const char *delivery_state_to_string(DeliveryState s);
+bool delivery_state_is_final(DeliveryState s);
+
+/* What store_delivery_result() etc. changed; the gateway turns these into events. */
+typedef struct DeliveryChange {
+	DeliveryState old_state, new_state;
+	uint64_t next_try_at;
+} DeliveryChange;
+
+typedef struct NewAlert {
+	const char *id;
+	const char *key;
+	const char *text;
+	const char *source; /* may be NULL */
+	const char *node;
+	bool critical;
+	uint64_t accepted_at;
+	uint64_t expires_at;
+	const char *const *to;
+	size_t n_to;
+	const char *const *copy;
+	size_t n_copy;
+} NewAlert;
+
+typedef struct DueDelivery {
+	char alert_id[33];
+	char number[20];
+	char *text; /* owned by the store until the next call */
+	bool critical;
+	unsigned attempts;
+	char last_modem[33]; /* modem of the last failed attempt, "" if none */
+} DueDelivery;
+
+typedef struct QueueCounts {
+	uint64_t queued, sending, sent, failed, expired;
+} QueueCounts;
+
+typedef struct ModemCounters {
+	uint64_t sent, failed;
+	char last_error[160];
+	uint64_t last_sent_at;
+} ModemCounters;
+
+int store_open(const char *state_dir, Store **ret);
+Store *store_close(Store *s);
+
+int store_begin(Store *s);
+int store_commit(Store *s);
+void store_rollback(Store *s);
+
+/* Dedupe: 1 with ret_id filled when key was first accepted less than window_usec before at. */
+int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_usec,
+		      char ret_id[static 33]);
+int store_alert_insert(Store *s, const NewAlert *a);
+/* 1 if the alert exists, 0 if not. */
+int store_alert_exists(Store *s, const char *id);
+/* Alerts not yet final (kept in memory, recounted on open and after a rollback). */
+uint64_t store_open_alerts(const Store *s);
+
+/* Transitions. Each returns 1 if the delivery changed (ret_change filled), 0 if not. */
+int store_delivery_assign(Store *s, const char *alert_id, const char *number, const char *node,
+			  const char *modem, uint64_t at, DeliveryChange *ret_change);
+typedef struct SendResult {
+	const char *node, *modem;
+	uint64_t at;
+	bool ok, permanent;
+	const char *error;
+	unsigned retry_min, retry_max; /* seconds */
+	unsigned max_permanent_failures;
+} SendResult;
+int store_delivery_result(Store *s, const char *alert_id, const char *number,
+			  const SendResult *res, DeliveryChange *ret_change);
+/* Expires every non-final delivery of the alert; returns how many changed. */
+int store_alert_expire(Store *s, const char *alert_id, uint64_t at);
+/* 1 when newly acknowledged, 0 when it already was, -ENOENT when unknown. */
+int store_alert_ack(Store *s, const char *id, const char *by, const char *via, uint64_t at);
+
+/* Queries for dispatch. The callback returns <0 to stop. */
+int store_due_deliveries(Store *s, uint64_t now, size_t limit,
+			 int (*cb)(const DueDelivery *d, void *userdata), void *userdata);
+/* Earliest next_try_at of a queued delivery; 0 when none. */
+int store_next_due(Store *s, uint64_t *ret);
+int store_next_expiry(Store *s, uint64_t *ret);
+int store_expired_alerts(Store *s, uint64_t now, size_t limit,
+			 int (*cb)(const char *id, void *userdata), void *userdata);
+/* Deliveries left "sending" by node (a restart interrupted them). */
+int store_sending_on_node(Store *s, const char *node,
+			  int (*cb)(const char *alert_id, const char *number, const char *modem,
+				    void *userdata),
+			  void *userdata);
+/* Purges final alerts that became final before `before`; returns how many. */
+int store_purge(Store *s, uint64_t before);
+
+/* Views for the protocol. */
+int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret);
+int store_queue_json(Store *s, size_t limit, json_t **ret);
+int store_counts(Store *s, QueueCounts *ret);
+int store_modem_counters(Store *s, const char *node, const char *modem, ModemCounters *ret);

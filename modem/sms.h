@@ -1,0 +1,27 @@
+/* sms: turning a UTF-8 text into the SMS parts libgammu will send, and judging what the network
+ * answered. Internal to modem/.
+ *
+ * Any thread may call these; none needs a state machine. sms_encode() returns a message the caller
+ * frees with free(). */
+#pragma once
+
+#include <stdbool.h>
+
+#include <gammu.h>
+
+/* Longest text accepted, in bytes of UTF-8; far above what 49 parts can carry, it only protects
+ * libgammu's fixed encoding buffers. */
+#define SMS_TEXT_MAX 32000
+
+/* Encodes text with GSM_EncodeMultiPartSMS (GSM 7-bit, or UCS-2 when a character needs it;
+ * concatenated with an 8-bit reference when it does not fit one part). Returns 0, -EINVAL for
+ * invalid UTF-8, -EMSGSIZE when libgammu would cut the text (50 parts or more: 3283 UCS-2
+ * characters; 5000 septets for GSM 7-bit), -ENOMEM. */
+int sms_encode(const char *text, GSM_MultiSMSMessage **ret);
+
+/* '+' optional, then 1-20 digits: what a modem can dial; E.164 checks belong to the caller. */
+bool sms_number_is_valid(const char *number);
+
+/* Whether a +CMS ERROR cause means the network refused this destination or message for good, so
+ * that another modem would get the same answer (3GPP TS 24.011 table E.2, TS 23.040 9.2.3.22). */
+bool sms_cause_is_permanent(int cause);
