@@ -65,7 +65,8 @@ typedef struct Job {
 	char number[20];
 	char *text;
 	size_t modem;
-	bool assigned; /* the assignment is committed and the modem has the job */
+	unsigned attempts; /* before this one */
+	bool assigned;     /* the assignment is committed and the modem has the job */
 } Job;
 
 typedef struct ModemSlot {
@@ -589,24 +590,33 @@ static bool modem_usable(const ModemSlot *slot)
 	return slot->status.state == MODEM_STATE_OK || slot->status.state == MODEM_STATE_DEGRADED;
 }
 
+#define PICK_WAIT (-2)
+
+/* The healthy modem with the shortest queue; -1 when every healthy modem is busy, PICK_WAIT
+ * when only `avoid` (the modem that just failed this delivery) is free while another healthy
+ * modem is busy: better wait a moment for that one than fail again on the same modem. */
 static ssize_t pick_modem(Gateway *g, const char *avoid)
 {
 	ssize_t best = -1;
+	bool other_usable = false;
 
 	for (size_t i = 0; i < g->n_modems; i++) {
 		ModemSlot *slot = &g->modems[i];
+		bool avoided = streq(avoid, slot->config->name);
 
-		if (!modem_usable(slot) || slot->inflight >= MODEM_INFLIGHT)
+		if (!modem_usable(slot))
 			continue;
-		/* Shortest queue first; a modem that just failed this delivery comes last. */
-		if (best < 0 ||
-		    (streq(avoid, g->modems[best].config->name) &&
-		     !streq(avoid, slot->config->name)) ||
+		if (!avoided)
+			other_usable = true;
+		if (slot->inflight >= MODEM_INFLIGHT)
+			continue;
+		if (best < 0 || (streq(avoid, g->modems[best].config->name) && !avoided) ||
 		    (slot->inflight < g->modems[best].inflight &&
-		     streq(avoid, slot->config->name) ==
-			     streq(avoid, g->modems[best].config->name)))
+		     avoided == streq(avoid, g->modems[best].config->name)))
 			best = (ssize_t)i;
 	}
+	if (best >= 0 && other_usable && streq(avoid, g->modems[best].config->name))
+		return PICK_WAIT;
 	return best;
 }
 
@@ -620,6 +630,8 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	if (job_find_delivery(g, d->alert_id, d->number))
 		return 0;
 	m = pick_modem(g, d->last_modem);
+	if (m == PICK_WAIT)
+		return 0;
 	if (m < 0)
 		return -ENOSPC; /* every modem is busy: stop until one answers */
 
@@ -631,6 +643,7 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	snprintf(job->number, sizeof(job->number), "%s", d->number);
 	job->text = strdup(d->text);
 	job->modem = (size_t)m;
+	job->attempts = d->attempts;
 	if (!job->text) {
 		free(job);
 		return -ENOMEM;
@@ -771,12 +784,19 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 	job = job_find(g, ev->job);
 	if (!job)
 		return 0;
-	/* A job the modem never tried (stopped, or not connected) is no reason to wait. */
+	/* A job the modem never tried (stopped, or not connected) is no reason to wait, and
+	 * neither is a failure while another modem can try at once: each modem gets one
+	 * immediate try before the backoff applies. */
+	bool elsewhere = false;
+	if (ev->result < 0 && job->attempts + 1 < g->n_modems)
+		for (size_t i = 0; i < g->n_modems; i++)
+			if (&g->modems[i] != slot && modem_usable(&g->modems[i]))
+				elsewhere = true;
 	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s?}", "t", "result", "id",
 		      job->alert_id, "to", job->number, "node", g->config->node_name, "modem",
 		      slot->config->name, "at", (json_int_t)now_realtime_usec(), "ok",
 		      ev->result >= 0, "permanent", ev->permanent, "retry_now",
-		      ev->result == -ESHUTDOWN || ev->result == -ENODEV ||
+		      elsewhere || ev->result == -ESHUTDOWN || ev->result == -ENODEV ||
 			      ev->result == -ENOTCONN,
 		      "error", ev->result >= 0 ? NULL : (ev->error[0] ? ev->error : "send failed"));
 	job_remove(g, job);

@@ -197,7 +197,8 @@ class Harness:
                              send_delay=send_delay, **kw)
         return self.sim
 
-    def config(self, name="a", modems=("gsm0",), port=None, extra="", state_dir=None) -> tuple:
+    def config(self, name="a", modems=("gsm0",), port=None, extra="", state_dir=None,
+               modem_extra=None) -> tuple:
         port = port or self.port_pair()
         state_dir = state_dir or os.path.join(self.dir, f"state-{name}")
         text = (f"[node]\nname = {name}\nstate_dir = {state_dir}\n\n"
@@ -206,7 +207,7 @@ class Harness:
                 "[delivery]\nretry_min = 1\nretry_max = 5\n\n")
         for m in modems:
             text += (f"[modem {m}]\ndevice = {self.sim.device(m)}\nconnection = at\n"
-                     "health_interval = 5\n\n")
+                     + (modem_extra or {}).get(m, "health_interval = 5\n") + "\n")
         return text + extra, state_dir, port
 
     def port_pair(self) -> int:
@@ -222,10 +223,10 @@ class Harness:
         raise AssertionError("no free port pair")
 
     def gateway(self, modems=("gsm0",), send_delay: float = 0, extra: str = "", name="a",
-                start=True, wait_modems=True, sim_kw=None) -> Gateway:
+                start=True, wait_modems=True, sim_kw=None, modem_extra=None) -> Gateway:
         if self.sim is None:
             self.start_sim(modems, send_delay, **(sim_kw or {}))
-        text, state_dir, port = self.config(name, modems, extra=extra)
+        text, state_dir, port = self.config(name, modems, extra=extra, modem_extra=modem_extra)
         gw = Gateway(self, name, text, state_dir, port)
         if start:
             gw.start(wait_modems=len(modems) if (wait_modems and modems) else None)
