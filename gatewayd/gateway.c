@@ -367,6 +367,7 @@ static int apply_result(Gateway *g, json_t *c)
 		.ok = json_is_true(json_object_get(c, "ok")),
 		.permanent = json_is_true(json_object_get(c, "permanent")),
 		.error = json_string_value(json_object_get(c, "error")),
+		.message_ref = json_object_get(c, "ref") ? (int)ju64(c, "ref") : -1,
 		.retry_min = json_is_true(json_object_get(c, "retry_now")) ? 0
 									    : g->config->retry_min,
 		.retry_max = g->config->retry_max,
@@ -799,6 +800,8 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 		      elsewhere || ev->result == -ESHUTDOWN || ev->result == -ENODEV ||
 			      ev->result == -ENOTCONN,
 		      "error", ev->result >= 0 ? NULL : (ev->error[0] ? ev->error : "send failed"));
+	if (c && ev->result >= 0 && ev->message_ref >= 0)
+		json_object_set_new(c, "ref", json_integer(ev->message_ref));
 	job_remove(g, job);
 	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
 	return outbox_add(g, c, NULL);
@@ -940,6 +943,18 @@ static int default_key(Request *req, char ret[static 40])
 	return 0;
 }
 
+static Pending *pending_new(const ServerPeer *peer, PendingKind kind, const char *id)
+{
+	Pending *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->peer = *peer;
+	p->kind = kind;
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	return p;
+}
+
 static void reply_now(Gateway *g, const ServerPeer *peer, json_t *reply)
 {
 	_cleanup_free_ char *text = NULL;
@@ -1000,14 +1015,11 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		return;
 	}
 
-	p = calloc(1, sizeof(*p));
+	p = pending_new(peer, PENDING_SEND, id);
 	if (!p) {
 		reply_err(g, peer, "storage_error", "out of memory");
 		return;
 	}
-	p->peer = *peer;
-	p->kind = PENDING_SEND;
-	memcpy(p->id, id, sizeof(p->id));
 	c = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:O, s:O, s:s?, s:s, s:I}", "t", "submit",
 		      "id", id, "key", req->key ? req->key : key, "text", req->text, "critical",
 		      req->critical, "ttl", (json_int_t)req->ttl, "to", to, "copy", copy, "source",
@@ -1027,14 +1039,11 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 			  r < 0 ? "the store could not be read" : "no alert with this id");
 		return;
 	}
-	p = calloc(1, sizeof(*p));
+	p = pending_new(peer, PENDING_ACK, req->id);
 	if (!p) {
 		reply_err(g, peer, "storage_error", "out of memory");
 		return;
 	}
-	p->peer = *peer;
-	p->kind = PENDING_ACK;
-	memcpy(p->id, req->id, sizeof(p->id));
 	if (outbox_add(g,
 		       json_pack("{s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", req->id, "by",
 				 req->by ? req->by : "unknown", "via", "api", "at",
@@ -1074,12 +1083,13 @@ static json_t *status_json(Gateway *g)
 				  mc.last_sent_at ? format_rfc3339(mc.last_sent_at, last) : NULL));
 	}
 	status = json_pack("{s:{s:s, s:i}, s:{s:b, s:b, s:[{s:s, s:i, s:b}]}, s:o, "
-			   "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
+			   "s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
 			   "node", "name", g->config->node_name, "id", (int)g->nodeid, "cluster",
 			   "enabled", 0, "quorate", 1, "members", "name", g->config->node_name,
 			   "id", (int)g->nodeid, "online", 1, "modems", modems ? modems : json_array(),
 			   "queue", "queued", (json_int_t)counts.queued, "sending",
-			   (json_int_t)counts.sending, "sent", (json_int_t)counts.sent, "failed",
+			   (json_int_t)counts.sending, "sent", (json_int_t)counts.sent, "delivered",
+			   (json_int_t)counts.delivered, "failed",
 			   (json_int_t)counts.failed, "expired", (json_int_t)counts.expired,
 			   "voice", "calls", 0, "last_outcome");
 	return status;

@@ -22,7 +22,9 @@
 #include "macro.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 enum {
 	SQL_DEDUPE_FIND,
@@ -71,7 +73,7 @@ static const char *const sql_text[_SQL_MAX] = {
 	[SQL_DELIVERY_SET] = "UPDATE deliveries SET state = ?3, next_try_at = ?4, node = ?5, "
 			     "modem = ?6, permanent_failures = ?7 WHERE alert_id = ?1 AND number = ?2",
 	[SQL_ATTEMPT_INSERT] = "INSERT OR IGNORE INTO attempts(alert_id, number, node, modem, at, "
-			       "result, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+			       "result, error, message_ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[SQL_ATTEMPT_COUNT] = "SELECT COUNT(*) FROM attempts WHERE alert_id = ?1 AND number = ?2",
 	[SQL_ALERT_DELIVERY_STATES] = "SELECT state FROM deliveries WHERE alert_id = ?1",
 	[SQL_ALERT_SET_STATE] = "UPDATE alerts SET state = ?2, final = ?3, final_at = ?4 "
@@ -95,7 +97,7 @@ static const char *const sql_text[_SQL_MAX] = {
 			  "ack_via, ack_at, expires_at FROM alerts WHERE id = ?1",
 	[SQL_ALERT_DELIVERIES] = "SELECT number, state, kind FROM deliveries WHERE alert_id = ?1 "
 				 "ORDER BY seq",
-	[SQL_ALERT_ATTEMPTS] = "SELECT node, modem, at, result, error FROM attempts "
+	[SQL_ALERT_ATTEMPTS] = "SELECT node, modem, at, result, error, report FROM attempts "
 			       "WHERE alert_id = ?1 AND number = ?2 ORDER BY at",
 	[SQL_QUEUE] = "SELECT id FROM alerts WHERE final = 0 ORDER BY accepted_at DESC LIMIT ?1",
 	[SQL_COUNTS] = "SELECT state, COUNT(*) FROM alerts GROUP BY state",
@@ -118,6 +120,7 @@ static int store_recount(Store *s);
 static const char *const delivery_state_table[_DELIVERY_STATE_MAX] = {
 	[DELIVERY_QUEUED] = "queued", [DELIVERY_SENDING] = "sending", [DELIVERY_SENT] = "sent",
 	[DELIVERY_FAILED] = "failed", [DELIVERY_EXPIRED] = "expired",
+	[DELIVERY_DELIVERED] = "delivered",
 };
 
 const char *delivery_state_to_string(DeliveryState s)
@@ -135,7 +138,8 @@ static DeliveryState delivery_state_from_string(const char *s)
 
 bool delivery_state_is_final(DeliveryState s)
 {
-	return s == DELIVERY_SENT || s == DELIVERY_FAILED || s == DELIVERY_EXPIRED;
+	return s == DELIVERY_SENT || s == DELIVERY_FAILED || s == DELIVERY_EXPIRED ||
+	       s == DELIVERY_DELIVERED;
 }
 
 /* How far a delivery got: the alert shows the furthest of its deliveries. */
@@ -143,7 +147,7 @@ static int delivery_state_rank(DeliveryState s)
 {
 	static const int rank[_DELIVERY_STATE_MAX] = {
 		[DELIVERY_QUEUED] = 0, [DELIVERY_SENDING] = 1, [DELIVERY_EXPIRED] = 2,
-		[DELIVERY_FAILED] = 3, [DELIVERY_SENT] = 4,
+		[DELIVERY_FAILED] = 3, [DELIVERY_SENT] = 4, [DELIVERY_DELIVERED] = 5,
 	};
 	return rank[s];
 }
@@ -192,6 +196,8 @@ static sqlite3_stmt *stmt(Store *s, int id)
 	}
 	return s->stmt[id];
 }
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt, sqlite3_finalize)
 
 static void stmt_done(sqlite3_stmt *st)
 {
@@ -263,6 +269,17 @@ static const char schema_v1[] =
 	"CREATE TABLE dedupe(key TEXT PRIMARY KEY, alert_id TEXT NOT NULL,"
 	" first_at INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* v2: received SMS, and the message reference of each attempt for delivery reports. */
+static const char schema_v2[] =
+	"CREATE TABLE inbox("
+	" key TEXT PRIMARY KEY, node TEXT NOT NULL, modem TEXT NOT NULL, sender TEXT NOT NULL,"
+	" text TEXT NOT NULL, parts INTEGER NOT NULL, smsc_at INTEGER,"
+	" received_at INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX inbox_received ON inbox(received_at);"
+	"ALTER TABLE attempts ADD COLUMN message_ref INTEGER;"
+	"ALTER TABLE attempts ADD COLUMN report TEXT;"
+	"CREATE INDEX attempts_ref ON attempts(node, modem, message_ref);";
+
 static int store_migrate(Store *s)
 {
 	sqlite3_stmt *st;
@@ -289,8 +306,13 @@ static int store_migrate(Store *s)
 		if (r < 0)
 			goto fail;
 	}
-	/* Later versions add their ALTER TABLE steps here, each guarded by version < N. */
-	r = exec(s, "PRAGMA user_version = 1");
+	if (version < 2) {
+		r = exec(s, schema_v2);
+		if (r < 0)
+			goto fail;
+	}
+	/* Later versions add their steps here, each guarded by version < N. */
+	r = exec(s, "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION));
 	if (r < 0)
 		goto fail;
 	return exec(s, "COMMIT");
@@ -644,12 +666,16 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number,
 	bind_u64(st, 5, res->at);
 	bind_text(st, 6, res->ok ? "sent" : "error");
 	bind_text(st, 7, res->ok ? NULL : res->error);
+	if (res->ok && res->message_ref >= 0)
+		sqlite3_bind_int(st, 8, res->message_ref);
+	else
+		sqlite3_bind_null(st, 8);
 	r = step_done(s, st, "recording an attempt");
 	if (r < 0)
 		return r;
 
 	if (res->ok) {
-		if (state == DELIVERY_SENT)
+		if (state == DELIVERY_SENT || state == DELIVERY_DELIVERED)
 			return 0;
 		new_state = DELIVERY_SENT; /* sent beats failed and expired */
 	} else {
@@ -684,6 +710,90 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number,
 	*ret_change = (DeliveryChange){
 		.old_state = state, .new_state = new_state, .next_try_at = next_try_at};
 	return 1;
+}
+
+int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id[static 33],
+			  char ret_number[static 20])
+{
+	static const char find[] = "SELECT alert_id, number FROM attempts WHERE node = ?1 AND "
+				   "modem = ?2 AND message_ref = ?3 AND result = 'sent' AND "
+				   "at <= ?4 ORDER BY at DESC LIMIT 1";
+	static const char mark[] = "UPDATE attempts SET report = ?5 WHERE node = ?1 AND "
+				   "modem = ?2 AND message_ref = ?3 AND alert_id = ?4 AND "
+				   "result = 'sent'";
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL, *up = NULL;
+	DeliveryState state;
+	unsigned permanent;
+	int rc, r;
+
+	rc = sqlite3_prepare_v2(s->db, find, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "preparing a report lookup");
+	bind_text(st, 1, rep->node);
+	bind_text(st, 2, rep->modem);
+	sqlite3_bind_int(st, 3, rep->message_ref);
+	bind_u64(st, 4, rep->at);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return 0; /* a report for something we do not know (purged, or not ours) */
+	if (rc != SQLITE_ROW)
+		return store_fail(s, rc, "looking up a report");
+	snprintf(ret_alert_id, 33, "%s", sqlite3_column_text(st, 0));
+	snprintf(ret_number, 20, "%s", sqlite3_column_text(st, 1));
+
+	rc = sqlite3_prepare_v2(s->db, mark, -1, &up, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "preparing a report");
+	bind_text(up, 1, rep->node);
+	bind_text(up, 2, rep->modem);
+	sqlite3_bind_int(up, 3, rep->message_ref);
+	bind_text(up, 4, ret_alert_id);
+	bind_text(up, 5, rep->status);
+	rc = sqlite3_step(up);
+	if (rc != SQLITE_DONE)
+		return store_fail(s, rc, "recording a report");
+
+	if (!rep->delivered)
+		return 0;
+	r = delivery_get(s, ret_alert_id, ret_number, &state, &permanent);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	if (state == DELIVERY_DELIVERED)
+		return 0;
+	r = delivery_set(s, ret_alert_id, ret_number, DELIVERY_DELIVERED, rep->at, rep->node,
+			 rep->modem, permanent);
+	if (r < 0)
+		return r;
+	r = alert_refresh(s, ret_alert_id, rep->at);
+	return r < 0 ? r : 1;
+}
+
+int store_inbox_insert(Store *s, const InboxMessage *m)
+{
+	static const char sql[] = "INSERT OR IGNORE INTO inbox(key, node, modem, sender, text, "
+				  "parts, smsc_at, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+				  "?7, ?8)";
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "preparing an inbox insert");
+	bind_text(st, 1, m->key);
+	bind_text(st, 2, m->node);
+	bind_text(st, 3, m->modem);
+	bind_text(st, 4, m->sender);
+	bind_text(st, 5, m->text);
+	sqlite3_bind_int(st, 6, (int)m->parts);
+	if (m->smsc_at)
+		bind_u64(st, 7, m->smsc_at);
+	else
+		sqlite3_bind_null(st, 7);
+	bind_u64(st, 8, m->received_at);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		return store_fail(s, rc, "storing a received SMS");
+	return sqlite3_changes(s->db) > 0;
 }
 
 int store_alert_expire(Store *s, const char *alert_id, uint64_t at)
@@ -744,34 +854,56 @@ int store_alert_ack(Store *s, const char *id, const char *by, const char *via, u
 	return rc < 0 ? rc : 1;
 }
 
-int store_due_deliveries(Store *s, uint64_t now, size_t limit,
-			 int (*cb)(const DueDelivery *d, void *userdata), void *userdata)
+/* Steps a bound statement through its rows, handing each to row(); row() returns <0 to stop
+ * early (that value is returned). Resets the statement in every case. */
+static int each_row(Store *s, sqlite3_stmt *st, const char *what,
+		    int (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
 {
-	sqlite3_stmt *st = stmt(s, SQL_DUE);
 	int rc, r = 0;
 
-	if (!st)
-		return -EIO;
-	bind_u64(st, 1, now);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		DueDelivery d = {0};
-		const char *modem = (const char *)sqlite3_column_text(st, 4);
-
-		snprintf(d.alert_id, sizeof(d.alert_id), "%s", sqlite3_column_text(st, 0));
-		snprintf(d.number, sizeof(d.number), "%s", sqlite3_column_text(st, 1));
-		d.text = (char *)sqlite3_column_text(st, 2);
-		d.critical = sqlite3_column_int(st, 3) != 0;
-		snprintf(d.last_modem, sizeof(d.last_modem), "%s", modem ? modem : "");
-		d.attempts = (unsigned)sqlite3_column_int(st, 5);
-		r = cb(&d, userdata);
+		r = row(st, ctx);
 		if (r < 0)
 			break;
 	}
 	stmt_done(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_fail(s, rc, "listing due deliveries");
+		return store_fail(s, rc, what);
 	return r < 0 ? r : 0;
+}
+
+typedef struct RowCallback {
+	void *cb;
+	void *userdata;
+} RowCallback;
+
+static int due_row(sqlite3_stmt *st, void *ctx)
+{
+	RowCallback *rc = ctx;
+	int (*cb)(const DueDelivery *d, void *userdata) = rc->cb;
+	const char *modem = (const char *)sqlite3_column_text(st, 4);
+	DueDelivery d = {0};
+
+	snprintf(d.alert_id, sizeof(d.alert_id), "%s", sqlite3_column_text(st, 0));
+	snprintf(d.number, sizeof(d.number), "%s", sqlite3_column_text(st, 1));
+	d.text = (char *)sqlite3_column_text(st, 2);
+	d.critical = sqlite3_column_int(st, 3) != 0;
+	snprintf(d.last_modem, sizeof(d.last_modem), "%s", modem ? modem : "");
+	d.attempts = (unsigned)sqlite3_column_int(st, 5);
+	return cb(&d, rc->userdata);
+}
+
+int store_due_deliveries(Store *s, uint64_t now, size_t limit,
+			 int (*cb)(const DueDelivery *d, void *userdata), void *userdata)
+{
+	sqlite3_stmt *st = stmt(s, SQL_DUE);
+	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
+
+	if (!st)
+		return -EIO;
+	bind_u64(st, 1, now);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	return each_row(s, st, "listing due deliveries", due_row, &ctx);
 }
 
 int store_next_due(Store *s, uint64_t *ret)
@@ -788,25 +920,35 @@ int store_next_expiry(Store *s, uint64_t *ret)
 	return r < 0 ? r : 0;
 }
 
+static int expired_row(sqlite3_stmt *st, void *ctx)
+{
+	RowCallback *rc = ctx;
+	int (*cb)(const char *id, void *userdata) = rc->cb;
+
+	return cb((const char *)sqlite3_column_text(st, 0), rc->userdata);
+}
+
 int store_expired_alerts(Store *s, uint64_t now, size_t limit,
 			 int (*cb)(const char *id, void *userdata), void *userdata)
 {
 	sqlite3_stmt *st = stmt(s, SQL_EXPIRED);
-	int rc, r = 0;
+	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 
 	if (!st)
 		return -EIO;
 	bind_u64(st, 1, now);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		r = cb((const char *)sqlite3_column_text(st, 0), userdata);
-		if (r < 0)
-			break;
-	}
-	stmt_done(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_fail(s, rc, "listing expired alerts");
-	return r < 0 ? r : 0;
+	return each_row(s, st, "listing expired alerts", expired_row, &ctx);
+}
+
+static int sending_row(sqlite3_stmt *st, void *ctx)
+{
+	RowCallback *rc = ctx;
+	int (*cb)(const char *, const char *, const char *, void *) = rc->cb;
+	const char *modem = (const char *)sqlite3_column_text(st, 2);
+
+	return cb((const char *)sqlite3_column_text(st, 0),
+		  (const char *)sqlite3_column_text(st, 1), modem ? modem : "", rc->userdata);
 }
 
 int store_sending_on_node(Store *s, const char *node,
@@ -815,23 +957,12 @@ int store_sending_on_node(Store *s, const char *node,
 			  void *userdata)
 {
 	sqlite3_stmt *st = stmt(s, SQL_SENDING_ON_NODE);
-	int rc, r = 0;
+	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, node);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *modem = (const char *)sqlite3_column_text(st, 2);
-
-		r = cb((const char *)sqlite3_column_text(st, 0),
-		       (const char *)sqlite3_column_text(st, 1), modem ? modem : "", userdata);
-		if (r < 0)
-			break;
-	}
-	stmt_done(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_fail(s, rc, "listing interrupted sends");
-	return r < 0 ? r : 0;
+	return each_row(s, st, "listing interrupted sends", sending_row, &ctx);
 }
 
 int store_purge(Store *s, uint64_t before)
@@ -843,6 +974,7 @@ int store_purge(Store *s, uint64_t before)
 		"(SELECT id FROM alerts WHERE final = 1 AND final_at < ?1)",
 		"DELETE FROM alerts WHERE final = 1 AND final_at < ?1",
 		"DELETE FROM dedupe WHERE alert_id NOT IN (SELECT id FROM alerts)",
+		"DELETE FROM inbox WHERE received_at < ?1",
 	};
 	int purged = 0;
 
@@ -852,7 +984,7 @@ int store_purge(Store *s, uint64_t before)
 
 		if (rc != SQLITE_OK)
 			return store_fail(s, rc, "preparing purge");
-		if (i < 3)
+		if (i != 3)
 			bind_u64(st, 1, before);
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
@@ -896,6 +1028,8 @@ static int alert_attempts_json(Store *s, const char *id, const char *number, jso
 				      json_time_or_null((uint64_t)sqlite3_column_int64(st, 2)),
 				      "result", column_string(st, 3), "error",
 				      column_string(st, 4));
+		if (a && sqlite3_column_type(st, 5) != SQLITE_NULL)
+			json_object_set_new(a, "report", column_string(st, 5));
 		if (!a || json_array_append_new(list, a) < 0) {
 			rc = SQLITE_NOMEM;
 			break;
@@ -1058,6 +1192,9 @@ int store_counts(Store *s, QueueCounts *ret)
 		case DELIVERY_SENT:
 			c.sent += n;
 			break;
+		case DELIVERY_DELIVERED:
+			c.delivered += n;
+			break;
 		case DELIVERY_FAILED:
 			c.failed += n;
 			break;
@@ -1104,5 +1241,42 @@ int store_modem_counters(Store *s, const char *node, const char *modem, ModemCou
 		snprintf(c.last_error, sizeof(c.last_error), "%s", sqlite3_column_text(st, 0));
 	stmt_done(st);
 	*ret = c;
+	return 0;
+}
+
+int store_inbox_json(Store *s, size_t limit, json_t **ret)
+{
+	static const char sql[] = "SELECT key, node, modem, sender, text, parts, smsc_at, "
+				  "received_at FROM inbox ORDER BY received_at DESC LIMIT ?1";
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	json_t *list = json_array();
+	int rc;
+
+	if (!list)
+		return -ENOMEM;
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		json_decref(list);
+		return store_fail(s, rc, "preparing the inbox");
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *m = json_pack(
+			"{s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o}", "key", column_string(st, 0),
+			"node", column_string(st, 1), "modem", column_string(st, 2), "from",
+			column_string(st, 3), "text", column_string(st, 4), "parts",
+			sqlite3_column_int(st, 5), "sent_at",
+			json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)), "received_at",
+			json_time_or_null((uint64_t)sqlite3_column_int64(st, 7)));
+		if (!m || json_array_append_new(list, m) < 0) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		json_decref(list);
+		return store_fail(s, rc, "reading the inbox");
+	}
+	*ret = list;
 	return 0;
 }

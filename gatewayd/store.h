@@ -26,6 +26,7 @@ typedef enum DeliveryState {
 	DELIVERY_SENT,
 	DELIVERY_FAILED,
 	DELIVERY_EXPIRED,
+	DELIVERY_DELIVERED, /* the SMS centre reported it delivered to the handset */
 	_DELIVERY_STATE_MAX,
 } DeliveryState;
 
@@ -63,7 +64,7 @@ typedef struct DueDelivery {
 } DueDelivery;
 
 typedef struct QueueCounts {
-	uint64_t queued, sending, sent, failed, expired;
+	uint64_t queued, sending, sent, delivered, failed, expired;
 } QueueCounts;
 
 typedef struct ModemCounters {
@@ -95,6 +96,7 @@ typedef struct SendResult {
 	const char *node, *modem;
 	uint64_t at;
 	bool ok, permanent;
+	int message_ref; /* TP-MR of the accepted SMS, -1 if unknown */
 	const char *error;
 	unsigned retry_min, retry_max; /* seconds */
 	unsigned max_permanent_failures;
@@ -105,6 +107,29 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number,
 int store_alert_expire(Store *s, const char *alert_id, uint64_t at);
 /* 1 when newly acknowledged, 0 when it already was, -ENOENT when unknown. */
 int store_alert_ack(Store *s, const char *id, const char *by, const char *via, uint64_t at);
+
+/* A status report from the SMS centre, matched to the attempt that carried message_ref. */
+typedef struct DeliveryReport {
+	const char *node, *modem;
+	int message_ref;
+	bool delivered;
+	const char *status; /* words, e.g. "delivered" or "expired in the network" */
+	uint64_t at;
+} DeliveryReport;
+/* 1 when a delivery became "delivered", 0 otherwise (the report is kept on the attempt);
+ * ret_alert_id/ret_number name the delivery when one was found. */
+int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id[static 33],
+			  char ret_number[static 20]);
+
+typedef struct InboxMessage {
+	const char *key; /* stable across re-reads of the same message: dedupes them */
+	const char *node, *modem, *sender, *text;
+	unsigned parts;
+	uint64_t smsc_at, received_at;
+} InboxMessage;
+/* 1 when stored, 0 when it was already there. */
+int store_inbox_insert(Store *s, const InboxMessage *m);
+int store_inbox_json(Store *s, size_t limit, json_t **ret);
 
 /* Queries for dispatch. The callback returns <0 to stop. */
 int store_due_deliveries(Store *s, uint64_t now, size_t limit,

@@ -172,6 +172,65 @@ static void test_reopen_keeps_data(void)
 	store_close(s);
 }
 
+static void test_newer_schema_is_refused(void)
+{
+	char path[256];
+	sqlite3 *db;
+	Store *s;
+
+	check_int(store_open(dir, &s), 0);
+	store_close(s);
+	snprintf(path, sizeof(path), "%s/gatewayd.db", dir);
+	check(sqlite3_open(path, &db) == SQLITE_OK);
+	check(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+	check_int(store_open(dir, &s), -EPROTO);
+	check(sqlite3_open(path, &db) == SQLITE_OK);
+	check(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void test_inbox_and_reports(void)
+{
+	Store *s;
+	DeliveryChange ch;
+	json_t *o = NULL;
+	char id[33], number[20];
+	uint64_t t0 = 20000 * SEC;
+	SendResult r = result(true, false, t0 + SEC);
+	InboxMessage m = {.key = "k1", .node = "a", .modem = "gsm0", .sender = "+32470100001",
+			  .text = "ACK 1234", .parts = 1, .received_at = t0};
+	DeliveryReport rep = {.node = "a", .modem = "gsm0", .message_ref = 42, .delivered = true,
+			      .status = "delivered", .at = t0 + 5 * SEC};
+
+	check_int(store_open(dir, &s), 0);
+	insert(s, "00000000000000000000000000000004", "k4", t0);
+	check_int(store_begin(s), 0);
+	r.message_ref = 42;
+	check_int(store_delivery_result(s, "00000000000000000000000000000004", "+32470000001", &r,
+					&ch),
+		  1);
+	check_int(store_delivery_report(s, &rep, id, number), 1);
+	check_str(id, "00000000000000000000000000000004");
+	check_str(number, "+32470000001");
+	check_int(store_delivery_report(s, &rep, id, number), 0); /* once */
+	/* a later "sent" never undoes "delivered" */
+	check_int(store_delivery_result(s, "00000000000000000000000000000004", "+32470000001", &r,
+					&ch),
+		  0);
+	check_int(store_inbox_insert(s, &m), 1);
+	check_int(store_inbox_insert(s, &m), 0); /* the same message read again */
+	check_int(store_commit(s), 0);
+	check_int(store_alert_json(s, "00000000000000000000000000000004", true, &o), 0);
+	check_str(json_string_value(json_object_get(o, "state")), "delivered");
+	json_decref(o);
+	check_int(store_inbox_json(s, 10, &o), 0);
+	check_int(json_array_size(o), 1);
+	check_str(json_string_value(json_object_get(json_array_get(o, 0), "text")), "ACK 1234");
+	json_decref(o);
+	store_close(s);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -180,6 +239,8 @@ int main(void)
 	run(test_lifecycle);
 	run(test_expiry_and_purge);
 	run(test_reopen_keeps_data);
+	run(test_newer_schema_is_refused);
+	run(test_inbox_and_reports);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
