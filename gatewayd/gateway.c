@@ -1128,6 +1128,13 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 		else
 			reply_now(g, peer, o);
 		break;
+	case OP_INBOX:
+		r = store_inbox_json(g->store, 1000, &o);
+		if (r < 0)
+			reply_err(g, peer, "storage_error", "the store could not be read");
+		else
+			reply_now(g, peer, json_pack("{s:o}", "messages", o));
+		break;
 	case OP_QUEUE:
 		r = store_queue_json(g->store, 1000, &o);
 		if (r < 0)

@@ -568,6 +568,57 @@ static int print_queue(const json_t *reply)
 	return 0;
 }
 
+static int print_inbox(const json_t *reply)
+{
+	static const char *const headers[] = {"RECEIVED", "FROM", "NODE", "MODEM", "TEXT"};
+	_cleanup_(ctl_table_freep) CtlTable *table = NULL;
+	const json_t *messages = json_object_get(reply, "messages");
+	size_t i;
+	int r;
+
+	if (!json_is_array(messages))
+		return log_error_errno(EPROTO, "malformed reply: no \"messages\" list");
+	if (json_array_size(messages) == 0) {
+		printf("No received messages.\n");
+		return 0;
+	}
+	r = ctl_table_new(ELEMENTSOF(headers), headers, &table);
+	if (r < 0)
+		return log_oom();
+	for (i = 0; i < json_array_size(messages); i++) {
+		const json_t *m = json_array_get(messages, i);
+		const json_t *t = json_object_get(m, "text");
+		_cleanup_free_ char *text = ctl_format_text(json_is_string(t) ? json_string_value(t)
+									     : "-",
+							    QUEUE_TEXT_WIDTH * 2, false);
+
+		if (!text)
+			return log_oom();
+		r = ctl_table_add_row(table, (const char *[]){FIELD(m, "received_at"),
+							      FIELD(m, "from"), FIELD(m, "node"),
+							      FIELD(m, "modem"), text});
+		if (r < 0)
+			return log_oom();
+	}
+	r = ctl_table_print(table, stdout, 0);
+	return r == -ENOMEM ? log_oom() : 0;
+}
+
+static int cmd_inbox(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
+{
+	_cleanup_(json_decrefp) json_t *reply = NULL;
+	bool json;
+	int r;
+
+	r = parse_look_options(cmd, argc, argv, NULL, NULL, &json);
+	if (r != 0)
+		return r;
+	r = call(ctl, json_pack("{s:s}", "op", "inbox"), &reply);
+	if (r != 0)
+		return r;
+	return json ? print_json(reply) : print_inbox(reply);
+}
+
 static int cmd_status(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
 {
 	_cleanup_(json_decrefp) json_t *reply = NULL;
@@ -885,6 +936,13 @@ static const CtlCommand commands[] = {
                 .summary = "List the alerts not yet final, newest first.",
                 .options = "      --json    print the daemon's reply as JSON\n",
                 .run = cmd_queue,
+        },
+        {
+                .name = "inbox",
+                .synopsis = "[--json]",
+                .summary = "List the SMS the modems received, newest first.",
+                .options = "      --json    print the daemon's reply as JSON\n",
+                .run = cmd_inbox,
         },
 };
 

@@ -256,9 +256,9 @@ int request_parse(const void *data, size_t len, Request **ret, RequestError *ret
 	if (streq(op, "send")) {
 		r->op = OP_SEND;
 		rc = parse_send(o, r, ret_error);
-	} else if (streq(op, "status") || streq(op, "queue")) {
+	} else if (streq(op, "status") || streq(op, "queue") || streq(op, "inbox")) {
 		static const char *const fields[] = {"op", NULL};
-		r->op = streq(op, "status") ? OP_STATUS : OP_QUEUE;
+		r->op = streq(op, "status") ? OP_STATUS : streq(op, "queue") ? OP_QUEUE : OP_INBOX;
 		rc = check_fields(o, fields, ret_error);
 	} else if (streq(op, "get") || streq(op, "ack")) {
 		static const char *const get_fields[] = {"op", "id", NULL};

@@ -19,7 +19,7 @@
 #define REQUEST_DEFAULT_TTL 3600
 #define REQUEST_MAX_TTL (7 * 86400)
 
-typedef enum RequestOp { OP_SEND, OP_STATUS, OP_GET, OP_QUEUE, OP_ACK } RequestOp;
+typedef enum RequestOp { OP_SEND, OP_STATUS, OP_GET, OP_QUEUE, OP_ACK, OP_INBOX } RequestOp;
 
 typedef struct Request {
 	RequestOp op;
