@@ -27,15 +27,25 @@ const ModemSettings *modem_settings(const Modem *m);
 const LogContext *modem_log_context(const Modem *m);
 Watchdog *modem_watchdog(const Modem *m);
 
-/* Blocks until a job is queued, modem_stop() is called or the CLOCK_MONOTONIC deadline (usec,
- * UINT64_MAX for none) passes. Returns 1, 0 on timeout, -ESHUTDOWN when stopping. */
-int modem_wait_job(Modem *m, uint64_t deadline);
+/* Readable when the worker has something to look at: a job, a confirmation, modem_stop(). The
+ * worker clears it with modem_clear_wake() before it looks, so nothing that arrives later is
+ * missed. */
+int modem_wake_fd(const Modem *m);
+void modem_clear_wake(Modem *m);
 bool modem_stopping(Modem *m);
+bool modem_has_jobs(Modem *m);
 /* Takes the oldest queued job, or NULL. It still counts in modem_queue_length(). */
 ModemJob *modem_pop_job(Modem *m);
 /* Queues job->event (type MODEM_EVENT_SENT, job id set here) and wakes the main loop. */
 void modem_finish_job(Modem *m, ModemJob *job);
 /* Queues a MODEM_EVENT_STATUS; a status not yet taken by the main loop is replaced. */
 void modem_publish_status(Modem *m, const ModemStatus *status);
+/* Queues any other event and wakes the main loop; ev->text (if any) becomes the queue's and is
+ * set to NULL. Returns 0 or -ENOMEM (then ev is untouched). */
+int modem_queue_event(Modem *m, ModemEvent *ev);
+/* A token for a received message, never 0, unique for the life of the Modem. */
+uint64_t modem_new_token(Modem *m);
+/* Takes up to max tokens given to modem_sms_stored(), oldest first. */
+size_t modem_take_confirmed(Modem *m, uint64_t *ret, size_t max);
 /* Drops a reference; the worker holds one while it runs. */
 void modem_unref(Modem *m);

@@ -4,18 +4,23 @@
  * a hung modem can hold a call for half a minute. None of that may reach the main loop, which
  * also serves the cluster and the submit socket. So each modem gets a worker thread (worker.c)
  * that alone owns its GSM_StateMachine, the way redis hands slow work to its bio threads: the
- * main thread only appends a job to a queue and signals a condition variable; the worker sends,
- * puts the answer on an event queue and bumps an eventfd, which the main loop watches like any
- * other fd and drains with modem_next_event().
+ * main thread only appends a job to a queue and bumps the worker's eventfd; the worker sends,
+ * puts the answer on an event queue and bumps another eventfd, which the main loop watches like any
+ * other fd and drains with modem_next_event(). The worker sleeps in poll() rather than on a
+ * condition variable because it has more to wait for than jobs: its modem's port (a new-message
+ * indication, a hang-up) and the directory where a lost port will reappear.
  *
- * Three promises shape the data structures:
+ * Four promises shape the data structures:
  *  - Every job gets exactly one SENT event, whatever happens (sent, refused, modem gone, modem
  *    stopped). The job's own allocation is reused for its event, so answering needs no memory
  *    and cannot fail; the one status event is preallocated too and is overwritten in place while
  *    the main loop has not read it, so a flapping modem cannot grow the queue.
  *  - Nothing grows without bound: jobs are capped (MODEM_QUEUE_MAX), texts too (SMS_TEXT_MAX).
- *  - Waiting costs nothing: the worker sleeps on its condition variable until the next job or its
- *    next health check, so an idle modem burns no CPU and a new job starts within microseconds.
+ *  - Waiting costs nothing: the worker sleeps in poll() until the next job, a byte from the modem,
+ *    a port appearing or its next timer, so an idle modem burns no CPU and a new job starts within
+ *    microseconds.
+ *  - Received messages leave the SIM only when the main thread has stored them: events carry a
+ *    token, modem_sms_stored() queues it back to the worker (bounded, like the jobs).
  *
  * A worker stuck inside libgammu cannot be interrupted by a flag; the watchdog (watchdog.c) aborts
  * its call at a deadline. If even that does not free it, modem_stop() abandons the thread: the
@@ -34,12 +39,14 @@
 #include "log.h"
 #include "macro.h"
 #include "modem-internal.h"
+#include "probe.h"
 #include "sms.h"
 #include "util.h"
 #include "watchdog.h"
 #include "worker.h"
 
 #define MODEM_QUEUE_MAX 1024
+#define MODEM_CONFIRM_MAX 1024
 /* modem_stop() lets a send in progress finish for this long, then aborts it. */
 #define MODEM_STOP_GRACE_USEC  (5 * USEC_PER_SEC)
 #define MODEM_ABORT_GRACE_USEC (2 * USEC_PER_SEC)
@@ -49,10 +56,10 @@ struct Modem {
 	ModemSettings settings;
 	LogContext log_ctx;
 	Watchdog *watchdog;
-	int event_fd;
+	int event_fd; /* the main loop's: events pending */
+	int wake_fd;  /* the worker's: jobs, confirmations or stop */
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* jobs queued, or stop; CLOCK_MONOTONIC */
 	bool sync_initialized;
 	bool stop;
 	bool started;
@@ -65,6 +72,10 @@ struct Modem {
 	ModemJob *events_head, *events_tail;
 	ModemJob *status_event; /* preallocated; in the event list while status_queued */
 	bool status_queued;
+
+	uint64_t *confirmed; /* tokens given to modem_sms_stored(), not yet taken by the worker */
+	size_t n_confirmed;
+	atomic_uint_least64_t last_token;
 };
 
 static const char *const modem_state_table[_MODEM_STATE_MAX] = {
@@ -86,8 +97,10 @@ static void modem_free_list(ModemJob *j, const ModemJob *keep)
 	while (j) {
 		ModemJob *next = j->next;
 
-		if (j != keep)
+		if (j != keep) {
+			modem_event_clear(&j->event);
 			free(j);
+		}
 		j = next;
 	}
 }
@@ -100,14 +113,16 @@ static void modem_destroy(Modem *m)
 	free(m->status_event);
 	if (m->event_fd >= 0)
 		close(m->event_fd);
-	if (m->sync_initialized) {
-		pthread_cond_destroy(&m->cond);
+	if (m->wake_fd >= 0)
+		close(m->wake_fd);
+	if (m->sync_initialized)
 		pthread_mutex_destroy(&m->lock);
-	}
+	free(m->confirmed);
 	free((char *)m->settings.name);
 	free((char *)m->settings.device);
 	free((char *)m->settings.connection);
 	free((char *)m->settings.pin);
+	free((char *)m->settings.imei);
 	free(m);
 }
 
@@ -134,9 +149,7 @@ static bool modem_pin_is_valid(const char *pin)
 int modem_new(const ModemSettings *settings, Modem **ret)
 {
 	_cleanup_(modem_unrefp) Modem *m = NULL;
-	const char *connection, *pin;
-	pthread_condattr_t attr;
-	int r;
+	const char *connection, *pin, *imei;
 
 	if (!settings || !ret || !settings->name || !settings->name[0] || !settings->device ||
 	    !settings->device[0])
@@ -146,19 +159,25 @@ int modem_new(const ModemSettings *settings, Modem **ret)
 	if (pin && !modem_pin_is_valid(pin))
 		return log_error_errno(EINVAL, "Modem %s: the PIN must be 4 to %d digits",
 		                       settings->name, GSM_SECURITY_CODE_LEN);
+	imei = settings->imei && settings->imei[0] ? settings->imei : NULL;
+	if (imei && !probe_imei_is_valid(imei))
+		return log_error_errno(EINVAL, "Modem %s: the IMEI must be 14 to 17 digits",
+		                       settings->name);
 
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
 	atomic_init(&m->n_ref, 1);
-	m->event_fd = -1;
+	atomic_init(&m->last_token, 0);
+	m->event_fd = m->wake_fd = -1;
 
 	m->settings.name = strdup(settings->name);
 	m->settings.device = strdup(settings->device);
 	m->settings.connection = strdup(connection);
 	m->settings.pin = pin ? strdup(pin) : NULL;
+	m->settings.imei = imei ? strdup(imei) : NULL;
 	if (!m->settings.name || !m->settings.device || !m->settings.connection ||
-	    (pin && !m->settings.pin))
+	    (pin && !m->settings.pin) || (imei && !m->settings.imei))
 		return -ENOMEM;
 	m->settings.health_interval_sec =
 	        settings->health_interval_sec > 0 ? settings->health_interval_sec : 30;
@@ -166,6 +185,12 @@ int modem_new(const ModemSettings *settings, Modem **ret)
 	        settings->send_timeout_sec > 0 ? settings->send_timeout_sec : 60;
 	m->settings.command_timeout_sec =
 	        settings->command_timeout_sec > 0 ? settings->command_timeout_sec : 10;
+	m->settings.inbox_interval_sec =
+	        settings->inbox_interval_sec > 0 ? settings->inbox_interval_sec : 15;
+	m->settings.min_signal = settings->min_signal != 0 ? settings->min_signal : 5;
+	m->settings.max_consecutive_failures =
+	        settings->max_consecutive_failures > 0 ? settings->max_consecutive_failures : 3;
+	m->settings.delivery_reports = settings->delivery_reports;
 	m->log_ctx.modem = m->settings.name;
 
 	m->status_event = calloc(1, sizeof(ModemJob));
@@ -173,18 +198,11 @@ int modem_new(const ModemSettings *settings, Modem **ret)
 		return -ENOMEM;
 
 	m->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (m->event_fd < 0)
+	m->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->event_fd < 0 || m->wake_fd < 0)
 		return log_error_errno(errno, "Modem %s: failed to create eventfd: %m",
 		                       m->settings.name);
 
-	r = -pthread_condattr_init(&attr);
-	if (r < 0)
-		return r;
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	r = -pthread_cond_init(&m->cond, &attr);
-	pthread_condattr_destroy(&attr);
-	if (r < 0)
-		return r;
 	pthread_mutex_init(&m->lock, NULL);
 	m->sync_initialized = true;
 
@@ -224,6 +242,15 @@ int modem_start(Modem *m)
 	pthread_setname_np(m->thread, thread_name);
 	m->started = true;
 	return 0;
+}
+
+/* Called with the lock held (or not: an eventfd write is atomic). */
+static void modem_wake_worker(Modem *m)
+{
+	uint64_t one = 1;
+
+	if (write(m->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_ctx_errno(LOG_ERR, errno, &m->log_ctx, "Failed to wake the worker: %m");
 }
 
 /* Called with the lock held. */
@@ -280,7 +307,7 @@ int modem_stop(Modem *m)
 
 	pthread_mutex_lock(&m->lock);
 	m->stop = true;
-	pthread_cond_broadcast(&m->cond);
+	modem_wake_worker(m);
 	pthread_mutex_unlock(&m->lock);
 
 	if (m->started && !m->joined) {
@@ -374,7 +401,7 @@ int modem_send(Modem *m, uint64_t job, const char *number, const char *text)
 		m->jobs_head = j;
 	m->jobs_tail = j;
 	m->n_jobs++;
-	pthread_cond_signal(&m->cond);
+	modem_wake_worker(m);
 	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
@@ -418,13 +445,50 @@ int modem_next_event(Modem *m, ModemEvent *ret)
 		m->events_tail = NULL;
 		modem_drain_fd(m);
 	}
-	*ret = j->event;
+	*ret = j->event; /* with its text: the caller's now */
 	if (j == m->status_event)
 		m->status_queued = false;
 	else
 		free(j);
 	pthread_mutex_unlock(&m->lock);
 	return 1;
+}
+
+void modem_event_clear(ModemEvent *ev)
+{
+	if (!ev)
+		return;
+	free(ev->text);
+	ev->text = NULL;
+}
+
+int modem_sms_stored(Modem *m, uint64_t token)
+{
+	int r = 0;
+
+	if (!m)
+		return -EINVAL;
+	if (token == 0 || token > atomic_load(&m->last_token))
+		return -ENOENT;
+
+	pthread_mutex_lock(&m->lock);
+	if (m->stop)
+		r = -ESHUTDOWN;
+	else if (m->n_confirmed >= MODEM_CONFIRM_MAX)
+		r = -ENOBUFS;
+	else {
+		if (!m->confirmed) {
+			m->confirmed = calloc(MODEM_CONFIRM_MAX, sizeof(uint64_t));
+			if (!m->confirmed)
+				r = -ENOMEM;
+		}
+		if (r == 0) {
+			m->confirmed[m->n_confirmed++] = token;
+			modem_wake_worker(m);
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return r;
 }
 
 int modem_count_parts(const char *text, unsigned *ret_parts)
@@ -468,27 +532,61 @@ bool modem_stopping(Modem *m)
 	return stop;
 }
 
-int modem_wait_job(Modem *m, uint64_t deadline)
+int modem_wake_fd(const Modem *m)
 {
-	int r;
+	return m->wake_fd;
+}
+
+void modem_clear_wake(Modem *m)
+{
+	uint64_t n;
+
+	if (read(m->wake_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		log_ctx_errno(LOG_ERR, errno, &m->log_ctx, "Failed to read the wake eventfd: %m");
+}
+
+bool modem_has_jobs(Modem *m)
+{
+	bool any;
 
 	pthread_mutex_lock(&m->lock);
-	while (!m->stop && !m->jobs_head) {
-		struct timespec ts;
-
-		if (deadline == UINT64_MAX) {
-			pthread_cond_wait(&m->cond, &m->lock);
-			continue;
-		}
-		if (now_monotonic_usec() >= deadline)
-			break;
-		ts.tv_sec = (time_t)(deadline / USEC_PER_SEC);
-		ts.tv_nsec = (long)((deadline % USEC_PER_SEC) * 1000);
-		pthread_cond_timedwait(&m->cond, &m->lock, &ts);
-	}
-	r = m->stop ? -ESHUTDOWN : m->jobs_head ? 1 : 0;
+	any = m->jobs_head != NULL;
 	pthread_mutex_unlock(&m->lock);
-	return r;
+	return any;
+}
+
+size_t modem_take_confirmed(Modem *m, uint64_t *ret, size_t max)
+{
+	size_t n;
+
+	pthread_mutex_lock(&m->lock);
+	n = MIN(max, m->n_confirmed);
+	if (n > 0) {
+		memcpy(ret, m->confirmed, n * sizeof(uint64_t));
+		memmove(m->confirmed, m->confirmed + n, (m->n_confirmed - n) * sizeof(uint64_t));
+		m->n_confirmed -= n;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}
+
+uint64_t modem_new_token(Modem *m)
+{
+	return atomic_fetch_add(&m->last_token, 1) + 1;
+}
+
+int modem_queue_event(Modem *m, ModemEvent *ev)
+{
+	ModemJob *j = calloc(1, sizeof(ModemJob));
+
+	if (!j)
+		return -ENOMEM;
+	j->event = *ev;
+	ev->text = NULL; /* the queue's now */
+	pthread_mutex_lock(&m->lock);
+	modem_push_event(m, j);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
 }
 
 ModemJob *modem_pop_job(Modem *m)

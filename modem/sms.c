@@ -11,12 +11,16 @@
  * the UTF-8 text is converted with DecodeUTF8(), which does neither; and GSM_EncodeMultiPartSMS
  * copies the text into fixed buffers and silently stops at GSM_MAX_MULTI_SMS parts (and, for 7-bit
  * texts, at 5000 septets), so the input is bounded first and a message that reaches a limit is
- * refused rather than cut. */
+ * refused rather than cut.
+ *
+ * The way back (received messages) is here too: UTF-16 to UTF-8 without libgammu's shared buffers,
+ * timestamps, and the words for a status report. */
 #include "sms.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "macro.h"
 #include "util.h"
@@ -116,4 +120,159 @@ bool sms_cause_is_permanent(int cause)
 		/* 300-511 are errors of the modem itself (TS 27.005 3.2.5), above are vendors'. */
 		return false;
 	}
+}
+
+static size_t sms_put_utf8(char *dest, uint32_t c)
+{
+	if (c < 0x80) {
+		dest[0] = (char)c;
+		return 1;
+	}
+	if (c < 0x800) {
+		dest[0] = (char)(0xC0 | (c >> 6));
+		dest[1] = (char)(0x80 | (c & 0x3F));
+		return 2;
+	}
+	if (c < 0x10000) {
+		dest[0] = (char)(0xE0 | (c >> 12));
+		dest[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+		dest[2] = (char)(0x80 | (c & 0x3F));
+		return 3;
+	}
+	dest[0] = (char)(0xF0 | (c >> 18));
+	dest[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+	dest[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+	dest[3] = (char)(0x80 | (c & 0x3F));
+	return 4;
+}
+
+/* libgammu's EncodeUTF8() passes lone surrogates through as three-byte sequences, which are not
+ * UTF-8 (and which jansson, SQLite's JSON and every client would refuse); a UCS-2 part may well end
+ * in half a pair when the sender's phone split an emoji. So the conversion is done here. Writes at
+ * most 4 bytes per pair or 3 per unit, plus the NUL. */
+static size_t sms_convert(const unsigned char *src, size_t units, char *dest)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < units; i++) {
+		uint32_t c = (uint32_t)src[2 * i] << 8 | src[2 * i + 1];
+
+		if (c == 0)
+			break;
+		if (c >= 0xD800 && c <= 0xDBFF && i + 1 < units) {
+			uint32_t lo = (uint32_t)src[2 * i + 2] << 8 | src[2 * i + 3];
+
+			if (lo >= 0xDC00 && lo <= 0xDFFF) {
+				c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
+				i++;
+			}
+		}
+		if (c >= 0xD800 && c <= 0xDFFF)
+			c = 0xFFFD;
+		j += sms_put_utf8(dest + j, c);
+	}
+	dest[j] = 0;
+	return j;
+}
+
+char *sms_unicode_to_utf8(const unsigned char *src, size_t units)
+{
+	char *dest = malloc(3 * units + 1);
+
+	if (!dest)
+		return NULL;
+	sms_convert(src, units, dest);
+	return dest;
+}
+
+void sms_unicode_to_utf8_buf(const unsigned char *src, size_t units, char *ret, size_t size)
+{
+	_cleanup_free_ char *s = NULL;
+	size_t n;
+
+	if (size == 0)
+		return;
+	ret[0] = 0;
+	s = sms_unicode_to_utf8(src, units);
+	if (!s)
+		return;
+	n = strlen(s);
+	if (n >= size) {
+		n = size - 1;
+		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+			n--;
+	}
+	memcpy(ret, s, n);
+	ret[n] = 0;
+}
+
+uint64_t sms_time_usec(const GSM_DateTime *dt)
+{
+	struct tm tm = {0};
+	time_t t;
+
+	if (dt->Year < 1970 || dt->Month < 1 || dt->Month > 12 || dt->Day < 1 || dt->Day > 31 ||
+	    dt->Hour < 0 || dt->Hour > 23 || dt->Minute < 0 || dt->Minute > 59 || dt->Second < 0 ||
+	    dt->Second > 60)
+		return 0;
+	tm.tm_year = dt->Year - 1900;
+	tm.tm_mon = dt->Month - 1;
+	tm.tm_mday = dt->Day;
+	tm.tm_hour = dt->Hour;
+	tm.tm_min = dt->Minute;
+	tm.tm_sec = dt->Second;
+	t = timegm(&tm);
+	if (t == (time_t)-1)
+		return 0;
+	t -= dt->Timezone;
+	if (t < 0)
+		return 0;
+	return (uint64_t)t * USEC_PER_SEC;
+}
+
+const char *sms_report_status(int st, bool *ret_delivered, bool *ret_permanent)
+{
+	static const struct {
+		int st;
+		const char *text;
+	} table[] = {
+	        {0x00, "delivered"},
+	        {0x01, "delivered, unconfirmed"},
+	        {0x02, "replaced"},
+	        {0x20, "pending: congestion"},
+	        {0x21, "pending: recipient busy"},
+	        {0x22, "pending: no response from recipient"},
+	        {0x23, "pending: service rejected"},
+	        {0x24, "pending: quality of service not available"},
+	        {0x25, "pending: error in recipient"},
+	        {0x40, "failed: remote procedure error"},
+	        {0x41, "failed: incompatible destination"},
+	        {0x42, "failed: connection rejected by recipient"},
+	        {0x43, "failed: not obtainable"},
+	        {0x44, "failed: quality of service not available"},
+	        {0x45, "failed: no interworking available"},
+	        {0x46, "failed: validity period expired"},
+	        {0x47, "failed: deleted by sender"},
+	        {0x48, "failed: deleted by SMSC administration"},
+	        {0x49, "failed: message does not exist"},
+	        {0x60, "failed: congestion"},
+	        {0x61, "failed: recipient busy"},
+	        {0x62, "failed: no response from recipient"},
+	        {0x63, "failed: service rejected"},
+	        {0x64, "failed: quality of service not available"},
+	        {0x65, "failed: error in recipient"},
+	};
+
+	*ret_delivered = st >= 0x00 && st <= 0x1F;
+	*ret_permanent = st >= 0x40 && st <= 0x7F;
+	for (size_t i = 0; i < ELEMENTSOF(table); i++)
+		if (table[i].st == st)
+			return table[i].text;
+	if (*ret_delivered)
+		return "delivered";
+	if (*ret_permanent)
+		return "failed";
+	if (st >= 0x20 && st <= 0x3F)
+		return "pending";
+	return "unknown status";
 }

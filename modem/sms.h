@@ -6,6 +6,8 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include <gammu.h>
 
@@ -25,3 +27,17 @@ bool sms_number_is_valid(const char *number);
 /* Whether a +CMS ERROR cause means the network refused this destination or message for good, so
  * that another modem would get the same answer (3GPP TS 24.011 table E.2, TS 23.040 9.2.3.22). */
 bool sms_cause_is_permanent(int cause);
+
+/* libgammu's "unicode" (UTF-16 big-endian units) to UTF-8, units long (stopping early at a zero
+ * unit). Lone surrogates become U+FFFD, so the result is always valid UTF-8. Returns a malloc'd
+ * string or NULL when out of memory. */
+char *sms_unicode_to_utf8(const unsigned char *src, size_t units);
+/* The same into a buffer, cut at a character boundary; for numbers and names. */
+void sms_unicode_to_utf8_buf(const unsigned char *src, size_t units, char *ret, size_t size);
+
+/* CLOCK_REALTIME microseconds of a timestamp libgammu decoded from a PDU (its Timezone is the
+ * offset from UTC in seconds), 0 when it is not a valid date. */
+uint64_t sms_time_usec(const GSM_DateTime *dt);
+
+/* The words for a status report's TP-ST (TS 23.040 9.2.3.15), and how final it is. */
+const char *sms_report_status(int tp_st, bool *ret_delivered, bool *ret_permanent);

@@ -1,17 +1,33 @@
 /* worker: one thread, one modem, one GSM_StateMachine.
  *
- * The worker is a small loop around two timers and one queue: connect when there is no state
- * machine (retrying with a backoff of 1 s doubling to 30 s), check health when it is due (SIM,
- * signal, registration; sooner while the modem is failed), and otherwise sleep in
- * modem_wait_job() until a job or the next of those deadlines. A job is sent only while the
- * modem is ok or degraded; otherwise it is answered at once with an error, so that the caller
- * can route it through another modem instead of waiting behind a dead one.
+ * The worker is a loop around a few timers, one queue and three file descriptors: connect when
+ * there is no state machine (retrying with a backoff of 1 s doubling to 30 s), check health when
+ * it is due (SIM, signal, registration; sooner while the modem is failed), read the SIM's inbox
+ * when it is due or the modem announced a message, and otherwise sleep in poll() until a job, a
+ * byte from the modem, a change in the directory where its port lives, or the next deadline. A
+ * job is sent only while the modem is ok or degraded; otherwise it is answered at once with an
+ * error, so that the caller can route it through another modem instead of waiting behind a dead
+ * one.
  *
- * Any error that may leave libgammu out of step with the modem (timeouts, device read/write
- * errors, an abort by the watchdog) ends the connection: the state machine is terminated and
- * freed, and a fresh one is allocated on the next attempt. That is heavy-handed (init costs
+ * Recovery. Any error that may leave libgammu out of step with the modem (timeouts, device read
+ * or write errors, an abort by the watchdog) ends the connection: the state machine is terminated
+ * and freed, and a fresh one is allocated on the next attempt. That is heavy-handed (init costs
  * ~4 s) but it is the only state libgammu is known to recover from; an aborted state machine in
- * particular answers ERR_ABORTED forever.
+ * particular answers ERR_ABORTED forever. While idle the worker polls libgammu's own fd of the
+ * port (found in /proc/self/fd, libgammu does not expose it): a hang-up is noticed at once, and
+ * the +CMTI/+CDSI/+CDS lines the modem sends are fed to libgammu, whose callback marks the inbox
+ * for reading. A lost port is waited for with inotify on its directory (devwatch.c), so a modem
+ * that comes back is re-initialised at once instead of at the next backoff step; other failures
+ * keep the backoff.
+ *
+ * Identity. With an IMEI configured, the port is whichever answers that IMEI (probe.c), among the
+ * ports no other Modem of this process holds (ports.c); a modem answering another IMEI is never
+ * used. Without one, the configured port is used as it is (and claimed, so that a neighbour
+ * looking for its IMEI leaves it alone).
+ *
+ * Health. Beside SIM and network, sends judge the modem: max_consecutive_failures send errors in a
+ * row that are not the destination's fault fail it and force a re-initialisation (with the
+ * backoff, which only a successful send resets).
  *
  * Every blocking libgammu call runs between worker_begin() and worker_end(), which arm and
  * disarm the watchdog; libgammu's own timeouts restart on every byte received and cannot be
@@ -21,17 +37,26 @@
  * and are published only when something changed. */
 #include "worker.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <gammu.h>
 
+#include "devwatch.h"
+#include "inbox.h"
 #include "log.h"
 #include "macro.h"
 #include "modem-internal.h"
+#include "ports.h"
+#include "probe.h"
 #include "sms.h"
 #include "util.h"
 #include "watchdog.h"
@@ -42,8 +67,12 @@
 #define WORKER_STABLE_USEC (60 * USEC_PER_SEC)
 /* How soon a failed (but connected) modem is looked at again. */
 #define WORKER_FAILED_RECHECK_USEC (10 * USEC_PER_SEC)
-/* At or below this CSQ value the modem is degraded. */
-#define WORKER_WEAK_SIGNAL 5
+/* How long one port may take to answer AT+CGSN while looking for an IMEI. */
+#define WORKER_PROBE_USEC (1500 * USEC_PER_MSEC)
+/* A port another Modem is probing is looked at again this soon, not after the backoff. */
+#define WORKER_PORT_BUSY_RETRY_USEC (250 * USEC_PER_MSEC)
+/* Parts read from the SIM in one scan; SIM and phone memories hold far fewer. */
+#define WORKER_INBOX_MAX_PARTS 512
 
 typedef struct Worker {
 	Modem *modem;
@@ -51,18 +80,32 @@ typedef struct Worker {
 	const LogContext *ctx;
 	Watchdog *watchdog;
 	bool gammu_debug;
+	Inbox *inbox;
+	DevWatch *devwatch;
 
 	GSM_StateMachine *sm;
+	char device[256]; /* the port in use or being tried */
+	char *port;       /* its claim (ports.h) while connected */
+	int tty_fd;       /* libgammu's fd of the port, polled while idle; -1 unknown */
+	bool hung_up;     /* the watchdog saw the port hang up under a call */
 	uint64_t connected_at;
 	uint64_t next_connect; /* while sm == NULL */
 	uint64_t backoff;
 	uint64_t next_health; /* while sm != NULL */
-	bool pin_rejected;    /* never offer a rejected PIN again: the SIM counts the tries */
+	uint64_t next_inbox;
+	bool inbox_due;
+	bool inbox_supported;
+	bool sim_ready;
+	int incoming;      /* new-message indications: 0 not asked yet, 1 on, -1 refused */
+	bool pin_rejected; /* never offer a rejected PIN again: the SIM counts the tries */
 	bool have_smsc;
 	GSM_SMSC smsc;
+	unsigned send_errors; /* in a row, not the destination's fault */
+	uint64_t last_send_usec;
 
 	char model[sizeof(((ModemStatus *)NULL)->model)]; /* of the current connection */
 	char imei[sizeof(((ModemStatus *)NULL)->imei)];
+	char registration[sizeof(((ModemStatus *)NULL)->registration)];
 	ModemStatus status; /* as last published */
 	bool published;
 
@@ -74,6 +117,20 @@ typedef struct Worker {
 	char debug_line[1024];
 	size_t debug_len;
 } Worker;
+
+typedef char WorkerReason[sizeof(((ModemStatus *)NULL)->reason)];
+
+/* snprintf() into a reason, cut silently: a long port name must not lose the whole reason. */
+static void worker_format(char *ret, size_t size, const char *format, ...) _printf_(3, 4);
+
+static void worker_format(char *ret, size_t size, const char *format, ...)
+{
+	va_list ap;
+
+	va_start(ap, format);
+	vsnprintf(ret, size, format, ap);
+	va_end(ap);
+}
 
 static uint64_t worker_usec(unsigned sec)
 {
@@ -88,39 +145,21 @@ static void worker_begin(Worker *w, uint64_t timeout_usec)
 /* Takes the call's result; an abort poisons the state machine even if the call succeeded. */
 static GSM_Error worker_end(Worker *w, GSM_Error error)
 {
-	if (watchdog_disarm(w->watchdog))
+	switch (watchdog_disarm(w->watchdog)) {
+	case WATCHDOG_QUIET:
+		return error;
+	case WATCHDOG_HANGUP:
+		w->hung_up = true;
+		return ERR_DEVICEREADERROR;
+	default:
 		return ERR_ABORTED;
-	return error;
+	}
 }
 
 static bool worker_usable(const Worker *w)
 {
 	return w->sm && w->published &&
 	       (w->status.state == MODEM_STATE_OK || w->status.state == MODEM_STATE_DEGRADED);
-}
-
-/* Errors after which libgammu and the modem can no longer be assumed to agree. */
-static bool worker_error_is_fatal(GSM_Error error)
-{
-	switch (error) {
-	case ERR_DEVICEOPENERROR:
-	case ERR_DEVICELOCKED:
-	case ERR_DEVICENOTEXIST:
-	case ERR_DEVICEBUSY:
-	case ERR_DEVICENOPERMISSION:
-	case ERR_DEVICENODRIVER:
-	case ERR_DEVICENOTWORK:
-	case ERR_DEVICECHANGESPEEDERROR:
-	case ERR_DEVICEWRITEERROR:
-	case ERR_DEVICEREADERROR:
-	case ERR_DEVICEPARITYERROR:
-	case ERR_TIMEOUT:
-	case ERR_NOTCONNECTED:
-	case ERR_ABORTED:
-		return true;
-	default:
-		return false;
-	}
 }
 
 /* The device itself is missing or unusable, as opposed to a modem that does not answer. */
@@ -141,6 +180,19 @@ static bool worker_error_is_device(GSM_Error error)
 		return true;
 	default:
 		return false;
+	}
+}
+
+/* Errors after which libgammu and the modem can no longer be assumed to agree. */
+static bool worker_error_is_fatal(GSM_Error error)
+{
+	switch (error) {
+	case ERR_TIMEOUT:
+	case ERR_NOTCONNECTED:
+	case ERR_ABORTED:
+		return true;
+	default:
+		return worker_error_is_device(error);
 	}
 }
 
@@ -196,11 +248,15 @@ static void worker_send_status(GSM_StateMachine *sm, int status, int ref, void *
 	w->send_ref = ref;
 }
 
+/* ---- status ---- */
+
 static bool worker_status_equal(const ModemStatus *a, const ModemStatus *b)
 {
 	return a->state == b->state && a->signal == b->signal && streq(a->reason, b->reason) &&
 	       streq(a->operator_name, b->operator_name) && streq(a->imei, b->imei) &&
-	       streq(a->model, b->model);
+	       streq(a->model, b->model) && streq(a->device, b->device) &&
+	       streq(a->registration, b->registration) && a->last_send_usec == b->last_send_usec &&
+	       a->delivery_reports_supported == b->delivery_reports_supported;
 }
 
 static void worker_set_status(Worker *w, const ModemStatus *status)
@@ -211,8 +267,9 @@ static void worker_set_status(Worker *w, const ModemStatus *status)
 	if (!w->published || w->status.state != status->state ||
 	    !streq(w->status.reason, status->reason)) {
 		if (status->state == MODEM_STATE_OK)
-			log_ctx(LOG_INFO, w->ctx, "Modem ok: signal %d, operator '%s'",
-			        status->signal, status->operator_name);
+			log_ctx(LOG_INFO, w->ctx, "Modem ok on %s: signal %d, operator '%s' (%s)",
+			        status->device, status->signal, status->operator_name,
+			        status->registration);
 		else
 			log_ctx(status->state == MODEM_STATE_DEGRADED ? LOG_NOTICE : LOG_WARNING,
 			        w->ctx, "Modem %s: %s", modem_state_to_string(status->state),
@@ -223,55 +280,93 @@ static void worker_set_status(Worker *w, const ModemStatus *status)
 	modem_publish_status(w->modem, status);
 }
 
-/* A status that keeps the identity read at connection time. */
+/* A status that keeps what is known of the connection: identity, port, last send. */
 static ModemStatus worker_status_new(const Worker *w, ModemState state, const char *reason)
 {
-	ModemStatus s = {.state = state, .signal = 99};
+	ModemStatus s = {.state = state, .signal = 99, .last_send_usec = w->last_send_usec};
 
 	memcpy(s.imei, w->imei, sizeof(s.imei));
 	memcpy(s.model, w->model, sizeof(s.model));
+	snprintf(s.device, sizeof(s.device), "%s", w->device[0] ? w->device : w->settings->device);
+	snprintf(s.registration, sizeof(s.registration), "%s",
+	         w->sm && w->registration[0] ? w->registration : "unknown");
+	s.delivery_reports_supported = w->sm && w->incoming > 0;
 	snprintf(s.reason, sizeof(s.reason), "%s", reason);
 	return s;
 }
 
-static void worker_disconnect(Worker *w)
+static void worker_set_state(Worker *w, ModemState state, const char *reason)
+{
+	ModemStatus s = worker_status_new(w, state, reason);
+
+	worker_set_status(w, &s);
+}
+
+static void worker_retry_later(Worker *w)
+{
+	w->next_connect = now_monotonic_usec() + w->backoff;
+	w->backoff = MIN(w->backoff * 2, WORKER_BACKOFF_MAX_USEC);
+}
+
+/* Ends the connection. A connection that was stable resets the backoff, unless it is ended
+ * because the modem misbehaved (keep_backoff). */
+static void worker_disconnect(Worker *w, bool keep_backoff)
 {
 	uint64_t now = now_monotonic_usec();
 
 	if (!w->sm)
 		return;
 
+	watchdog_set_port(w->watchdog, -1); /* libgammu closes it now */
 	worker_begin(w, worker_usec(w->settings->command_timeout_sec));
 	(void)worker_end(w, GSM_TerminateConnection(w->sm));
 	GSM_FreeStateMachine(w->sm);
 	w->sm = NULL;
+	w->port = ports_release(w->port);
+	w->tty_fd = -1;
 	w->have_smsc = false;
-	w->model[0] = w->imei[0] = 0; /* they belong to the connection */
+	w->sim_ready = false;
+	w->incoming = 0;
+	w->inbox_due = false;
+	w->model[0] = w->imei[0] = w->registration[0] = 0; /* they belong to the connection */
 
-	if (now - w->connected_at >= WORKER_STABLE_USEC)
+	if (!keep_backoff && now - w->connected_at >= WORKER_STABLE_USEC)
 		w->backoff = WORKER_BACKOFF_MIN_USEC;
-	w->next_connect = now + w->backoff;
-	w->backoff = MIN(w->backoff * 2, WORKER_BACKOFF_MAX_USEC);
+	worker_retry_later(w);
 }
 
 /* The connection broke under a call: report it, drop the state machine, reconnect later. */
 static void worker_lost(Worker *w, GSM_Error error)
 {
-	char reason[sizeof(((ModemStatus *)NULL)->reason)];
-	ModemStatus s;
+	WorkerReason reason;
+	ModemState state;
 
-	if (worker_error_is_device(error)) {
+	if (w->hung_up) {
+		snprintf(reason, sizeof(reason), "device lost: hung up");
+		state = MODEM_STATE_ABSENT;
+	} else if (worker_error_is_device(error)) {
 		snprintf(reason, sizeof(reason), "device lost: %s", worker_error_string(error));
-		s = worker_status_new(w, MODEM_STATE_ABSENT, reason);
+		state = MODEM_STATE_ABSENT;
 	} else {
 		snprintf(reason, sizeof(reason), "modem not responding: %s",
 		         worker_error_string(error));
-		s = worker_status_new(w, MODEM_STATE_FAILED, reason);
+		state = MODEM_STATE_FAILED;
 	}
-	worker_disconnect(w);
-	s.imei[0] = s.model[0] = 0;
-	worker_set_status(w, &s);
+	worker_disconnect(w, false);
+	worker_set_state(w, state, reason);
 }
+
+/* The port went away under us (hang-up, EOF, EIO): the modem is absent until it is back. */
+static void worker_port_gone(Worker *w, const char *why)
+{
+	WorkerReason reason;
+
+	snprintf(reason, sizeof(reason), "device lost: %s", why);
+	worker_disconnect(w, false);
+	worker_set_state(w, MODEM_STATE_ABSENT, reason);
+}
+
+/* ---- health ---- */
 
 /* 27.007 +CSQ: libgammu keeps dBm (2n - 113) and a percentage; turn them back into n. */
 static int worker_csq(const GSM_SignalQuality *q)
@@ -299,15 +394,12 @@ static void worker_copy_utf8(char *dest, size_t size, const char *src)
 
 static void worker_operator_name(const GSM_NetworkInfo *net, char *ret, size_t size)
 {
-	/* UTF-16 in, terminated here in case libgammu filled the field; EncodeUTF8() writes at most
-	 * 3 bytes per unit. */
+	/* UTF-16 in, terminated here in case libgammu filled the field. */
 	unsigned char unicode[sizeof(net->NetworkName) + 2] = {0};
-	char name[sizeof(unicode) * 2];
 
 	memcpy(unicode, net->NetworkName, sizeof(net->NetworkName));
 	if (UnicodeLength(unicode) > 0) {
-		EncodeUTF8(name, unicode);
-		worker_copy_utf8(ret, size, name);
+		sms_unicode_to_utf8_buf(unicode, sizeof(unicode) / 2, ret, size);
 		return;
 	}
 	/* GSM_GetNetworkName() would do, but it returns a static buffer shared by all threads. */
@@ -393,14 +485,42 @@ static GSM_Error worker_check_sim(Worker *w, char *ret_reason, size_t size)
 	}
 }
 
+static void worker_incoming_sms(GSM_StateMachine *sm, GSM_SMSMessage *sms, void *userdata);
+
+/* Asks for new-message indications (AT+CNMI through libgammu), once the SIM is ready. Status
+ * reports arrive the same way, so a modem refusing them cannot deliver reports either. */
+static GSM_Error worker_enable_incoming(Worker *w)
+{
+	GSM_Error error;
+
+	GSM_SetIncomingSMSCallback(w->sm, worker_incoming_sms, w);
+	worker_begin(w, worker_usec(w->settings->command_timeout_sec));
+	error = worker_end(w, GSM_SetIncomingSMS(w->sm, true));
+	if (worker_error_is_fatal(error))
+		return error;
+	if (error == ERR_NONE) {
+		w->incoming = 1;
+		return ERR_NONE;
+	}
+	w->incoming = -1;
+	log_ctx(LOG_NOTICE, w->ctx,
+	        "The modem refused new-message indications (%s): its inbox is read every %u s%s",
+	        worker_error_string(error), w->settings->inbox_interval_sec,
+	        w->settings->delivery_reports ? ", and it cannot deliver status reports" : "");
+	return ERR_NONE;
+}
+
 static void worker_check_health(Worker *w)
 {
 	uint64_t timeout = worker_usec(w->settings->command_timeout_sec);
-	char reason[sizeof(((ModemStatus *)NULL)->reason)];
+	uint64_t failed_recheck =
+	        now_monotonic_usec() +
+	        MIN(WORKER_FAILED_RECHECK_USEC, worker_usec(w->settings->health_interval_sec));
+	WorkerReason reason;
 	GSM_SignalQuality quality;
 	GSM_NetworkInfo net;
 	bool roaming = false;
-	GSM_Error error;
+	GSM_Error error, signal_error;
 	ModemStatus s;
 
 	w->next_health = now_monotonic_usec() + worker_usec(w->settings->health_interval_sec);
@@ -415,25 +535,30 @@ static void worker_check_health(Worker *w)
 		         worker_error_string(error));
 	}
 	if (reason[0]) {
-		s = worker_status_new(w, MODEM_STATE_FAILED, reason);
-		w->next_health =
-		        now_monotonic_usec() + MIN(WORKER_FAILED_RECHECK_USEC,
-		                                   worker_usec(w->settings->health_interval_sec));
-		worker_set_status(w, &s);
+		w->sim_ready = false;
+		w->next_health = failed_recheck;
+		worker_set_state(w, MODEM_STATE_FAILED, reason);
 		return;
 	}
+	if (!w->sim_ready)
+		w->inbox_due = true; /* the SIM can be read now */
+	w->sim_ready = true;
 
-	s = worker_status_new(w, MODEM_STATE_OK, "");
+	if (w->incoming == 0) {
+		error = worker_enable_incoming(w);
+		if (error != ERR_NONE) {
+			worker_lost(w, error);
+			return;
+		}
+	}
 
 	memset(&quality, 0, sizeof(quality));
 	worker_begin(w, timeout);
-	error = worker_end(w, GSM_GetSignalQuality(w->sm, &quality));
-	if (worker_error_is_fatal(error)) {
-		worker_lost(w, error);
+	signal_error = worker_end(w, GSM_GetSignalQuality(w->sm, &quality));
+	if (worker_error_is_fatal(signal_error)) {
+		worker_lost(w, signal_error);
 		return;
 	}
-	if (error == ERR_NONE)
-		s.signal = worker_csq(&quality);
 
 	memset(&net, 0, sizeof(net));
 	worker_begin(w, timeout);
@@ -442,23 +567,43 @@ static void worker_check_health(Worker *w)
 		worker_lost(w, error);
 		return;
 	}
+
+	s = worker_status_new(w, MODEM_STATE_OK, "");
+	if (signal_error == ERR_NONE)
+		s.signal = worker_csq(&quality);
 	if (error == ERR_NONE) {
+		const char *reg;
+
 		switch (net.State) {
 		case GSM_HomeNetwork:
+			reg = "home";
 			break;
 		case GSM_RoamingNetwork:
+			reg = "roaming";
 			roaming = true;
 			break;
+		case GSM_RequestingNetwork:
+			reg = "searching";
+			break;
 		case GSM_RegistrationDenied:
-			s.state = MODEM_STATE_FAILED;
-			snprintf(s.reason, sizeof(s.reason), "network registration denied");
+			reg = "denied";
+			break;
+		case GSM_NoNetwork:
+			reg = "none";
 			break;
 		default:
-			s.state = MODEM_STATE_FAILED;
-			snprintf(s.reason, sizeof(s.reason), "not registered to a network");
+			reg = "unknown";
 			break;
 		}
-		if (s.state != MODEM_STATE_FAILED)
+		snprintf(w->registration, sizeof(w->registration), "%s", reg);
+		snprintf(s.registration, sizeof(s.registration), "%s", reg);
+		if (net.State == GSM_RegistrationDenied) {
+			s.state = MODEM_STATE_FAILED;
+			snprintf(s.reason, sizeof(s.reason), "registration denied");
+		} else if (net.State != GSM_HomeNetwork && net.State != GSM_RoamingNetwork) {
+			s.state = MODEM_STATE_FAILED;
+			snprintf(s.reason, sizeof(s.reason), "not registered");
+		} else
 			worker_operator_name(&net, s.operator_name, sizeof(s.operator_name));
 	} else if (error != ERR_NOTSUPPORTED && error != ERR_NOTIMPLEMENTED) {
 		s.state = MODEM_STATE_FAILED;
@@ -467,7 +612,8 @@ static void worker_check_health(Worker *w)
 	}
 
 	if (s.state == MODEM_STATE_OK) {
-		bool weak = s.signal != 99 && s.signal <= WORKER_WEAK_SIGNAL;
+		bool weak = s.signal != 99 && w->settings->min_signal > 0 &&
+		            s.signal < w->settings->min_signal;
 
 		if (weak || roaming) {
 			s.state = MODEM_STATE_DEGRADED;
@@ -478,16 +624,283 @@ static void worker_check_health(Worker *w)
 				snprintf(s.reason, sizeof(s.reason), "roaming");
 		}
 	} else
-		w->next_health =
-		        now_monotonic_usec() + MIN(WORKER_FAILED_RECHECK_USEC,
-		                                   worker_usec(w->settings->health_interval_sec));
+		w->next_health = failed_recheck;
 
 	worker_set_status(w, &s);
 }
 
+/* ---- receiving ---- */
+
+static void worker_report(Worker *w, InboxMessage *msg, uint64_t token)
+{
+	ModemEvent ev = {
+	        .type = msg->report ? MODEM_EVENT_DELIVERY_REPORT : MODEM_EVENT_SMS_RECEIVED,
+	        .message_ref = msg->report ? msg->message_ref : -1,
+	        .parts = msg->parts,
+	        .smsc_time_usec = msg->smsc_time_usec,
+	        .received_usec = now_realtime_usec(),
+	        .token = token,
+	        .delivered = msg->delivered,
+	        .permanent = msg->permanent,
+	        .at_usec = msg->at_usec,
+	};
+
+	memcpy(ev.key, msg->key, sizeof(ev.key));
+	if (msg->report) {
+		memcpy(ev.number, msg->number, sizeof(ev.number));
+		memcpy(ev.delivery_status, msg->status, sizeof(ev.delivery_status));
+		log_ctx(LOG_INFO, w->ctx, "Status report for reference %d to %s: %s",
+		        msg->message_ref, msg->number, msg->status);
+	} else {
+		memcpy(ev.from, msg->from, sizeof(ev.from));
+		ev.text = msg->text;
+		log_ctx(LOG_INFO, w->ctx, "SMS received from %s: %u part(s), %zu bytes%s",
+		        msg->from, msg->parts, strlen(msg->text),
+		        msg->complete ? "" : " (parts missing)");
+	}
+	if (modem_queue_event(w->modem, &ev) < 0) {
+		log_ctx_errno(LOG_ERR, ENOMEM, w->ctx, "Cannot queue a received message: %m");
+		if (token)
+			inbox_pending_drop(w->inbox, token);
+		return; /* still on the SIM: the next scan tries again */
+	}
+	msg->text = NULL; /* the event's now */
+}
+
+/* libgammu calls this from inside any call that reads the port (+CMTI, +CDSI, +CDS, +CMT). A
+ * stored message only marks the inbox for reading: no AT command may be sent from here. */
+static void worker_incoming_sms(GSM_StateMachine *sm, GSM_SMSMessage *sms, void *userdata)
+{
+	Worker *w = userdata;
+	InboxMessage msg;
+
+	if (sms->Location > 0) {
+		w->inbox_due = true;
+		return;
+	}
+	if (sms->PDU == SMS_Status_Report) {
+		/* Routed to us whole (+CDS), stored nowhere: nothing to confirm or delete. */
+		inbox_report_from_sms(sms, &msg);
+		worker_report(w, &msg, 0);
+		return;
+	}
+	/* +CMT: we never ask for it (AT+CNMI <mt> 1 stores messages), but a modem may insist. */
+	if (sms->PDU == SMS_Deliver) {
+		InboxMessage *msgs = NULL;
+		size_t n = 0;
+
+		if (inbox_assemble(w->inbox, sms, 1, now_realtime_usec(), now_monotonic_usec(),
+		                   &msgs, &n) == 0 &&
+		    n == 1)
+			worker_report(w, &msgs[0], 0);
+		else
+			log_ctx(LOG_WARNING, w->ctx,
+			        "A part of a long SMS was routed to us unstored (+CMT) and is "
+			        "lost");
+		inbox_messages_free(msgs, n);
+		return;
+	}
+	w->inbox_due = true;
+}
+
+/* Deletes the slots of one message. Returns ERR_NONE when they are gone (also if they were gone
+ * already), the error of a fatal call, or ERR_UNKNOWN when a slot could not be deleted. */
+static GSM_Error worker_delete(Worker *w, const InboxLocation *locs, size_t n)
+{
+	_cleanup_free_ GSM_SMSMessage *sms = calloc(1, sizeof(GSM_SMSMessage));
+	GSM_Error result = ERR_NONE;
+
+	if (!sms)
+		return ERR_MOREMEMORY;
+	for (size_t i = 0; i < n; i++) {
+		GSM_Error error;
+
+		memset(sms, 0, sizeof(*sms));
+		sms->Folder = 0; /* libgammu's flat numbering, as GetNextSMS returned it */
+		sms->Location = locs[i].location;
+		sms->Memory = locs[i].memory;
+		worker_begin(w, worker_usec(w->settings->command_timeout_sec));
+		error = worker_end(w, GSM_DeleteSMS(w->sm, sms));
+		if (error == ERR_NONE || error == ERR_EMPTY || error == ERR_INVALIDLOCATION)
+			continue;
+		if (worker_error_is_fatal(error))
+			return error;
+		log_ctx(LOG_WARNING, w->ctx, "Cannot delete SMS at %d: %s", locs[i].location,
+		        worker_error_string(error));
+		result = ERR_UNKNOWN;
+	}
+	return result;
+}
+
+/* Deletes the message with key and tells the inbox how it went. Returns false if the connection
+ * was lost doing it. */
+static bool worker_delete_message(Worker *w, const char *key, const InboxLocation *locs, size_t n)
+{
+	GSM_Error error = worker_delete(w, locs, n);
+
+	if (worker_error_is_fatal(error)) {
+		inbox_mark_stored(w->inbox, key);
+		worker_lost(w, error);
+		return false;
+	}
+	if (error == ERR_NONE)
+		inbox_deleted(w->inbox, key);
+	else
+		inbox_mark_stored(w->inbox, key); /* retried when next seen */
+	return true;
+}
+
+/* The main thread stored these messages: free their slots. */
+static void worker_process_confirmed(Worker *w)
+{
+	uint64_t tokens[32];
+	size_t n;
+
+	while ((n = modem_take_confirmed(w->modem, tokens, ELEMENTSOF(tokens))) > 0)
+		for (size_t i = 0; i < n; i++) {
+			InboxLocation locs[GSM_MAX_MULTI_SMS];
+			char key[MODEM_KEY_LEN + 1];
+			size_t n_locs = 0;
+
+			if (inbox_confirm(w->inbox, tokens[i], locs, &n_locs, key) <= 0)
+				continue;
+			if (!w->sm || !w->sim_ready)
+				inbox_mark_stored(w->inbox, key);
+			else if (!worker_delete_message(w, key, locs, n_locs))
+				return;
+		}
+}
+
+/* Reads every message on the SIM (and in the phone memory), reports the new ones and deletes
+ * those the main thread stored already. */
+static void worker_scan_inbox(Worker *w)
+{
+	_cleanup_free_ GSM_MultiSMSMessage *multi = NULL;
+	_cleanup_free_ GSM_SMSMessage *parts = NULL;
+	InboxMessage *msgs = NULL;
+	size_t n_parts = 0, cap = 0, n_msgs = 0;
+	GSM_Error error;
+	int r;
+
+	w->inbox_due = false;
+	w->next_inbox = now_monotonic_usec() + worker_usec(w->settings->inbox_interval_sec);
+	if (!w->sim_ready || !w->inbox_supported)
+		return;
+
+	multi = calloc(1, sizeof(*multi));
+	if (!multi)
+		return;
+	for (bool start = true;; start = false) {
+		worker_begin(w, worker_usec(w->settings->command_timeout_sec));
+		error = worker_end(w, GSM_GetNextSMS(w->sm, multi, start));
+		if (error == ERR_EMPTY)
+			break;
+		if (worker_error_is_fatal(error)) {
+			worker_lost(w, error);
+			return;
+		}
+		if (error == ERR_NOTSUPPORTED || error == ERR_NOTIMPLEMENTED) {
+			log_ctx(LOG_NOTICE, w->ctx, "The modem cannot list stored SMS: %s",
+			        worker_error_string(error));
+			w->inbox_supported = false;
+			break;
+		}
+		if (error != ERR_NONE) {
+			log_ctx(LOG_WARNING, w->ctx, "Reading stored SMS failed: %s",
+			        worker_error_string(error));
+			break;
+		}
+		for (int i = 0; i < multi->Number && i < GSM_MAX_MULTI_SMS; i++) {
+			if (n_parts == cap) {
+				size_t new_cap = cap ? 2 * cap : 16;
+				GSM_SMSMessage *p;
+
+				if (new_cap > WORKER_INBOX_MAX_PARTS)
+					break;
+				p = realloc(parts, new_cap * sizeof(GSM_SMSMessage));
+				if (!p)
+					break;
+				parts = p;
+				cap = new_cap;
+			}
+			parts[n_parts++] = multi->SMS[i];
+		}
+		if (n_parts >= WORKER_INBOX_MAX_PARTS)
+			break;
+	}
+
+	r = inbox_assemble(w->inbox, parts, n_parts, now_realtime_usec(), now_monotonic_usec(),
+	                   &msgs, &n_msgs);
+	if (r < 0) {
+		log_ctx_errno(LOG_ERR, r, w->ctx, "Cannot assemble received SMS: %m");
+		return;
+	}
+	for (size_t i = 0; i < n_msgs && w->sm; i++) {
+		InboxMessage *msg = &msgs[i];
+		uint64_t token;
+
+		switch (inbox_classify(w->inbox, msg->key)) {
+		case INBOX_REPORTED:
+			break;
+		case INBOX_STORED:
+			if (!worker_delete_message(w, msg->key, msg->locations, msg->n_locations))
+				goto out;
+			break;
+		case INBOX_NEW:
+			token = modem_new_token(w->modem);
+			if (inbox_pending_add(w->inbox, token, msg) < 0) {
+				log_ctx(LOG_WARNING, w->ctx,
+				        "%d received messages wait for the daemon to store them; "
+				        "leaving the others on the SIM",
+				        INBOX_PENDING_MAX);
+				goto out;
+			}
+			worker_report(w, msg, token);
+			break;
+		}
+	}
+out:
+	inbox_messages_free(msgs, n_msgs);
+}
+
+/* The modem sent something while we were idle: feed it to libgammu (URCs, a late reply). */
+static void worker_read_port(Worker *w, short revents)
+{
+	if (revents & POLLHUP) {
+		worker_port_gone(w, "hung up");
+		return;
+	}
+	if (revents & (POLLERR | POLLNVAL)) {
+		worker_port_gone(w, "error on the port");
+		return;
+	}
+	for (unsigned i = 0; i < 64 && w->sm; i++) {
+		struct pollfd p = {.fd = w->tty_fd, .events = POLLIN};
+		int n = GSM_ReadDevice(w->sm, false);
+
+		if (n < 0) {
+			worker_port_gone(w, "read error");
+			return;
+		}
+		if (n == 0) {
+			/* poll() said readable and there was nothing: end of file. */
+			worker_port_gone(w, "hung up");
+			return;
+		}
+		if (poll(&p, 1, 0) <= 0)
+			return;
+		if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) {
+			worker_port_gone(w, "hung up");
+			return;
+		}
+	}
+}
+
+/* ---- connecting ---- */
+
 static void worker_configure(Worker *w, GSM_Config *cfg)
 {
-	cfg->Device = strdup(w->settings->device);
+	cfg->Device = strdup(w->device);
 	cfg->Connection = strdup(w->settings->connection);
 	cfg->DebugFile = NULL;
 	cfg->Model[0] = 0; /* auto-detect */
@@ -502,62 +915,236 @@ static void worker_configure(Worker *w, GSM_Config *cfg)
 	snprintf(cfg->TextBirthday, sizeof(cfg->TextBirthday), "Birthday");
 	snprintf(cfg->TextMemo, sizeof(cfg->TextMemo), "Memo");
 	cfg->PhoneFeatures[0] = 0;
+	/* libgammu's defaults: AT+CNMI=2,1,0,2,0 where offered: messages and status reports stored
+	 * and announced (+CMTI, +CDSI), so that nothing is lost while we are not listening. */
 	for (size_t i = 0; i < ELEMENTSOF(cfg->CNMIParams); i++)
-		cfg->CNMIParams[i] = -1; /* libgammu's defaults */
+		cfg->CNMIParams[i] = -1;
+}
+
+/* The fds of this process open on the port realpath, as a bitmap of the first 1024. */
+static void worker_port_fds(const char *real, uint64_t ret[static 16])
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+
+	memset(ret, 0, 16 * sizeof(uint64_t));
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char target[PATH_MAX];
+		ssize_t n;
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		fd = atoi(de->d_name);
+		if (fd < 0 || fd >= 1024 || fd == dirfd(d))
+			continue;
+		n = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = 0;
+		if (streq(target, real))
+			ret[fd / 64] |= UINT64_C(1) << (fd % 64);
+	}
+	closedir(d);
+}
+
+/* The one fd that appeared on the port between two snapshots: libgammu's. */
+static int worker_new_fd(const uint64_t before[static 16], const uint64_t after[static 16])
+{
+	int found = -1;
+
+	for (int i = 0; i < 16; i++) {
+		uint64_t added = after[i] & ~before[i];
+
+		for (int b = 0; added; b++, added >>= 1)
+			if (added & 1) {
+				if (found >= 0)
+					return -1; /* ambiguous: better not to poll the wrong one */
+				found = i * 64 + b;
+			}
+	}
+	return found;
+}
+
+/* With an IMEI configured: finds the port answering it and claims it. Returns 0 with w->device
+ * and w->port set, or -ENODEV after publishing why not. */
+static int worker_find_port(Worker *w)
+{
+	const char *want = w->settings->imei;
+	char **paths = NULL;
+	WorkerReason mismatch = "";
+	bool configured_silent = false, probed_by_other = false;
+	int n, checked = 0;
+
+	n = probe_candidates(w->settings->device, &paths);
+	if (n < 0) {
+		log_ctx_errno(LOG_ERR, n, w->ctx, "Cannot list serial ports: %m");
+		return -ENODEV;
+	}
+	for (int i = 0; i < n; i++) {
+		char owner[64] = "", imei[32];
+		char *real = NULL;
+		int r;
+
+		r = ports_claim(paths[i], w->settings->name, true, &real, owner, sizeof(owner));
+		if (r == -EBUSY || r == -EAGAIN) {
+			log_ctx(LOG_DEBUG, w->ctx, "Not probing %s: modem %s %s it", paths[i],
+			        owner, r == -EBUSY ? "uses" : "is probing");
+			probed_by_other = probed_by_other || r == -EAGAIN;
+			continue;
+		}
+		if (r < 0)
+			continue;
+		checked++;
+		r = probe_imei(paths[i], WORKER_PROBE_USEC, imei, sizeof(imei));
+		if (r == 0 && streq(imei, want)) {
+			snprintf(w->device, sizeof(w->device), "%s", paths[i]);
+			ports_keep(real);
+			w->port = real;
+			if (!streq(paths[i], w->settings->device))
+				log_ctx(LOG_NOTICE, w->ctx, "Found IMEI %s on %s", want, paths[i]);
+			probe_candidates_free(paths, n);
+			return 0;
+		}
+		if (r == 0 && !mismatch[0])
+			snprintf(mismatch, sizeof(mismatch),
+			         "IMEI mismatch: found %s on %s, expected %s", imei, paths[i],
+			         want);
+		else if (r < 0 && streq(paths[i], w->settings->device))
+			configured_silent = true;
+		if (r < 0)
+			log_ctx(LOG_DEBUG, w->ctx, "No IMEI from %s: %s", paths[i], strerror(-r));
+		ports_release(real);
+	}
+	probe_candidates_free(paths, n);
+
+	/* The configured port did not answer the probe; libgammu may still get through (another
+	 * speed, a slow modem), and checks the IMEI once connected. */
+	if (configured_silent &&
+	    ports_claim(w->settings->device, w->settings->name, false, &w->port, NULL, 0) == 0) {
+		snprintf(w->device, sizeof(w->device), "%s", w->settings->device);
+		return 0;
+	}
+
+	if (probed_by_other && !mismatch[0])
+		return -EAGAIN; /* our modem may be the one being probed: look again at once */
+	if (mismatch[0])
+		worker_set_state(w, MODEM_STATE_FAILED, mismatch);
+	else {
+		WorkerReason reason;
+
+		snprintf(reason, sizeof(reason), "no modem with IMEI %s found (%d port%s checked)",
+		         want, checked, checked == 1 ? "" : "s");
+		worker_set_state(w, MODEM_STATE_ABSENT, reason);
+	}
+	return -ENODEV;
+}
+
+/* Without an IMEI: the configured port, if it is there and no other Modem has it. */
+static int worker_claim_configured(Worker *w)
+{
+	const char *dev = w->settings->device;
+	char owner[64] = "";
+	WorkerReason reason;
+	int r;
+
+	snprintf(w->device, sizeof(w->device), "%s", dev);
+	r = ports_claim(dev, w->settings->name, false, &w->port, owner, sizeof(owner));
+	if (r == 0 || r == -EAGAIN)
+		return r; /* -EAGAIN: a neighbour looking for its IMEI is done in a moment */
+	if (r == -ENOENT)
+		snprintf(reason, sizeof(reason), "device %s not present", dev);
+	else if (r == -EBUSY)
+		snprintf(reason, sizeof(reason), "device %s in use by modem %s", dev, owner);
+	else
+		snprintf(reason, sizeof(reason), "cannot open %s: %s", dev, strerror(-r));
+	worker_set_state(w, MODEM_STATE_ABSENT, reason);
+	return r;
 }
 
 static void worker_connect(Worker *w)
 {
-	char reason[sizeof(((ModemStatus *)NULL)->reason)];
 	char model[GSM_MAX_MODEL_LENGTH + 1] = "", imei[GSM_MAX_IMEI_LENGTH + 1] = "";
+	uint64_t fds_before[16], fds_after[16];
+	uint64_t t0 = now_monotonic_usec();
+	WorkerReason reason;
 	GSM_StateMachine *sm;
 	GSM_Config *cfg;
 	GSM_Error error;
-	ModemStatus s;
+	int r;
+
+	r = w->settings->imei ? worker_find_port(w) : worker_claim_configured(w);
+	if (r == -EAGAIN) {
+		w->next_connect = now_monotonic_usec() + WORKER_PORT_BUSY_RETRY_USEC;
+		return;
+	}
+	if (r < 0)
+		goto retry;
 
 	sm = GSM_AllocStateMachine();
 	if (!sm) {
 		log_ctx_errno(LOG_ERR, ENOMEM, w->ctx, "Failed to allocate a state machine: %m");
-		goto retry;
+		goto release;
 	}
 	cfg = GSM_GetConfig(sm, 0);
 	worker_configure(w, cfg);
 	if (!cfg->Device || !cfg->Connection) {
 		GSM_FreeStateMachine(sm);
 		log_ctx_errno(LOG_ERR, ENOMEM, w->ctx, "Failed to configure a state machine: %m");
-		goto retry;
+		goto release;
 	}
 	GSM_SetConfigNum(sm, 1);
 
-	log_ctx(LOG_DEBUG, w->ctx, "Connecting to %s (%s)", w->settings->device,
-	        w->settings->connection);
+	log_ctx(LOG_DEBUG, w->ctx, "Connecting to %s (%s)", w->device, w->settings->connection);
+	worker_port_fds(w->port, fds_before);
 	w->sm = sm;
 	worker_begin(w, 3 * worker_usec(w->settings->command_timeout_sec));
 	error = worker_end(
 	        w, GSM_InitConnection_Log(sm, 1, w->gammu_debug ? worker_gammu_log : NULL, w));
 	if (error != ERR_NONE) {
+		ModemState state;
+
 		(void)GSM_TerminateConnection(sm);
 		GSM_FreeStateMachine(sm);
 		w->sm = NULL;
 		if (worker_error_is_device(error)) {
-			snprintf(reason, sizeof(reason), "cannot open %s: %s", w->settings->device,
-			         worker_error_string(error));
-			s = worker_status_new(w, MODEM_STATE_ABSENT, reason);
+			worker_format(reason, sizeof(reason), "cannot open %s: %s", w->device,
+			              worker_error_string(error));
+			state = MODEM_STATE_ABSENT;
 		} else {
 			snprintf(reason, sizeof(reason), "%s: %s",
 			         error == ERR_TIMEOUT || error == ERR_ABORTED
 			                 ? "modem not responding"
 			                 : "modem initialisation failed",
 			         worker_error_string(error));
-			s = worker_status_new(w, MODEM_STATE_FAILED, reason);
+			state = MODEM_STATE_FAILED;
 		}
-		worker_set_status(w, &s);
+		w->port = ports_release(w->port);
+		worker_set_state(w, state, reason);
 		goto retry;
 	}
+	worker_port_fds(w->port, fds_after);
+	w->tty_fd = worker_new_fd(fds_before, fds_after);
+	w->hung_up = false;
+	watchdog_set_port(w->watchdog, w->tty_fd);
+	if (w->tty_fd < 0)
+		log_ctx(LOG_NOTICE, w->ctx,
+		        "Cannot tell libgammu's fd for %s: hang-ups and new messages are noticed "
+		        "at the next check only",
+		        w->device);
 
 	w->connected_at = now_monotonic_usec();
 	w->have_smsc = false;
+	w->sim_ready = false;
+	w->incoming = 0;
+	w->inbox_supported = true;
+	w->inbox_due = true; /* whatever arrived while we were away */
+	w->registration[0] = 0;
+	inbox_new_connection(w->inbox);
 	GSM_SetSendSMSStatusCallback(sm, worker_send_status, w);
+	GSM_SetIncomingSMSCallback(sm, worker_incoming_sms, w);
 
 	worker_begin(w, worker_usec(w->settings->command_timeout_sec));
 	error = worker_end(w, GSM_GetModel(sm, model));
@@ -571,18 +1158,30 @@ static void worker_connect(Worker *w)
 		worker_lost(w, error);
 		return;
 	}
+	if (w->settings->imei && !streq(imei, w->settings->imei)) {
+		/* The probe said yes, or could not tell: libgammu's answer is the one that counts.
+		 */
+		worker_format(reason, sizeof(reason), "IMEI mismatch: found %s on %s, expected %s",
+		              imei[0] ? imei : "nothing", w->device, w->settings->imei);
+		worker_disconnect(w, true);
+		worker_set_state(w, MODEM_STATE_FAILED, reason);
+		return;
+	}
 	worker_copy_utf8(w->model, sizeof(w->model), model);
 	worker_copy_utf8(w->imei, sizeof(w->imei), imei);
-	log_ctx(LOG_INFO, w->ctx, "Connected to %s: model '%s', IMEI %s", w->settings->device,
-	        model, imei[0] ? imei : "unknown");
+	log_ctx(LOG_INFO, w->ctx, "Connected to %s in %.1f s: model '%s', IMEI %s", w->device,
+	        (double)(now_monotonic_usec() - t0) / 1e6, model, imei[0] ? imei : "unknown");
 
 	worker_check_health(w);
 	return;
 
+release:
+	w->port = ports_release(w->port);
 retry:
-	w->next_connect = now_monotonic_usec() + w->backoff;
-	w->backoff = MIN(w->backoff * 2, WORKER_BACKOFF_MAX_USEC);
+	worker_retry_later(w);
 }
+
+/* ---- sending ---- */
 
 static void worker_fail(ModemJob *job, int result, bool permanent, const char *format, ...)
         _printf_(4, 5);
@@ -635,11 +1234,26 @@ static GSM_Error worker_send_part(Worker *w, GSM_SMSMessage *part)
 	return error;
 }
 
+/* max_consecutive_failures send errors in a row: the modem (or its SMS centre) is not fit to
+ * send. It is failed and initialised again after the backoff. */
+static void worker_count_failure(Worker *w)
+{
+	WorkerReason reason;
+
+	if (++w->send_errors < w->settings->max_consecutive_failures)
+		return;
+	snprintf(reason, sizeof(reason), "%u consecutive send errors", w->send_errors);
+	w->send_errors = 0;
+	worker_disconnect(w, true);
+	worker_set_state(w, MODEM_STATE_FAILED, reason);
+}
+
 static void worker_send(Worker *w, ModemJob *job)
 {
 	_cleanup_free_ GSM_MultiSMSMessage *sms = NULL;
 	unsigned char number[(GSM_MAX_NUMBER_LENGTH + 1) * 2];
 	ModemEvent *ev = &job->event;
+	bool attempted = false, refused = false;
 	GSM_Error error;
 	int r;
 
@@ -659,6 +1273,7 @@ static void worker_send(Worker *w, ModemJob *job)
 		goto done;
 	}
 	DecodeUTF8(number, job->number, strlen(job->number));
+	attempted = true;
 
 	if (!w->have_smsc) {
 		memset(&w->smsc, 0, sizeof(w->smsc));
@@ -682,7 +1297,9 @@ static void worker_send(Worker *w, ModemJob *job)
 		part->SMSC = w->smsc;
 		part->SMSC.Location = 0; /* use the number read above, do not ask again */
 		CopyUnicodeString(part->Number, number);
-		part->PDU = SMS_Submit;
+		/* libgammu's way of setting TP-SRR (what `gammu sendsms ... -report` does). */
+		part->PDU = w->settings->delivery_reports && w->incoming > 0 ? SMS_Status_Report
+		                                                             : SMS_Submit;
 
 		error = worker_send_part(w, part);
 		if (w->send_answered && w->send_status == 0) {
@@ -693,10 +1310,11 @@ static void worker_send(Worker *w, ModemJob *job)
 
 		if (w->send_answered) {
 			/* The modem answered with an error: the network's or its own. */
-			if (w->send_status > 0)
-				worker_fail(job, -EREMOTEIO, sms_cause_is_permanent(w->send_status),
-				            "+CMS ERROR: %d", w->send_status);
-			else
+			if (w->send_status > 0) {
+				refused = sms_cause_is_permanent(w->send_status);
+				worker_fail(job, -EREMOTEIO, refused, "+CMS ERROR: %d",
+				            w->send_status);
+			} else
 				worker_fail(job, -EIO, false, "ERROR");
 			if (worker_error_is_fatal(error))
 				worker_lost(w, error);
@@ -720,13 +1338,97 @@ static void worker_send(Worker *w, ModemJob *job)
 	}
 
 done:
-	if (ev->result == 0)
+	if (ev->result == 0) {
 		log_ctx(LOG_INFO, w->ctx, "Job %" PRIu64 " sent to %s: %u part(s), reference %d",
 		        job->id, job->number, ev->parts, ev->message_ref);
+		w->send_errors = 0;
+		w->backoff = WORKER_BACKOFF_MIN_USEC;
+		w->last_send_usec = now_realtime_usec();
+		if (w->published && w->sm) {
+			ModemStatus s = w->status;
+
+			s.last_send_usec = w->last_send_usec;
+			worker_set_status(w, &s);
+		}
+		return;
+	}
+	log_ctx(LOG_WARNING, w->ctx, "Job %" PRIu64 " to %s failed after %u part(s): %s%s", job->id,
+	        job->number, ev->parts, ev->error, ev->permanent ? " (permanent)" : "");
+	if (refused)
+		w->send_errors = 0; /* the network answered: the path works, the number does not */
+	else if (attempted)
+		worker_count_failure(w);
+}
+
+/* ---- the loop ---- */
+
+/* Watches the directory of the configured port (and, with an IMEI, wherever the modem may show
+ * up). Without inotify the backoff still finds the port, only later. */
+static void worker_watch(Worker *w)
+{
+	static const char *const serial[] = {"ttyUSB*", "ttyACM*"};
+	const char *dev = w->settings->device, *slash = strrchr(dev, '/');
+	char dir[PATH_MAX];
+	const char *patterns[3];
+	unsigned n = 0;
+	int r;
+
+	r = devwatch_new(&w->devwatch);
+	if (r < 0) {
+		log_ctx_errno(LOG_WARNING, r, w->ctx,
+		              "Cannot watch for the port (inotify): %m; a lost port is only "
+		              "looked for with the backoff");
+		return;
+	}
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dev)
+		snprintf(dir, sizeof(dir), "/");
 	else
-		log_ctx(LOG_WARNING, w->ctx, "Job %" PRIu64 " to %s failed after %u part(s): %s%s",
-		        job->id, job->number, ev->parts, ev->error,
-		        ev->permanent ? " (permanent)" : "");
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - dev), dev);
+	patterns[n++] = slash ? slash + 1 : dev;
+	if (w->settings->imei) {
+		patterns[n++] = serial[0];
+		patterns[n++] = serial[1];
+	}
+	r = devwatch_add(w->devwatch, dir, patterns, n);
+	if (r >= 0 && w->settings->imei) {
+		static const char *const any[] = {"*"};
+
+		if (!streq(dir, "/dev"))
+			r = devwatch_add(w->devwatch, "/dev", serial, 2);
+		if (r >= 0)
+			r = devwatch_add(w->devwatch, "/dev/serial/by-id", any, 1);
+	}
+	if (r < 0)
+		log_ctx_errno(LOG_WARNING, r, w->ctx, "Cannot watch for the port: %m");
+}
+
+/* Sleeps until something needs the worker or deadline (CLOCK_MONOTONIC) passes. */
+static void worker_wait(Worker *w, uint64_t deadline)
+{
+	struct pollfd p[3];
+	uint64_t now = now_monotonic_usec();
+	int n = 0, timeout, tty = -1;
+
+	p[n++] = (struct pollfd){.fd = modem_wake_fd(w->modem), .events = POLLIN};
+	if (w->devwatch)
+		p[n++] = (struct pollfd){.fd = devwatch_fd(w->devwatch), .events = POLLIN};
+	if (w->sm && w->tty_fd >= 0) {
+		tty = n;
+		p[n++] = (struct pollfd){.fd = w->tty_fd, .events = POLLIN};
+	}
+	if (deadline == UINT64_MAX)
+		timeout = -1;
+	else if (deadline <= now)
+		timeout = 0;
+	else
+		timeout = (int)MIN((deadline - now + 999) / 1000, (uint64_t)INT_MAX);
+
+	if (poll(p, (nfds_t)n, timeout) <= 0)
+		return;
+	if (tty >= 0 && p[tty].revents)
+		worker_read_port(w, p[tty].revents);
 }
 
 void *worker_main(void *userdata)
@@ -741,55 +1443,81 @@ void *worker_main(void *userdata)
 	        .watchdog = modem_watchdog(m),
 	        .gammu_debug = debug && streq(debug, "1"),
 	        .backoff = WORKER_BACKOFF_MIN_USEC,
+	        .tty_fd = -1,
 	        .status = {.state = MODEM_STATE_ABSENT, .signal = 99},
 	};
-	ModemStatus s;
+	int r;
+
+	r = inbox_new(&w.inbox);
+	if (r < 0) {
+		/* Without it nothing received could be tracked: never connect, refuse every job. */
+		log_ctx_errno(LOG_ERR, r, w.ctx, "Cannot start the worker: %m");
+		worker_set_state(&w, MODEM_STATE_FAILED, "out of memory");
+		w.next_connect = UINT64_MAX;
+	}
+	worker_watch(&w);
 
 	for (;;) {
-		uint64_t now = now_monotonic_usec();
-		int r;
+		uint64_t now, deadline;
 
+		modem_clear_wake(m);
 		if (modem_stopping(m))
 			break;
-		if (!w.sm) {
-			if (now >= w.next_connect)
-				worker_connect(&w);
-		} else if (now >= w.next_health)
-			worker_check_health(&w);
+		r = w.devwatch ? devwatch_process(w.devwatch) : 0;
+		if ((r & DEVWATCH_APPEARED) && !w.sm && w.inbox) {
+			/* A port appeared or changed: try it now, whatever the backoff said. */
+			log_ctx(LOG_DEBUG, w.ctx, "A port appeared, connecting");
+			w.next_connect = 0;
+			w.backoff = WORKER_BACKOFF_MIN_USEC;
+		}
+		/* Without libgammu's fd, a removed port is only noticed this way. */
+		if (r > 0 && (r & DEVWATCH_GONE) && w.sm && w.tty_fd < 0 &&
+		    access(w.device, F_OK) < 0)
+			worker_port_gone(&w, "device removed");
 
-		/* Jobs that cannot be sent here are answered now, to be sent elsewhere. */
-		if (!worker_usable(&w))
+		now = now_monotonic_usec();
+		if (!w.sm && now >= w.next_connect)
+			worker_connect(&w);
+		if (w.inbox)
+			worker_process_confirmed(&w);
+		if (w.sm && now >= w.next_health)
+			worker_check_health(&w);
+		if (w.sm && (w.inbox_due || now >= w.next_inbox))
+			worker_scan_inbox(&w);
+
+		if (!worker_usable(&w)) {
+			/* Jobs that cannot be sent here are answered now, to be sent elsewhere. */
 			while ((job = modem_pop_job(m))) {
 				worker_refuse(&w, job);
 				modem_finish_job(m, job);
 			}
-
-		r = modem_wait_job(m, w.sm ? w.next_health : w.next_connect);
-		if (r < 0)
-			break;
-		if (r == 0)
-			continue;
-		job = modem_pop_job(m);
-		if (!job)
-			continue;
-		if (worker_usable(&w))
+		} else if ((job = modem_pop_job(m))) {
 			worker_send(&w, job);
+			modem_finish_job(m, job);
+			continue;
+		}
+
+		if (w.sm)
+			deadline = MIN(w.next_health, w.next_inbox);
 		else
-			worker_refuse(&w, job);
-		modem_finish_job(m, job);
+			deadline = w.next_connect;
+		if (w.sm && w.inbox_due)
+			deadline = 0;
+		worker_wait(&w, deadline);
 	}
 
-	worker_disconnect(&w);
+	worker_disconnect(&w, false);
 	while ((job = modem_pop_job(m))) {
 		job->event = (ModemEvent){.message_ref = -1};
 		worker_fail(job, -ESHUTDOWN, false, "modem stopped");
 		modem_finish_job(m, job);
 	}
-	s = (ModemStatus){.state = MODEM_STATE_ABSENT, .signal = 99};
-	snprintf(s.reason, sizeof(s.reason), "stopped");
-	worker_set_status(&w, &s);
+	w.device[0] = 0;
+	worker_set_state(&w, MODEM_STATE_ABSENT, "stopped");
 	log_ctx(LOG_DEBUG, w.ctx, "Worker stopped");
 
+	w.devwatch = devwatch_free(w.devwatch);
+	w.inbox = inbox_free(w.inbox);
 	modem_unref(m);
 	return NULL;
 }

@@ -28,9 +28,11 @@ Input is a byte stream fed to a small state machine with two modes:
 While a reply is delayed the modem is "busy": further input is buffered and
 processed when the reply has gone out, so commands are answered in order.
 
-Faults (fail_sends, fail_number, hang, urc_flood, unplug/replug, PIN lock),
-incoming SMS injection and voice-call outcomes are set from the control
-socket (modemsim.py) through the public methods at the end of the class.
+Faults (fail_sends, fail_number, hang, urc_flood, unplug/replug, PIN lock,
+refused AT+CNMI, forced registration state), incoming SMS injection, status
+reports for submits that ask for one (TP-SRR) and voice-call outcomes are set
+from the control socket (modemsim.py) through the public methods at the end
+of the class.
 
 Every command line and its final result goes to DIR/<name>.at.jsonl; each
 accepted SMS part and each completed (reassembled) SMS goes to
@@ -267,13 +269,14 @@ def _luhn(body: str) -> str:
 
 @dataclass
 class Stored:
-    """One message in SIM/ME storage."""
+    """One message in SIM/ME storage: an SMS-DELIVER or a status report."""
     pdu: bytes
     tpdu_len: int
     stat: int       # 0 REC UNREAD, 1 REC READ, 2 STO UNSENT, 3 STO SENT
-    sender: str
+    sender: str     # status report: the recipient it reports on
     text: str
     scts: str
+    report: sms_pdu.StatusReport | None = None
 
 
 class Storage:
@@ -359,6 +362,12 @@ class Modem:
         # faults and timing
         self.send_delay = send_delay
         self.reply_delay = 0.0
+        self.cnmi_supported = True
+        self.creg_override: int | None = None
+        # status reports for submits with TP-SRR
+        self.sr_enabled = True
+        self.sr_status = 0x00
+        self.sr_delay = 0.2
         self.fail_count = 0
         self.fail_cms = 500
         self.fail_numbers: dict[str, int] = {}
@@ -376,7 +385,7 @@ class Modem:
         self.next_plan: CallPlan | None = None
 
         self.stats = {"commands": 0, "sms": 0, "parts": 0, "failed_sends": 0,
-                      "calls": 0, "injected": 0, "unplugs": 0}
+                      "calls": 0, "injected": 0, "unplugs": 0, "status_reports": 0}
 
         # port state
         self.master = self.slave = -1
@@ -720,6 +729,10 @@ class Modem:
                 return "", f"+CMS ERROR: {cms}", {}
             mr = self._take_mr()
             self._record_part(sub, mr)
+            if sub.srr and self.sr_enabled:
+                submitted = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+                self.loop.call_later(self.sr_delay,
+                                     lambda: self._status_report(mr, sub.to, submitted))
             return self._info([f"+CMGS: {mr}"]), "OK", {"mr": mr}
 
         self._reply_later(line, t0, self.send_delay, outcome, **log)
@@ -759,7 +772,8 @@ class Modem:
                               dcs=dcs, alphabet=alphabet, vp=vp, udl=len(text), text=text)
 
     def _network_ok(self) -> bool:
-        return self.registered and self.fun == 1 and self.cops_mode != 2
+        return (self.registered and self.fun == 1 and self.cops_mode != 2
+                and self.creg_override in (None, 1, 5))
 
     def _send_outcome(self, sub: sms_pdu.Submit) -> int | None:
         if not self._network_ok():
@@ -807,6 +821,45 @@ class Modem:
             self.sent_log.write(event="incomplete_dropped", modem=self.name, to=old_key[0],
                                 ref=old_key[2], parts=old_key[3], have=sorted(old))
 
+    def _status_report(self, mr: int, to: str, submitted: _dt.datetime) -> None:
+        """The network's answer to TP-SRR, routed per AT+CNMI <ds>: 1 -> +CDS, 2 -> stored and
+        announced with +CDSI, 0 -> stored silently (read with AT+CMGL)."""
+        if self.master < 0:
+            return  # unplugged meanwhile: the report is lost, as on a real line
+        now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+        rep = sms_pdu.encode_status_report(self.smsc, mr, to, self.sr_status, submitted, now)
+        self.stats["status_reports"] += 1
+        ds = self.cnmi[3]
+        log = {"event": "status_report", "modem": self.name, "to": to, "mr": mr,
+               "status": self.sr_status}
+        if ds == 1:
+            if self.cmgf == 0:
+                self.urc(f"+CDS: {rep.tpdu_len}\r\n{rep.pdu.hex().upper()}")
+            else:
+                self.urc(self._report_text("+CDS", None, rep))
+            self.sent_log.write(**log, routed="cds")
+            return
+        mem_name = self.cpms[2]
+        mem = self.storages[mem_name]
+        index = mem.free_index()
+        if index is None:
+            self.sent_log.write(**log, routed="dropped", reason=f"storage {mem_name} full")
+            return
+        mem.slots[index] = Stored(rep.pdu, rep.tpdu_len, 0, to, "", f"{now:%y/%m/%d,%H:%M:%S}+00",
+                                  report=rep)
+        if ds == 2:
+            self.urc(f'+CDSI: "{mem_name}",{index}')
+        self.sent_log.write(**log, routed="stored", mem=mem_name, index=index)
+
+    def _report_text(self, tag: str, index: int | None, rep: sms_pdu.StatusReport,
+                     stat: int | None = None) -> str:
+        """Text mode: <fo>,<mr>,<ra>,<tora>,<scts>,<dt>,<st> (27.005 3.4.1, 3.4.3)."""
+        where = f"{index}," if index is not None else ""
+        state = f'"{TEXT_STAT[stat]}",' if stat is not None else ""
+        toa = 145 if rep.recipient.startswith("+") else 129
+        return (f'{tag}: {where}{state}6,{rep.mr},"{rep.recipient}",{toa},'
+                f'"{rep.scts:%y/%m/%d,%H:%M:%S}+00","{rep.dt:%y/%m/%d,%H:%M:%S}+00",{rep.status}')
+
     def _complete_sms(self, to, text, parts, ref, dcs, mrs) -> None:
         self.stats["sms"] += 1
         self.sent_log.write(event="sms", modem=self.name, to=to, text=text, parts=parts,
@@ -816,6 +869,8 @@ class Modem:
     # registration helpers
 
     def _creg_stat(self) -> int:
+        if self.creg_override is not None and self.registered and self.fun == 1:
+            return self.creg_override
         if not self._network_ok():
             return 0
         return 5 if self.roaming else 1
@@ -1175,6 +1230,8 @@ class Modem:
 
     @command("+CNMI", sim="cms")
     def at_cnmi(self, c):
+        if not self.cnmi_supported:
+            raise ATError()  # as on modems without new-message indications
         if c.kind == READ:
             return ["+CNMI: " + ",".join(map(str, self.cnmi))]
         if c.kind == TEST:
@@ -1251,6 +1308,8 @@ class Modem:
         where = f"{index}," if index is not None else ""
         if self.cmgf == 0:
             return [f"{tag}: {where}{m.stat},,{m.tpdu_len}", m.pdu.hex().upper()]
+        if m.report:
+            return [self._report_text(tag, index, m.report, m.stat)]
         return [f'{tag}: {where}"{TEXT_STAT[m.stat]}",{self._scts_text(m)}',
                 self._te_text(m.text)]
 
@@ -1482,6 +1541,15 @@ class Modem:
         if "call_duration" in p:
             d = p["call_duration"]
             self.default_plan.duration = None if d is None else float(d)
+        if "cnmi" in p:
+            self.cnmi_supported = bool(p["cnmi"])
+            if not self.cnmi_supported:
+                self.cnmi = [0, 0, 0, 0, 0]
+        if "creg" in p:
+            v = p["creg"]
+            if v is not None and int(v) not in range(0, 6):
+                raise ValueError("creg must be 0-5 or null")
+            self.creg_override = None if v is None else int(v)
         if self._creg_stat() != was:
             self._reg_urcs()
         return {}
@@ -1577,10 +1645,30 @@ class Modem:
             self.next_plan = plan
         return {}
 
-    def inject_sms(self, sender: str, text: str) -> dict:
-        ref = self.next_inbound_ref
-        self.next_inbound_ref = (ref + 1) & 0xFF
-        parts = sms_pdu.encode_deliver(sender, text, self.smsc, ref)
+    def status_reports(self, enabled: bool = True, status="delivered", delay: float = 0.2) -> dict:
+        if isinstance(status, str):
+            if status not in sms_pdu.REPORT_STATUS:
+                raise ValueError(f"status must be one of {', '.join(sms_pdu.REPORT_STATUS)} "
+                                 "or a TP-ST number")
+            status = sms_pdu.REPORT_STATUS[status]
+        status = int(status)
+        if not 0 <= status <= 255:
+            raise ValueError("TP-ST must be 0-255")
+        self.sr_enabled, self.sr_status, self.sr_delay = bool(enabled), status, max(0.0, float(delay))
+        return {"status": self.sr_status}
+
+    def inject_sms(self, sender: str, text: str, unicode: bool = False, ref: int | None = None,
+                   ref16: bool = False, only_parts=None) -> dict:
+        if ref is None:
+            ref = self.next_inbound_ref
+            self.next_inbound_ref = (ref + 1) & 0xFF
+        parts = sms_pdu.encode_deliver(sender, text, self.smsc, int(ref), force_ucs2=unicode,
+                                       ref16=ref16)
+        if only_parts is not None:
+            wanted = {int(i) for i in only_parts}
+            if not wanted or not wanted <= set(range(1, len(parts) + 1)):
+                raise ValueError(f"parts must be numbers 1-{len(parts)}")
+            parts = [p for p in parts if p.part in wanted]
         now = _dt.datetime.now(_dt.timezone.utc)
         scts = f"{now:%y/%m/%d,%H:%M:%S}+00"
         mt = self.cnmi[1]
@@ -1605,7 +1693,8 @@ class Modem:
         self.stats["injected"] += 1
         self.at_log.write(event="inject", sender=sender, text=text, parts=len(parts),
                           indexes=indexes, alphabet=parts[0].alphabet)
-        return {"parts": len(parts), "indexes": indexes, "alphabet": parts[0].alphabet}
+        return {"parts": len(parts), "indexes": indexes, "alphabet": parts[0].alphabet,
+                "ref": int(ref)}
 
     def status(self) -> dict:
         return {"device": self.device, "link": self.link_path if self.master >= 0 else None,
@@ -1614,6 +1703,11 @@ class Modem:
                 "registered": self._network_ok(), "signal": self.signal,
                 "send_delay": self.send_delay, "call": CALL_STATES[self.call.stat] if self.call else None,
                 "stored": {n: len(s.slots) for n, s in self.storages.items()},
+                "messages": [{"mem": n, "index": i, "stat": m.stat,
+                              "kind": "status_report" if m.report else "deliver",
+                              "sender": m.sender, "text": m.text}
+                             for n, s in self.storages.items() for i, m in sorted(s.slots.items())],
+                "cnmi": list(self.cnmi),
                 **self.stats}
 
     def shutdown(self) -> None:

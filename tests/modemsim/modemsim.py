@@ -33,14 +33,18 @@ scriptable and observable.  So:
 
   {"cmd":"set","modem":M, "send_delay":s, "reply_delay":s, "signal":0-31|99,
         "registered":bool, "roaming":bool, "operator":name,
-        "operator_numeric":"20601", "smsc":"+32...", "call_duration":s|null}
+        "operator_numeric":"20601", "smsc":"+32...", "call_duration":s|null,
+        "cnmi":bool (false: AT+CNMI answers ERROR), "creg":0-5|null (forced +CREG stat)}
   {"cmd":"fail_sends","modem":M,"count":N|-1,"cms":500}
   {"cmd":"fail_number","modem":M,"number":"+32...","cms":21|null}
   {"cmd":"hang","modem":M,"on":bool[,"after":"CMGS"[,"deliver":bool]]}
   {"cmd":"urc_flood","modem":M,"interval":0.05,"lines":["+CREG: 1"]}  (0 stops)
   {"cmd":"unplug","modem":M}
   {"cmd":"replug","modem":M[,"path":"ttyUSB7"]}
-  {"cmd":"inject_sms","modem":M,"from":"+32470100001","text":"ACK 1234"}
+  {"cmd":"inject_sms","modem":M,"from":"+32470100001","text":"ACK 1234"
+        [,"unicode":bool][,"ref":N][,"ref16":bool][,"parts":[1,3]]}
+  {"cmd":"status_reports","modem":M[,"enabled":bool][,"status":"delivered|failed|pending|
+        rejected|expired|forwarded|replaced"|TP-ST][,"delay":0.2]}
   {"cmd":"call_outcome","modem":M,"outcome":"answer|busy|no_answer|reject|no_carrier",
         "after":2.0[,"dtmf":"1"][,"duration":s][,"persist":bool]}
   {"cmd":"pin","modem":M,"required":bool[,"pin":"1234"]}
@@ -166,7 +170,16 @@ class ControlServer:
             text = req["text"]
             if not isinstance(text, str) or not text or len(text) > 10000:
                 raise ValueError("text must be a non-empty string of at most 10000 characters")
-            return m.inject_sms(str(req["from"]), text)
+            only = req.get("parts")
+            if only is not None and not isinstance(only, list):
+                raise ValueError("parts must be a list of part numbers")
+            ref = req.get("ref")
+            return m.inject_sms(str(req["from"]), text, unicode=bool(req.get("unicode", False)),
+                                ref=None if ref is None else int(ref) & 0xFFFF,
+                                ref16=bool(req.get("ref16", False)), only_parts=only)
+        if cmd == "status_reports":
+            return m.status_reports(req.get("enabled", True), req.get("status", "delivered"),
+                                    req.get("delay", 0.2))
         if cmd == "call_outcome":
             return m.call_outcome(req["outcome"], req.get("after", 2.0), req.get("dtmf", ""),
                                   req.get("duration"), req.get("persist", False))

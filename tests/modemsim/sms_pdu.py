@@ -352,14 +352,16 @@ def decode_submit(pdu: bytes, with_smsc: bool = True) -> Submit:
 # --------------------------------------------------------------------------
 # Splitting text into parts (shared by DELIVER and SUBMIT encoders)
 
-def split_text(text: str, force_ucs2: bool = False) -> tuple[str, list]:
+def split_text(text: str, force_ucs2: bool = False, udh_octets: int = 6) -> tuple[str, list]:
     """('gsm7', [septet lists]) or ('ucs2', [byte strings]), one per part.
 
-    GSM 7-bit: 160 septets single, 153 per concatenated part, an escape
-    sequence is never split.  UCS-2: 70 characters single, 67 per part,
-    a surrogate pair is never split.
+    GSM 7-bit: 160 septets single, 153 per concatenated part (152 with a
+    16-bit reference), an escape sequence is never split.  UCS-2: 70
+    characters single, 67 per part (66), a surrogate pair is never split.
     """
     septets = None if force_ucs2 else gsm7_septets(text)
+    per_septets = 160 - (udh_octets * 8 + 6) // 7
+    per_octets = 140 - udh_octets
     if septets is not None:
         if len(septets) <= 160:
             return "gsm7", [septets]
@@ -367,7 +369,7 @@ def split_text(text: str, force_ucs2: bool = False) -> tuple[str, list]:
         i = 0
         while i < len(septets):
             unit = septets[i:i + 2] if septets[i] == GSM7_ESC else septets[i:i + 1]
-            if len(cur) + len(unit) > 153:
+            if len(cur) + len(unit) > per_septets:
                 parts.append(cur)
                 cur = []
             cur.extend(unit)
@@ -382,7 +384,7 @@ def split_text(text: str, force_ucs2: bool = False) -> tuple[str, list]:
     while i < len(data):
         hi = data[i]
         unit = data[i:i + 4] if 0xD8 <= hi <= 0xDB else data[i:i + 2]
-        if len(cur) + len(unit) > 134:
+        if len(cur) + len(unit) > per_octets:
             parts.append(cur)
             cur = b""
         cur += unit
@@ -391,9 +393,15 @@ def split_text(text: str, force_ucs2: bool = False) -> tuple[str, list]:
     return "ucs2", parts
 
 
-def _user_data(alphabet: str, body, concat: tuple[int, int, int] | None) -> tuple[int, bytes]:
-    """(TP-UDL, TP-UD) with an optional 8-bit-reference concatenation header."""
-    udh = b"" if concat is None else bytes([5, 0x00, 3, concat[0] & 0xFF, concat[1], concat[2]])
+def _user_data(alphabet: str, body, concat: tuple[int, int, int] | None,
+               ref16: bool = False) -> tuple[int, bytes]:
+    """(TP-UDL, TP-UD) with an optional concatenation header (8- or 16-bit reference)."""
+    if concat is None:
+        udh = b""
+    elif ref16:
+        udh = bytes([6, 0x08, 4, (concat[0] >> 8) & 0xFF, concat[0] & 0xFF, concat[1], concat[2]])
+    else:
+        udh = bytes([5, 0x00, 3, concat[0] & 0xFF, concat[1], concat[2]])
     if alphabet == "gsm7":
         skip = (len(udh) * 8 + 6) // 7
         packed = bytearray(pack_septets([0] * skip + list(body)))
@@ -441,16 +449,17 @@ class DeliverPart:
 
 
 def encode_deliver(sender: str, text: str, smsc: str, ref: int,
-                   when: _dt.datetime | None = None) -> list[DeliverPart]:
-    """SMS-DELIVER PDUs for text, concatenated (8-bit ref) when too long."""
+                   when: _dt.datetime | None = None, force_ucs2: bool = False,
+                   ref16: bool = False) -> list[DeliverPart]:
+    """SMS-DELIVER PDUs for text, concatenated (8-bit ref, or 16-bit) when too long."""
     when = when or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
-    alphabet, bodies = split_text(text)
+    alphabet, bodies = split_text(text, force_ucs2, udh_octets=7 if ref16 else 6)
     n = len(bodies)
     out = []
     for i, body in enumerate(bodies, 1):
         concat = (ref, n, i) if n > 1 else None
         fo = 0x04 | (0x40 if concat else 0)  # SMS-DELIVER, no more messages
-        udl, ud = _user_data(alphabet, body, concat)
+        udl, ud = _user_data(alphabet, body, concat, ref16)
         tpdu = (bytes([fo]) + _address_field(sender) + bytes([0x00, 0x08 if alphabet == "ucs2" else 0x00])
                 + _scts(when) + bytes([udl]) + ud)
         part_text = gsm7_decode(body) if alphabet == "gsm7" else bytes(body).decode("utf-16-be")
@@ -473,3 +482,53 @@ def encode_submit(to: str, text: str, mr: int = 0, ref: int = 0, smsc: str = "",
                 + (bytes([vp]) if vp is not None else b"") + bytes([udl]) + ud)
         out.append((_smsc_field(smsc) + tpdu, len(tpdu)))
     return out
+
+
+# --------------------------------------------------------------------------
+# SMS-STATUS-REPORT (23.040 9.2.2.3), for submits that asked for one (TP-SRR)
+
+# TP-ST values (23.040 9.2.3.15) by the names the control socket accepts.
+REPORT_STATUS = {
+    "delivered": 0x00, "forwarded": 0x01, "replaced": 0x02,
+    "pending": 0x21,      # SME busy: the SC keeps trying
+    "failed": 0x43,       # not obtainable: permanent
+    "rejected": 0x42,     # connection rejected by SME: permanent
+    "expired": 0x46,      # validity period expired: permanent
+}
+
+
+@dataclass
+class StatusReport:
+    pdu: bytes  # with SMSC prefix
+    tpdu_len: int
+    mr: int
+    recipient: str
+    status: int
+    scts: _dt.datetime
+    dt: _dt.datetime
+
+
+def encode_status_report(smsc: str, mr: int, recipient: str, status: int,
+                         scts: _dt.datetime, dt: _dt.datetime) -> StatusReport:
+    """A status report PDU: first octet 0x06 (SMS-STATUS-REPORT, no more messages)."""
+    tpdu = (bytes([0x06, mr & 0xFF]) + _address_field(recipient) + _scts(scts) + _scts(dt)
+            + bytes([status & 0xFF]))
+    return StatusReport(_smsc_field(smsc) + tpdu, len(tpdu), mr & 0xFF, recipient,
+                        status & 0xFF, scts, dt)
+
+
+def decode_status_report(pdu: bytes, with_smsc: bool = True) -> dict:
+    """The fields of a status report (for tests): mr, recipient, status."""
+    r = _Reader(pdu)
+    if with_smsc:
+        _read_smsc(r)
+    fo = r.octet("first octet")
+    if fo & 0x03 != 0x02:
+        raise PduError(f"TP-MTI {fo & 0x03} is not SMS-STATUS-REPORT")
+    mr = r.octet("TP-MR")
+    recipient, toa = _read_address(r, "TP-RA")
+    scts = r.take(7, "TP-SCTS")
+    dt = r.take(7, "TP-DT")
+    status = r.octet("TP-ST")
+    return {"mr": mr, "recipient": recipient, "toa": toa, "status": status,
+            "scts": scts.hex(), "dt": dt.hex()}

@@ -5,6 +5,8 @@ Covers: echo and ATE0, chained commands, junk/ESC handling, identity of two
 modems, PIN lock, PDU send with length check / ESC cancel / send delay and
 command ordering, concatenated 16-bit-reference reassembly out of order,
 URC between AT+CMGS and the prompt, incoming SMS (CMTI, CMGR, CMGL, CMGD),
+injected UCS-2 and partial concatenated SMS, status reports for TP-SRR (+CDS,
+stored with +CDSI, text mode), a refused AT+CNMI, a forced +CREG state,
 registration loss, voice outcomes with +CLCC reports, unplug/replug, and
 reply latency.  Exit 0 pass, 1 fail.  About 10 s.
 Run: /usr/bin/python3 tests/modemsim/test_at_raw.py [--keep]
@@ -182,6 +184,72 @@ def main() -> int:
         check(port.cmd("AT+CMGL=4") == "\r\nOK\r\n", "deleted")
         check(port.cmd("AT+CMGR=99") == "\r\n+CMS ERROR: 321\r\n", "bad index -> 321")
 
+        check.section("injected SMS: UCS-2, 16-bit reference, some parts only")
+        r = ctl(cmd="inject_sms", **{"from": "MyBank", "text": "x" * 200, "unicode": True,
+                                     "ref": 0x1234, "ref16": True, "parts": [2]})
+        check(r["parts"] == 1 and r["alphabet"] == "ucs2" and r["ref"] == 0x1234,
+              "one UCS-2 part of a 16-bit-reference set stored", r)
+        port.read_for(0.2)
+        stored = sim.stats("gsm0")["messages"]
+        check(len(stored) == 1 and stored[0]["kind"] == "deliver"
+              and stored[0]["sender"] == "MyBank", "stats lists the stored message", stored)
+        m = re.search(r"\+CMGR: 0,,\d+\r\n([0-9A-F]+)", port.cmd(f"AT+CMGR={r['indexes'][0]}"))
+        raw = bytes.fromhex(m.group(1)) if m else b""
+        check(b"\x06\x08\x04\x12\x34\x04\x02" in raw, "its UDH: 16-bit ref 0x1234, part 2 of 4",
+              raw.hex())
+        port.cmd(f"AT+CMGD={r['indexes'][0]}")
+
+        check.section("status reports (TP-SRR)")
+        ctl(cmd="status_reports", status="delivered", delay=0.05)
+        srr_pdu, srr_n = sms_pdu.encode_submit("+32470000003", "report me")[0]
+        srr_pdu = bytearray(srr_pdu)
+        srr_pdu[1] |= 0x20  # TP-SRR (the SMSC field is the single octet 00)
+        port.cmd("AT+CNMI=2,1,0,1,0")
+        port.cmd(f"AT+CMGS={srr_n}")
+        r = port.cmd(srr_pdu.hex().upper() + "\x1a")
+        mr = int(re.search(r"\+CMGS: (\d+)", r).group(1)) if "+CMGS" in r else -1
+        r = port.read_for(1.0, lambda b: re.search(rb"\+CDS: \d+\r\n[0-9A-F]+\r\n", b)
+                          is not None).decode()
+        m = re.search(r"\+CDS: (\d+)\r\n([0-9A-F]+)\r\n", r)
+        rep = sms_pdu.decode_status_report(bytes.fromhex(m.group(2))) if m else {}
+        check(rep.get("mr") == mr and rep.get("recipient") == "+32470000003"
+              and rep.get("status") == 0 and int(m.group(1)) == len(bytes.fromhex(m.group(2)))
+              - 1 - bytes.fromhex(m.group(2))[0], "<ds> 1: +CDS with the report, TP-MR and TP-ST 0",
+              (r, rep, mr))
+        ctl(cmd="status_reports", status="failed", delay=0.05)
+        port.cmd("AT+CNMI=2,1,0,2,0")
+        port.cmd(f"AT+CMGS={srr_n}")
+        r = port.cmd(srr_pdu.hex().upper() + "\x1a")
+        mr = int(re.search(r"\+CMGS: (\d+)", r).group(1)) if "+CMGS" in r else -1
+        r = port.read_for(1.0, lambda b: b.endswith(b"\r\n") and b"+CDSI" in b).decode()
+        m = re.search(r'\+CDSI: "SM",(\d+)', r)
+        check(m is not None, "<ds> 2: stored, announced with +CDSI", r)
+        idx = int(m.group(1)) if m else 1
+        r = port.cmd(f"AT+CMGR={idx}")
+        m = re.search(r"\+CMGR: 0,,\d+\r\n([0-9A-F]+)", r)
+        rep = sms_pdu.decode_status_report(bytes.fromhex(m.group(1))) if m else {}
+        check(rep.get("mr") == mr and rep.get("status") == 0x43,
+              "AT+CMGR reads the stored report: TP-ST 0x43 (failed)", (r, rep))
+        port.cmd("AT+CMGF=1")
+        r = port.cmd("AT+CMGL=\"ALL\"")
+        check(f',6,{mr},"+32470000003",145,' in r and r.rstrip().endswith("OK")
+              and ",67\r\n" in r, "text mode lists it as <fo>,<mr>,<ra>,<tora>,...,<st>", r)
+        port.cmd(f"AT+CMGF=0;+CMGD={idx}")
+        check(sim.stats("gsm0")["status_reports"] == 2, "stats count 2 status reports")
+        ctl(cmd="status_reports", enabled=False)
+
+        check.section("refused AT+CNMI, forced +CREG")
+        ctl(cmd="set", cnmi=False)
+        check(port.cmd("AT+CNMI=?") == "\r\nERROR\r\n", "AT+CNMI=? -> ERROR when refused")
+        ctl(cmd="set", cnmi=True)
+        ctl(cmd="set", creg=3)
+        check("+CREG: 2,3" in port.cmd("AT+CREG?"), "creg 3: registration denied")
+        port.cmd(f"AT+CMGS={srr_n}")
+        check("+CMS ERROR: 331" in port.cmd(msgs_submit_hex(srr_n) + "\x1a"),
+              "no sending while denied")
+        ctl(cmd="set", creg=None)
+        check("+CREG: 2,1" in port.cmd("AT+CREG?"), "creg null: home again")
+
         check.section("registration loss")
         port.cmd("AT+CREG=1")
         ctl(cmd="set", registered=False)
@@ -241,7 +309,7 @@ def main() -> int:
         bad = sim.control({"cmd": "stats", "modem": "nope"}, check=False)
         check(not bad["ok"] and "unknown modem" in bad["error"], "control errors are replies")
         st = sim.stats("gsm0")
-        check(st["sms"] == 2 and st["parts"] == 1 + len(msgs) and st["calls"] == 3,
+        check(st["sms"] == 4 and st["parts"] == 3 + len(msgs) and st["calls"] == 3,
               f"stats: {st['sms']} sms, {st['parts']} parts, {st['calls']} calls")
     finally:
         port.close()
@@ -251,6 +319,12 @@ def main() -> int:
               "SIGTERM: exit 0, symlinks and control socket removed")
         cleanup(tmp, keep or check.failed)
     return check.result()
+
+
+def msgs_submit_hex(n: int) -> str:
+    pdu, m = sms_pdu.encode_submit("+32470000003", "report me")[0]
+    assert m == n
+    return pdu.hex().upper()
 
 
 def gammu_free_16bit_parts(to: str, text: str, ref: int) -> list[tuple[str, int]]:

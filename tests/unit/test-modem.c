@@ -1,12 +1,16 @@
 /* test-modem: what modem/ does without a modem: part counting through libgammu, cause
- * classification, argument checks, the job queue and its answers, and a worker facing a device
- * that does not exist. */
+ * classification, argument checks, the job queue and its answers, a worker facing a device that
+ * does not exist; and the pieces of receiving: SHA-256, UTF-16 to UTF-8, timestamps, status report
+ * words, joining parts into messages with stable keys, and the confirm-then-delete bookkeeping. */
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
 
+#include "inbox.h"
 #include "log.h"
 #include "modem.h"
+#include "probe.h"
+#include "sha256.h"
 #include "sms.h"
 #include "test.h"
 #include "util.h"
@@ -137,8 +141,300 @@ static void test_new_invalid(void)
 	check_int(
 	        modem_new(&(ModemSettings){.name = "gsm0", .device = "/dev/null", .pin = "12"}, &m),
 	        -EINVAL);
+	check_int(modem_new(&(ModemSettings){.name = "gsm0", .device = "/dev/null", .imei = "12"},
+	                    &m),
+	          -EINVAL);
+	check_int(modem_new(&(ModemSettings){.name = "gsm0",
+	                                     .device = "/dev/null",
+	                                     .imei = "35693803564380x"},
+	                    &m),
+	          -EINVAL);
 	check(m == NULL);
 	check(modem_free(NULL) == NULL);
+	modem_event_clear(NULL);
+	check(probe_imei_is_valid("356938035643809"));
+	check(probe_imei_is_valid("35693803564380"));
+	check(!probe_imei_is_valid("3569380356438"));
+	check(!probe_imei_is_valid("356938035643809123"));
+	check(!probe_imei_is_valid(NULL));
+}
+
+static void sha256_of(const void *data, size_t len, char ret[static 65])
+{
+	Sha256 h;
+
+	sha256_init(&h);
+	sha256_update(&h, data, len);
+	sha256_final_hex(&h, ret);
+}
+
+static void test_sha256(void)
+{
+	char hex[65], hex2[65], *million;
+	Sha256 h;
+
+	sha256_of("", 0, hex);
+	check_str(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	sha256_of("abc", 3, hex);
+	check_str(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	sha256_of("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, hex);
+	check_str(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	million = repeat("a", 1000000);
+	sha256_of(million, 1000000, hex);
+	check_str(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+	/* The same in uneven pieces. */
+	sha256_init(&h);
+	for (size_t i = 0, step = 1; i < 1000000; i += step, step = step * 7 % 1000 + 1)
+		sha256_update(&h, million + i, MIN(step, 1000000 - i));
+	sha256_final_hex(&h, hex2);
+	check_str(hex2, hex);
+	free(million);
+}
+
+static void test_unicode(void)
+{
+	static const unsigned char text[] = {0x00, 'A',  0x00, 0xE9, 0xD8, 0x3D, 0xDD, 0x25,
+	                                     0xD8, 0x3D, 0x00, 'x',  0xDD, 0x25, 0x00, 0x00};
+	char *s, buf[8];
+
+	s = sms_unicode_to_utf8(text, 8);
+	/* A, e-acute, a pair (U+1F525), a lone high then x, a lone low. */
+	check_str(s, "A\xc3\xa9\xf0\x9f\x94\xa5\xef\xbf\xbdx\xef\xbf\xbd");
+	check(s && utf8_is_valid(s, strlen(s)));
+	free(s);
+	s = sms_unicode_to_utf8(text, 3); /* cut inside the pair: half a pair is no character */
+	check_str(s, "A\xc3\xa9\xef\xbf\xbd");
+	free(s);
+	s = sms_unicode_to_utf8(text, 100); /* stops at the zero unit */
+	check(s && strlen(s) == 14);
+	free(s);
+	sms_unicode_to_utf8_buf(text, 8, buf, 7);
+	check_str(buf, "A\xc3\xa9"); /* the 4-byte character does not fit: cut before it */
+	sms_unicode_to_utf8_buf(text, 8, buf, 8);
+	check_str(buf, "A\xc3\xa9\xf0\x9f\x94\xa5");
+
+	{
+		GSM_DateTime dt = {
+		        .Year = 2024, .Month = 3, .Day = 1, .Hour = 12, .Timezone = 3600};
+
+		check_int(sms_time_usec(&dt), 1709290800ULL * USEC_PER_SEC); /* 11:00 UTC */
+		dt.Month = 13;
+		check_int(sms_time_usec(&dt), 0);
+		check_int(sms_time_usec(&(GSM_DateTime){0}), 0);
+	}
+	{
+		bool delivered, permanent;
+
+		check_str(sms_report_status(0x00, &delivered, &permanent), "delivered");
+		check(delivered && !permanent);
+		check_str(sms_report_status(0x43, &delivered, &permanent),
+		          "failed: not obtainable");
+		check(!delivered && permanent);
+		check_str(sms_report_status(0x21, &delivered, &permanent),
+		          "pending: recipient busy");
+		check(!delivered && !permanent);
+		check_str(sms_report_status(0x7F, &delivered, &permanent), "failed");
+		check(permanent);
+		check_str(sms_report_status(0x99, &delivered, &permanent), "unknown status");
+		check(!delivered && !permanent);
+	}
+}
+
+/* One received part as libgammu's GetNextSMS would give it. */
+static void part(GSM_SMSMessage *sms, const char *from, const char *text, int ref, int total,
+                 int seq, int location, int minute)
+{
+	GSM_SetDefaultReceivedSMSData(sms);
+	sms->PDU = SMS_Deliver;
+	sms->Memory = MEM_SM;
+	sms->Location = location;
+	sms->Coding = SMS_Coding_Default_No_Compression;
+	DecodeUTF8(sms->Number, from, strlen(from));
+	DecodeUTF8(sms->Text, text, strlen(text));
+	sms->Length = (int)strlen(text);
+	sms->DateTime = (GSM_DateTime){.Year = 2024, .Month = 3, .Day = 1, .Hour = 12,
+	                               .Minute = minute};
+	if (total > 1) {
+		unsigned char udh[] = {5, 0x00, 3, (unsigned char)ref, (unsigned char)total,
+		                       (unsigned char)seq};
+
+		sms->UDH.Type = UDH_ConcatenatedMessages;
+		sms->UDH.Length = sizeof(udh);
+		memcpy(sms->UDH.Text, udh, sizeof(udh));
+	} else
+		sms->UDH.Type = UDH_NoUDH;
+}
+
+static const InboxMessage *find_msg(const InboxMessage *msgs, size_t n, const char *from)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!msgs[i].report && streq(msgs[i].from, from))
+			return &msgs[i];
+	return NULL;
+}
+
+/* 2024-03-02 12:00 UTC: a day after the parts' timestamps. */
+#define NOW_REALTIME (1709380800ULL * USEC_PER_SEC)
+
+static void test_inbox_assemble(void)
+{
+	GSM_SMSMessage *p = calloc(8, sizeof(GSM_SMSMessage));
+	char key_a[MODEM_KEY_LEN + 1] = "";
+	InboxMessage *msgs = NULL;
+	const InboxMessage *m;
+	Inbox *ib = NULL;
+	size_t n = 0;
+
+	check_int(inbox_new(&ib), 0);
+	if (!p || !ib)
+		goto out;
+
+	/* Two senders whose parts share reference 7: never joined (GSM_LinkSMS joins them). One
+	 * hour old, so both sets wait. */
+	part(&p[0], "+111", "A1 ", 7, 2, 1, 1, 0);
+	part(&p[1], "+222", "B2", 7, 2, 2, 2, 0);
+	check_int(inbox_assemble(ib, p, 2, NOW_REALTIME - 23 * 3600 * USEC_PER_SEC, 1, &msgs, &n),
+	          0);
+	check_int(n, 0);
+	inbox_messages_free(msgs, n);
+
+	/* +111's part 2 arrives, out of order, and part 1 is stored twice. */
+	part(&p[2], "+111", "A2", 7, 2, 2, 3, 0);
+	part(&p[3], "+111", "A1 ", 7, 2, 1, 4, 0);
+	check_int(inbox_assemble(ib, p, 4, NOW_REALTIME - 23 * 3600 * USEC_PER_SEC, 1, &msgs, &n),
+	          0);
+	check_int(n, 1);
+	m = find_msg(msgs, n, "+111");
+	check(m != NULL);
+	if (m) {
+		check_str(m->text, "A1 A2");
+		check_int(m->parts, 2);
+		check(m->complete);
+		check_int(m->n_locations, 3); /* the copy goes with it */
+		check_int(m->smsc_time_usec, 1709294400ULL * USEC_PER_SEC);
+		memcpy(key_a, m->key, sizeof(key_a));
+	}
+	inbox_messages_free(msgs, n);
+
+	/* Read again in another order: the same key. */
+	check_int(inbox_assemble(ib, p + 1, 3, NOW_REALTIME - 23 * 3600 * USEC_PER_SEC, 1, &msgs,
+	                         &n),
+	          0);
+	m = find_msg(msgs, n, "+111");
+	check(m && streq(m->key, key_a));
+	inbox_messages_free(msgs, n);
+
+	/* A day later +222's lone part is given up on: reported as it is. */
+	check_int(inbox_assemble(ib, p, 4, NOW_REALTIME + 3600 * USEC_PER_SEC, 1, &msgs, &n), 0);
+	check_int(n, 2);
+	m = find_msg(msgs, n, "+222");
+	if (m) {
+		check_str(m->text, "B2");
+		check(!m->complete);
+		check_int(m->parts, 1);
+	}
+	inbox_messages_free(msgs, n);
+
+	/* Same sender and text, another SMS centre time: another message, another key. */
+	part(&p[4], "+333", "same", 0, 1, 1, 5, 1);
+	part(&p[5], "+333", "same", 0, 1, 1, 6, 2);
+	check_int(inbox_assemble(ib, p + 4, 2, NOW_REALTIME, 1, &msgs, &n), 0);
+	check_int(n, 2);
+	if (n == 2)
+		check(!streq(msgs[0].key, msgs[1].key));
+	inbox_messages_free(msgs, n);
+
+	/* A concatenation element beside another one (a language shift table): still joined. */
+	{
+		unsigned char udh[] = {8, 0x24, 1, 1, 0x00, 3, 9, 2, 1};
+
+		part(&p[6], "+444", "X", 9, 2, 1, 7, 0);
+		p[6].UDH.Type = UDH_UserUDH;
+		p[6].UDH.Length = sizeof(udh);
+		memcpy(p[6].UDH.Text, udh, sizeof(udh));
+		part(&p[7], "+444", "Y", 9, 2, 2, 8, 0);
+		check_int(inbox_assemble(ib, p + 6, 2, NOW_REALTIME, 1, &msgs, &n), 0);
+		check_int(n, 1);
+		if (n == 1)
+			check_str(msgs[0].text, "XY");
+		inbox_messages_free(msgs, n);
+	}
+
+	/* A stored status report. */
+	GSM_SetDefaultReceivedSMSData(&p[0]);
+	p[0].PDU = SMS_Status_Report;
+	p[0].Location = 9;
+	p[0].MessageReference = 42;
+	p[0].DeliveryStatus = 0;
+	DecodeUTF8(p[0].Number, "+32470000001", 12);
+	p[0].DateTime = (GSM_DateTime){.Year = 2024, .Month = 3, .Day = 1, .Hour = 12};
+	p[0].SMSCTime = (GSM_DateTime){.Year = 2024, .Month = 3, .Day = 1, .Hour = 12, .Minute = 1};
+	check_int(inbox_assemble(ib, p, 1, NOW_REALTIME, 1, &msgs, &n), 0);
+	check_int(n, 1);
+	if (n == 1) {
+		check(msgs[0].report);
+		check_int(msgs[0].message_ref, 42);
+		check_str(msgs[0].number, "+32470000001");
+		check(msgs[0].delivered);
+		check_int(msgs[0].at_usec, 1709294460ULL * USEC_PER_SEC);
+		check_int(msgs[0].n_locations, 1);
+		check_int(msgs[0].locations[0].location, 9);
+		check_int(strlen(msgs[0].key), MODEM_KEY_LEN);
+	}
+	inbox_messages_free(msgs, n);
+out:
+	inbox_free(ib);
+	free(p);
+}
+
+static void test_inbox_bookkeeping(void)
+{
+	InboxMessage msg = {
+	        .key = "k1", .n_locations = 2, .locations = {{.location = 3}, {.location = 4}}};
+	InboxLocation locs[GSM_MAX_MULTI_SMS];
+	char key[MODEM_KEY_LEN + 1];
+	Inbox *ib = NULL;
+	size_t n = 0;
+
+	check_int(inbox_new(&ib), 0);
+	if (!ib)
+		return;
+	inbox_new_connection(ib);
+	check_int(inbox_classify(ib, "k1"), INBOX_NEW);
+	check_int(inbox_pending_add(ib, 1, &msg), 0);
+	check_int(inbox_classify(ib, "k1"), INBOX_REPORTED);
+	/* Confirmed on the same connection: delete these two slots. */
+	check_int(inbox_confirm(ib, 1, locs, &n, key), 1);
+	check_int(n, 2);
+	check_int(locs[1].location, 4);
+	check_str(key, "k1");
+	inbox_deleted(ib, "k1");
+	check_int(inbox_classify(ib, "k1"), INBOX_NEW);
+	check_int(inbox_confirm(ib, 1, locs, &n, key), 0); /* once only */
+
+	/* Reported, then the connection changes: it may be reported again. */
+	check_int(inbox_pending_add(ib, 2, &msg), 0);
+	inbox_new_connection(ib);
+	check_int(inbox_classify(ib, "k1"), INBOX_NEW);
+	check_int(inbox_pending_add(ib, 3, &msg), 0);
+	check_int(inbox_classify(ib, "k1"), INBOX_REPORTED);
+	/* The old token confirmed: remembered by key, deleted when next seen. */
+	check_int(inbox_confirm(ib, 2, locs, &n, key), 0);
+	check_int(inbox_classify(ib, "k1"), INBOX_STORED);
+	inbox_deleted(ib, "k1");
+	check_int(inbox_classify(ib, "k1"), INBOX_NEW);
+	check_int(inbox_confirm(ib, 3, locs, &n, key), 0); /* forgotten with the deletion */
+
+	/* Bounded: the current connection's reports fill it, older ones make room. */
+	for (uint64_t t = 10; t < 10 + INBOX_PENDING_MAX; t++) {
+		snprintf(msg.key, sizeof(msg.key), "x%llu", (unsigned long long)t);
+		check_int(inbox_pending_add(ib, t, &msg), 0);
+	}
+	snprintf(msg.key, sizeof(msg.key), "one too many");
+	check_int(inbox_pending_add(ib, 9999, &msg), -ENOBUFS);
+	inbox_new_connection(ib);
+	check_int(inbox_pending_add(ib, 9999, &msg), 0);
+	inbox_free(ib);
 }
 
 static bool fd_readable(int fd, int timeout_ms)
@@ -146,6 +442,20 @@ static bool fd_readable(int fd, int timeout_ms)
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 
 	return poll(&p, 1, timeout_ms) == 1;
+}
+
+/* Confirmations are checked against the tokens given out. */
+static void test_confirm_invalid(void)
+{
+	Modem *m = NULL;
+
+	check_int(modem_new(&(ModemSettings){.name = "c0", .device = "/nonexistent/tty"}, &m), 0);
+	if (!m)
+		return;
+	check_int(modem_sms_stored(m, 0), -ENOENT);
+	check_int(modem_sms_stored(m, 1), -ENOENT); /* nothing given out yet */
+	check_int(modem_sms_stored(NULL, 1), -EINVAL);
+	modem_free(m);
 }
 
 /* Without a worker: queue bounds, and every job answered at modem_stop(). */
@@ -264,6 +574,11 @@ int main(void)
 	run(test_state_to_string);
 	run(test_causes);
 	run(test_new_invalid);
+	run(test_sha256);
+	run(test_unicode);
+	run(test_inbox_assemble);
+	run(test_inbox_bookkeeping);
+	run(test_confirm_invalid);
 	run(test_queue);
 	run(test_absent);
 	return test_exit();
