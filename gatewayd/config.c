@@ -274,6 +274,9 @@ static int begin_section(Parser *p, const char *section)
 			.send_timeout = 60,
 			.command_timeout = 10,
 			.health_interval = 30,
+			.inbox_interval = 15,
+			.min_signal = 5,
+			.max_consecutive_failures = 3,
 			.line = p->line,
 		};
 		return p->modem->name ? 1 : -ENOMEM;
@@ -341,6 +344,38 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 			return parse_seconds(value, 1, 600, &m->command_timeout) < 0
 				       ? BAD_VALUE("a duration from 1s to 10m")
 				       : 1;
+		if (streq(key, "inbox_interval"))
+			return parse_seconds(value, 1, 3600, &m->inbox_interval) < 0
+				       ? BAD_VALUE("a duration from 1s to 1h")
+				       : 1;
+		if (streq(key, "imei")) {
+			size_t n = strlen(value);
+			if (n < 14 || n > 17 || strspn(value, "0123456789") != n)
+				return BAD_VALUE("an IMEI is 14 to 17 digits");
+			return set_string(&m->imei, value) < 0 ? -ENOMEM : 1;
+		}
+		if (streq(key, "min_signal")) {
+			unsigned v;
+			if (streq(value, "none")) {
+				m->min_signal = -1;
+				return 1;
+			}
+			if (parse_uint(value, 0, 31, &v) < 0)
+				return BAD_VALUE("a CSQ value from 0 to 31, or none");
+			m->min_signal = (int)v;
+			return 1;
+		}
+		if (streq(key, "max_consecutive_failures"))
+			return parse_uint(value, 1, 100, &m->max_consecutive_failures) < 0
+				       ? BAD_VALUE("1 to 100")
+				       : 1;
+		if (streq(key, "delivery_reports")) {
+			bool b2;
+			if (parse_bool(value, &b2) < 0)
+				return BAD_VALUE("yes or no");
+			m->delivery_reports = b2;
+			return 1;
+		}
 		if (streq(key, "health_interval"))
 			return parse_seconds(value, 1, 3600, &m->health_interval) < 0
 				       ? BAD_VALUE("a duration from 1s to 1h")
@@ -687,6 +722,7 @@ Config *config_free(Config *c)
 		free(c->modems[i].device);
 		free(c->modems[i].connection);
 		free(c->modems[i].pin);
+		free(c->modems[i].imei);
 	}
 	free(c->modems);
 	free(c->voice_modem);

@@ -22,6 +22,11 @@ typedef struct ModemConfig {
 	unsigned send_timeout;    /* seconds */
 	unsigned command_timeout; /* seconds */
 	unsigned health_interval; /* seconds */
+	unsigned inbox_interval;  /* seconds between reads of the SIM's received SMS */
+	char *imei;               /* find the modem by IMEI among the serial ports; NULL: don't */
+	int min_signal;           /* CSQ below this: degraded; -1 never */
+	unsigned max_consecutive_failures;
+	bool delivery_reports;
 	unsigned line;            /* where the section starts, for later errors */
 } ModemConfig;
 

@@ -98,6 +98,7 @@ struct Gateway {
 
 	/* After-commit work collected while applying. */
 	json_t *events; /* [[topic, object], ...] */
+	json_t *tokens; /* [[modem, token], ...]: SIM messages to delete once committed */
 	bool dispatch_wanted;
 
 	Job *jobs;
@@ -105,7 +106,7 @@ struct Gateway {
 	sd_event_source *dispatch_defer;
 	sd_event_source *timer;
 	sd_event_source *purge_timer;
-	sd_event_source *exit_defer;
+	sd_event_source *exit_check;
 	bool stopping;
 };
 
@@ -435,6 +436,93 @@ static int apply_ack(Gateway *g, json_t *c, Pending *pending)
 	return 0;
 }
 
+static ModemSlot *slot_by_name(Gateway *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_modems; i++)
+		if (streq(g->modems[i].config->name, name))
+			return &g->modems[i];
+	return NULL;
+}
+
+/* This node's modem may now delete the message behind token from its SIM. */
+static void token_confirm_later(Gateway *g, json_t *c)
+{
+	if (streq(jstr(c, "node"), g->config->node_name) && ju64(c, "token"))
+		json_array_append_new(g->tokens,
+				      json_pack("[s, I]", jstr(c, "modem"), (json_int_t)ju64(c, "token")));
+}
+
+static void confirm_tokens(Gateway *g)
+{
+	size_t i;
+	json_t *t;
+
+	json_array_foreach(g->tokens, i, t)
+	{
+		ModemSlot *slot = slot_by_name(g, json_string_value(json_array_get(t, 0)));
+
+		if (slot)
+			modem_sms_stored(slot->modem,
+					 (uint64_t)json_integer_value(json_array_get(t, 1)));
+	}
+	json_array_clear(g->tokens);
+}
+
+static int apply_sms_in(Gateway *g, json_t *c)
+{
+	char at[RFC3339_MAX];
+	InboxMessage m = {
+		.key = jstr(c, "key"),
+		.node = jstr(c, "node"),
+		.modem = jstr(c, "modem"),
+		.sender = jstr(c, "from"),
+		.text = jstr(c, "text"),
+		.parts = (unsigned)ju64(c, "parts"),
+		.smsc_at = ju64(c, "smsc_at"),
+		.received_at = ju64(c, "at"),
+	};
+	int r;
+
+	r = store_inbox_insert(g->store, &m);
+	if (r < 0)
+		return r;
+	token_confirm_later(g, c);
+	if (r == 0)
+		return 0; /* read again after a reconnect: stored already */
+	log_ctx(LOG_INFO, &((LogContext){.modem = m.modem}), "SMS from %s: %s", m.sender, m.text);
+	event_add(g, "sms_received",
+		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "key", m.key, "node", m.node,
+			    "modem", m.modem, "from", m.sender, "text", m.text, "parts",
+			    (int)m.parts, "received_at", format_rfc3339(m.received_at, at)));
+	return 0;
+}
+
+static int apply_report(Gateway *g, json_t *c)
+{
+	char id[ID_HEX_LEN + 1] = "", number[20] = "";
+	DeliveryReport rep = {
+		.node = jstr(c, "node"),
+		.modem = jstr(c, "modem"),
+		.message_ref = (int)ju64(c, "ref"),
+		.delivered = json_is_true(json_object_get(c, "delivered")),
+		.status = jstr(c, "status"),
+		.at = ju64(c, "at"),
+	};
+	int r;
+
+	r = store_delivery_report(g->store, &rep, id, number);
+	if (r < 0)
+		return r;
+	token_confirm_later(g, c);
+	if (r > 0) {
+		log_ctx(LOG_INFO, &((LogContext){.alert_id = id, .modem = rep.modem}),
+			"Delivered to %s's handset", number);
+		event_add(g, "delivered", json_pack("{s:s, s:s, s:s, s:s}", "id", id, "to", number,
+						    "node", rep.node, "modem", rep.modem));
+	}
+	return 0;
+}
+
 static int apply_change(Gateway *g, json_t *c, Pending *pending)
 {
 	const char *type = jstr(c, "t");
@@ -449,6 +537,10 @@ static int apply_change(Gateway *g, json_t *c, Pending *pending)
 		return apply_expire(g, c);
 	if (streq(type, "ack"))
 		return apply_ack(g, c, pending);
+	if (streq(type, "sms_in"))
+		return apply_sms_in(g, c);
+	if (streq(type, "report"))
+		return apply_report(g, c);
 	log_warning("Ignoring a change of unknown type '%s'", type);
 	return 0;
 }
@@ -557,6 +649,7 @@ static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, s
 		/* Nothing of this payload is stored: say so, and forget its side effects. */
 		log_error_errno(r, "Cannot commit %zu changes: %m", json_array_size(changes));
 		json_array_clear(g->events);
+		json_array_clear(g->tokens);
 		for (Job *j = g->jobs, *next; j; j = next) {
 			next = j->next;
 			if (j->assigned && j->text)
@@ -568,6 +661,7 @@ static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, s
 	}
 	answer_batch(g, batch, 0);
 	events_publish(g);
+	confirm_tokens(g);
 	start_assigned_jobs(g);
 	if (g->dispatch_wanted) {
 		g->dispatch_wanted = false;
@@ -773,6 +867,32 @@ static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus 
 	}
 }
 
+/* A received SMS or status report becomes a replicated change; the modem deletes it from the
+ * SIM only once that change is committed (see confirm_tokens()). */
+static int modem_message(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
+{
+	json_t *c;
+
+	if (ev->type == MODEM_EVENT_SMS_RECEIVED)
+		c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I}", "t", "sms_in",
+			      "key", ev->key, "node", g->config->node_name, "modem",
+			      slot->config->name, "from", ev->from, "text",
+			      ev->text ? ev->text : "", "parts", (int)ev->parts, "smsc_at",
+			      (json_int_t)ev->smsc_time_usec, "at",
+			      (json_int_t)(ev->received_usec ? ev->received_usec
+							     : now_realtime_usec()),
+			      "token", (json_int_t)ev->token);
+	else
+		c = json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:I, s:I}", "t", "report",
+			      "key", ev->key, "node", g->config->node_name, "modem",
+			      slot->config->name, "ref", ev->message_ref, "delivered",
+			      ev->delivered, "permanent", ev->permanent, "status",
+			      ev->delivery_status, "at",
+			      (json_int_t)(ev->at_usec ? ev->at_usec : now_realtime_usec()), "token",
+			      (json_int_t)ev->token);
+	return outbox_add(g, c, NULL);
+}
+
 static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 {
 	Job *job;
@@ -782,6 +902,8 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 		modem_status_changed(g, slot, &ev->status);
 		return 0;
 	}
+	if (ev->type == MODEM_EVENT_SMS_RECEIVED || ev->type == MODEM_EVENT_DELIVERY_REPORT)
+		return modem_message(g, slot, ev);
 	job = job_find(g, ev->job);
 	if (!job)
 		return 0;
@@ -819,8 +941,10 @@ static int on_modem_fd(sd_event_source *s, int fd, uint32_t revents, void *userd
 	ModemSlot *slot = &g->modems[io->index];
 	ModemEvent ev;
 
-	while (modem_next_event(slot->modem, &ev) > 0)
+	while (modem_next_event(slot->modem, &ev) > 0) {
 		modem_event(g, slot, &ev);
+		modem_event_clear(&ev);
+	}
 	return 0;
 }
 
@@ -840,6 +964,11 @@ static int gateway_start_modems(Gateway *g)
 			.connection = mc->connection,
 			.pin = mc->pin,
 			.health_interval_sec = mc->health_interval,
+			.inbox_interval_sec = mc->inbox_interval,
+			.imei = mc->imei,
+			.min_signal = mc->min_signal == 0 ? -1 : mc->min_signal,
+			.max_consecutive_failures = mc->max_consecutive_failures,
+			.delivery_reports = mc->delivery_reports,
 			.send_timeout_sec = mc->send_timeout,
 			.command_timeout_sec = mc->command_timeout,
 		};
@@ -1064,23 +1193,27 @@ static json_t *status_json(Gateway *g)
 		char last[RFC3339_MAX];
 
 		store_modem_counters(g->store, g->config->node_name, slot->config->name, &mc);
-		json_array_append_new(
-			modems,
-			json_pack("{s:s, s:s, s:s, s:s, s:s?, s:i, s:s?, s:s?, s:s?, s:I, s:I, "
-				  "s:s?, s:s?}",
-				  "node", g->config->node_name, "name", slot->config->name,
-				  "device", slot->config->device, "state",
-				  modem_state_to_string(slot->status.state), "reason",
-				  slot->status.reason[0] ? slot->status.reason : NULL, "signal",
-				  slot->status.signal, "operator",
-				  slot->status.operator_name[0] ? slot->status.operator_name
-								: NULL,
-				  "imei", slot->status.imei[0] ? slot->status.imei : NULL, "model",
-				  slot->status.model[0] ? slot->status.model : NULL, "sent",
-				  (json_int_t)mc.sent, "failed", (json_int_t)mc.failed,
-				  "last_error", mc.last_error[0] ? mc.last_error : NULL,
-				  "last_sent_at",
-				  mc.last_sent_at ? format_rfc3339(mc.last_sent_at, last) : NULL));
+		if (slot->status.last_send_usec > mc.last_sent_at)
+			mc.last_sent_at = slot->status.last_send_usec;
+		json_t *m = json_pack(
+			"{s:s, s:s, s:s, s:s, s:s?, s:i, s:s?, s:s?, s:s?, s:I, s:I, s:s?, s:s?, "
+			"s:s?, s:b, s:b}",
+			"node", g->config->node_name, "name", slot->config->name, "device",
+			slot->status.device[0] ? slot->status.device : slot->config->device, "state",
+			modem_state_to_string(slot->status.state), "reason",
+			slot->status.reason[0] ? slot->status.reason : NULL, "signal",
+			slot->status.signal, "operator",
+			slot->status.operator_name[0] ? slot->status.operator_name : NULL, "imei",
+			slot->status.imei[0] ? slot->status.imei : NULL, "model",
+			slot->status.model[0] ? slot->status.model : NULL, "sent", (json_int_t)mc.sent,
+			"failed", (json_int_t)mc.failed, "last_error",
+			mc.last_error[0] ? mc.last_error : NULL, "last_sent_at",
+			mc.last_sent_at ? format_rfc3339(mc.last_sent_at, last) : NULL,
+			"registration",
+			slot->status.registration[0] ? slot->status.registration : NULL,
+			"delivery_reports", slot->config->delivery_reports,
+			"delivery_reports_supported", slot->status.delivery_reports_supported);
+		json_array_append_new(modems, m);
 	}
 	status = json_pack("{s:{s:s, s:i}, s:{s:b, s:b, s:[{s:s, s:i, s:b}]}, s:o, "
 			   "s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
@@ -1147,13 +1280,14 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 
 /* ---- life cycle ---- */
 
-static int on_exit_defer(sd_event_source *s, void *userdata)
+static int on_exit_check(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Gateway *g = userdata;
 
 	/* Exit once the last results have been published and applied (committed). */
 	if (json_array_size(g->outbox) == 0 && !g->batches_head)
 		return sd_event_exit(g->event, 0);
+	sd_event_source_set_time_relative(s, USEC_PER_MSEC);
 	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 	return 0;
 }
@@ -1170,13 +1304,14 @@ void gateway_stop(Gateway *g)
 	for (size_t i = 0; i < g->n_modems; i++)
 		modem_stop(g->modems[i].modem);
 	for (size_t i = 0; i < g->n_modems; i++)
-		while (modem_next_event(g->modems[i].modem, &ev) > 0)
+		while (modem_next_event(g->modems[i].modem, &ev) > 0) {
 			modem_event(g, &g->modems[i], &ev);
-	r = sd_event_add_defer(g->event, &g->exit_defer, on_exit_defer, g);
+			modem_event_clear(&ev);
+		}
+	r = sd_event_add_time_relative(g->event, &g->exit_check, CLOCK_MONOTONIC, 0, 0,
+				       on_exit_check, g);
 	if (r < 0)
 		sd_event_exit(g->event, 0);
-	else
-		sd_event_source_set_enabled(g->exit_defer, SD_EVENT_ONESHOT);
 }
 
 static int resume_one(const char *alert_id, const char *number, const char *modem,
@@ -1210,7 +1345,8 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 	g->next_seq = 1;
 	g->outbox = json_array();
 	g->events = json_array();
-	if (!g->outbox || !g->events) {
+	g->tokens = json_array();
+	if (!g->outbox || !g->events || !g->tokens) {
 		gateway_free(g);
 		return -ENOMEM;
 	}
@@ -1302,12 +1438,13 @@ Gateway *gateway_free(Gateway *g)
 	sd_event_source_disable_unref(g->dispatch_defer);
 	sd_event_source_disable_unref(g->timer);
 	sd_event_source_disable_unref(g->purge_timer);
-	sd_event_source_disable_unref(g->exit_defer);
+	sd_event_source_disable_unref(g->exit_check);
 	server_free(g->server);
 	replication_free(g->replication);
 	store_close(g->store);
 	json_decref(g->outbox);
 	json_decref(g->events);
+	json_decref(g->tokens);
 	sd_event_unref(g->event);
 	free(g);
 	return NULL;

@@ -29,7 +29,7 @@ static int on_router_io(sd_event_source *src, int fd, uint32_t revents, void *us
 	return server_drain(userdata);
 }
 
-static int on_more(sd_event_source *src, void *userdata)
+static int on_more(sd_event_source *src, uint64_t usec, void *userdata)
 {
 	return server_drain(userdata);
 }
@@ -107,7 +107,10 @@ static int server_drain(Server *s)
 		if (!router_readable(s))
 			return 0;
 	}
-	/* More is waiting: continue on the next turn, after this turn's commit. */
+	/* More is waiting: continue on a later turn, after this turn's commit. A zero-delay
+	 * timer rather than a defer source: sd-event would let a defer that keeps re-arming
+	 * itself starve every fd (the modems', corosync's). */
+	sd_event_source_set_time(s->more, 0);
 	sd_event_source_set_enabled(s->more, SD_EVENT_ONESHOT);
 	return 0;
 }
@@ -165,13 +168,11 @@ int server_new(sd_event *event, const char *submit_bind, const char *events_bind
 	if (r < 0)
 		goto fail;
 	sd_event_source_set_description(s->io, "zmq-submit");
-	r = sd_event_add_defer(event, &s->more, on_more, s);
+	/* Requests may already be waiting, and the edge is gone: drain once at the start. */
+	r = sd_event_add_time(event, &s->more, CLOCK_MONOTONIC, 0, 0, on_more, s);
 	if (r < 0)
 		goto fail;
-	sd_event_source_set_enabled(s->more, SD_EVENT_OFF);
 	*ret = s;
-	/* Requests may already be waiting, and the edge is gone. */
-	sd_event_source_set_enabled(s->more, SD_EVENT_ONESHOT);
 	return 0;
 fail:
 	server_free(s);
@@ -203,8 +204,10 @@ int server_reply(Server *s, const ServerPeer *peer, const char *json)
 	    zmq_send(s->router, json, strlen(json), ZMQ_DONTWAIT) < 0)
 		r = log_debug_errno(errno, "Cannot answer a client: %m");
 	/* Sending may consume the edge that announced pending input. */
-	if (router_readable(s))
+	if (router_readable(s)) {
+		sd_event_source_set_time(s->more, 0);
 		sd_event_source_set_enabled(s->more, SD_EVENT_ONESHOT);
+	}
 	return r;
 }
 

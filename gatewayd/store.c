@@ -716,8 +716,8 @@ int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id
 			  char ret_number[static 20])
 {
 	static const char find[] = "SELECT alert_id, number FROM attempts WHERE node = ?1 AND "
-				   "modem = ?2 AND message_ref = ?3 AND result = 'sent' AND "
-				   "at <= ?4 ORDER BY at DESC LIMIT 1";
+				   "modem = ?2 AND message_ref = ?3 AND result = 'sent' "
+				   "ORDER BY at DESC LIMIT 1";
 	static const char mark[] = "UPDATE attempts SET report = ?5 WHERE node = ?1 AND "
 				   "modem = ?2 AND message_ref = ?3 AND alert_id = ?4 AND "
 				   "result = 'sent'";
@@ -732,7 +732,6 @@ int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id
 	bind_text(st, 1, rep->node);
 	bind_text(st, 2, rep->modem);
 	sqlite3_bind_int(st, 3, rep->message_ref);
-	bind_u64(st, 4, rep->at);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
 		return 0; /* a report for something we do not know (purged, or not ours) */

@@ -1,0 +1,105 @@
+"""Incoming SMS and delivery reports, end to end through the daemon; device recovery."""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from gwtest import main, recv_events, wait_until  # noqa: E402
+
+FAST_INBOX = {"gsm0": "inbox_interval = 1\nhealth_interval = 5\n"}
+
+
+def inbox(gw):
+    return gw.request({"op": "inbox"})["messages"]
+
+
+def test_received_sms_stored_evented_once_and_deleted(h):
+    gw = h.gateway(modem_extra=FAST_INBOX)
+    sub = gw.subscribe(("sms_received",))
+    long_text = "ACK 1234 " + "multipart reply " * 12
+    h.sim.control({"cmd": "inject_sms", "modem": "gsm0", "from": "+32470100001",
+                   "text": "ACK 5678"})
+    h.sim.control({"cmd": "inject_sms", "modem": "gsm0", "from": "+32470100002",
+                   "text": long_text})
+    h.sim.control({"cmd": "inject_sms", "modem": "gsm0", "from": "+32470100003",
+                   "text": "Ωμέγα ✓"})
+    msgs = wait_until(lambda: (lambda m: m if len(m) >= 3 else None)(inbox(gw)), 30,
+                      "three received messages")
+    got = {m["from"]: m for m in msgs}
+    assert got["+32470100001"]["text"] == "ACK 5678", got
+    assert got["+32470100002"]["text"] == long_text, got
+    assert got["+32470100002"]["parts"] >= 2, got
+    assert got["+32470100003"]["text"] == "Ωμέγα ✓", got
+    assert all(m["modem"] == "gsm0" and m["node"] == "a" for m in msgs), msgs
+    events = recv_events(sub, 5, until=lambda ev: len(ev) >= 3)
+    assert sorted(e["from"] for _, e in events) == sorted(got), events
+    # Deleted from the SIM only after they were stored.
+    wait_until(lambda: not [x for x in h.sim.stats("gsm0")["messages"]
+                            if x["kind"] == "deliver"], 15, "the SIM to be emptied")
+    # A restart reads nothing twice.
+    gw.stop()
+    gw.start(wait_modems=1)
+    time.sleep(3)
+    assert len(inbox(gw)) == 3, inbox(gw)
+
+
+def test_message_left_on_the_sim_is_stored_once_across_a_restart(h):
+    gw = h.gateway(modem_extra=FAST_INBOX)
+    gw.kill9()
+    # Arrives while the daemon is down; read when it comes back, and only once.
+    h.sim.control({"cmd": "inject_sms", "modem": "gsm0", "from": "+32470100009",
+                   "text": "while you were out"})
+    gw.start(wait_modems=1)
+    wait_until(lambda: inbox(gw), 30, "the message")
+    gw.stop()
+    gw.start(wait_modems=1)
+    time.sleep(3)
+    msgs = inbox(gw)
+    assert [m["text"] for m in msgs] == ["while you were out"], msgs
+
+
+def test_delivery_report_moves_sent_to_delivered(h):
+    gw = h.gateway(modem_extra={"gsm0": "delivery_reports = yes\ninbox_interval = 1\n"})
+    sub = gw.subscribe(("delivered",))
+    r = gw.send(["+32470000001"], "report me")
+    a = gw.wait_state(r["id"], "delivered", timeout=30)
+    assert a["deliveries"][0]["state"] == "delivered", a
+    assert a["deliveries"][0]["attempts"][-1].get("report"), a
+    events = recv_events(sub, 5, until=lambda ev: ev)
+    assert events and events[0][1]["id"] == r["id"], events
+    st = gw.status()
+    assert st["queue"]["delivered"] == 1, st["queue"]
+    assert st["modems"][0]["delivery_reports"] is True, st["modems"][0]
+
+
+def test_unplug_absent_replug_back_and_sending(h):
+    gw = h.gateway(modem_extra={"gsm0": "health_interval = 2\n"})
+    h.sim.control({"cmd": "unplug", "modem": "gsm0"})
+    r = gw.send(["+32470000001"], "after the replug")
+    wait_until(lambda: gw.status()["modems"][0]["state"] == "absent", 20, "gsm0 absent")
+    assert gw.status()["modems"][0]["reason"], gw.status()["modems"][0]
+    time.sleep(1)
+    t0 = time.monotonic()
+    h.sim.control({"cmd": "replug", "modem": "gsm0"})
+    h.sim.wait_sms(1, timeout=30)
+    print(f"    replug -> first send: {time.monotonic() - t0:.1f} s", flush=True)
+    gw.wait_state(r["id"], "sent")
+    assert gw.status()["modems"][0]["state"] == "ok"
+
+
+def test_renumbered_device_found_by_imei(h):
+    h.start_sim(["gsm0"])
+    imei = h.sim.stats("gsm0")["imei"]
+    gw = h.gateway(modem_extra={"gsm0": f"imei = {imei}\nhealth_interval = 2\n"})
+    h.sim.control({"cmd": "unplug", "modem": "gsm0"})
+    wait_until(lambda: gw.status()["modems"][0]["state"] == "absent", 20, "gsm0 absent")
+    h.sim.control({"cmd": "replug", "modem": "gsm0", "path": "ttyUSB7"})
+    r = gw.send(["+32470000001"], "found again")
+    h.sim.wait_sms(1, timeout=40)
+    gw.wait_state(r["id"], "sent")
+    m = gw.status()["modems"][0]
+    assert m["state"] == "ok" and m["device"].endswith("ttyUSB7") and m["imei"] == imei, m
+
+
+if __name__ == "__main__":
+    main(globals())
