@@ -30,7 +30,7 @@
 #include "util.h"
 
 #define PROTOCOL_VERSION 1
-#define MODEM_INFLIGHT 2         /* jobs handed to one modem at once: one sending, one ready */
+#define MODEM_INFLIGHT 1 /* one job per modem: nothing waits behind a send that may hang */
 #define EXPIRE_BATCH 256
 #define PURGE_INTERVAL_USEC (3600 * USEC_PER_SEC)
 #define SOLO_NODEID 1
@@ -687,9 +687,9 @@ static bool modem_usable(const ModemSlot *slot)
 
 #define PICK_WAIT (-2)
 
-/* The healthy modem with the shortest queue; -1 when every healthy modem is busy, PICK_WAIT
- * when only `avoid` (the modem that just failed this delivery) is free while another healthy
- * modem is busy: better wait a moment for that one than fail again on the same modem. */
+/* A healthy modem with room for a job (the least loaded); -1 when every healthy one is busy;
+ * PICK_WAIT when only `avoid` (the modem that just failed this delivery) is free while another
+ * healthy modem is busy: better wait a moment for that one than fail again on the same modem. */
 static ssize_t pick_modem(Gateway *g, const char *avoid)
 {
 	ssize_t best = -1;

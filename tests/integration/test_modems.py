@@ -88,5 +88,34 @@ def test_wrong_pin_fails_with_a_reason_others_unaffected(h):
     assert sms[0]["modem"] == "gsm1", sms
 
 
+
+def test_unsolicited_flood_during_sends(h):
+    gw = h.gateway(modems=["gsm0"])
+    h.sim.control({"cmd": "urc_flood", "modem": "gsm0", "interval": 0.3,
+                   "lines": ["+CREG: 1", "^RSSI: 20", "+CSQ: 20,0"]})
+    ids = [gw.send([f"+3247000005{i}"], f"flooded {i}")["id"] for i in range(6)]
+    sms = h.sim.wait_sms(6, timeout=60)
+    h.sim.control({"cmd": "urc_flood", "modem": "gsm0", "interval": 0})
+    for i in ids:
+        a = gw.wait_state(i, "sent", timeout=30)
+        assert [x["result"] for x in a["deliveries"][0]["attempts"]] == ["sent"], a
+    time.sleep(1)
+    texts = [m["text"] for m in h.sim.sms()]
+    assert sorted(texts) == sorted(f"flooded {i}" for i in range(6)), texts  # no duplicates
+
+
+def test_one_invalid_recipient_among_fifty_good_ones(h):
+    gw = h.gateway(modems=["gsm0", "gsm1"])
+    for m in ("gsm0", "gsm1"):
+        h.sim.control({"cmd": "fail_number", "modem": m, "number": "+32479999999", "cms": 21})
+    bad = gw.send(["+32479999999"], "never arrives")
+    for i in range(50):
+        gw.send([f"+324701{i:05d}"], f"good {i:02d}")
+    sms = h.sim.wait_sms(50, timeout=120)
+    assert sorted(m["text"] for m in sms) == sorted(f"good {i:02d}" for i in range(50))
+    a = gw.wait_state(bad["id"], "failed", timeout=60)
+    assert "21" in a["deliveries"][0]["attempts"][-1]["error"], a
+
+
 if __name__ == "__main__":
     main(globals())
