@@ -334,6 +334,21 @@ static int print_modems(const json_t *modems)
 	r = ctl_table_print(table, stdout, 2);
 	if (r == -ENOMEM)
 		return log_oom();
+	/* What a technician needs beside the table: which port, which SIM slot, since when. */
+	for (i = 0; i < json_array_size(modems); i++) {
+		const json_t *m = json_array_get(modems, i);
+		const json_t *reports = json_object_get(m, "delivery_reports");
+
+		printf("  %s/%s: device %s, IMEI %s, model %s, registration %s, last sent %s",
+		       FIELD(m, "node"), FIELD(m, "name"), FIELD(m, "device"), FIELD(m, "imei"),
+		       FIELD(m, "model"), FIELD(m, "registration"), FIELD(m, "last_sent_at"));
+		if (json_is_true(reports))
+			printf(", delivery reports %s",
+			       json_is_true(json_object_get(m, "delivery_reports_supported"))
+				       ? "on"
+				       : "requested but not supported by the modem");
+		putchar('\n');
+	}
 	return 0;
 }
 

@@ -37,7 +37,9 @@ def test_gatewayctl_against_the_daemon(h):
         assert word in out, (word, out)
     rc, out, _ = ctl(gw, "status")
     assert rc == 0, out
-    for word in ("gsm0", "ok", "Sim Net", "1 sent"):
+    imei = h.sim.stats("gsm0")["imei"]
+    for word in ("gsm0", "ok", "Sim Net", "1 sent", f"IMEI {imei}", "registration home",
+                 h.sim.device("gsm0")):
         assert word in out, (word, out)
 
     h.sim.control({"cmd": "fail_sends", "modem": "gsm0", "count": -1, "cms": 500})
