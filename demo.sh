@@ -72,13 +72,16 @@ done
 ctl status
 echo
 echo "== Sending alerts with gatewayctl"
-set -x
-ctl send +32470000001 -m "db01 is DOWN (ping timeout)"
-ctl send --priority critical --key web/http role:primary +32470000002 -m "web01 HTTP 503"
-ctl send --key web/http +32470000003 -m "web01 HTTP 503 (again: deduplicated)"
-ctl send +32470000004 -m "Ωμέγα ✓ Unicode arrives as UCS-2"
-ctl send +32470000005 -m "$(printf 'A long alert that needs several SMS parts. %.0s' 1 2 3 4 5 6 7 8)"
-{ set +x; } 2>/dev/null
+run() {
+	printf '$ gatewayctl'
+	printf ' %s' "$@" | cut -c1-100
+	ctl "$@"
+}
+run send +32470000001 -m "db01 is DOWN (ping timeout)"
+run send --priority critical --key web/http role:primary +32470000002 -m "web01 HTTP 503"
+run send --key web/http +32470000003 -m "web01 HTTP 503 (again: deduplicated)"
+run send +32470000004 -m "Ωμέγα ✓ Unicode arrives as UCS-2"
+run send +32470000005 -m "$(printf 'A long alert that needs several SMS parts. %.0s' 1 2 3 4 5 6 7 8)"
 i=0
 until [ "$(ctl queue --json | grep -c '"id"')" = 0 ]; do
 	i=$((i + 1))
