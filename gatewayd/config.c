@@ -467,8 +467,16 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 			return set_string(&c->voice_contact_center, value) < 0 ? -ENOMEM : 1;
 		}
 		if (streq(key, "ring_timeout"))
-			return parse_seconds(value, 5, 300, &c->voice_ring_timeout) < 0
-				       ? BAD_VALUE("a duration from 5s to 5m")
+			return parse_seconds(value, 2, 300, &c->voice_ring_timeout) < 0
+				       ? BAD_VALUE("a duration from 2s to 5m")
+				       : 1;
+		if (streq(key, "hold"))
+			return parse_seconds(value, 1, 300, &c->voice_hold) < 0
+				       ? BAD_VALUE("a duration from 1s to 5m")
+				       : 1;
+		if (streq(key, "retries"))
+			return parse_uint(value, 0, 20, &c->voice_retries) < 0
+				       ? BAD_VALUE("0 to 20")
 				       : 1;
 	} else if (streq(section, "dedupe")) {
 		if (streq(key, "window")) {
@@ -665,6 +673,8 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	c->max_parts = 10;
 	c->max_queue = 1000000;
 	c->voice_ring_timeout = 45;
+	c->voice_hold = 10;
+	c->voice_retries = 3;
 	c->dedupe_window = 600;
 	c->retention = 30 * 86400;
 	c->retry_min = 5;

@@ -70,6 +70,8 @@ typedef struct Config {
 	char *voice_device;
 	char *voice_contact_center;
 	unsigned voice_ring_timeout;
+	unsigned voice_hold;    /* seconds an answered call stays up */
+	unsigned voice_retries; /* busy/no answer: calls again this many times */
 
 	uint64_t dedupe_window; /* seconds */
 	uint64_t retention;     /* seconds */

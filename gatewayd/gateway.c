@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "dialer.h"
 #include "modem.h"
 #include "replication.h"
 #include "request.h"
@@ -69,6 +70,17 @@ typedef struct Job {
 	bool assigned;     /* the assignment is committed and the modem has the job */
 } Job;
 
+/* A voice call to make: the recipient whose SMS paths all failed, or the contact center. */
+typedef struct VoiceCall {
+	struct VoiceCall *next;
+	char alert_id[ID_HEX_LEN + 1];
+	char number[20];    /* whom to call */
+	char recipient[20]; /* whose SMS failed (the same, but for the contact center) */
+	bool contact_center;
+	unsigned attempt;
+	uint64_t not_before; /* realtime usec */
+} VoiceCall;
+
 typedef struct ModemSlot {
 	Modem *modem;
 	const ModemConfig *config;
@@ -108,6 +120,14 @@ struct Gateway {
 	sd_event_source *purge_timer;
 	sd_event_source *exit_check;
 	bool stopping;
+
+	/* Voice fallback: one call at a time, from a queue. */
+	Dialer *dialer;
+	VoiceCall *calls;          /* waiting, in order */
+	VoiceCall *call;           /* in progress */
+	ModemSlot *lent;           /* the modem lent to the call, given back afterwards */
+	sd_event_source *voice_timer;
+	json_t *voice_checks;      /* [[alert, number], ...] to consider after the commit */
 };
 
 /* ---- outbox: changes made this turn ---- */
@@ -284,6 +304,13 @@ static int string_vector(json_t *array, const char ***ret, size_t *ret_n)
 	return 0;
 }
 
+/* After the commit, see whether this recipient's SMS paths have all failed (voice_consider). */
+static void voice_check_later(Gateway *g, const char *alert_id, const char *number)
+{
+	if (g->dialer)
+		json_array_append_new(g->voice_checks, json_pack("[s, s]", alert_id, number));
+}
+
 static int apply_submit(Gateway *g, json_t *c, Pending *pending)
 {
 	char first_id[ID_HEX_LEN + 1];
@@ -329,6 +356,8 @@ static int apply_submit(Gateway *g, json_t *c, Pending *pending)
 			    "node", a.node, "text", a.text));
 	log_ctx(LOG_INFO, &((LogContext){.alert_id = a.id}), "Queued for %zu recipient(s) from %s",
 		a.n_to + a.n_copy, a.source ? a.source : "?");
+	for (size_t i = 0; a.critical && i < a.n_to; i++)
+		voice_check_later(g, a.id, a.to[i]);
 	return 0;
 }
 
@@ -397,6 +426,8 @@ static int apply_result(Gateway *g, json_t *c)
 		log_ctx(LOG_NOTICE, &ctx, "Send to %s failed (%s), retrying in %llu s", to,
 			res.error ? res.error : "?",
 			(unsigned long long)((change.next_try_at - res.at) / USEC_PER_SEC));
+	if (!res.ok)
+		voice_check_later(g, id, to);
 	return 0;
 }
 
@@ -414,6 +445,8 @@ static int apply_expire(Gateway *g, json_t *c)
 	return 0;
 }
 
+static void voice_drop_alert(Gateway *g, const char *alert_id);
+
 static int apply_ack(Gateway *g, json_t *c, Pending *pending)
 {
 	const char *id = jstr(c, "id");
@@ -427,6 +460,7 @@ static int apply_ack(Gateway *g, json_t *c, Pending *pending)
 	if (r > 0) {
 		char at[RFC3339_MAX];
 
+		voice_drop_alert(g, id);
 		log_ctx(LOG_INFO, &((LogContext){.alert_id = id}), "Acknowledged by %s via %s",
 			jstr(c, "by"), jstr(c, "via"));
 		event_add(g, "acknowledged",
@@ -523,6 +557,10 @@ static int apply_report(Gateway *g, json_t *c)
 	return 0;
 }
 
+static int apply_call(Gateway *g, json_t *c);
+static void voice_run_checks(Gateway *g);
+static void voice_check_later(Gateway *g, const char *alert_id, const char *number);
+static int consider_one(const char *alert_id, const char *number, void *userdata);
 static int apply_change(Gateway *g, json_t *c, Pending *pending)
 {
 	const char *type = jstr(c, "t");
@@ -541,6 +579,8 @@ static int apply_change(Gateway *g, json_t *c, Pending *pending)
 		return apply_sms_in(g, c);
 	if (streq(type, "report"))
 		return apply_report(g, c);
+	if (streq(type, "call"))
+		return apply_call(g, c);
 	log_warning("Ignoring a change of unknown type '%s'", type);
 	return 0;
 }
@@ -650,6 +690,7 @@ static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, s
 		log_error_errno(r, "Cannot commit %zu changes: %m", json_array_size(changes));
 		json_array_clear(g->events);
 		json_array_clear(g->tokens);
+		json_array_clear(g->voice_checks);
 		for (Job *j = g->jobs, *next; j; j = next) {
 			next = j->next;
 			if (j->assigned && j->text)
@@ -662,6 +703,7 @@ static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, s
 	answer_batch(g, batch, 0);
 	events_publish(g);
 	confirm_tokens(g);
+	voice_run_checks(g);
 	start_assigned_jobs(g);
 	if (g->dispatch_wanted) {
 		g->dispatch_wanted = false;
@@ -864,6 +906,11 @@ static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus 
 		}
 		if (is)
 			sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+		else if (g->dialer) {
+			/* Maybe the last healthy modem: the open critical alerts may need a call. */
+			store_open_critical(g->store, consider_one, g);
+			voice_run_checks(g);
+		}
 	}
 }
 
@@ -948,6 +995,51 @@ static int on_modem_fd(sd_event_source *s, int fd, uint32_t revents, void *userd
 	return 0;
 }
 
+/* Creates and starts the Modem of slot i (again, after it was lent to a voice call). */
+static int modem_slot_start(Gateway *g, size_t i)
+{
+	ModemSlot *slot = &g->modems[i];
+	const ModemConfig *mc = slot->config;
+	ModemSettings settings = {
+		.name = mc->name,
+		.device = mc->device,
+		.connection = mc->connection,
+		.pin = mc->pin,
+		.health_interval_sec = mc->health_interval,
+		.inbox_interval_sec = mc->inbox_interval,
+		.imei = mc->imei,
+		.min_signal = mc->min_signal == 0 ? -1 : mc->min_signal,
+		.max_consecutive_failures = mc->max_consecutive_failures,
+		.delivery_reports = mc->delivery_reports,
+		.send_timeout_sec = mc->send_timeout,
+		.command_timeout_sec = mc->command_timeout,
+	};
+	ModemIo *io;
+	int r;
+
+	slot->status.state = MODEM_STATE_ABSENT;
+	snprintf(slot->status.reason, sizeof(slot->status.reason), "starting");
+	slot->status.signal = 99;
+	slot->inflight = 0;
+	r = modem_new(&settings, &slot->modem);
+	if (r < 0)
+		return log_error_errno(r, "Cannot set up modem '%s': %m", mc->name);
+	io = calloc(1, sizeof(*io));
+	if (!io)
+		return -ENOMEM;
+	*io = (ModemIo){.g = g, .index = i};
+	r = sd_event_add_io(g->event, &slot->io, modem_fd(slot->modem), EPOLLIN, on_modem_fd, io);
+	if (r < 0) {
+		free(io);
+		return r;
+	}
+	sd_event_source_set_destroy_callback(slot->io, free);
+	r = modem_start(slot->modem);
+	if (r < 0)
+		return log_error_errno(r, "Cannot start modem '%s': %m", mc->name);
+	return 0;
+}
+
 static int gateway_start_modems(Gateway *g)
 {
 	int r;
@@ -956,47 +1048,300 @@ static int gateway_start_modems(Gateway *g)
 	if (!g->modems)
 		return -ENOMEM;
 	for (size_t i = 0; i < g->config->n_modems; i++) {
-		const ModemConfig *mc = &g->config->modems[i];
-		ModemSlot *slot = &g->modems[i];
-		ModemSettings settings = {
-			.name = mc->name,
-			.device = mc->device,
-			.connection = mc->connection,
-			.pin = mc->pin,
-			.health_interval_sec = mc->health_interval,
-			.inbox_interval_sec = mc->inbox_interval,
-			.imei = mc->imei,
-			.min_signal = mc->min_signal == 0 ? -1 : mc->min_signal,
-			.max_consecutive_failures = mc->max_consecutive_failures,
-			.delivery_reports = mc->delivery_reports,
-			.send_timeout_sec = mc->send_timeout,
-			.command_timeout_sec = mc->command_timeout,
-		};
-		ModemIo *io;
-
-		slot->config = mc;
-		slot->status.state = MODEM_STATE_ABSENT;
-		snprintf(slot->status.reason, sizeof(slot->status.reason), "starting");
-		slot->status.signal = 99;
-		r = modem_new(&settings, &slot->modem);
-		if (r < 0)
-			return log_error_errno(r, "Cannot set up modem '%s': %m", mc->name);
+		g->modems[i].config = &g->config->modems[i];
 		g->n_modems++;
-		io = calloc(1, sizeof(*io));
-		if (!io)
-			return -ENOMEM;
-		*io = (ModemIo){.g = g, .index = i};
-		r = sd_event_add_io(g->event, &slot->io, modem_fd(slot->modem), EPOLLIN,
-				    on_modem_fd, io);
-		if (r < 0) {
-			free(io);
-			return r;
-		}
-		sd_event_source_set_destroy_callback(slot->io, free);
-		r = modem_start(slot->modem);
+		r = modem_slot_start(g, i);
 		if (r < 0)
-			return log_error_errno(r, "Cannot start modem '%s': %m", mc->name);
+			return r;
 	}
+	return 0;
+}
+
+/* ---- voice fallback ---- */
+
+static int apply_call(Gateway *g, json_t *c)
+{
+	CallRecord rec = {
+		.alert_id = jstr(c, "id"),
+		.number = jstr(c, "number"),
+		.node = jstr(c, "node"),
+		.modem = jstr(c, "modem"),
+		.at = ju64(c, "at"),
+		.outcome = jstr(c, "outcome"),
+		.duration_sec = ju64(c, "duration"),
+		.error = json_string_value(json_object_get(c, "error")),
+		.dtmf_ack = json_is_true(json_object_get(c, "dtmf_ack")),
+	};
+	char at[RFC3339_MAX];
+	int r;
+
+	r = store_call_insert(g->store, &rec);
+	if (r <= 0)
+		return r;
+	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = rec.alert_id, .modem = rec.modem}),
+		"Voice call to %s: %s%s%s", rec.number, rec.outcome, rec.error ? " — " : "",
+		rec.error ? rec.error : "");
+	event_add(g, "voice_call",
+		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", rec.alert_id,
+			    "number", rec.number, "node", rec.node, "modem", rec.modem, "at",
+			    format_rfc3339(rec.at, at), "outcome", rec.outcome, "duration",
+			    (json_int_t)rec.duration_sec, "acknowledged", rec.dtmf_ack));
+	return 0;
+}
+
+static void voice_next(Gateway *g);
+
+/* An acknowledged alert needs no more calls. */
+static void voice_drop_alert(Gateway *g, const char *alert_id)
+{
+	for (VoiceCall **p = &g->calls; *p;) {
+		VoiceCall *v = *p;
+
+		if (streq(v->alert_id, alert_id)) {
+			*p = v->next;
+			free(v);
+		} else
+			p = &v->next;
+	}
+}
+
+static bool voice_queued(Gateway *g, const char *alert_id, const char *number)
+{
+	if (g->call && streq(g->call->alert_id, alert_id) && streq(g->call->number, number))
+		return true;
+	for (VoiceCall *v = g->calls; v; v = v->next)
+		if (streq(v->alert_id, alert_id) && streq(v->number, number))
+			return true;
+	return false;
+}
+
+static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
+			  const char *recipient, bool center, unsigned attempt, uint64_t not_before)
+{
+	VoiceCall *v = calloc(1, sizeof(*v)), **tail;
+
+	if (!v) {
+		log_error("Out of memory: no voice call to %s", number);
+		return;
+	}
+	snprintf(v->alert_id, sizeof(v->alert_id), "%s", alert_id);
+	snprintf(v->number, sizeof(v->number), "%s", number);
+	snprintf(v->recipient, sizeof(v->recipient), "%s", recipient);
+	v->contact_center = center;
+	v->attempt = attempt;
+	v->not_before = not_before;
+	for (tail = &g->calls; *tail; tail = &(*tail)->next)
+		;
+	*tail = v;
+}
+
+/* A critical, unacknowledged delivery whose SMS paths have all failed on this node: every
+ * usable modem has made an attempt that ended in error, or no modem is usable at all. Then the
+ * recipient is called, and after them the contact center. */
+static void voice_consider(Gateway *g, const char *alert_id, const char *number)
+{
+	VoiceCandidate v = {.node = g->config->node_name};
+	size_t usable = 0, failed = 0;
+
+	if (!g->dialer || g->stopping || voice_queued(g, alert_id, number))
+		return;
+	if (store_voice_candidate(g->store, alert_id, number, &v) < 0)
+		return;
+	if (!v.critical || v.acknowledged || v.copy || v.calls > 0 ||
+	    v.state == DELIVERY_SENT || v.state == DELIVERY_DELIVERED)
+		return;
+	for (size_t i = 0; i < g->n_modems; i++) {
+		ModemSlot *slot = &g->modems[i];
+
+		if (!modem_usable(slot))
+			continue;
+		usable++;
+		for (size_t j = 0; j < v.n_failed_modems; j++)
+			if (streq(v.failed_modems[j], slot->config->name)) {
+				failed++;
+				break;
+			}
+	}
+	if (usable > 0 && failed < usable)
+		return;
+	log_ctx(LOG_WARNING, &((LogContext){.alert_id = alert_id}),
+		"Every SMS path to %s failed: calling", number);
+	voice_enqueue(g, alert_id, number, number, false, 0, 0);
+	if (g->config->voice_contact_center &&
+	    !voice_queued(g, alert_id, g->config->voice_contact_center))
+		voice_enqueue(g, alert_id, g->config->voice_contact_center, number, true, 0, 0);
+	voice_next(g);
+}
+
+static void voice_run_checks(Gateway *g)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(g->voice_checks, i, c)
+		voice_consider(g, json_string_value(json_array_get(c, 0)),
+			       json_string_value(json_array_get(c, 1)));
+	json_array_clear(g->voice_checks);
+}
+
+static int consider_one(const char *alert_id, const char *number, void *userdata)
+{
+	voice_check_later(userdata, alert_id, number);
+	return 0;
+}
+
+static int on_voice_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	voice_next(userdata);
+	return 0;
+}
+
+static int modem_slot_start(Gateway *g, size_t i);
+
+/* The modem named by [voice] modem is lent to the dialer only while idle; it is stopped (its
+ * worker gone, its port closed) and started afresh after the call. */
+static int voice_borrow(Gateway *g)
+{
+	ModemSlot *slot;
+
+	if (!g->config->voice_modem)
+		return 0;
+	slot = slot_by_name(g, g->config->voice_modem);
+	if (!slot || !slot->modem)
+		return 0;
+	if (slot->inflight > 0)
+		return -EBUSY;
+	slot->io = sd_event_source_disable_unref(slot->io);
+	slot->modem = modem_free(slot->modem);
+	slot->status.state = MODEM_STATE_ABSENT;
+	snprintf(slot->status.reason, sizeof(slot->status.reason), "lent to a voice call");
+	g->lent = slot;
+	return 0;
+}
+
+static void voice_give_back(Gateway *g)
+{
+	if (!g->lent)
+		return;
+	modem_slot_start(g, (size_t)(g->lent - g->modems));
+	g->lent = NULL;
+}
+
+static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata)
+{
+	Gateway *g = userdata;
+	VoiceCall *v = g->call;
+	const char *outcome = call_outcome_to_string(rep->outcome);
+	json_t *c;
+
+	g->call = NULL;
+	voice_give_back(g);
+	if (!v)
+		return;
+	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:s?, s:b}", "t", "call", "id",
+		      v->alert_id, "number", v->number, "node", g->config->node_name, "modem",
+		      g->config->voice_modem ? g->config->voice_modem : "voice", "at",
+		      (json_int_t)rep->started_at, "outcome", outcome, "duration",
+		      (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
+		      rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
+		      rep->acknowledged_by_dtmf);
+	outbox_add(g, c, NULL);
+	if (rep->acknowledged_by_dtmf) {
+		voice_drop_alert(g, v->alert_id);
+		outbox_add(g,
+			   json_pack("{s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", v->alert_id, "by",
+				     v->number, "via", "voice", "at",
+				     (json_int_t)now_realtime_usec()),
+			   NULL);
+	} else if ((rep->outcome == CALL_BUSY || rep->outcome == CALL_NO_ANSWER ||
+		  rep->outcome == CALL_FAILED) &&
+		 v->attempt < g->config->voice_retries)
+		/* An answered call is not an acknowledgment, but a line that did not answer is
+		 * tried again, with backoff, while the alert stays unacknowledged. */
+		voice_enqueue(g, v->alert_id, v->number, v->recipient, v->contact_center,
+			      v->attempt + 1,
+			      now_realtime_usec() + (30ULL << v->attempt) * USEC_PER_SEC);
+	free(v);
+	voice_next(g);
+}
+
+static void voice_next(Gateway *g)
+{
+	uint64_t now = now_realtime_usec(), wake = 0;
+	VoiceCandidate cand = {.node = g->config->node_name};
+	VoiceCall **p;
+	int r;
+
+	if (!g->dialer || g->call || g->stopping)
+		return;
+	for (p = &g->calls; *p;) {
+		VoiceCall *v = *p;
+		DialerOptions opt = {
+			.ring_timeout_usec = g->config->voice_ring_timeout * USEC_PER_SEC,
+			.hold_usec = g->config->voice_hold * USEC_PER_SEC,
+			.alert_id = v->alert_id,
+		};
+
+		if (v->not_before > now) {
+			if (!wake || v->not_before < wake)
+				wake = v->not_before;
+			p = &v->next;
+			continue;
+		}
+		/* Acknowledged meanwhile, or the SMS got through after all: no call. */
+		if (store_voice_candidate(g->store, v->alert_id, v->recipient, &cand) == 0 &&
+		    (cand.acknowledged || cand.state == DELIVERY_SENT ||
+		     cand.state == DELIVERY_DELIVERED)) {
+			*p = v->next;
+			free(v);
+			continue;
+		}
+		if (voice_borrow(g) < 0) {
+			wake = now + USEC_PER_SEC; /* the modem is busy sending: soon */
+			break;
+		}
+		*p = v->next;
+		g->call = v;
+		r = dialer_call(g->dialer, v->number, &opt, on_call_done, g);
+		if (r < 0) {
+			log_error_errno(r, "Cannot start a voice call to %s: %m", v->number);
+			g->call = NULL;
+			voice_give_back(g);
+			free(v);
+			continue;
+		}
+		return;
+	}
+	if (wake) {
+		sd_event_source_set_time(g->voice_timer, wake);
+		sd_event_source_set_enabled(g->voice_timer, SD_EVENT_ONESHOT);
+	}
+}
+
+static int voice_start(Gateway *g)
+{
+	const char *device = g->config->voice_device;
+	const ModemConfig *mc;
+	int r;
+
+	if (g->config->voice_modem) {
+		mc = config_find_modem(g->config, g->config->voice_modem);
+		device = mc ? mc->device : NULL;
+	}
+	if (!device)
+		return 0;
+	r = dialer_new(g->event, device, g->config->voice_modem ? g->config->voice_modem : "voice",
+		       &g->dialer);
+	if (r < 0)
+		return log_error_errno(r, "Cannot set up voice dial-out on '%s': %m", device);
+	r = sd_event_add_time(g->event, &g->voice_timer, CLOCK_REALTIME, 0, USEC_PER_MSEC,
+			      on_voice_timer, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->voice_timer, SD_EVENT_OFF);
+	/* Critical alerts left open by a restart are looked at again. */
+	store_open_critical(g->store, consider_one, g);
+	log_info("Voice fallback dials out on %s", device);
 	return 0;
 }
 
@@ -1185,8 +1530,11 @@ static json_t *status_json(Gateway *g)
 {
 	json_t *modems = json_array(), *status;
 	QueueCounts counts = {0};
+	uint64_t voice_calls = 0;
+	char last_outcome[16] = "";
 
 	store_counts(g->store, &counts);
+	store_voice_summary(g->store, &voice_calls, last_outcome);
 	for (size_t i = 0; modems && i < g->n_modems; i++) {
 		ModemSlot *slot = &g->modems[i];
 		ModemCounters mc = {0};
@@ -1224,7 +1572,10 @@ static json_t *status_json(Gateway *g)
 			   (json_int_t)counts.sending, "sent", (json_int_t)counts.sent, "delivered",
 			   (json_int_t)counts.delivered, "failed",
 			   (json_int_t)counts.failed, "expired", (json_int_t)counts.expired,
-			   "voice", "calls", 0, "last_outcome");
+			   "voice", "calls", (int)voice_calls, "last_outcome");
+	if (status && last_outcome[0])
+		json_object_set_new(json_object_get(status, "voice"), "last_outcome",
+				    json_string(last_outcome));
 	return status;
 }
 
@@ -1346,7 +1697,8 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 	g->outbox = json_array();
 	g->events = json_array();
 	g->tokens = json_array();
-	if (!g->outbox || !g->events || !g->tokens) {
+	g->voice_checks = json_array();
+	if (!g->outbox || !g->events || !g->tokens || !g->voice_checks) {
 		gateway_free(g);
 		return -ENOMEM;
 	}
@@ -1397,6 +1749,9 @@ int gateway_start(Gateway *g)
 	r = gateway_start_modems(g);
 	if (r < 0)
 		return r;
+	r = voice_start(g);
+	if (r < 0)
+		return r;
 
 	r = store_sending_on_node(g->store, g->config->node_name, resume_one, g);
 	if (r < 0)
@@ -1413,6 +1768,14 @@ Gateway *gateway_free(Gateway *g)
 {
 	if (!g)
 		return NULL;
+	dialer_free(g->dialer);
+	free(g->call);
+	while (g->calls) {
+		VoiceCall *v = g->calls;
+		g->calls = v->next;
+		free(v);
+	}
+	sd_event_source_disable_unref(g->voice_timer);
 	for (size_t i = 0; i < g->n_modems; i++) {
 		sd_event_source_disable_unref(g->modems[i].io);
 		modem_free(g->modems[i].modem);
@@ -1445,6 +1808,7 @@ Gateway *gateway_free(Gateway *g)
 	json_decref(g->outbox);
 	json_decref(g->events);
 	json_decref(g->tokens);
+	json_decref(g->voice_checks);
 	sd_event_unref(g->event);
 	free(g);
 	return NULL;

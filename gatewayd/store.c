@@ -22,7 +22,7 @@
 #include "macro.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
@@ -280,6 +280,15 @@ static const char schema_v2[] =
 	"ALTER TABLE attempts ADD COLUMN report TEXT;"
 	"CREATE INDEX attempts_ref ON attempts(node, modem, message_ref);";
 
+/* v3: voice calls made for an alert. */
+static const char schema_v3[] =
+	"CREATE TABLE calls("
+	" alert_id TEXT NOT NULL, number TEXT NOT NULL, node TEXT NOT NULL, modem TEXT NOT NULL,"
+	" at INTEGER NOT NULL, outcome TEXT NOT NULL, duration INTEGER NOT NULL, error TEXT,"
+	" dtmf_ack INTEGER NOT NULL DEFAULT 0, UNIQUE(alert_id, number, node, at));"
+	"CREATE INDEX calls_alert ON calls(alert_id);"
+	"CREATE INDEX calls_at ON calls(at);";
+
 static int store_migrate(Store *s)
 {
 	sqlite3_stmt *st;
@@ -308,6 +317,11 @@ static int store_migrate(Store *s)
 	}
 	if (version < 2) {
 		r = exec(s, schema_v2);
+		if (r < 0)
+			goto fail;
+	}
+	if (version < 3) {
+		r = exec(s, schema_v3);
 		if (r < 0)
 			goto fail;
 	}
@@ -1043,10 +1057,48 @@ static int alert_attempts_json(Store *s, const char *id, const char *number, jso
 	return 0;
 }
 
+static int store_calls_json(Store *s, const char *id, json_t **ret)
+{
+	static const char sql[] = "SELECT number, node, modem, at, outcome, duration, error, "
+				  "dtmf_ack FROM calls WHERE alert_id = ?1 ORDER BY at";
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	json_t *list = json_array();
+	int rc;
+
+	if (!list)
+		return -ENOMEM;
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		json_decref(list);
+		return store_fail(s, rc, "preparing calls");
+	}
+	bind_text(st, 1, id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *c = json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:b}", "number",
+				      column_string(st, 0), "node", column_string(st, 1), "modem",
+				      column_string(st, 2), "at",
+				      json_time_or_null((uint64_t)sqlite3_column_int64(st, 3)),
+				      "outcome", column_string(st, 4), "duration",
+				      (json_int_t)sqlite3_column_int64(st, 5), "error",
+				      column_string(st, 6), "acknowledged",
+				      sqlite3_column_int(st, 7) != 0);
+		if (!c || json_array_append_new(list, c) < 0) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		json_decref(list);
+		return store_fail(s, rc, "reading calls");
+	}
+	*ret = list;
+	return 0;
+}
+
 int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 {
 	sqlite3_stmt *st = stmt(s, SQL_ALERT_GET);
-	json_t *alert = NULL, *deliveries = NULL, *ack;
+	json_t *alert = NULL, *deliveries = NULL, *ack, *calls = NULL;
 	int rc, r;
 
 	if (!st)
@@ -1112,6 +1164,11 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 		}
 	}
 	json_object_set_new(alert, "deliveries", deliveries);
+	deliveries = NULL;
+	r = store_calls_json(s, id, &calls);
+	if (r < 0)
+		goto fail;
+	json_object_set_new(alert, "calls", calls);
 	*ret = alert;
 	return 0;
 fail:
@@ -1278,4 +1335,116 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret)
 	}
 	*ret = list;
 	return 0;
+}
+
+int store_call_insert(Store *s, const CallRecord *c)
+{
+	static const char sql[] = "INSERT OR IGNORE INTO calls(alert_id, number, node, modem, at, "
+				  "outcome, duration, error, dtmf_ack) VALUES (?1, ?2, ?3, ?4, ?5, "
+				  "?6, ?7, ?8, ?9)";
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "preparing a call");
+	bind_text(st, 1, c->alert_id);
+	bind_text(st, 2, c->number);
+	bind_text(st, 3, c->node);
+	bind_text(st, 4, c->modem);
+	bind_u64(st, 5, c->at);
+	bind_text(st, 6, c->outcome);
+	bind_u64(st, 7, c->duration_sec);
+	bind_text(st, 8, c->error && *c->error ? c->error : NULL);
+	sqlite3_bind_int(st, 9, c->dtmf_ack);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		return store_fail(s, rc, "recording a call");
+	return sqlite3_changes(s->db) > 0;
+}
+
+int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16])
+{
+	static const char sql[] = "SELECT (SELECT COUNT(*) FROM calls), (SELECT outcome FROM calls "
+				  "ORDER BY at DESC LIMIT 1)";
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "preparing the voice summary");
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		return store_fail(s, rc, "reading the voice summary");
+	*ret_calls = (uint64_t)sqlite3_column_int64(st, 0);
+	snprintf(ret_last, 16, "%s",
+		 sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "");
+	return 0;
+}
+
+int store_voice_candidate(Store *s, const char *alert_id, const char *number,
+			  VoiceCandidate *ret)
+{
+	static const char sql[] =
+		"SELECT a.priority, a.ack_at IS NOT NULL, d.state, d.kind, "
+		"(SELECT COUNT(*) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number) "
+		"FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
+		"WHERE a.id = ?1 AND d.number = ?2";
+	static const char failed_sql[] = "SELECT DISTINCT modem FROM attempts WHERE alert_id = ?1 "
+					 "AND number = ?2 AND node = ?3 AND result = 'error'";
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL, *fs = NULL;
+	VoiceCandidate v = {0};
+	int rc;
+
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "preparing a voice check");
+	bind_text(st, 1, alert_id);
+	bind_text(st, 2, number);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return store_fail(s, rc, "checking for a voice call");
+	v.critical = sqlite3_column_int(st, 0) != 0;
+	v.acknowledged = sqlite3_column_int(st, 1) != 0;
+	v.state = delivery_state_from_string((const char *)sqlite3_column_text(st, 2));
+	v.copy = streq_ptr((const char *)sqlite3_column_text(st, 3), "copy");
+	v.calls = (unsigned)sqlite3_column_int(st, 4);
+
+	rc = sqlite3_prepare_v2(s->db, failed_sql, -1, &fs, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "preparing failed modems");
+	bind_text(fs, 1, alert_id);
+	bind_text(fs, 2, number);
+	bind_text(fs, 3, ret->node);
+	while ((rc = sqlite3_step(fs)) == SQLITE_ROW && v.n_failed_modems < VOICE_MAX_MODEMS)
+		snprintf(v.failed_modems[v.n_failed_modems++], sizeof(v.failed_modems[0]), "%s",
+			 sqlite3_column_text(fs, 0));
+	v.node = ret->node;
+	*ret = v;
+	return 0;
+}
+
+int store_open_critical(Store *s, int (*cb)(const char *alert_id, const char *number,
+					    void *userdata),
+			void *userdata)
+{
+	static const char sql[] = "SELECT d.alert_id, d.number FROM deliveries d "
+				  "JOIN alerts a ON a.id = d.alert_id "
+				  "WHERE d.state IN ('queued', 'sending') AND d.priority = 1 AND "
+				  "d.kind = 'to' AND a.ack_at IS NULL LIMIT 1000";
+	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	int rc, r = 0;
+
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "preparing open critical deliveries");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r = cb((const char *)sqlite3_column_text(st, 0),
+		       (const char *)sqlite3_column_text(st, 1), userdata);
+		if (r < 0)
+			break;
+	}
+	return r < 0 ? r : 0;
 }

@@ -131,6 +131,38 @@ typedef struct InboxMessage {
 int store_inbox_insert(Store *s, const InboxMessage *m);
 int store_inbox_json(Store *s, size_t limit, json_t **ret);
 
+/* A voice call made for an alert's recipient (or the contact center). */
+typedef struct CallRecord {
+	const char *alert_id, *number, *node, *modem;
+	uint64_t at; /* when the call started */
+	const char *outcome;
+	uint64_t duration_sec;
+	const char *error;
+	bool dtmf_ack;
+} CallRecord;
+/* 1 when recorded, 0 when it already was. */
+int store_call_insert(Store *s, const CallRecord *c);
+/* Calls made so far, and the outcome of the last ("" if none). */
+int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16]);
+
+#define VOICE_MAX_MODEMS 16
+/* What decides whether a delivery's recipient should be called. Set ret->node (this node) before
+ * the call: failed_modems are this node's modems whose attempts for it ended in error. */
+typedef struct VoiceCandidate {
+	const char *node;
+	bool critical, acknowledged, copy;
+	DeliveryState state;
+	unsigned calls;
+	char failed_modems[VOICE_MAX_MODEMS][33];
+	size_t n_failed_modems;
+} VoiceCandidate;
+int store_voice_candidate(Store *s, const char *alert_id, const char *number,
+			  VoiceCandidate *ret);
+/* Critical, unacknowledged deliveries to a recipient that are not final yet. */
+int store_open_critical(Store *s,
+			int (*cb)(const char *alert_id, const char *number, void *userdata),
+			void *userdata);
+
 /* Queries for dispatch. The callback returns <0 to stop. */
 int store_due_deliveries(Store *s, uint64_t now, size_t limit,
 			 int (*cb)(const DueDelivery *d, void *userdata), void *userdata);

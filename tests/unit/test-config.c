@@ -115,6 +115,10 @@ static void test_errors(void)
 	expect_error("[contact a]\n\n[node]\nname = x\n", 1, "needs 'number ='");
 	expect_error("[delivery]\nretry_min = 60\nretry_max = 10\n\n", 3, "below retry_min");
 	expect_error("[modem a]\ndevice = /x\nsend_timeout = 2h\n", 3, "5s to 1h");
+	expect_error("[voice]\ndevice = /x\nretries = 50\n", 3, "0 to 20");
+	expect_error("[voice]\ndevice = /x\nhold = 0\n", 3, "1s to 5m");
+	expect_error("[modem a]\ndevice = /x\nimei = 12ab\n", 3, "14 to 17 digits");
+	expect_error("[modem a]\ndevice = /x\ndelivery_reports = maybe\n", 3, "yes or no");
 }
 
 static void test_bom_and_durations(void)

@@ -1,0 +1,98 @@
+"""Voice fallback: when every SMS path has failed for a critical alert, a human is called."""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from gwtest import main, recv_events, wait_until  # noqa: E402
+
+CENTER = "+3222000000"
+
+
+def voice_gateway(h, outcome="answer", dtmf=None):
+    h.start_sim(["gsm0", "voice0"])
+    cmd = {"cmd": "call_outcome", "modem": "voice0", "outcome": outcome, "after": 1.0,
+           "persist": True}
+    if dtmf:
+        cmd["dtmf"] = dtmf
+    h.sim.control(cmd)
+    extra = (f"[voice]\ndevice = {h.sim.device('voice0')}\ncontact_center = {CENTER}\n"
+             "ring_timeout = 5\nhold = 1\nretries = 0\n")
+    gw = h.gateway(modems=["gsm0"], extra=extra)
+    h.sim.control({"cmd": "fail_sends", "modem": "gsm0", "count": -1, "cms": 500})
+    return gw
+
+
+def dials(h):
+    return [c["number"] for c in h.sim.calls() if c.get("event") == "dial"]
+
+
+def test_critical_alert_calls_recipient_then_contact_center(h):
+    gw = voice_gateway(h)
+    sub = gw.subscribe(("voice_call",))
+    t0 = time.monotonic()
+    r = gw.send(["+32470000001"], "db01 DOWN", priority="critical")
+    wait_until(lambda: dials(h), 20, "a dial-out")
+    print(f"    all SMS paths failed -> ATD: {time.monotonic() - t0:.2f} s", flush=True)
+    wait_until(lambda: len(dials(h)) >= 2, 30, "the second call")
+    assert dials(h)[:2] == ["+32470000001", CENTER], dials(h)
+    a = wait_until(lambda: (lambda x: x if len(x["calls"]) >= 2 else None)(gw.get(r["id"])),
+                   30, "two recorded calls")
+    assert [c["number"] for c in a["calls"]] == ["+32470000001", CENTER], a["calls"]
+    assert all(c["outcome"] == "answered" and c["node"] == "a" for c in a["calls"]), a
+    assert a["ack"] is None, a  # an answered call is not an acknowledgment
+    events = recv_events(sub, 5, until=lambda ev: len(ev) >= 2)
+    assert [e["outcome"] for _, e in events] == ["answered", "answered"], events
+    st = gw.status()
+    assert st["voice"] == {"calls": 2, "last_outcome": "answered"}, st["voice"]
+    hangups = [c for c in h.sim.calls() if c.get("event") == "hangup"]
+    assert len(hangups) >= 2 and all(c["by"] == "local" for c in hangups), hangups
+
+
+def test_normal_alert_never_dials(h):
+    gw = voice_gateway(h)
+    r = gw.send(["+32470000002"], "disk 80 %")
+    wait_until(lambda: len(gw.get(r["id"])["deliveries"][0]["attempts"]) >= 1, 20,
+               "a failed attempt")
+    time.sleep(3)
+    assert dials(h) == [], dials(h)
+    assert gw.get(r["id"])["calls"] == []
+
+
+def test_dtmf_one_acknowledges(h):
+    gw = voice_gateway(h, dtmf="1")
+    r = gw.send(["+32470000003"], "db02 DOWN", priority="critical")
+    a = wait_until(lambda: (lambda x: x if x["ack"] else None)(gw.get(r["id"])), 40,
+                   "the acknowledgment by DTMF")
+    assert a["ack"]["via"] == "voice" and a["ack"]["by"] == "+32470000003", a
+    # Acknowledged: the contact center is not called any more.
+    time.sleep(3)
+    assert CENTER not in dials(h), dials(h)
+
+
+def test_busy_is_recorded(h):
+    gw = voice_gateway(h, outcome="busy")
+    r = gw.send(["+32470000004"], "db03 DOWN", priority="critical")
+    a = wait_until(lambda: (lambda x: x if x["calls"] else None)(gw.get(r["id"])), 40,
+                   "a recorded call")
+    assert a["calls"][0]["outcome"] == "busy", a["calls"]
+
+
+def test_borrowed_sms_modem_dials_and_comes_back(h):
+    h.start_sim(["gsm0"])
+    h.sim.control({"cmd": "call_outcome", "modem": "gsm0", "outcome": "answer", "after": 1.0,
+                   "persist": True})
+    gw = h.gateway(modems=["gsm0"], extra="[voice]\nmodem = gsm0\nhold = 1\nretries = 0\n")
+    h.sim.control({"cmd": "fail_sends", "modem": "gsm0", "count": 1, "cms": 500})
+    r = gw.send(["+32470000005"], "db04 DOWN", priority="critical")
+    a = wait_until(lambda: (lambda x: x if x["calls"] else None)(gw.get(r["id"])), 40,
+                   "a call through the borrowed modem")
+    assert a["calls"][0]["outcome"] == "answered" and a["calls"][0]["modem"] == "gsm0", a
+    # The modem is given back to SMS duty and the alert still goes out by SMS.
+    gw.wait_state(r["id"], "sent", timeout=60)
+    assert gw.status()["modems"][0]["state"] == "ok"
+    assert [m["text"] for m in h.sim.sms()] == ["db04 DOWN"], h.sim.sms()
+
+
+if __name__ == "__main__":
+    main(globals())
