@@ -24,7 +24,7 @@ trap cleanup EXIT INT TERM
 
 echo "== Starting two simulated GSM modems (pseudo-terminals) in $run/sim"
 /usr/bin/python3 tests/modemsim/modemsim.py --dir "$run/sim" --modem gsm0 --modem gsm1 \
-	--send-delay 0.5 >"$run/modemsim.log" 2>&1 &
+	--modem voice0 --send-delay 0.5 >"$run/modemsim.log" 2>&1 &
 sim_pid=$!
 i=0
 until [ -e "$run/sim/ready" ]; do
@@ -51,6 +51,13 @@ connection = at
 [modem gsm1]
 device = $run/sim/gsm1
 connection = at
+
+# a third simulated modem kept for voice calls
+[voice]
+device = $run/sim/voice0
+contact_center = +3222000000
+ring_timeout = 10
+hold = 2
 
 [contact alice]
 number = +32470100001
@@ -103,6 +110,27 @@ PY
 echo
 id=$(ctl send +32470000009 -m "one more, to show its story" | cut -d' ' -f1)
 sleep 3
+ctl show "$id"
+
+echo
+echo "== Voice fallback: the network refuses every SMS to +32470000666 on both modems"
+sim() {
+	/usr/bin/python3 -c 'import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1] + "/control.sock")
+s.sendall(sys.argv[2].encode() + b"\n"); s.recv(65536)' "$run/sim" "$1"
+}
+for m in gsm0 gsm1; do
+	sim "{\"cmd\": \"fail_number\", \"modem\": \"$m\", \"number\": \"+32470000666\", \"cms\": 38}"
+done
+sim '{"cmd": "call_outcome", "modem": "voice0", "outcome": "answer", "after": 1, "persist": true}'
+id=$(run send --priority critical +32470000666 -m "core router DOWN" | tail -1 | cut -d' ' -f1)
+echo "$id"
+i=0
+until ctl show --json "$id" | grep -q '"number": "+3222000000"'; do
+	i=$((i + 1))
+	[ $i -gt 60 ] && break
+	sleep 0.5
+done
 ctl show "$id"
 
 if [ "${1:-}" = "--serve" ]; then

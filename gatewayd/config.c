@@ -474,6 +474,10 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 			return parse_seconds(value, 1, 300, &c->voice_hold) < 0
 				       ? BAD_VALUE("a duration from 1s to 5m")
 				       : 1;
+		if (streq(key, "retry_delay"))
+			return parse_seconds(value, 1, 3600, &c->voice_retry_delay) < 0
+				       ? BAD_VALUE("a duration from 1s to 1h")
+				       : 1;
 		if (streq(key, "retries"))
 			return parse_uint(value, 0, 20, &c->voice_retries) < 0
 				       ? BAD_VALUE("0 to 20")
@@ -675,6 +679,7 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	c->voice_ring_timeout = 45;
 	c->voice_hold = 10;
 	c->voice_retries = 3;
+	c->voice_retry_delay = 30;
 	c->dedupe_window = 600;
 	c->retention = 30 * 86400;
 	c->retry_min = 5;

@@ -72,6 +72,7 @@ typedef struct Config {
 	unsigned voice_ring_timeout;
 	unsigned voice_hold;    /* seconds an answered call stays up */
 	unsigned voice_retries; /* busy/no answer: calls again this many times */
+	unsigned voice_retry_delay; /* seconds before the first retry; doubles each time */
 
 	uint64_t dedupe_window; /* seconds */
 	uint64_t retention;     /* seconds */

@@ -1260,7 +1260,8 @@ static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata
 		 * tried again, with backoff, while the alert stays unacknowledged. */
 		voice_enqueue(g, v->alert_id, v->number, v->recipient, v->contact_center,
 			      v->attempt + 1,
-			      now_realtime_usec() + (30ULL << v->attempt) * USEC_PER_SEC);
+			      now_realtime_usec() + ((uint64_t)g->config->voice_retry_delay
+						     << v->attempt) * USEC_PER_SEC);
 	free(v);
 	voice_next(g);
 }

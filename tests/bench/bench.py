@@ -2,7 +2,7 @@
 """gatewayd benchmarks, side by side with smstools3 and gammu-smsd on the modem simulator.
 
     cd /work/main && ninja -C build && /usr/bin/python3 tests/bench/bench.py [--quick]
-        [--only latency|throughput|sms|rss|faults] [--seed N] [--keep]
+        [--only latency|throughput|sms|rss|faults|voice] [--seed N] [--keep]
 
 This is a measurement, not a test: it prints tables and exits 0 whatever the figures are
 (it exits 1 only if it could not measure at all, e.g. the binaries are not built).
@@ -696,6 +696,54 @@ def phase_faults(ctx, work: str, args) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# voice fallback
+
+def phase_voice(ctx, work: str, args) -> list[float]:
+    """Time from the last SMS path failing (the simulator refusing the AT+CMGS) to the ATD of
+    the voice call on the dial-out line."""
+    n = 3 if args.quick else 8
+    sim = Sim.start(os.path.join(work, "sim-voice"), modems=["v0", "line0"], send_delay=0)
+    out = []
+    try:
+        sim.control({"cmd": "call_outcome", "modem": "line0", "outcome": "busy",
+                     "persist": True})
+        # A modem failing every send would soon be taken out of service (then the call starts
+        # at submission, there being no SMS path at all): keep it in service here.
+        gw = Gatewayd(ctx, work, "gw-voice", {"v0": sim.device("v0")},
+                      "max_consecutive_failures = 100\n")
+        with open(gw.config, "a") as f:
+            f.write(f"[voice]\ndevice = {sim.device('line0')}\nretries = 0\n")
+        gw.start()
+        try:
+            sim.control({"cmd": "fail_sends", "modem": "v0", "count": -1, "cms": 500})
+            for i in range(n):
+                log(f"voice: {i + 1}/{n}")
+                number = f"+3247099{i:04d}"
+                gw.req.request({"to": [number], "text": f"bench voice {token()}",
+                                "priority": "critical"}, timeout=10)
+                deadline = time.monotonic() + 30
+                dial = None
+                while dial is None and time.monotonic() < deadline:
+                    dial = next((c for c in sim.calls() if c.get("event") == "dial"
+                                 and c.get("number") == number), None)
+                    time.sleep(0.02)
+                if dial is None:
+                    raise RuntimeError(f"no call to {number}")
+                fails = [r for r in sim.sent_events("fail") if r.get("to") == number
+                         and r["mono"] <= dial["mono"]]
+                out.append(dial["mono"] - fails[-1]["mono"])
+                time.sleep(1.5)
+        finally:
+            gw.stop()
+    finally:
+        sim.stop()
+    table("Voice fallback: last SMS path failed -> ATD on the dial-out line",
+          ["n", "median", "max"],
+          [[len(out), ms(statistics.median(out)), ms(max(out))]])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # summary
 
 def summary(args, lat, thr, sms, rss, elapsed: float) -> None:
@@ -784,7 +832,8 @@ def main(argv) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="small N, no default-settings peers: a ~2 min smoke run")
-    p.add_argument("--only", choices=["latency", "throughput", "sms", "rss", "faults"])
+    p.add_argument("--only",
+                   choices=["latency", "throughput", "sms", "rss", "faults", "voice"])
     p.add_argument("--seed", type=int, default=1, help="seed of the random injection phases")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = p.parse_args(argv)
@@ -799,7 +848,8 @@ def main(argv) -> int:
     print(f"work directory: {work}")
     lat = thr = sms = rss = None
     try:
-        phases = [args.only] if args.only else ["latency", "throughput", "sms", "rss", "faults"]
+        phases = [args.only] if args.only else ["latency", "throughput", "sms", "rss", "faults",
+                                                "voice"]
         for phase in phases:
             t = time.monotonic()
             try:
@@ -813,6 +863,8 @@ def main(argv) -> int:
                     rss = phase_rss(ctx, work, args)
                 elif phase == "faults":
                     phase_faults(ctx, work, args)
+                elif phase == "voice":
+                    phase_voice(ctx, work, args)
             except Exception as e:
                 print(f"\n{phase}: could not measure: {type(e).__name__}: {e}")
             log(f"{phase}: {time.monotonic() - t:.0f} s")

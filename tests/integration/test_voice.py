@@ -9,7 +9,7 @@ from gwtest import main, recv_events, wait_until  # noqa: E402
 CENTER = "+3222000000"
 
 
-def voice_gateway(h, outcome="answer", dtmf=None):
+def voice_gateway(h, outcome="answer", dtmf=None, retries="retries = 0\n"):
     h.start_sim(["gsm0", "voice0"])
     cmd = {"cmd": "call_outcome", "modem": "voice0", "outcome": outcome, "after": 1.0,
            "persist": True}
@@ -17,7 +17,7 @@ def voice_gateway(h, outcome="answer", dtmf=None):
         cmd["dtmf"] = dtmf
     h.sim.control(cmd)
     extra = (f"[voice]\ndevice = {h.sim.device('voice0')}\ncontact_center = {CENTER}\n"
-             "ring_timeout = 5\nhold = 1\nretries = 0\n")
+             "ring_timeout = 5\nhold = 1\n" + retries)
     gw = h.gateway(modems=["gsm0"], extra=extra)
     h.sim.control({"cmd": "fail_sends", "modem": "gsm0", "count": -1, "cms": 500})
     return gw
@@ -70,12 +70,40 @@ def test_dtmf_one_acknowledges(h):
     assert CENTER not in dials(h), dials(h)
 
 
-def test_busy_is_recorded(h):
-    gw = voice_gateway(h, outcome="busy")
+def test_busy_and_no_answer_recorded_and_retried(h):
+    gw = voice_gateway(h, outcome="busy", retries="retries = 1\nretry_delay = 2\n")
     r = gw.send(["+32470000004"], "db03 DOWN", priority="critical")
+    # recipient busy, contact center busy, then each once more
+    a = wait_until(lambda: (lambda x: x if len(x["calls"]) >= 4 else None)(gw.get(r["id"])),
+                   60, "four recorded calls")
+    assert [c["outcome"] for c in a["calls"]] == ["busy"] * 4, a["calls"]
+    assert sorted(c["number"] for c in a["calls"]) == sorted(["+32470000004", CENTER] * 2)
+    h.sim.control({"cmd": "call_outcome", "modem": "voice0", "outcome": "no_answer",
+                   "persist": True})
+    r = gw.send(["+32470000006"], "db05 DOWN", priority="critical")
     a = wait_until(lambda: (lambda x: x if x["calls"] else None)(gw.get(r["id"])), 40,
                    "a recorded call")
-    assert a["calls"][0]["outcome"] == "busy", a["calls"]
+    assert a["calls"][0]["outcome"] == "no_answer", a["calls"]
+    hangup = [c for c in h.sim.calls() if c.get("event") == "hangup"][-1]
+    assert hangup["by"] == "local", hangup  # the gateway hung up the ringing line
+
+
+def test_modem_hanging_during_the_call_fails_and_recovers(h):
+    h.start_sim(["gsm0"])
+    h.sim.control({"cmd": "call_outcome", "modem": "gsm0", "outcome": "no_answer",
+                   "persist": True})
+    gw = h.gateway(modems=["gsm0"],
+                   extra="[voice]\nmodem = gsm0\nring_timeout = 30\nretries = 0\n")
+    h.sim.control({"cmd": "fail_sends", "modem": "gsm0", "count": 1, "cms": 500})
+    r = gw.send(["+32470000007"], "db06 DOWN", priority="critical")
+    wait_until(lambda: dials(h), 30, "the dial-out")
+    h.sim.control({"cmd": "hang", "modem": "gsm0", "on": True})
+    a = wait_until(lambda: (lambda x: x if x["calls"] else None)(gw.get(r["id"])), 60,
+                   "the failed call")
+    assert a["calls"][0]["outcome"] == "failed", a["calls"]
+    h.sim.control({"cmd": "hang", "modem": "gsm0", "on": False})
+    # Given back to SMS duty and recovered: the alert still goes out by SMS.
+    gw.wait_state(r["id"], "sent", timeout=60)
 
 
 def test_borrowed_sms_modem_dials_and_comes_back(h):
