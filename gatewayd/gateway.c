@@ -46,7 +46,6 @@ typedef struct Pending {
 	PendingKind kind;
 	char id[ID_HEX_LEN + 1];
 	/* filled while applying */
-	bool applied;
 	bool duplicate;
 	char first_id[ID_HEX_LEN + 1];
 } Pending;
@@ -180,7 +179,6 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 	_cleanup_(json_decrefp) json_t *payload = NULL;
 	_cleanup_free_ char *text = NULL;
 	PendingBatch *batch;
-	bool any_pending = false;
 	int r;
 
 	if (n == 0)
@@ -203,16 +201,13 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 	} else {
 		batch->seq = g->next_seq;
 		batch->n = n;
-		for (size_t i = 0; i < n; i++) {
+		for (size_t i = 0; i < n; i++)
 			batch->by_index[i] = g->outbox_pending[i];
-			any_pending |= batch->by_index[i] != NULL;
-		}
 		if (g->batches_tail)
 			g->batches_tail->next = batch;
 		else
 			g->batches_head = batch;
 		g->batches_tail = batch;
-		(void)any_pending;
 	}
 	g->next_seq++;
 	memset(g->outbox_pending, 0, n * sizeof(Pending *));

@@ -54,6 +54,8 @@ enum {
 	SQL_COUNTS,
 	SQL_MODEM_COUNTERS,
 	SQL_MODEM_LAST_ERROR,
+	SQL_INBOX_INSERT,
+	SQL_CALL_INSERT,
 	_SQL_MAX,
 };
 
@@ -104,6 +106,10 @@ static const char *const sql_text[_SQL_MAX] = {
 	[SQL_MODEM_COUNTERS] = "SELECT SUM(result = 'sent'), SUM(result != 'sent'), "
 			       "MAX(CASE WHEN result = 'sent' THEN at END) FROM attempts "
 			       "WHERE node = ?1 AND modem = ?2",
+	[SQL_INBOX_INSERT] = "INSERT OR IGNORE INTO inbox(key, node, modem, sender, text, parts, "
+			     "smsc_at, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[SQL_CALL_INSERT] = "INSERT OR IGNORE INTO calls(alert_id, number, node, modem, at, outcome, "
+			    "duration, error, dtmf_ack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[SQL_MODEM_LAST_ERROR] = "SELECT error FROM attempts WHERE node = ?1 AND modem = ?2 AND "
 				 "result != 'sent' ORDER BY at DESC LIMIT 1",
 };
@@ -783,15 +789,11 @@ int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id
 
 int store_inbox_insert(Store *s, const InboxMessage *m)
 {
-	static const char sql[] = "INSERT OR IGNORE INTO inbox(key, node, modem, sender, text, "
-				  "parts, smsc_at, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-				  "?7, ?8)";
-	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
-	int rc;
+	sqlite3_stmt *st = stmt(s, SQL_INBOX_INSERT);
+	int r;
 
-	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return store_fail(s, rc, "preparing an inbox insert");
+	if (!st)
+		return -EIO;
 	bind_text(st, 1, m->key);
 	bind_text(st, 2, m->node);
 	bind_text(st, 3, m->modem);
@@ -803,10 +805,8 @@ int store_inbox_insert(Store *s, const InboxMessage *m)
 	else
 		sqlite3_bind_null(st, 7);
 	bind_u64(st, 8, m->received_at);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		return store_fail(s, rc, "storing a received SMS");
-	return sqlite3_changes(s->db) > 0;
+	r = step_done(s, st, "storing a received SMS");
+	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
 
 int store_alert_expire(Store *s, const char *alert_id, uint64_t at)
@@ -1339,15 +1339,11 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret)
 
 int store_call_insert(Store *s, const CallRecord *c)
 {
-	static const char sql[] = "INSERT OR IGNORE INTO calls(alert_id, number, node, modem, at, "
-				  "outcome, duration, error, dtmf_ack) VALUES (?1, ?2, ?3, ?4, ?5, "
-				  "?6, ?7, ?8, ?9)";
-	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
-	int rc;
+	sqlite3_stmt *st = stmt(s, SQL_CALL_INSERT);
+	int r;
 
-	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return store_fail(s, rc, "preparing a call");
+	if (!st)
+		return -EIO;
 	bind_text(st, 1, c->alert_id);
 	bind_text(st, 2, c->number);
 	bind_text(st, 3, c->node);
@@ -1357,10 +1353,8 @@ int store_call_insert(Store *s, const CallRecord *c)
 	bind_u64(st, 7, c->duration_sec);
 	bind_text(st, 8, c->error && *c->error ? c->error : NULL);
 	sqlite3_bind_int(st, 9, c->dtmf_ack);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		return store_fail(s, rc, "recording a call");
-	return sqlite3_changes(s->db) > 0;
+	r = step_done(s, st, "recording a call");
+	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
 
 int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16])
