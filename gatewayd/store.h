@@ -61,6 +61,7 @@ typedef struct DueDelivery {
 	bool critical;
 	unsigned attempts;
 	char last_modem[33]; /* modem of the last failed attempt, "" if none */
+	char last_node[33];  /* node of the last failed attempt, "" if none */
 } DueDelivery;
 
 typedef struct QueueCounts {
@@ -101,6 +102,8 @@ typedef struct SendResult {
 	unsigned retry_min, retry_max; /* seconds */
 	unsigned max_permanent_failures;
 } SendResult;
+/* A failed result for a delivery that is sending on another (node, modem) comes from an earlier
+ * attempt: it is recorded, and the delivery stays with the modem that has it now (0). */
 int store_delivery_result(Store *s, const char *alert_id, const char *number,
 			  const SendResult *res, DeliveryChange *ret_change);
 /* Expires every non-final delivery of the alert; returns how many changed. */
@@ -130,6 +133,43 @@ typedef struct InboxMessage {
 /* 1 when stored, 0 when it was already there. */
 int store_inbox_insert(Store *s, const InboxMessage *m);
 int store_inbox_json(Store *s, size_t limit, json_t **ret);
+
+/* The cluster's nodes as this node has seen them. last_seen only grows; the nodeid is the one
+ * seen last. */
+int store_node_seen(Store *s, const char *name, uint32_t nodeid, uint64_t at);
+/* In name order; the callback returns <0 to stop (that value is returned). */
+int store_nodes(Store *s,
+		int (*cb)(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata),
+		void *userdata);
+
+/* Rejoin: each export fills one payload with items after a cursor, in cursor order, adding items
+ * while the compact JSON array of them stays within max_bytes (one item always, however large).
+ * It returns the number of items (0 when there are no more); *ret_items (an array, the
+ * caller's) and the cursor for the next call are set on success, the cursor to the last item's
+ * (or to the one passed in when there was none). ret_last_id may be the after_id buffer itself.
+ *
+ * An alert item holds everything known about the alert, timestamps as integer microseconds:
+ * {"id", "key", "text", "prio", "src", "node", "acc", "exp", "fin", "ack_by", "ack_via",
+ *  "ack_at", "dl": [{"to", "kind", "seq", "state", "next", "node", "modem", "pf", "acc",
+ *  "prio"}], "att": [{"to", "node", "modem", "at", "result", "error", "ref", "report"}],
+ *  "calls": [{"to", "node", "modem", "at", "outcome", "dur", "error", "dtmf"}]}
+ * with null for what is not set. A dedupe item is {"key", "alert_id", "first_at"}; an inbox item
+ * {"key", "node", "modem", "sender", "text", "parts", "smsc_at", "received_at"}. */
+int store_export_alerts(Store *s, const char *after_id, size_t max_bytes, json_t **ret_items,
+			char ret_last_id[static 33]);
+/* *ret_last_key is malloc'd: the caller frees it. */
+int store_export_dedupe(Store *s, const char *after_key, size_t max_bytes, json_t **ret_items,
+			char **ret_last_key);
+int store_export_inbox(Store *s, const char *after_key, size_t max_bytes, json_t **ret_items,
+		       char **ret_last_key);
+
+/* Merges one exported item, inside store_begin()/store_commit(). Each is a join: the same items
+ * applied in any order, once or more, leave the same rows. 1 when something changed, 0 when
+ * not, -EINVAL for a malformed item (nothing is written then). */
+int store_merge_alert(Store *s, json_t *item);
+/* The same key on both sides keeps the row with the smaller (first_at, alert_id). */
+int store_merge_dedupe(Store *s, json_t *item);
+int store_merge_inbox(Store *s, json_t *item);
 
 /* A voice call made for an alert's recipient (or the contact center). */
 typedef struct CallRecord {

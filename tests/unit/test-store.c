@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "macro.h"
 #include "store.h"
 #include "test.h"
 
@@ -244,6 +246,666 @@ static void test_inbox_and_reports(void)
 	store_close(s);
 }
 
+static Store *open_sub(const char *name)
+{
+	char path[300];
+	Store *s = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	check_int(store_open(path, &s), 0);
+	return s;
+}
+
+/* Every alert, in chunks of at most max_bytes (one item may be larger on its own). */
+static json_t *export_all(Store *s, size_t max_bytes, int *ret_chunks)
+{
+	json_t *all = json_array(), *items;
+	char cursor[33] = "";
+	int n, chunks = 0;
+
+	while ((n = store_export_alerts(s, cursor, max_bytes, &items, cursor)) > 0) {
+		char *text = json_dumps(items, JSON_COMPACT);
+
+		check_int(json_array_size(items), n);
+		check(n == 1 || strlen(text) <= max_bytes);
+		check_str(json_string_value(json_object_get(json_array_get(items, (size_t)n - 1),
+							    "id")),
+			  cursor);
+		free(text);
+		json_array_extend(all, items);
+		json_decref(items);
+		chunks++;
+	}
+	check_int(n, 0);
+	check_int(json_array_size(items), 0);
+	json_decref(items);
+	if (ret_chunks)
+		*ret_chunks = chunks;
+	return all;
+}
+
+/* Merges every item in one transaction; returns how many changed something. */
+static int merge_all(Store *s, json_t *items)
+{
+	json_t *item;
+	size_t i;
+	int changed = 0;
+
+	check_int(store_begin(s), 0);
+	json_array_foreach(items, i, item)
+	{
+		int r = store_merge_alert(s, item);
+
+		check(r >= 0);
+		changed += r > 0;
+	}
+	check_int(store_commit(s), 0);
+	return changed;
+}
+
+/* Both stores hold the same rows: the exports (every column but the derived ones), the views
+ * (with the derived state) and the counts agree. */
+static void check_same(Store *a, Store *b)
+{
+	json_t *ea = export_all(a, 1 << 20, NULL), *eb = export_all(b, 1 << 20, NULL), *item;
+	QueueCounts ca, cb;
+	size_t i;
+
+	check(json_equal(ea, eb));
+	json_array_foreach(ea, i, item)
+	{
+		const char *id = json_string_value(json_object_get(item, "id"));
+		json_t *va = NULL, *vb = NULL;
+
+		check_int(store_alert_json(a, id, true, &va), 0);
+		check_int(store_alert_json(b, id, true, &vb), 0);
+		check(json_equal(va, vb));
+		json_decref(va);
+		json_decref(vb);
+	}
+	check_int(store_open_alerts(a), store_open_alerts(b));
+	check_int(store_counts(a, &ca), 0);
+	check_int(store_counts(b, &cb), 0);
+	check(memcmp(&ca, &cb, sizeof(ca)) == 0);
+	json_decref(ea);
+	json_decref(eb);
+}
+
+static const char *state_of(Store *s, const char *id, size_t delivery)
+{
+	static char state[16];
+	json_t *o = NULL;
+
+	state[0] = '\0';
+	if (store_alert_json(s, id, true, &o) < 0)
+		return state;
+	if (delivery == (size_t)-1)
+		snprintf(state, sizeof(state), "%s",
+			 json_string_value(json_object_get(o, "state")));
+	else
+		snprintf(state, sizeof(state), "%s",
+			 json_string_value(json_object_get(
+				 json_array_get(json_object_get(o, "deliveries"), delivery),
+				 "state")));
+	json_decref(o);
+	return state;
+}
+
+static SendResult result_on(const char *node, const char *modem, bool ok, bool permanent,
+			    uint64_t at)
+{
+	SendResult r = result(ok, permanent, at);
+
+	r.node = node;
+	r.modem = modem;
+	return r;
+}
+
+#define ID(n) "000000000000000000000000000000" n
+
+static void test_export_merge_copy(void)
+{
+	Store *a = open_sub("copy-a"), *b = open_sub("copy-b");
+	uint64_t t0 = 30000 * SEC;
+	DeliveryChange ch;
+	DeliveryReport rep = {.node = "a", .modem = "gsm0", .message_ref = 7, .delivered = true,
+			      .status = "delivered", .at = t0 + 9 * SEC};
+	CallRecord call = {.alert_id = ID("06"), .number = "+32470000001", .node = "a",
+			   .modem = "gsm1", .at = t0 + 20 * SEC, .outcome = "answered",
+			   .duration_sec = 12, .dtmf_ack = true};
+	InboxMessage m = {.node = "a", .modem = "gsm0", .sender = "+32470100001", .text = "ACK",
+			  .parts = 1, .received_at = t0};
+	json_t *ea, *eb, *items;
+	char id[33], number[20], *cursor = NULL;
+	SendResult r;
+	int chunks = 0;
+
+	if (!a || !b)
+		return;
+	/* an alert in every state */
+	for (int i = 1; i <= 7; i++) {
+		char alert_id[33], key[8];
+
+		snprintf(alert_id, sizeof(alert_id), "%032x", i);
+		snprintf(key, sizeof(key), "copy%d", i);
+		insert(a, alert_id, key, t0 + (uint64_t)i * SEC);
+	}
+	check_int(store_begin(a), 0);
+	/* 02: sending */
+	check_int(store_delivery_assign(a, ID("02"), "+32470000001", "a", "gsm0", t0 + 3 * SEC,
+					&ch),
+		  1);
+	/* 03: requeued after a permanent failure */
+	r = result(false, true, t0 + 4 * SEC);
+	check_int(store_delivery_result(a, ID("03"), "+32470000001", &r, &ch), 1);
+	/* 04: delivered and failed */
+	r = result(true, false, t0 + 5 * SEC);
+	r.message_ref = 7;
+	check_int(store_delivery_result(a, ID("04"), "+32470000001", &r, &ch), 1);
+	check_int(store_delivery_report(a, &rep, id, number), 1);
+	r = result(false, true, t0 + 6 * SEC);
+	check_int(store_delivery_result(a, ID("04"), "+32470000002", &r, &ch), 1);
+	r = result(false, true, t0 + 7 * SEC);
+	check_int(store_delivery_result(a, ID("04"), "+32470000002", &r, &ch), 1);
+	/* 05: expired */
+	check_int(store_alert_expire(a, ID("05"), t0 + 3600 * SEC), 2);
+	/* 06: acknowledged after a call */
+	check_int(store_call_insert(a, &call), 1);
+	check_int(store_alert_ack(a, ID("06"), "alice", "dtmf", t0 + 21 * SEC), 1);
+	/* 07: sent */
+	r = result(true, false, t0 + 8 * SEC);
+	check_int(store_delivery_result(a, ID("07"), "+32470000001", &r, &ch), 1);
+	check_int(store_delivery_result(a, ID("07"), "+32470000002", &r, &ch), 1);
+	for (int i = 0; i < 3; i++) {
+		char key[8];
+
+		snprintf(key, sizeof(key), "in%d", i);
+		m.key = key;
+		check_int(store_inbox_insert(a, &m), 1);
+	}
+	check_int(store_commit(a), 0);
+	check_str(state_of(a, ID("04"), (size_t)-1), "delivered");
+	check_str(state_of(a, ID("05"), (size_t)-1), "expired");
+
+	/* small payloads: several chunks, and the same items as one big export */
+	ea = export_all(a, 600, &chunks);
+	check(chunks > 1);
+	check_int(json_array_size(ea), 7);
+	eb = export_all(a, 1 << 20, &chunks);
+	check_int(chunks, 1);
+	check(json_equal(ea, eb));
+	json_decref(eb);
+	/* a tiny payload still carries one item */
+	check_int(store_export_alerts(a, "", 1, &items, id), 1);
+	check_str(id, ID("01"));
+	json_decref(items);
+	/* past the end: nothing, and the cursor stays */
+	check_int(store_export_alerts(a, ID("07"), 1000, &items, id), 0);
+	check_str(id, ID("07"));
+	json_decref(items);
+
+	check_int(merge_all(b, ea), 7);
+	check_same(a, b);
+	check_int(store_open_alerts(b), 4); /* 01 queued, 02 sending, 03 requeued, 06 acked */
+	/* merging again changes nothing */
+	check_int(merge_all(b, ea), 0);
+	check_same(a, b);
+	/* and so does merging an alert into the store it came from */
+	check_int(merge_all(a, ea), 0);
+	json_decref(ea);
+
+	/* dedupe keys and the inbox, in small chunks */
+	for (int kind = 0; kind < 2; kind++) {
+		int total = 0, n;
+
+		free(cursor);
+		cursor = strdup("");
+		for (;;) {
+			char *next = NULL;
+			json_t *item;
+			size_t i;
+
+			n = kind == 0 ? store_export_dedupe(a, cursor, 60, &items, &next)
+				      : store_export_inbox(a, cursor, 60, &items, &next);
+			check(n >= 0 && next);
+			free(cursor);
+			cursor = next;
+			if (n <= 0) {
+				json_decref(items);
+				break;
+			}
+			total += n;
+			check_int(store_begin(b), 0);
+			json_array_foreach(items, i, item)
+			{
+				check_int(kind == 0 ? store_merge_dedupe(b, item)
+						    : store_merge_inbox(b, item),
+					  1);
+				check_int(kind == 0 ? store_merge_dedupe(b, item)
+						    : store_merge_inbox(b, item),
+					  0);
+			}
+			check_int(store_commit(b), 0);
+			json_decref(items);
+		}
+		check_int(total, kind == 0 ? 7 : 3);
+	}
+	free(cursor);
+	check_int(store_dedupe_find(b, "copy4", t0, 600 * SEC, id), 1);
+	check_str(id, ID("04"));
+	check_int(store_inbox_json(b, 10, &items), 0);
+	check_int(json_array_size(items), 3);
+	json_decref(items);
+	store_close(a);
+	store_close(b);
+}
+
+/* Two halves of a partition each worked on the same alerts; any store that applies the same
+ * records, in any order, ends with the same rows. */
+static void test_merge_converges(void)
+{
+	static const char *const names[] = {"conv-a", "conv-b", "conv-e", "conv-abe", "conv-eba",
+					    "conv-bea"};
+	static const int order[3][3] = {{0, 1, 2}, {2, 1, 0}, {1, 2, 0}};
+	Store *s[6];
+	json_t *e[3];
+	uint64_t t0 = 40000 * SEC;
+	DeliveryChange ch;
+	SendResult r;
+	json_t *o = NULL;
+
+	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+		s[i] = open_sub(names[i]);
+		if (!s[i])
+			return;
+	}
+	for (int i = 0; i < 3; i++) {
+		insert(s[i], ID("10"), "conv10", t0);
+		insert(s[i], ID("11"), "conv11", t0);
+		insert(s[i], ID("12"), "conv12", t0);
+		insert(s[i], ID("13"), "conv13", t0);
+	}
+
+	/* a: sent 10's first recipient, requeued its second, acknowledged late; failed 11's first
+	 * recipient for good; has 12 on its own modem and retries 12's second later; sent 13's
+	 * first recipient */
+	check_int(store_begin(s[0]), 0);
+	r = result_on("a", "gsm0", true, false, t0 + 2 * SEC);
+	check_int(store_delivery_result(s[0], ID("10"), "+32470000001", &r, &ch), 1);
+	check_int(store_delivery_assign(s[0], ID("10"), "+32470000002", "a", "gsm0", t0 + 2 * SEC,
+					&ch),
+		  1);
+	r = result_on("a", "gsm0", false, false, t0 + 3 * SEC);
+	check_int(store_delivery_result(s[0], ID("10"), "+32470000002", &r, &ch), 1);
+	check_int(store_alert_ack(s[0], ID("10"), "alice", "api", t0 + 10 * SEC), 1);
+	r = result_on("a", "gsm0", false, true, t0 + 2 * SEC);
+	check_int(store_delivery_result(s[0], ID("11"), "+32470000001", &r, &ch), 1);
+	r = result_on("a", "gsm0", false, true, t0 + 3 * SEC);
+	check_int(store_delivery_result(s[0], ID("11"), "+32470000001", &r, &ch), 1);
+	check_int(store_delivery_assign(s[0], ID("12"), "+32470000001", "a", "gsm0", t0 + SEC,
+					&ch),
+		  1);
+	r = result_on("a", "gsm0", false, false, t0 + 60 * SEC);
+	check_int(store_delivery_result(s[0], ID("12"), "+32470000002", &r, &ch), 1);
+	r = result_on("a", "gsm0", true, false, t0 + 2 * SEC);
+	check_int(store_delivery_result(s[0], ID("13"), "+32470000001", &r, &ch), 1);
+	check_int(store_commit(s[0]), 0);
+
+	/* b: acknowledged 10 early, then let 10 and 11 expire; has 12 on its own modem and
+	 * retries 12's second sooner, after a permanent failure; failed 13's second recipient */
+	check_int(store_begin(s[1]), 0);
+	check_int(store_alert_ack(s[1], ID("10"), "bob", "sms", t0 + 5 * SEC), 1);
+	check_int(store_delivery_assign(s[1], ID("10"), "+32470000001", "b", "gsm1", t0 + SEC,
+					&ch),
+		  1);
+	check_int(store_alert_expire(s[1], ID("10"), t0 + 3600 * SEC), 2);
+	check_int(store_alert_expire(s[1], ID("11"), t0 + 3601 * SEC), 2);
+	check_int(store_delivery_assign(s[1], ID("12"), "+32470000001", "b", "gsm0", t0 + SEC,
+					&ch),
+		  1);
+	r = result_on("b", "gsm0", false, true, t0 + 2 * SEC);
+	check_int(store_delivery_result(s[1], ID("12"), "+32470000002", &r, &ch), 1);
+	for (int i = 0; i < 2; i++) {
+		r = result_on("b", "gsm0", false, true, t0 + (3 + (uint64_t)i) * SEC);
+		check_int(store_delivery_result(s[1], ID("13"), "+32470000002", &r, &ch), 1);
+	}
+	check_int(store_commit(s[1]), 0);
+
+	/* e: sent 10's first recipient too (a duplicate of the partition), and acknowledged at
+	 * the same instant as b, by another name */
+	check_int(store_begin(s[2]), 0);
+	r = result_on("e", "gsm2", true, false, t0 + 4 * SEC);
+	check_int(store_delivery_result(s[2], ID("10"), "+32470000001", &r, &ch), 1);
+	check_int(store_alert_ack(s[2], ID("10"), "bea", "sms", t0 + 5 * SEC), 1);
+	check_int(store_commit(s[2]), 0);
+
+	for (int i = 0; i < 3; i++)
+		e[i] = export_all(s[i], 1 << 20, NULL);
+	for (int k = 0; k < 3; k++)
+		for (int j = 0; j < 3; j++)
+			merge_all(s[3 + k], e[order[k][j]]);
+	/* the halves themselves, each taking the others' records */
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			if (i != j)
+				merge_all(s[i], e[j]);
+	for (size_t i = 1; i < ELEMENTSOF(names); i++)
+		check_same(s[0], s[i]);
+
+	/* sent beats expired, expired beats queued, failed beats expired */
+	check_str(state_of(s[3], ID("10"), 0), "sent");
+	check_str(state_of(s[3], ID("10"), 1), "expired");
+	check_str(state_of(s[3], ID("10"), (size_t)-1), "sent");
+	check_str(state_of(s[3], ID("11"), 0), "failed");
+	check_str(state_of(s[3], ID("11"), 1), "expired");
+	check_str(state_of(s[3], ID("12"), 0), "sending");
+	check_str(state_of(s[3], ID("12"), 1), "queued");
+	check_str(state_of(s[3], ID("13"), 0), "sent");
+	check_str(state_of(s[3], ID("13"), 1), "failed");
+	for (size_t i = 0; i < ELEMENTSOF(names); i++)
+		check_int(store_open_alerts(s[i]), 1);
+	check_int(store_alert_json(s[4], ID("10"), true, &o), 0);
+	/* the earliest acknowledgment, then the smaller name */
+	check_str(json_string_value(json_object_get(json_object_get(o, "ack"), "by")), "bea");
+	/* every attempt of both halves */
+	check_int(json_array_size(json_object_get(
+			  json_array_get(json_object_get(o, "deliveries"), 0), "attempts")),
+		  2);
+	json_decref(o);
+	/* the sending tie goes to the greater (node, modem); the queued one to the later retry,
+	 * with the most permanent failures; 13 became final only in the merge, and no side knew
+	 * when: final_at falls back to its acceptance */
+	o = export_all(s[5], 1 << 20, NULL);
+	for (size_t i = 0; i < json_array_size(o); i++) {
+		json_t *item = json_array_get(o, i), *dl = json_object_get(item, "dl");
+		const char *id = json_string_value(json_object_get(item, "id"));
+
+		if (streq(id, ID("13")))
+			check_int(json_integer_value(json_object_get(item, "fin")), t0);
+		if (!streq(id, ID("12")))
+			continue;
+		check(json_is_null(json_object_get(item, "fin")));
+		check_str(json_string_value(json_object_get(json_array_get(dl, 0), "node")), "b");
+		check_str(json_string_value(json_object_get(json_array_get(dl, 1), "node")), "a");
+		check_int(json_integer_value(json_object_get(json_array_get(dl, 1), "next")),
+			  t0 + 65 * SEC);
+		check_int(json_integer_value(json_object_get(json_array_get(dl, 1), "pf")), 1);
+	}
+	json_decref(o);
+
+	/* once is enough */
+	for (int i = 0; i < 3; i++) {
+		check_int(merge_all(s[3], e[i]), 0);
+		json_decref(e[i]);
+	}
+	for (size_t i = 0; i < ELEMENTSOF(names); i++)
+		store_close(s[i]);
+}
+
+static void test_merge_dedupe(void)
+{
+	Store *s = open_sub("dedupe");
+	uint64_t t0 = 50000 * SEC;
+	json_t *late = json_pack("{s:s, s:s, s:I}", "key", "k", "alert_id", ID("22"), "first_at",
+				 (json_int_t)(t0 + 5 * SEC)),
+	       *early = json_pack("{s:s, s:s, s:I}", "key", "k", "alert_id", ID("23"), "first_at",
+				  (json_int_t)t0),
+	       *tie = json_pack("{s:s, s:s, s:I}", "key", "k", "alert_id", ID("21"), "first_at",
+				(json_int_t)t0);
+	char id[33];
+
+	if (!s)
+		return;
+	check_int(store_begin(s), 0);
+	check_int(store_merge_dedupe(s, late), 1);
+	check_int(store_merge_dedupe(s, early), 1);
+	check_int(store_merge_dedupe(s, late), 0);
+	check_int(store_merge_dedupe(s, early), 0);
+	check_int(store_commit(s), 0);
+	check_int(store_dedupe_find(s, "k", t0 + SEC, 600 * SEC, id), 1);
+	check_str(id, ID("23"));
+	/* the same instant: the smaller alert id */
+	check_int(store_begin(s), 0);
+	check_int(store_merge_dedupe(s, tie), 1);
+	check_int(store_merge_dedupe(s, early), 0);
+	check_int(store_commit(s), 0);
+	check_int(store_dedupe_find(s, "k", t0 + SEC, 600 * SEC, id), 1);
+	check_str(id, ID("21"));
+	json_decref(late);
+	json_decref(early);
+	json_decref(tie);
+	store_close(s);
+}
+
+static void test_merge_rejects_malformed(void)
+{
+	static const char *const bad_alerts[] = {
+		"[]",
+		"{}",
+		"{\"id\": \"nothex\"}",
+	};
+	/* each replaces one field of a good item */
+	static const char *const bad_fields[][2] = {
+		{"id", "\"0000000000000000000000000000003Z\""},
+		{"id", "null"},
+		{"text", "42"},
+		{"prio", "\"critical\""},
+		{"acc", "-1"},
+		{"exp", "1.5"},
+		{"fin", "\"soon\""},
+		{"ack_at", "true"},
+		{"dl", "null"},
+		{"dl", "[{}]"},
+		{"dl", "[{\"to\": \"+1\", \"kind\": \"to\", \"seq\": 0, \"state\": \"lost\", "
+		       "\"next\": 0, \"node\": null, \"modem\": null, \"pf\": 0, \"acc\": 0, "
+		       "\"prio\": 0}]"},
+		{"dl", "[{\"to\": \"+1\", \"kind\": \"bcc\", \"seq\": 0, \"state\": \"queued\", "
+		       "\"next\": 0, \"node\": null, \"modem\": null, \"pf\": 0, \"acc\": 0, "
+		       "\"prio\": 0}]"},
+		{"att", "[{\"to\": \"+1\", \"node\": null, \"modem\": \"gsm0\", \"at\": 1, "
+			"\"result\": \"sent\", \"error\": null, \"ref\": null, \"report\": null}]"},
+		{"att", "{}"},
+		{"calls", "[1]"},
+		{"calls", "[{\"to\": \"\", \"node\": \"a\", \"modem\": \"gsm0\", \"at\": 1, "
+			  "\"outcome\": \"busy\", \"dur\": 0, \"error\": null, \"dtmf\": 0}]"},
+	};
+	Store *a = open_sub("bad-a"), *b = open_sub("bad-b");
+	json_t *items = NULL, *good, *o;
+	char id[33];
+
+	if (!a || !b)
+		return;
+	insert(a, ID("30"), "bad", 60000 * SEC);
+	check_int(store_export_alerts(a, "", 1 << 20, &items, id), 1);
+	good = json_array_get(items, 0);
+
+	check_int(store_begin(b), 0);
+	for (size_t i = 0; i < ELEMENTSOF(bad_alerts); i++) {
+		o = json_loads(bad_alerts[i], 0, NULL);
+		check_int(store_merge_alert(b, o), -EINVAL);
+		json_decref(o);
+	}
+	check_int(store_merge_alert(b, NULL), -EINVAL);
+	for (size_t i = 0; i < ELEMENTSOF(bad_fields); i++) {
+		o = json_deep_copy(good);
+		json_object_set_new(o, bad_fields[i][0], json_loads(bad_fields[i][1],
+								    JSON_DECODE_ANY, NULL));
+		if (store_merge_alert(b, o) != -EINVAL)
+			fprintf(stderr, "accepted a bad \"%s\": %s\n", bad_fields[i][0],
+				bad_fields[i][1]);
+		check_int(store_merge_alert(b, o), -EINVAL);
+		json_decref(o);
+	}
+	o = json_deep_copy(good);
+	json_object_del(o, "src");
+	check_int(store_merge_alert(b, o), -EINVAL);
+	json_decref(o);
+	check_int(store_alert_exists(b, ID("30")), 0); /* nothing was written */
+	check_int(store_open_alerts(b), 0);
+
+	o = json_pack("{s:s, s:s, s:I}", "key", "k", "alert_id", "x", "first_at", (json_int_t)1);
+	check_int(store_merge_dedupe(b, o), -EINVAL);
+	json_decref(o);
+	o = json_pack("{s:s, s:i}", "key", "k", "first_at", 1);
+	check_int(store_merge_dedupe(b, o), -EINVAL);
+	json_decref(o);
+	o = json_pack("{s:s, s:s}", "key", "k", "text", "hi");
+	check_int(store_merge_inbox(b, o), -EINVAL);
+	json_decref(o);
+	check_int(store_merge_inbox(b, NULL), -EINVAL);
+
+	/* the good one still goes in */
+	check_int(store_merge_alert(b, good), 1);
+	check_int(store_commit(b), 0);
+	check_int(store_open_alerts(b), 1);
+	json_decref(items);
+	store_close(a);
+	store_close(b);
+}
+
+static void test_stale_failure(void)
+{
+	Store *s = open_sub("stale");
+	uint64_t t0 = 70000 * SEC;
+	DeliveryChange ch;
+	SendResult r;
+	json_t *o = NULL;
+
+	if (!s)
+		return;
+	insert(s, ID("40"), "stale", t0);
+	check_int(store_begin(s), 0);
+	check_int(store_delivery_assign(s, ID("40"), "+32470000001", "a", "gsm1", t0 + SEC, &ch),
+		  1);
+	/* an earlier attempt's failure, from another modem or another node: kept, not applied */
+	r = result_on("a", "gsm0", false, false, t0 + 2 * SEC);
+	check_int(store_delivery_result(s, ID("40"), "+32470000001", &r, &ch), 0);
+	r = result_on("b", "gsm1", false, true, t0 + 3 * SEC);
+	check_int(store_delivery_result(s, ID("40"), "+32470000001", &r, &ch), 0);
+	check_str(state_of(s, ID("40"), 0), "sending");
+	/* the modem that has it fails: requeued */
+	r = result_on("a", "gsm1", false, false, t0 + 4 * SEC);
+	check_int(store_delivery_result(s, ID("40"), "+32470000001", &r, &ch), 1);
+	check_int(ch.new_state, DELIVERY_QUEUED);
+	/* a success wins from anywhere */
+	check_int(store_delivery_assign(s, ID("40"), "+32470000002", "a", "gsm1", t0 + SEC, &ch),
+		  1);
+	r = result_on("b", "gsm0", true, false, t0 + 5 * SEC);
+	check_int(store_delivery_result(s, ID("40"), "+32470000002", &r, &ch), 1);
+	check_int(ch.new_state, DELIVERY_SENT);
+	check_int(store_commit(s), 0);
+	check_int(store_alert_json(s, ID("40"), true, &o), 0);
+	check_int(json_array_size(json_object_get(
+			  json_array_get(json_object_get(o, "deliveries"), 0), "attempts")),
+		  3);
+	json_decref(o);
+	store_close(s);
+}
+
+typedef struct SeenNode {
+	char name[8];
+	uint32_t nodeid;
+	uint64_t last_seen;
+} SeenNode;
+
+static int node_cb(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata)
+{
+	SeenNode *n = userdata;
+
+	for (; n->name[0]; n++)
+		;
+	snprintf(n->name, sizeof(n->name), "%s", name);
+	n->nodeid = nodeid;
+	n->last_seen = last_seen;
+	return 0;
+}
+
+static int node_stop(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata)
+{
+	(void)name, (void)nodeid, (void)last_seen, (void)userdata;
+	return -ECANCELED;
+}
+
+static void test_nodes(void)
+{
+	char path[300];
+	SeenNode seen[4] = {0};
+	sqlite3 *db;
+	Store *s = open_sub("nodes");
+
+	if (!s)
+		return;
+	check_int(store_begin(s), 0);
+	check_int(store_node_seen(s, "b", 2, 50), 0);
+	check_int(store_node_seen(s, "a", 1, 100), 0);
+	check_int(store_node_seen(s, "a", 3, 80), 0); /* older: changes nothing */
+	check_int(store_commit(s), 0);
+	check_int(store_nodes(s, node_cb, seen), 0);
+	check_str(seen[0].name, "a");
+	check_int(seen[0].nodeid, 1);
+	check_int(seen[0].last_seen, 100);
+	check_str(seen[1].name, "b");
+	check_int(seen[1].nodeid, 2);
+	check_int(seen[2].name[0], 0);
+	check_int(store_node_seen(s, "a", 4, 200), 0);
+	memset(seen, 0, sizeof(seen));
+	check_int(store_nodes(s, node_cb, seen), 0);
+	check_int(seen[0].nodeid, 4);
+	check_int(seen[0].last_seen, 200);
+	check_int(store_nodes(s, node_stop, NULL), -ECANCELED);
+	store_close(s);
+
+	/* a version 3 database migrates to 4 and keeps its rows */
+	snprintf(path, sizeof(path), "%s/nodes/gatewayd.db", dir);
+	check(sqlite3_open(path, &db) == SQLITE_OK);
+	check(sqlite3_exec(db, "DROP TABLE nodes; PRAGMA user_version = 3", NULL, NULL, NULL) ==
+	      SQLITE_OK);
+	sqlite3_close(db);
+	s = open_sub("nodes");
+	if (!s)
+		return;
+	check_int(store_node_seen(s, "a", 1, 100), 0);
+	store_close(s);
+}
+
+static int due_cb(const DueDelivery *d, void *userdata)
+{
+	DueDelivery *out = userdata;
+
+	for (; out->alert_id[0]; out++)
+		;
+	*out = *d;
+	out->text = NULL;
+	return 0;
+}
+
+static void test_due_last_node(void)
+{
+	Store *s = open_sub("due");
+	uint64_t t0 = 80000 * SEC;
+	DueDelivery due[4] = {0};
+	DeliveryChange ch;
+	SendResult r;
+
+	if (!s)
+		return;
+	insert(s, ID("50"), "due", t0);
+	check_int(store_begin(s), 0);
+	check_int(store_delivery_assign(s, ID("50"), "+32470000001", "b", "gsm1", t0, &ch), 1);
+	r = result_on("b", "gsm1", false, false, t0 + SEC);
+	check_int(store_delivery_result(s, ID("50"), "+32470000001", &r, &ch), 1);
+	check_int(store_commit(s), 0);
+	check_int(store_due_deliveries(s, t0 + 3600 * SEC, 10, due_cb, due), 0);
+	check_str(due[0].number, "+32470000001");
+	check_str(due[0].last_node, "b");
+	check_str(due[0].last_modem, "gsm1");
+	check_int(due[0].attempts, 1);
+	check_str(due[1].number, "+32470000002");
+	check_str(due[1].last_node, "");
+	check_str(due[1].last_modem, "");
+	store_close(s);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -254,6 +916,13 @@ int main(void)
 	run(test_reopen_keeps_data);
 	run(test_newer_schema_is_refused);
 	run(test_inbox_and_reports);
+	run(test_export_merge_copy);
+	run(test_merge_converges);
+	run(test_merge_dedupe);
+	run(test_merge_rejects_malformed);
+	run(test_stale_failure);
+	run(test_nodes);
+	run(test_due_last_node);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
