@@ -76,6 +76,13 @@ static inline void closep(int *fd)
 		_p_;                                                                               \
 	})
 
+/* Frees p and returns NULL, for `x = mfree(x);`. */
+static inline void *mfree(void *p)
+{
+	free(p);
+	return NULL;
+}
+
 #define TAKE_FD(fd)                                                                                \
 	({                                                                                         \
 		int _fd_ = (fd);                                                                   \

@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "util.h"
 
 typedef struct Parser {
 	Config *config;
@@ -452,6 +453,10 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 				return BAD_VALUE("up to 32 letters, digits, '-', '_', '.'");
 			return set_string(&c->cluster_group, value) < 0 ? -ENOMEM : 1;
 		}
+		if (streq(key, "peer_grace"))
+			return parse_seconds(value, 0, 3600, &c->peer_grace) < 0
+				       ? BAD_VALUE("a duration from 0s to 1h")
+				       : 1;
 	} else if (streq(section, "voice")) {
 		if (streq(key, "modem")) {
 			p->voice_modem_line = p->line;
@@ -683,6 +688,7 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	c->dedupe_window = 600;
 	c->retention = 30 * 86400;
 	c->retry_min = 5;
+	c->peer_grace = 10;
 	c->retry_max = 300;
 	c->max_permanent_failures = 3;
 	c->escalation_step_timeout = 300;
@@ -803,4 +809,36 @@ const ContactConfig *config_role_on_duty(const Config *c, const RoleConfig *role
 		return config_find_contact(c, role->contacts[0]);
 	shifts = (long long)(now - epoch) / period;
 	return config_find_contact(c, role->contacts[shifts % (long long)role->n_contacts]);
+}
+
+void config_fingerprint(const Config *c, char ret[static 33])
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	f = open_memstream(&buf, &len);
+	if (!f) {
+		snprintf(ret, 33, "%032d", 0);
+		return;
+	}
+	/* Sections are kept in file order; the order of the file is part of the fingerprint. */
+	for (size_t i = 0; i < c->n_contacts; i++)
+		fprintf(f, "contact %s %s\n", c->contacts[i].name, c->contacts[i].number);
+	for (size_t i = 0; i < c->n_roles; i++) {
+		const RoleConfig *r = &c->roles[i];
+
+		fprintf(f, "role %s %d %d %d", r->name, (int)r->rotation, r->handoff_wday,
+			r->handoff_minutes);
+		for (size_t j = 0; j < r->n_contacts; j++)
+			fprintf(f, " %s", r->contacts[j]);
+		fputc('\n', f);
+	}
+	fprintf(f, "escalation %u", c->escalation_step_timeout);
+	for (size_t i = 0; i < c->n_escalation_steps; i++)
+		fprintf(f, " %s", c->escalation_steps[i]);
+	fprintf(f, "\ndedupe %llu\ndelivery %u %u %u\n", (unsigned long long)c->dedupe_window,
+		c->retry_min, c->retry_max, c->max_permanent_failures);
+	fclose(f);
+	hash128_hex(buf ? buf : "", buf ? len : 0, ret);
 }

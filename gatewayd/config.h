@@ -62,6 +62,7 @@ typedef struct Config {
 
 	bool cluster_enabled;
 	char *cluster_group;
+	unsigned peer_grace; /* seconds alone after a (re)connect before taking a peer's work */
 
 	ModemConfig *modems;
 	size_t n_modems;
@@ -100,6 +101,10 @@ const ModemConfig *config_find_modem(const Config *c, const char *name);
 
 /* The contact of role on duty at realtime `usec` (local time for the hand-over), or NULL. */
 const ContactConfig *config_role_on_duty(const Config *c, const RoleConfig *role, uint64_t usec);
+
+/* A hash of what the nodes of a cluster must agree on (contacts, roles, escalation, dedupe
+ * window, retries), as 32 hex digits: nodes compare it to warn of a config that drifted apart. */
+void config_fingerprint(const Config *c, char ret[static 33]);
 
 /* "+" followed by 6 to 15 digits. */
 bool phone_number_is_valid(const char *s);

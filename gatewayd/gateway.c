@@ -23,6 +23,7 @@
 #include "log.h"
 #include "macro.h"
 #include "dialer.h"
+#include "members.h"
 #include "modem.h"
 #include "replication.h"
 #include "request.h"
@@ -35,6 +36,11 @@
 #define EXPIRE_BATCH 256
 #define PURGE_INTERVAL_USEC (3600 * USEC_PER_SEC)
 #define SOLO_NODEID 1
+/* Rejoin exchange: the state sent per payload, and how long a silent peer is waited for. */
+#define SYNC_CHUNK_BYTES (256u * 1024u)
+#define SYNC_STALL_USEC (15 * USEC_PER_SEC)
+/* Clocks further apart than this are reported: deadlines come from the replicated timestamps. */
+#define CLOCK_SKEW_WARN_USEC (2 * USEC_PER_SEC)
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Request, request_free)
 
@@ -50,13 +56,18 @@ typedef struct Pending {
 	char first_id[ID_HEX_LEN + 1];
 } Pending;
 
-/* The changes of one published payload that have clients waiting, by change index. */
+/* The changes of one published payload that have clients waiting, by change index. Once
+ * committed here it waits for the commit confirmations of the other members of the view. */
 typedef struct PendingBatch {
 	struct PendingBatch *next;
 	uint64_t seq;
+	uint32_t waiting[MEMBERS_MAX]; /* nodeids whose confirmation is missing */
+	size_t n_waiting;
 	size_t n;
 	Pending *by_index[]; /* NULL where no one waits */
 } PendingBatch;
+
+typedef enum SyncStage { SYNC_ALERTS, SYNC_DEDUPE, SYNC_INBOX, SYNC_DONE } SyncStage;
 
 typedef struct Job {
 	struct Job *next;
@@ -105,7 +116,34 @@ struct Gateway {
 	size_t outbox_pending_cap;
 	uint64_t next_seq;
 	PendingBatch *batches_head, *batches_tail;
+	PendingBatch *awaiting; /* committed here, waiting for the peers' confirmations */
+	json_t *confirm_due;    /* {origin node: seq}: payloads to confirm this turn */
 	sd_event_source *flush;
+
+	/* The cluster as this node sees it. */
+	Members members;
+	uint64_t grace_until; /* monotonic usec: absent peers keep their share until then */
+	sd_event_source *grace_timer;
+	bool version_warned;
+	/* Members whose protocol this build does not speak: nothing is awaited from them. */
+	uint32_t refused[MEMBERS_MAX];
+	size_t n_refused;
+	const char *takeover_node; /* while takeover() walks a node's deliveries */
+
+	/* Rejoin: after a view change that brought a newcomer, every member sends what it has
+	 * (in chunks, one in flight) and then "synced"; the exchange ends, at the same point of
+	 * the agreed order everywhere, with the last member's "synced". Until then no node
+	 * dispatches and new changes are held, so that nothing is decided on half a history. */
+	bool syncing;
+	uint64_t sync_round;
+	uint32_t sync_waiting[MEMBERS_MAX];
+	size_t n_sync_waiting;
+	SyncStage sync_stage;
+	char sync_alert_cursor[ID_HEX_LEN + 1];
+	char *sync_key_cursor;
+	uint64_t sync_sent, sync_received;
+	bool sync_chunk_back; /* our last chunk was delivered: send the next */
+	sd_event_source *sync_timer;
 
 	/* After-commit work collected while applying. */
 	json_t *events; /* [[topic, object], ...] */
@@ -170,6 +208,42 @@ static void reply_pending_error(Gateway *g, Pending *p, const char *code, const 
 		server_reply(g->server, &p->peer, reply);
 }
 
+/* Publishes changes outside the outbox: announcements, confirmations and the rejoin exchange,
+ * which must flow while the outbox is held. They have no clients waiting (seq 0). */
+static int publish_control(Gateway *g, json_t *changes)
+{
+	_cleanup_(json_decrefp) json_t *payload = NULL;
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	if (!changes)
+		return -ENOMEM;
+	payload = json_pack("{s:i, s:I, s:s, s:o}", "v", PROTOCOL_VERSION, "seq", (json_int_t)0,
+			    "node", g->config->node_name, "changes", changes);
+	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+	r = text ? replication_publish(g->replication, text, strlen(text)) : -ENOMEM;
+	if (r < 0)
+		log_error_errno(r, "Cannot publish to the cluster: %m");
+	return r;
+}
+
+/* One confirmation per origin and turn: "I have committed your payloads up to seq". */
+static void publish_confirmations(Gateway *g)
+{
+	const char *origin;
+	json_t *seq, *changes;
+
+	if (json_object_size(g->confirm_due) == 0)
+		return;
+	changes = json_array();
+	json_object_foreach(g->confirm_due, origin, seq)
+		json_array_append_new(changes,
+				      json_pack("{s:s, s:s, s:s, s:O}", "t", "confirm", "node",
+						g->config->node_name, "origin", origin, "seq", seq));
+	json_object_clear(g->confirm_due);
+	publish_control(g, changes);
+}
+
 /* Runs after the other sources of a loop turn: whatever was decided this turn leaves as one
  * payload, so a burst of requests costs one replication message and one commit. */
 static int gateway_flush(sd_event_source *s, void *userdata)
@@ -179,14 +253,18 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 	_cleanup_(json_decrefp) json_t *payload = NULL;
 	_cleanup_free_ char *text = NULL;
 	PendingBatch *batch;
+	bool waited = false;
 	int r;
 
-	if (n == 0)
+	publish_confirmations(g);
+	if (n == 0 || (g->syncing && !g->stopping))
 		return 0;
 
-	payload = json_pack("{s:i, s:I, s:s, s:O}", "v", PROTOCOL_VERSION, "seq",
-			    (json_int_t)g->next_seq, "node", g->config->node_name, "changes",
-			    g->outbox);
+	for (size_t i = 0; i < n; i++)
+		waited |= g->outbox_pending[i] != NULL;
+	payload = json_pack("{s:i, s:I, s:s, s:b, s:O}", "v", PROTOCOL_VERSION, "seq",
+			    (json_int_t)g->next_seq, "node", g->config->node_name, "confirm",
+			    waited, "changes", g->outbox);
 	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
 	batch = calloc(1, sizeof(PendingBatch) + n * sizeof(Pending *));
 	r = text && batch ? replication_publish(g->replication, text, strlen(text)) : -ENOMEM;
@@ -552,11 +630,279 @@ static int apply_report(Gateway *g, json_t *c)
 	return 0;
 }
 
+/* ---- the cluster: announcements, confirmations, the rejoin exchange ---- */
+
+static void gateway_dispatch(Gateway *g);
+static void gateway_schedule(Gateway *g);
+static json_t *local_modems_json(Gateway *g);
+static void answer_batch(Gateway *g, PendingBatch *batch, int commit_result);
+static void takeover(Gateway *g, bool merged);
+
+static bool in_grace(const Gateway *g)
+{
+	return g->grace_until && now_monotonic_usec() < g->grace_until;
+}
+
+static bool member_online(const MemberNode *n)
+{
+	return n->self || (n->in_view && n->announced);
+}
+
+/* Whether this node may decide who sends what: not while the state exchange runs, and not
+ * within the grace period while a node it has met is out of sight. That node may be alive and
+ * sending (a restarted corosync sees itself alone at first; a rebooted node's store may be
+ * behind what the peer sent meanwhile), so nothing is sent from a picture that may be stale. */
+static bool cluster_settled(const Gateway *g)
+{
+	if (g->syncing)
+		return false;
+	if (!in_grace(g))
+		return true;
+	for (size_t i = 0; i < g->members.n; i++)
+		if (!g->members.nodes[i].self && !g->members.nodes[i].in_view &&
+		    g->members.nodes[i].remembered)
+			return false;
+	return true;
+}
+
+static bool node_in_view(const Gateway *g, uint32_t nodeid)
+{
+	const ReplicationView *v = replication_get_view(g->replication);
+
+	for (size_t i = 0; nodeid && i < v->n_members; i++)
+		if (v->members[i].nodeid == nodeid)
+			return true;
+	return false;
+}
+
+static unsigned count_usable(json_t *modems)
+{
+	unsigned n = 0;
+	size_t i;
+	json_t *m;
+
+	json_array_foreach(modems, i, m)
+	{
+		const char *state = jstr(m, "state");
+
+		n += streq(state, "ok") || streq(state, "degraded");
+	}
+	return n;
+}
+
+static json_t *hello_change(Gateway *g)
+{
+	char fp[33];
+
+	config_fingerprint(g->config, fp);
+	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:b, s:o}", "t", "hello", "node",
+			 g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
+			 (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
+			 PROTOCOL_VERSION, "voice", g->dialer != NULL, "modems",
+			 local_modems_json(g));
+}
+
+static void node_event(Gateway *g, const char *topic, const MemberNode *n, const char *reason)
+{
+	event_add(g, topic,
+		  json_pack("{s:s, s:I, s:s?}", "node", n->name, "id", (json_int_t)n->nodeid,
+			    "reason", reason));
+}
+
+static int apply_hello(Gateway *g, json_t *c, uint32_t from_nodeid)
+{
+	const char *name = jstr(c, "node");
+	MemberNode *n = members_get(&g->members, name, true);
+	char fp[33];
+	bool was_online;
+
+	if (!n) {
+		log_warning("Ignoring node '%s': a bad name, or more than %d nodes", name,
+			    MEMBERS_MAX);
+		return 0;
+	}
+	if (n->self) {
+		if (from_nodeid != g->nodeid)
+			log_error("Corosync node %u calls itself '%s' too: node names must differ "
+				  "(gatewayd.conf [node] name)",
+				  from_nodeid, name);
+		return 0;
+	}
+	was_online = n->in_view && n->announced;
+	n->nodeid = from_nodeid;
+	n->in_view = node_in_view(g, from_nodeid);
+	n->announced = n->in_view;
+	n->remembered = true;
+	n->version = (unsigned)ju64(c, "version");
+	n->voice = json_is_true(json_object_get(c, "voice"));
+	n->clock_skew_usec = (int64_t)ju64(c, "at") - (int64_t)now_realtime_usec();
+	snprintf(n->fingerprint, sizeof(n->fingerprint), "%s", jstr(c, "fingerprint"));
+	json_decref(n->modems);
+	n->modems = json_incref(json_object_get(c, "modems"));
+	n->usable_modems = count_usable(n->modems);
+	n->last_seen = now_realtime_usec();
+	g->dispatch_wanted = true;
+
+	config_fingerprint(g->config, fp);
+	if (!was_online && n->announced) {
+		log_info("Node '%s' (corosync node %u) is with us: %u usable modem(s), its clock "
+			 "%+lld ms from ours",
+			 name, from_nodeid, n->usable_modems,
+			 (long long)(n->clock_skew_usec / (int64_t)USEC_PER_MSEC));
+		node_event(g, "node_joined", n, NULL);
+	}
+	if (!streq(fp, n->fingerprint))
+		log_warning("Node '%s' runs with other contacts, roles, escalation, dedupe or "
+			    "delivery settings than this node: keep gatewayd.conf alike on both",
+			    name);
+	if (n->clock_skew_usec > (int64_t)CLOCK_SKEW_WARN_USEC ||
+	    n->clock_skew_usec < -(int64_t)CLOCK_SKEW_WARN_USEC)
+		log_warning("The clock of node '%s' is %+.1f s from ours: run NTP on both nodes "
+			    "(deadlines come from the replicated timestamps)",
+			    name, (double)n->clock_skew_usec / USEC_PER_SEC);
+	return store_node_seen(g->store, name, from_nodeid, n->last_seen);
+}
+
+static int apply_health(Gateway *g, json_t *c)
+{
+	MemberNode *n = members_get(&g->members, jstr(c, "node"), false);
+
+	if (!n || n->self)
+		return 0;
+	json_decref(n->modems);
+	n->modems = json_incref(json_object_get(c, "modems"));
+	n->usable_modems = count_usable(n->modems);
+	g->dispatch_wanted = true; /* the owners of some deliveries changed */
+	return 0;
+}
+
+/* Answers the batches that no longer wait for anyone. */
+static void awaiting_answer_ready(Gateway *g)
+{
+	for (PendingBatch **p = &g->awaiting; *p;) {
+		PendingBatch *b = *p;
+
+		if (b->n_waiting == 0) {
+			*p = b->next;
+			answer_batch(g, b, 0);
+		} else
+			p = &b->next;
+	}
+}
+
+static void batch_unwait(PendingBatch *b, uint32_t nodeid)
+{
+	for (size_t i = 0; i < b->n_waiting; i++)
+		if (b->waiting[i] == nodeid) {
+			b->waiting[i] = b->waiting[--b->n_waiting];
+			return;
+		}
+}
+
+static int apply_confirm(Gateway *g, json_t *c, uint32_t from_nodeid)
+{
+	uint64_t seq = ju64(c, "seq");
+
+	if (!streq(jstr(c, "origin"), g->config->node_name))
+		return 0;
+	for (PendingBatch *b = g->awaiting; b; b = b->next)
+		if (b->seq <= seq)
+			batch_unwait(b, from_nodeid);
+	awaiting_answer_ready(g);
+	return 0;
+}
+
+static bool node_refused(const Gateway *g, uint32_t nodeid)
+{
+	for (size_t i = 0; i < g->n_refused; i++)
+		if (g->refused[i] == nodeid)
+			return true;
+	return false;
+}
+
+/* The other members of the view that speak our protocol. */
+static size_t view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX])
+{
+	const ReplicationView *v = replication_get_view(g->replication);
+	size_t n = 0;
+
+	for (size_t i = 0; i < v->n_members; i++) {
+		uint32_t id = v->members[i].nodeid;
+		bool dup = id == g->nodeid || node_refused(g, id);
+
+		for (size_t j = 0; j < n && !dup; j++)
+			dup = ret[j] == id;
+		if (!dup && n < MEMBERS_MAX)
+			ret[n++] = id;
+	}
+	return n;
+}
+
+static void sync_continue(Gateway *g);
+static void sync_finish(Gateway *g, const char *why);
+
+static int apply_merge(Gateway *g, json_t *c, bool from_self)
+{
+	const char *kind = jstr(c, "kind");
+	json_t *items = json_object_get(c, "items"), *item;
+	size_t i;
+	int r = 0, changed = 0;
+
+	if (from_self) {
+		/* Ours came back: the next chunk may go. */
+		if (g->syncing && ju64(c, "round") == g->sync_round) {
+			g->sync_sent += json_array_size(items);
+			g->sync_chunk_back = true;
+		}
+		return 0;
+	}
+	json_array_foreach(items, i, item)
+	{
+		if (streq(kind, "alerts"))
+			r = store_merge_alert(g->store, item);
+		else if (streq(kind, "dedupe"))
+			r = store_merge_dedupe(g->store, item);
+		else if (streq(kind, "inbox"))
+			r = store_merge_inbox(g->store, item);
+		if (r == -EINVAL) {
+			log_warning("Skipping a malformed %s record from node '%s'", kind,
+				    jstr(c, "node"));
+			continue;
+		}
+		if (r < 0)
+			return r;
+		changed += r;
+	}
+	g->sync_received += json_array_size(items);
+	if (changed)
+		g->dispatch_wanted = true;
+	if (g->syncing)
+		sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
+	return 0;
+}
+
+static int apply_synced(Gateway *g, json_t *c, uint32_t from_nodeid)
+{
+	if (!g->syncing)
+		return 0;
+	for (size_t i = 0; i < g->n_sync_waiting; i++)
+		if (g->sync_waiting[i] == from_nodeid) {
+			g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
+			break;
+		}
+	if (g->n_sync_waiting == 0)
+		sync_finish(g, NULL);
+	else
+		sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
+	return 0;
+}
+
 static int apply_call(Gateway *g, json_t *c);
 static void voice_run_checks(Gateway *g);
 static void voice_check_later(Gateway *g, const char *alert_id, const char *number);
 static int consider_one(const char *alert_id, const char *number, void *userdata);
-static int apply_change(Gateway *g, json_t *c, Pending *pending)
+static int apply_change(Gateway *g, json_t *c, Pending *pending, uint32_t from_nodeid,
+			bool from_self)
 {
 	const char *type = jstr(c, "t");
 
@@ -576,6 +922,16 @@ static int apply_change(Gateway *g, json_t *c, Pending *pending)
 		return apply_report(g, c);
 	if (streq(type, "call"))
 		return apply_call(g, c);
+	if (streq(type, "hello"))
+		return apply_hello(g, c, from_nodeid);
+	if (streq(type, "health"))
+		return apply_health(g, c);
+	if (streq(type, "confirm"))
+		return apply_confirm(g, c, from_nodeid);
+	if (streq(type, "merge"))
+		return apply_merge(g, c, from_self);
+	if (streq(type, "synced"))
+		return apply_synced(g, c, from_nodeid);
 	log_warning("Ignoring a change of unknown type '%s'", type);
 	return 0;
 }
@@ -643,6 +999,47 @@ static void start_assigned_jobs(Gateway *g)
 	}
 }
 
+/* A payload from a node whose protocol this build does not speak is refused, loudly, once. */
+static bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
+			       const json_error_t *err)
+{
+	MemberNode *n;
+	json_int_t v;
+
+	if (!payload) {
+		log_error("Dropping a replicated payload of %zu bytes from corosync node %u: %s", len,
+			  from_nodeid, err->text);
+		return false;
+	}
+	v = json_integer_value(json_object_get(payload, "v"));
+	if (v == PROTOCOL_VERSION)
+		return true;
+	if (!node_refused(g, from_nodeid) && g->n_refused < MEMBERS_MAX) {
+		g->refused[g->n_refused++] = from_nodeid;
+		/* No confirmation and no "synced" will come from it. */
+		for (PendingBatch *b = g->awaiting; b; b = b->next)
+			batch_unwait(b, from_nodeid);
+		awaiting_answer_ready(g);
+		for (size_t i = 0; i < g->n_sync_waiting; i++)
+			if (g->sync_waiting[i] == from_nodeid) {
+				g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
+				if (g->n_sync_waiting == 0)
+					sync_finish(g, NULL);
+				break;
+			}
+	}
+	n = members_get(&g->members, jstr(payload, "node"), false);
+	if (!g->version_warned || !n || n->version != (unsigned)v) {
+		log_error("Refusing node '%s' (corosync node %u): it speaks protocol version %lld, "
+			  "this node version %d; run the same gatewayd release on both nodes",
+			  jstr(payload, "node"), from_nodeid, (long long)v, PROTOCOL_VERSION);
+		g->version_warned = true;
+		if (n)
+			n->version = (unsigned)v;
+	}
+	return false;
+}
+
 static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len)
 {
 	Gateway *g = userdata;
@@ -650,22 +1047,24 @@ static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, s
 	PendingBatch *batch = NULL;
 	json_error_t err;
 	json_t *changes, *c;
+	MemberNode *sender;
+	bool from_self;
 	size_t i;
 	int r;
 
 	payload = json_loadb(data, len, 0, &err);
-	if (!payload || json_integer_value(json_object_get(payload, "v")) != PROTOCOL_VERSION) {
-		log_error("Dropping a replicated payload of %zu bytes: %s", len,
-			  payload ? "unknown protocol version" : err.text);
+	if (!payload_compatible(g, payload, from_nodeid, len, &err))
 		return;
-	}
-	if (from_nodeid == g->nodeid && streq(jstr(payload, "node"), g->config->node_name) &&
-	    g->batches_head && g->batches_head->seq == ju64(payload, "seq")) {
+	from_self = from_nodeid == g->nodeid && streq(jstr(payload, "node"), g->config->node_name);
+	if (from_self && g->batches_head && g->batches_head->seq == ju64(payload, "seq")) {
 		batch = g->batches_head;
 		g->batches_head = batch->next;
 		if (!g->batches_head)
 			g->batches_tail = NULL;
 	}
+	sender = from_self ? NULL : members_get(&g->members, jstr(payload, "node"), false);
+	if (sender && !sender->self)
+		sender->last_seen = now_realtime_usec();
 
 	changes = json_object_get(payload, "changes");
 	r = store_begin(g->store);
@@ -673,7 +1072,8 @@ static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, s
 	{
 		if (r < 0)
 			break;
-		r = apply_change(g, c, batch && i < batch->n ? batch->by_index[i] : NULL);
+		r = apply_change(g, c, batch && i < batch->n ? batch->by_index[i] : NULL,
+				 from_nodeid, from_self);
 	}
 	if (r >= 0)
 		r = store_commit(g->store);
@@ -695,11 +1095,27 @@ static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, s
 		gateway_schedule(g);
 		return;
 	}
-	answer_batch(g, batch, 0);
+	if (batch) {
+		/* Committed here; "queued" once every other member has committed it too. */
+		batch->n_waiting = view_others(g, batch->waiting);
+		if (batch->n_waiting == 0)
+			answer_batch(g, batch, 0);
+		else {
+			batch->next = g->awaiting;
+			g->awaiting = batch;
+		}
+	}
+	if (!from_self && json_is_true(json_object_get(payload, "confirm")))
+		json_object_set_new(g->confirm_due, jstr(payload, "node"),
+				    json_integer((json_int_t)ju64(payload, "seq")));
 	events_publish(g);
 	confirm_tokens(g);
 	voice_run_checks(g);
 	start_assigned_jobs(g);
+	if (g->sync_chunk_back) {
+		g->sync_chunk_back = false;
+		sync_continue(g);
+	}
 	if (g->dispatch_wanted) {
 		g->dispatch_wanted = false;
 		sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
@@ -707,12 +1123,290 @@ static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, s
 	gateway_schedule(g);
 }
 
+static void sync_continue(Gateway *g)
+{
+	_cleanup_(json_decrefp) json_t *items = NULL;
+	const char *kind = NULL;
+	char *key_cursor = NULL;
+	int n = 0;
+
+	while (g->syncing && g->sync_stage != SYNC_DONE) {
+		json_decref(TAKE_PTR(items));
+		switch (g->sync_stage) {
+		case SYNC_ALERTS:
+			kind = "alerts";
+			n = store_export_alerts(g->store, g->sync_alert_cursor, SYNC_CHUNK_BYTES,
+						&items, g->sync_alert_cursor);
+			break;
+		case SYNC_DEDUPE:
+			kind = "dedupe";
+			n = store_export_dedupe(g->store, g->sync_key_cursor ? g->sync_key_cursor : "",
+						SYNC_CHUNK_BYTES, &items, &key_cursor);
+			break;
+		case SYNC_INBOX:
+			kind = "inbox";
+			n = store_export_inbox(g->store, g->sync_key_cursor ? g->sync_key_cursor : "",
+					       SYNC_CHUNK_BYTES, &items, &key_cursor);
+			break;
+		case SYNC_DONE:
+			break;
+		}
+		if (key_cursor) {
+			free(g->sync_key_cursor);
+			g->sync_key_cursor = TAKE_PTR(key_cursor);
+		}
+		if (n < 0) {
+			log_error_errno(n, "Cannot read the %s to send to the cluster: %m", kind);
+			n = 0; /* what could not be read is not sent; the exchange still ends */
+		}
+		if (n > 0)
+			break;
+		g->sync_stage++;
+		g->sync_key_cursor = mfree(g->sync_key_cursor);
+	}
+	if (!g->syncing)
+		return;
+	if (g->sync_stage == SYNC_DONE) {
+		publish_control(g, json_pack("[{s:s, s:s, s:I, s:I}]", "t", "synced", "node",
+					     g->config->node_name, "round", (json_int_t)g->sync_round,
+					     "records", (json_int_t)g->sync_sent));
+		return;
+	}
+	publish_control(g, json_pack("[{s:s, s:s, s:I, s:s, s:O}]", "t", "merge", "node",
+				     g->config->node_name, "round", (json_int_t)g->sync_round, "kind",
+				     kind, "items", items));
+}
+
+/* A newcomer is in the view: everyone sends what it has, then "synced". */
+static void sync_start(Gateway *g)
+{
+	const ReplicationView *v = replication_get_view(g->replication);
+
+	g->syncing = true;
+	g->sync_round++;
+	g->sync_stage = SYNC_ALERTS;
+	g->sync_alert_cursor[0] = 0;
+	g->sync_key_cursor = mfree(g->sync_key_cursor);
+	g->sync_sent = g->sync_received = 0;
+	g->sync_chunk_back = false;
+	g->n_sync_waiting = 0;
+	for (size_t i = 0; i < v->n_members && g->n_sync_waiting < MEMBERS_MAX; i++) {
+		bool dup = node_refused(g, v->members[i].nodeid);
+
+		for (size_t j = 0; j < g->n_sync_waiting; j++)
+			dup |= g->sync_waiting[j] == v->members[i].nodeid;
+		if (!dup)
+			g->sync_waiting[g->n_sync_waiting++] = v->members[i].nodeid;
+	}
+	log_info("A node joined the view (%zu member(s)): exchanging state before anyone sends",
+		 v->n_members);
+	sd_notify(0, "STATUS=Exchanging state with the cluster");
+	publish_control(g, json_pack("[o]", hello_change(g)));
+	sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
+	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_ONESHOT);
+	sync_continue(g);
+}
+
+static void sync_finish(Gateway *g, const char *why)
+{
+	if (!g->syncing)
+		return;
+	g->syncing = false;
+	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_OFF);
+	if (why)
+		log_warning("Ending the state exchange: %s", why);
+	else
+		log_info("In step with the cluster: sent %llu record(s), received %llu",
+			 (unsigned long long)g->sync_sent, (unsigned long long)g->sync_received);
+	sd_notify(0, "STATUS=Serving");
+	takeover(g, true);
+	g->dispatch_wanted = true;
+	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+}
+
+static int on_sync_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	sync_finish(userdata, "no word from the other node(s) for 15 s");
+	return 0;
+}
+
+/* A delivery left "sending" on node/modem with nobody sending it goes back to the queue as a
+ * failed attempt of that modem, to be tried again at once (by whoever owns it now). */
+static int requeue(Gateway *g, const char *alert_id, const char *number, const char *node,
+		   const char *modem, const char *why)
+{
+	return outbox_add(g,
+			  json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}", "t",
+				    "result", "id", alert_id, "to", number, "node", node, "modem",
+				    modem, "at", (json_int_t)now_realtime_usec(), "ok", 0,
+				    "permanent", 0, "retry_now", 1, "error", why),
+			  NULL);
+}
+
+static int takeover_one(const char *alert_id, const char *number, const char *modem,
+			void *userdata)
+{
+	Gateway *g = userdata;
+	const char *node = g->takeover_node;
+
+	if (streq(node, g->config->node_name)) {
+		/* Ours by the merged history, but no modem here has it: an older assignment. */
+		if (job_find_delivery(g, alert_id, number))
+			return 0;
+		return requeue(g, alert_id, number, node, modem,
+			       "not in hand here after the histories merged");
+	}
+	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
+		"Taking over the send to %s that node '%s' had in hand", number, node);
+	return requeue(g, alert_id, number, node, modem,
+		       "its node left the cluster before reporting");
+}
+
+/* Deliveries that an absent node had in hand go back to the queue, to be sent by whoever owns
+ * them now; its queued ones change owner by themselves (members_owner()). Within the grace
+ * period after this node (re)connected, absent nodes are left alone: they may be alive. After
+ * a state exchange, so do this node's own "sending" deliveries that no modem here has. */
+static void takeover(Gateway *g, bool merged)
+{
+	if (g->stopping || !cluster_settled(g))
+		return;
+	for (size_t i = 0; i < g->members.n; i++) {
+		MemberNode *n = &g->members.nodes[i];
+
+		if (n->self ? !merged : n->in_view)
+			continue;
+		g->takeover_node = n->name;
+		store_sending_on_node(g->store, n->name, takeover_one, g);
+		g->takeover_node = NULL;
+	}
+}
+
 static void on_view(void *userdata, const ReplicationMember *members, size_t n_members)
 {
 	Gateway *g = userdata;
+	const ReplicationView *v = replication_get_view(g->replication);
+	uint32_t ids[MEMBERS_MAX];
+	size_t n_ids = 0;
+	bool newcomer = false;
 
-	log_info("Replication view: %zu member(s)", n_members);
+	for (size_t i = 0; i < n_members; i++) {
+		bool dup = false;
+
+		for (size_t j = 0; j < n_ids; j++)
+			dup |= ids[j] == members[i].nodeid;
+		if (!dup && n_ids < MEMBERS_MAX)
+			ids[n_ids++] = members[i].nodeid;
+		if (members[i].nodeid != g->nodeid &&
+		    (members[i].reason == REPLICATION_REASON_JOIN ||
+		     members[i].reason == REPLICATION_REASON_NODEUP))
+			newcomer = true;
+	}
+	for (size_t i = 0; i < v->n_left; i++) {
+		MemberNode *n = members_by_nodeid(&g->members, v->left[i].nodeid);
+		bool still = false;
+
+		for (size_t j = 0; j < n_ids; j++)
+			still |= ids[j] == v->left[i].nodeid;
+		if (n && !n->self && !still) {
+			log_warning("Node '%s' left the cluster (%s)", n->name,
+				    replication_reason_to_string(v->left[i].reason));
+			node_event(g, "node_left", n,
+				   replication_reason_to_string(v->left[i].reason));
+		}
+	}
+	events_publish(g);
+	members_set_view(&g->members, ids, n_ids);
+	for (size_t i = 0; i < g->n_refused;) {
+		bool in = false;
+
+		for (size_t j = 0; j < n_ids; j++)
+			in |= ids[j] == g->refused[i];
+		if (in)
+			i++;
+		else
+			g->refused[i] = g->refused[--g->n_refused];
+	}
+	log_info("Cluster view: %zu member(s)%s", n_members,
+		 v->connected ? "" : " (the local corosync is unreachable)");
+
+	/* Confirmations are no longer awaited from those who left. */
+	for (PendingBatch *b = g->awaiting; b; b = b->next)
+		for (size_t i = 0; i < b->n_waiting;) {
+			bool in = false;
+
+			for (size_t j = 0; j < n_ids; j++)
+				in |= ids[j] == b->waiting[i];
+			if (in)
+				i++;
+			else
+				b->waiting[i] = b->waiting[--b->n_waiting];
+		}
+	awaiting_answer_ready(g);
+
+	if (v->connected && n_ids > 1 && newcomer)
+		sync_start(g);
+	else if (g->syncing) {
+		for (size_t i = 0; i < g->n_sync_waiting;) {
+			bool in = false;
+
+			for (size_t j = 0; j < n_ids; j++)
+				in |= ids[j] == g->sync_waiting[i];
+			if (in)
+				i++;
+			else
+				g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
+		}
+		if (g->n_sync_waiting == 0 || n_ids <= 1)
+			sync_finish(g, NULL);
+	}
+	takeover(g, false);
 	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+}
+
+static void grace_restart(Gateway *g)
+{
+	if (!replication_is_clustered(g->replication) || g->config->peer_grace == 0)
+		return;
+	g->grace_until = now_monotonic_usec() + g->config->peer_grace * USEC_PER_SEC;
+	sd_event_source_set_time(g->grace_timer, g->grace_until);
+	sd_event_source_set_enabled(g->grace_timer, SD_EVENT_ONESHOT);
+}
+
+static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Gateway *g = userdata;
+
+	for (size_t i = 0; i < g->members.n; i++)
+		if (!g->members.nodes[i].self && !g->members.nodes[i].in_view)
+			log_notice("Node '%s' stayed away for the %u s grace period: taking over its "
+				   "deliveries",
+				   g->members.nodes[i].name, g->config->peer_grace);
+	takeover(g, false);
+	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	return 0;
+}
+
+static void on_connection(void *userdata, bool connected)
+{
+	Gateway *g = userdata;
+	MemberNode *self = members_self(&g->members);
+
+	if (connected) {
+		g->nodeid = replication_nodeid(g->replication);
+		if (self)
+			self->nodeid = g->nodeid;
+		log_info("Joined the cluster group '%s' as corosync node %u",
+			 g->config->cluster_group, g->nodeid);
+	} else
+		log_warning("Lost the local corosync: accepting and delivering alone until it is "
+			    "back");
+	/* A restarted corosync first sees itself alone: do not take a live peer's work. */
+	grace_restart(g);
+}
+
+static void on_quorum(void *userdata, bool quorate)
+{
+	log_info("Quorum %s", quorate ? "regained" : "lost");
 }
 
 /* ---- dispatch ---- */
@@ -759,9 +1453,14 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	Job *job;
 	json_t *c;
 
+	const char *owner;
+
 	if (job_find_delivery(g, d->alert_id, d->number))
 		return 0;
-	m = pick_modem(g, d->last_modem);
+	owner = members_owner(&g->members, d->alert_id, d->number, d->last_node, false);
+	if (!owner || !streq(owner, g->config->node_name))
+		return 0; /* another node's, or nobody's until a modem comes up */
+	m = pick_modem(g, streq(d->last_node, g->config->node_name) ? d->last_modem : "");
 	if (m == PICK_WAIT)
 		return 0;
 	if (m < 0)
@@ -798,7 +1497,7 @@ static void gateway_dispatch(Gateway *g)
 {
 	size_t capacity = 0, inflight = 0;
 
-	if (g->stopping)
+	if (g->stopping || !cluster_settled(g))
 		return;
 	for (size_t i = 0; i < g->n_modems; i++)
 		if (modem_usable(&g->modems[i])) {
@@ -808,8 +1507,11 @@ static void gateway_dispatch(Gateway *g)
 		return;
 	for (Job *j = g->jobs; j; j = j->next)
 		inflight++;
-	/* Deliveries already in flight come back from the query too; ask for enough. */
-	store_due_deliveries(g->store, now_realtime_usec(), capacity + inflight, dispatch_one, g);
+	/* Deliveries already in flight come back from the query too, and so do those another
+	 * node owns: ask for enough. */
+	store_due_deliveries(g->store, now_realtime_usec(),
+			     (capacity + inflight) * members_count_eligible(&g->members, false) * 2,
+			     dispatch_one, g);
 }
 
 static int on_dispatch_defer(sd_event_source *s, void *userdata)
@@ -875,12 +1577,32 @@ static int on_purge(sd_event_source *s, uint64_t usec, void *userdata)
 
 /* ---- modems ---- */
 
+/* This node's modems as the cluster sees them: recounted for ownership, and announced to the
+ * other nodes whenever one changes state. */
+static void self_health_changed(Gateway *g)
+{
+	MemberNode *self = members_self(&g->members);
+	unsigned usable = 0;
+
+	for (size_t i = 0; i < g->n_modems; i++)
+		usable += modem_usable(&g->modems[i]);
+	if (self)
+		self->usable_modems = usable;
+	if (replication_is_clustered(g->replication) && !g->stopping)
+		outbox_add(g,
+			   json_pack("{s:s, s:s, s:o}", "t", "health", "node", g->config->node_name,
+				     "modems", local_modems_json(g)),
+			   NULL);
+}
+
 static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus *st)
 {
-	bool was = modem_usable(slot), is;
+	bool was = modem_usable(slot), is, changed = slot->status.state != st->state;
 
 	slot->status = *st;
 	is = modem_usable(slot);
+	if (changed)
+		self_health_changed(g);
 	if (was != is) {
 		LogContext ctx = {.modem = slot->config->name};
 
@@ -957,6 +1679,10 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 		for (size_t i = 0; i < g->n_modems; i++)
 			if (&g->modems[i] != slot && modem_usable(&g->modems[i]))
 				elsewhere = true;
+	for (size_t i = 0; ev->result < 0 && i < g->members.n; i++)
+		if (!g->members.nodes[i].self &&
+		    members_eligible(&g->members, &g->members.nodes[i], false))
+			elsewhere = true; /* the other node's modems take the next try */
 	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s?}", "t", "result", "id",
 		      job->alert_id, "to", job->number, "node", g->config->node_name, "modem",
 		      slot->config->name, "at", (json_int_t)now_realtime_usec(), "ok",
@@ -1130,33 +1856,62 @@ static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
 	*tail = v;
 }
 
-/* A critical, unacknowledged delivery whose SMS paths have all failed on this node: every
- * usable modem has made an attempt that ended in error, or no modem is usable at all. Then the
- * recipient is called, and after them the contact center. */
-static void voice_consider(Gateway *g, const char *alert_id, const char *number)
+/* Counts the usable modems of one node and how many of them have failed this delivery. */
+static int voice_paths(Gateway *g, const char *alert_id, const char *number, const char *node,
+		       json_t *modems, VoiceCandidate *ret, size_t *usable, size_t *failed)
 {
-	VoiceCandidate v = {.node = g->config->node_name};
-	size_t usable = 0, failed = 0;
+	size_t i;
+	json_t *m;
+	int r;
 
-	if (!g->dialer || g->stopping || voice_queued(g, alert_id, number))
-		return;
-	if (store_voice_candidate(g->store, alert_id, number, &v) < 0)
-		return;
-	if (!v.critical || v.acknowledged || v.copy || v.calls > 0 ||
-	    v.state == DELIVERY_SENT || v.state == DELIVERY_DELIVERED)
-		return;
-	for (size_t i = 0; i < g->n_modems; i++) {
-		ModemSlot *slot = &g->modems[i];
+	*ret = (VoiceCandidate){.node = node};
+	r = store_voice_candidate(g->store, alert_id, number, ret);
+	if (r < 0)
+		return r;
+	json_array_foreach(modems, i, m)
+	{
+		const char *state = jstr(m, "state"), *name = jstr(m, "name");
 
-		if (!modem_usable(slot))
+		if (!streq(state, "ok") && !streq(state, "degraded"))
 			continue;
-		usable++;
-		for (size_t j = 0; j < v.n_failed_modems; j++)
-			if (streq(v.failed_modems[j], slot->config->name)) {
-				failed++;
+		(*usable)++;
+		for (size_t j = 0; j < ret->n_failed_modems; j++)
+			if (streq(ret->failed_modems[j], name)) {
+				(*failed)++;
 				break;
 			}
 	}
+	return 0;
+}
+
+/* A critical, unacknowledged delivery whose SMS paths have all failed: every usable modem of
+ * every online node has made an attempt that ended in error, or no modem is usable at all.
+ * Then the recipient is called, and after them the contact center — by one node only, the
+ * dialer members_dialer() picks, so that a cluster does not ring the engineer twice. */
+static void voice_consider(Gateway *g, const char *alert_id, const char *number)
+{
+	VoiceCandidate v = {0};
+	size_t usable = 0, failed = 0;
+	const char *dialer;
+
+	if (!g->dialer || g->stopping || voice_queued(g, alert_id, number))
+		return;
+	dialer = members_dialer(&g->members, alert_id, number, true);
+	if (!dialer || !streq(dialer, g->config->node_name))
+		return;
+	for (size_t i = 0; i < g->members.n; i++) {
+		MemberNode *n = &g->members.nodes[i];
+		_cleanup_(json_decrefp) json_t *modems = NULL;
+
+		if (!member_online(n))
+			continue;
+		modems = n->self ? local_modems_json(g) : json_incref(n->modems);
+		if (voice_paths(g, alert_id, number, n->name, modems, &v, &usable, &failed) < 0)
+			return;
+	}
+	if (!v.critical || v.acknowledged || v.copy || v.calls > 0 ||
+	    v.state == DELIVERY_SENT || v.state == DELIVERY_DELIVERED)
+		return;
 	if (usable > 0 && failed < usable)
 		return;
 	log_ctx(LOG_WARNING, &((LogContext){.alert_id = alert_id}),
@@ -1211,6 +1966,7 @@ static int voice_borrow(Gateway *g)
 	slot->status.state = MODEM_STATE_ABSENT;
 	snprintf(slot->status.reason, sizeof(slot->status.reason), "lent to a voice call");
 	g->lent = slot;
+	self_health_changed(g);
 	return 0;
 }
 
@@ -1522,15 +2278,11 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 		reply_err(g, peer, "storage_error", "out of memory");
 }
 
-static json_t *status_json(Gateway *g)
+/* This node's modems as status objects (also announced to the other nodes). */
+static json_t *local_modems_json(Gateway *g)
 {
-	json_t *modems = json_array(), *status;
-	QueueCounts counts = {0};
-	uint64_t voice_calls = 0;
-	char last_outcome[16] = "";
+	json_t *modems = json_array();
 
-	store_counts(g->store, &counts);
-	store_voice_summary(g->store, &voice_calls, last_outcome);
 	for (size_t i = 0; modems && i < g->n_modems; i++) {
 		ModemSlot *slot = &g->modems[i];
 		ModemCounters mc = {0};
@@ -1559,16 +2311,96 @@ static json_t *status_json(Gateway *g)
 			"delivery_reports_supported", slot->status.delivery_reports_supported);
 		json_array_append_new(modems, m);
 	}
-	status = json_pack("{s:{s:s, s:i}, s:{s:b, s:b, s:[{s:s, s:i, s:b}]}, s:o, "
+	return modems ? modems : json_array();
+}
+
+/* The cluster part of status: the nodes, and what an operator should look at. */
+static json_t *cluster_json(Gateway *g, json_t *modems)
+{
+	bool clustered = replication_is_clustered(g->replication);
+	json_t *members = json_array(), *warnings = json_array();
+	char fp[33];
+
+	config_fingerprint(g->config, fp);
+	for (size_t i = 0; i < g->members.n; i++) {
+		const MemberNode *n = &g->members.nodes[i];
+		uint64_t seen = n->self || member_online(n) ? now_realtime_usec() : n->last_seen;
+		char at[RFC3339_MAX];
+		size_t j;
+		json_t *m;
+
+		json_array_append_new(
+			members, json_pack("{s:s, s:I, s:b, s:b, s:s?}", "name", n->name, "id",
+					   (json_int_t)(n->self ? g->nodeid : n->nodeid), "online",
+					   member_online(n), "self", n->self, "last_seen",
+					   seen ? format_rfc3339(seen, at) : NULL));
+		if (n->self)
+			continue;
+		/* The other node's modems, as it last announced them. */
+		json_array_foreach(n->modems, j, m)
+		{
+			json_t *copy = json_deep_copy(m);
+
+			if (copy && !member_online(n)) {
+				char reason[96];
+
+				snprintf(reason, sizeof(reason), "node %s is offline", n->name);
+				json_object_set_new(copy, "state", json_string("absent"));
+				json_object_set_new(copy, "reason", json_string(reason));
+			}
+			json_array_append_new(modems, copy);
+		}
+		if (!member_online(n)) {
+			if (n->remembered)
+				json_array_append_new(
+					warnings, json_sprintf("node %s is offline", n->name));
+			continue;
+		}
+		if (!streq(fp, n->fingerprint))
+			json_array_append_new(
+				warnings,
+				json_sprintf("node %s runs with other contacts, roles, escalation, "
+					     "dedupe or delivery settings",
+					     n->name));
+		if (n->clock_skew_usec > (int64_t)CLOCK_SKEW_WARN_USEC ||
+		    n->clock_skew_usec < -(int64_t)CLOCK_SKEW_WARN_USEC)
+			json_array_append_new(
+				warnings, json_sprintf("the clock of node %s is %+.1f s from ours",
+						       n->name, (double)n->clock_skew_usec /
+									USEC_PER_SEC));
+	}
+	if (clustered && !replication_is_connected(g->replication))
+		json_array_append_new(warnings,
+				      json_string("the local corosync is unreachable: working alone"));
+	if (g->syncing)
+		json_array_append_new(warnings,
+				      json_string("exchanging state with a node that joined"));
+	return json_pack("{s:b, s:b, s:b, s:b, s:s, s:o, s:o}", "enabled", clustered,
+			 "connected", replication_is_connected(g->replication), "quorate",
+			 replication_is_quorate(g->replication) == 1, "syncing", g->syncing,
+			 "group", clustered ? g->config->cluster_group : "", "members", members,
+			 "warnings", warnings);
+}
+
+static json_t *status_json(Gateway *g)
+{
+	json_t *modems = local_modems_json(g), *status;
+	QueueCounts counts = {0};
+	uint64_t voice_calls = 0;
+	char last_outcome[16] = "";
+
+	store_counts(g->store, &counts);
+	store_voice_summary(g->store, &voice_calls, last_outcome);
+	status = json_pack("{s:{s:s, s:I}, s:o, s:O, "
 			   "s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
-			   "node", "name", g->config->node_name, "id", (int)g->nodeid, "cluster",
-			   "enabled", 0, "quorate", 1, "members", "name", g->config->node_name,
-			   "id", (int)g->nodeid, "online", 1, "modems", modems ? modems : json_array(),
-			   "queue", "queued", (json_int_t)counts.queued, "sending",
-			   (json_int_t)counts.sending, "sent", (json_int_t)counts.sent, "delivered",
-			   (json_int_t)counts.delivered, "failed",
-			   (json_int_t)counts.failed, "expired", (json_int_t)counts.expired,
-			   "voice", "calls", (int)voice_calls, "last_outcome");
+			   "node", "name", g->config->node_name, "id", (json_int_t)g->nodeid,
+			   "cluster", cluster_json(g, modems), "modems", modems, "queue", "queued",
+			   (json_int_t)counts.queued, "sending", (json_int_t)counts.sending, "sent",
+			   (json_int_t)counts.sent, "delivered", (json_int_t)counts.delivered,
+			   "failed", (json_int_t)counts.failed, "expired",
+			   (json_int_t)counts.expired, "voice", "calls", (int)voice_calls,
+			   "last_outcome");
+	json_decref(modems);
 	if (status && last_outcome[0])
 		json_object_set_new(json_object_get(status, "voice"), "last_outcome",
 				    json_string(last_outcome));
@@ -1669,13 +2501,8 @@ static int resume_one(const char *alert_id, const char *number, const char *mode
 	/* We cannot know whether the modem sent it before we died: send again (at least once). */
 	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
 		"Resuming the send to %s interrupted by a restart", number);
-	return outbox_add(g,
-			  json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}", "t",
-				    "result", "id", alert_id, "to", number, "node",
-				    g->config->node_name, "modem", modem, "at",
-				    (json_int_t)now_realtime_usec(), "ok", 0, "permanent", 0,
-				    "retry_now", 1, "error", "interrupted by a restart"),
-			  NULL);
+	return requeue(g, alert_id, number, g->config->node_name, modem,
+		       "interrupted by a restart");
 }
 
 int gateway_new(sd_event *event, const Config *config, Gateway **ret)
@@ -1694,7 +2521,12 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 	g->events = json_array();
 	g->tokens = json_array();
 	g->voice_checks = json_array();
-	if (!g->outbox || !g->events || !g->tokens || !g->voice_checks) {
+	g->confirm_due = json_object();
+	members_init(&g->members, config->node_name);
+	if (members_self(&g->members))
+		members_self(&g->members)->nodeid = SOLO_NODEID;
+	if (!g->outbox || !g->events || !g->tokens || !g->voice_checks || !g->confirm_due ||
+	    !members_self(&g->members)) {
 		gateway_free(g);
 		return -ENOMEM;
 	}
@@ -1707,9 +2539,58 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 	return 0;
 }
 
+static int remember_node(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata)
+{
+	Gateway *g = userdata;
+	MemberNode *n = members_get(&g->members, name, true);
+
+	if (n && !n->self) {
+		n->nodeid = nodeid;
+		n->last_seen = last_seen;
+		n->remembered = true;
+	}
+	return 0;
+}
+
+static int gateway_start_cluster(Gateway *g)
+{
+	ReplicationCallbacks cb = {
+		.deliver = on_deliver,
+		.view = on_view,
+		.connection = on_connection,
+		.quorum = on_quorum,
+	};
+	int r;
+
+	if (!g->config->cluster_enabled)
+		return replication_new_loopback(g->event, g->nodeid, &cb, g, &g->replication);
+
+	/* The nodes met before: after a restart alone they keep their share for the grace. */
+	r = store_nodes(g->store, remember_node, g);
+	if (r < 0)
+		return r;
+	r = sd_event_add_time(g->event, &g->grace_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
+			      on_grace_timer, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->grace_timer, SD_EVENT_OFF);
+	r = sd_event_add_time_relative(g->event, &g->sync_timer, CLOCK_MONOTONIC, SYNC_STALL_USEC,
+				       USEC_PER_SEC, on_sync_timer, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_OFF);
+	g->nodeid = 0; /* corosync's, once connected */
+	r = replication_new_corosync(g->event, g->config->cluster_group, &cb, g, &g->replication);
+	if (r < 0)
+		return r;
+	grace_restart(g);
+	log_info("Cluster mode: group '%s', %u s grace for absent nodes after a (re)connect",
+		 g->config->cluster_group, g->config->peer_grace);
+	return 0;
+}
+
 int gateway_start(Gateway *g)
 {
-	ReplicationCallbacks cb = {.deliver = on_deliver, .view = on_view};
 	int r;
 
 	/* Always on: sd-event marks post sources pending only if they are enabled when another
@@ -1730,10 +2611,7 @@ int gateway_start(Gateway *g)
 	if (r < 0)
 		return r;
 
-	if (g->config->cluster_enabled)
-		log_warning("[cluster] enabled = true, but this build runs solo: clustering "
-			    "arrives with the corosync backend");
-	r = replication_new_loopback(g->event, g->nodeid, &cb, g, &g->replication);
+	r = gateway_start_cluster(g);
 	if (r < 0)
 		return r;
 
@@ -1790,6 +2668,18 @@ Gateway *gateway_free(Gateway *g)
 			free(b->by_index[i]);
 		free(b);
 	}
+	while (g->awaiting) {
+		PendingBatch *b = g->awaiting;
+		g->awaiting = b->next;
+		for (size_t i = 0; i < b->n; i++)
+			free(b->by_index[i]);
+		free(b);
+	}
+	sd_event_source_disable_unref(g->grace_timer);
+	sd_event_source_disable_unref(g->sync_timer);
+	free(g->sync_key_cursor);
+	json_decref(g->confirm_due);
+	members_done(&g->members);
 	for (size_t i = 0; i < json_array_size(g->outbox); i++)
 		free(g->outbox_pending[i]);
 	free(g->outbox_pending);

@@ -292,10 +292,15 @@ static void print_members(const json_t *members)
 		const json_t *m = json_array_get(members, i);
 		const json_t *online = json_object_get(m, "online");
 
-		printf("%s%s (id %s, %s)", i > 0 ? ", " : "", FIELD(m, "name"), FIELD(m, "id"),
+		printf("%s%s (id %s, %s", i > 0 ? ", " : "", FIELD(m, "name"), FIELD(m, "id"),
 		       json_is_true(online)    ? "online"
 		       : json_is_false(online) ? "offline"
 		                               : "state unknown");
+		if (json_is_true(json_object_get(m, "self")))
+			printf(", this node");
+		else if (json_is_false(online) && json_object_get(m, "last_seen"))
+			printf(", last seen %s", FIELD(m, "last_seen"));
+		putchar(')');
 	}
 	putchar('\n');
 }
@@ -359,7 +364,7 @@ static int print_status(const json_t *reply)
 	const json_t *quorate = json_object_get(cluster, "quorate");
 	const json_t *queue = json_object_get(reply, "queue");
 	const json_t *voice = json_object_get(reply, "voice");
-	const json_t *warnings = json_object_get(reply, "warnings");
+	const json_t *warnings = json_object_get(cluster, "warnings");
 	const json_t *value, *calls;
 	const char *key;
 	size_t i;
@@ -369,12 +374,18 @@ static int print_status(const json_t *reply)
 	if (json_is_false(json_object_get(cluster, "enabled")))
 		printf("Cluster:  disabled (solo mode)\n");
 	else
-		printf("Cluster:  enabled, %s\n", json_is_true(quorate)    ? "quorate"
-		                                  : json_is_false(quorate) ? "NOT quorate"
-		                                                           : "quorum unknown");
+		printf("Cluster:  group %s, %s%s%s\n", FIELD(cluster, "group"),
+		       json_is_true(quorate)    ? "quorate"
+		       : json_is_false(quorate) ? "NOT quorate"
+		                                : "quorum unknown",
+		       json_is_false(json_object_get(cluster, "connected"))
+			       ? ", local corosync unreachable"
+			       : "",
+		       json_is_true(json_object_get(cluster, "syncing")) ? ", exchanging state"
+		                                                         : "");
 	print_members(json_object_get(cluster, "members"));
 
-	/* Not in the status object yet: shown when the daemon adds it (clock skew, say). */
+	/* What an operator should look at: a peer offline, clocks or configs apart. */
 	for (i = 0; i < json_array_size(warnings); i++)
 		printf("Warning:  %s\n", CTL_J(json_array_get(warnings, i)));
 
