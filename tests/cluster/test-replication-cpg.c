@@ -6,6 +6,8 @@
  * reads commands on stdin:
  *     publish N [PER_TURN [SIZE]]  publish N payloads "L:SEQ", PER_TURN (default 10) per loop
  *                                  turn, each padded with '.' to SIZE bytes (default: no padding)
+ *     raw TEXT                     publish TEXT as one payload (a foreign node, for gatewayd's
+ *                                  tests)
  *     stats                        print the counters
  *     quit                         leave (also on EOF, SIGTERM, SIGINT)
  * and prints one line per event on stdout, each starting with CLOCK_MONOTONIC in microseconds:
@@ -172,6 +174,10 @@ static void run_command(Client *c, char *line)
 		c->published_now = 0;
 		c->first_error = 0;
 		publisher_arm(c, 0);
+	} else if (strncmp(line, "raw ", 4) == 0) {
+		int r = replication_publish(c->replication, line + 4, strlen(line + 4));
+
+		printf("%llu published 1 rc=%d\n", now_usec(), r);
 	} else if (strcmp(line, "stats") == 0) {
 		print_stats(c);
 	} else if (strcmp(line, "quit") == 0) {

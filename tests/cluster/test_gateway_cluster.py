@@ -1,0 +1,393 @@
+#!/usr/bin/python3
+"""Two gatewayd nodes on two real corosync nodes (tests/lib/gwcluster.py): what a user sees.
+
+Each test asserts on what the phones got (the simulator's records: which modem sent which
+text, how many times) and on what both nodes answer (send, get, queue, status):
+  a. both nodes see each other: a and b online on each, the modems of both nodes listed;
+  b. alerts sent alternately to both nodes are each delivered exactly once, and both nodes
+     agree on every alert's final state;
+  c. the same key raced to both nodes at the same instant: one queued, one duplicate with the
+     same id, one SMS;
+  d. node a's modem hangs: alerts submitted to a go out through b's modem;
+  e. kill -9 of node a (daemon and corosync) during a paced burst to a: every alert a answered
+     queued is delivered (by b);
+  f. node b restarted with an empty state dir catches up fully (get, queue, status) and
+     nothing is sent again;
+  g. a's corosync restarted under its running daemon: nothing accepted while both were
+     connected is sent twice, everything is delivered;
+  h. a 30 s partition: both halves accept and deliver; after the heal both agree on every
+     alert and no text is sent again.
+Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
+(not root, no corosync, no network namespaces).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from gwcluster import FINAL, NODE_IDS, NodeDown, WaitTimeout, main, summary, wait_until  # noqa: E402
+
+SETTLE = 2.0  # seconds to let an extra (duplicate) text show up before counting
+
+
+def queued(r: dict, what: str) -> str:
+    assert r.get("ok") is True and r.get("status") == "queued", f"{what}: {r}"
+    assert len(r.get("id", "")) == 32, f"{what}: {r}"
+    return r["id"]
+
+
+def dups(counter, texts) -> dict:
+    return {t: counter[t] for t in texts if counter[t] > 1}
+
+
+def sent_by(alert: dict) -> list[tuple[str, str]]:
+    """(node, modem) of every attempt that reports the text sent."""
+    return [(x.get("node"), x.get("modem")) for d in alert.get("deliveries") or []
+            for x in d.get("attempts") or [] if x.get("result") == "sent"]
+
+
+def send_alternately(c, prefix: str, n: int, start: int = 0, nodes="ab") -> dict:
+    """n alerts with distinct keys and texts, to nodes in turn; {id: (node, text)}."""
+    out = {}
+    for i in range(start, start + n):
+        node = nodes[i % len(nodes)]
+        text = f"{prefix} {i:03d}"
+        r = c.send(node, [f"+3247{sum(map(ord, prefix)) % 100:02d}{i:05d}"], text,
+                   key=f"{prefix}/{i}")
+        out[queued(r, f"{text} to {node}")] = (node, text)
+    return out
+
+
+def test_a_both_nodes_see_each_other(rig):
+    c = rig.cluster()
+    t0 = time.monotonic()
+    c.start_both()
+    c.wait_members()
+    seen = time.monotonic() - t0
+
+    def both_modems(n):
+        st = c.status(n)
+        mods = {(m.get("node"), m.get("name")): m.get("state") for m in st.get("modems", [])}
+        return st if all(mods.get((x, "gsm0")) in ("ok", "degraded") for x in "ab") else None
+
+    for n in "ab":
+        wait_until(lambda: both_modems(n), 15, f"node {n} to list the modems of a and b as up")
+        st = wait_until(lambda: (lambda s: s if s["cluster"].get("syncing") is False else None)(
+            c.status(n)), 10, f"node {n} to report syncing: false")
+        assert st["node"].get("name") == n and st["node"].get("id") == NODE_IDS[n], st["node"]
+        cl = st["cluster"]
+        assert cl.get("enabled") is True, f"node {n}: cluster {cl}"
+        assert cl.get("connected") is True, f"node {n}: not connected: {cl}"
+        assert cl.get("quorate") is True, f"node {n}: not quorate: {cl}"
+        members = {m["name"]: m for m in cl.get("members", [])}
+        assert set(members) == {"a", "b"}, f"node {n}: members {cl.get('members')}"
+        for m in members.values():
+            assert m.get("online") is True and m.get("id") == NODE_IDS[m["name"]], \
+                f"node {n}: member {m}"
+            assert m.get("last_seen"), f"node {n}: member without last_seen: {m}"
+        assert cl.get("warnings") == [], f"node {n}: warnings in a healthy cluster: {cl}"
+    summary(f"both nodes list a and b online {seen:.1f} s after the daemons started "
+            f"(modem set-up included), each lists both nodes' modems up")
+
+
+def test_b_alternating_alerts_delivered_once(rig):
+    c = rig.cluster()
+    c.start_both()
+    c.wait_members()
+    t0 = time.monotonic()
+    alerts = send_alternately(c, "alt", 40)
+    t_sent = time.monotonic() - t0
+    texts = [t for _, t in alerts.values()]
+    c.wait_texts(texts, timeout=60)
+    t_all = time.monotonic() - t0
+    time.sleep(SETTLE)
+    got = c.texts()
+    assert not dups(got, texts), f"texts received more than once: {dups(got, texts)}"
+    assert sum(got.values()) == len(texts), f"unexpected texts: {got}"
+    res = c.wait_agree(alerts, timeout=30)
+    modem_of = {m["text"]: m["modem"] for m in c.sms()}
+    for i, (node, text) in alerts.items():
+        a = res[i]["a"]
+        assert a["state"] in ("sent", "delivered"), a
+        by = sent_by(a)
+        assert len(by) == 1, f"{text}: sent attempts {by}"
+        assert {"a": "a0", "b": "b0"}.get(by[0][0]) == modem_of[text], \
+            f"{text}: get says sent by {by[0]}, the simulator got it from {modem_of[text]}"
+    summary(f"40 alerts accepted in {t_sent:.1f} s, all delivered once in {t_all:.1f} s "
+            f"(a0 {len(c.sms('a0'))}, b0 {len(c.sms('b0'))}); both nodes agree on all 40")
+
+
+def test_c_same_key_raced_to_both_nodes(rig):
+    c = rig.cluster()
+    c.start_both()
+    c.wait_members()
+    rounds = 20
+    results: dict[int, dict] = {}
+    errors = []
+    latency = []
+
+    def submit(i, node, barrier):
+        try:
+            barrier.wait(timeout=10)
+            t = time.monotonic()
+            r = c.send(node, ["+32478000001"], f"race {i:02d}", key=f"race/{i}")
+            latency.append(time.monotonic() - t)
+            results.setdefault(i, {})[node] = r
+        except Exception as e:  # reported by the main thread
+            errors.append(f"round {i} node {node}: {e}")
+
+    t0 = time.monotonic()
+    for i in range(rounds):
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=submit, args=(i, n, barrier), daemon=True)
+                   for n in "ab"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in threads), f"round {i}: a request hangs"
+        assert not errors, errors
+    first_on = {"a": 0, "b": 0}
+    for i in range(rounds):
+        ra, rb = results[i]["a"], results[i]["b"]
+        statuses = sorted([ra.get("status"), rb.get("status")])
+        assert ra.get("ok") and rb.get("ok") and statuses == ["duplicate", "queued"], \
+            f"key race/{i}: a {ra}, b {rb}"
+        assert ra["id"] == rb["id"], f"key race/{i}: different ids: a {ra}, b {rb}"
+        first_on["a" if ra["status"] == "queued" else "b"] += 1
+    texts = [f"race {i:02d}" for i in range(rounds)]
+    c.wait_texts(texts, timeout=60)
+    t_all = time.monotonic() - t0
+    time.sleep(SETTLE)
+    got = c.texts()
+    assert not dups(got, texts), f"one key, several SMS: {dups(got, texts)}"
+    summary(f"{rounds} keys raced to both nodes: one queued + one duplicate with the same id "
+            f"each (queued on a {first_on['a']}, on b {first_on['b']}; replies in "
+            f"{min(latency):.3f}-{max(latency):.3f} s); one SMS per key, all {rounds} within "
+            f"{t_all:.1f} s")
+
+
+def test_d_hung_modem_work_goes_to_peer(rig):
+    c = rig.cluster()
+    c.start_both()
+    c.wait_members()
+    c.sim.control({"cmd": "hang", "modem": "a0", "on": True})
+    t0 = time.monotonic()
+    alerts = send_alternately(c, "hung", 6, nodes="a")
+    texts = [t for _, t in alerts.values()]
+    c.wait_sms_count(1, timeout=60)
+    t_first = time.monotonic() - t0
+    c.wait_texts(texts, timeout=60)
+    t_all = time.monotonic() - t0
+    time.sleep(SETTLE)
+    got = c.texts()
+    assert not dups(got, texts), f"texts received more than once: {dups(got, texts)}"
+    on_a0 = [m["text"] for m in c.sms("a0")]
+    assert not on_a0, f"a0 is hung, yet it sent {on_a0}"
+    for i, (_, text) in alerts.items():
+        a = c.wait_state("a", i, ("sent", "delivered"), timeout=20)
+        assert sent_by(a) == [("b", "gsm0")], f"{text}: sent attempts {sent_by(a)}"
+    st = c.status("a")
+    a_modem = [m for m in st["modems"] if m.get("node") == "a" and m.get("name") == "gsm0"]
+    summary(f"a0 hung: 6 alerts to a went out through b0, first after {t_first:.1f} s, all "
+            f"after {t_all:.1f} s; a's gsm0 now {a_modem[0].get('state') if a_modem else '?'}")
+
+
+def test_e_kill9_node_during_burst(rig):
+    c = rig.cluster(send_delay=0.3)
+    c.start_both()
+    c.wait_members()
+    total, kill_after = 40, 15
+    accepted: dict[str, str] = {}
+    unanswered = []
+    lock = threading.Lock()
+    enough = threading.Event()
+    done = threading.Event()
+
+    stop = threading.Event()
+
+    def burst():
+        try:
+            for i in range(total):
+                if stop.is_set():
+                    return
+                text = f"burst {i:03d}"
+                try:
+                    r = c.node("a").send([f"+32479{i:06d}"], text, timeout=3.0,
+                                         key=f"burst/{i}")
+                except NodeDown:
+                    return
+                except AssertionError:
+                    unanswered.append(text)  # in flight when a died: no promise was made
+                    continue
+                if r.get("ok") and r.get("status") == "queued":
+                    with lock:
+                        accepted[r["id"]] = text
+                        if len(accepted) >= kill_after:
+                            enough.set()
+                time.sleep(0.1)
+        finally:
+            done.set()
+
+    th = threading.Thread(target=burst, daemon=True)
+    th.start()
+    try:
+        assert enough.wait(30), f"only {len(accepted)} alerts accepted by a within 30 s"
+        before_kill = c.texts()
+        t_kill = c.kill9("a")
+        assert done.wait(30), "the burst did not stop after a's death"
+    finally:
+        stop.set()
+        th.join(15)
+    with lock:
+        acc = dict(accepted)
+    texts = list(acc.values())
+    c.wait_members(names=("b",), want=("b",), timeout=20)
+    t_seen = time.monotonic() - t_kill
+    c.wait_texts(texts, timeout=90)
+    t_all = time.monotonic() - t_kill
+    time.sleep(SETTLE)
+    got = c.texts()
+    d = dups(got, texts)
+    # Only the send in flight on a (one modem: one job at a time) may be repeated.
+    assert len(d) <= 1, f"more repeats than sends in flight on the dead node: {d}"
+    c.wait_agree(acc, nodes=("b",), timeout=30)
+    sent_before = sum(1 for t in texts if before_kill[t])
+    summary(f"a killed after {len(acc)} of {total} accepted ({len(unanswered)} unanswered, "
+            f"{sent_before} already sent); b saw a gone after {t_seen:.1f} s and had every "
+            f"accepted alert delivered {t_all:.1f} s after the kill; repeats {len(d)} {d or ''}")
+
+
+def test_f_empty_state_rejoin_catches_up(rig):
+    c = rig.cluster()
+    c.start_both()
+    c.wait_members()
+    alerts = send_alternately(c, "hist", 10)
+    c.wait_texts([t for _, t in alerts.values()], timeout=60)
+    c.wait_agree(alerts, timeout=30)
+    c.kill9("b")
+    # a sends slowly now, so that some alerts are still pending when b returns.
+    c.sim.control({"cmd": "set", "modem": "a0", "send_delay": 1.5})
+    t0 = time.monotonic()
+    alone = send_alternately(c, "alone", 10, nodes="a")
+    t_accept = time.monotonic() - t0
+    alerts.update(alone)
+    c.wait_sms_count(11, timeout=30)
+    t_start = time.monotonic()
+    c.start("b", wipe_state=True)
+    c.wait_members(timeout=30)
+    pending_at_join = sum(1 for i in alone
+                          if c.get("a", i).get("state") not in FINAL)
+    texts = [t for _, t in alerts.values()]
+    c.wait_texts(texts, timeout=60)
+    c.wait_agree(alerts, timeout=30, full=True)
+    t_caught = time.monotonic() - t_start
+
+    def same_queue():
+        qa, qb = c.queue("a"), c.queue("b")
+        ida = [x.get("id") for x in qa.get("alerts", [])]
+        idb = [x.get("id") for x in qb.get("alerts", [])]
+        sa, sb = c.status("a").get("queue"), c.status("b").get("queue")
+        return (qa.get("ok") and ida == idb and sa == sb) or None
+
+    try:
+        wait_until(same_queue, 15, "")
+    except WaitTimeout:
+        raise AssertionError(f"queue/status differ: a {c.queue('a')} {c.status('a').get('queue')}"
+                             f" / b {c.queue('b')} {c.status('b').get('queue')}") from None
+    time.sleep(SETTLE)
+    got = c.texts()
+    assert not dups(got, texts), f"sent again after b's return: {dups(got, texts)}"
+    summary(f"b back with an empty disk: caught up on 20 alerts ({pending_at_join} still pending "
+            f"on a when b joined) in {t_caught:.1f} s; get/queue/status identical; nothing "
+            f"sent twice (10 accepted alone in {t_accept:.1f} s)")
+
+
+def test_g_local_corosync_restart_under_daemon(rig):
+    c = rig.cluster()
+    c.start_both()
+    c.wait_members()
+    before = send_alternately(c, "before", 10)
+    c.wait_texts([t for _, t in before.values()], timeout=60)
+    c.wait_agree(before, timeout=30)
+
+    t_kill = c.corosync_kill("a")
+    during = send_alternately(c, "during", 6)
+    t_accept = time.monotonic() - t_kill
+    time.sleep(max(0.0, 3.0 - (time.monotonic() - t_kill)))
+    t_start = time.monotonic()
+    c.corosync_start("a")
+    secs = c.wait_members(timeout=30)
+    after = send_alternately(c, "after", 10)
+    everything = {**before, **during, **after}
+    texts = [t for _, t in everything.values()]
+    c.wait_texts(texts, timeout=60)
+    c.wait_agree(everything, timeout=30)
+    time.sleep(SETTLE)
+    got = c.texts()
+    strict = [t for _, t in list(before.values()) + list(after.values())]
+    assert not dups(got, strict), \
+        f"sent twice though accepted while both were connected: {dups(got, strict)}"
+    d = dups(got, [t for _, t in during.values()])
+    modem_of = collections.defaultdict(set)
+    for m in c.sms():
+        modem_of[m["text"]].add(m["modem"])
+    by = collections.Counter((n, "/".join(sorted(modem_of[t]))) for n, t in during.values())
+    during_texts = {t for _, t in during.values()}
+    # The simulator stamps records with time.monotonic(), the same clock as ours.
+    early = {m["text"] for m in c.sms() if m["text"] in during_texts and m["mono"] < t_start}
+    summary(f"a's corosync down {t_start - t_kill:.1f} s (6 alerts accepted "
+            f"meanwhile in {t_accept:.1f} s), both online again {secs:.1f} s after its restart;"
+            f" 26 delivered, 20 strictly once, repeats among the 6: {len(d)} {d or ''} "
+            f"(by accepting node/modem: {dict(sorted(by.items()))}; {len(early)} of them out "
+            f"before a's corosync restarted)")
+
+
+def test_h_partition_and_heal(rig):
+    c = rig.cluster()
+    c.start_both()
+    c.wait_members()
+    pre = send_alternately(c, "pre", 6)
+    c.wait_texts([t for _, t in pre.values()], timeout=60)
+    c.wait_agree(pre, timeout=30)
+
+    t_cut = c.partition()
+    cut = {}
+    for i in range(12):  # to both halves, the first pair at once, then paced
+        cut.update(send_alternately(c, "cut", 1, start=i))
+        if i >= 1:
+            time.sleep(1.0)
+    c.wait_members(names=("a",), want=("a",), timeout=15)
+    c.wait_members(names=("b",), want=("b",), timeout=15)
+    cut_texts = [t for _, t in cut.values()]
+    c.wait_texts(cut_texts, timeout=max(5.0, 28.0 - (time.monotonic() - t_cut)))
+    t_delivered = time.monotonic() - t_cut
+    modem_of = {m["text"]: m["modem"] for m in c.sms()}
+    wrong = {t: modem_of[t] for n, t in cut.values() if modem_of[t] != f"{n}0"}
+    assert not wrong, f"during the partition a half sent through the other's modem: {wrong}"
+    time.sleep(max(0.0, 30.0 - (time.monotonic() - t_cut)))
+
+    t_heal = c.heal()
+    secs = c.wait_members(timeout=30)
+    everything = {**pre, **cut}
+    c.wait_agree(everything, timeout=30)
+    t_agree = time.monotonic() - t_heal
+    c1 = c.texts()
+    time.sleep(5.0)
+    c2 = c.texts()
+    assert c1 == c2, f"texts sent after the heal had settled: {c2 - c1}"
+    texts = [t for _, t in everything.values()]
+    assert all(c2[t] for t in texts), "lost texts"
+    assert not dups(c2, texts), f"sent again after the heal: {dups(c2, texts)}"
+    summary(f"partition 30 s: 12 alerts to both halves all delivered within {t_delivered:.1f} s "
+            f"of the cut; heal: both online after {secs:.1f} s, agree on all 18 after "
+            f"{t_agree:.1f} s; nothing sent again in the 5 s after")
+
+
+if __name__ == "__main__":
+    main(globals())
