@@ -16,7 +16,9 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
   g. a's corosync restarted under its running daemon: nothing accepted while both were
      connected is sent twice, everything is delivered;
   h. a 30 s partition: both halves accept and deliver; after the heal both agree on every
-     alert and no text is sent again.
+     alert and no text is sent again;
+  i. a member speaking another protocol version is refused with a log line naming it, and
+     the node keeps accepting without waiting for it.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -387,6 +390,36 @@ def test_h_partition_and_heal(rig):
     summary(f"partition 30 s: 12 alerts to both halves all delivered within {t_delivered:.1f} s "
             f"of the cut; heal: both online after {secs:.1f} s, agree on all 18 after "
             f"{t_agree:.1f} s; nothing sent again in the 5 s after")
+
+
+def test_i_foreign_protocol_version(rig):
+    prog = os.environ.get("TEST_REPLICATION_CPG", "build/tests/cluster/test-replication-cpg")
+    c = rig.cluster()
+    c.start("a")
+    # A stranger joins the group from node b's corosync and speaks protocol version 99.
+    p = c.lab.popen("b", [os.path.abspath(prog), "--group", c.group, "--label", "x"],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, text=True)
+    wait_until(lambda: "A node joined the view" in c.node("a").log_tail(200), 15,
+               "a to see the stranger join")
+    p.stdin.write('raw {"v":99,"seq":1,"node":"zz","changes":[]}\n')
+    p.stdin.flush()
+    wait_until(lambda: "protocol version 99" in c.node("a").log_tail(200), 15,
+               "a to refuse the stranger's payload")
+    line = [ln for ln in c.node("a").log_tail(200).splitlines() if "protocol version 99" in ln]
+    assert "'zz'" in line[0], line[0]
+    t0 = time.monotonic()
+    alert = queued(c.send("a", ["+32470009999"], "still accepting", timeout=10.0),
+                   "alert to a beside the stranger")
+    secs = time.monotonic() - t0
+    c.wait_texts(["still accepting"], timeout=30)
+    st = c.status("a")
+    assert not st["cluster"]["syncing"], st["cluster"]
+    assert c.get("a", alert)["state"] in FINAL
+    p.stdin.close()
+    said = line[0][line[0].find("Refusing"):][:80]
+    summary(f"a stranger speaking version 99 refused ('{said}...'); an alert to a "
+            f"answered queued in {secs * 1000:.0f} ms and delivered")
 
 
 if __name__ == "__main__":
