@@ -245,8 +245,9 @@ static int begin_section(Parser *p, const char *section)
 	snprintf(p->section, sizeof(p->section), "%s", section);
 
 	if (!space) {
-		static const char *plain[] = {"node",   "submit", "events",     "cluster", "voice",
-					      "dedupe", "store",  "escalation", "delivery"};
+		static const char *plain[] = {"node",   "submit",     "events",   "cluster",
+					      "voice",  "dedupe",     "store",    "escalation",
+					      "delivery", "selftest"};
 		for (size_t i = 0; i < ELEMENTSOF(plain); i++)
 			if (streq(section, plain[i]))
 				return 1;
@@ -381,6 +382,11 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 			return parse_seconds(value, 1, 3600, &m->health_interval) < 0
 				       ? BAD_VALUE("a duration from 1s to 1h")
 				       : 1;
+		if (streq(key, "number")) {
+			if (!phone_number_is_valid(value))
+				return BAD_VALUE("an E.164 number is '+' and 6 to 15 digits");
+			return set_string(&m->number, value) < 0 ? -ENOMEM : 1;
+		}
 	} else if (p->contact) {
 		if (streq(key, "number")) {
 			if (!phone_number_is_valid(value))
@@ -501,6 +507,17 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 			c->retention = d;
 			return 1;
 		}
+	} else if (streq(section, "selftest")) {
+		if (streq(key, "interval")) {
+			if (parse_duration(value, &d) < 0 || (d != 0 && (d < 10 || d > 30 * 86400)))
+				return BAD_VALUE("0 (off) or a duration from 10s to 30d");
+			c->selftest_interval = (unsigned)d;
+			return 1;
+		}
+		if (streq(key, "timeout"))
+			return parse_seconds(value, 5, 86400, &c->selftest_timeout) < 0
+				       ? BAD_VALUE("a duration from 5s to 1d")
+				       : 1;
 	} else if (streq(section, "delivery")) {
 		unsigned *field = NULL;
 
@@ -689,6 +706,8 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	c->retention = 30 * 86400;
 	c->retry_min = 5;
 	c->peer_grace = 10;
+	c->selftest_interval = 86400;
+	c->selftest_timeout = 600;
 	c->retry_max = 300;
 	c->max_permanent_failures = 3;
 	c->escalation_step_timeout = 300;
@@ -744,6 +763,7 @@ Config *config_free(Config *c)
 		free(c->modems[i].connection);
 		free(c->modems[i].pin);
 		free(c->modems[i].imei);
+		free(c->modems[i].number);
 	}
 	free(c->modems);
 	free(c->voice_modem);

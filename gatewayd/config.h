@@ -27,6 +27,7 @@ typedef struct ModemConfig {
 	int min_signal;           /* CSQ below this: degraded; -1 never */
 	unsigned max_consecutive_failures;
 	bool delivery_reports;
+	char *number;             /* this SIM's own number: the other node's self-test sends here */
 	unsigned line;            /* where the section starts, for later errors */
 } ModemConfig;
 
@@ -63,6 +64,8 @@ typedef struct Config {
 	bool cluster_enabled;
 	char *cluster_group;
 	unsigned peer_grace; /* seconds alone after a (re)connect before taking a peer's work */
+	unsigned selftest_interval; /* seconds between path self-tests; 0 = off */
+	unsigned selftest_timeout;  /* seconds a self-test SMS may take to arrive */
 
 	ModemConfig *modems;
 	size_t n_modems;

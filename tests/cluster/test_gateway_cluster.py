@@ -18,7 +18,10 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
   h. a 30 s partition: both halves accept and deliver; after the heal both agree on every
      alert and no text is sent again;
   i. a member speaking another protocol version is refused with a log line naming it, and
-     the node keeps accepting without waiting for it.
+     the node keeps accepting without waiting for it;
+  j. the path self-test: test SMS between the nodes' SIMs pass; when b's SIM stops receiving,
+     a's modem shows degraded with the reason on both nodes and path_down is published; when
+     it receives again the next round clears it; no test SMS reaches an inbox.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -420,6 +423,62 @@ def test_i_foreign_protocol_version(rig):
     said = line[0][line[0].find("Refusing"):][:80]
     summary(f"a stranger speaking version 99 refused ('{said}...'); an alert to a "
             f"answered queued in {secs * 1000:.0f} ms and delivered")
+
+
+def test_j_path_selftest(rig):
+    numbers = {"a": "+32470000100", "b": "+32470000200"}
+    selftest = "[selftest]\ninterval = 10\ntimeout = 6\n"
+    modem = "health_interval = 2\nsend_timeout = 5\ncommand_timeout = 3\nnumber = {}\n"
+    c = rig.cluster(modem_extra={n: modem.format(numbers[n]) for n in numbers},
+                    extra={"a": selftest, "b": selftest})
+    for n, sim_modem in (("a", "a0"), ("b", "b0")):
+        c.sim.control({"cmd": "set", "modem": sim_modem, "number": numbers[n]})
+    c.start_both()
+    c.wait_members()
+    sub = c.node("a").subscribe(["path_down"])
+
+    def log_has(node, text):
+        return text in c.node(node).log_tail(400)
+
+    # The first round, 10 s after start: both paths pass.
+    wait_until(lambda: log_has("a", "Path self-test to b/gsm0 passed")
+               and log_has("b", "Path self-test to a/gsm0 passed"), 40,
+               "the first self-test round to pass both ways")
+
+    # b's SIM stops receiving (a dead SIM): a's next test SMS to it never arrives.
+    c.sim.control({"cmd": "set", "modem": "b0", "route_drop": True})
+
+    def a_modem(node):
+        return next(m for m in c.status(node)["modems"]
+                    if m["node"] == "a" and m["name"] == "gsm0")
+
+    want = "self-test SMS to b/gsm0 did not arrive within 6 s"
+    wait_until(lambda: a_modem("a")["state"] == "degraded" and a_modem("a")["reason"] == want,
+               45, "a's gsm0 degraded by the failed self-test")
+    wait_until(lambda: a_modem("b")["state"] == "degraded", 10,
+               "b to see a's gsm0 degraded too")
+    events = []
+    deadline = time.monotonic() + 5
+    while not events and time.monotonic() < deadline:
+        if sub.poll(200):
+            topic, body = sub.recv_multipart()
+            events.append((topic.decode(), body.decode()))
+    assert events and events[0][0] == "path_down" and '"to_node":"b"' in events[0][1], events
+
+    # The SIM works again: the next round clears it.
+    c.sim.control({"cmd": "set", "modem": "b0", "route_drop": False})
+    wait_until(lambda: a_modem("a")["state"] == "ok", 45, "a's gsm0 ok again after a passing round")
+    wait_until(lambda: a_modem("b")["state"] == "ok", 10, "b to see a's gsm0 ok again")
+
+    # Test SMS are for the gateways only: no inbox shows one.
+    for n in ("a", "b"):
+        inbox = c.node(n).request({"op": "inbox"})
+        assert inbox["ok"] and not [m for m in inbox["messages"]
+                                    if "self-test" in m.get("text", "")], inbox
+    routed = len(c.sim.routed())
+    summary(f"self-test: {routed} test SMS routed between the SIMs; b0 dropping them made a's "
+            f"gsm0 degraded ('{want}') on both nodes with a path_down event; cleared by the "
+            f"next round; no inbox holds a test SMS")
 
 
 if __name__ == "__main__":
