@@ -8,6 +8,13 @@
         msgs = sim.wait_sms(1, timeout=20)       # completed SMS, reassembled
         assert msgs[0]["text"] == "db01 is DOWN"
 
+    # modems reaching each other by number (a path self-test)
+    with Sim.start(tmpdir, modems=["a0", "a1"], numbers={"a0": "+32470000001",
+                                                         "a1": "+32470000002"}) as sim:
+        ...                                      # a0 sends to +32470000002
+        sim.wait_routed(1, to_modem="a1")        # arrived in a1's inbox
+        sim.inbox("a1")                          # what a1's SIM now holds
+
 Every wait is bounded; stop() sends SIGTERM to the simulator's pid only,
 then SIGKILL to that pid if it does not exit.  Standard library only.
 """
@@ -55,8 +62,11 @@ class Sim:
 
     @classmethod
     def start(cls, directory: str, modems=("gsm0",), send_delay: float = 0, pin=None,
-              extra_args=(), timeout: float = 10.0) -> "Sim":
-        """Spawn the simulator and wait (at most timeout s) for DIR/ready."""
+              extra_args=(), timeout: float = 10.0, numbers=None) -> "Sim":
+        """Spawn the simulator and wait (at most timeout s) for DIR/ready.
+
+        numbers: {"gsm0": "+32470000001", ...}, the SIMs' subscriber numbers
+        (--number): an SMS one modem sends to another's number arrives there."""
         directory = os.path.abspath(directory)
         os.makedirs(directory, exist_ok=True)
         ready = os.path.join(directory, "ready")
@@ -67,6 +77,8 @@ class Sim:
             cmd += ["--modem", m]
         if pin is not None:
             cmd += ["--pin", str(pin)]
+        for name, number in (numbers or {}).items():
+            cmd += ["--number", f"{name}={number}"]
         cmd += list(extra_args)
         log = open(os.path.join(directory, "modemsim.log"), "ab")
         try:
@@ -141,6 +153,28 @@ class Sim:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(got)} of {count} SMS after {timeout} s")
             time.sleep(0.05)
+
+    def routed(self, to_modem: str | None = None, event: str = "routed") -> list[dict]:
+        """SMS the simulated network delivered between modems (event route_queued,
+        routed, route_held or route_dropped), oldest first."""
+        return [r for r in self.sent_events(event)
+                if to_modem is None or r["to_modem"] == to_modem]
+
+    def wait_routed(self, count: int, timeout: float = 10.0, to_modem: str | None = None,
+                    event: str = "routed") -> list[dict]:
+        """Wait until at least count routing events exist; TimeoutError if not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.routed(to_modem, event)
+            if len(got) >= count:
+                return got
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(got)} of {count} {event} SMS after {timeout} s")
+            time.sleep(0.05)
+
+    def inbox(self, name: str) -> list[dict]:
+        """Every message stored in the modem's SIM/ME memory (stats "messages")."""
+        return self.stats(name)["messages"]
 
     def wait_calls(self, predicate, timeout: float = 10.0) -> list[dict]:
         deadline = time.monotonic() + timeout

@@ -34,6 +34,12 @@ reports for submits that ask for one (TP-SRR) and voice-call outcomes are set
 from the control socket (modemsim.py) through the public methods at the end
 of the class.
 
+A Modem may have a subscriber number (AT+CNUM).  The Network at the end of
+this file plays the SMSC between the simulated modems: a completed outgoing
+SMS addressed to a modem's number is delivered into that modem's inbox by the
+same code as inject_sms (_deliver_parts), after that modem's route_delay,
+unless its route_drop loses it.
+
 Every command line and its final result goes to DIR/<name>.at.jsonl; each
 accepted SMS part and each completed (reassembled) SMS goes to
 DIR/sent.jsonl; voice calls go to DIR/calls.jsonl.  Each record carries
@@ -46,6 +52,7 @@ import datetime as _dt
 import errno
 import json
 import os
+import re
 import termios
 import time
 import tty
@@ -323,7 +330,8 @@ class Modem:
 
     def __init__(self, loop: Loop, name: str, index: int, directory: str, *,
                  imei_base: int, send_delay: float, pin: str | None,
-                 call_duration: float | None, sent_log: JsonLog, calls_log: JsonLog):
+                 call_duration: float | None, sent_log: JsonLog, calls_log: JsonLog,
+                 number: str | None = None, network: Network | None = None):
         self.loop = loop
         self.name = name
         self.dir = directory
@@ -345,6 +353,11 @@ class Modem:
         self.fun = 1
         self.cops_mode = 0
         self.smsc = "+32475161616"
+        # subscriber number (AT+CNUM) and SMS routing between simulated modems
+        self.number = check_number(number)
+        self.network = network
+        self.route_delay = 0.0   # routed SMS to this modem arrive this much later
+        self.route_drop = False  # routed SMS to this modem are lost (a dead SIM)
 
         # SIM
         self.pin = pin or "1234"
@@ -385,7 +398,8 @@ class Modem:
         self.next_plan: CallPlan | None = None
 
         self.stats = {"commands": 0, "sms": 0, "parts": 0, "failed_sends": 0,
-                      "calls": 0, "injected": 0, "unplugs": 0, "status_reports": 0}
+                      "calls": 0, "injected": 0, "unplugs": 0, "status_reports": 0,
+                      "routed_in": 0}
 
         # port state
         self.master = self.slave = -1
@@ -805,7 +819,7 @@ class Modem:
                             udh=[f"{iei:02X}:{d.hex().upper()}" for iei, d in sub.udh],
                             **({"warnings": sub.warnings} if sub.warnings else {}))
         if parts == 1:
-            self._complete_sms(sub.to, sub.text, 1, None, sub.alphabet, [mr])
+            self._complete_sms(sub.to, [sub.text], None, None, sub.alphabet, [mr])
             return
         key = (sub.to, c.ref_bits, c.ref, parts)
         got = self.assemblies.setdefault(key, {})
@@ -813,7 +827,7 @@ class Modem:
         if len(got) == parts:
             del self.assemblies[key]
             ordered = [got[i] for i in range(1, parts + 1)]
-            self._complete_sms(sub.to, "".join(x["text"] for x in ordered), parts, c.ref,
+            self._complete_sms(sub.to, [x["text"] for x in ordered], c.ref, c.ref_bits,
                                ordered[0]["dcs"], [x["mr"] for x in ordered])
         elif len(self.assemblies) > MAX_ASSEMBLIES:
             old_key = next(iter(self.assemblies))
@@ -860,10 +874,12 @@ class Modem:
         return (f'{tag}: {where}{state}6,{rep.mr},"{rep.recipient}",{toa},'
                 f'"{rep.scts:%y/%m/%d,%H:%M:%S}+00","{rep.dt:%y/%m/%d,%H:%M:%S}+00",{rep.status}')
 
-    def _complete_sms(self, to, text, parts, ref, dcs, mrs) -> None:
+    def _complete_sms(self, to, texts, ref, ref_bits, dcs, mrs) -> None:
         self.stats["sms"] += 1
-        self.sent_log.write(event="sms", modem=self.name, to=to, text=text, parts=parts,
-                            ref=ref, dcs=dcs, mrs=mrs)
+        self.sent_log.write(event="sms", modem=self.name, to=to, text="".join(texts),
+                            parts=len(texts), ref=ref, dcs=dcs, mrs=mrs)
+        if self.network:  # another simulated SIM has that number: the network delivers it
+            self.network.submit(self, to, texts, dcs, ref, ref_bits)
 
     # ------------------------------------------------------------------
     # registration helpers
@@ -882,6 +898,21 @@ class Modem:
                 self.urc(f"{name}: {stat}")
             elif n == 2:
                 self.urc(f'{name}: {stat},"1A2B","3C4D"')
+        self._release_held()
+
+    def mt_unreachable(self) -> str | None:
+        """Why the network cannot deliver an SMS to this modem now, or None."""
+        if self.master < 0:
+            return "unplugged"
+        if self.sim_state != "READY":
+            return "SIM locked"
+        if not self._network_ok():
+            return "not registered"
+        return None
+
+    def _release_held(self) -> None:
+        if self.network:
+            self.network.release(self)
 
     # ------------------------------------------------------------------
     # AT commands: basic
@@ -984,6 +1015,17 @@ class Modem:
     @command("+CIMI", sim="cme")
     def at_cimi(self, c):
         return self._ident(c, self.imsi)
+
+    @command("+CNUM", sim="cme")
+    def at_cnum(self, c):
+        """27.007 7.1: +CNUM: <alpha>,<number>,<type>; no line when the SIM has none."""
+        if c.kind == TEST:
+            return None
+        if c.kind != EXEC:
+            raise ATError()
+        if not self.number:
+            return []
+        return [f'+CNUM: "","{self.number}",{145 if self.number.startswith("+") else 129}']
 
     @command("+CCID", "+ICCID")
     def at_ccid(self, c):
@@ -1090,11 +1132,13 @@ class Modem:
         if self.sim_state == "SIM PIN":
             if c.args[0] == self.pin:
                 self.sim_state, self.pin_attempts = "READY", 3
+                self._release_held()
                 return None
         else:  # SIM PUK: AT+CPIN="<puk>","<new pin>"
             if c.args[0] == self.puk and len(c.args) > 1 and c.args[1]:
                 self.pin = c.args[1]
                 self.sim_state, self.pin_attempts = "READY", 3
+                self._release_held()
                 return None
         self.pin_attempts -= 1
         if self.pin_attempts <= 0 and self.sim_state == "SIM PIN":
@@ -1517,6 +1561,10 @@ class Modem:
     # control interface (called by modemsim.ControlServer)
 
     def set_params(self, p: dict) -> dict:
+        if "number" in p:  # checked first: a refused number changes nothing
+            number = check_number(p["number"])
+            if number is not None and self.network:
+                self.network.check_free(self, number)
         was = self._creg_stat()
         if "send_delay" in p:
             self.send_delay = max(0.0, float(p["send_delay"]))
@@ -1550,8 +1598,15 @@ class Modem:
             if v is not None and int(v) not in range(0, 6):
                 raise ValueError("creg must be 0-5 or null")
             self.creg_override = None if v is None else int(v)
+        if "number" in p:
+            self.number = number
+        if "route_delay" in p:
+            self.route_delay = max(0.0, float(p["route_delay"]))
+        if "route_drop" in p:
+            self.route_drop = bool(p["route_drop"])
         if self._creg_stat() != was:
             self._reg_urcs()
+        self._release_held()
         return {}
 
     def fail_sends(self, count: int, cms: int) -> dict:
@@ -1621,6 +1676,7 @@ class Modem:
         self.sim_state = "SIM PIN" if self.pin_required else "READY"
         self.open_pty()
         self.at_log.write(event="replug", device=self.device, link=self.link_path)
+        self._release_held()
         return {"device": self.device, "link": self.link_path}
 
     def set_pin(self, required: bool, pin: str | None) -> dict:
@@ -1629,6 +1685,7 @@ class Modem:
         self.pin_required = bool(required)
         self.sim_state = "SIM PIN" if required else "READY"
         self.pin_attempts = 3
+        self._release_held()
         return {}
 
     def call_outcome(self, outcome: str, after: float = 2.0, dtmf: str = "",
@@ -1669,32 +1726,55 @@ class Modem:
             if not wanted or not wanted <= set(range(1, len(parts) + 1)):
                 raise ValueError(f"parts must be numbers 1-{len(parts)}")
             parts = [p for p in parts if p.part in wanted]
+        res = self._deliver_parts(sender, parts)
+        self.stats["injected"] += 1
+        self.at_log.write(event="inject", sender=sender, text=text, parts=len(parts),
+                          indexes=res["indexes"], alphabet=parts[0].alphabet)
+        return {"parts": len(parts), "indexes": res["indexes"], "alphabet": parts[0].alphabet,
+                "ref": int(ref)}
+
+    def _deliver_parts(self, sender: str, parts: list[sms_pdu.DeliverPart]) -> dict:
+        """An incoming SMS (injected or routed from another modem): +CMT when AT+CNMI <mt>
+        is 2/3, else stored in mem3 (+CMTI if <mt> is 1).  ValueError if mem3 is full."""
         now = _dt.datetime.now(_dt.timezone.utc)
         scts = f"{now:%y/%m/%d,%H:%M:%S}+00"
         mt = self.cnmi[1]
-        indexes = []
+        indexes: list[int] = []
         if mt in (2, 3):  # routed to the terminal, not stored
             for part in parts:
                 if self.cmgf == 0:
                     self.urc(f"+CMT: ,{part.tpdu_len}\r\n{part.pdu.hex().upper()}")
                 else:
                     self.urc(f'+CMT: "{sender}","","{scts}"\r\n{self._te_text(part.text)}')
+            return {"mem": None, "indexes": indexes, "cmt": True}
+        mem_name = self.cpms[2]
+        mem = self.storages[mem_name]
+        if mem.capacity - len(mem.slots) < len(parts):
+            raise ValueError(f"storage {mem_name} full")
+        for part in parts:
+            index = mem.free_index()
+            mem.slots[index] = Stored(part.pdu, part.tpdu_len, 0, sender, part.text, scts)
+            indexes.append(index)
+            if mt == 1:
+                self.urc(f'+CMTI: "{mem_name}",{index}')
+        return {"mem": mem_name, "indexes": indexes, "cmt": False}
+
+    def deliver_routed(self, msg: "RoutedSms") -> dict:
+        """Called by Network: msg arrives from another modem, through _deliver_parts."""
+        if msg.ref is None:
+            ref = self.next_inbound_ref
+            self.next_inbound_ref = (ref + 1) & 0xFF
         else:
-            mem_name = self.cpms[2]
-            mem = self.storages[mem_name]
-            if mem.capacity - len(mem.slots) < len(parts):
-                raise ValueError(f"storage {mem_name} full")
-            for part in parts:
-                index = mem.free_index()
-                mem.slots[index] = Stored(part.pdu, part.tpdu_len, 0, sender, part.text, scts)
-                indexes.append(index)
-                if mt == 1:
-                    self.urc(f'+CMTI: "{mem_name}",{index}')
-        self.stats["injected"] += 1
-        self.at_log.write(event="inject", sender=sender, text=text, parts=len(parts),
-                          indexes=indexes, alphabet=parts[0].alphabet)
-        return {"parts": len(parts), "indexes": indexes, "alphabet": parts[0].alphabet,
-                "ref": int(ref)}
+            ref = msg.ref
+        parts = sms_pdu.encode_deliver_parts(msg.sender, msg.texts, msg.alphabet, self.smsc,
+                                             ref, ref16=msg.ref_bits == 16)
+        res = self._deliver_parts(msg.sender, parts)
+        self.stats["routed_in"] += 1
+        self.at_log.write(event="routed", from_modem=msg.src, sender=msg.sender,
+                          text=msg.text, parts=len(parts), indexes=res["indexes"],
+                          alphabet=parts[0].alphabet)
+        return {**res, "parts": len(parts), "alphabet": parts[0].alphabet,
+                "ref": ref if len(parts) > 1 else None}
 
     def status(self) -> dict:
         return {"device": self.device, "link": self.link_path if self.master >= 0 else None,
@@ -1707,7 +1787,8 @@ class Modem:
                               "kind": "status_report" if m.report else "deliver",
                               "sender": m.sender, "text": m.text}
                              for n, s in self.storages.items() for i, m in sorted(s.slots.items())],
-                "cnmi": list(self.cnmi),
+                "cnmi": list(self.cnmi), "number": self.number,
+                "route_delay": self.route_delay, "route_drop": self.route_drop,
                 **self.stats}
 
     def shutdown(self) -> None:
@@ -1717,3 +1798,135 @@ class Modem:
             self.pending.cancel()
         self.close_pty()
         self.at_log.close()
+
+
+# --------------------------------------------------------------------------
+# The network between the simulated modems: SMS by subscriber number
+
+NUMBER_RE = re.compile(r"^\+?[0-9]{1,20}$")
+NO_NUMBER_SENDER = "+0000"  # originating address of a modem without a number
+
+
+def check_number(number) -> str | None:
+    """A subscriber number ('+32470000001' or national digits), or None for none."""
+    if number is None or number == "":
+        return None
+    number = str(number).strip()
+    if not NUMBER_RE.match(number):
+        raise ValueError(f"bad subscriber number {number!r} (want +E.164 or digits)")
+    return number
+
+
+def number_key(number: str) -> str:
+    """Comparison form: '+32...', '0032...' and '32...' are the same subscriber."""
+    number = number.strip()
+    if number.startswith("+"):
+        return number[1:]
+    if number.startswith("00"):
+        return number[2:]
+    return number
+
+
+@dataclass
+class RoutedSms:
+    src: str              # sending modem
+    dst: str              # receiving modem
+    sender: str           # originating address the receiver sees
+    to: str               # destination as the sender addressed it
+    texts: list           # one text per original part
+    alphabet: str         # gsm7 / 8bit / ucs2, as sent
+    ref: int | None       # concatenation reference of a multipart original
+    ref_bits: int | None  # 8 or 16
+    queued: float
+    held: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
+
+
+class Network:
+    """What the SMSC does between the simulated modems.
+
+    A completed outgoing SMS (Modem._complete_sms) whose destination is the
+    subscriber number of a simulated modem (itself included, as on a real
+    network) is delivered to that modem's inbox after its route_delay,
+    through the same code as inject_sms, with the sender's number (or
+    NO_NUMBER_SENDER) as originating address and the original part split and
+    concatenation reference.  The receiver's route_drop loses it; an
+    unreachable receiver (unplugged, SIM locked, not registered) has it held
+    until it becomes reachable.  Every step goes to sent.jsonl: route_queued,
+    then routed, route_held or route_dropped.
+    """
+
+    def __init__(self, loop: Loop, sent_log: JsonLog):
+        self.loop = loop
+        self.sent_log = sent_log
+        self.modems: dict[str, Modem] = {}
+        self.held: dict[str, list[RoutedSms]] = {}
+
+    def add(self, modem: Modem) -> None:
+        if modem.number:
+            self.check_free(modem, modem.number)
+        self.modems[modem.name] = modem
+
+    def owner(self, number: str) -> Modem | None:
+        key = number_key(number)
+        for m in self.modems.values():
+            if m.number and number_key(m.number) == key:
+                return m
+        return None
+
+    def check_free(self, modem: Modem, number: str) -> None:
+        other = self.owner(number)
+        if other is not None and other is not modem:
+            raise ValueError(f"number {number} already belongs to modem {other.name}")
+
+    def _log(self, event: str, msg: RoutedSms, **fields) -> None:
+        self.sent_log.write(event=event, from_modem=msg.src, to_modem=msg.dst,
+                            **{"from": msg.sender}, to=msg.to, text=msg.text,
+                            parts=len(msg.texts), **fields)
+
+    def submit(self, src: Modem, to: str, texts: list, alphabet: str, ref: int | None,
+               ref_bits: int | None) -> None:
+        dst = self.owner(to)
+        if dst is None:
+            return
+        msg = RoutedSms(src.name, dst.name, src.number or NO_NUMBER_SENDER, to, list(texts),
+                        alphabet, ref, ref_bits, time.monotonic())
+        delay = dst.route_delay
+        self._log("route_queued", msg, delay=delay)
+        # never synchronous: the sender's +CMGS answer goes out first
+        self.loop.call_later(delay, lambda: self._arrive(msg))
+
+    def _arrive(self, msg: RoutedSms) -> None:
+        dst = self.modems[msg.dst]
+        if dst.route_drop:
+            self._log("route_dropped", msg, reason="route_drop")
+            return
+        why = dst.mt_unreachable()
+        if why:
+            if not msg.held:
+                msg.held = True
+                self._log("route_held", msg, reason=why)
+            self.held.setdefault(dst.name, []).append(msg)
+            return
+        try:
+            res = dst.deliver_routed(msg)
+        except ValueError as e:
+            self._log("route_dropped", msg, reason=str(e))
+            return
+        self._log("routed", msg, delivered_parts=res["parts"], alphabet=res["alphabet"],
+                  ref=res["ref"], mem=res["mem"], indexes=res["indexes"], cmt=res["cmt"],
+                  held=msg.held, delay=round(time.monotonic() - msg.queued, 3))
+
+    def release(self, dst: Modem) -> None:
+        """dst may have become reachable: deliver what was held for it, in order."""
+        if not self.held.get(dst.name) or dst.mt_unreachable():
+            return
+        msgs = self.held.pop(dst.name)
+
+        def deliver() -> None:
+            for msg in msgs:
+                self._arrive(msg)
+        self.loop.call_later(0, deliver)

@@ -4,6 +4,7 @@
 Usage:
   /usr/bin/python3 tests/modemsim/modemsim.py --dir DIR --modem gsm0 [--modem gsm1 ...]
       [--send-delay SECONDS] [--imei-base N] [--pin 1234] [--call-duration SECONDS]
+      [--number NAME=+32470000001 ...]
 
 For each --modem NAME the simulator opens a pseudo-terminal and makes
 DIR/NAME a symlink to its slave (/dev/pts/N); clients (libgammu with
@@ -11,6 +12,20 @@ DIR/NAME a symlink to its slave (/dev/pts/N); clients (libgammu with
 device.  When every port is up it writes DIR/ready (containing its pid).
 SIGTERM or SIGINT removes the symlinks, DIR/ready and DIR/control.sock and
 exits 0.
+
+--number NAME=NUMBER (repeatable) gives modem NAME's SIM a subscriber number
+(AT+CNUM answers it; default none).  The modems can then reach each other:
+an SMS a modem sends to another modem's number (or its own) is delivered
+into that modem's inbox like inject_sms does (SIM storage, +CMTI/+CMT per
+AT+CNMI, a multipart message as the same parts with its concatenation
+header, the text's alphabet kept), with the sender's number as originating
+address (+0000 when the sender has none).  Numbers compare without '+'/'00'.
+sent.jsonl records {"event":"route_queued"} when the sender's SMS is
+complete, then "routed" (arrived: mem, indexes, delay), "route_dropped"
+(route_drop, or storage full) or "route_held" (receiver unplugged, SIM
+locked or not registered: delivered, and logged "routed" with held=true,
+once it is reachable again).  Each carries from_modem, to_modem, from, to,
+text, parts.
 
 Why it is built this way
 ------------------------
@@ -34,7 +49,10 @@ scriptable and observable.  So:
   {"cmd":"set","modem":M, "send_delay":s, "reply_delay":s, "signal":0-31|99,
         "registered":bool, "roaming":bool, "operator":name,
         "operator_numeric":"20601", "smsc":"+32...", "call_duration":s|null,
-        "cnmi":bool (false: AT+CNMI answers ERROR), "creg":0-5|null (forced +CREG stat)}
+        "cnmi":bool (false: AT+CNMI answers ERROR), "creg":0-5|null (forced +CREG stat),
+        "number":"+32..."|null (subscriber number, AT+CNUM; must be unused),
+        "route_delay":s (SMS routed to this modem arrive s later; default 0),
+        "route_drop":bool (SMS routed to this modem are lost: a dead SIM)}
   {"cmd":"fail_sends","modem":M,"count":N|-1,"cms":500}
   {"cmd":"fail_number","modem":M,"number":"+32...","cms":21|null}
   {"cmd":"hang","modem":M,"on":bool[,"after":"CMGS"[,"deliver":bool]]}
@@ -66,7 +84,7 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from evloop import Loop  # noqa: E402
-from modem import JsonLog, Modem  # noqa: E402
+from modem import JsonLog, Modem, Network, check_number, number_key  # noqa: E402
 
 MAX_CONTROL_CLIENTS = 16
 MAX_CONTROL_LINE = 65536
@@ -214,12 +232,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--pin", default=None, help="SIM PIN each modem's SIM asks for")
     p.add_argument("--call-duration", type=float, default=None, metavar="SECONDS",
                    help="an answered call is hung up by the far end after this long")
+    p.add_argument("--number", action="append", default=[], metavar="NAME=NUMBER",
+                   help="subscriber number of modem NAME's SIM, e.g. gsm0=+32470000001; "
+                        "SMS to it from another modem arrive in its inbox (repeatable)")
     args = p.parse_args(argv)
     if len(set(args.modem)) != len(args.modem):
         p.error("modem names must be distinct")
     for name in args.modem:
         if "/" in name or name in (".", "..", "ready", "control.sock"):
             p.error(f"bad modem name {name!r}")
+    args.numbers = {}
+    seen: dict[str, str] = {}
+    for spec in args.number:
+        name, sep, number = spec.partition("=")
+        if not sep or name not in args.modem:
+            p.error(f"--number {spec!r}: want NAME=NUMBER with NAME one of the --modem names")
+        if name in args.numbers:
+            p.error(f"--number: modem {name} given twice")
+        try:
+            number = check_number(number)
+        except ValueError as e:
+            p.error(f"--number {spec!r}: {e}")
+        if number is None:
+            continue
+        if number_key(number) in seen:
+            p.error(f"--number: {number} already belongs to {seen[number_key(number)]}")
+        seen[number_key(number)] = name
+        args.numbers[name] = number
     return args
 
 
@@ -234,12 +273,15 @@ def main(argv: list[str]) -> int:
     loop = Loop()
     sent_log = JsonLog(os.path.join(directory, "sent.jsonl"))
     calls_log = JsonLog(os.path.join(directory, "calls.jsonl"))
+    network = Network(loop, sent_log)
     modems: dict[str, Modem] = {}
     for i, name in enumerate(args.modem):
         m = Modem(loop, name, i, directory, imei_base=args.imei_base,
                   send_delay=args.send_delay, pin=args.pin,
-                  call_duration=args.call_duration, sent_log=sent_log, calls_log=calls_log)
+                  call_duration=args.call_duration, sent_log=sent_log, calls_log=calls_log,
+                  number=args.numbers.get(name), network=network)
         m.open_pty()
+        network.add(m)
         modems[name] = m
     control = ControlServer(loop, os.path.join(directory, "control.sock"), modems)
     loop.handle_signals((signal.SIGTERM, signal.SIGINT), lambda _s: loop.stop())

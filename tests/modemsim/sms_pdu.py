@@ -452,17 +452,59 @@ def encode_deliver(sender: str, text: str, smsc: str, ref: int,
                    when: _dt.datetime | None = None, force_ucs2: bool = False,
                    ref16: bool = False) -> list[DeliverPart]:
     """SMS-DELIVER PDUs for text, concatenated (8-bit ref, or 16-bit) when too long."""
-    when = when or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     alphabet, bodies = split_text(text, force_ucs2, udh_octets=7 if ref16 else 6)
+    return _deliver_pdus(sender, alphabet, bodies, smsc, ref, ref16, when)
+
+
+def encode_deliver_parts(sender: str, texts: list[str], alphabet: str, smsc: str, ref: int,
+                         when: _dt.datetime | None = None,
+                         ref16: bool = False) -> list[DeliverPart]:
+    """SMS-DELIVER PDUs keeping a message's existing split: one PDU per text in texts
+    (concatenated when more than one), in alphabet ('gsm7', 'ucs2' or '8bit', whose
+    text is latin-1).  A part that does not fit its alphabet moves the whole message
+    to UCS-2; if it does not fit that either, the text is split anew (encode_deliver)."""
+    n = len(texts)
+    udh = 0 if n == 1 else (7 if ref16 else 6)
+    max_septets = 160 - (udh * 8 + 6) // 7
+    max_octets = 140 - udh
+    if alphabet == "gsm7":
+        bodies = [gsm7_septets(t) for t in texts]
+        if all(b is not None and len(b) <= max_septets for b in bodies):
+            return _deliver_pdus(sender, "gsm7", bodies, smsc, ref, ref16, when)
+    if alphabet == "8bit":
+        try:
+            bodies = [t.encode("latin-1") for t in texts]
+        except UnicodeEncodeError:
+            bodies = None
+        if bodies is not None and all(len(b) <= max_octets for b in bodies):
+            return _deliver_pdus(sender, "8bit", bodies, smsc, ref, ref16, when)
+    bodies = [t.encode("utf-16-be") for t in texts]
+    if all(len(b) <= max_octets for b in bodies):
+        return _deliver_pdus(sender, "ucs2", bodies, smsc, ref, ref16, when)
+    return encode_deliver(sender, "".join(texts), smsc, ref, when, force_ucs2=False,
+                          ref16=ref16)
+
+
+DELIVER_DCS = {"gsm7": 0x00, "8bit": 0x04, "ucs2": 0x08}
+
+
+def _deliver_pdus(sender: str, alphabet: str, bodies: list, smsc: str, ref: int,
+                  ref16: bool, when: _dt.datetime | None) -> list[DeliverPart]:
+    when = when or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     n = len(bodies)
     out = []
     for i, body in enumerate(bodies, 1):
         concat = (ref, n, i) if n > 1 else None
         fo = 0x04 | (0x40 if concat else 0)  # SMS-DELIVER, no more messages
         udl, ud = _user_data(alphabet, body, concat, ref16)
-        tpdu = (bytes([fo]) + _address_field(sender) + bytes([0x00, 0x08 if alphabet == "ucs2" else 0x00])
+        tpdu = (bytes([fo]) + _address_field(sender) + bytes([0x00, DELIVER_DCS[alphabet]])
                 + _scts(when) + bytes([udl]) + ud)
-        part_text = gsm7_decode(body) if alphabet == "gsm7" else bytes(body).decode("utf-16-be")
+        if alphabet == "gsm7":
+            part_text = gsm7_decode(body)
+        elif alphabet == "ucs2":
+            part_text = bytes(body).decode("utf-16-be")
+        else:
+            part_text = bytes(body).decode("latin-1")
         out.append(DeliverPart(_smsc_field(smsc) + tpdu, len(tpdu), part_text, alphabet, i, n))
     return out
 
@@ -532,3 +574,35 @@ def decode_status_report(pdu: bytes, with_smsc: bool = True) -> dict:
     status = r.octet("TP-ST")
     return {"mr": mr, "recipient": recipient, "toa": toa, "status": status,
             "scts": scts.hex(), "dt": dt.hex()}
+
+
+def decode_deliver(pdu: bytes, with_smsc: bool = True) -> dict:
+    """The fields of an SMS-DELIVER (for tests): sender, toa, dcs, alphabet, udh, concat
+    (ref, total, seq, ref_bits or None) and the part's text."""
+    r = _Reader(pdu)
+    smsc = _read_smsc(r) if with_smsc else ""
+    fo = r.octet("first octet")
+    if fo & 0x03 != 0x00:
+        raise PduError(f"TP-MTI {fo & 0x03} is not SMS-DELIVER")
+    sender, toa = _read_address(r, "TP-OA")
+    pid = r.octet("TP-PID")
+    dcs = r.octet("TP-DCS")
+    alphabet = dcs_alphabet(dcs)
+    r.take(7, "TP-SCTS")
+    udl = r.octet("TP-UDL")
+    ud = r.rest()
+    udh_ies, concat, header_octets = [], None, 0
+    if fo & 0x40:
+        header_octets = ud[0] + 1
+        udh_ies, concat = _parse_udh(ud[1:header_octets])
+    if alphabet == "gsm7":
+        skip = (header_octets * 8 + 6) // 7
+        text = gsm7_decode(unpack_septets(ud, udl)[skip:])
+    elif alphabet == "ucs2":
+        text = ud[header_octets:udl].decode("utf-16-be", errors="replace")
+    else:
+        text = ud[header_octets:udl].decode("latin-1")
+    return {"smsc": smsc, "sender": sender, "toa": toa, "pid": pid, "dcs": dcs,
+            "alphabet": alphabet, "udh": [f"{iei:02X}:{d.hex().upper()}" for iei, d in udh_ies],
+            "concat": None if concat is None else
+            (concat.ref, concat.total, concat.seq, concat.ref_bits), "text": text}
