@@ -12,184 +12,13 @@
  * Dispatch keeps no queue in memory: after each commit, and when the earliest retry or expiry
  * falls due (one realtime timer), it asks the store for the next due deliveries and assigns each
  * to the least loaded healthy modem. Only the handful of jobs in flight live in memory. */
-#include "gateway.h"
+#include "gateway-internal.h"
 
-#include <errno.h>
-#include <jansson.h>
-#include <stdlib.h>
-#include <string.h>
-#include <systemd/sd-daemon.h>
-
-#include "log.h"
-#include "macro.h"
-#include "dialer.h"
-#include "members.h"
-#include "modem.h"
-#include "replication.h"
-#include "request.h"
-#include "server.h"
-#include "store.h"
-#include "util.h"
-
-#define PROTOCOL_VERSION 1
-#define MODEM_INFLIGHT 1 /* one job per modem: nothing waits behind a send that may hang */
-#define EXPIRE_BATCH 256
-#define PURGE_INTERVAL_USEC (3600 * USEC_PER_SEC)
-#define SOLO_NODEID 1
-/* Rejoin exchange: the state sent per payload, and how long a silent peer is waited for. */
-#define SYNC_CHUNK_BYTES (256u * 1024u)
-#define SYNC_STALL_USEC (15 * USEC_PER_SEC)
-/* Clocks further apart than this are reported: deadlines come from the replicated timestamps. */
-#define CLOCK_SKEW_WARN_USEC (2 * USEC_PER_SEC)
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(Request, request_free)
-
-typedef enum PendingKind { PENDING_SEND, PENDING_ACK } PendingKind;
-
-/* A client waiting for the commit of the change it caused. */
-typedef struct Pending {
-	ServerPeer peer;
-	PendingKind kind;
-	char id[ID_HEX_LEN + 1];
-	/* filled while applying */
-	bool duplicate;
-	char first_id[ID_HEX_LEN + 1];
-} Pending;
-
-/* The changes of one published payload that have clients waiting, by change index. Once
- * committed here it waits for the commit confirmations of the other members of the view. */
-typedef struct PendingBatch {
-	struct PendingBatch *next;
-	uint64_t seq;
-	uint32_t waiting[MEMBERS_MAX]; /* nodeids whose confirmation is missing */
-	size_t n_waiting;
-	size_t n;
-	Pending *by_index[]; /* NULL where no one waits */
-} PendingBatch;
-
-typedef enum SyncStage { SYNC_ALERTS, SYNC_DEDUPE, SYNC_INBOX, SYNC_DONE } SyncStage;
-
-typedef struct Job {
-	struct Job *next;
-	uint64_t id;
-	char alert_id[ID_HEX_LEN + 1];
-	char number[20];
-	char *text;
-	size_t modem;
-	unsigned attempts; /* before this one */
-	bool assigned;     /* the assignment is committed and the modem has the job */
-} Job;
-
-/* A voice call to make: the recipient whose SMS paths all failed, or the contact center. */
-typedef struct VoiceCall {
-	struct VoiceCall *next;
-	char alert_id[ID_HEX_LEN + 1];
-	char number[20];    /* whom to call */
-	char recipient[20]; /* whose SMS failed (the same, but for the contact center) */
-	bool contact_center;
-	unsigned attempt;
-	uint64_t not_before; /* realtime usec */
-} VoiceCall;
-
-typedef struct ModemSlot {
-	Modem *modem;
-	const ModemConfig *config;
-	ModemStatus status;
-	sd_event_source *io;
-	size_t inflight;
-	char path_problem[224]; /* the last path self-test from this modem failed: why */
-} ModemSlot;
-
-/* A path self-test: a test SMS from one of our modems to the SIM of another node's modem. */
-typedef struct SelfTest {
-	struct SelfTest *next;
-	char token[17];
-	size_t modem; /* our slot */
-	char to_node[MEMBER_NAME_MAX + 1], to_modem[MEMBER_NAME_MAX + 1], number[20];
-	uint64_t job;      /* the send's job id, 0 before it started */
-	uint64_t deadline; /* monotonic usec; 0 until sent */
-} SelfTest;
-
-#define SELFTEST_PREFIX "gatewayd self-test "
-
-struct Gateway {
-	sd_event *event;
-	const Config *config;
-	Store *store;
-	Replication *replication;
-	Server *server;
-	uint32_t nodeid;
-
-	ModemSlot *modems;
-	size_t n_modems;
-
-	/* This turn's changes, published as one payload by the post source. */
-	json_t *outbox;
-	Pending **outbox_pending;
-	size_t outbox_pending_cap;
-	uint64_t next_seq;
-	PendingBatch *batches_head, *batches_tail;
-	PendingBatch *awaiting; /* committed here, waiting for the peers' confirmations */
-	json_t *confirm_due;    /* {origin node: seq}: payloads to confirm this turn */
-	sd_event_source *flush;
-
-	/* The cluster as this node sees it. */
-	Members members;
-	uint64_t grace_until; /* monotonic usec: absent peers keep their share until then */
-	sd_event_source *grace_timer;
-	bool version_warned;
-	/* Members whose protocol this build does not speak: nothing is awaited from them. */
-	uint32_t refused[MEMBERS_MAX];
-	size_t n_refused;
-	const char *takeover_node; /* while takeover() walks a node's deliveries */
-
-	/* Rejoin: after a view change that brought a newcomer, every member sends what it has
-	 * (in chunks, one in flight) and then "synced"; the exchange ends, at the same point of
-	 * the agreed order everywhere, with the last member's "synced". Until then no node
-	 * dispatches and new changes are held, so that nothing is decided on half a history. */
-	bool syncing;
-	uint64_t sync_round;
-	uint32_t sync_waiting[MEMBERS_MAX];
-	size_t n_sync_waiting;
-	SyncStage sync_stage;
-	char sync_alert_cursor[ID_HEX_LEN + 1];
-	char *sync_key_cursor;
-	uint64_t sync_sent, sync_received;
-	bool sync_chunk_back; /* our last chunk was delivered: send the next */
-	sd_event_source *sync_timer;
-
-	/* After-commit work collected while applying. */
-	json_t *events; /* [[topic, object], ...] */
-	json_t *tokens; /* [[modem, token], ...]: SIM messages to delete once committed */
-	bool dispatch_wanted;
-
-	Job *jobs;
-	uint64_t next_job;
-	sd_event_source *dispatch_defer;
-	sd_event_source *timer;
-	sd_event_source *purge_timer;
-	sd_event_source *exit_check;
-	bool stopping;
-
-	/* Voice fallback: one call at a time, from a queue. */
-	Dialer *dialer;
-	VoiceCall *calls;          /* waiting, in order */
-	VoiceCall *call;           /* in progress */
-	ModemSlot *lent;           /* the modem lent to the call, given back afterwards */
-	sd_event_source *voice_timer;
-
-	/* Path self-tests. */
-	SelfTest *selftests;
-	sd_event_source *selftest_timer; /* the next round */
-	sd_event_source *selftest_check; /* the earliest deadline */
-	json_t *voice_checks;      /* [[alert, number], ...] to consider after the commit */
-};
+static void gateway_schedule(Gateway *g);
 
 /* ---- outbox: changes made this turn ---- */
 
-static int gateway_flush(sd_event_source *s, void *userdata);
-
-static int outbox_add(Gateway *g, json_t *change, Pending *pending)
+int outbox_add(Gateway *g, json_t *change, Pending *pending)
 {
 	size_t i = json_array_size(g->outbox);
 
@@ -224,42 +53,6 @@ static void reply_pending_error(Gateway *g, Pending *p, const char *code, const 
 
 	if (reply && p)
 		server_reply(g->server, &p->peer, reply);
-}
-
-/* Publishes changes outside the outbox: announcements, confirmations and the rejoin exchange,
- * which must flow while the outbox is held. They have no clients waiting (seq 0). */
-static int publish_control(Gateway *g, json_t *changes)
-{
-	_cleanup_(json_decrefp) json_t *payload = NULL;
-	_cleanup_free_ char *text = NULL;
-	int r;
-
-	if (!changes)
-		return -ENOMEM;
-	payload = json_pack("{s:i, s:I, s:s, s:o}", "v", PROTOCOL_VERSION, "seq", (json_int_t)0,
-			    "node", g->config->node_name, "changes", changes);
-	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
-	r = text ? replication_publish(g->replication, text, strlen(text)) : -ENOMEM;
-	if (r < 0)
-		log_error_errno(r, "Cannot publish to the cluster: %m");
-	return r;
-}
-
-/* One confirmation per origin and turn: "I have committed your payloads up to seq". */
-static void publish_confirmations(Gateway *g)
-{
-	const char *origin;
-	json_t *seq, *changes;
-
-	if (json_object_size(g->confirm_due) == 0)
-		return;
-	changes = json_array();
-	json_object_foreach(g->confirm_due, origin, seq)
-		json_array_append_new(changes,
-				      json_pack("{s:s, s:s, s:s, s:O}", "t", "confirm", "node",
-						g->config->node_name, "origin", origin, "seq", seq));
-	json_object_clear(g->confirm_due);
-	publish_control(g, changes);
 }
 
 /* Runs after the other sources of a loop turn: whatever was decided this turn leaves as one
@@ -313,14 +106,14 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 
 /* ---- events ---- */
 
-static void event_add(Gateway *g, const char *topic, json_t *object)
+void event_add(Gateway *g, const char *topic, json_t *object)
 {
 	if (!object)
 		return;
 	json_array_append_new(g->events, json_pack("[s, o]", topic, object));
 }
 
-static void events_publish(Gateway *g)
+void events_publish(Gateway *g)
 {
 	size_t i;
 	json_t *e;
@@ -338,7 +131,7 @@ static void events_publish(Gateway *g)
 
 /* ---- jobs ---- */
 
-static Job *job_find_delivery(Gateway *g, const char *alert_id, const char *number)
+Job *job_find_delivery(Gateway *g, const char *alert_id, const char *number)
 {
 	for (Job *j = g->jobs; j; j = j->next)
 		if (streq(j->alert_id, alert_id) && streq(j->number, number))
@@ -369,13 +162,13 @@ static void job_remove(Gateway *g, Job *job)
 
 /* ---- applying changes ---- */
 
-static const char *jstr(json_t *o, const char *k)
+const char *jstr(json_t *o, const char *k)
 {
 	const char *s = json_string_value(json_object_get(o, k));
 	return s ? s : "";
 }
 
-static uint64_t ju64(json_t *o, const char *k)
+uint64_t ju64(json_t *o, const char *k)
 {
 	json_int_t v = json_integer_value(json_object_get(o, k));
 	return v > 0 ? (uint64_t)v : 0;
@@ -393,13 +186,6 @@ static int string_vector(json_t *array, const char ***ret, size_t *ret_n)
 	*ret = v;
 	*ret_n = n;
 	return 0;
-}
-
-/* After the commit, see whether this recipient's SMS paths have all failed (voice_consider). */
-static void voice_check_later(Gateway *g, const char *alert_id, const char *number)
-{
-	if (g->dialer)
-		json_array_append_new(g->voice_checks, json_pack("[s, s]", alert_id, number));
 }
 
 static int apply_submit(Gateway *g, json_t *c, Pending *pending)
@@ -536,8 +322,6 @@ static int apply_expire(Gateway *g, json_t *c)
 	return 0;
 }
 
-static void voice_drop_alert(Gateway *g, const char *alert_id);
-
 static int apply_ack(Gateway *g, json_t *c, Pending *pending)
 {
 	const char *id = jstr(c, "id");
@@ -561,7 +345,7 @@ static int apply_ack(Gateway *g, json_t *c, Pending *pending)
 	return 0;
 }
 
-static ModemSlot *slot_by_name(Gateway *g, const char *name)
+ModemSlot *slot_by_name(Gateway *g, const char *name)
 {
 	for (size_t i = 0; i < g->n_modems; i++)
 		if (streq(g->modems[i].config->name, name))
@@ -592,8 +376,6 @@ static void confirm_tokens(Gateway *g)
 	}
 	json_array_clear(g->tokens);
 }
-
-static void selftest_arrived(Gateway *g, const InboxMessage *m);
 
 static int apply_sms_in(Gateway *g, json_t *c)
 {
@@ -656,277 +438,6 @@ static int apply_report(Gateway *g, json_t *c)
 	return 0;
 }
 
-/* ---- the cluster: announcements, confirmations, the rejoin exchange ---- */
-
-static void gateway_dispatch(Gateway *g);
-static void gateway_schedule(Gateway *g);
-static json_t *local_modems_json(Gateway *g);
-static void answer_batch(Gateway *g, PendingBatch *batch, int commit_result);
-static void takeover(Gateway *g, bool merged);
-
-static bool in_grace(const Gateway *g)
-{
-	return g->grace_until && now_monotonic_usec() < g->grace_until;
-}
-
-static bool member_online(const MemberNode *n)
-{
-	return n->self || (n->in_view && n->announced);
-}
-
-/* Whether this node may decide who sends what: not while the state exchange runs, and not
- * within the grace period while a node it has met is out of sight. That node may be alive and
- * sending (a restarted corosync sees itself alone at first; a rebooted node's store may be
- * behind what the peer sent meanwhile), so nothing is sent from a picture that may be stale. */
-static bool cluster_settled(const Gateway *g)
-{
-	if (g->syncing)
-		return false;
-	if (!in_grace(g))
-		return true;
-	for (size_t i = 0; i < g->members.n; i++)
-		if (!g->members.nodes[i].self && !g->members.nodes[i].in_view &&
-		    g->members.nodes[i].remembered)
-			return false;
-	return true;
-}
-
-static bool node_in_view(const Gateway *g, uint32_t nodeid)
-{
-	const ReplicationView *v = replication_get_view(g->replication);
-
-	for (size_t i = 0; nodeid && i < v->n_members; i++)
-		if (v->members[i].nodeid == nodeid)
-			return true;
-	return false;
-}
-
-static unsigned count_usable(json_t *modems)
-{
-	unsigned n = 0;
-	size_t i;
-	json_t *m;
-
-	json_array_foreach(modems, i, m)
-	{
-		const char *state = jstr(m, "state");
-
-		n += streq(state, "ok") || streq(state, "degraded");
-	}
-	return n;
-}
-
-static json_t *hello_change(Gateway *g)
-{
-	char fp[33];
-
-	config_fingerprint(g->config, fp);
-	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:b, s:o}", "t", "hello", "node",
-			 g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
-			 (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
-			 PROTOCOL_VERSION, "voice", g->dialer != NULL, "modems",
-			 local_modems_json(g));
-}
-
-static void node_event(Gateway *g, const char *topic, const MemberNode *n, const char *reason)
-{
-	event_add(g, topic,
-		  json_pack("{s:s, s:I, s:s?}", "node", n->name, "id", (json_int_t)n->nodeid,
-			    "reason", reason));
-}
-
-static int apply_hello(Gateway *g, json_t *c, uint32_t from_nodeid)
-{
-	const char *name = jstr(c, "node");
-	MemberNode *n = members_get(&g->members, name, true);
-	char fp[33];
-	bool was_online;
-
-	if (!n) {
-		log_warning("Ignoring node '%s': a bad name, or more than %d nodes", name,
-			    MEMBERS_MAX);
-		return 0;
-	}
-	if (n->self) {
-		if (from_nodeid != g->nodeid)
-			log_error("Corosync node %u calls itself '%s' too: node names must differ "
-				  "(gatewayd.conf [node] name)",
-				  from_nodeid, name);
-		return 0;
-	}
-	was_online = n->in_view && n->announced;
-	n->nodeid = from_nodeid;
-	n->in_view = node_in_view(g, from_nodeid);
-	n->announced = n->in_view;
-	n->remembered = true;
-	n->version = (unsigned)ju64(c, "version");
-	n->voice = json_is_true(json_object_get(c, "voice"));
-	n->clock_skew_usec = (int64_t)ju64(c, "at") - (int64_t)now_realtime_usec();
-	snprintf(n->fingerprint, sizeof(n->fingerprint), "%s", jstr(c, "fingerprint"));
-	json_decref(n->modems);
-	n->modems = json_incref(json_object_get(c, "modems"));
-	n->usable_modems = count_usable(n->modems);
-	n->last_seen = now_realtime_usec();
-	g->dispatch_wanted = true;
-
-	config_fingerprint(g->config, fp);
-	if (!was_online && n->announced) {
-		log_info("Node '%s' (corosync node %u) is with us: %u usable modem(s), its clock "
-			 "%+lld ms from ours",
-			 name, from_nodeid, n->usable_modems,
-			 (long long)(n->clock_skew_usec / (int64_t)USEC_PER_MSEC));
-		node_event(g, "node_joined", n, NULL);
-	}
-	if (!streq(fp, n->fingerprint))
-		log_warning("Node '%s' runs with other contacts, roles, escalation, dedupe or "
-			    "delivery settings than this node: keep gatewayd.conf alike on both",
-			    name);
-	if (n->clock_skew_usec > (int64_t)CLOCK_SKEW_WARN_USEC ||
-	    n->clock_skew_usec < -(int64_t)CLOCK_SKEW_WARN_USEC)
-		log_warning("The clock of node '%s' is %+.1f s from ours: run NTP on both nodes "
-			    "(deadlines come from the replicated timestamps)",
-			    name, (double)n->clock_skew_usec / USEC_PER_SEC);
-	return store_node_seen(g->store, name, from_nodeid, n->last_seen);
-}
-
-static int apply_health(Gateway *g, json_t *c)
-{
-	MemberNode *n = members_get(&g->members, jstr(c, "node"), false);
-
-	if (!n || n->self)
-		return 0;
-	json_decref(n->modems);
-	n->modems = json_incref(json_object_get(c, "modems"));
-	n->usable_modems = count_usable(n->modems);
-	g->dispatch_wanted = true; /* the owners of some deliveries changed */
-	return 0;
-}
-
-/* Answers the batches that no longer wait for anyone. */
-static void awaiting_answer_ready(Gateway *g)
-{
-	for (PendingBatch **p = &g->awaiting; *p;) {
-		PendingBatch *b = *p;
-
-		if (b->n_waiting == 0) {
-			*p = b->next;
-			answer_batch(g, b, 0);
-		} else
-			p = &b->next;
-	}
-}
-
-static void batch_unwait(PendingBatch *b, uint32_t nodeid)
-{
-	for (size_t i = 0; i < b->n_waiting; i++)
-		if (b->waiting[i] == nodeid) {
-			b->waiting[i] = b->waiting[--b->n_waiting];
-			return;
-		}
-}
-
-static int apply_confirm(Gateway *g, json_t *c, uint32_t from_nodeid)
-{
-	uint64_t seq = ju64(c, "seq");
-
-	if (!streq(jstr(c, "origin"), g->config->node_name))
-		return 0;
-	for (PendingBatch *b = g->awaiting; b; b = b->next)
-		if (b->seq <= seq)
-			batch_unwait(b, from_nodeid);
-	awaiting_answer_ready(g);
-	return 0;
-}
-
-static bool node_refused(const Gateway *g, uint32_t nodeid)
-{
-	for (size_t i = 0; i < g->n_refused; i++)
-		if (g->refused[i] == nodeid)
-			return true;
-	return false;
-}
-
-/* The other members of the view that speak our protocol. */
-static size_t view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX])
-{
-	const ReplicationView *v = replication_get_view(g->replication);
-	size_t n = 0;
-
-	for (size_t i = 0; i < v->n_members; i++) {
-		uint32_t id = v->members[i].nodeid;
-		bool dup = id == g->nodeid || node_refused(g, id);
-
-		for (size_t j = 0; j < n && !dup; j++)
-			dup = ret[j] == id;
-		if (!dup && n < MEMBERS_MAX)
-			ret[n++] = id;
-	}
-	return n;
-}
-
-static void sync_continue(Gateway *g);
-static void sync_finish(Gateway *g, const char *why);
-
-static int apply_merge(Gateway *g, json_t *c, bool from_self)
-{
-	const char *kind = jstr(c, "kind");
-	json_t *items = json_object_get(c, "items"), *item;
-	size_t i;
-	int r = 0, changed = 0;
-
-	if (from_self) {
-		/* Ours came back: the next chunk may go. */
-		if (g->syncing && ju64(c, "round") == g->sync_round) {
-			g->sync_sent += json_array_size(items);
-			g->sync_chunk_back = true;
-		}
-		return 0;
-	}
-	json_array_foreach(items, i, item)
-	{
-		if (streq(kind, "alerts"))
-			r = store_merge_alert(g->store, item);
-		else if (streq(kind, "dedupe"))
-			r = store_merge_dedupe(g->store, item);
-		else if (streq(kind, "inbox"))
-			r = store_merge_inbox(g->store, item);
-		if (r == -EINVAL) {
-			log_warning("Skipping a malformed %s record from node '%s'", kind,
-				    jstr(c, "node"));
-			continue;
-		}
-		if (r < 0)
-			return r;
-		changed += r;
-	}
-	g->sync_received += json_array_size(items);
-	if (changed)
-		g->dispatch_wanted = true;
-	if (g->syncing)
-		sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
-	return 0;
-}
-
-static int apply_synced(Gateway *g, json_t *c, uint32_t from_nodeid)
-{
-	if (!g->syncing)
-		return 0;
-	for (size_t i = 0; i < g->n_sync_waiting; i++)
-		if (g->sync_waiting[i] == from_nodeid) {
-			g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
-			break;
-		}
-	if (g->n_sync_waiting == 0)
-		sync_finish(g, NULL);
-	else
-		sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
-	return 0;
-}
-
-static int apply_call(Gateway *g, json_t *c);
-static void voice_run_checks(Gateway *g);
-static void voice_check_later(Gateway *g, const char *alert_id, const char *number);
-static int consider_one(const char *alert_id, const char *number, void *userdata);
 static int apply_change(Gateway *g, json_t *c, Pending *pending, uint32_t from_nodeid,
 			bool from_self)
 {
@@ -962,7 +473,7 @@ static int apply_change(Gateway *g, json_t *c, Pending *pending, uint32_t from_n
 	return 0;
 }
 
-static void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
+void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
 {
 	for (size_t i = 0; batch && i < batch->n; i++) {
 		Pending *p = batch->by_index[i];
@@ -994,9 +505,6 @@ static void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
 	free(batch);
 }
 
-static void gateway_schedule(Gateway *g);
-static void gateway_dispatch(Gateway *g);
-
 static void start_assigned_jobs(Gateway *g)
 {
 	for (Job *j = g->jobs, *next; j; j = next) {
@@ -1025,48 +533,7 @@ static void start_assigned_jobs(Gateway *g)
 	}
 }
 
-/* A payload from a node whose protocol this build does not speak is refused, loudly, once. */
-static bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
-			       const json_error_t *err)
-{
-	MemberNode *n;
-	json_int_t v;
-
-	if (!payload) {
-		log_error("Dropping a replicated payload of %zu bytes from corosync node %u: %s", len,
-			  from_nodeid, err->text);
-		return false;
-	}
-	v = json_integer_value(json_object_get(payload, "v"));
-	if (v == PROTOCOL_VERSION)
-		return true;
-	if (!node_refused(g, from_nodeid) && g->n_refused < MEMBERS_MAX) {
-		g->refused[g->n_refused++] = from_nodeid;
-		/* No confirmation and no "synced" will come from it. */
-		for (PendingBatch *b = g->awaiting; b; b = b->next)
-			batch_unwait(b, from_nodeid);
-		awaiting_answer_ready(g);
-		for (size_t i = 0; i < g->n_sync_waiting; i++)
-			if (g->sync_waiting[i] == from_nodeid) {
-				g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
-				if (g->n_sync_waiting == 0)
-					sync_finish(g, NULL);
-				break;
-			}
-	}
-	n = members_get(&g->members, jstr(payload, "node"), false);
-	if (!g->version_warned || !n || n->version != (unsigned)v) {
-		log_error("Refusing node '%s' (corosync node %u): it speaks protocol version %lld, "
-			  "this node version %d; run the same gatewayd release on both nodes",
-			  jstr(payload, "node"), from_nodeid, (long long)v, PROTOCOL_VERSION);
-		g->version_warned = true;
-		if (n)
-			n->version = (unsigned)v;
-	}
-	return false;
-}
-
-static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len)
+void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len)
 {
 	Gateway *g = userdata;
 	_cleanup_(json_decrefp) json_t *payload = NULL;
@@ -1149,295 +616,9 @@ static void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, s
 	gateway_schedule(g);
 }
 
-static void sync_continue(Gateway *g)
-{
-	_cleanup_(json_decrefp) json_t *items = NULL;
-	const char *kind = NULL;
-	char *key_cursor = NULL;
-	int n = 0;
-
-	while (g->syncing && g->sync_stage != SYNC_DONE) {
-		json_decref(TAKE_PTR(items));
-		switch (g->sync_stage) {
-		case SYNC_ALERTS:
-			kind = "alerts";
-			n = store_export_alerts(g->store, g->sync_alert_cursor, SYNC_CHUNK_BYTES,
-						&items, g->sync_alert_cursor);
-			break;
-		case SYNC_DEDUPE:
-			kind = "dedupe";
-			n = store_export_dedupe(g->store, g->sync_key_cursor ? g->sync_key_cursor : "",
-						SYNC_CHUNK_BYTES, &items, &key_cursor);
-			break;
-		case SYNC_INBOX:
-			kind = "inbox";
-			n = store_export_inbox(g->store, g->sync_key_cursor ? g->sync_key_cursor : "",
-					       SYNC_CHUNK_BYTES, &items, &key_cursor);
-			break;
-		case SYNC_DONE:
-			break;
-		}
-		if (key_cursor) {
-			free(g->sync_key_cursor);
-			g->sync_key_cursor = TAKE_PTR(key_cursor);
-		}
-		if (n < 0) {
-			log_error_errno(n, "Cannot read the %s to send to the cluster: %m", kind);
-			n = 0; /* what could not be read is not sent; the exchange still ends */
-		}
-		if (n > 0)
-			break;
-		g->sync_stage++;
-		g->sync_key_cursor = mfree(g->sync_key_cursor);
-	}
-	if (!g->syncing)
-		return;
-	if (g->sync_stage == SYNC_DONE) {
-		publish_control(g, json_pack("[{s:s, s:s, s:I, s:I}]", "t", "synced", "node",
-					     g->config->node_name, "round", (json_int_t)g->sync_round,
-					     "records", (json_int_t)g->sync_sent));
-		return;
-	}
-	publish_control(g, json_pack("[{s:s, s:s, s:I, s:s, s:O}]", "t", "merge", "node",
-				     g->config->node_name, "round", (json_int_t)g->sync_round, "kind",
-				     kind, "items", items));
-}
-
-/* A newcomer is in the view: everyone sends what it has, then "synced". */
-static void sync_start(Gateway *g)
-{
-	const ReplicationView *v = replication_get_view(g->replication);
-
-	g->syncing = true;
-	g->sync_round++;
-	g->sync_stage = SYNC_ALERTS;
-	g->sync_alert_cursor[0] = 0;
-	g->sync_key_cursor = mfree(g->sync_key_cursor);
-	g->sync_sent = g->sync_received = 0;
-	g->sync_chunk_back = false;
-	g->n_sync_waiting = 0;
-	for (size_t i = 0; i < v->n_members && g->n_sync_waiting < MEMBERS_MAX; i++) {
-		bool dup = node_refused(g, v->members[i].nodeid);
-
-		for (size_t j = 0; j < g->n_sync_waiting; j++)
-			dup |= g->sync_waiting[j] == v->members[i].nodeid;
-		if (!dup)
-			g->sync_waiting[g->n_sync_waiting++] = v->members[i].nodeid;
-	}
-	log_info("A node joined the view (%zu member(s)): exchanging state before anyone sends",
-		 v->n_members);
-	sd_notify(0, "STATUS=Exchanging state with the cluster");
-	publish_control(g, json_pack("[o]", hello_change(g)));
-	sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
-	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_ONESHOT);
-	sync_continue(g);
-}
-
-static void sync_finish(Gateway *g, const char *why)
-{
-	if (!g->syncing)
-		return;
-	g->syncing = false;
-	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_OFF);
-	if (why)
-		log_warning("Ending the state exchange: %s", why);
-	else
-		log_info("In step with the cluster: sent %llu record(s), received %llu",
-			 (unsigned long long)g->sync_sent, (unsigned long long)g->sync_received);
-	sd_notify(0, "STATUS=Serving");
-	takeover(g, true);
-	g->dispatch_wanted = true;
-	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
-}
-
-static int on_sync_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-	sync_finish(userdata, "no word from the other node(s) for 15 s");
-	return 0;
-}
-
-/* A delivery left "sending" on node/modem with nobody sending it goes back to the queue as a
- * failed attempt of that modem, to be tried again at once (by whoever owns it now). */
-static int requeue(Gateway *g, const char *alert_id, const char *number, const char *node,
-		   const char *modem, const char *why)
-{
-	return outbox_add(g,
-			  json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}", "t",
-				    "result", "id", alert_id, "to", number, "node", node, "modem",
-				    modem, "at", (json_int_t)now_realtime_usec(), "ok", 0,
-				    "permanent", 0, "retry_now", 1, "error", why),
-			  NULL);
-}
-
-static int takeover_one(const char *alert_id, const char *number, const char *modem,
-			void *userdata)
-{
-	Gateway *g = userdata;
-	const char *node = g->takeover_node;
-
-	if (streq(node, g->config->node_name)) {
-		/* Ours by the merged history, but no modem here has it: an older assignment. */
-		if (job_find_delivery(g, alert_id, number))
-			return 0;
-		return requeue(g, alert_id, number, node, modem,
-			       "not in hand here after the histories merged");
-	}
-	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
-		"Taking over the send to %s that node '%s' had in hand", number, node);
-	return requeue(g, alert_id, number, node, modem,
-		       "its node left the cluster before reporting");
-}
-
-/* Deliveries that an absent node had in hand go back to the queue, to be sent by whoever owns
- * them now; its queued ones change owner by themselves (members_owner()). Within the grace
- * period after this node (re)connected, absent nodes are left alone: they may be alive. After
- * a state exchange, so do this node's own "sending" deliveries that no modem here has. */
-static void takeover(Gateway *g, bool merged)
-{
-	if (g->stopping || !cluster_settled(g))
-		return;
-	for (size_t i = 0; i < g->members.n; i++) {
-		MemberNode *n = &g->members.nodes[i];
-
-		if (n->self ? !merged : n->in_view)
-			continue;
-		g->takeover_node = n->name;
-		store_sending_on_node(g->store, n->name, takeover_one, g);
-		g->takeover_node = NULL;
-	}
-}
-
-static void on_view(void *userdata, const ReplicationMember *members, size_t n_members)
-{
-	Gateway *g = userdata;
-	const ReplicationView *v = replication_get_view(g->replication);
-	uint32_t ids[MEMBERS_MAX];
-	size_t n_ids = 0;
-	bool newcomer = false;
-
-	for (size_t i = 0; i < n_members; i++) {
-		bool dup = false;
-
-		for (size_t j = 0; j < n_ids; j++)
-			dup |= ids[j] == members[i].nodeid;
-		if (!dup && n_ids < MEMBERS_MAX)
-			ids[n_ids++] = members[i].nodeid;
-		if (members[i].nodeid != g->nodeid &&
-		    (members[i].reason == REPLICATION_REASON_JOIN ||
-		     members[i].reason == REPLICATION_REASON_NODEUP))
-			newcomer = true;
-	}
-	for (size_t i = 0; i < v->n_left; i++) {
-		MemberNode *n = members_by_nodeid(&g->members, v->left[i].nodeid);
-		bool still = false;
-
-		for (size_t j = 0; j < n_ids; j++)
-			still |= ids[j] == v->left[i].nodeid;
-		if (n && !n->self && !still) {
-			log_warning("Node '%s' left the cluster (%s)", n->name,
-				    replication_reason_to_string(v->left[i].reason));
-			node_event(g, "node_left", n,
-				   replication_reason_to_string(v->left[i].reason));
-		}
-	}
-	events_publish(g);
-	members_set_view(&g->members, ids, n_ids);
-	for (size_t i = 0; i < g->n_refused;) {
-		bool in = false;
-
-		for (size_t j = 0; j < n_ids; j++)
-			in |= ids[j] == g->refused[i];
-		if (in)
-			i++;
-		else
-			g->refused[i] = g->refused[--g->n_refused];
-	}
-	log_info("Cluster view: %zu member(s)%s", n_members,
-		 v->connected ? "" : " (the local corosync is unreachable)");
-
-	/* Confirmations are no longer awaited from those who left. */
-	for (PendingBatch *b = g->awaiting; b; b = b->next)
-		for (size_t i = 0; i < b->n_waiting;) {
-			bool in = false;
-
-			for (size_t j = 0; j < n_ids; j++)
-				in |= ids[j] == b->waiting[i];
-			if (in)
-				i++;
-			else
-				b->waiting[i] = b->waiting[--b->n_waiting];
-		}
-	awaiting_answer_ready(g);
-
-	if (v->connected && n_ids > 1 && newcomer)
-		sync_start(g);
-	else if (g->syncing) {
-		for (size_t i = 0; i < g->n_sync_waiting;) {
-			bool in = false;
-
-			for (size_t j = 0; j < n_ids; j++)
-				in |= ids[j] == g->sync_waiting[i];
-			if (in)
-				i++;
-			else
-				g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
-		}
-		if (g->n_sync_waiting == 0 || n_ids <= 1)
-			sync_finish(g, NULL);
-	}
-	takeover(g, false);
-	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
-}
-
-static void grace_restart(Gateway *g)
-{
-	if (!replication_is_clustered(g->replication) || g->config->peer_grace == 0)
-		return;
-	g->grace_until = now_monotonic_usec() + g->config->peer_grace * USEC_PER_SEC;
-	sd_event_source_set_time(g->grace_timer, g->grace_until);
-	sd_event_source_set_enabled(g->grace_timer, SD_EVENT_ONESHOT);
-}
-
-static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-	Gateway *g = userdata;
-
-	for (size_t i = 0; i < g->members.n; i++)
-		if (!g->members.nodes[i].self && !g->members.nodes[i].in_view)
-			log_notice("Node '%s' stayed away for the %u s grace period: taking over its "
-				   "deliveries",
-				   g->members.nodes[i].name, g->config->peer_grace);
-	takeover(g, false);
-	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
-	return 0;
-}
-
-static void on_connection(void *userdata, bool connected)
-{
-	Gateway *g = userdata;
-	MemberNode *self = members_self(&g->members);
-
-	if (connected) {
-		g->nodeid = replication_nodeid(g->replication);
-		if (self)
-			self->nodeid = g->nodeid;
-		log_info("Joined the cluster group '%s' as corosync node %u",
-			 g->config->cluster_group, g->nodeid);
-	} else
-		log_warning("Lost the local corosync: accepting and delivering alone until it is "
-			    "back");
-	/* A restarted corosync first sees itself alone: do not take a live peer's work. */
-	grace_restart(g);
-}
-
-static void on_quorum(void *userdata, bool quorate)
-{
-	log_info("Quorum %s", quorate ? "regained" : "lost");
-}
-
 /* ---- dispatch ---- */
 
-static bool modem_usable(const ModemSlot *slot)
+bool modem_usable(const ModemSlot *slot)
 {
 	return slot->status.state == MODEM_STATE_OK || slot->status.state == MODEM_STATE_DEGRADED;
 }
@@ -1540,8 +721,6 @@ static void gateway_dispatch(Gateway *g)
 			     dispatch_one, g);
 }
 
-static void selftest_pump(Gateway *g);
-
 static int on_dispatch_defer(sd_event_source *s, void *userdata)
 {
 	selftest_pump(userdata); /* a self-test waiting for its modem goes before new work */
@@ -1608,7 +787,7 @@ static int on_purge(sd_event_source *s, uint64_t usec, void *userdata)
 
 /* This node's modems as the cluster sees them: recounted for ownership, and announced to the
  * other nodes whenever one changes state. */
-static void self_health_changed(Gateway *g)
+void self_health_changed(Gateway *g)
 {
 	MemberNode *self = members_self(&g->members);
 	unsigned usable = 0;
@@ -1686,8 +865,6 @@ static int modem_message(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 	return outbox_add(g, c, NULL);
 }
 
-static bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
-
 static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 {
 	Job *job;
@@ -1750,7 +927,7 @@ static int on_modem_fd(sd_event_source *s, int fd, uint32_t revents, void *userd
 }
 
 /* Creates and starts the Modem of slot i (again, after it was lent to a voice call). */
-static int modem_slot_start(Gateway *g, size_t i)
+int modem_slot_start(Gateway *g, size_t i)
 {
 	ModemSlot *slot = &g->modems[i];
 	const ModemConfig *mc = slot->config;
@@ -1808,543 +985,6 @@ static int gateway_start_modems(Gateway *g)
 		if (r < 0)
 			return r;
 	}
-	return 0;
-}
-
-/* ---- voice fallback ---- */
-
-static int apply_call(Gateway *g, json_t *c)
-{
-	CallRecord rec = {
-		.alert_id = jstr(c, "id"),
-		.number = jstr(c, "number"),
-		.node = jstr(c, "node"),
-		.modem = jstr(c, "modem"),
-		.at = ju64(c, "at"),
-		.outcome = jstr(c, "outcome"),
-		.duration_sec = ju64(c, "duration"),
-		.error = json_string_value(json_object_get(c, "error")),
-		.dtmf_ack = json_is_true(json_object_get(c, "dtmf_ack")),
-	};
-	char at[RFC3339_MAX];
-	int r;
-
-	r = store_call_insert(g->store, &rec);
-	if (r <= 0)
-		return r;
-	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = rec.alert_id, .modem = rec.modem}),
-		"Voice call to %s: %s%s%s", rec.number, rec.outcome, rec.error ? " — " : "",
-		rec.error ? rec.error : "");
-	event_add(g, "voice_call",
-		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", rec.alert_id,
-			    "number", rec.number, "node", rec.node, "modem", rec.modem, "at",
-			    format_rfc3339(rec.at, at), "outcome", rec.outcome, "duration",
-			    (json_int_t)rec.duration_sec, "acknowledged", rec.dtmf_ack));
-	return 0;
-}
-
-static void voice_next(Gateway *g);
-
-/* An acknowledged alert needs no more calls. */
-static void voice_drop_alert(Gateway *g, const char *alert_id)
-{
-	for (VoiceCall **p = &g->calls; *p;) {
-		VoiceCall *v = *p;
-
-		if (streq(v->alert_id, alert_id)) {
-			*p = v->next;
-			free(v);
-		} else
-			p = &v->next;
-	}
-}
-
-static bool voice_queued(Gateway *g, const char *alert_id, const char *number)
-{
-	if (g->call && streq(g->call->alert_id, alert_id) && streq(g->call->number, number))
-		return true;
-	for (VoiceCall *v = g->calls; v; v = v->next)
-		if (streq(v->alert_id, alert_id) && streq(v->number, number))
-			return true;
-	return false;
-}
-
-static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
-			  const char *recipient, bool center, unsigned attempt, uint64_t not_before)
-{
-	VoiceCall *v = calloc(1, sizeof(*v)), **tail;
-
-	if (!v) {
-		log_error("Out of memory: no voice call to %s", number);
-		return;
-	}
-	snprintf(v->alert_id, sizeof(v->alert_id), "%s", alert_id);
-	snprintf(v->number, sizeof(v->number), "%s", number);
-	snprintf(v->recipient, sizeof(v->recipient), "%s", recipient);
-	v->contact_center = center;
-	v->attempt = attempt;
-	v->not_before = not_before;
-	for (tail = &g->calls; *tail; tail = &(*tail)->next)
-		;
-	*tail = v;
-}
-
-/* Counts the usable modems of one node and how many of them have failed this delivery. */
-static int voice_paths(Gateway *g, const char *alert_id, const char *number, const char *node,
-		       json_t *modems, VoiceCandidate *ret, size_t *usable, size_t *failed)
-{
-	size_t i;
-	json_t *m;
-	int r;
-
-	*ret = (VoiceCandidate){.node = node};
-	r = store_voice_candidate(g->store, alert_id, number, ret);
-	if (r < 0)
-		return r;
-	json_array_foreach(modems, i, m)
-	{
-		const char *state = jstr(m, "state"), *name = jstr(m, "name");
-
-		if (!streq(state, "ok") && !streq(state, "degraded"))
-			continue;
-		(*usable)++;
-		for (size_t j = 0; j < ret->n_failed_modems; j++)
-			if (streq(ret->failed_modems[j], name)) {
-				(*failed)++;
-				break;
-			}
-	}
-	return 0;
-}
-
-/* A critical, unacknowledged delivery whose SMS paths have all failed: every usable modem of
- * every online node has made an attempt that ended in error, or no modem is usable at all.
- * Then the recipient is called, and after them the contact center — by one node only, the
- * dialer members_dialer() picks, so that a cluster does not ring the engineer twice. */
-static void voice_consider(Gateway *g, const char *alert_id, const char *number)
-{
-	VoiceCandidate v = {0};
-	size_t usable = 0, failed = 0;
-	const char *dialer;
-
-	if (!g->dialer || g->stopping || voice_queued(g, alert_id, number))
-		return;
-	dialer = members_dialer(&g->members, alert_id, number, true);
-	if (!dialer || !streq(dialer, g->config->node_name))
-		return;
-	for (size_t i = 0; i < g->members.n; i++) {
-		MemberNode *n = &g->members.nodes[i];
-		_cleanup_(json_decrefp) json_t *modems = NULL;
-
-		if (!member_online(n))
-			continue;
-		modems = n->self ? local_modems_json(g) : json_incref(n->modems);
-		if (voice_paths(g, alert_id, number, n->name, modems, &v, &usable, &failed) < 0)
-			return;
-	}
-	if (!v.critical || v.acknowledged || v.copy || v.calls > 0 ||
-	    v.state == DELIVERY_SENT || v.state == DELIVERY_DELIVERED)
-		return;
-	if (usable > 0 && failed < usable)
-		return;
-	log_ctx(LOG_WARNING, &((LogContext){.alert_id = alert_id}),
-		"Every SMS path to %s failed: calling", number);
-	voice_enqueue(g, alert_id, number, number, false, 0, 0);
-	if (g->config->voice_contact_center &&
-	    !voice_queued(g, alert_id, g->config->voice_contact_center))
-		voice_enqueue(g, alert_id, g->config->voice_contact_center, number, true, 0, 0);
-	voice_next(g);
-}
-
-static void voice_run_checks(Gateway *g)
-{
-	size_t i;
-	json_t *c;
-
-	json_array_foreach(g->voice_checks, i, c)
-		voice_consider(g, json_string_value(json_array_get(c, 0)),
-			       json_string_value(json_array_get(c, 1)));
-	json_array_clear(g->voice_checks);
-}
-
-static int consider_one(const char *alert_id, const char *number, void *userdata)
-{
-	voice_check_later(userdata, alert_id, number);
-	return 0;
-}
-
-static int on_voice_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-	voice_next(userdata);
-	return 0;
-}
-
-static int modem_slot_start(Gateway *g, size_t i);
-
-/* The modem named by [voice] modem is lent to the dialer only while idle; it is stopped (its
- * worker gone, its port closed) and started afresh after the call. */
-static int voice_borrow(Gateway *g)
-{
-	ModemSlot *slot;
-
-	if (!g->config->voice_modem)
-		return 0;
-	slot = slot_by_name(g, g->config->voice_modem);
-	if (!slot || !slot->modem)
-		return 0;
-	if (slot->inflight > 0)
-		return -EBUSY;
-	slot->io = sd_event_source_disable_unref(slot->io);
-	slot->modem = modem_free(slot->modem);
-	slot->status.state = MODEM_STATE_ABSENT;
-	snprintf(slot->status.reason, sizeof(slot->status.reason), "lent to a voice call");
-	g->lent = slot;
-	self_health_changed(g);
-	return 0;
-}
-
-static void voice_give_back(Gateway *g)
-{
-	if (!g->lent)
-		return;
-	modem_slot_start(g, (size_t)(g->lent - g->modems));
-	g->lent = NULL;
-}
-
-static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata)
-{
-	Gateway *g = userdata;
-	VoiceCall *v = g->call;
-	const char *outcome = call_outcome_to_string(rep->outcome);
-	json_t *c;
-
-	g->call = NULL;
-	voice_give_back(g);
-	if (!v)
-		return;
-	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:s?, s:b}", "t", "call", "id",
-		      v->alert_id, "number", v->number, "node", g->config->node_name, "modem",
-		      g->config->voice_modem ? g->config->voice_modem : "voice", "at",
-		      (json_int_t)rep->started_at, "outcome", outcome, "duration",
-		      (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
-		      rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
-		      rep->acknowledged_by_dtmf);
-	outbox_add(g, c, NULL);
-	if (rep->acknowledged_by_dtmf) {
-		voice_drop_alert(g, v->alert_id);
-		outbox_add(g,
-			   json_pack("{s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", v->alert_id, "by",
-				     v->number, "via", "voice", "at",
-				     (json_int_t)now_realtime_usec()),
-			   NULL);
-	} else if ((rep->outcome == CALL_BUSY || rep->outcome == CALL_NO_ANSWER ||
-		  rep->outcome == CALL_FAILED) &&
-		 v->attempt < g->config->voice_retries)
-		/* An answered call is not an acknowledgment, but a line that did not answer is
-		 * tried again, with backoff, while the alert stays unacknowledged. */
-		voice_enqueue(g, v->alert_id, v->number, v->recipient, v->contact_center,
-			      v->attempt + 1,
-			      now_realtime_usec() + ((uint64_t)g->config->voice_retry_delay
-						     << v->attempt) * USEC_PER_SEC);
-	free(v);
-	voice_next(g);
-}
-
-static void voice_next(Gateway *g)
-{
-	uint64_t now = now_realtime_usec(), wake = 0;
-	VoiceCandidate cand = {.node = g->config->node_name};
-	VoiceCall **p;
-	int r;
-
-	if (!g->dialer || g->call || g->stopping)
-		return;
-	for (p = &g->calls; *p;) {
-		VoiceCall *v = *p;
-		DialerOptions opt = {
-			.ring_timeout_usec = g->config->voice_ring_timeout * USEC_PER_SEC,
-			.hold_usec = g->config->voice_hold * USEC_PER_SEC,
-			.alert_id = v->alert_id,
-		};
-
-		if (v->not_before > now) {
-			if (!wake || v->not_before < wake)
-				wake = v->not_before;
-			p = &v->next;
-			continue;
-		}
-		/* Acknowledged meanwhile, or the SMS got through after all: no call. */
-		if (store_voice_candidate(g->store, v->alert_id, v->recipient, &cand) == 0 &&
-		    (cand.acknowledged || cand.state == DELIVERY_SENT ||
-		     cand.state == DELIVERY_DELIVERED)) {
-			*p = v->next;
-			free(v);
-			continue;
-		}
-		if (voice_borrow(g) < 0) {
-			wake = now + USEC_PER_SEC; /* the modem is busy sending: soon */
-			break;
-		}
-		*p = v->next;
-		g->call = v;
-		r = dialer_call(g->dialer, v->number, &opt, on_call_done, g);
-		if (r < 0) {
-			log_error_errno(r, "Cannot start a voice call to %s: %m", v->number);
-			g->call = NULL;
-			voice_give_back(g);
-			free(v);
-			continue;
-		}
-		return;
-	}
-	if (wake) {
-		sd_event_source_set_time(g->voice_timer, wake);
-		sd_event_source_set_enabled(g->voice_timer, SD_EVENT_ONESHOT);
-	}
-}
-
-static int voice_start(Gateway *g)
-{
-	const char *device = g->config->voice_device;
-	const ModemConfig *mc;
-	int r;
-
-	if (g->config->voice_modem) {
-		mc = config_find_modem(g->config, g->config->voice_modem);
-		device = mc ? mc->device : NULL;
-	}
-	if (!device)
-		return 0;
-	r = dialer_new(g->event, device, g->config->voice_modem ? g->config->voice_modem : "voice",
-		       &g->dialer);
-	if (r < 0)
-		return log_error_errno(r, "Cannot set up voice dial-out on '%s': %m", device);
-	r = sd_event_add_time(g->event, &g->voice_timer, CLOCK_REALTIME, 0, USEC_PER_MSEC,
-			      on_voice_timer, g);
-	if (r < 0)
-		return r;
-	sd_event_source_set_enabled(g->voice_timer, SD_EVENT_OFF);
-	/* Critical alerts left open by a restart are looked at again. */
-	store_open_critical(g->store, consider_one, g);
-	log_info("Voice fallback dials out on %s", device);
-	return 0;
-}
-
-/* ---- path self-test ---- */
-
-/* Every [selftest] interval, each modem of this node sends a short SMS to the SIM of each
- * modem of the other node(s) that has a number (`number =` in its section): the only numbers
- * a test SMS ever goes to, so no human gets one. The receiving modem's inbox replicates it like
- * any SMS; when it comes back here the path is proven. One that does not arrive within
- * [selftest] timeout marks the sending modem degraded with the reason, and publishes path_down,
- * so that a dead SIM or an expired prepaid card is found before an alarm needs it. */
-
-static void selftest_arm_check(Gateway *g)
-{
-	uint64_t next = 0;
-
-	for (SelfTest *t = g->selftests; t; t = t->next)
-		if (t->deadline && (!next || t->deadline < next))
-			next = t->deadline;
-	if (!next) {
-		sd_event_source_set_enabled(g->selftest_check, SD_EVENT_OFF);
-		return;
-	}
-	sd_event_source_set_time(g->selftest_check, next);
-	sd_event_source_set_enabled(g->selftest_check, SD_EVENT_ONESHOT);
-}
-
-static void selftest_remove(Gateway *g, SelfTest *t)
-{
-	for (SelfTest **p = &g->selftests; *p; p = &(*p)->next)
-		if (*p == t) {
-			*p = t->next;
-			break;
-		}
-	free(t);
-	selftest_arm_check(g);
-}
-
-static void path_set(Gateway *g, ModemSlot *slot, const char *problem)
-{
-	if (streq(slot->path_problem, problem ? problem : ""))
-		return;
-	snprintf(slot->path_problem, sizeof(slot->path_problem), "%s", problem ? problem : "");
-	self_health_changed(g);
-}
-
-static void selftest_failed(Gateway *g, SelfTest *t, const char *why)
-{
-	ModemSlot *slot = &g->modems[t->modem];
-	char problem[sizeof(slot->path_problem)];
-
-	snprintf(problem, sizeof(problem), "self-test SMS to %.32s/%.32s %.80s", t->to_node,
-		 t->to_modem, why);
-	log_ctx(LOG_WARNING, &((LogContext){.modem = slot->config->name}), "Path down: %s",
-		problem);
-	event_add(g, "path_down",
-		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "node", g->config->node_name,
-			    "modem", slot->config->name, "to_node", t->to_node, "to_modem",
-			    t->to_modem, "number", t->number, "reason", problem));
-	events_publish(g);
-	path_set(g, slot, problem);
-	selftest_remove(g, t);
-}
-
-static void selftest_arrived(Gateway *g, const InboxMessage *m)
-{
-	const char *token = strrchr(m->text, ' ');
-
-	for (SelfTest *t = g->selftests; token && t; t = t->next)
-		if (streq(t->token, token + 1)) {
-			ModemSlot *slot = &g->modems[t->modem];
-
-			log_ctx(LOG_INFO, &((LogContext){.modem = slot->config->name}),
-				"Path self-test to %s/%s passed", t->to_node, t->to_modem);
-			path_set(g, slot, NULL);
-			selftest_remove(g, t);
-			return;
-		}
-}
-
-/* Starts the self-tests waiting for their modem, on modems with nothing in flight. */
-static void selftest_pump(Gateway *g)
-{
-	for (SelfTest *t = g->selftests, *next; t; t = next) {
-		ModemSlot *slot = &g->modems[t->modem];
-		char text[128];
-		int r;
-
-		next = t->next;
-		if (t->job || g->stopping || !slot->modem || !modem_usable(slot) ||
-		    slot->inflight >= MODEM_INFLIGHT)
-			continue;
-		snprintf(text, sizeof(text), SELFTEST_PREFIX "%s/%s to %s/%s %s",
-			 g->config->node_name, slot->config->name, t->to_node, t->to_modem,
-			 t->token);
-		t->job = ++g->next_job;
-		r = modem_send(slot->modem, t->job, t->number, text);
-		if (r < 0) {
-			selftest_failed(g, t, "could not be handed to the modem");
-			continue;
-		}
-		slot->inflight++;
-	}
-}
-
-static bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
-{
-	for (SelfTest *t = g->selftests; t; t = t->next) {
-		if (t->job != ev->job)
-			continue;
-		if (slot->inflight > 0)
-			slot->inflight--;
-		sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
-		if (ev->result < 0) {
-			char why[160];
-
-			snprintf(why, sizeof(why), "could not be sent: %.100s",
-				 ev->error[0] ? ev->error : "send failed");
-			selftest_failed(g, t, why);
-		} else {
-			t->deadline = now_monotonic_usec() +
-				      g->config->selftest_timeout * USEC_PER_SEC;
-			selftest_arm_check(g);
-		}
-		return true;
-	}
-	return false;
-}
-
-static int on_selftest_check(sd_event_source *s, uint64_t usec, void *userdata)
-{
-	Gateway *g = userdata;
-	uint64_t now = now_monotonic_usec();
-	char why[64];
-
-	snprintf(why, sizeof(why), "did not arrive within %u s", g->config->selftest_timeout);
-	for (SelfTest *t = g->selftests, *next; t; t = next) {
-		next = t->next;
-		if (t->deadline && t->deadline <= now)
-			selftest_failed(g, t, why);
-	}
-	selftest_arm_check(g);
-	return 0;
-}
-
-static void selftest_add(Gateway *g, size_t modem, const MemberNode *n, json_t *target)
-{
-	SelfTest *t;
-	char id[ID_HEX_LEN + 1];
-
-	for (t = g->selftests; t; t = t->next)
-		if (t->modem == modem && streq(t->to_node, n->name) &&
-		    streq(t->to_modem, jstr(target, "name")))
-			return; /* the previous one is still under way */
-	t = calloc(1, sizeof(*t));
-	if (!t || id_random(id) < 0) {
-		free(t);
-		return;
-	}
-	snprintf(t->token, sizeof(t->token), "%.16s", id);
-	t->modem = modem;
-	snprintf(t->to_node, sizeof(t->to_node), "%s", n->name);
-	snprintf(t->to_modem, sizeof(t->to_modem), "%s", jstr(target, "name"));
-	snprintf(t->number, sizeof(t->number), "%s", jstr(target, "number"));
-	t->next = g->selftests;
-	g->selftests = t;
-}
-
-static int on_selftest_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-	Gateway *g = userdata;
-
-	sd_event_source_set_time_relative(s, g->config->selftest_interval * USEC_PER_SEC);
-	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-	if (g->stopping || !cluster_settled(g))
-		return 0;
-	for (size_t i = 0; i < g->members.n; i++) {
-		const MemberNode *n = &g->members.nodes[i];
-		size_t j;
-		json_t *target;
-
-		if (n->self || !member_online(n))
-			continue;
-		json_array_foreach(n->modems, j, target)
-		{
-			const char *state = jstr(target, "state");
-
-			/* A target that is down would fail our modem for the peer's fault. */
-			if (!*jstr(target, "number") ||
-			    (!streq(state, "ok") && !streq(state, "degraded")))
-				continue;
-			for (size_t m = 0; m < g->n_modems; m++)
-				if (modem_usable(&g->modems[m]))
-					selftest_add(g, m, n, target);
-		}
-	}
-	selftest_pump(g);
-	return 0;
-}
-
-static int selftest_start(Gateway *g)
-{
-	unsigned first;
-	int r;
-
-	if (!replication_is_clustered(g->replication) || g->config->selftest_interval == 0)
-		return 0;
-	/* The first round soon after start (the peer's modems must be known), then each interval. */
-	first = MIN(g->config->selftest_interval, 300u);
-	r = sd_event_add_time_relative(g->event, &g->selftest_timer, CLOCK_MONOTONIC,
-				       first * USEC_PER_SEC, USEC_PER_SEC, on_selftest_timer, g);
-	if (r < 0)
-		return r;
-	r = sd_event_add_time(g->event, &g->selftest_check, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
-			      on_selftest_check, g);
-	if (r < 0)
-		return r;
-	sd_event_source_set_enabled(g->selftest_check, SD_EVENT_OFF);
 	return 0;
 }
 
@@ -2530,7 +1170,7 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 }
 
 /* This node's modems as status objects (also announced to the other nodes). */
-static json_t *local_modems_json(Gateway *g)
+json_t *local_modems_json(Gateway *g)
 {
 	json_t *modems = json_array();
 
@@ -2568,74 +1208,6 @@ static json_t *local_modems_json(Gateway *g)
 		json_array_append_new(modems, m);
 	}
 	return modems ? modems : json_array();
-}
-
-/* The cluster part of status: the nodes, and what an operator should look at. */
-static json_t *cluster_json(Gateway *g, json_t *modems)
-{
-	bool clustered = replication_is_clustered(g->replication);
-	json_t *members = json_array(), *warnings = json_array();
-	char fp[33];
-
-	config_fingerprint(g->config, fp);
-	for (size_t i = 0; i < g->members.n; i++) {
-		const MemberNode *n = &g->members.nodes[i];
-		uint64_t seen = n->self || member_online(n) ? now_realtime_usec() : n->last_seen;
-		char at[RFC3339_MAX];
-		size_t j;
-		json_t *m;
-
-		json_array_append_new(
-			members, json_pack("{s:s, s:I, s:b, s:b, s:s?}", "name", n->name, "id",
-					   (json_int_t)(n->self ? g->nodeid : n->nodeid), "online",
-					   member_online(n), "self", n->self, "last_seen",
-					   seen ? format_rfc3339(seen, at) : NULL));
-		if (n->self)
-			continue;
-		/* The other node's modems, as it last announced them. */
-		json_array_foreach(n->modems, j, m)
-		{
-			json_t *copy = json_deep_copy(m);
-
-			if (copy && !member_online(n)) {
-				char reason[96];
-
-				snprintf(reason, sizeof(reason), "node %s is offline", n->name);
-				json_object_set_new(copy, "state", json_string("absent"));
-				json_object_set_new(copy, "reason", json_string(reason));
-			}
-			json_array_append_new(modems, copy);
-		}
-		if (!member_online(n)) {
-			if (n->remembered)
-				json_array_append_new(
-					warnings, json_sprintf("node %s is offline", n->name));
-			continue;
-		}
-		if (!streq(fp, n->fingerprint))
-			json_array_append_new(
-				warnings,
-				json_sprintf("node %s runs with other contacts, roles, escalation, "
-					     "dedupe or delivery settings",
-					     n->name));
-		if (n->clock_skew_usec > (int64_t)CLOCK_SKEW_WARN_USEC ||
-		    n->clock_skew_usec < -(int64_t)CLOCK_SKEW_WARN_USEC)
-			json_array_append_new(
-				warnings, json_sprintf("the clock of node %s is %+.1f s from ours",
-						       n->name, (double)n->clock_skew_usec /
-									USEC_PER_SEC));
-	}
-	if (clustered && !replication_is_connected(g->replication))
-		json_array_append_new(warnings,
-				      json_string("the local corosync is unreachable: working alone"));
-	if (g->syncing)
-		json_array_append_new(warnings,
-				      json_string("exchanging state with a node that joined"));
-	return json_pack("{s:b, s:b, s:b, s:b, s:s, s:o, s:o}", "enabled", clustered,
-			 "connected", replication_is_connected(g->replication), "quorate",
-			 replication_is_quorate(g->replication) == 1, "syncing", g->syncing,
-			 "group", clustered ? g->config->cluster_group : "", "members", members,
-			 "warnings", warnings);
 }
 
 static json_t *status_json(Gateway *g)
@@ -2792,56 +1364,6 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 		return r;
 	}
 	*ret = g;
-	return 0;
-}
-
-static int remember_node(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata)
-{
-	Gateway *g = userdata;
-	MemberNode *n = members_get(&g->members, name, true);
-
-	if (n && !n->self) {
-		n->nodeid = nodeid;
-		n->last_seen = last_seen;
-		n->remembered = true;
-	}
-	return 0;
-}
-
-static int gateway_start_cluster(Gateway *g)
-{
-	ReplicationCallbacks cb = {
-		.deliver = on_deliver,
-		.view = on_view,
-		.connection = on_connection,
-		.quorum = on_quorum,
-	};
-	int r;
-
-	if (!g->config->cluster_enabled)
-		return replication_new_loopback(g->event, g->nodeid, &cb, g, &g->replication);
-
-	/* The nodes met before: after a restart alone they keep their share for the grace. */
-	r = store_nodes(g->store, remember_node, g);
-	if (r < 0)
-		return r;
-	r = sd_event_add_time(g->event, &g->grace_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
-			      on_grace_timer, g);
-	if (r < 0)
-		return r;
-	sd_event_source_set_enabled(g->grace_timer, SD_EVENT_OFF);
-	r = sd_event_add_time_relative(g->event, &g->sync_timer, CLOCK_MONOTONIC, SYNC_STALL_USEC,
-				       USEC_PER_SEC, on_sync_timer, g);
-	if (r < 0)
-		return r;
-	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_OFF);
-	g->nodeid = 0; /* corosync's, once connected */
-	r = replication_new_corosync(g->event, g->config->cluster_group, &cb, g, &g->replication);
-	if (r < 0)
-		return r;
-	grace_restart(g);
-	log_info("Cluster mode: group '%s', %u s grace for absent nodes after a (re)connect",
-		 g->config->cluster_group, g->config->peer_grace);
 	return 0;
 }
 

@@ -1,0 +1,749 @@
+/* gateway-cluster: the gateway as a member of a two-node cluster.
+ *
+ * Each node announces itself and its modems in agreed order (hello, health), so both hold the
+ * same picture for ownership (members.h). A node that answers a client waits for the other
+ * members' commit confirmations; a view with a newcomer starts a state exchange (every member
+ * sends its history in chunks, then "synced") during which nobody dispatches and new changes
+ * wait, so that nothing is decided on half a history; a node that left is taken over, and after
+ * a (re)connect alone nothing is sent for [cluster] peer_grace. */
+#include "gateway-internal.h"
+
+static void sync_finish(Gateway *g, const char *why);
+static void takeover(Gateway *g, bool merged);
+
+/* Publishes changes outside the outbox: announcements, confirmations and the rejoin exchange,
+ * which must flow while the outbox is held. They have no clients waiting (seq 0). */
+static int publish_control(Gateway *g, json_t *changes)
+{
+	_cleanup_(json_decrefp) json_t *payload = NULL;
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	if (!changes)
+		return -ENOMEM;
+	payload = json_pack("{s:i, s:I, s:s, s:o}", "v", PROTOCOL_VERSION, "seq", (json_int_t)0,
+			    "node", g->config->node_name, "changes", changes);
+	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+	r = text ? replication_publish(g->replication, text, strlen(text)) : -ENOMEM;
+	if (r < 0)
+		log_error_errno(r, "Cannot publish to the cluster: %m");
+	return r;
+}
+
+/* One confirmation per origin and turn: "I have committed your payloads up to seq". */
+void publish_confirmations(Gateway *g)
+{
+	const char *origin;
+	json_t *seq, *changes;
+
+	if (json_object_size(g->confirm_due) == 0)
+		return;
+	changes = json_array();
+	json_object_foreach(g->confirm_due, origin, seq)
+		json_array_append_new(changes,
+				      json_pack("{s:s, s:s, s:s, s:O}", "t", "confirm", "node",
+						g->config->node_name, "origin", origin, "seq", seq));
+	json_object_clear(g->confirm_due);
+	publish_control(g, changes);
+}
+
+static bool in_grace(const Gateway *g)
+{
+	return g->grace_until && now_monotonic_usec() < g->grace_until;
+}
+
+bool member_online(const MemberNode *n)
+{
+	return n->self || (n->in_view && n->announced);
+}
+
+/* Whether this node may decide who sends what: not while the state exchange runs, and not
+ * within the grace period while a node it has met is out of sight. That node may be alive and
+ * sending (a restarted corosync sees itself alone at first; a rebooted node's store may be
+ * behind what the peer sent meanwhile), so nothing is sent from a picture that may be stale. */
+bool cluster_settled(const Gateway *g)
+{
+	if (g->syncing)
+		return false;
+	if (!in_grace(g))
+		return true;
+	for (size_t i = 0; i < g->members.n; i++)
+		if (!g->members.nodes[i].self && !g->members.nodes[i].in_view &&
+		    g->members.nodes[i].remembered)
+			return false;
+	return true;
+}
+
+static bool node_in_view(const Gateway *g, uint32_t nodeid)
+{
+	const ReplicationView *v = replication_get_view(g->replication);
+
+	for (size_t i = 0; nodeid && i < v->n_members; i++)
+		if (v->members[i].nodeid == nodeid)
+			return true;
+	return false;
+}
+
+static unsigned count_usable(json_t *modems)
+{
+	unsigned n = 0;
+	size_t i;
+	json_t *m;
+
+	json_array_foreach(modems, i, m)
+	{
+		const char *state = jstr(m, "state");
+
+		n += streq(state, "ok") || streq(state, "degraded");
+	}
+	return n;
+}
+
+static json_t *hello_change(Gateway *g)
+{
+	char fp[33];
+
+	config_fingerprint(g->config, fp);
+	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:b, s:o}", "t", "hello", "node",
+			 g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
+			 (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
+			 PROTOCOL_VERSION, "voice", g->dialer != NULL, "modems",
+			 local_modems_json(g));
+}
+
+static void node_event(Gateway *g, const char *topic, const MemberNode *n, const char *reason)
+{
+	event_add(g, topic,
+		  json_pack("{s:s, s:I, s:s?}", "node", n->name, "id", (json_int_t)n->nodeid,
+			    "reason", reason));
+}
+
+int apply_hello(Gateway *g, json_t *c, uint32_t from_nodeid)
+{
+	const char *name = jstr(c, "node");
+	MemberNode *n = members_get(&g->members, name, true);
+	char fp[33];
+	bool was_online;
+
+	if (!n) {
+		log_warning("Ignoring node '%s': a bad name, or more than %d nodes", name,
+			    MEMBERS_MAX);
+		return 0;
+	}
+	if (n->self) {
+		if (from_nodeid != g->nodeid)
+			log_error("Corosync node %u calls itself '%s' too: node names must differ "
+				  "(gatewayd.conf [node] name)",
+				  from_nodeid, name);
+		return 0;
+	}
+	was_online = n->in_view && n->announced;
+	n->nodeid = from_nodeid;
+	n->in_view = node_in_view(g, from_nodeid);
+	n->announced = n->in_view;
+	n->remembered = true;
+	n->version = (unsigned)ju64(c, "version");
+	n->voice = json_is_true(json_object_get(c, "voice"));
+	n->clock_skew_usec = (int64_t)ju64(c, "at") - (int64_t)now_realtime_usec();
+	snprintf(n->fingerprint, sizeof(n->fingerprint), "%s", jstr(c, "fingerprint"));
+	json_decref(n->modems);
+	n->modems = json_incref(json_object_get(c, "modems"));
+	n->usable_modems = count_usable(n->modems);
+	n->last_seen = now_realtime_usec();
+	g->dispatch_wanted = true;
+
+	config_fingerprint(g->config, fp);
+	if (!was_online && n->announced) {
+		log_info("Node '%s' (corosync node %u) is with us: %u usable modem(s), its clock "
+			 "%+lld ms from ours",
+			 name, from_nodeid, n->usable_modems,
+			 (long long)(n->clock_skew_usec / (int64_t)USEC_PER_MSEC));
+		node_event(g, "node_joined", n, NULL);
+	}
+	if (!streq(fp, n->fingerprint))
+		log_warning("Node '%s' runs with other contacts, roles, escalation, dedupe or "
+			    "delivery settings than this node: keep gatewayd.conf alike on both",
+			    name);
+	if (n->clock_skew_usec > (int64_t)CLOCK_SKEW_WARN_USEC ||
+	    n->clock_skew_usec < -(int64_t)CLOCK_SKEW_WARN_USEC)
+		log_warning("The clock of node '%s' is %+.1f s from ours: run NTP on both nodes "
+			    "(deadlines come from the replicated timestamps)",
+			    name, (double)n->clock_skew_usec / USEC_PER_SEC);
+	return store_node_seen(g->store, name, from_nodeid, n->last_seen);
+}
+
+int apply_health(Gateway *g, json_t *c)
+{
+	MemberNode *n = members_get(&g->members, jstr(c, "node"), false);
+
+	if (!n || n->self)
+		return 0;
+	json_decref(n->modems);
+	n->modems = json_incref(json_object_get(c, "modems"));
+	n->usable_modems = count_usable(n->modems);
+	g->dispatch_wanted = true; /* the owners of some deliveries changed */
+	return 0;
+}
+
+/* Answers the batches that no longer wait for anyone. */
+static void awaiting_answer_ready(Gateway *g)
+{
+	for (PendingBatch **p = &g->awaiting; *p;) {
+		PendingBatch *b = *p;
+
+		if (b->n_waiting == 0) {
+			*p = b->next;
+			answer_batch(g, b, 0);
+		} else
+			p = &b->next;
+	}
+}
+
+static void batch_unwait(PendingBatch *b, uint32_t nodeid)
+{
+	for (size_t i = 0; i < b->n_waiting; i++)
+		if (b->waiting[i] == nodeid) {
+			b->waiting[i] = b->waiting[--b->n_waiting];
+			return;
+		}
+}
+
+int apply_confirm(Gateway *g, json_t *c, uint32_t from_nodeid)
+{
+	uint64_t seq = ju64(c, "seq");
+
+	if (!streq(jstr(c, "origin"), g->config->node_name))
+		return 0;
+	for (PendingBatch *b = g->awaiting; b; b = b->next)
+		if (b->seq <= seq)
+			batch_unwait(b, from_nodeid);
+	awaiting_answer_ready(g);
+	return 0;
+}
+
+static bool node_refused(const Gateway *g, uint32_t nodeid)
+{
+	for (size_t i = 0; i < g->n_refused; i++)
+		if (g->refused[i] == nodeid)
+			return true;
+	return false;
+}
+
+/* The other members of the view that speak our protocol. */
+size_t view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX])
+{
+	const ReplicationView *v = replication_get_view(g->replication);
+	size_t n = 0;
+
+	for (size_t i = 0; i < v->n_members; i++) {
+		uint32_t id = v->members[i].nodeid;
+		bool dup = id == g->nodeid || node_refused(g, id);
+
+		for (size_t j = 0; j < n && !dup; j++)
+			dup = ret[j] == id;
+		if (!dup && n < MEMBERS_MAX)
+			ret[n++] = id;
+	}
+	return n;
+}
+
+int apply_merge(Gateway *g, json_t *c, bool from_self)
+{
+	const char *kind = jstr(c, "kind");
+	json_t *items = json_object_get(c, "items"), *item;
+	size_t i;
+	int r = 0, changed = 0;
+
+	if (from_self) {
+		/* Ours came back: the next chunk may go. */
+		if (g->syncing && ju64(c, "round") == g->sync_round) {
+			g->sync_sent += json_array_size(items);
+			g->sync_chunk_back = true;
+		}
+		return 0;
+	}
+	json_array_foreach(items, i, item)
+	{
+		if (streq(kind, "alerts"))
+			r = store_merge_alert(g->store, item);
+		else if (streq(kind, "dedupe"))
+			r = store_merge_dedupe(g->store, item);
+		else if (streq(kind, "inbox"))
+			r = store_merge_inbox(g->store, item);
+		if (r == -EINVAL) {
+			log_warning("Skipping a malformed %s record from node '%s'", kind,
+				    jstr(c, "node"));
+			continue;
+		}
+		if (r < 0)
+			return r;
+		changed += r;
+	}
+	g->sync_received += json_array_size(items);
+	if (changed)
+		g->dispatch_wanted = true;
+	if (g->syncing)
+		sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
+	return 0;
+}
+
+int apply_synced(Gateway *g, json_t *c, uint32_t from_nodeid)
+{
+	if (!g->syncing)
+		return 0;
+	for (size_t i = 0; i < g->n_sync_waiting; i++)
+		if (g->sync_waiting[i] == from_nodeid) {
+			g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
+			break;
+		}
+	if (g->n_sync_waiting == 0)
+		sync_finish(g, NULL);
+	else
+		sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
+	return 0;
+}
+
+/* A payload from a node whose protocol this build does not speak is refused, loudly, once. */
+bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
+			const json_error_t *err)
+{
+	MemberNode *n;
+	json_int_t v;
+
+	if (!payload) {
+		log_error("Dropping a replicated payload of %zu bytes from corosync node %u: %s", len,
+			  from_nodeid, err->text);
+		return false;
+	}
+	v = json_integer_value(json_object_get(payload, "v"));
+	if (v == PROTOCOL_VERSION)
+		return true;
+	if (!node_refused(g, from_nodeid) && g->n_refused < MEMBERS_MAX) {
+		g->refused[g->n_refused++] = from_nodeid;
+		/* No confirmation and no "synced" will come from it. */
+		for (PendingBatch *b = g->awaiting; b; b = b->next)
+			batch_unwait(b, from_nodeid);
+		awaiting_answer_ready(g);
+		for (size_t i = 0; i < g->n_sync_waiting; i++)
+			if (g->sync_waiting[i] == from_nodeid) {
+				g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
+				if (g->n_sync_waiting == 0)
+					sync_finish(g, NULL);
+				break;
+			}
+	}
+	n = members_get(&g->members, jstr(payload, "node"), false);
+	if (!g->version_warned || !n || n->version != (unsigned)v) {
+		log_error("Refusing node '%s' (corosync node %u): it speaks protocol version %lld, "
+			  "this node version %d; run the same gatewayd release on both nodes",
+			  jstr(payload, "node"), from_nodeid, (long long)v, PROTOCOL_VERSION);
+		g->version_warned = true;
+		if (n)
+			n->version = (unsigned)v;
+	}
+	return false;
+}
+
+void sync_continue(Gateway *g)
+{
+	_cleanup_(json_decrefp) json_t *items = NULL;
+	const char *kind = NULL;
+	char *key_cursor = NULL;
+	int n = 0;
+
+	while (g->syncing && g->sync_stage != SYNC_DONE) {
+		json_decref(TAKE_PTR(items));
+		switch (g->sync_stage) {
+		case SYNC_ALERTS:
+			kind = "alerts";
+			n = store_export_alerts(g->store, g->sync_alert_cursor, SYNC_CHUNK_BYTES,
+						&items, g->sync_alert_cursor);
+			break;
+		case SYNC_DEDUPE:
+			kind = "dedupe";
+			n = store_export_dedupe(g->store, g->sync_key_cursor ? g->sync_key_cursor : "",
+						SYNC_CHUNK_BYTES, &items, &key_cursor);
+			break;
+		case SYNC_INBOX:
+			kind = "inbox";
+			n = store_export_inbox(g->store, g->sync_key_cursor ? g->sync_key_cursor : "",
+					       SYNC_CHUNK_BYTES, &items, &key_cursor);
+			break;
+		case SYNC_DONE:
+			break;
+		}
+		if (key_cursor) {
+			free(g->sync_key_cursor);
+			g->sync_key_cursor = TAKE_PTR(key_cursor);
+		}
+		if (n < 0) {
+			log_error_errno(n, "Cannot read the %s to send to the cluster: %m", kind);
+			n = 0; /* what could not be read is not sent; the exchange still ends */
+		}
+		if (n > 0)
+			break;
+		g->sync_stage++;
+		g->sync_key_cursor = mfree(g->sync_key_cursor);
+	}
+	if (!g->syncing)
+		return;
+	if (g->sync_stage == SYNC_DONE) {
+		publish_control(g, json_pack("[{s:s, s:s, s:I, s:I}]", "t", "synced", "node",
+					     g->config->node_name, "round", (json_int_t)g->sync_round,
+					     "records", (json_int_t)g->sync_sent));
+		return;
+	}
+	publish_control(g, json_pack("[{s:s, s:s, s:I, s:s, s:O}]", "t", "merge", "node",
+				     g->config->node_name, "round", (json_int_t)g->sync_round, "kind",
+				     kind, "items", items));
+}
+
+/* A newcomer is in the view: everyone sends what it has, then "synced". */
+static void sync_start(Gateway *g)
+{
+	const ReplicationView *v = replication_get_view(g->replication);
+
+	g->syncing = true;
+	g->sync_round++;
+	g->sync_stage = SYNC_ALERTS;
+	g->sync_alert_cursor[0] = 0;
+	g->sync_key_cursor = mfree(g->sync_key_cursor);
+	g->sync_sent = g->sync_received = 0;
+	g->sync_chunk_back = false;
+	g->n_sync_waiting = 0;
+	for (size_t i = 0; i < v->n_members && g->n_sync_waiting < MEMBERS_MAX; i++) {
+		bool dup = node_refused(g, v->members[i].nodeid);
+
+		for (size_t j = 0; j < g->n_sync_waiting; j++)
+			dup |= g->sync_waiting[j] == v->members[i].nodeid;
+		if (!dup)
+			g->sync_waiting[g->n_sync_waiting++] = v->members[i].nodeid;
+	}
+	log_info("A node joined the view (%zu member(s)): exchanging state before anyone sends",
+		 v->n_members);
+	sd_notify(0, "STATUS=Exchanging state with the cluster");
+	publish_control(g, json_pack("[o]", hello_change(g)));
+	sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
+	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_ONESHOT);
+	sync_continue(g);
+}
+
+static void sync_finish(Gateway *g, const char *why)
+{
+	if (!g->syncing)
+		return;
+	g->syncing = false;
+	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_OFF);
+	if (why)
+		log_warning("Ending the state exchange: %s", why);
+	else
+		log_info("In step with the cluster: sent %llu record(s), received %llu",
+			 (unsigned long long)g->sync_sent, (unsigned long long)g->sync_received);
+	sd_notify(0, "STATUS=Serving");
+	takeover(g, true);
+	g->dispatch_wanted = true;
+	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+}
+
+static int on_sync_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	sync_finish(userdata, "no word from the other node(s) for 15 s");
+	return 0;
+}
+
+/* A delivery left "sending" on node/modem with nobody sending it goes back to the queue as a
+ * failed attempt of that modem, to be tried again at once (by whoever owns it now). */
+int requeue(Gateway *g, const char *alert_id, const char *number, const char *node,
+	    const char *modem, const char *why)
+{
+	return outbox_add(g,
+			  json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}", "t",
+				    "result", "id", alert_id, "to", number, "node", node, "modem",
+				    modem, "at", (json_int_t)now_realtime_usec(), "ok", 0,
+				    "permanent", 0, "retry_now", 1, "error", why),
+			  NULL);
+}
+
+static int takeover_one(const char *alert_id, const char *number, const char *modem,
+			void *userdata)
+{
+	Gateway *g = userdata;
+	const char *node = g->takeover_node;
+
+	if (streq(node, g->config->node_name)) {
+		/* Ours by the merged history, but no modem here has it: an older assignment. */
+		if (job_find_delivery(g, alert_id, number))
+			return 0;
+		return requeue(g, alert_id, number, node, modem,
+			       "not in hand here after the histories merged");
+	}
+	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
+		"Taking over the send to %s that node '%s' had in hand", number, node);
+	return requeue(g, alert_id, number, node, modem,
+		       "its node left the cluster before reporting");
+}
+
+/* Deliveries that an absent node had in hand go back to the queue, to be sent by whoever owns
+ * them now; its queued ones change owner by themselves (members_owner()). Within the grace
+ * period after this node (re)connected, absent nodes are left alone: they may be alive. After
+ * a state exchange, so do this node's own "sending" deliveries that no modem here has. */
+static void takeover(Gateway *g, bool merged)
+{
+	if (g->stopping || !cluster_settled(g))
+		return;
+	for (size_t i = 0; i < g->members.n; i++) {
+		MemberNode *n = &g->members.nodes[i];
+
+		if (n->self ? !merged : n->in_view)
+			continue;
+		g->takeover_node = n->name;
+		store_sending_on_node(g->store, n->name, takeover_one, g);
+		g->takeover_node = NULL;
+	}
+}
+
+static void on_view(void *userdata, const ReplicationMember *members, size_t n_members)
+{
+	Gateway *g = userdata;
+	const ReplicationView *v = replication_get_view(g->replication);
+	uint32_t ids[MEMBERS_MAX];
+	size_t n_ids = 0;
+	bool newcomer = false;
+
+	for (size_t i = 0; i < n_members; i++) {
+		bool dup = false;
+
+		for (size_t j = 0; j < n_ids; j++)
+			dup |= ids[j] == members[i].nodeid;
+		if (!dup && n_ids < MEMBERS_MAX)
+			ids[n_ids++] = members[i].nodeid;
+		if (members[i].nodeid != g->nodeid &&
+		    (members[i].reason == REPLICATION_REASON_JOIN ||
+		     members[i].reason == REPLICATION_REASON_NODEUP))
+			newcomer = true;
+	}
+	for (size_t i = 0; i < v->n_left; i++) {
+		MemberNode *n = members_by_nodeid(&g->members, v->left[i].nodeid);
+		bool still = false;
+
+		for (size_t j = 0; j < n_ids; j++)
+			still |= ids[j] == v->left[i].nodeid;
+		if (n && !n->self && !still) {
+			log_warning("Node '%s' left the cluster (%s)", n->name,
+				    replication_reason_to_string(v->left[i].reason));
+			node_event(g, "node_left", n,
+				   replication_reason_to_string(v->left[i].reason));
+		}
+	}
+	events_publish(g);
+	members_set_view(&g->members, ids, n_ids);
+	for (size_t i = 0; i < g->n_refused;) {
+		bool in = false;
+
+		for (size_t j = 0; j < n_ids; j++)
+			in |= ids[j] == g->refused[i];
+		if (in)
+			i++;
+		else
+			g->refused[i] = g->refused[--g->n_refused];
+	}
+	log_info("Cluster view: %zu member(s)%s", n_members,
+		 v->connected ? "" : " (the local corosync is unreachable)");
+
+	/* Confirmations are no longer awaited from those who left. */
+	for (PendingBatch *b = g->awaiting; b; b = b->next)
+		for (size_t i = 0; i < b->n_waiting;) {
+			bool in = false;
+
+			for (size_t j = 0; j < n_ids; j++)
+				in |= ids[j] == b->waiting[i];
+			if (in)
+				i++;
+			else
+				b->waiting[i] = b->waiting[--b->n_waiting];
+		}
+	awaiting_answer_ready(g);
+
+	if (v->connected && n_ids > 1 && newcomer)
+		sync_start(g);
+	else if (g->syncing) {
+		for (size_t i = 0; i < g->n_sync_waiting;) {
+			bool in = false;
+
+			for (size_t j = 0; j < n_ids; j++)
+				in |= ids[j] == g->sync_waiting[i];
+			if (in)
+				i++;
+			else
+				g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
+		}
+		if (g->n_sync_waiting == 0 || n_ids <= 1)
+			sync_finish(g, NULL);
+	}
+	takeover(g, false);
+	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+}
+
+static void grace_restart(Gateway *g)
+{
+	if (!replication_is_clustered(g->replication) || g->config->peer_grace == 0)
+		return;
+	g->grace_until = now_monotonic_usec() + g->config->peer_grace * USEC_PER_SEC;
+	sd_event_source_set_time(g->grace_timer, g->grace_until);
+	sd_event_source_set_enabled(g->grace_timer, SD_EVENT_ONESHOT);
+}
+
+static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Gateway *g = userdata;
+
+	for (size_t i = 0; i < g->members.n; i++)
+		if (!g->members.nodes[i].self && !g->members.nodes[i].in_view)
+			log_notice("Node '%s' stayed away for the %u s grace period: taking over its "
+				   "deliveries",
+				   g->members.nodes[i].name, g->config->peer_grace);
+	takeover(g, false);
+	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	return 0;
+}
+
+static void on_connection(void *userdata, bool connected)
+{
+	Gateway *g = userdata;
+	MemberNode *self = members_self(&g->members);
+
+	if (connected) {
+		g->nodeid = replication_nodeid(g->replication);
+		if (self)
+			self->nodeid = g->nodeid;
+		log_info("Joined the cluster group '%s' as corosync node %u",
+			 g->config->cluster_group, g->nodeid);
+	} else
+		log_warning("Lost the local corosync: accepting and delivering alone until it is "
+			    "back");
+	/* A restarted corosync first sees itself alone: do not take a live peer's work. */
+	grace_restart(g);
+}
+
+static void on_quorum(void *userdata, bool quorate)
+{
+	log_info("Quorum %s", quorate ? "regained" : "lost");
+}
+
+/* The cluster part of status: the nodes, and what an operator should look at. */
+json_t *cluster_json(Gateway *g, json_t *modems)
+{
+	bool clustered = replication_is_clustered(g->replication);
+	json_t *members = json_array(), *warnings = json_array();
+	char fp[33];
+
+	config_fingerprint(g->config, fp);
+	for (size_t i = 0; i < g->members.n; i++) {
+		const MemberNode *n = &g->members.nodes[i];
+		uint64_t seen = n->self || member_online(n) ? now_realtime_usec() : n->last_seen;
+		char at[RFC3339_MAX];
+		size_t j;
+		json_t *m;
+
+		json_array_append_new(
+			members, json_pack("{s:s, s:I, s:b, s:b, s:s?}", "name", n->name, "id",
+					   (json_int_t)(n->self ? g->nodeid : n->nodeid), "online",
+					   member_online(n), "self", n->self, "last_seen",
+					   seen ? format_rfc3339(seen, at) : NULL));
+		if (n->self)
+			continue;
+		/* The other node's modems, as it last announced them. */
+		json_array_foreach(n->modems, j, m)
+		{
+			json_t *copy = json_deep_copy(m);
+
+			if (copy && !member_online(n)) {
+				char reason[96];
+
+				snprintf(reason, sizeof(reason), "node %s is offline", n->name);
+				json_object_set_new(copy, "state", json_string("absent"));
+				json_object_set_new(copy, "reason", json_string(reason));
+			}
+			json_array_append_new(modems, copy);
+		}
+		if (!member_online(n)) {
+			if (n->remembered)
+				json_array_append_new(
+					warnings, json_sprintf("node %s is offline", n->name));
+			continue;
+		}
+		if (!streq(fp, n->fingerprint))
+			json_array_append_new(
+				warnings,
+				json_sprintf("node %s runs with other contacts, roles, escalation, "
+					     "dedupe or delivery settings",
+					     n->name));
+		if (n->clock_skew_usec > (int64_t)CLOCK_SKEW_WARN_USEC ||
+		    n->clock_skew_usec < -(int64_t)CLOCK_SKEW_WARN_USEC)
+			json_array_append_new(
+				warnings, json_sprintf("the clock of node %s is %+.1f s from ours",
+						       n->name, (double)n->clock_skew_usec /
+									USEC_PER_SEC));
+	}
+	if (clustered && !replication_is_connected(g->replication))
+		json_array_append_new(warnings,
+				      json_string("the local corosync is unreachable: working alone"));
+	if (g->syncing)
+		json_array_append_new(warnings,
+				      json_string("exchanging state with a node that joined"));
+	return json_pack("{s:b, s:b, s:b, s:b, s:s, s:o, s:o}", "enabled", clustered,
+			 "connected", replication_is_connected(g->replication), "quorate",
+			 replication_is_quorate(g->replication) == 1, "syncing", g->syncing,
+			 "group", clustered ? g->config->cluster_group : "", "members", members,
+			 "warnings", warnings);
+}
+
+static int remember_node(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata)
+{
+	Gateway *g = userdata;
+	MemberNode *n = members_get(&g->members, name, true);
+
+	if (n && !n->self) {
+		n->nodeid = nodeid;
+		n->last_seen = last_seen;
+		n->remembered = true;
+	}
+	return 0;
+}
+
+int gateway_start_cluster(Gateway *g)
+{
+	ReplicationCallbacks cb = {
+		.deliver = on_deliver,
+		.view = on_view,
+		.connection = on_connection,
+		.quorum = on_quorum,
+	};
+	int r;
+
+	if (!g->config->cluster_enabled)
+		return replication_new_loopback(g->event, g->nodeid, &cb, g, &g->replication);
+
+	/* The nodes met before: after a restart alone they keep their share for the grace. */
+	r = store_nodes(g->store, remember_node, g);
+	if (r < 0)
+		return r;
+	r = sd_event_add_time(g->event, &g->grace_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
+			      on_grace_timer, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->grace_timer, SD_EVENT_OFF);
+	r = sd_event_add_time_relative(g->event, &g->sync_timer, CLOCK_MONOTONIC, SYNC_STALL_USEC,
+				       USEC_PER_SEC, on_sync_timer, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_OFF);
+	g->nodeid = 0; /* corosync's, once connected */
+	r = replication_new_corosync(g->event, g->config->cluster_group, &cb, g, &g->replication);
+	if (r < 0)
+		return r;
+	grace_restart(g);
+	log_info("Cluster mode: group '%s', %u s grace for absent nodes after a (re)connect",
+		 g->config->cluster_group, g->config->peer_grace);
+	return 0;
+}

@@ -1,0 +1,328 @@
+/* gateway-voice: the voice fallback, when every SMS path for a critical alert has failed.
+ *
+ * One call at a time, from a queue, on the dialer of voicefallback/. With [voice] modem the SMS
+ * modem of that name is stopped while idle, lent to the dialer, and started afresh afterwards. */
+#include "gateway-internal.h"
+
+static void voice_consider(Gateway *g, const char *alert_id, const char *number);
+static void voice_next(Gateway *g);
+
+/* After the commit, see whether this recipient's SMS paths have all failed (voice_consider). */
+void voice_check_later(Gateway *g, const char *alert_id, const char *number)
+{
+	if (g->dialer)
+		json_array_append_new(g->voice_checks, json_pack("[s, s]", alert_id, number));
+}
+
+int apply_call(Gateway *g, json_t *c)
+{
+	CallRecord rec = {
+		.alert_id = jstr(c, "id"),
+		.number = jstr(c, "number"),
+		.node = jstr(c, "node"),
+		.modem = jstr(c, "modem"),
+		.at = ju64(c, "at"),
+		.outcome = jstr(c, "outcome"),
+		.duration_sec = ju64(c, "duration"),
+		.error = json_string_value(json_object_get(c, "error")),
+		.dtmf_ack = json_is_true(json_object_get(c, "dtmf_ack")),
+	};
+	char at[RFC3339_MAX];
+	int r;
+
+	r = store_call_insert(g->store, &rec);
+	if (r <= 0)
+		return r;
+	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = rec.alert_id, .modem = rec.modem}),
+		"Voice call to %s: %s%s%s", rec.number, rec.outcome, rec.error ? " — " : "",
+		rec.error ? rec.error : "");
+	event_add(g, "voice_call",
+		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", rec.alert_id,
+			    "number", rec.number, "node", rec.node, "modem", rec.modem, "at",
+			    format_rfc3339(rec.at, at), "outcome", rec.outcome, "duration",
+			    (json_int_t)rec.duration_sec, "acknowledged", rec.dtmf_ack));
+	return 0;
+}
+
+/* An acknowledged alert needs no more calls. */
+void voice_drop_alert(Gateway *g, const char *alert_id)
+{
+	for (VoiceCall **p = &g->calls; *p;) {
+		VoiceCall *v = *p;
+
+		if (streq(v->alert_id, alert_id)) {
+			*p = v->next;
+			free(v);
+		} else
+			p = &v->next;
+	}
+}
+
+static bool voice_queued(Gateway *g, const char *alert_id, const char *number)
+{
+	if (g->call && streq(g->call->alert_id, alert_id) && streq(g->call->number, number))
+		return true;
+	for (VoiceCall *v = g->calls; v; v = v->next)
+		if (streq(v->alert_id, alert_id) && streq(v->number, number))
+			return true;
+	return false;
+}
+
+static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
+			  const char *recipient, bool center, unsigned attempt, uint64_t not_before)
+{
+	VoiceCall *v = calloc(1, sizeof(*v)), **tail;
+
+	if (!v) {
+		log_error("Out of memory: no voice call to %s", number);
+		return;
+	}
+	snprintf(v->alert_id, sizeof(v->alert_id), "%s", alert_id);
+	snprintf(v->number, sizeof(v->number), "%s", number);
+	snprintf(v->recipient, sizeof(v->recipient), "%s", recipient);
+	v->contact_center = center;
+	v->attempt = attempt;
+	v->not_before = not_before;
+	for (tail = &g->calls; *tail; tail = &(*tail)->next)
+		;
+	*tail = v;
+}
+
+/* Counts the usable modems of one node and how many of them have failed this delivery. */
+static int voice_paths(Gateway *g, const char *alert_id, const char *number, const char *node,
+		       json_t *modems, VoiceCandidate *ret, size_t *usable, size_t *failed)
+{
+	size_t i;
+	json_t *m;
+	int r;
+
+	*ret = (VoiceCandidate){.node = node};
+	r = store_voice_candidate(g->store, alert_id, number, ret);
+	if (r < 0)
+		return r;
+	json_array_foreach(modems, i, m)
+	{
+		const char *state = jstr(m, "state"), *name = jstr(m, "name");
+
+		if (!streq(state, "ok") && !streq(state, "degraded"))
+			continue;
+		(*usable)++;
+		for (size_t j = 0; j < ret->n_failed_modems; j++)
+			if (streq(ret->failed_modems[j], name)) {
+				(*failed)++;
+				break;
+			}
+	}
+	return 0;
+}
+
+/* A critical, unacknowledged delivery whose SMS paths have all failed: every usable modem of
+ * every online node has made an attempt that ended in error, or no modem is usable at all.
+ * Then the recipient is called, and after them the contact center — by one node only, the
+ * dialer members_dialer() picks, so that a cluster does not ring the engineer twice. */
+static void voice_consider(Gateway *g, const char *alert_id, const char *number)
+{
+	VoiceCandidate v = {0};
+	size_t usable = 0, failed = 0;
+	const char *dialer;
+
+	if (!g->dialer || g->stopping || voice_queued(g, alert_id, number))
+		return;
+	dialer = members_dialer(&g->members, alert_id, number, true);
+	if (!dialer || !streq(dialer, g->config->node_name))
+		return;
+	for (size_t i = 0; i < g->members.n; i++) {
+		MemberNode *n = &g->members.nodes[i];
+		_cleanup_(json_decrefp) json_t *modems = NULL;
+
+		if (!member_online(n))
+			continue;
+		modems = n->self ? local_modems_json(g) : json_incref(n->modems);
+		if (voice_paths(g, alert_id, number, n->name, modems, &v, &usable, &failed) < 0)
+			return;
+	}
+	if (!v.critical || v.acknowledged || v.copy || v.calls > 0 ||
+	    v.state == DELIVERY_SENT || v.state == DELIVERY_DELIVERED)
+		return;
+	if (usable > 0 && failed < usable)
+		return;
+	log_ctx(LOG_WARNING, &((LogContext){.alert_id = alert_id}),
+		"Every SMS path to %s failed: calling", number);
+	voice_enqueue(g, alert_id, number, number, false, 0, 0);
+	if (g->config->voice_contact_center &&
+	    !voice_queued(g, alert_id, g->config->voice_contact_center))
+		voice_enqueue(g, alert_id, g->config->voice_contact_center, number, true, 0, 0);
+	voice_next(g);
+}
+
+void voice_run_checks(Gateway *g)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(g->voice_checks, i, c)
+		voice_consider(g, json_string_value(json_array_get(c, 0)),
+			       json_string_value(json_array_get(c, 1)));
+	json_array_clear(g->voice_checks);
+}
+
+int consider_one(const char *alert_id, const char *number, void *userdata)
+{
+	voice_check_later(userdata, alert_id, number);
+	return 0;
+}
+
+static int on_voice_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	voice_next(userdata);
+	return 0;
+}
+
+/* The modem named by [voice] modem is lent to the dialer only while idle; it is stopped (its
+ * worker gone, its port closed) and started afresh after the call. */
+static int voice_borrow(Gateway *g)
+{
+	ModemSlot *slot;
+
+	if (!g->config->voice_modem)
+		return 0;
+	slot = slot_by_name(g, g->config->voice_modem);
+	if (!slot || !slot->modem)
+		return 0;
+	if (slot->inflight > 0)
+		return -EBUSY;
+	slot->io = sd_event_source_disable_unref(slot->io);
+	slot->modem = modem_free(slot->modem);
+	slot->status.state = MODEM_STATE_ABSENT;
+	snprintf(slot->status.reason, sizeof(slot->status.reason), "lent to a voice call");
+	g->lent = slot;
+	self_health_changed(g);
+	return 0;
+}
+
+static void voice_give_back(Gateway *g)
+{
+	if (!g->lent)
+		return;
+	modem_slot_start(g, (size_t)(g->lent - g->modems));
+	g->lent = NULL;
+}
+
+static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata)
+{
+	Gateway *g = userdata;
+	VoiceCall *v = g->call;
+	const char *outcome = call_outcome_to_string(rep->outcome);
+	json_t *c;
+
+	g->call = NULL;
+	voice_give_back(g);
+	if (!v)
+		return;
+	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:s?, s:b}", "t", "call", "id",
+		      v->alert_id, "number", v->number, "node", g->config->node_name, "modem",
+		      g->config->voice_modem ? g->config->voice_modem : "voice", "at",
+		      (json_int_t)rep->started_at, "outcome", outcome, "duration",
+		      (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
+		      rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
+		      rep->acknowledged_by_dtmf);
+	outbox_add(g, c, NULL);
+	if (rep->acknowledged_by_dtmf) {
+		voice_drop_alert(g, v->alert_id);
+		outbox_add(g,
+			   json_pack("{s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", v->alert_id, "by",
+				     v->number, "via", "voice", "at",
+				     (json_int_t)now_realtime_usec()),
+			   NULL);
+	} else if ((rep->outcome == CALL_BUSY || rep->outcome == CALL_NO_ANSWER ||
+		  rep->outcome == CALL_FAILED) &&
+		 v->attempt < g->config->voice_retries)
+		/* An answered call is not an acknowledgment, but a line that did not answer is
+		 * tried again, with backoff, while the alert stays unacknowledged. */
+		voice_enqueue(g, v->alert_id, v->number, v->recipient, v->contact_center,
+			      v->attempt + 1,
+			      now_realtime_usec() + ((uint64_t)g->config->voice_retry_delay
+						     << v->attempt) * USEC_PER_SEC);
+	free(v);
+	voice_next(g);
+}
+
+static void voice_next(Gateway *g)
+{
+	uint64_t now = now_realtime_usec(), wake = 0;
+	VoiceCandidate cand = {.node = g->config->node_name};
+	VoiceCall **p;
+	int r;
+
+	if (!g->dialer || g->call || g->stopping)
+		return;
+	for (p = &g->calls; *p;) {
+		VoiceCall *v = *p;
+		DialerOptions opt = {
+			.ring_timeout_usec = g->config->voice_ring_timeout * USEC_PER_SEC,
+			.hold_usec = g->config->voice_hold * USEC_PER_SEC,
+			.alert_id = v->alert_id,
+		};
+
+		if (v->not_before > now) {
+			if (!wake || v->not_before < wake)
+				wake = v->not_before;
+			p = &v->next;
+			continue;
+		}
+		/* Acknowledged meanwhile, or the SMS got through after all: no call. */
+		if (store_voice_candidate(g->store, v->alert_id, v->recipient, &cand) == 0 &&
+		    (cand.acknowledged || cand.state == DELIVERY_SENT ||
+		     cand.state == DELIVERY_DELIVERED)) {
+			*p = v->next;
+			free(v);
+			continue;
+		}
+		if (voice_borrow(g) < 0) {
+			wake = now + USEC_PER_SEC; /* the modem is busy sending: soon */
+			break;
+		}
+		*p = v->next;
+		g->call = v;
+		r = dialer_call(g->dialer, v->number, &opt, on_call_done, g);
+		if (r < 0) {
+			log_error_errno(r, "Cannot start a voice call to %s: %m", v->number);
+			g->call = NULL;
+			voice_give_back(g);
+			free(v);
+			continue;
+		}
+		return;
+	}
+	if (wake) {
+		sd_event_source_set_time(g->voice_timer, wake);
+		sd_event_source_set_enabled(g->voice_timer, SD_EVENT_ONESHOT);
+	}
+}
+
+int voice_start(Gateway *g)
+{
+	const char *device = g->config->voice_device;
+	const ModemConfig *mc;
+	int r;
+
+	if (g->config->voice_modem) {
+		mc = config_find_modem(g->config, g->config->voice_modem);
+		device = mc ? mc->device : NULL;
+	}
+	if (!device)
+		return 0;
+	r = dialer_new(g->event, device, g->config->voice_modem ? g->config->voice_modem : "voice",
+		       &g->dialer);
+	if (r < 0)
+		return log_error_errno(r, "Cannot set up voice dial-out on '%s': %m", device);
+	r = sd_event_add_time(g->event, &g->voice_timer, CLOCK_REALTIME, 0, USEC_PER_MSEC,
+			      on_voice_timer, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->voice_timer, SD_EVENT_OFF);
+	/* Critical alerts left open by a restart are looked at again. */
+	store_open_critical(g->store, consider_one, g);
+	log_info("Voice fallback dials out on %s", device);
+	return 0;
+}
