@@ -418,7 +418,7 @@ def test_i_foreign_protocol_version(rig):
     c.wait_texts(["still accepting"], timeout=30)
     st = c.status("a")
     assert not st["cluster"]["syncing"], st["cluster"]
-    assert c.get("a", alert)["state"] in FINAL
+    c.wait_state("a", alert, FINAL)
     p.stdin.close()
     said = line[0][line[0].find("Refusing"):][:80]
     summary(f"a stranger speaking version 99 refused ('{said}...'); an alert to a "
