@@ -21,7 +21,9 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
      the node keeps accepting without waiting for it;
   j. the path self-test: test SMS between the nodes' SIMs pass; when b's SIM stops receiving,
      a's modem shows degraded with the reason on both nodes and path_down is published; when
-     it receives again the next round clears it; no test SMS reaches an inbox.
+     it receives again the next round clears it; no test SMS reaches an inbox;
+  k. the nodes' shared settings differ (another dedupe window on b): status on both warns; and
+     once b is stopped, a's status shows it offline with its last sighting.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -479,6 +481,26 @@ def test_j_path_selftest(rig):
     summary(f"self-test: {routed} test SMS routed between the SIMs; b0 dropping them made a's "
             f"gsm0 degraded ('{want}') on both nodes with a path_down event; cleared by the "
             f"next round; no inbox holds a test SMS")
+
+
+def test_k_settings_drift_and_offline_peer(rig):
+    c = rig.cluster(extra={"b": "[dedupe]\nwindow = 300\n"})
+    c.start_both()
+    c.wait_members()
+    for me, other in (("a", "b"), ("b", "a")):
+        warnings = c.status(me)["cluster"]["warnings"]
+        assert any(w.startswith(f"node {other} runs with other contacts") for w in warnings), \
+            (me, warnings)
+    c.stop("b")
+    c.wait_members(names=("a",), want=("a",), timeout=15)
+    st = c.status("a")
+    b = next(m for m in st["cluster"]["members"] if m["name"] == "b")
+    assert b["online"] is False and b["last_seen"], b
+    assert "node b is offline" in st["cluster"]["warnings"], st["cluster"]["warnings"]
+    b_modems = [m for m in st["modems"] if m["node"] == "b"]
+    assert b_modems and all(m["state"] == "absent" for m in b_modems), b_modems
+    summary(f"another dedupe window on b: both nodes warn; b stopped: a shows it offline (last "
+            f"seen {b['last_seen']}) and its modem absent")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ Errors: NodeDown (a request to a daemon that is not running, or that died on its
 message says which), WaitTimeout (a bounded wait ran out: the message says what was seen last);
 both are AssertionErrors. Node.try_request returns None on no answer.
 
-Runner: main(globals()) runs each test_* function with a Rig (rig.cluster(**kw) makes a
+Runner: main(globals()) runs each test_* function (or those named in argv, or with
+`--part K/N` every Nth from the Kth) with a Rig (rig.cluster(**kw) makes a
 Cluster that is closed when the test ends, also on failure and on SIGTERM); on failure it
 prints the test line, the message and report(); GWTEST_KEEP=1 keeps a failed test's directory.
 summary(line) prints a test's one-line measurement.
@@ -680,6 +681,11 @@ def main(namespace: dict) -> None:
     its own Rig. Exit 0, 1 (a failure) or 77 (skipped: the reason is printed)."""
     only = sys.argv[1:]
     tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+    if len(only) == 2 and only[0] == "--part":
+        # --part K/N: every Nth test from the Kth, so that N runners share a module.
+        k, n = (int(x) for x in only[1].split("/"))
+        tests = tests[k - 1::n]
+        only = []
     if only:
         unknown = set(only) - {n for n, _ in tests}
         if unknown:
