@@ -502,6 +502,22 @@ static void takeover(Gateway *g, bool merged)
 	}
 }
 
+/* Drops from v the nodeids that are not in the view; returns how many are left. */
+static size_t keep_in_view(uint32_t *v, size_t n, const uint32_t *ids, size_t n_ids)
+{
+	for (size_t i = 0; i < n;) {
+		bool in = false;
+
+		for (size_t j = 0; j < n_ids; j++)
+			in |= ids[j] == v[i];
+		if (in)
+			i++;
+		else
+			v[i] = v[--n];
+	}
+	return n;
+}
+
 static void on_view(void *userdata, const ReplicationMember *members, size_t n_members)
 {
 	Gateway *g = userdata;
@@ -537,46 +553,19 @@ static void on_view(void *userdata, const ReplicationMember *members, size_t n_m
 	}
 	events_publish(g);
 	members_set_view(&g->members, ids, n_ids);
-	for (size_t i = 0; i < g->n_refused;) {
-		bool in = false;
-
-		for (size_t j = 0; j < n_ids; j++)
-			in |= ids[j] == g->refused[i];
-		if (in)
-			i++;
-		else
-			g->refused[i] = g->refused[--g->n_refused];
-	}
+	g->n_refused = keep_in_view(g->refused, g->n_refused, ids, n_ids);
 	log_info("Cluster view: %zu member(s)%s", n_members,
 		 v->connected ? "" : " (the local corosync is unreachable)");
 
 	/* Confirmations are no longer awaited from those who left. */
 	for (PendingBatch *b = g->awaiting; b; b = b->next)
-		for (size_t i = 0; i < b->n_waiting;) {
-			bool in = false;
-
-			for (size_t j = 0; j < n_ids; j++)
-				in |= ids[j] == b->waiting[i];
-			if (in)
-				i++;
-			else
-				b->waiting[i] = b->waiting[--b->n_waiting];
-		}
+		b->n_waiting = keep_in_view(b->waiting, b->n_waiting, ids, n_ids);
 	awaiting_answer_ready(g);
 
 	if (v->connected && n_ids > 1 && newcomer)
 		sync_start(g);
 	else if (g->syncing) {
-		for (size_t i = 0; i < g->n_sync_waiting;) {
-			bool in = false;
-
-			for (size_t j = 0; j < n_ids; j++)
-				in |= ids[j] == g->sync_waiting[i];
-			if (in)
-				i++;
-			else
-				g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
-		}
+		g->n_sync_waiting = keep_in_view(g->sync_waiting, g->n_sync_waiting, ids, n_ids);
 		if (g->n_sync_waiting == 0 || n_ids <= 1)
 			sync_finish(g, NULL);
 	}
