@@ -471,11 +471,14 @@ static int takeover_one(const char *alert_id, const char *number, const char *mo
 	const char *node = g->takeover_node;
 
 	if (streq(node, g->config->node_name)) {
-		/* Ours by the merged history, but no modem here has it: an older assignment. */
+		/* Ours by the (merged) history, but no modem here has it: a send a restart
+		 * interrupted, or an older assignment from the other half of a partition. */
 		if (job_find_delivery(g, alert_id, number))
 			return 0;
+		log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
+			"Resuming the send to %s that no modem here has in hand", number);
 		return requeue(g, alert_id, number, node, modem,
-			       "not in hand here after the histories merged");
+			       "interrupted: no modem of this node had it in hand");
 	}
 	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
 		"Taking over the send to %s that node '%s' had in hand", number, node);
@@ -486,15 +489,20 @@ static int takeover_one(const char *alert_id, const char *number, const char *mo
 /* Deliveries that an absent node had in hand go back to the queue, to be sent by whoever owns
  * them now; its queued ones change owner by themselves (members_owner()). Within the grace
  * period after this node (re)connected, absent nodes are left alone: they may be alive. After
- * a state exchange, so do this node's own "sending" deliveries that no modem here has. */
+ * a state exchange, and the first time after start, so do this node's own "sending" deliveries
+ * that no modem here has: only once caught up, so that a send the other node finished while
+ * this one was down is not marked interrupted. */
 static void takeover(Gateway *g, bool merged)
 {
+	bool own = merged || g->resume_pending;
+
 	if (g->stopping || !cluster_settled(g))
 		return;
+	g->resume_pending = false;
 	for (size_t i = 0; i < g->members.n; i++) {
 		MemberNode *n = &g->members.nodes[i];
 
-		if (n->self ? !merged : n->in_view)
+		if (n->self ? !own : n->in_view)
 			continue;
 		g->takeover_node = n->name;
 		store_sending_on_node(g->store, n->name, takeover_one, g);
@@ -717,6 +725,8 @@ int gateway_start_cluster(Gateway *g)
 	r = store_nodes(g->store, remember_node, g);
 	if (r < 0)
 		return r;
+	/* Sends a crash interrupted are resumed once this node has caught up (takeover()). */
+	g->resume_pending = true;
 	r = sd_event_add_time(g->event, &g->grace_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
 			      on_grace_timer, g);
 	if (r < 0)

@@ -1408,9 +1408,12 @@ int gateway_start(Gateway *g)
 	if (r < 0)
 		return r;
 
-	r = store_sending_on_node(g->store, g->config->node_name, resume_one, g);
-	if (r < 0)
-		return r;
+	/* Alone, sends a crash interrupted are resumed at once; in a cluster once caught up. */
+	if (!g->resume_pending) {
+		r = store_sending_on_node(g->store, g->config->node_name, resume_one, g);
+		if (r < 0)
+			return r;
+	}
 	gateway_schedule(g);
 	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
 	log_info("Node '%s' serving on %s, events on %s, %zu modem(s), %llu alert(s) open",

@@ -10,7 +10,7 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
      same id, one SMS;
   d. node a's modem hangs: alerts submitted to a go out through b's modem;
   e. kill -9 of node a (daemon and corosync) during a paced burst to a: every alert a answered
-     queued is delivered (by b);
+     queued is delivered (by b); a restarted on its disk agrees and records no stale attempts;
   f. node b restarted with an empty state dir catches up fully (get, queue, status) and
      nothing is sent again;
   g. a's corosync restarted under its running daemon: nothing accepted while both were
@@ -208,6 +208,8 @@ def test_d_hung_modem_work_goes_to_peer(rig):
 
 def test_e_kill9_node_during_burst(rig):
     c = rig.cluster(send_delay=0.3)
+    # a's modem is slow, so that a has a send in flight when it dies.
+    c.sim.control({"cmd": "set", "modem": "a0", "send_delay": 1.0})
     c.start_both()
     c.wait_members()
     total, kill_after = 40, 15
@@ -246,6 +248,13 @@ def test_e_kill9_node_during_burst(rig):
     th.start()
     try:
         assert enough.wait(30), f"only {len(accepted)} alerts accepted by a within 30 s"
+
+        def a0_mid_send():
+            started = sum(1 for r in c.sim.at_log("a0")
+                          if str(r.get("cmd", "")).upper().startswith("AT+CMGS"))
+            return started > len(c.sim.sms("a0"))
+
+        wait_until(a0_mid_send, 10, "a's modem to be in the middle of a send", interval=0.02)
         before_kill = c.texts()
         t_kill = c.kill9("a")
         assert done.wait(30), "the burst did not stop after a's death"
@@ -266,9 +275,19 @@ def test_e_kill9_node_during_burst(rig):
     assert len(d) <= 1, f"more repeats than sends in flight on the dead node: {d}"
     c.wait_agree(acc, nodes=("b",), timeout=30)
     sent_before = sum(1 for t in texts if before_kill[t])
+
+    # a comes back on its own disk: it catches up, and does not mark as interrupted (a failed
+    # attempt) the sends that b finished while it was down.
+    c.start("a")
+    c.wait_members(timeout=30)
+    c.wait_agree(acc, timeout=30, full=True)
+    stale = [(i, x) for i in acc for dl in c.get("a", i)["deliveries"]
+             for x in dl["attempts"] if "interrupted" in (x["error"] or "")]
+    assert not stale, f"attempts recorded after a's restart for sends b had made: {stale}"
     summary(f"a killed after {len(acc)} of {total} accepted ({len(unanswered)} unanswered, "
             f"{sent_before} already sent); b saw a gone after {t_seen:.1f} s and had every "
-            f"accepted alert delivered {t_all:.1f} s after the kill; repeats {len(d)} {d or ''}")
+            f"accepted alert delivered {t_all:.1f} s after the kill; repeats {len(d)} {d or ''}; "
+            f"a back on its disk agrees, no stale attempts")
 
 
 def test_f_empty_state_rejoin_catches_up(rig):
