@@ -1,14 +1,43 @@
 #!/bin/sh
-# Command 1 of the README: installs what is missing, builds, and runs a live gateway on two
-# simulated GSM modems; sends a few alerts with gatewayctl and shows where they went, as the
-# operator and as the modems saw them. With --serve it keeps running until Ctrl-C.
+# Command 1 of the README: installs what is missing, builds, and runs the demo.
+#   ./demo.sh           two gateway nodes, a and b, each on its own real corosync in its own
+#                       network namespace, one simulated modem each (tests/lib/demo_cluster.py):
+#                       alerts to both nodes, a raced dedupe key, kill -9 of node a with alerts
+#                       pending, b taking over, a rejoining on its disk; all seen via gatewayctl.
+#   ./demo.sh --solo    the single-node demo: a live gateway on simulated GSM modems; a few
+#                       alerts and where they went, then the voice fallback.
+#   --serve             (with either) keeps the gateway(s) running after the show until Ctrl-C.
+# The cluster needs root and network namespaces; without them the single-node demo runs.
 set -eu
 cd "$(dirname "$0")"
 top=$(pwd)
 
+solo=no
+serve=no
+for arg in "$@"; do
+	case $arg in
+	--solo) solo=yes ;;
+	--serve) serve=yes ;;
+	*) echo "usage: $0 [--solo] [--serve]" >&2; exit 2 ;;
+	esac
+done
+
 ./packaging/install-deps.sh
 [ -d build ] || meson setup build >/dev/null
 ninja -C build >/dev/null
+
+if [ $solo = no ]; then
+	if reason=$(/usr/bin/python3 tests/lib/demo_cluster.py --check 2>&1); then
+		# exec: a SIGINT or SIGTERM to this script's pid reaches the driver, which cleans up.
+		[ $serve = yes ] && exec /usr/bin/python3 tests/lib/demo_cluster.py --serve
+		exec /usr/bin/python3 tests/lib/demo_cluster.py
+	fi
+	echo "== The two-node cluster demo cannot run here: $reason"
+	echo "== Running the single-node demo instead (./demo.sh --solo)"
+	echo
+fi
+
+# The single-node demo.
 
 run="$top/run/demo"
 rm -rf "$run"
@@ -133,7 +162,7 @@ until ctl show --json "$id" | grep -q '"number": "+3222000000"'; do
 done
 ctl show "$id"
 
-if [ "${1:-}" = "--serve" ]; then
+if [ $serve = yes ]; then
 	echo
 	echo "== Serving on tcp://127.0.0.1:5570 until Ctrl-C. Try:"
 	echo "   build/gatewayd/gatewayctl -c $run/gatewayd.conf send +32470000042 -m 'hello'"
