@@ -30,21 +30,30 @@ static int publish_control(Gateway *g, json_t *changes)
 	return r;
 }
 
-/* One confirmation per origin and turn: "I have committed your payloads up to seq". */
-void publish_confirmations(Gateway *g)
+/* The confirmations due this turn, one per origin: "I have committed your payloads up to
+ * seq"; NULL when none are. They ride in this turn's payload, or go alone. */
+json_t *confirmations_take(Gateway *g)
 {
 	const char *origin;
 	json_t *seq, *changes;
 
 	if (json_object_size(g->confirm_due) == 0)
-		return;
+		return NULL;
 	changes = json_array();
 	json_object_foreach(g->confirm_due, origin, seq)
 		json_array_append_new(changes,
 				      json_pack("{s:s, s:s, s:s, s:O}", "t", "confirm", "node",
 						g->config->node_name, "origin", origin, "seq", seq));
 	json_object_clear(g->confirm_due);
-	publish_control(g, changes);
+	return changes;
+}
+
+void publish_confirmations(Gateway *g)
+{
+	json_t *changes = confirmations_take(g);
+
+	if (changes)
+		publish_control(g, changes);
 }
 
 static bool in_grace(const Gateway *g)

@@ -198,6 +198,7 @@ int modem_slot_start(Gateway *g, size_t i);
 json_t *local_modems_json(Gateway *g);
 
 /* gateway-cluster.c: announcements, confirmations, the rejoin exchange, takeover */
+json_t *confirmations_take(Gateway *g);
 void publish_confirmations(Gateway *g);
 bool member_online(const MemberNode *n);
 bool cluster_settled(const Gateway *g);

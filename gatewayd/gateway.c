@@ -64,15 +64,24 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 	_cleanup_(json_decrefp) json_t *payload = NULL;
 	_cleanup_free_ char *text = NULL;
 	PendingBatch *batch;
+	json_t *confirms;
 	bool waited = false;
 	int r;
 
-	publish_confirmations(g);
-	if (n == 0 || (g->syncing && !g->stopping))
+	if (n == 0 || (g->syncing && !g->stopping)) {
+		publish_confirmations(g);
 		return 0;
+	}
 
 	for (size_t i = 0; i < n; i++)
 		waited |= g->outbox_pending[i] != NULL;
+	/* The confirmations ride along: one message less per turn on a busy pair. They have no
+	 * client and lie beyond the batch's n. */
+	confirms = confirmations_take(g);
+	if (confirms) {
+		json_array_extend(g->outbox, confirms);
+		json_decref(confirms);
+	}
 	payload = json_pack("{s:i, s:I, s:s, s:b, s:O}", "v", PROTOCOL_VERSION, "seq",
 			    (json_int_t)g->next_seq, "node", g->config->node_name, "confirm",
 			    waited, "changes", g->outbox);
