@@ -23,7 +23,9 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
      a's modem shows degraded with the reason on both nodes and path_down is published; when
      it receives again the next round clears it; no test SMS reaches an inbox;
   k. the nodes' shared settings differ (another dedupe window on b): status on both warns; and
-     once b is stopped, a's status shows it offline with its last sighting.
+     once b is stopped, a's status shows it offline with its last sighting;
+  l. every SMS path of both nodes fails for a critical alert: one node, and only one, calls
+     the recipient and then the contact center; both nodes record the same two calls.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -520,6 +522,40 @@ def test_k_settings_drift_and_offline_peer(rig):
     assert b_modems and all(m["state"] == "absent" for m in b_modems), b_modems
     summary(f"another dedupe window on b: both nodes warn; b stopped: a shows it offline (last "
             f"seen {b['last_seen']}) and its modem absent")
+
+
+def test_l_only_one_node_dials(rig):
+    center = "+3222000000"
+    voice = f"[voice]\nmodem = gsm0\ncontact_center = {center}\nring_timeout = 5\nhold = 1\n" \
+            "retries = 0\n"
+    c = rig.cluster(extra={"a": voice, "b": voice})
+    for m in ("a0", "b0"):
+        c.sim.control({"cmd": "call_outcome", "modem": m, "outcome": "answer", "after": 1.0,
+                       "persist": True})
+    c.start_both()
+    c.wait_members()
+    for m in ("a0", "b0"):
+        c.sim.control({"cmd": "fail_sends", "modem": m, "count": -1, "cms": 500})
+
+    def dials():
+        return [(x["modem"], x["number"]) for x in c.sim.calls() if x.get("event") == "dial"]
+
+    alert = queued(c.send("a", ["+32470000001"], "db01 DOWN", priority="critical"), "critical")
+    wait_until(lambda: len(dials()) >= 2, 60, "the recipient's and the contact center's calls")
+    time.sleep(5.0)  # a second node dialing would show by now
+    got = dials()
+    assert [n for _, n in got] == ["+32470000001", center], f"calls made: {got}"
+    assert got[0][0] == got[1][0], f"both calls should come from one node's line: {got}"
+    for node in ("a", "b"):
+        calls = wait_until(lambda: (lambda a: a["calls"] if len(a["calls"]) >= 2 else None)(
+            c.get(node, alert)), 20, f"node {node} to record both calls")
+        assert [x["number"] for x in calls] == ["+32470000001", center], (node, calls)
+    dialer = calls[0]["node"]
+    attempts = {(x["node"], x["modem"]) for d in c.get("a", alert)["deliveries"]
+                for x in d["attempts"]}
+    assert {("a", "gsm0"), ("b", "gsm0")} <= attempts, attempts
+    summary(f"SMS failed on both nodes' modems: node {dialer} alone called the recipient and "
+            f"the contact center ({got[0][0]}); both nodes record the two calls")
 
 
 if __name__ == "__main__":
