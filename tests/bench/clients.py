@@ -6,6 +6,11 @@ child owns one DEALER socket (empty delimiter frame, as the README allows) and k
 requests in flight; with window 1 it behaves exactly like a REQ client. All requests are
 encoded before the start signal. A child reports how many replies said "queued", the first
 send and last reply times (CLOCK_MONOTONIC, shared by all processes) and its own CPU time.
+
+paced() is the open-loop load of the cluster phase: one process per endpoint, requests leaving
+at fixed times whatever the replies do, each on a DEALER of its own from a pool so that every
+reply is matched to its request (the daemon may answer out of order); latency counts from the
+scheduled send time.
 """
 
 from __future__ import annotations
@@ -112,18 +117,22 @@ def _load_child(endpoint, payloads, window, barrier, results):
         results.put(out)
 
 
-def load(endpoint: str, payloads: list[bytes], procs: int, window: int, on_start=None,
+def load(endpoint, payloads: list[bytes], procs: int, window: int, on_start=None,
          timeout: float = 300.0) -> dict:
     """Spread payloads over `procs` processes, `window` in flight each; wait for all replies.
 
-    on_start() is called in the parent right when the children are released (to read the
-    daemon's CPU counter). Returns totals: queued, other, seconds, rate, client_cpu, errors."""
+    endpoint: one endpoint, or a list of them: child i then talks to endpoint[i % len] (the
+    cluster phase puts half of the clients on each node). on_start() is called in the parent
+    right when the children are released (to read the daemon's CPU counter). Returns totals:
+    queued, other, seconds, rate, client_cpu, errors."""
     mp = multiprocessing.get_context("spawn")
     barrier = mp.Barrier(procs + 1)
     results = mp.Queue()
     shares = [payloads[i::procs] for i in range(procs)]
-    children = [mp.Process(target=_load_child, args=(endpoint, s, window, barrier, results),
-                           daemon=True) for s in shares]
+    endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+    children = [mp.Process(target=_load_child,
+                           args=(endpoints[i % len(endpoints)], s, window, barrier, results),
+                           daemon=True) for i, s in enumerate(shares)]
     for c in children:
         c.start()
     outs = []
@@ -156,3 +165,125 @@ def load(endpoint: str, payloads: list[bytes], procs: int, window: int, on_start
     return {"queued": queued, "other": other, "seconds": seconds,
             "rate": queued / seconds if good and seconds > 0 else 0.0,
             "client_cpu": sum(o["cpu"] for o in outs), "errors": errors}
+
+
+def _paced_child(endpoint, payloads, rate, pool, barrier, results):
+    """Open loop: request i leaves at t0 + i / rate whatever the replies do. Each request has a
+    DEALER of its own from a pool (one in flight per socket), so every reply is matched to its
+    request even when the server answers out of order; should the whole pool be busy, requests
+    leave late and their latency still counts from their scheduled time."""
+    ctx = zmq.Context()
+    socks = []
+    out = {"lat": [], "service": [], "lag": [], "queued": 0, "other": {}, "t0": None,
+           "t1": None, "dry": 0}
+    try:
+        poller = zmq.Poller()
+        for _ in range(pool):
+            s = ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(endpoint)
+            socks.append(s)
+            poller.register(s, zmq.POLLIN)
+        for s in socks:  # every connection up before the clock starts
+            s.send_multipart([b"", b'{"op":"status"}'])
+        for s in socks:
+            if not s.poll(20000):
+                raise TimeoutError("no answer to status")
+            s.recv_multipart()
+        barrier.wait(60)
+        free = list(socks)
+        inflight = {}
+        n, i = len(payloads), 0
+        t0 = out["t0"] = time.monotonic()
+        quiet_since = t0
+        while i < n or inflight:
+            now = time.monotonic()
+            while i < n and free and t0 + i / rate <= now:
+                s = free.pop()
+                sched = t0 + i / rate
+                s.send_multipart([b"", payloads[i]])
+                sent = time.monotonic()
+                inflight[s] = (sched, sent)
+                out["lag"].append(sent - sched)
+                if not free:
+                    out["dry"] += 1  # the pool ran dry: the next ones may leave late
+                i += 1
+            if i < n and free:
+                wait_ms = max(0.0, (t0 + i / rate - time.monotonic()) * 1000)
+            else:
+                wait_ms = 100.0
+            events = poller.poll(wait_ms)
+            now = time.monotonic()
+            for s, _ in events:
+                body = s.recv_multipart()[-1]
+                t = time.monotonic()
+                sched, sent = inflight.pop(s)
+                free.append(s)
+                out["lat"].append(t - sched)
+                out["service"].append(t - sent)
+                if b'"queued"' in body:
+                    out["queued"] += 1
+                else:
+                    o = json.loads(body)
+                    k = o.get("status") or o.get("error")
+                    out["other"][k] = out["other"].get(k, 0) + 1
+            if events:
+                quiet_since = now
+            elif inflight and now - quiet_since > 30:
+                out["error"] = f"{len(inflight)} requests unanswered for 30 s"
+                break
+        out["t1"] = time.monotonic()
+    except Exception as e:
+        out["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        for s in socks:
+            s.close()
+        ctx.term()
+        results.put(out)
+
+
+def paced(endpoints: list[str], payloads: list[bytes], rate: float, pool: int = 64,
+          timeout: float = 300.0) -> dict:
+    """Open-loop load at `rate` requests/s in total, spread evenly over one process per
+    endpoint. Returns latencies (reply - scheduled send, s), service times (reply - actual
+    send), send lags, queued, other, errors, seconds, achieved rate."""
+    mp = multiprocessing.get_context("spawn")
+    k = len(endpoints)
+    barrier = mp.Barrier(k + 1)
+    results = mp.Queue()
+    children = [mp.Process(target=_paced_child,
+                           args=(ep, payloads[i::k], rate / k, pool, barrier, results),
+                           daemon=True) for i, ep in enumerate(endpoints)]
+    for c in children:
+        c.start()
+    outs = []
+    try:
+        barrier.wait(90)
+        deadline = time.monotonic() + timeout
+        while len(outs) < k and time.monotonic() < deadline:
+            try:
+                outs.append(results.get(timeout=max(0.1, deadline - time.monotonic())))
+            except Exception:
+                break
+    finally:
+        for c in children:
+            c.join(10)
+            if c.is_alive():
+                c.terminate()
+                c.join(5)
+    errors = [o["error"] for o in outs if "error" in o]
+    if len(outs) < k:
+        errors.append(f"{k - len(outs)} client processes did not report")
+    good = [o for o in outs if o["t0"] is not None and o["t1"] is not None]
+    other: dict[str, int] = {}
+    for o in outs:
+        for key, v in o["other"].items():
+            other[key] = other.get(key, 0) + v
+    seconds = (max(o["t1"] for o in good) - min(o["t0"] for o in good)) if good else float("nan")
+    queued = sum(o["queued"] for o in outs)
+    return {"lat": [x for o in outs for x in o["lat"]],
+            "service": [x for o in outs for x in o["service"]],
+            "lag": [x for o in outs for x in o["lag"]],
+            "dry": sum(o["dry"] for o in outs), "queued": queued, "other": other,
+            "errors": errors, "seconds": seconds,
+            "rate": queued / seconds if good and seconds > 0 else 0.0}
