@@ -25,7 +25,8 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
   k. the nodes' shared settings differ (another dedupe window on b): status on both warns; and
      once b is stopped, a's status shows it offline with its last sighting;
   l. every SMS path of both nodes fails for a critical alert: one node, and only one, calls
-     the recipient and then the contact center; both nodes record the same two calls.
+     the recipient and then the contact center; both nodes record the same two calls;
+  m. a peer announces a clock 5 s ahead and other shared settings: status warns of both.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -33,6 +34,7 @@ Each test prints a one-line summary of what it measured. Exit 77 when the lab ca
 from __future__ import annotations
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -557,6 +559,45 @@ def test_l_only_one_node_dials(rig):
     summary(f"SMS failed on both nodes' modems: node {dialer} alone called the recipient and "
             f"the contact center ({got[0][0]}); both nodes record the two calls")
 
+
+def test_m_clock_apart_and_settings_of_a_peer(rig):
+    """A peer that announces itself with a clock 5 s ahead and other shared settings: a
+    stranger speaking the protocol from node b's corosync (it only says hello, then synced)."""
+    prog = os.environ.get("TEST_REPLICATION_CPG", "build/tests/cluster/test-replication-cpg")
+    c = rig.cluster()
+    c.start("a")
+    p = c.lab.popen("b", [os.path.abspath(prog), "--group", c.group, "--label", "x"],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, text=True)
+    wait_until(lambda: "A node joined the view" in c.node("a").log_tail(200), 15,
+               "a to see the peer join")
+    ahead = int(time.time() * 1e6) + 5_000_000
+    hello = {"t": "hello", "node": "zz", "nodeid": 2, "at": ahead, "fingerprint": "0" * 32,
+             "version": 1, "voice": False, "modems": []}
+    for changes in ([hello], [{"t": "synced", "node": "zz", "round": 1, "records": 0}]):
+        p.stdin.write("raw " + json.dumps({"v": 1, "seq": 0, "node": "zz",
+                                           "changes": changes}) + "\n")
+    p.stdin.flush()
+
+    def warnings():
+        st = c.status("a")["cluster"]
+        return st["warnings"] if not st["syncing"] else None
+
+    w = wait_until(warnings, 20, "a to finish the exchange with the peer")
+    clock = [x for x in w if x.startswith("the clock of node zz is +")]
+    assert clock and ("+4." in clock[0] or "+5.0" in clock[0]), w
+    assert "node zz runs with other contacts, roles, escalation, dedupe or delivery settings" \
+        in w, w
+    zz = next(m for m in c.status("a")["cluster"]["members"] if m["name"] == "zz")
+    assert zz["online"] is True and zz["id"] == 2, zz
+    p.stdin.close()
+    c.lab.stop_process(p)
+    wait_until(lambda: "Node 'zz' left the cluster" in c.node("a").log_tail(200), 15,
+               "a to see the peer leave")
+    zz = next(m for m in c.status("a")["cluster"]["members"] if m["name"] == "zz")
+    assert zz["online"] is False and zz["last_seen"], zz
+    summary(f"a peer announcing a clock 5 s ahead and other settings: a warns '{clock[0]}' and "
+            f"of the settings; it shows offline once gone")
 
 if __name__ == "__main__":
     main(globals())
