@@ -296,12 +296,13 @@ int apply_merge(Gateway *g, json_t *c, bool from_self)
 	return 0;
 }
 
-int apply_synced(Gateway *g, json_t *c, uint32_t from_nodeid)
+/* The exchange no longer waits for nodeid; it ends when it waits for no one. */
+static void sync_unwait(Gateway *g, uint32_t nodeid)
 {
 	if (!g->syncing)
-		return 0;
+		return;
 	for (size_t i = 0; i < g->n_sync_waiting; i++)
-		if (g->sync_waiting[i] == from_nodeid) {
+		if (g->sync_waiting[i] == nodeid) {
 			g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
 			break;
 		}
@@ -309,14 +310,19 @@ int apply_synced(Gateway *g, json_t *c, uint32_t from_nodeid)
 		sync_finish(g, NULL);
 	else
 		sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
+}
+
+int apply_synced(Gateway *g, json_t *c, uint32_t from_nodeid)
+{
+	sync_unwait(g, from_nodeid);
 	return 0;
 }
 
-/* A payload from a node whose protocol this build does not speak is refused, loudly, once. */
+/* A payload from a node whose protocol this build does not speak is refused, loudly, once per
+ * stay of that node in the view (refused[] forgets it when it leaves). */
 bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
 			const json_error_t *err)
 {
-	MemberNode *n;
 	json_int_t v;
 
 	if (!payload) {
@@ -327,29 +333,18 @@ bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_
 	v = json_integer_value(json_object_get(payload, "v"));
 	if (v == PROTOCOL_VERSION)
 		return true;
-	if (!node_refused(g, from_nodeid) && g->n_refused < MEMBERS_MAX) {
+	if (node_refused(g, from_nodeid))
+		return false;
+	log_error("Refusing node '%s' (corosync node %u): it speaks protocol version %lld, this "
+		  "node version %d; run the same gatewayd release on both nodes",
+		  jstr(payload, "node"), from_nodeid, (long long)v, PROTOCOL_VERSION);
+	if (g->n_refused < MEMBERS_MAX)
 		g->refused[g->n_refused++] = from_nodeid;
-		/* No confirmation and no "synced" will come from it. */
-		for (PendingBatch *b = g->awaiting; b; b = b->next)
-			batch_unwait(b, from_nodeid);
-		awaiting_answer_ready(g);
-		for (size_t i = 0; i < g->n_sync_waiting; i++)
-			if (g->sync_waiting[i] == from_nodeid) {
-				g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
-				if (g->n_sync_waiting == 0)
-					sync_finish(g, NULL);
-				break;
-			}
-	}
-	n = members_get(&g->members, jstr(payload, "node"), false);
-	if (!g->version_warned || !n || n->version != (unsigned)v) {
-		log_error("Refusing node '%s' (corosync node %u): it speaks protocol version %lld, "
-			  "this node version %d; run the same gatewayd release on both nodes",
-			  jstr(payload, "node"), from_nodeid, (long long)v, PROTOCOL_VERSION);
-		g->version_warned = true;
-		if (n)
-			n->version = (unsigned)v;
-	}
+	/* No confirmation and no "synced" will come from it. */
+	for (PendingBatch *b = g->awaiting; b; b = b->next)
+		batch_unwait(b, from_nodeid);
+	awaiting_answer_ready(g);
+	sync_unwait(g, from_nodeid);
 	return false;
 }
 

@@ -132,7 +132,6 @@ struct Gateway {
 	Members members;
 	uint64_t grace_until; /* monotonic usec: absent peers keep their share until then */
 	sd_event_source *grace_timer;
-	bool version_warned;
 	bool resume_pending; /* this node's interrupted sends wait until it has caught up */
 	/* Members whose protocol this build does not speak: nothing is awaited from them. */
 	uint32_t refused[MEMBERS_MAX];
