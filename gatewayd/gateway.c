@@ -10,8 +10,9 @@
  * applying, from data inside the changes, never from the local clock at apply time.
  *
  * Dispatch keeps no queue in memory: after each commit, and when the earliest retry or expiry
- * falls due (one realtime timer), it asks the store for the next due deliveries and assigns each
- * to the least loaded healthy modem. Only the handful of jobs in flight live in memory. */
+ * falls due (one realtime timer), it asks the store for the next due deliveries, keeps those this
+ * node owns (members.h: computed alike on every node) and assigns each to the least loaded
+ * healthy modem. Only the handful of jobs in flight live in memory. */
 #include "gateway-internal.h"
 
 static void gateway_schedule(Gateway *g);
