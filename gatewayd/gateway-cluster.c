@@ -238,21 +238,35 @@ static bool node_refused(const Gateway *g, uint32_t nodeid)
 	return false;
 }
 
-/* The other members of the view that speak our protocol. */
-size_t view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX])
+/* The distinct nodeids of the current view (a node may hold several members), at most
+ * MEMBERS_MAX; with `speaking`, only those whose protocol we speak. */
+static size_t view_nodeids(const Gateway *g, bool speaking, uint32_t ret[static MEMBERS_MAX])
 {
 	const ReplicationView *v = replication_get_view(g->replication);
 	size_t n = 0;
 
 	for (size_t i = 0; i < v->n_members; i++) {
 		uint32_t id = v->members[i].nodeid;
-		bool dup = id == g->nodeid || node_refused(g, id);
+		bool skip = speaking && node_refused(g, id);
 
-		for (size_t j = 0; j < n && !dup; j++)
-			dup = ret[j] == id;
-		if (!dup && n < MEMBERS_MAX)
+		for (size_t j = 0; j < n && !skip; j++)
+			skip = ret[j] == id;
+		if (!skip && n < MEMBERS_MAX)
 			ret[n++] = id;
 	}
+	return n;
+}
+
+/* The other nodes of the view that speak our protocol. */
+size_t view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX])
+{
+	size_t n = view_nodeids(g, true, ret);
+
+	for (size_t i = 0; i < n; i++)
+		if (ret[i] == g->nodeid) {
+			ret[i] = ret[--n];
+			break;
+		}
 	return n;
 }
 
@@ -414,15 +428,7 @@ static void sync_start(Gateway *g)
 	g->sync_key_cursor = mfree(g->sync_key_cursor);
 	g->sync_sent = g->sync_received = 0;
 	g->sync_chunk_back = false;
-	g->n_sync_waiting = 0;
-	for (size_t i = 0; i < v->n_members && g->n_sync_waiting < MEMBERS_MAX; i++) {
-		bool dup = node_refused(g, v->members[i].nodeid);
-
-		for (size_t j = 0; j < g->n_sync_waiting; j++)
-			dup |= g->sync_waiting[j] == v->members[i].nodeid;
-		if (!dup)
-			g->sync_waiting[g->n_sync_waiting++] = v->members[i].nodeid;
-	}
+	g->n_sync_waiting = view_nodeids(g, true, g->sync_waiting); /* ourselves included */
 	log_info("A node joined the view (%zu member(s)): exchanging state before anyone sends",
 		 v->n_members);
 	sd_notify(0, "STATUS=Exchanging state with the cluster");
@@ -535,16 +541,10 @@ static void on_view(void *userdata, const ReplicationMember *members, size_t n_m
 	Gateway *g = userdata;
 	const ReplicationView *v = replication_get_view(g->replication);
 	uint32_t ids[MEMBERS_MAX];
-	size_t n_ids = 0;
+	size_t n_ids = view_nodeids(g, false, ids);
 	bool newcomer = false;
 
 	for (size_t i = 0; i < n_members; i++) {
-		bool dup = false;
-
-		for (size_t j = 0; j < n_ids; j++)
-			dup |= ids[j] == members[i].nodeid;
-		if (!dup && n_ids < MEMBERS_MAX)
-			ids[n_ids++] = members[i].nodeid;
 		if (members[i].nodeid != g->nodeid &&
 		    (members[i].reason == REPLICATION_REASON_JOIN ||
 		     members[i].reason == REPLICATION_REASON_NODEUP))
