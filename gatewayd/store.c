@@ -9,7 +9,7 @@
  *
  * Statements are prepared once, lazily, and reset after use; the schema carries a version in
  * PRAGMA user_version and migrates forward on open. */
-#include "store.h"
+#include "store-internal.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -22,7 +22,7 @@
 #include "macro.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
@@ -180,13 +180,6 @@ static const char *const sql_text[_SQL_MAX] = {
 			     "(dedupe.first_at, dedupe.alert_id)",
 };
 
-struct Store {
-	sqlite3 *db;
-	sqlite3_stmt *stmt[_SQL_MAX];
-	uint64_t open_alerts;
-	bool in_transaction;
-};
-
 static int store_recount(Store *s);
 
 static const char *const delivery_state_table[_DELIVERY_STATE_MAX] = {
@@ -247,12 +240,33 @@ static int sqlite_to_errno(int rc)
 	}
 }
 
-static int store_fail(Store *s, int rc, const char *what)
+int store_fail(Store *s, int rc, const char *what)
 {
 	int r = sqlite_to_errno(rc);
 
 	log_error_errno(r, "Store: %s failed: %s", what, sqlite3_errmsg(s->db));
 	return r;
+}
+
+sqlite3_stmt *store_cached(Store *s, const char *sql)
+{
+	size_t i;
+
+	for (i = 0; i < STORE_CACHED_MAX && s->cached[i].sql; i++)
+		if (s->cached[i].sql == sql)
+			return s->cached[i].st;
+	if (i == STORE_CACHED_MAX) {
+		log_error("Store: more than %d cached statements", STORE_CACHED_MAX);
+		return NULL;
+	}
+	int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->cached[i].st,
+				    NULL);
+	if (rc != SQLITE_OK) {
+		log_error("Store: cannot prepare '%s': %s", sql, sqlite3_errmsg(s->db));
+		return NULL;
+	}
+	s->cached[i].sql = sql;
+	return s->cached[i].st;
 }
 
 static sqlite3_stmt *stmt(Store *s, int id)
@@ -269,15 +283,14 @@ static sqlite3_stmt *stmt(Store *s, int id)
 	return s->stmt[id];
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt, sqlite3_finalize)
 
-static void stmt_done(sqlite3_stmt *st)
+void stmt_done(sqlite3_stmt *st)
 {
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
+void bind_text(sqlite3_stmt *st, int i, const char *v)
 {
 	if (v)
 		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
@@ -285,13 +298,13 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
 		sqlite3_bind_null(st, i);
 }
 
-static void bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+void bind_u64(sqlite3_stmt *st, int i, uint64_t v)
 {
 	sqlite3_bind_int64(st, i, (sqlite3_int64)v);
 }
 
 /* Runs a statement that returns no rows. */
-static int step_done(Store *s, sqlite3_stmt *st, const char *what)
+int step_done(Store *s, sqlite3_stmt *st, const char *what)
 {
 	int rc = sqlite3_step(st);
 
@@ -301,7 +314,7 @@ static int step_done(Store *s, sqlite3_stmt *st, const char *what)
 	return 0;
 }
 
-static int exec(Store *s, const char *sql)
+int store_exec(Store *s, const char *sql)
 {
 	char *err = NULL;
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &err);
@@ -366,6 +379,26 @@ static const char schema_v4[] =
 	"CREATE TABLE nodes(name TEXT PRIMARY KEY, nodeid INTEGER NOT NULL,"
 	" last_seen INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* v5: on-call. An alert's escalation (the step reached, the deadline of the next; NULL when it
+ * does not escalate or has stopped), a delivery's round (an escalation step that pages the same
+ * number again re-arms its delivery) and flood bundling (held for a "+N more" summary), the
+ * alert's history beyond attempts and calls (duplicates, escalation steps, acknowledgments,
+ * replies), and the on-call overrides. */
+static const char schema_v5[] =
+	"ALTER TABLE alerts ADD COLUMN esc_step INTEGER;"
+	"ALTER TABLE alerts ADD COLUMN esc_next_at INTEGER;"
+	"CREATE INDEX alerts_escalation ON alerts(esc_next_at) WHERE esc_next_at IS NOT NULL;"
+	"ALTER TABLE deliveries ADD COLUMN round INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE deliveries ADD COLUMN bundle INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX deliveries_number ON deliveries(number, accepted_at);"
+	"CREATE TABLE history("
+	" alert_id TEXT NOT NULL, at INTEGER NOT NULL, what TEXT NOT NULL, node TEXT NOT NULL,"
+	" detail TEXT NOT NULL DEFAULT '', UNIQUE(alert_id, at, what, node, detail));"
+	"CREATE INDEX history_alert ON history(alert_id);"
+	"CREATE TABLE overrides("
+	" role TEXT PRIMARY KEY, contact TEXT, until INTEGER NOT NULL, set_at INTEGER NOT NULL,"
+	" set_by TEXT) WITHOUT ROWID;";
+
 static int store_migrate(Store *s)
 {
 	sqlite3_stmt *st;
@@ -384,36 +417,41 @@ static int store_migrate(Store *s)
 	if (version == SCHEMA_VERSION)
 		return 0;
 
-	r = exec(s, "BEGIN IMMEDIATE");
+	r = store_exec(s, "BEGIN IMMEDIATE");
 	if (r < 0)
 		return r;
 	if (version < 1) {
-		r = exec(s, schema_v1);
+		r = store_exec(s, schema_v1);
 		if (r < 0)
 			goto fail;
 	}
 	if (version < 2) {
-		r = exec(s, schema_v2);
+		r = store_exec(s, schema_v2);
 		if (r < 0)
 			goto fail;
 	}
 	if (version < 3) {
-		r = exec(s, schema_v3);
+		r = store_exec(s, schema_v3);
 		if (r < 0)
 			goto fail;
 	}
 	if (version < 4) {
-		r = exec(s, schema_v4);
+		r = store_exec(s, schema_v4);
+		if (r < 0)
+			goto fail;
+	}
+	if (version < 5) {
+		r = store_exec(s, schema_v5);
 		if (r < 0)
 			goto fail;
 	}
 	/* Later versions add their steps here, each guarded by version < N. */
-	r = exec(s, "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION));
+	r = store_exec(s, "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION));
 	if (r < 0)
 		goto fail;
-	return exec(s, "COMMIT");
+	return store_exec(s, "COMMIT");
 fail:
-	exec(s, "ROLLBACK");
+	store_exec(s, "ROLLBACK");
 	return r;
 }
 
@@ -431,6 +469,11 @@ int store_open(const char *state_dir, Store **ret)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->stmt = calloc(_SQL_MAX, sizeof(sqlite3_stmt *));
+	if (!s->stmt) {
+		free(s);
+		return -ENOMEM;
+	}
 	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
 		r = log_error_errno(sqlite_to_errno(rc), "Cannot open store '%s': %s", path,
@@ -441,13 +484,13 @@ int store_open(const char *state_dir, Store **ret)
 	sqlite3_extended_result_codes(s->db, 1);
 	/* WAL + FULL: each COMMIT fsyncs the WAL before returning; this is the durability promise
 	 * behind every "queued" reply. */
-	r = exec(s, "PRAGMA journal_mode = WAL");
+	r = store_exec(s, "PRAGMA journal_mode = WAL");
 	if (r >= 0)
-		r = exec(s, "PRAGMA synchronous = FULL");
+		r = store_exec(s, "PRAGMA synchronous = FULL");
 	if (r >= 0)
-		r = exec(s, "PRAGMA foreign_keys = OFF");
+		r = store_exec(s, "PRAGMA foreign_keys = OFF");
 	if (r >= 0)
-		r = exec(s, "PRAGMA cache_size = -2000"); /* 2 MB: the queue lives on disk */
+		r = store_exec(s, "PRAGMA cache_size = -2000"); /* 2 MB: the queue lives on disk */
 	if (r >= 0)
 		r = store_migrate(s);
 	if (r >= 0)
@@ -466,8 +509,11 @@ Store *store_close(Store *s)
 		return NULL;
 	if (s->in_transaction)
 		store_rollback(s);
-	for (int i = 0; i < _SQL_MAX; i++)
+	for (int i = 0; s->stmt && i < _SQL_MAX; i++)
 		sqlite3_finalize(s->stmt[i]);
+	free(s->stmt);
+	for (size_t i = 0; i < STORE_CACHED_MAX; i++)
+		sqlite3_finalize(s->cached[i].st);
 	sqlite3_close(s->db);
 	free(s);
 	return NULL;
@@ -475,7 +521,7 @@ Store *store_close(Store *s)
 
 int store_begin(Store *s)
 {
-	int r = exec(s, "BEGIN IMMEDIATE");
+	int r = store_exec(s, "BEGIN IMMEDIATE");
 
 	if (r >= 0)
 		s->in_transaction = true;
@@ -484,7 +530,7 @@ int store_begin(Store *s)
 
 int store_commit(Store *s)
 {
-	int r = exec(s, "COMMIT");
+	int r = store_exec(s, "COMMIT");
 
 	if (r < 0) {
 		store_rollback(s);
@@ -497,7 +543,7 @@ int store_commit(Store *s)
 void store_rollback(Store *s)
 {
 	if (sqlite3_get_autocommit(s->db) == 0)
-		exec(s, "ROLLBACK");
+		store_exec(s, "ROLLBACK");
 	s->in_transaction = false;
 	store_recount(s);
 }
@@ -971,7 +1017,7 @@ int store_alert_ack(Store *s, const char *id, const char *by, const char *via, u
 
 /* Steps a bound statement through its rows, handing each to row(); row() returns <0 to stop
  * early (that value is returned). Resets the statement in every case. */
-static int each_row(Store *s, sqlite3_stmt *st, const char *what,
+int each_row(Store *s, sqlite3_stmt *st, const char *what,
 		    int (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
 {
 	int rc, r = 0;
@@ -1113,14 +1159,14 @@ int store_purge(Store *s, uint64_t before)
 	return purged;
 }
 
-static json_t *json_time_or_null(uint64_t usec)
+json_t *json_time_or_null(uint64_t usec)
 {
 	char buf[RFC3339_MAX];
 
 	return usec ? json_string(format_rfc3339(usec, buf)) : json_null();
 }
 
-static json_t *column_string(sqlite3_stmt *st, int i)
+json_t *column_string(sqlite3_stmt *st, int i)
 {
 	const char *v = (const char *)sqlite3_column_text(st, i);
 
