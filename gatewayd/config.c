@@ -247,7 +247,7 @@ static int begin_section(Parser *p, const char *section)
 	if (!space) {
 		static const char *plain[] = {"node",   "submit",     "events",   "cluster",
 					      "voice",  "dedupe",     "store",    "escalation",
-					      "delivery", "selftest"};
+					      "delivery", "selftest",   "bundle"};
 		for (size_t i = 0; i < ELEMENTSOF(plain); i++)
 			if (streq(section, plain[i]))
 				return 1;
@@ -546,9 +546,20 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 			return r < 0 ? r : 1;
 		}
 		if (streq(key, "step_timeout")) {
-			if (parse_duration(value, &d) < 0 || d < 10 || d > 86400)
-				return BAD_VALUE("a duration from 10s to 1d");
+			if (parse_duration(value, &d) < 0 || d < 5 || d > 86400)
+				return BAD_VALUE("a duration from 5s to 1d");
 			c->escalation_step_timeout = (unsigned)d;
+			return 1;
+		}
+	} else if (streq(section, "bundle")) {
+		if (streq(key, "threshold"))
+			return parse_uint(value, 0, 1000, &c->bundle_threshold) < 0
+				       ? BAD_VALUE("0 (off) to 1000")
+				       : 1;
+		if (streq(key, "window")) {
+			if (parse_duration(value, &d) < 0 || d < 1 || d > 3600)
+				return BAD_VALUE("a duration from 1s to 1h");
+			c->bundle_window = (unsigned)d;
 			return 1;
 		}
 	}
@@ -711,6 +722,8 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	c->retry_max = 300;
 	c->max_permanent_failures = 3;
 	c->escalation_step_timeout = 300;
+	c->bundle_threshold = 5;
+	c->bundle_window = 60;
 	p.config = c;
 
 	c->path = strdup(path);
@@ -854,6 +867,7 @@ void config_fingerprint(const Config *c, char ret[static 33])
 			fprintf(f, " %s", r->contacts[j]);
 		fputc('\n', f);
 	}
+	fprintf(f, "bundle %u %u\n", c->bundle_threshold, c->bundle_window);
 	fprintf(f, "escalation %u", c->escalation_step_timeout);
 	for (size_t i = 0; i < c->n_escalation_steps; i++)
 		fprintf(f, " %s", c->escalation_steps[i]);

@@ -92,6 +92,9 @@ typedef struct Config {
 	char **escalation_steps;
 	size_t n_escalation_steps;
 	unsigned escalation_step_timeout;
+
+	unsigned bundle_threshold; /* alerts for one number within the window before holding */
+	unsigned bundle_window;    /* seconds */
 } Config;
 
 /* Returns 0, or -errno with *ret_error set to a malloc'd "file:line: reason". */

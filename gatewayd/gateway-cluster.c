@@ -518,6 +518,7 @@ static void takeover(Gateway *g, bool merged)
 		store_sending_on_node(g->store, n->name, takeover_one, g);
 		g->takeover_node = NULL;
 	}
+	escalation_run(g); /* steps a departed node owned are ours now */
 }
 
 /* Drops from v the nodeids that are not in the view; returns how many are left. */

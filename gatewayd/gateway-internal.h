@@ -26,7 +26,7 @@
 #include "store.h"
 #include "util.h"
 
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2 /* 2: escalation, alert history, rounds and bundles */
 #define MODEM_INFLIGHT 1 /* one job per modem: nothing waits behind a send that may hang */
 #define EXPIRE_BATCH 256
 #define PURGE_INTERVAL_USEC (3600 * USEC_PER_SEC)
@@ -73,6 +73,9 @@ typedef struct Job {
 	size_t modem;
 	unsigned attempts; /* before this one */
 	bool assigned;     /* the assignment is committed and the modem has the job */
+	/* A flood summary: the held deliveries to `number` it carries (alert_id is the first). */
+	char (*bundle)[ID_HEX_LEN + 1];
+	size_t n_bundle;
 } Job;
 
 /* A voice call to make: the recipient whose SMS paths all failed, or the contact center. */
@@ -175,6 +178,8 @@ struct Gateway {
 
 	json_t *voice_checks;      /* [[alert, number], ...] to consider after the commit */
 
+	json_t *escalating; /* {alert id: step}: escalations published, not applied yet */
+
 	/* Path self-tests. */
 	SelfTest *selftests;
 	sd_event_source *selftest_timer; /* the next round */
@@ -195,6 +200,25 @@ bool modem_usable(const ModemSlot *slot);
 void self_health_changed(Gateway *g);
 int modem_slot_start(Gateway *g, size_t i);
 json_t *local_modems_json(Gateway *g);
+
+int apply_ack(Gateway *g, json_t *c, Pending *pending);
+
+/* gateway-escalation.c: escalation, acknowledgment by SMS, replies, flood summaries */
+bool escalation_wanted(Gateway *g, const Request *req);
+void escalation_run(Gateway *g);
+void escalation_forget(Gateway *g);
+int apply_escalate(Gateway *g, json_t *c);
+const ContactConfig *role_on_duty(Gateway *g, const RoleConfig *role, uint64_t at);
+/* The text of an SMS of a critical alert: with the reply that acknowledges it. */
+int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **ret);
+/* Adds to an alert's JSON what on-call knows: its escalation's step (from 1) and role, and for
+ * a critical alert "ack_code", what its SMS asks to reply. */
+void alert_add_oncall(Gateway *g, json_t *alert);
+int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *node,
+		uint64_t at);
+int oncall_sms_received(Gateway *g, const InboxMessage *m);
+/* Fills a summary job with the deliveries held for its number; returns how many. */
+int bundle_fill(Gateway *g, Job *job);
 
 /* gateway-cluster.c: announcements, confirmations, the rejoin exchange, takeover */
 json_t *confirmations_take(Gateway *g);

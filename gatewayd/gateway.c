@@ -91,6 +91,7 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 	r = text && batch ? replication_publish(g->replication, text, strlen(text)) : -ENOMEM;
 	if (r < 0) {
 		log_error_errno(r, "Cannot publish %zu changes: %m", n);
+		escalation_forget(g);
 		for (size_t i = 0; i < n; i++) {
 			reply_pending_error(g, g->outbox_pending[i], "storage_error",
 					    "the change could not be replicated");
@@ -141,12 +142,42 @@ void events_publish(Gateway *g)
 
 /* ---- jobs ---- */
 
+static bool job_covers(const Job *j, const char *alert_id)
+{
+	if (j->n_bundle == 0)
+		return streq(j->alert_id, alert_id);
+	for (size_t i = 0; i < j->n_bundle; i++)
+		if (streq(j->bundle[i], alert_id))
+			return true;
+	return false;
+}
+
 Job *job_find_delivery(Gateway *g, const char *alert_id, const char *number)
 {
 	for (Job *j = g->jobs; j; j = j->next)
-		if (streq(j->alert_id, alert_id) && streq(j->number, number))
+		if (streq(j->number, number) && job_covers(j, alert_id))
 			return j;
 	return NULL;
+}
+
+/* Leaves a delivery out of a summary job (handled meanwhile); false when none is left. */
+static bool job_uncover(Job *j, const char *alert_id)
+{
+	for (size_t i = 0; i < j->n_bundle; i++)
+		if (streq(j->bundle[i], alert_id)) {
+			memmove(j->bundle[i], j->bundle[i + 1],
+				(j->n_bundle - i - 1) * sizeof(j->bundle[0]));
+			j->n_bundle--;
+			break;
+		}
+	return j->n_bundle > 0;
+}
+
+static void job_free(Job *job)
+{
+	free(job->text);
+	free(job->bundle);
+	free(job);
 }
 
 static Job *job_find(Gateway *g, uint64_t id)
@@ -166,8 +197,25 @@ static void job_remove(Gateway *g, Job *job)
 		}
 	if (job->modem < g->n_modems && g->modems[job->modem].inflight > 0)
 		g->modems[job->modem].inflight--;
-	free(job->text);
-	free(job);
+	job_free(job);
+}
+
+/* One result change per delivery the job carried (one, or each of a summary's). */
+static int job_results(Gateway *g, Job *job, json_t *result)
+{
+	int r = 0;
+
+	if (!result)
+		return -ENOMEM;
+	for (size_t i = 0; i < MAX(job->n_bundle, 1u) && r >= 0; i++) {
+		json_t *c = json_deep_copy(result);
+
+		if (c && job->n_bundle > 0)
+			json_object_set_new(c, "id", json_string(job->bundle[i]));
+		r = outbox_add(g, c, NULL);
+	}
+	json_decref(result);
+	return r;
 }
 
 /* ---- applying changes ---- */
@@ -214,11 +262,23 @@ static int apply_submit(Gateway *g, json_t *c, Pending *pending)
 	int r;
 
 	a.expires_at = a.accepted_at + ju64(c, "ttl") * USEC_PER_SEC;
+	if (json_is_true(json_object_get(c, "escalate")))
+		a.esc_next_at =
+			a.accepted_at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC;
+	a.bundle_threshold = g->config->bundle_threshold;
+	a.bundle_window = (uint64_t)g->config->bundle_window * USEC_PER_SEC;
 	r = store_dedupe_find(g->store, a.key, a.accepted_at,
 			      g->config->dedupe_window * USEC_PER_SEC, first_id);
 	if (r < 0)
 		return r;
 	if (r > 0) {
+		char detail[160];
+
+		snprintf(detail, sizeof(detail), "from %s", a.source ? a.source : "?");
+		r = store_history_add(g->store, first_id, a.accepted_at, "duplicate", a.node,
+				      detail);
+		if (r < 0)
+			return r;
 		if (pending) {
 			pending->duplicate = true;
 			snprintf(pending->first_id, sizeof(pending->first_id), "%s", first_id);
@@ -264,6 +324,8 @@ static int apply_assign(Gateway *g, json_t *c)
 	job = job_find_delivery(g, id, to);
 	if (!job)
 		return 0;
+	if (r == 0 && job->n_bundle > 0 && job_uncover(job, id))
+		return 0; /* the summary goes out for the others */
 	if (r == 0) {
 		/* Expired or handled meanwhile: the job is moot. */
 		job_remove(g, job);
@@ -332,7 +394,7 @@ static int apply_expire(Gateway *g, json_t *c)
 	return 0;
 }
 
-static int apply_ack(Gateway *g, json_t *c, Pending *pending)
+int apply_ack(Gateway *g, json_t *c, Pending *pending)
 {
 	const char *id = jstr(c, "id");
 	int r;
@@ -348,6 +410,9 @@ static int apply_ack(Gateway *g, json_t *c, Pending *pending)
 		voice_drop_alert(g, id);
 		log_ctx(LOG_INFO, &((LogContext){.alert_id = id}), "Acknowledged by %s via %s",
 			jstr(c, "by"), jstr(c, "via"));
+		r = ack_confirm(g, id, jstr(c, "by"), jstr(c, "node"), ju64(c, "at"));
+		if (r < 0)
+			return r;
 		event_add(g, "acknowledged",
 			  json_pack("{s:s, s:s, s:s, s:s}", "id", id, "by", jstr(c, "by"), "via",
 				    jstr(c, "via"), "at", format_rfc3339(ju64(c, "at"), at)));
@@ -419,7 +484,7 @@ static int apply_sms_in(Gateway *g, json_t *c)
 		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "key", m.key, "node", m.node,
 			    "modem", m.modem, "from", m.sender, "text", m.text, "parts",
 			    (int)m.parts, "received_at", format_rfc3339(m.received_at, at)));
-	return 0;
+	return oncall_sms_received(g, &m);
 }
 
 static int apply_report(Gateway *g, json_t *c)
@@ -463,6 +528,8 @@ static int apply_change(Gateway *g, json_t *c, Pending *pending, uint32_t from_n
 		return apply_expire(g, c);
 	if (streq(type, "ack"))
 		return apply_ack(g, c, pending);
+	if (streq(type, "escalate"))
+		return apply_escalate(g, c);
 	if (streq(type, "sms_in"))
 		return apply_sms_in(g, c);
 	if (streq(type, "report"))
@@ -532,12 +599,12 @@ static void start_assigned_jobs(Gateway *g)
 			log_ctx_errno(LOG_ERR, r, &((LogContext){.modem = slot->config->name}),
 				      "Modem refused a job: %m");
 			/* Treated like a failed send: the result change requeues it. */
-			json_t *c = json_pack(
-				"{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:s}", "t", "result", "id",
-				j->alert_id, "to", j->number, "node", g->config->node_name, "modem",
-				slot->config->name, "at", (json_int_t)now_realtime_usec(), "ok", 0,
-				"permanent", 0, "error", "modem queue full");
-			outbox_add(g, c, NULL);
+			job_results(g, j,
+				    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:s}", "t",
+					      "result", "id", j->alert_id, "to", j->number, "node",
+					      g->config->node_name, "modem", slot->config->name, "at",
+					      (json_int_t)now_realtime_usec(), "ok", 0, "permanent", 0,
+					      "error", "modem queue full"));
 			job_remove(g, j);
 		}
 	}
@@ -589,6 +656,7 @@ void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t l
 		json_array_clear(g->events);
 		json_array_clear(g->tokens);
 		json_array_clear(g->voice_checks);
+		escalation_forget(g);
 		for (Job *j = g->jobs, *next; j; j = next) {
 			next = j->next;
 			if (j->assigned && j->text)
@@ -669,12 +737,15 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	ssize_t m;
 	Job *job;
 	json_t *c;
+	int r;
 
 	const char *owner;
 
 	if (job_find_delivery(g, d->alert_id, d->number))
 		return 0;
-	owner = members_owner(&g->members, d->alert_id, d->number, d->last_node, false);
+	/* A flood's held deliveries to one number go out together, from one node. */
+	owner = members_owner(&g->members, d->bundle ? "bundle" : d->alert_id, d->number,
+			      d->bundle ? "" : d->last_node, false);
 	if (!owner || !streq(owner, g->config->node_name))
 		return 0; /* another node's, or nobody's until a modem comes up */
 	m = pick_modem(g, streq(d->last_node, g->config->node_name) ? d->last_modem : "");
@@ -689,20 +760,27 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	job->id = ++g->next_job;
 	snprintf(job->alert_id, sizeof(job->alert_id), "%s", d->alert_id);
 	snprintf(job->number, sizeof(job->number), "%s", d->number);
-	job->text = strdup(d->text);
 	job->modem = (size_t)m;
 	job->attempts = d->attempts;
-	if (!job->text) {
-		free(job);
-		return -ENOMEM;
+	if (d->ackable)
+		r = ack_instruction(g, d->alert_id, d->text, &job->text);
+	else
+		r = (job->text = strdup(d->text)) ? 0 : -ENOMEM;
+	if (r >= 0 && d->bundle)
+		r = bundle_fill(g, job);
+	if (r < 0) {
+		job_free(job);
+		return r;
 	}
-	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "assign", "id", d->alert_id, "to",
-		      d->number, "node", g->config->node_name, "modem",
-		      g->modems[m].config->name, "at", (json_int_t)now_realtime_usec());
-	if (outbox_add(g, c, NULL) < 0) {
-		free(job->text);
-		free(job);
-		return -ENOMEM;
+	for (size_t i = 0; i < MAX(job->n_bundle, 1u); i++) {
+		c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "assign", "id",
+			      job->n_bundle ? job->bundle[i] : d->alert_id, "to", d->number,
+			      "node", g->config->node_name, "modem", g->modems[m].config->name,
+			      "at", (json_int_t)now_realtime_usec());
+		if (outbox_add(g, c, NULL) < 0) {
+			job_free(job);
+			return -ENOMEM;
+		}
 	}
 	job->next = g->jobs;
 	g->jobs = job;
@@ -716,6 +794,7 @@ static void gateway_dispatch(Gateway *g)
 
 	if (g->stopping || !cluster_settled(g))
 		return;
+	escalation_run(g);
 	for (size_t i = 0; i < g->n_modems; i++)
 		if (modem_usable(&g->modems[i])) {
 			capacity += MODEM_INFLIGHT - MIN(g->modems[i].inflight, MODEM_INFLIGHT);
@@ -753,6 +832,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	Gateway *g = userdata;
 
 	store_expired_alerts(g->store, now_realtime_usec(), EXPIRE_BATCH, expire_one, g);
+	escalation_run(g);
 	gateway_dispatch(g);
 	gateway_schedule(g);
 	return 0;
@@ -761,16 +841,19 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 /* One realtime timer for the earliest retry or expiry; re-armed after every commit. */
 static void gateway_schedule(Gateway *g)
 {
-	uint64_t due = 0, expiry = 0, next = 0, now = now_realtime_usec();
+	uint64_t due = 0, expiry = 0, step = 0, next = 0, now = now_realtime_usec();
 
 	store_next_due(g->store, &due);
 	store_next_expiry(g->store, &expiry);
+	store_next_escalation(g->store, now, &step);
 	/* Deliveries already due wait for a modem to come up or free up, and each of those
 	 * events runs dispatch: only future retries need the timer. */
 	if (due > now)
 		next = due;
 	if (expiry && (!next || expiry < next))
 		next = expiry;
+	if (step && (!next || step < next))
+		next = step;
 	if (!next) {
 		sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);
 		return;
@@ -879,6 +962,7 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 {
 	Job *job;
 	json_t *c;
+	int r;
 
 	if (ev->type == MODEM_EVENT_STATUS) {
 		modem_status_changed(g, slot, &ev->status);
@@ -912,9 +996,10 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 		      "error", ev->result >= 0 ? NULL : (ev->error[0] ? ev->error : "send failed"));
 	if (c && ev->result >= 0 && ev->message_ref >= 0)
 		json_object_set_new(c, "ref", json_integer(ev->message_ref));
+	r = job_results(g, job, c);
 	job_remove(g, job);
 	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
-	return outbox_add(g, c, NULL);
+	return r;
 }
 
 typedef struct ModemIo {
@@ -1151,6 +1236,8 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		      "id", id, "key", req->key ? req->key : key, "text", req->text, "critical",
 		      req->critical, "ttl", (json_int_t)req->ttl, "to", to, "copy", copy, "source",
 		      req->source, "node", g->config->node_name, "at", (json_int_t)at);
+	if (c && escalation_wanted(g, req))
+		json_object_set_new(c, "escalate", json_true());
 	if (outbox_add(g, c, p) < 0)
 		reply_err(g, peer, "storage_error", "out of memory");
 }
@@ -1172,9 +1259,9 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 		return;
 	}
 	if (outbox_add(g,
-		       json_pack("{s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", req->id, "by",
-				 req->by ? req->by : "unknown", "via", "api", "at",
-				 (json_int_t)now_realtime_usec()),
+		       json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", req->id, "by",
+				 req->by ? req->by : "unknown", "via", "api", "node",
+				 g->config->node_name, "at", (json_int_t)now_realtime_usec()),
 		       p) < 0)
 		reply_err(g, peer, "storage_error", "out of memory");
 }
@@ -1275,8 +1362,10 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 			reply_err(g, peer, "unknown_id", "no alert with this id");
 		else if (r < 0)
 			reply_err(g, peer, "storage_error", "the store could not be read");
-		else
+		else {
+			alert_add_oncall(g, o);
 			reply_now(g, peer, o);
+		}
 		break;
 	case OP_INBOX:
 		r = store_inbox_json(g->store, 1000, &o);
@@ -1360,10 +1449,12 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 	g->tokens = json_array();
 	g->voice_checks = json_array();
 	g->confirm_due = json_object();
+	g->escalating = json_object();
 	members_init(&g->members, config->node_name);
 	if (members_self(&g->members))
 		members_self(&g->members)->nodeid = SOLO_NODEID;
 	if (!g->outbox || !g->events || !g->tokens || !g->voice_checks || !g->confirm_due ||
+	    !g->escalating ||
 	    !members_self(&g->members)) {
 		gateway_free(g);
 		return -ENOMEM;
@@ -1459,8 +1550,7 @@ Gateway *gateway_free(Gateway *g)
 	while (g->jobs) {
 		Job *j = g->jobs;
 		g->jobs = j->next;
-		free(j->text);
-		free(j);
+		job_free(j);
 	}
 	while (g->batches_head) {
 		PendingBatch *b = g->batches_head;
@@ -1496,6 +1586,7 @@ Gateway *gateway_free(Gateway *g)
 	json_decref(g->events);
 	json_decref(g->tokens);
 	json_decref(g->voice_checks);
+	json_decref(g->escalating);
 	sd_event_unref(g->event);
 	free(g);
 	return NULL;

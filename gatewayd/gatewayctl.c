@@ -414,9 +414,7 @@ static int print_status(const json_t *reply)
 
 static int print_deliveries(const json_t *deliveries)
 {
-	static const char *const headers[] = {"AT", "NODE", "MODEM", "RESULT", "ERROR"};
-	size_t i, j;
-	int r;
+	size_t i;
 
 	if (json_array_size(deliveries) == 0) {
 		printf("Deliveries: none\n");
@@ -425,74 +423,110 @@ static int print_deliveries(const json_t *deliveries)
 	printf("Deliveries:\n");
 	for (i = 0; i < json_array_size(deliveries); i++) {
 		const json_t *d = json_array_get(deliveries, i);
-		_cleanup_(ctl_table_freep) CtlTable *table = NULL;
 		const json_t *attempts = json_object_get(d, "attempts");
 
-		printf("  %s: %s", FIELD(d, "to"), FIELD(d, "state"));
-		if (!json_is_array(attempts)) {
-			putchar('\n');
-			continue;
-		}
-		if (json_array_size(attempts) == 0) {
-			printf(", no attempts yet\n");
-			continue;
-		}
-		printf(", %zu attempt%s\n", json_array_size(attempts),
-		       json_array_size(attempts) == 1 ? "" : "s");
-
-		r = ctl_table_new(ELEMENTSOF(headers), headers, &table);
-		if (r < 0)
-			return log_oom();
-		for (j = 0; j < json_array_size(attempts); j++) {
-			const json_t *a = json_array_get(attempts, j);
-
-			r = ctl_table_add_row(
-			        table, (const char *[]){FIELD(a, "at"), FIELD(a, "node"),
-			                                FIELD(a, "modem"), FIELD(a, "result"),
-			                                FIELD(a, "error")});
-			if (r < 0)
-				return log_oom();
-		}
-		r = ctl_table_print(table, stdout, 4);
-		if (r == -ENOMEM)
-			return log_oom();
+		printf("  %s: %s%s, %zu attempt%s\n", FIELD(d, "to"), FIELD(d, "state"),
+		       json_equal(json_object_get(d, "kind"), json_string("copy")) ? " (copy)" : "",
+		       json_array_size(attempts), json_array_size(attempts) == 1 ? "" : "s");
 	}
 	return 0;
 }
 
-static int print_calls(const json_t *calls)
+/* One line of the story: [at, what, node, detail], all strings. */
+static int story_add(json_t *story, const json_t *at, const char *what, const char *node,
+                     const char *detail)
 {
-	static const char *const headers[] = {"AT",    "NUMBER",  "NODE",
-	                                      "MODEM", "OUTCOME", "DURATION"};
-	_cleanup_(ctl_table_freep) CtlTable *table = NULL;
-	size_t i;
-	int r;
+	char when[CTL_FORMAT_MAX];
 
-	if (json_array_size(calls) == 0) {
-		printf("Voice calls: none\n");
-		return 0;
+	snprintf(when, sizeof(when), "%s", CTL_J(at));
+	return json_array_append_new(story, json_pack("[s, s, s, s]", when, what, node, detail));
+}
+
+static int story_cmp(const void *a, const void *b)
+{
+	/* RFC 3339 UTC with milliseconds: in time order as strings. Equal times keep their
+	 * order (received first), which qsort does not promise: the index breaks the tie. */
+	const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
+	int c = strcmp(json_string_value(json_array_get(x, 0)),
+	               json_string_value(json_array_get(y, 0)));
+
+	return c ? c
+	         : (int)(json_integer_value(json_array_get(x, 4)) -
+	                 json_integer_value(json_array_get(y, 4)));
+}
+
+/* The alert's whole story in time order: received, duplicates, each SMS attempt, each
+ * escalation step, each call, the acknowledgment. */
+static int print_story(const json_t *alert)
+{
+	static const char *const headers[] = {"WHEN", "WHAT", "NODE", "DETAIL"};
+	_cleanup_(ctl_table_freep) CtlTable *table = NULL;
+	_cleanup_(json_decrefp) json_t *story = json_array();
+	_cleanup_free_ const json_t **order = NULL;
+	const json_t *deliveries = json_object_get(alert, "deliveries"), *ack, *e;
+	char detail[CTL_FORMAT_MAX * 3];
+	size_t i, j;
+	int r = 0;
+
+	if (!story)
+		return log_oom();
+	snprintf(detail, sizeof(detail), "from %s", FIELD(alert, "source"));
+	r |= story_add(story, json_object_get(alert, "accepted_at"), "received",
+	               FIELD(alert, "node"), detail);
+	json_array_foreach(json_object_get(alert, "history"), i, e) {
+		r |= story_add(story, json_object_get(e, "at"), FIELD(e, "what"), FIELD(e, "node"),
+		               FIELD(e, "detail"));
 	}
-	printf("Voice calls:\n");
+	json_array_foreach(deliveries, i, e) {
+		const json_t *a;
+
+		json_array_foreach(json_object_get(e, "attempts"), j, a) {
+			bool ok = json_equal(json_object_get(a, "result"), json_string("sent"));
+
+			snprintf(detail, sizeof(detail), "to %s on modem %s%s%s", FIELD(e, "to"),
+			         FIELD(a, "modem"), ok ? "" : ": ", ok ? "" : FIELD(a, "error"));
+			r |= story_add(story, json_object_get(a, "at"), ok ? "sent" : "failed",
+			               FIELD(a, "node"), detail);
+		}
+	}
+	json_array_foreach(json_object_get(alert, "calls"), i, e) {
+		snprintf(detail, sizeof(detail), "voice call to %s on modem %s: %s, %s s",
+		         FIELD(e, "number"), FIELD(e, "modem"), FIELD(e, "outcome"),
+		         FIELD(e, "duration"));
+		r |= story_add(story, json_object_get(e, "at"), "called", FIELD(e, "node"), detail);
+	}
+	ack = json_object_get(alert, "ack");
+	if (json_is_object(ack)) {
+		snprintf(detail, sizeof(detail), "by %s via %s", FIELD(ack, "by"), FIELD(ack, "via"));
+		r |= story_add(story, json_object_get(ack, "at"), "acknowledged", "-", detail);
+	}
+	if (r < 0)
+		return log_oom();
+
+	order = calloc(json_array_size(story) + 1, sizeof(*order));
+	if (!order)
+		return log_oom();
+	json_array_foreach(story, i, e) {
+		json_array_append_new((json_t *)e, json_integer((json_int_t)i));
+		order[i] = e;
+	}
+	qsort(order, json_array_size(story), sizeof(*order), story_cmp);
+
+	printf("Story:\n");
 	r = ctl_table_new(ELEMENTSOF(headers), headers, &table);
 	if (r < 0)
 		return log_oom();
-	for (i = 0; i < json_array_size(calls); i++) {
-		const json_t *c = json_array_get(calls, i);
-		const json_t *duration = json_object_get(c, "duration");
-		char seconds[CTL_FORMAT_MAX + 2];
+	for (i = 0; i < json_array_size(story); i++) {
+		const char *cells[4];
 
-		snprintf(seconds, sizeof(seconds), "%s%s", CTL_J(duration),
-		         json_is_number(duration) ? " s" : "");
-		r = ctl_table_add_row(table, (const char *[]){FIELD(c, "at"), FIELD(c, "number"),
-		                                              FIELD(c, "node"), FIELD(c, "modem"),
-		                                              FIELD(c, "outcome"), seconds});
+		for (j = 0; j < 4; j++)
+			cells[j] = json_string_value(json_array_get(order[i], j));
+		r = ctl_table_add_row(table, cells);
 		if (r < 0)
 			return log_oom();
 	}
 	r = ctl_table_print(table, stdout, 2);
-	if (r == -ENOMEM)
-		return log_oom();
-	return 0;
+	return r == -ENOMEM ? log_oom() : 0;
 }
 
 static int print_alert(const json_t *alert)
@@ -517,12 +551,22 @@ static int print_alert(const json_t *alert)
 	else
 		printf("%12s: no\n", "Acknowledged");
 
+	if (json_is_object(json_object_get(alert, "escalation"))) {
+		const json_t *esc = json_object_get(alert, "escalation");
+
+		printf("%12s: step %s%s%s\n", "Escalation", FIELD(esc, "step"),
+		       json_is_true(json_object_get(esc, "active")) ? ", next at " : ", stopped",
+		       json_is_true(json_object_get(esc, "active")) ? FIELD(esc, "next_at") : "");
+	}
+	if (json_is_string(json_object_get(alert, "ack_code")))
+		printf("%12s: reply ACK %s\n", "Ack code", FIELD(alert, "ack_code"));
+
 	putchar('\n');
 	r = print_deliveries(json_object_get(alert, "deliveries"));
 	if (r < 0)
 		return r;
 	putchar('\n');
-	return print_calls(json_object_get(alert, "calls"));
+	return print_story(alert);
 }
 
 /* The recipients of a queued alert, comma-separated: the "to" of its deliveries. Returns a

@@ -43,3 +43,5 @@ int each_row(Store *s, sqlite3_stmt *st, const char *what,
 	     int (*row)(sqlite3_stmt *st, void *ctx), void *ctx);
 json_t *json_time_or_null(uint64_t usec); /* RFC 3339, or null for 0 */
 json_t *column_string(sqlite3_stmt *st, int i); /* text, or null */
+/* Raises a delivery's round (never lowers it). */
+int delivery_set_round(Store *s, const char *alert_id, const char *number, uint64_t round);

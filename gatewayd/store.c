@@ -72,6 +72,9 @@ enum {
 	SQL_MERGE_DELIVERY_FAILURES,
 	SQL_MERGE_ATTEMPT_REPORT,
 	SQL_MERGE_DEDUPE,
+	SQL_MERGE_ESCALATION,
+	SQL_EXPORT_HISTORY,
+	SQL_HISTORY_INSERT,
 	_SQL_MAX,
 };
 
@@ -79,11 +82,11 @@ static const char *const sql_text[_SQL_MAX] = {
 	[SQL_DEDUPE_FIND] = "SELECT alert_id, first_at FROM dedupe WHERE key = ?1",
 	[SQL_DEDUPE_SET] = "INSERT OR REPLACE INTO dedupe(key, alert_id, first_at) VALUES (?1, ?2, ?3)",
 	[SQL_ALERT_INSERT] = "INSERT OR IGNORE INTO alerts(id, key, text, priority, source, node, "
-			     "accepted_at, expires_at, state, final) "
-			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0)",
+			     "accepted_at, expires_at, state, final, esc_step, esc_next_at) "
+			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10)",
 	[SQL_DELIVERY_INSERT] = "INSERT OR IGNORE INTO deliveries(alert_id, number, kind, seq, state, "
-				"priority, accepted_at, next_try_at) "
-				"VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?6)",
+				"priority, accepted_at, next_try_at, bundle) "
+				"VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
 	[SQL_ALERT_EXISTS] = "SELECT 1 FROM alerts WHERE id = ?1",
 	[SQL_COUNT_OPEN] = "SELECT COUNT(*) FROM alerts WHERE final = 0",
 	[SQL_DELIVERY_GET] = "SELECT state, permanent_failures FROM deliveries "
@@ -96,13 +99,13 @@ static const char *const sql_text[_SQL_MAX] = {
 	[SQL_ALERT_DELIVERY_STATES] = "SELECT state FROM deliveries WHERE alert_id = ?1",
 	[SQL_ALERT_SET_STATE] = "UPDATE alerts SET state = ?2, final = ?3, final_at = ?4 "
 				"WHERE id = ?1",
-	[SQL_ALERT_FINAL] = "SELECT final FROM alerts WHERE id = ?1",
+	[SQL_ALERT_FINAL] = "SELECT final, esc_next_at IS NOT NULL FROM alerts WHERE id = ?1",
 	[SQL_ALERT_ACK_GET] = "SELECT ack_at FROM alerts WHERE id = ?1",
 	[SQL_ALERT_ACK_SET] = "UPDATE alerts SET ack_by = ?2, ack_via = ?3, ack_at = ?4 "
 			      "WHERE id = ?1 AND ack_at IS NULL",
 	[SQL_DUE] = "SELECT d.alert_id, d.number, a.text, d.priority, d.modem, "
 		    "(SELECT COUNT(*) FROM attempts t WHERE t.alert_id = d.alert_id AND "
-		    "t.number = d.number), d.node "
+		    "t.number = d.number), d.node, d.kind = 'to' AND a.ack_at IS NULL, d.bundle "
 		    "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
 		    "WHERE d.state = 'queued' AND d.next_try_at <= ?1 "
 		    "ORDER BY d.priority DESC, d.accepted_at, d.seq LIMIT ?2",
@@ -112,7 +115,8 @@ static const char *const sql_text[_SQL_MAX] = {
 	[SQL_SENDING_ON_NODE] = "SELECT alert_id, number, modem FROM deliveries "
 				"WHERE state = 'sending' AND node = ?1",
 	[SQL_ALERT_GET] = "SELECT id, state, priority, text, key, source, accepted_at, node, ack_by, "
-			  "ack_via, ack_at, expires_at FROM alerts WHERE id = ?1",
+			  "ack_via, ack_at, expires_at, esc_step, esc_next_at FROM alerts "
+			  "WHERE id = ?1",
 	[SQL_ALERT_DELIVERIES] = "SELECT number, state, kind FROM deliveries WHERE alert_id = ?1 "
 				 "ORDER BY seq",
 	[SQL_ALERT_ATTEMPTS] = "SELECT node, modem, at, result, error, report FROM attempts "
@@ -139,10 +143,11 @@ static const char *const sql_text[_SQL_MAX] = {
 	[SQL_NODES] = "SELECT name, nodeid, last_seen FROM nodes ORDER BY name",
 	/* The export SELECTs list their columns in the order of the field tables further down. */
 	[SQL_EXPORT_ALERTS] = "SELECT id, key, text, priority, source, node, accepted_at, "
-			      "expires_at, final_at, ack_by, ack_via, ack_at FROM alerts "
-			      "WHERE id > ?1 ORDER BY id",
+			      "expires_at, final_at, ack_by, ack_via, ack_at, esc_step, esc_next_at "
+			      "FROM alerts WHERE id > ?1 ORDER BY id",
 	[SQL_EXPORT_DELIVERIES] = "SELECT number, kind, seq, state, next_try_at, node, modem, "
-				  "permanent_failures, accepted_at, priority FROM deliveries "
+				  "permanent_failures, accepted_at, priority, round, bundle "
+				  "FROM deliveries "
 				  "WHERE alert_id = ?1 ORDER BY seq, number",
 	[SQL_EXPORT_ATTEMPTS] = "SELECT number, node, modem, at, result, error, message_ref, "
 				"report FROM attempts WHERE alert_id = ?1 "
@@ -161,12 +166,13 @@ static const char *const sql_text[_SQL_MAX] = {
 	[SQL_MERGE_ACK] = "UPDATE alerts SET ack_by = ?2, ack_via = ?3, ack_at = ?4 WHERE id = ?1 "
 			  "AND (ack_at IS NULL OR (?4, ifnull(?2, -1), ifnull(?3, -1)) < "
 			  "(ack_at, ifnull(ack_by, -1), ifnull(ack_via, -1)))",
-	[SQL_MERGE_DELIVERY_GET] = "SELECT state, next_try_at, node, modem, permanent_failures "
-				   "FROM deliveries WHERE alert_id = ?1 AND number = ?2",
+	[SQL_MERGE_DELIVERY_GET] = "SELECT state, next_try_at, node, modem, permanent_failures, "
+				   "round FROM deliveries WHERE alert_id = ?1 AND number = ?2",
 	[SQL_MERGE_DELIVERY_INSERT] = "INSERT OR IGNORE INTO deliveries(alert_id, number, kind, "
 				      "seq, state, next_try_at, node, modem, permanent_failures, "
-				      "accepted_at, priority) "
-				      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+				      "accepted_at, priority, round, bundle) "
+				      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+				      "?13)",
 	[SQL_MERGE_DELIVERY_FAILURES] = "UPDATE deliveries SET permanent_failures = ?3 "
 					"WHERE alert_id = ?1 AND number = ?2 AND "
 					"permanent_failures < ?3",
@@ -178,6 +184,16 @@ static const char *const sql_text[_SQL_MAX] = {
 			     "first_at = excluded.first_at "
 			     "WHERE (excluded.first_at, excluded.alert_id) < "
 			     "(dedupe.first_at, dedupe.alert_id)",
+	/* The further escalation wins (a stopped one, NULL, below a running one at the same
+	 * step); an acknowledged alert escalates no more. */
+	[SQL_MERGE_ESCALATION] = "UPDATE alerts SET esc_step = ?2, esc_next_at = "
+				 "CASE WHEN ack_at IS NULL THEN ?3 END WHERE id = ?1 AND "
+				 "?2 IS NOT NULL AND (esc_step IS NULL OR (?2, ifnull(?3, -1)) > "
+				 "(esc_step, ifnull(esc_next_at, -1)))",
+	[SQL_EXPORT_HISTORY] = "SELECT at, what, node, detail FROM history WHERE alert_id = ?1 "
+			       "ORDER BY at, what, node, detail",
+	[SQL_HISTORY_INSERT] = "INSERT OR IGNORE INTO history(alert_id, at, what, node, detail) "
+			       "VALUES (?1, ?2, ?3, ?4, ?5)",
 };
 
 static int store_recount(Store *s);
@@ -395,6 +411,7 @@ static const char schema_v5[] =
 	" alert_id TEXT NOT NULL, at INTEGER NOT NULL, what TEXT NOT NULL, node TEXT NOT NULL,"
 	" detail TEXT NOT NULL DEFAULT '', UNIQUE(alert_id, at, what, node, detail));"
 	"CREATE INDEX history_alert ON history(alert_id);"
+	"CREATE INDEX alerts_critical ON alerts(priority, expires_at);"
 	"CREATE TABLE overrides("
 	" role TEXT PRIMARY KEY, contact TEXT, until INTEGER NOT NULL, set_at INTEGER NOT NULL,"
 	" set_by TEXT) WITHOUT ROWID;";
@@ -574,6 +591,49 @@ int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_us
 	return found;
 }
 
+/* Flood bundling: with `threshold` or more alerts for this number accepted within the window
+ * before `at`, the new delivery is held (1) until the summary's time: the time of the held ones
+ * already waiting, else one window from now. Decided from replicated data alone, so every node
+ * holds the same deliveries. */
+static int bundle_hold(Store *s, const char *number, uint64_t at, unsigned threshold,
+		       uint64_t window, uint64_t *ret_due)
+{
+	static const char count_sql[] = "SELECT COUNT(*) FROM deliveries WHERE number = ?1 AND "
+					"kind = 'to' AND accepted_at > ?2 AND accepted_at <= ?3";
+	static const char due_sql[] = "SELECT MIN(next_try_at) FROM deliveries WHERE number = ?1 "
+				      "AND bundle = 1 AND state = 'queued'";
+	sqlite3_stmt *st = store_cached(s, count_sql);
+	uint64_t count = 0, due = 0;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, number);
+	bind_u64(st, 2, at - MIN(at, window));
+	bind_u64(st, 3, at);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		count = (uint64_t)sqlite3_column_int64(st, 0);
+	stmt_done(st);
+	if (rc != SQLITE_ROW)
+		return store_fail(s, rc, "counting recent alerts");
+	if (count < threshold)
+		return 0;
+
+	st = store_cached(s, due_sql);
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, number);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		due = (uint64_t)sqlite3_column_int64(st, 0);
+	stmt_done(st);
+	if (rc != SQLITE_ROW)
+		return store_fail(s, rc, "reading a bundle");
+	*ret_due = due ? due : at + window;
+	return 1;
+}
+
 int store_alert_insert(Store *s, const NewAlert *a)
 {
 	sqlite3_stmt *st;
@@ -590,6 +650,10 @@ int store_alert_insert(Store *s, const NewAlert *a)
 	bind_text(st, 6, a->node);
 	bind_u64(st, 7, a->accepted_at);
 	bind_u64(st, 8, a->expires_at);
+	if (a->esc_next_at) {
+		sqlite3_bind_int(st, 9, 0);
+		bind_u64(st, 10, a->esc_next_at);
+	}
 	r = step_done(s, st, "inserting an alert");
 	if (r < 0)
 		return r;
@@ -602,6 +666,16 @@ int store_alert_insert(Store *s, const NewAlert *a)
 		size_t n = kind == 0 ? a->n_to : a->n_copy;
 
 		for (size_t i = 0; i < n; i++) {
+			uint64_t next_try_at = a->accepted_at;
+			bool held = false;
+
+			if (kind == 0 && !a->critical && a->bundle_threshold > 0) {
+				r = bundle_hold(s, v[i], a->accepted_at, a->bundle_threshold,
+						a->bundle_window, &next_try_at);
+				if (r < 0)
+					return r;
+				held = r > 0;
+			}
 			st = stmt(s, SQL_DELIVERY_INSERT);
 			if (!st)
 				return -EIO;
@@ -611,6 +685,8 @@ int store_alert_insert(Store *s, const NewAlert *a)
 			sqlite3_bind_int(st, 4, seq++);
 			sqlite3_bind_int(st, 5, a->critical ? 1 : 0);
 			bind_u64(st, 6, a->accepted_at);
+			bind_u64(st, 7, next_try_at);
+			sqlite3_bind_int(st, 8, held);
 			r = step_done(s, st, "inserting a delivery");
 			if (r < 0)
 				return r;
@@ -665,19 +741,25 @@ uint64_t store_open_alerts(const Store *s)
 }
 
 /* Recomputes the alert's summary state after one of its deliveries changed. */
-static int alert_refresh(Store *s, const char *alert_id, uint64_t at)
+int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 {
 	sqlite3_stmt *st = stmt(s, SQL_ALERT_DELIVERY_STATES);
 	DeliveryState furthest = DELIVERY_QUEUED;
-	bool final = true;
-	uint64_t was_final = 0;
+	sqlite3_stmt *fst = stmt(s, SQL_ALERT_FINAL);
+	bool final = true, was_final = false;
 	int rc;
 
-	rc = query_u64(s, SQL_ALERT_FINAL, alert_id, &was_final);
-	if (rc < 0)
-		return rc;
-	if (!st)
+	if (!st || !fst)
 		return -EIO;
+	bind_text(fst, 1, alert_id);
+	rc = sqlite3_step(fst);
+	if (rc == SQLITE_ROW) {
+		was_final = sqlite3_column_int(fst, 0) != 0;
+		final = sqlite3_column_int(fst, 1) == 0; /* escalating: open until it stops */
+	}
+	stmt_done(fst);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_fail(s, rc, "reading an alert's state");
 	bind_text(st, 1, alert_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		DeliveryState d = delivery_state_from_string(
@@ -703,7 +785,7 @@ static int alert_refresh(Store *s, const char *alert_id, uint64_t at)
 	else
 		sqlite3_bind_null(st, 4);
 	rc = step_done(s, st, "updating an alert's state");
-	if (rc >= 0 && final != (was_final != 0)) {
+	if (rc >= 0 && final != was_final) {
 		if (final && s->open_alerts > 0)
 			s->open_alerts--;
 		else if (!final)
@@ -753,6 +835,35 @@ static int delivery_set(Store *s, const char *alert_id, const char *number, Deli
 	return step_done(s, st, "updating a delivery");
 }
 
+int delivery_set_round(Store *s, const char *alert_id, const char *number, uint64_t round)
+{
+	static const char sql[] = "UPDATE deliveries SET round = ?3 WHERE alert_id = ?1 AND "
+				  "number = ?2 AND round < ?3";
+	sqlite3_stmt *st = store_cached(s, sql);
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, alert_id);
+	bind_text(st, 2, number);
+	bind_u64(st, 3, round);
+	return step_done(s, st, "setting a delivery's round");
+}
+
+int store_history_add(Store *s, const char *alert_id, uint64_t at, const char *what,
+		      const char *node, const char *detail)
+{
+	sqlite3_stmt *st = stmt(s, SQL_HISTORY_INSERT);
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, alert_id);
+	bind_u64(st, 2, at);
+	bind_text(st, 3, what);
+	bind_text(st, 4, node);
+	bind_text(st, 5, detail ? detail : "");
+	return step_done(s, st, "recording history");
+}
+
 int store_delivery_assign(Store *s, const char *alert_id, const char *number, const char *node,
 			  const char *modem, uint64_t at, DeliveryChange *ret_change)
 {
@@ -768,7 +879,7 @@ int store_delivery_assign(Store *s, const char *alert_id, const char *number, co
 	r = delivery_set(s, alert_id, number, DELIVERY_SENDING, at, node, modem, permanent);
 	if (r < 0)
 		return r;
-	r = alert_refresh(s, alert_id, at);
+	r = store_alert_refresh(s, alert_id, at);
 	if (r < 0)
 		return r;
 	*ret_change = (DeliveryChange){.old_state = state, .new_state = DELIVERY_SENDING};
@@ -872,7 +983,7 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number,
 			 permanent);
 	if (r < 0)
 		return r;
-	r = alert_refresh(s, alert_id, res->at);
+	r = store_alert_refresh(s, alert_id, res->at);
 	if (r < 0)
 		return r;
 	*ret_change = (DeliveryChange){
@@ -931,7 +1042,7 @@ int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id
 			 rep->modem, permanent);
 	if (r < 0)
 		return r;
-	r = alert_refresh(s, ret_alert_id, rep->at);
+	r = store_alert_refresh(s, ret_alert_id, rep->at);
 	return r < 0 ? r : 1;
 }
 
@@ -957,6 +1068,21 @@ int store_inbox_insert(Store *s, const InboxMessage *m)
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
 
+/* 1 when the alert was escalating. */
+static int escalation_stop(Store *s, const char *alert_id)
+{
+	static const char sql[] = "UPDATE alerts SET esc_next_at = NULL WHERE id = ?1 AND "
+				  "esc_next_at IS NOT NULL";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int r;
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, alert_id);
+	r = step_done(s, st, "stopping an escalation");
+	return r < 0 ? r : sqlite3_changes(s->db) > 0;
+}
+
 int store_alert_expire(Store *s, const char *alert_id, uint64_t at)
 {
 	static const char sql[] = "UPDATE deliveries SET state = 'expired' WHERE alert_id = ?1 "
@@ -973,8 +1099,11 @@ int store_alert_expire(Store *s, const char *alert_id, uint64_t at)
 	if (r != SQLITE_DONE)
 		return store_fail(s, r, "expiring an alert");
 	changed = sqlite3_changes(s->db);
-	if (changed > 0) {
-		r = alert_refresh(s, alert_id, at);
+	r = escalation_stop(s, alert_id);
+	if (r < 0)
+		return r;
+	if (changed > 0 || r > 0) {
+		r = store_alert_refresh(s, alert_id, at);
 		if (r < 0)
 			return r;
 	}
@@ -1012,6 +1141,11 @@ int store_alert_ack(Store *s, const char *id, const char *by, const char *via, u
 	bind_text(st, 3, via);
 	bind_u64(st, 4, at);
 	rc = step_done(s, st, "acknowledging");
+	if (rc < 0)
+		return rc;
+	rc = escalation_stop(s, id);
+	if (rc > 0)
+		rc = store_alert_refresh(s, id, at);
 	return rc < 0 ? rc : 1;
 }
 
@@ -1053,6 +1187,8 @@ static int due_row(sqlite3_stmt *st, void *ctx)
 	snprintf(d.last_modem, sizeof(d.last_modem), "%s", modem ? modem : "");
 	snprintf(d.last_node, sizeof(d.last_node), "%s", node ? node : "");
 	d.attempts = (unsigned)sqlite3_column_int(st, 5);
+	d.ackable = d.critical && sqlite3_column_int(st, 7) != 0;
+	d.bundle = sqlite3_column_int(st, 8) != 0;
 	return cb(&d, rc->userdata);
 }
 
@@ -1245,6 +1381,36 @@ static int store_calls_json(Store *s, const char *id, json_t **ret)
 	return 0;
 }
 
+static int history_row(sqlite3_stmt *st, void *ctx)
+{
+	json_t *h = json_pack("{s:o, s:o, s:o, s:o}", "at",
+			      json_time_or_null((uint64_t)sqlite3_column_int64(st, 0)), "what",
+			      column_string(st, 1), "node", column_string(st, 2), "detail",
+			      column_string(st, 3));
+
+	return h && json_array_append_new(ctx, h) == 0 ? 0 : -ENOMEM;
+}
+
+static int history_json(Store *s, const char *id, json_t **ret)
+{
+	sqlite3_stmt *st = stmt(s, SQL_EXPORT_HISTORY);
+	json_t *list = json_array();
+	int r;
+
+	if (!st || !list) {
+		json_decref(list);
+		return -ENOMEM;
+	}
+	bind_text(st, 1, id);
+	r = each_row(s, st, "reading history", history_row, list);
+	if (r < 0) {
+		json_decref(list);
+		return r;
+	}
+	*ret = list;
+	return 0;
+}
+
 int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 {
 	sqlite3_stmt *st = stmt(s, SQL_ALERT_GET);
@@ -1274,6 +1440,14 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 			  column_string(st, 7), "expires_at",
 			  json_time_or_null((uint64_t)sqlite3_column_int64(st, 11)), "ack",
 			  ack ? ack : json_null(), "calls");
+	if (alert && sqlite3_column_type(st, 12) != SQLITE_NULL)
+		json_object_set_new(
+			alert, "escalation",
+			json_pack("{s:i, s:b, s:o}", "step", sqlite3_column_int(st, 12), "active",
+				  sqlite3_column_type(st, 13) != SQLITE_NULL, "next_at",
+				  json_time_or_null((uint64_t)sqlite3_column_int64(st, 13))));
+	else if (alert)
+		json_object_set_new(alert, "escalation", json_null());
 	stmt_done(st);
 	if (!alert)
 		return -ENOMEM;
@@ -1319,6 +1493,12 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 	if (r < 0)
 		goto fail;
 	json_object_set_new(alert, "calls", calls);
+	if (with_attempts) {
+		r = history_json(s, id, &calls);
+		if (r < 0)
+			goto fail;
+		json_object_set_new(alert, "history", calls);
+	}
 	*ret = alert;
 	return 0;
 fail:
@@ -1662,15 +1842,23 @@ static const Field alert_fields[] = {
 	{"src", FIELD_TEXT_OR_NULL}, {"node", FIELD_TEXT}, {"acc", FIELD_INT}, {"exp", FIELD_INT},
 	{"fin", FIELD_INT_OR_NULL}, {"ack_by", FIELD_TEXT_OR_NULL},
 	{"ack_via", FIELD_TEXT_OR_NULL}, {"ack_at", FIELD_INT_OR_NULL},
+	{"esc_step", FIELD_INT_OR_NULL}, {"esc_next", FIELD_INT_OR_NULL},
 };
 #define ALERT_INSERT_FIELDS 8
 #define ALERT_ACK_FIELDS 9 /* ack_by, ack_via, ack_at: SQL_MERGE_ACK's ?2..?4 */
+#define ALERT_ESC_FIELDS 12 /* esc_step, esc_next */
 
 /* SQL_MERGE_DELIVERY_INSERT's ?2..?11. */
 static const Field delivery_fields[] = {
 	{"to", FIELD_TEXT}, {"kind", FIELD_TEXT}, {"seq", FIELD_INT}, {"state", FIELD_TEXT},
 	{"next", FIELD_INT}, {"node", FIELD_TEXT_OR_NULL}, {"modem", FIELD_TEXT_OR_NULL},
-	{"pf", FIELD_INT}, {"acc", FIELD_INT}, {"prio", FIELD_INT},
+	{"pf", FIELD_INT}, {"acc", FIELD_INT}, {"prio", FIELD_INT}, {"round", FIELD_INT},
+	{"bundle", FIELD_INT},
+};
+
+/* SQL_HISTORY_INSERT's ?2..?6. */
+static const Field history_fields[] = {
+	{"at", FIELD_INT}, {"what", FIELD_TEXT}, {"node", FIELD_TEXT}, {"detail", FIELD_TEXT},
 };
 
 /* SQL_ATTEMPT_INSERT's ?2..?8 (all but the report); the first 4 name the attempt. */
@@ -1710,6 +1898,7 @@ static const struct {
 	{"dl", SQL_EXPORT_DELIVERIES, delivery_fields, ELEMENTSOF(delivery_fields)},
 	{"att", SQL_EXPORT_ATTEMPTS, attempt_fields, ELEMENTSOF(attempt_fields)},
 	{"calls", SQL_EXPORT_CALLS, call_fields, ELEMENTSOF(call_fields)},
+	{"hist", SQL_EXPORT_HISTORY, history_fields, ELEMENTSOF(history_fields)},
 };
 
 static bool field_is_int(FieldType t)
@@ -1959,7 +2148,7 @@ static int alert_item_check(json_t *item)
 		json_array_foreach(list, i, e)
 		{
 			if (!item_valid(e, alert_lists[l].fields, alert_lists[l].n_fields) ||
-			    !*item_text(e, "to"))
+			    (alert_lists[l].fields[0].name[0] == 't' && !*item_text(e, "to")))
 				return -EINVAL;
 		}
 	}
@@ -2017,6 +2206,7 @@ static bool alert_summary_equal(const AlertSummary *a, const AlertSummary *b)
  * sending > queued), then a tie-break between equal states that both nodes make alike: a queued
  * delivery keeps its later retry, a sending one the (node, modem) that sorts greater. */
 typedef struct DeliveryRow {
+	uint64_t round; /* a later round (an escalation paging the number again) wins whole */
 	DeliveryState state;
 	uint64_t next_try_at;
 	const char *node, *modem;
@@ -2037,8 +2227,10 @@ static int cmp_u64(uint64_t a, uint64_t b)
 
 static int delivery_row_cmp(const DeliveryRow *a, const DeliveryRow *b)
 {
-	int c = delivery_state_rank(a->state) - delivery_state_rank(b->state);
+	int c = cmp_u64(a->round, b->round);
 
+	if (c == 0)
+		c = delivery_state_rank(a->state) - delivery_state_rank(b->state);
 	if (c == 0 && a->state == DELIVERY_QUEUED)
 		c = cmp_u64(a->next_try_at, b->next_try_at);
 	if (c == 0)
@@ -2057,7 +2249,8 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 	DeliveryRow remote = {.state = (DeliveryState)delivery_state_parse(item_text(d, "state")),
 			      .next_try_at = item_u64(d, "next"),
 			      .node = item_text(d, "node"),
-			      .modem = item_text(d, "modem")},
+			      .modem = item_text(d, "modem"),
+			      .round = item_u64(d, "round")},
 		    local;
 	uint64_t permanent = item_u64(d, "pf"), local_permanent;
 	bool wins;
@@ -2084,7 +2277,8 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 		.state = delivery_state_from_string((const char *)sqlite3_column_text(st, 0)),
 		.next_try_at = (uint64_t)sqlite3_column_int64(st, 1),
 		.node = (const char *)sqlite3_column_text(st, 2),
-		.modem = (const char *)sqlite3_column_text(st, 3)};
+		.modem = (const char *)sqlite3_column_text(st, 3),
+		.round = (uint64_t)sqlite3_column_int64(st, 5)};
 	local_permanent = (uint64_t)sqlite3_column_int64(st, 4);
 	wins = delivery_row_cmp(&remote, &local) > 0;
 	stmt_done(st); /* local's strings end here */
@@ -2093,6 +2287,8 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 		r = delivery_set(s, alert_id, item_text(d, "to"), remote.state, remote.next_try_at,
 				 remote.node, remote.modem,
 				 (unsigned)MAX(permanent, local_permanent));
+		if (r >= 0 && remote.round > local.round)
+			r = delivery_set_round(s, alert_id, item_text(d, "to"), remote.round);
 		return r < 0 ? r : 1;
 	}
 	if (permanent <= local_permanent)
@@ -2137,6 +2333,19 @@ static int merge_attempt(Store *s, const char *alert_id, json_t *a)
 	return changed || sqlite3_changes(s->db) > 0;
 }
 
+static int merge_history(Store *s, const char *alert_id, json_t *h)
+{
+	sqlite3_stmt *st = stmt(s, SQL_HISTORY_INSERT);
+	int r;
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, alert_id);
+	bind_item(st, 2, h, history_fields, ELEMENTSOF(history_fields));
+	r = step_done(s, st, "merging history");
+	return r < 0 ? r : sqlite3_changes(s->db) > 0;
+}
+
 static int merge_call(Store *s, const char *alert_id, json_t *c)
 {
 	sqlite3_stmt *st = stmt(s, SQL_CALL_INSERT);
@@ -2153,7 +2362,7 @@ static int merge_call(Store *s, const char *alert_id, json_t *c)
 int store_merge_alert(Store *s, json_t *item)
 {
 	static int (*const merge_list[])(Store *, const char *, json_t *) = {
-		merge_delivery, merge_attempt, merge_call};
+		merge_delivery, merge_attempt, merge_call, merge_history};
 	AlertSummary before, after;
 	sqlite3_stmt *st;
 	const char *id;
@@ -2192,6 +2401,21 @@ int store_merge_alert(Store *s, json_t *item)
 		if (sqlite3_changes(s->db) > 0)
 			changed = 1;
 	}
+	st = stmt(s, SQL_MERGE_ESCALATION);
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, id);
+	bind_item(st, 2, item, alert_fields + ALERT_ESC_FIELDS, 2);
+	r = step_done(s, st, "merging an escalation");
+	if (r < 0)
+		return r;
+	if (sqlite3_changes(s->db) > 0)
+		changed = 1;
+	if (!json_is_null(json_object_get(item, "ack_at"))) {
+		r = escalation_stop(s, id); /* acknowledged on the other side */
+		if (r < 0)
+			return r;
+	}
 	for (size_t l = 0; l < ELEMENTSOF(alert_lists); l++) {
 		json_t *e;
 		size_t i;
@@ -2208,7 +2432,7 @@ int store_merge_alert(Store *s, json_t *item)
 
 	at = MAX(item_u64(item, "fin"), before.has_final_at ? before.final_at : 0);
 	at = MAX(at, before.exists ? before.accepted_at : item_u64(item, "acc"));
-	r = alert_refresh(s, id, at);
+	r = store_alert_refresh(s, id, at);
 	if (r < 0)
 		return r;
 	r = alert_summary(s, id, &after);

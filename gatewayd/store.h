@@ -52,6 +52,11 @@ typedef struct NewAlert {
 	size_t n_to;
 	const char *const *copy;
 	size_t n_copy;
+	uint64_t esc_next_at; /* escalates from step 0 with this deadline; 0: does not escalate */
+	/* Flood bundling of non-critical deliveries (0: off): with `bundle_threshold` or more
+	 * alerts for a number within `bundle_window` usec, the delivery is held for a summary. */
+	unsigned bundle_threshold;
+	uint64_t bundle_window;
 } NewAlert;
 
 typedef struct DueDelivery {
@@ -62,6 +67,8 @@ typedef struct DueDelivery {
 	unsigned attempts;
 	char last_modem[33]; /* modem of the last failed attempt, "" if none */
 	char last_node[33];  /* node of the last failed attempt, "" if none */
+	bool ackable;        /* critical, to a recipient (not a copy), not acknowledged */
+	bool bundle;         /* held for a flood summary: goes out with the others held */
 } DueDelivery;
 
 typedef struct QueueCounts {
@@ -218,6 +225,43 @@ int store_sending_on_node(Store *s, const char *node,
 			  void *userdata);
 /* Purges final alerts that became final before `before`; returns how many. */
 int store_purge(Store *s, uint64_t before);
+
+/* ---- on-call: escalation, acknowledgment by SMS, replies, flood bundles ---- */
+
+/* Recomputes an alert's summary state (and whether it is final) from its deliveries. */
+int store_alert_refresh(Store *s, const char *alert_id, uint64_t at);
+/* One line of the alert's story beside attempts and calls (idempotent). */
+int store_history_add(Store *s, const char *alert_id, uint64_t at, const char *what,
+		      const char *node, const char *detail);
+
+/* Escalating alerts whose step deadline is at or before now: (id, step reached). */
+int store_escalations_due(Store *s, uint64_t now, size_t limit,
+			  int (*cb)(const char *alert_id, unsigned step, void *userdata),
+			  void *userdata);
+/* The earliest step deadline after `after`; 0 when none. */
+int store_next_escalation(Store *s, uint64_t after, uint64_t *ret);
+/* Moves an escalating alert from step-1 to step, paging `number` (a new delivery, or the
+ * number's delivery again in a new round when it was final); the next deadline is next_at.
+ * 1 when it moved (ret_paged: a delivery was queued), 0 when it had moved or stopped already. */
+int store_escalate(Store *s, const char *alert_id, unsigned step, const char *number,
+		   uint64_t at, uint64_t next_at, const char *node, const char *detail,
+		   bool *ret_paged);
+
+/* Critical alerts that an SMS reply may acknowledge: not expired at `at`, with one entry per
+ * recipient (copies excluded). acked: acknowledged already. */
+typedef struct AckableAlert {
+	const char *alert_id, *number, *text;
+	bool acked;
+} AckableAlert;
+int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *userdata),
+		  void *userdata);
+/* How many replies (alerts from the gateway itself, source "gatewayd") went to number since. */
+int store_replies_since(Store *s, const char *number, uint64_t since, uint64_t *ret);
+
+/* The held deliveries to number, oldest first, at most limit; ret_total counts all. */
+int store_bundle(Store *s, const char *number, size_t limit,
+		 int (*cb)(const char *alert_id, const char *text, void *userdata), void *userdata,
+		 uint64_t *ret_total);
 
 /* Views for the protocol. */
 int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret);

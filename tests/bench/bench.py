@@ -214,7 +214,9 @@ class Gatewayd:
         self.state_dir = os.path.join(self.dir, "state")
         text = (f"[node]\nname = bench\nstate_dir = {self.state_dir}\n\n"
                 f"[submit]\nbind = {self.endpoint}\n\n"
-                f"[events]\nbind = tcp://127.0.0.1:{port + 1}\n\n")
+                f"[events]\nbind = tcp://127.0.0.1:{port + 1}\n\n"
+                # Every alert its own SMS: the figures are per alert, not per flood summary.
+                "[bundle]\nthreshold = 0\n\n")
         for m, dev in modems.items():
             text += f"[modem {m}]\ndevice = {dev}\nconnection = at\n{modem_extra}\n"
         self.config = os.path.join(self.dir, "gatewayd.conf")

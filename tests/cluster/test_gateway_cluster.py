@@ -44,6 +44,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from gwcluster import FINAL, NODE_IDS, NodeDown, WaitTimeout, main, summary, wait_until  # noqa: E402
 
+# The replication protocol version of this build (gatewayd/gateway-internal.h).
+PROTOCOL_VERSION = 2
 SETTLE = 2.0  # seconds to let an extra (duplicate) text show up before counting
 
 
@@ -573,9 +575,9 @@ def test_m_clock_apart_and_settings_of_a_peer(rig):
                "a to see the peer join")
     ahead = int(time.time() * 1e6) + 5_000_000
     hello = {"t": "hello", "node": "zz", "nodeid": 2, "at": ahead, "fingerprint": "0" * 32,
-             "version": 1, "voice": False, "modems": []}
+             "version": PROTOCOL_VERSION, "voice": False, "modems": []}
     for changes in ([hello], [{"t": "synced", "node": "zz", "round": 1, "records": 0}]):
-        p.stdin.write("raw " + json.dumps({"v": 1, "seq": 0, "node": "zz",
+        p.stdin.write("raw " + json.dumps({"v": PROTOCOL_VERSION, "seq": 0, "node": "zz",
                                            "changes": changes}) + "\n")
     p.stdin.flush()
 

@@ -4,7 +4,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from gwtest import main, recv_events, wait_until  # noqa: E402
+from gwtest import ack_code, main, recv_events, wait_until  # noqa: E402
 
 CENTER = "+3222000000"
 
@@ -119,7 +119,8 @@ def test_borrowed_sms_modem_dials_and_comes_back(h):
     # The modem is given back to SMS duty and the alert still goes out by SMS.
     gw.wait_state(r["id"], "sent", timeout=60)
     assert gw.status()["modems"][0]["state"] == "ok"
-    assert [m["text"] for m in h.sim.sms()] == ["db04 DOWN"], h.sim.sms()
+    assert [m["text"] for m in h.sim.sms()] == [f"db04 DOWN\nReply ACK {ack_code(r['id'])} "
+                                                "to acknowledge"], h.sim.sms()
 
 
 if __name__ == "__main__":

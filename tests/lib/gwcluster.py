@@ -148,6 +148,8 @@ class Node:
         if c.peer_grace is not None:
             text += f"peer_grace = {c.peer_grace}\n"
         text += "\n[delivery]\nretry_min = 1\nretry_max = 5\n\n"
+        if "[bundle]" not in c.extra.get(self.name, ""):
+            text += "[bundle]\nthreshold = 0\n\n"  # bundling has tests of its own
         text += (f"[modem gsm0]\ndevice = {c.sim.device(SIM_MODEM[self.name])}\n"
                  f"connection = at\n{c.modem_extra.get(self.name, c.default_modem_extra)}\n")
         text += c.extra.get(self.name, "")

@@ -51,6 +51,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ack_code(alert_id: str, digits: int = 4) -> str:
+    """The acknowledgment code an SMS of a critical alert carries (gatewayd/ackcode.h)."""
+    return str(int(alert_id[:16], 16) % 10 ** digits).zfill(digits)
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -204,7 +209,9 @@ class Harness:
         text = (f"[node]\nname = {name}\nstate_dir = {state_dir}\n\n"
                 f"[submit]\nbind = tcp://127.0.0.1:{port}\n\n"
                 f"[events]\nbind = tcp://127.0.0.1:{port + 1}\n\n"
-                "[delivery]\nretry_min = 1\nretry_max = 5\n\n")
+                "[delivery]\nretry_min = 1\nretry_max = 5\n\n"
+                # Flood bundling has tests of its own; elsewhere every alert is one SMS.
+                + ("" if "[bundle]" in extra else "[bundle]\nthreshold = 0\n\n"))
         for m in modems:
             text += (f"[modem {m}]\ndevice = {self.sim.device(m)}\nconnection = at\n"
                      + (modem_extra or {}).get(m, "health_interval = 5\n") + "\n")

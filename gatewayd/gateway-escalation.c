@@ -1,0 +1,511 @@
+/* gateway-escalation: on-call work on top of the state machine — escalation steps, the
+ * acknowledgment an engineer sends back by SMS, the gateway's own short replies, and the
+ * summary SMS of a flood.
+ *
+ * Everything here is decided while applying replicated changes, from the data inside them and
+ * the store as it stands at that point of the agreed order, so every node decides alike without
+ * talking: an SMS received on either node acknowledges the same alert everywhere and queues the
+ * same reply (its id derived from the received message), and an escalation step is one change
+ * that moves the alert from step N-1 to N once, whichever node published it first. Only the
+ * publishing is owned: the node that owns the alert (members_owner over the alert id) publishes
+ * its due steps, so after a node fails the other one carries on from the replicated deadline. */
+#include "gateway-internal.h"
+
+#include "ackcode.h"
+
+#define REPLY_TTL_USEC (3600 * USEC_PER_SEC)
+/* Error replies to one number: at most this many per window (acknowledgment confirmations are
+ * not counted: one per acknowledged alert at most). */
+#define REPLY_LIMIT 3
+#define REPLY_LIMIT_WINDOW_USEC (600 * USEC_PER_SEC)
+#define ESCALATE_BATCH 256
+/* What a summary SMS quotes of each held alert, and of how many. */
+#define BUNDLE_QUOTE_CHARS 40
+#define BUNDLE_QUOTED_MAX 8
+#define BUNDLE_MEMBERS_MAX 500
+
+/* ---- who is who ---- */
+
+static const ContactConfig *contact_by_number(Gateway *g, const char *number)
+{
+	for (size_t i = 0; i < g->config->n_contacts; i++)
+		if (streq(g->config->contacts[i].number, number))
+			return &g->config->contacts[i];
+	return NULL;
+}
+
+/* A contact named by name or by number (what `op ack`'s "by" may carry). */
+static const ContactConfig *contact_by_word(Gateway *g, const char *word)
+{
+	const ContactConfig *c = config_find_contact(g->config, word);
+
+	return c ? c : contact_by_number(g, word);
+}
+
+const ContactConfig *role_on_duty(Gateway *g, const RoleConfig *role, uint64_t at)
+{
+	return config_role_on_duty(g->config, role, at);
+}
+
+bool escalation_wanted(Gateway *g, const Request *req)
+{
+	if (!req->critical || g->config->n_escalation_steps == 0)
+		return false;
+	for (size_t i = 0; i < req->n_to; i++)
+		if (strncmp(req->to[i], "role:", 5) == 0 &&
+		    streq(req->to[i] + 5, g->config->escalation_steps[0]))
+			return true;
+	return false;
+}
+
+/* ---- acknowledgment codes ---- */
+
+typedef struct Ackable {
+	char id[ID_HEX_LEN + 1];
+	char number[20];
+	char *text;
+	bool acked;
+} Ackable;
+
+typedef struct AckableList {
+	Ackable *v;
+	size_t n, cap;
+} AckableList;
+
+static void ackable_list_done(AckableList *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].text);
+	free(l->v);
+	*l = (AckableList){0};
+}
+
+static int ackable_add(const AckableAlert *a, void *userdata)
+{
+	AckableList *l = userdata;
+
+	if (l->n == l->cap) {
+		size_t cap = MAX(16u, l->cap * 2);
+		Ackable *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	Ackable *e = &l->v[l->n];
+	snprintf(e->id, sizeof(e->id), "%s", a->alert_id);
+	snprintf(e->number, sizeof(e->number), "%s", a->number);
+	e->acked = a->acked;
+	e->text = strdup(a->text ? a->text : "");
+	if (!e->text)
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+/* The shortest code of `id` that no other alert of the list shares (unacknowledged ones, or
+ * all of them with `all`). */
+static void code_unique(const AckableList *l, const char *id, bool all,
+			char ret[static ACK_CODE_MAX + 1])
+{
+	for (unsigned digits = ACK_CODE_MIN; digits <= ACK_CODE_MAX; digits++) {
+		bool clash = false;
+
+		ack_code(id, digits, ret);
+		for (size_t i = 0; i < l->n && !clash; i++)
+			clash = !streq(l->v[i].id, id) && (all || !l->v[i].acked) &&
+				ack_code_matches(l->v[i].id, ret);
+		if (!clash)
+			return;
+	}
+}
+
+int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **ret)
+{
+	_cleanup_(ackable_list_done) AckableList l = {0};
+	char code[ACK_CODE_MAX + 1];
+	int r;
+
+	r = store_ackable(g->store, now_realtime_usec(), ackable_add, &l);
+	if (r < 0)
+		return r;
+	code_unique(&l, alert_id, false, code);
+	return asprintf(ret, "%s\nReply ACK %s to acknowledge", text, code) < 0 ? -ENOMEM : 0;
+}
+
+static const RoleConfig *step_role(Gateway *g, unsigned step);
+
+void alert_add_oncall(Gateway *g, json_t *alert)
+{
+	_cleanup_(ackable_list_done) AckableList l = {0};
+	json_t *esc = json_object_get(alert, "escalation");
+	char code[ACK_CODE_MAX + 1];
+
+	/* Steps as people count them: the first step is 1. */
+	if (json_is_object(esc)) {
+		unsigned step = (unsigned)ju64(esc, "step");
+		const RoleConfig *role = step_role(g, step);
+
+		json_object_set_new(esc, "step", json_integer((json_int_t)step + 1));
+		json_object_set_new(esc, "role", role ? json_string(role->name) : json_null());
+	}
+	if (!streq(jstr(alert, "priority"), "critical") ||
+	    store_ackable(g->store, now_realtime_usec(), ackable_add, &l) < 0)
+		return;
+	code_unique(&l, jstr(alert, "id"), false, code);
+	json_object_set_new(alert, "ack_code", json_string(code));
+}
+
+/* ---- the gateway's own SMS ---- */
+
+/* Queues an SMS from the gateway itself: an alert of source "gatewayd" whose id derives from
+ * `seed`, so every node applying the same change queues the same one. */
+static int reply_queue(Gateway *g, const char *seed, const char *number, const char *text,
+		       const char *node, uint64_t at)
+{
+	char id[ID_HEX_LEN + 1], key[48];
+	const char *to[] = {number};
+	NewAlert a = {
+		.id = id,
+		.key = key,
+		.text = text,
+		.source = "gatewayd",
+		.node = node,
+		.accepted_at = at,
+		.expires_at = at + REPLY_TTL_USEC,
+		.to = to,
+		.n_to = 1,
+	};
+	int r;
+
+	hash128_hex(seed, strlen(seed), id);
+	snprintf(key, sizeof(key), "reply:%s", id);
+	r = store_alert_insert(g->store, &a);
+	if (r < 0)
+		return r;
+	log_ctx(LOG_INFO, &((LogContext){.alert_id = id}), "Replying to %s: %s", number, text);
+	event_add(g, "queued",
+		  json_pack("{s:s, s:[s], s:[], s:s, s:s, s:s, s:s}", "id", id, "to", number,
+			    "copy", "priority", "normal", "source", "gatewayd", "node", node,
+			    "text", text));
+	g->dispatch_wanted = true;
+	return 0;
+}
+
+/* An answer to a message that did not acknowledge anything: rate-limited per number, and
+ * never to a sender that cannot take a reply. */
+static int reply_refusal(Gateway *g, const InboxMessage *m, const char *text)
+{
+	_cleanup_free_ char *seed = NULL;
+	uint64_t recent = 0;
+	int r;
+
+	if (!reply_sender_answerable(m->sender)) {
+		log_info("Not answering %s (not a phone number): %s", m->sender, text);
+		return 0;
+	}
+	r = store_replies_since(g->store, m->sender, m->received_at - REPLY_LIMIT_WINDOW_USEC,
+				&recent);
+	if (r < 0)
+		return r;
+	if (recent >= REPLY_LIMIT) {
+		log_notice("Not answering %s again (%" PRIu64 " replies in 10 minutes): %s",
+			   m->sender, recent, text);
+		return 0;
+	}
+	if (asprintf(&seed, "reply\n%s", m->key) < 0)
+		return -ENOMEM;
+	return reply_queue(g, seed, m->sender, text, m->node, m->received_at);
+}
+
+/* A short quote of an alert's text for a reply: at most BUNDLE_QUOTE_CHARS bytes of whole UTF-8
+ * characters, "..." when cut, on one line. */
+static void quote(const char *text, char ret[static BUNDLE_QUOTE_CHARS + 4])
+{
+	size_t bytes = 0;
+
+	while (text[bytes]) {
+		size_t len = 1;
+
+		while ((text[bytes + len] & 0xc0) == 0x80)
+			len++;
+		if (bytes + len > BUNDLE_QUOTE_CHARS)
+			break;
+		bytes += len;
+	}
+	memcpy(ret, text, bytes);
+	strcpy(ret + bytes, text[bytes] ? "..." : "");
+	for (char *p = ret; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+}
+
+/* ---- acknowledgment ---- */
+
+/* Tells the acknowledger that it worked; one confirmation per alert (its id derives from the
+ * alert's). */
+int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *node, uint64_t at)
+{
+	const ContactConfig *contact = contact_by_word(g, by);
+	_cleanup_free_ char *seed = NULL, *text = NULL;
+	_cleanup_(json_decrefp) json_t *alert = NULL;
+	char code[ACK_CODE_MAX + 1], q[BUNDLE_QUOTE_CHARS + 4];
+	int r;
+
+	if (!contact)
+		return 0; /* acknowledged by someone who is not a contact: nobody to tell */
+	r = store_alert_json(g->store, alert_id, false, &alert);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	quote(jstr(alert, "text"), q);
+	ack_code(alert_id, ACK_CODE_MIN, code);
+	if (asprintf(&seed, "ack\n%s", alert_id) < 0 ||
+	    asprintf(&text, "Acknowledged (%s) by %s: %s. Escalation stopped.", code,
+		     contact->name, q) < 0)
+		return -ENOMEM;
+	return reply_queue(g, seed, contact->number, text, node, at);
+}
+
+static int ack_publish_now(Gateway *g, const char *alert_id, const ContactConfig *contact,
+			   const InboxMessage *m)
+{
+	json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", alert_id, "by",
+			      contact->name, "via", "sms", "at", (json_int_t)m->received_at);
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	/* Applied here and now, inside the same transaction as the message: the decision is part
+	 * of applying the message, on every node alike. */
+	r = apply_ack(g, c, NULL);
+	json_decref(c);
+	return r;
+}
+
+/* Lists the matches with the codes that tell them apart. */
+static int reply_choices(Gateway *g, const InboxMessage *m, const AckableList *l,
+			 const Ackable *const *matches, size_t n, const char *intro)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return -ENOMEM;
+	fputs(intro, f);
+	for (size_t i = 0; i < n && i < 4; i++) {
+		char code[ACK_CODE_MAX + 1], q[BUNDLE_QUOTE_CHARS + 4];
+
+		code_unique(l, matches[i]->id, true, code);
+		quote(matches[i]->text, q);
+		fprintf(f, "%s ACK %s (%s)", i ? "," : "", code, q);
+	}
+	if (n > 4)
+		fprintf(f, " and %zu more", n - 4);
+	if (fclose(f) != 0)
+		return -ENOMEM;
+	return reply_refusal(g, m, text);
+}
+
+/* An SMS arrived (stored, and new): an acknowledgment, or something to answer. */
+int oncall_sms_received(Gateway *g, const InboxMessage *m)
+{
+	_cleanup_(ackable_list_done) AckableList l = {0};
+	_cleanup_free_ const Ackable **matches = NULL;
+	const ContactConfig *contact = contact_by_number(g, m->sender);
+	char code[ACK_CODE_MAX + 1], detail[160];
+	ReplyKind kind = reply_parse(m->text, code);
+	size_t n = 0;
+	int r;
+
+	if (!contact)
+		return reply_refusal(g, m,
+				     kind == REPLY_OTHER
+					     ? "This is an alert gateway; this number is not one "
+					       "of its on-call contacts."
+					     : "Not acknowledged: this number is not an on-call "
+					       "contact of this alert gateway.");
+	if (kind == REPLY_OTHER)
+		return reply_refusal(g, m,
+				     "Not understood. To acknowledge an alert, reply ACK and "
+				     "its code, e.g. ACK 1234.");
+
+	r = store_ackable(g->store, m->received_at, ackable_add, &l);
+	if (r < 0)
+		return r;
+	matches = calloc(l.n + 1, sizeof(*matches));
+	if (!matches)
+		return -ENOMEM;
+	for (size_t i = 0; i < l.n; i++) {
+		bool dup = false;
+
+		if (kind == REPLY_ACK ? !ack_code_matches(l.v[i].id, code)
+				      : l.v[i].acked || !streq(l.v[i].number, m->sender))
+			continue;
+		for (size_t j = 0; j < n; j++)
+			dup |= streq(matches[j]->id, l.v[i].id);
+		if (!dup)
+			matches[n++] = &l.v[i];
+	}
+
+	if (kind == REPLY_ACK_BARE && n == 0)
+		return reply_refusal(g, m, "No open alert of yours to acknowledge.");
+	if (kind == REPLY_ACK_BARE && n > 1) {
+		snprintf(detail, sizeof(detail), "You have %zu open alerts; reply with a code:", n);
+		return reply_choices(g, m, &l, matches, n, detail);
+	}
+	if (kind == REPLY_ACK && n == 0) {
+		snprintf(detail, sizeof(detail),
+			 "ACK %s: no open alert has this code; nothing was acknowledged.", code);
+		return reply_refusal(g, m, detail);
+	}
+	if (n > 1) {
+		snprintf(detail, sizeof(detail), "ACK %s fits %zu open alerts; reply", code, n);
+		return reply_choices(g, m, &l, matches, n, detail);
+	}
+	if (matches[0]->acked) {
+		_cleanup_(json_decrefp) json_t *alert = NULL;
+
+		r = store_alert_json(g->store, matches[0]->id, false, &alert);
+		if (r < 0)
+			return r;
+		snprintf(detail, sizeof(detail), "ACK %s: already acknowledged by %s.", code,
+			 jstr(json_object_get(alert, "ack"), "by"));
+		return reply_refusal(g, m, detail);
+	}
+	log_ctx(LOG_INFO, &((LogContext){.alert_id = matches[0]->id}),
+		"Acknowledged by SMS from %s (%s)", contact->name, m->sender);
+	return ack_publish_now(g, matches[0]->id, contact, m);
+}
+
+/* ---- escalation ---- */
+
+static const RoleConfig *step_role(Gateway *g, unsigned step)
+{
+	size_t n = g->config->n_escalation_steps;
+
+	if (n == 0)
+		return NULL;
+	return config_find_role(g->config, g->config->escalation_steps[MIN((size_t)step, n - 1)]);
+}
+
+static int escalate_one(const char *alert_id, unsigned step, void *userdata)
+{
+	Gateway *g = userdata;
+	const char *owner = members_owner(&g->members, alert_id, "escalation", "", false);
+	uint64_t now = now_realtime_usec();
+	const RoleConfig *role = step_role(g, step + 1);
+	const ContactConfig *contact;
+	json_t *c;
+
+	if (!owner || !streq(owner, g->config->node_name) || !role)
+		return 0;
+	if (json_integer_value(json_object_get(g->escalating, alert_id)) == (json_int_t)step + 1)
+		return 0; /* published already, not applied yet */
+	contact = role_on_duty(g, role, now);
+	if (!contact)
+		return 0;
+	c = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "t", "escalate", "id", alert_id,
+		      "step", (int)step + 1, "role", role->name, "contact", contact->name, "to",
+		      contact->number, "node", g->config->node_name, "at", (json_int_t)now);
+	json_object_set_new(g->escalating, alert_id, json_integer((json_int_t)step + 1));
+	return outbox_add(g, c, NULL);
+}
+
+void escalation_run(Gateway *g)
+{
+	if (g->stopping || !cluster_settled(g) || g->config->n_escalation_steps == 0)
+		return;
+	store_escalations_due(g->store, now_realtime_usec(), ESCALATE_BATCH, escalate_one, g);
+}
+
+void escalation_forget(Gateway *g)
+{
+	json_object_clear(g->escalating);
+}
+
+int apply_escalate(Gateway *g, json_t *c)
+{
+	const char *id = jstr(c, "id"), *to = jstr(c, "to");
+	unsigned step = (unsigned)ju64(c, "step");
+	uint64_t at = ju64(c, "at");
+	char detail[160];
+	bool paged;
+	int r;
+
+	json_object_del(g->escalating, id);
+	snprintf(detail, sizeof(detail), "step %u: %s, %s %s", step + 1, jstr(c, "role"),
+		 jstr(c, "contact"), to);
+	r = store_escalate(g->store, id, step, to, at,
+			   at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC,
+			   jstr(c, "node"), detail, &paged);
+	if (r <= 0)
+		return r;
+	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = id}),
+		"Not acknowledged: escalated to %s", detail);
+	event_add(g, "escalated",
+		  json_pack("{s:s, s:i, s:s, s:s, s:s}", "id", id, "step", (int)step + 1, "role",
+			    jstr(c, "role"), "contact", jstr(c, "contact"), "to", to));
+	if (paged) {
+		g->dispatch_wanted = true;
+		voice_check_later(g, id, to);
+	}
+	return 0;
+}
+
+/* ---- flood bundles ---- */
+
+typedef struct BundleBuild {
+	FILE *f;
+	Job *job;
+	size_t quoted;
+} BundleBuild;
+
+static int bundle_add(const char *alert_id, const char *text, void *userdata)
+{
+	BundleBuild *b = userdata;
+	char (*ids)[ID_HEX_LEN + 1];
+
+	ids = realloc(b->job->bundle, (b->job->n_bundle + 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	b->job->bundle = ids;
+	snprintf(ids[b->job->n_bundle++], ID_HEX_LEN + 1, "%s", alert_id);
+	if (b->quoted < BUNDLE_QUOTED_MAX) {
+		char q[BUNDLE_QUOTE_CHARS + 4];
+
+		quote(text, q);
+		fprintf(b->f, "%s%s", b->quoted ? " | " : " ", q);
+		b->quoted++;
+	}
+	return 0;
+}
+
+int bundle_fill(Gateway *g, Job *job)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	uint64_t total = 0;
+	BundleBuild b = {.job = job};
+	int r;
+
+	b.f = open_memstream(&text, &len);
+	if (!b.f)
+		return -ENOMEM;
+	/* The count is fixed once the members are known: written last, in front. */
+	r = store_bundle(g->store, job->number, BUNDLE_MEMBERS_MAX, bundle_add, &b, &total);
+	if (fclose(b.f) != 0 && r >= 0)
+		r = -ENOMEM;
+	if (r < 0)
+		return r;
+	if (job->n_bundle == 0)
+		return 0;
+	free(job->text);
+	job->text = NULL;
+	if (asprintf(&job->text, "+%zu more:%s%s", job->n_bundle, text,
+		     job->n_bundle > b.quoted ? " ..." : "") < 0)
+		return -ENOMEM;
+	snprintf(job->alert_id, sizeof(job->alert_id), "%s", job->bundle[0]);
+	return (int)job->n_bundle;
+}

@@ -1,0 +1,224 @@
+/* store-escalation: the on-call rows of the store: escalation steps, what an SMS reply may
+ * acknowledge, the gateway's own replies, and flood bundles.
+ *
+ * Like everything the store writes, these are applied from replicated changes with their own
+ * timestamps, so every node takes the same decisions at the same point of the agreed order. */
+#include "store-internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+typedef struct RowCallback {
+	void *cb;
+	void *userdata;
+} RowCallback;
+
+static int due_row(sqlite3_stmt *st, void *ctx)
+{
+	RowCallback *rc = ctx;
+	int (*cb)(const char *, unsigned, void *) = rc->cb;
+
+	return cb((const char *)sqlite3_column_text(st, 0), (unsigned)sqlite3_column_int(st, 1),
+		  rc->userdata);
+}
+
+int store_escalations_due(Store *s, uint64_t now, size_t limit,
+			  int (*cb)(const char *alert_id, unsigned step, void *userdata),
+			  void *userdata)
+{
+	static const char sql[] = "SELECT id, esc_step FROM alerts WHERE esc_next_at IS NOT NULL "
+				  "AND esc_next_at <= ?1 ORDER BY esc_next_at LIMIT ?2";
+	sqlite3_stmt *st = store_cached(s, sql);
+	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
+
+	if (!st)
+		return -EIO;
+	bind_u64(st, 1, now);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	return each_row(s, st, "listing due escalations", due_row, &ctx);
+}
+
+int store_next_escalation(Store *s, uint64_t after, uint64_t *ret)
+{
+	static const char sql[] = "SELECT MIN(esc_next_at) FROM alerts WHERE esc_next_at > ?1";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int rc;
+
+	if (!st)
+		return -EIO;
+	bind_u64(st, 1, after);
+	rc = sqlite3_step(st);
+	*ret = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	stmt_done(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_fail(s, rc, "next escalation");
+}
+
+/* Queues the page of one step: a new delivery, or the number's earlier one again. */
+static int page(Store *s, const char *alert_id, const char *number, unsigned step, uint64_t at,
+		bool *ret_paged)
+{
+	static const char insert_sql[] =
+		"INSERT OR IGNORE INTO deliveries(alert_id, number, kind, seq, state, priority, "
+		"accepted_at, next_try_at, round) SELECT ?1, ?2, 'to', "
+		"(SELECT ifnull(MAX(seq), -1) + 1 FROM deliveries WHERE alert_id = ?1), 'queued', "
+		"priority, ?3, ?3, ?4 FROM alerts WHERE id = ?1";
+	/* Still queued or sending from an earlier step: that page is under way already. */
+	static const char rearm_sql[] =
+		"UPDATE deliveries SET state = 'queued', next_try_at = ?3, round = ?4, "
+		"permanent_failures = 0 WHERE alert_id = ?1 AND number = ?2 AND round < ?4 AND "
+		"state NOT IN ('queued', 'sending')";
+	sqlite3_stmt *st = store_cached(s, insert_sql);
+	int r;
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, alert_id);
+	bind_text(st, 2, number);
+	bind_u64(st, 3, at);
+	sqlite3_bind_int(st, 4, (int)step);
+	r = step_done(s, st, "paging a step");
+	if (r < 0)
+		return r;
+	if (sqlite3_changes(s->db) > 0) {
+		*ret_paged = true;
+		return 0;
+	}
+	st = store_cached(s, rearm_sql);
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, alert_id);
+	bind_text(st, 2, number);
+	bind_u64(st, 3, at);
+	sqlite3_bind_int(st, 4, (int)step);
+	r = step_done(s, st, "paging a step again");
+	if (r < 0)
+		return r;
+	*ret_paged = sqlite3_changes(s->db) > 0;
+	if (!*ret_paged)
+		return delivery_set_round(s, alert_id, number, step);
+	return 0;
+}
+
+int store_escalate(Store *s, const char *alert_id, unsigned step, const char *number,
+		   uint64_t at, uint64_t next_at, const char *node, const char *detail,
+		   bool *ret_paged)
+{
+	static const char sql[] = "UPDATE alerts SET esc_step = ?2, esc_next_at = ?3 WHERE id = ?1 "
+				  "AND esc_next_at IS NOT NULL AND esc_step = ?2 - 1";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int r;
+
+	*ret_paged = false;
+	if (!st)
+		return -EIO;
+	if (step == 0)
+		return 0;
+	bind_text(st, 1, alert_id);
+	sqlite3_bind_int(st, 2, (int)step);
+	bind_u64(st, 3, next_at);
+	r = step_done(s, st, "escalating");
+	if (r < 0)
+		return r;
+	if (sqlite3_changes(s->db) == 0)
+		return 0; /* moved on already, acknowledged or expired */
+	r = page(s, alert_id, number, step, at, ret_paged);
+	if (r < 0)
+		return r;
+	r = store_history_add(s, alert_id, at, "escalated", node, detail);
+	if (r < 0)
+		return r;
+	r = store_alert_refresh(s, alert_id, at);
+	return r < 0 ? r : 1;
+}
+
+static int ackable_row(sqlite3_stmt *st, void *ctx)
+{
+	RowCallback *rc = ctx;
+	int (*cb)(const AckableAlert *, void *) = rc->cb;
+	AckableAlert a = {
+		.alert_id = (const char *)sqlite3_column_text(st, 0),
+		.number = (const char *)sqlite3_column_text(st, 1),
+		.text = (const char *)sqlite3_column_text(st, 2),
+		.acked = sqlite3_column_int(st, 3) != 0,
+	};
+
+	return cb(&a, rc->userdata);
+}
+
+int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *userdata),
+		  void *userdata)
+{
+	static const char sql[] = "SELECT a.id, d.number, a.text, a.ack_at IS NOT NULL "
+				  "FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
+				  "WHERE a.priority = 1 AND a.expires_at > ?1 AND d.kind = 'to' "
+				  "ORDER BY a.accepted_at, a.id, d.seq";
+	sqlite3_stmt *st = store_cached(s, sql);
+	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
+
+	if (!st)
+		return -EIO;
+	bind_u64(st, 1, at);
+	return each_row(s, st, "listing what may be acknowledged", ackable_row, &ctx);
+}
+
+int store_replies_since(Store *s, const char *number, uint64_t since, uint64_t *ret)
+{
+	static const char sql[] = "SELECT COUNT(*) FROM deliveries d JOIN alerts a ON "
+				  "a.id = d.alert_id WHERE d.number = ?1 AND d.accepted_at > ?2 "
+				  "AND a.source = 'gatewayd'";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int rc;
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, number);
+	bind_u64(st, 2, since);
+	rc = sqlite3_step(st);
+	*ret = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	stmt_done(st);
+	return rc == SQLITE_ROW ? 0 : store_fail(s, rc, "counting replies");
+}
+
+static int bundle_row(sqlite3_stmt *st, void *ctx)
+{
+	RowCallback *rc = ctx;
+	int (*cb)(const char *, const char *, void *) = rc->cb;
+
+	return cb((const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+		  rc->userdata);
+}
+
+int store_bundle(Store *s, const char *number, size_t limit,
+		 int (*cb)(const char *alert_id, const char *text, void *userdata), void *userdata,
+		 uint64_t *ret_total)
+{
+	static const char list_sql[] = "SELECT d.alert_id, a.text FROM deliveries d JOIN alerts a "
+				       "ON a.id = d.alert_id WHERE d.number = ?1 AND d.bundle = 1 "
+				       "AND d.state = 'queued' ORDER BY d.accepted_at, d.alert_id "
+				       "LIMIT ?2";
+	static const char count_sql[] = "SELECT COUNT(*) FROM deliveries WHERE number = ?1 AND "
+					"bundle = 1 AND state = 'queued'";
+	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
+	sqlite3_stmt *st = store_cached(s, count_sql);
+	int rc;
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, number);
+	rc = sqlite3_step(st);
+	*ret_total = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	stmt_done(st);
+	if (rc != SQLITE_ROW)
+		return store_fail(s, rc, "counting a bundle");
+	st = store_cached(s, list_sql);
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, number);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	return each_row(s, st, "listing a bundle", bundle_row, &ctx);
+}

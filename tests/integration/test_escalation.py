@@ -1,0 +1,238 @@
+"""On-call: escalation steps, acknowledgment by SMS reply and over ZeroMQ, the gateway's replies,
+flood bundling and customer copies, end to end through the daemon and the simulated modem."""
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from gwtest import GATEWAYCTL, ack_code, main, recv_events, wait_until  # noqa: E402
+
+ALICE, BOB, CAROL, DAVE = "+32470100001", "+32470100002", "+32470100003", "+32470100004"
+STEP = 5  # step_timeout, seconds
+
+ONCALL = f"""
+[contact alice]
+number = {ALICE}
+
+[contact bob]
+number = {BOB}
+
+[contact carol]
+number = {CAROL}
+
+[contact dave]
+number = {DAVE}
+
+[role primary]
+contacts = alice
+
+[role secondary]
+contacts = bob
+
+[role management]
+contacts = carol
+
+[escalation]
+steps = primary, secondary, management
+step_timeout = {STEP}
+"""
+
+FAST_INBOX = {"gsm0": "inbox_interval = 1\nhealth_interval = 5\n"}
+
+
+def gateway(h, extra=""):
+    return h.gateway(extra=ONCALL + extra, modem_extra=FAST_INBOX)
+
+
+def texts_to(h, number):
+    return [m["text"] for m in h.sim.sms() if m["to"] == number]
+
+
+def wait_texts(h, number, count, timeout=30):
+    return wait_until(lambda: (lambda t: t if len(t) >= count else None)(texts_to(h, number)),
+                      timeout, f"{count} SMS to {number}")
+
+
+def reply(h, sender, text):
+    h.sim.control({"cmd": "inject_sms", "modem": "gsm0", "from": sender, "text": text})
+
+
+def page(gw, text="db01 DOWN", **kw):
+    r = gw.send(["role:primary"], text, priority="critical", **kw)
+    assert r["status"] == "queued", r
+    return r["id"]
+
+
+def test_unacknowledged_primary_escalates_and_the_secondary_acks_by_sms(h):
+    gw = gateway(h)
+    sub = gw.subscribe(("escalated", "acknowledged"))
+    alert = page(gw)
+    code = ack_code(alert)
+    first = wait_texts(h, ALICE, 1)
+    assert first == [f"db01 DOWN\nReply ACK {code} to acknowledge"], first
+    # Nobody answers: the secondary is paged after step_timeout, with the same code.
+    t0 = time.monotonic()
+    to_bob = wait_texts(h, BOB, 1, timeout=STEP + 15)
+    assert to_bob == first, to_bob
+    assert time.monotonic() - t0 >= STEP - 2.5, "the secondary was paged before step_timeout"
+    reply(h, BOB, f"ack {code}")
+    a = wait_until(lambda: (lambda a: a if a["ack"] else None)(gw.get(alert)), 20,
+                   "the acknowledgment")
+    assert a["ack"]["by"] == "bob" and a["ack"]["via"] == "sms", a["ack"]
+    # Confirmed to bob; management never paged, however long we wait.
+    confirm = wait_texts(h, BOB, 2)[1]
+    assert confirm.startswith(f"Acknowledged ({code}) by bob: db01 DOWN"), confirm
+    time.sleep(2 * STEP + 1)
+    assert texts_to(h, CAROL) == [], texts_to(h, CAROL)
+    assert len(texts_to(h, ALICE)) == 1, texts_to(h, ALICE)
+    events = recv_events(sub, 5, until=lambda ev: any(t == "acknowledged" for t, _ in ev))
+    esc = [e for t, e in events if t == "escalated"]
+    assert [(e["step"], e["role"], e["contact"], e["to"]) for e in esc] == \
+        [(2, "secondary", "bob", BOB)], events
+    # The whole story, in time order, as an operator reads it.
+    out = subprocess.run([GATEWAYCTL, "-e", gw.endpoint, "show", alert], capture_output=True,
+                         text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    story = [line for line in out.stdout.splitlines() if re.match(r"^\s*\d{4}-\d\d-\d\d", line)]
+    kinds = [line.split()[1] for line in story]
+    assert kinds[0] == "received", story
+    assert kinds.index("escalated") < kinds.index("acknowledged"), story
+    assert kinds.count("sent") >= 2, story
+    assert any("bob" in line and "sms" in line for line in story if "acknowledged" in line), \
+        story
+
+
+def test_ack_over_zeromq_stops_escalation_and_is_confirmed(h):
+    gw = gateway(h)
+    alert = page(gw)
+    wait_texts(h, ALICE, 1)
+    r = gw.request({"op": "ack", "id": alert, "by": "alice"})
+    assert r["ok"], r
+    confirm = wait_texts(h, ALICE, 2)[1]
+    assert confirm.startswith(f"Acknowledged ({ack_code(alert)}) by alice"), confirm
+    time.sleep(STEP + 3)
+    assert texts_to(h, BOB) == [], texts_to(h, BOB)
+    a = gw.get(alert)
+    assert a["ack"]["by"] == "alice" and a["ack"]["via"] == "api", a
+    assert a["escalation"]["active"] is False, a["escalation"]
+
+
+def test_last_step_repeats_until_acknowledged_and_code_a_works(h):
+    gw = gateway(h)
+    alert = page(gw, text="core switch DOWN")
+    # primary at 0, secondary at STEP, management at 2*STEP and again at 3*STEP.
+    to_carol = wait_texts(h, CAROL, 2, timeout=3 * STEP + 20)
+    assert to_carol[0] == to_carol[1], to_carol
+    a = gw.get(alert)
+    assert a["escalation"]["step"] >= 4 and a["escalation"]["role"] == "management", a
+    reply(h, CAROL, f"{ack_code(alert)}A")
+    wait_until(lambda: gw.get(alert)["ack"], 20, "carol's acknowledgment")
+    pages = len([t for t in texts_to(h, CAROL) if t.startswith("core switch")])
+    time.sleep(STEP + 2)
+    assert len([t for t in texts_to(h, CAROL) if t.startswith("core switch")]) == pages, \
+        texts_to(h, CAROL)
+    assert gw.get(alert)["ack"]["by"] == "carol"
+
+
+def test_replies_that_do_not_acknowledge_are_answered_and_never_act(h):
+    gw = gateway(h)
+    alert = page(gw)
+    wait_texts(h, ALICE, 1)
+    stranger = "+32499999999"
+    reply(h, stranger, f"ACK {ack_code(alert)}")
+    got = wait_texts(h, stranger, 1)
+    assert "not an on-call contact" in got[0], got
+    reply(h, ALICE, "ACK 0000" if ack_code(alert) != "0000" else "ACK 1111")
+    got = wait_texts(h, ALICE, 2)
+    assert "no open alert has this code" in got[1], got
+    reply(h, ALICE, "on my way")
+    got = wait_texts(h, ALICE, 3)
+    assert got[2].startswith("Not understood"), got
+    # Alphanumeric senders and short codes never get an answer (no loops, no cost).
+    reply(h, "Proximus", "Your balance is low")
+    reply(h, "1234", "ACK")
+    # At most 3 answers in 10 minutes to one number.
+    for i in range(5):
+        reply(h, stranger, f"hello {i}")
+    time.sleep(8)
+    assert len(texts_to(h, stranger)) == 3, texts_to(h, stranger)
+    assert not [m for m in h.sim.sms() if m["to"] in ("Proximus", "1234")], h.sim.sms()
+    assert gw.get(alert)["ack"] is None
+    inbox = gw.request({"op": "inbox"})["messages"]
+    assert len(inbox) == 10, inbox
+
+
+def test_bare_ack_takes_the_only_open_alert_else_lists_codes(h):
+    gw = gateway(h)
+    one = gw.send([ALICE], "disk full", priority="critical")["id"]
+    wait_texts(h, ALICE, 1)
+    reply(h, ALICE, "ACK")
+    a = wait_until(lambda: gw.get(one)["ack"], 20, "the bare acknowledgment")
+    assert a["by"] == "alice", a
+    wait_texts(h, ALICE, 2)  # the confirmation
+    x = gw.send([ALICE], "web01 DOWN", priority="critical")["id"]
+    y = gw.send([ALICE], "web02 DOWN", priority="critical")["id"]
+    wait_texts(h, ALICE, 4)
+    reply(h, ALICE, "ack")
+    got = wait_texts(h, ALICE, 5)
+    assert got[4].startswith("You have 2 open alerts"), got
+    assert f"ACK {ack_code(x)}" in got[4] and f"ACK {ack_code(y)}" in got[4], got
+    assert gw.get(x)["ack"] is None and gw.get(y)["ack"] is None
+
+
+def test_escalation_deadline_survives_a_restart(h):
+    gw = gateway(h)
+    alert = page(gw)
+    wait_texts(h, ALICE, 1)
+    accepted = time.monotonic()
+    gw.kill9()
+    time.sleep(1)
+    gw.start(wait_modems=1)
+    wait_texts(h, BOB, 1, timeout=STEP + 20)
+    assert time.monotonic() - accepted >= STEP - 2.5
+    a = gw.get(alert)
+    assert a["escalation"] == {"step": 2, "role": "secondary", "active": True,
+                               "next_at": a["escalation"]["next_at"]}, a["escalation"]
+
+
+def test_flood_to_one_engineer_is_bundled(h):
+    gw = gateway(h, extra="\n[bundle]\nthreshold = 5\nwindow = 4\n")
+    ids = []
+    for i in range(50):
+        ids.append(gw.send([DAVE], f"disk {i} full")["id"])
+        time.sleep(0.1)
+    wait_until(lambda: all(gw.get(i)["state"] == "sent" for i in ids), 60,
+               "every alert of the flood sent")
+    texts = texts_to(h, DAVE)
+    singles = [t for t in texts if not t.startswith("+")]
+    summaries = [t for t in texts if t.startswith("+")]
+    assert singles == [f"disk {i} full" for i in range(5)], texts
+    counts = [int(re.match(r"\+(\d+) more: ", t).group(1)) for t in summaries]
+    assert sum(counts) == 45, texts
+    assert len(texts) <= 10, f"{len(texts)} SMS for a flood of 50: {texts}"
+    assert "disk 5 full" in summaries[0], summaries
+
+
+def test_critical_alerts_are_never_bundled_and_copies_go_once(h):
+    gw = gateway(h, extra="\n[bundle]\nthreshold = 2\nwindow = 30\n")
+    customer = "+32471000000"
+    ids = [gw.send([DAVE], f"db{i} DOWN", priority="critical", copy=[customer])["id"]
+           for i in range(4)]
+    got = wait_texts(h, DAVE, 4)
+    assert sorted(t.split("\n")[0] for t in got) == [f"db{i} DOWN" for i in range(4)], got
+    assert all("Reply ACK" in t for t in got), got
+    # The customer gets each once, without the acknowledgment instruction, and is never
+    # escalated to or called.
+    copies = wait_until(lambda: (lambda t: t if len(t) >= 4 else None)(
+        texts_to(h, customer)), 30, "the customer copies")
+    time.sleep(2)
+    copies = texts_to(h, customer)
+    assert len(copies) == 4 and not any("ACK" in t for t in copies), copies
+    for i in ids:
+        kinds = {d["to"]: d["kind"] for d in gw.get(i)["deliveries"]}
+        assert kinds == {DAVE: "to", customer: "copy"}, kinds
+
+
+main(globals())

@@ -1,0 +1,75 @@
+/* Unit tests of ackcode: codes derived from alert ids, and the replies engineers type. */
+#include "ackcode.h"
+#include "test.h"
+
+static void test_codes(void)
+{
+	char c4[ACK_CODE_MAX + 1], c6[ACK_CODE_MAX + 1];
+	/* 0x00000000000004d2 = 1234 */
+	const char *id = "00000000000004d2ffffffffffffffff";
+
+	ack_code(id, 4, c4);
+	check_str(c4, "1234");
+	ack_code(id, 6, c6);
+	check_str(c6, "001234");
+	check(ack_code_matches(id, "1234"));
+	check(ack_code_matches(id, "01234"));
+	check(!ack_code_matches(id, "1235"));
+	check(!ack_code_matches(id, "234")); /* shorter than a code */
+	/* Longer codes end with the shorter one: "ask for the longer code" extends it. */
+	ack_code("9f86d081884c7d659a2feaa0c55ad015", 4, c4);
+	ack_code("9f86d081884c7d659a2feaa0c55ad015", 7, c6);
+	check_int(strlen(c4), 4);
+	check_str(c6 + 3, c4);
+}
+
+static void expect(const char *text, ReplyKind kind, const char *code)
+{
+	char got[ACK_CODE_MAX + 1] = "";
+	ReplyKind k = reply_parse(text, got);
+
+	if (k != kind || (code && strcmp(got, code) != 0)) {
+		fprintf(stderr, "  '%s' -> %d '%s', expected %d '%s'\n", text, k, got, kind,
+			code ? code : "");
+		test_failures++;
+	}
+}
+
+static void test_replies(void)
+{
+	expect("ACK 1234", REPLY_ACK, "1234");
+	expect("ack 1234", REPLY_ACK, "1234");
+	expect("  Ack  1234. ", REPLY_ACK, "1234");
+	expect("ACK1234", REPLY_ACK, "1234");
+	expect("ACK 001234", REPLY_ACK, "001234");
+	expect("1234A", REPLY_ACK, "1234");
+	expect("1234 a", REPLY_ACK, "1234");
+	expect("ACK", REPLY_ACK_BARE, NULL);
+	expect("ack!", REPLY_ACK_BARE, NULL);
+	expect("1234", REPLY_OTHER, NULL);   /* a code alone could be anything */
+	expect("ACK 12", REPLY_OTHER, NULL); /* too short to be a code */
+	expect("ACK 1234 please", REPLY_OTHER, NULL);
+	expect("1234 ack", REPLY_OTHER, NULL);
+	expect("Your balance is 5 EUR", REPLY_OTHER, NULL);
+	expect("", REPLY_OTHER, NULL);
+	expect("ACK ✓", REPLY_OTHER, NULL);
+}
+
+static void test_answerable(void)
+{
+	check(reply_sender_answerable("+32470100001"));
+	check(reply_sender_answerable("0470100001"));
+	check(!reply_sender_answerable("1234"));        /* short code */
+	check(!reply_sender_answerable("+3212"));       /* short */
+	check(!reply_sender_answerable("Proximus"));    /* alphanumeric sender */
+	check(!reply_sender_answerable("+1234567890123456")); /* 16 digits */
+	check(!reply_sender_answerable(""));
+}
+
+int main(void)
+{
+	run(test_codes);
+	run(test_replies);
+	run(test_answerable);
+	return test_exit();
+}
