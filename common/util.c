@@ -65,6 +65,87 @@ char *format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX])
 	return buf;
 }
 
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	/* Howard Hinnant's algorithm: eras of 400 years, years starting in March. */
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (int64_t)(m > 2 ? m - 3 : m + 9) + 2) / 5 + (int64_t)d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static bool is_leap(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Reads exactly n digits. */
+static bool read_digits(const char **p, int n, int *ret)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if ((*p)[i] < '0' || (*p)[i] > '9')
+			return false;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*ret = v;
+	return true;
+}
+
+int parse_rfc3339(const char *s, uint64_t *ret_usec)
+{
+	static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
+	uint64_t frac = 0, scale = 100000;
+	const char *p = s;
+	int64_t t;
+
+	if (!s || !read_digits(&p, 4, &y) || *p++ != '-' || !read_digits(&p, 2, &mo) ||
+	    *p++ != '-' || !read_digits(&p, 2, &d))
+		return -EINVAL;
+	if (*p != 'T' && *p != 't' && *p != ' ')
+		return -EINVAL;
+	p++;
+	if (!read_digits(&p, 2, &h) || *p++ != ':' || !read_digits(&p, 2, &mi) || *p++ != ':' ||
+	    !read_digits(&p, 2, &sec))
+		return -EINVAL;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		for (; *p >= '0' && *p <= '9'; p++, scale /= 10)
+			frac += (uint64_t)(*p - '0') * scale; /* digits beyond microseconds add 0 */
+	}
+	if (*p == 'Z' || *p == 'z')
+		p++;
+	else if (*p == '+' || *p == '-') {
+		sign = *p++ == '-' ? -1 : 1;
+		if (!read_digits(&p, 2, &oh) || *p++ != ':' || !read_digits(&p, 2, &om) ||
+		    oh > 23 || om > 59)
+			return -EINVAL;
+	} else
+		return -EINVAL;
+	if (*p)
+		return -EINVAL;
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && is_leap(y)) ||
+	    h > 23 || mi > 59 || sec > 60)
+		return -EINVAL;
+	if (sec == 60)
+		sec = 59; /* a leap second: the clock shows the second before it again */
+	t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec -
+	    sign * (oh * 3600 + om * 60);
+	if (t < 0)
+		return -ERANGE;
+	*ret_usec = (uint64_t)t * 1000000ULL + frac;
+	return 0;
+}
+
 void hash128_hex(const void *data, size_t len, char ret[static 33])
 {
 	/* Two FNV-1a 64-bit passes with different offsets: stable across builds and nodes. */

@@ -22,6 +22,13 @@ bool id_is_valid(const char *s);
 
 /* Formats a realtime timestamp in microseconds. */
 char *format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX]);
+/* Parses an RFC 3339 date-time, "2026-03-29T09:00:00Z" or with an offset ("+02:00") and
+ * optional fractions of a second ('T' may be 't' or a space), into realtime microseconds.
+ * -EINVAL for anything else, -ERANGE before 1970. */
+int parse_rfc3339(const char *s, uint64_t *ret_usec);
+/* Days from 1970-01-01 to the proleptic Gregorian date y-m-d (m 1..12, d 1..31): calendar
+ * arithmetic that no time zone or DST change can bend. */
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
 
 /* A stable 128-bit FNV-1a digest of data as 32 lowercase hex digits: the default dedupe key.
  * Not cryptographic; a collision inside the dedupe window would merge two alerts, which needs

@@ -821,27 +821,120 @@ const ModemConfig *config_find_modem(const Config *c, const char *name)
 	return NULL;
 }
 
+/* Rotation: hand-overs happen at the configured wall-clock time, so turns are counted in calendar
+ * days of the local time zone, never in seconds. A day with a DST change lasts 23 or 25 hours;
+ * counting fixed periods of 86400 s would move the hand-over by an hour for half of the year.
+ * Turns start at the first hand-over on or after 2024-01-01 (local time), when the first contact
+ * is on duty, so every node finds the same person for the same instant without keeping state.
+ * Everything derives from the instant asked about through localtime_r(), so tests inject any
+ * instant and any TZ. */
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+/* The local day on which the first turn starts. */
+static int64_t rotation_first_day(const RoleConfig *role)
+{
+	int64_t day = days_from_civil(2024, 1, 1);
+
+	if (role->rotation == ROTATION_WEEKLY)
+		day += (role->handoff_wday - 1 + 7) % 7; /* 2024-01-01 was a Monday */
+	return day;
+}
+
+/* The turn by the wall clock alone: hand-overs since the first one (negative before it). A
+ * local day counts as the day before while its wall clock reads earlier than the hand-over
+ * time, so a hand-over falls on the first instant whose wall clock reads that time or later
+ * (when the clock jumps over it: at the end of the gap). */
+static int64_t rotation_turn_at(const RoleConfig *role, time_t t, struct tm *ret_tm)
+{
+	int64_t day;
+
+	if (!localtime_r(&t, ret_tm))
+		return 0;
+	day = days_from_civil((int64_t)ret_tm->tm_year + 1900, (unsigned)ret_tm->tm_mon + 1,
+			      (unsigned)ret_tm->tm_mday);
+	if (ret_tm->tm_hour * 60 + ret_tm->tm_min < role->handoff_minutes)
+		day--;
+	day -= rotation_first_day(role);
+	return role->rotation == ROTATION_WEEKLY ? floor_div(day, 7) : day;
+}
+
+/* Which turn is on at t. When DST ends the wall clock goes back and repeats up to an hour or
+ * two; a hand-over time inside the repeat was passed before the jump and must not be taken back,
+ * so the turn is at least the one of the last second before the jump. */
+static int64_t rotation_turn(const RoleConfig *role, time_t t)
+{
+	const time_t window = 3 * 3600; /* longer than any backward jump of a time zone */
+	struct tm now, before;
+	int64_t turn = rotation_turn_at(role, t, &now);
+	time_t lo = t - window, hi = t;
+
+	if (!localtime_r(&lo, &before) || before.tm_gmtoff <= now.tm_gmtoff)
+		return turn;
+	/* The jump is the first second of the current offset after lo. */
+	while (hi - lo > 1) {
+		time_t mid = lo + (hi - lo) / 2;
+
+		if (!localtime_r(&mid, &before))
+			return turn;
+		if (before.tm_gmtoff == now.tm_gmtoff)
+			hi = mid;
+		else
+			lo = mid;
+	}
+	return MAX(turn, rotation_turn_at(role, hi - 1, &before));
+}
+
+static bool rotation_turns(const RoleConfig *role)
+{
+	return role->rotation != ROTATION_NONE && role->n_contacts > 1;
+}
+
 const ContactConfig *config_role_on_duty(const Config *c, const RoleConfig *role, uint64_t usec)
 {
-	/* Shifts are counted from a fixed hand-over (the first one on or after 2024-01-01, local
-	 * time), so every node computes the same person for the same instant without any state. */
-	time_t now = (time_t)(usec / 1000000ULL), epoch;
-	struct tm tm = {.tm_year = 124, .tm_mon = 0, .tm_mday = 1, .tm_isdst = -1};
-	long long shifts, period;
+	int64_t turn, n = (int64_t)role->n_contacts;
 
-	if (role->rotation == ROTATION_NONE || role->n_contacts == 1)
+	if (!rotation_turns(role))
 		return config_find_contact(c, role->contacts[0]);
+	turn = rotation_turn(role, (time_t)(usec / USEC_PER_SEC));
+	return config_find_contact(c, role->contacts[((turn % n) + n) % n]);
+}
 
+uint64_t config_role_next_handoff(const RoleConfig *role, uint64_t usec)
+{
+	time_t now = (time_t)(usec / USEC_PER_SEC), guess, lo, hi;
+	int64_t turn, day;
+	struct tm tm = {.tm_year = 124, .tm_mon = 0, .tm_isdst = -1};
+
+	if (!rotation_turns(role))
+		return 0;
+	turn = rotation_turn(role, now);
+	day = (turn + 1) * (role->rotation == ROTATION_WEEKLY ? 7 : 1) + rotation_first_day(role);
+	/* mktime() finds the instant of the wall-clock time on that day (it normalises the day of
+	 * the month), but in a DST gap or overlap it may be an hour off: the exact second is the
+	 * first one within a few hours around it where the next turn is on. */
+	tm.tm_mday = (int)(1 + day - days_from_civil(2024, 1, 1));
 	tm.tm_hour = role->handoff_minutes / 60;
 	tm.tm_min = role->handoff_minutes % 60;
-	if (role->rotation == ROTATION_WEEKLY)
-		tm.tm_mday += (role->handoff_wday - 1 + 7) % 7; /* 2024-01-01 was a Monday */
-	epoch = mktime(&tm);
-	period = role->rotation == ROTATION_WEEKLY ? 7 * 86400 : 86400;
-	if (now < epoch)
-		return config_find_contact(c, role->contacts[0]);
-	shifts = (long long)(now - epoch) / period;
-	return config_find_contact(c, role->contacts[shifts % (long long)role->n_contacts]);
+	guess = mktime(&tm);
+	if (guess == (time_t)-1)
+		return 0;
+	lo = MAX(now, guess - 3 * 3600);
+	hi = guess + 3 * 3600;
+	if (rotation_turn(role, lo) != turn || rotation_turn(role, hi) <= turn)
+		return (uint64_t)MAX(guess, now + 1) * USEC_PER_SEC;
+	while (hi - lo > 1) {
+		time_t mid = lo + (hi - lo) / 2;
+
+		if (rotation_turn(role, mid) > turn)
+			hi = mid;
+		else
+			lo = mid;
+	}
+	return (uint64_t)hi * USEC_PER_SEC;
 }
 
 void config_fingerprint(const Config *c, char ret[static 33])

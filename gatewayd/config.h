@@ -105,8 +105,12 @@ const ContactConfig *config_find_contact(const Config *c, const char *name);
 const RoleConfig *config_find_role(const Config *c, const char *name);
 const ModemConfig *config_find_modem(const Config *c, const char *name);
 
-/* The contact of role on duty at realtime `usec` (local time for the hand-over), or NULL. */
+/* The contact of role on duty at realtime `usec` by its rotation, or NULL. Hand-overs happen at
+ * the configured local wall-clock time (TZ, /etc/localtime), DST changes included. */
 const ContactConfig *config_role_on_duty(const Config *c, const RoleConfig *role, uint64_t usec);
+/* The realtime usec of the first hand-over after `usec`; 0 when the duty never changes hands
+ * (rotation none, or a single contact). */
+uint64_t config_role_next_handoff(const RoleConfig *role, uint64_t usec);
 
 /* A hash of what the nodes of a cluster must agree on (contacts, roles, escalation, dedupe
  * window, retries), as 32 hex digits: nodes compare it to warn of a config that drifted apart. */

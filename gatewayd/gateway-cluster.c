@@ -293,6 +293,8 @@ int apply_merge(Gateway *g, json_t *c, bool from_self)
 			r = store_merge_dedupe(g->store, item);
 		else if (streq(kind, "inbox"))
 			r = store_merge_inbox(g->store, item);
+		else if (streq(kind, "overrides"))
+			r = store_merge_override(g->store, item);
 		if (r == -EINVAL) {
 			log_warning("Skipping a malformed %s record from node '%s'", kind,
 				    jstr(c, "node"));
@@ -386,6 +388,12 @@ void sync_continue(Gateway *g)
 			kind = "inbox";
 			n = store_export_inbox(g->store, g->sync_key_cursor ? g->sync_key_cursor : "",
 					       SYNC_CHUNK_BYTES, &items, &key_cursor);
+			break;
+		case SYNC_OVERRIDES:
+			kind = "overrides";
+			n = store_export_overrides(g->store,
+						   g->sync_key_cursor ? g->sync_key_cursor : "",
+						   SYNC_CHUNK_BYTES, &items, &key_cursor);
 			break;
 		case SYNC_DONE:
 			break;

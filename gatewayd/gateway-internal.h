@@ -1,10 +1,11 @@
 /* gateway-internal: what the rooms of the gateway share; private to gatewayd/.
  *
- * The Gateway is one object, in four files by concern: gateway.c (the replicated state machine:
+ * The Gateway is one object, in files by concern: gateway.c (the replicated state machine:
  * outbox, applying payloads, dispatch, modems, requests, life cycle), gateway-cluster.c (the
  * nodes, commit confirmations, the state exchange after a join, takeover), gateway-voice.c
- * (dialing out when every SMS path failed) and gateway-selftest.c (test SMS between the nodes'
- * SIMs). Everything here runs on the main thread. */
+ * (dialing out when every SMS path failed), gateway-selftest.c (test SMS between the nodes'
+ * SIMs) and gateway-oncall.c (who is on duty, and overrides). Everything here runs on the main
+ * thread. */
 #pragma once
 
 #include "gateway.h"
@@ -39,7 +40,7 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Request, request_free)
 
-typedef enum PendingKind { PENDING_SEND, PENDING_ACK } PendingKind;
+typedef enum PendingKind { PENDING_SEND, PENDING_ACK, PENDING_OVERRIDE } PendingKind;
 
 /* A client waiting for the commit of the change it caused. */
 typedef struct Pending {
@@ -49,6 +50,10 @@ typedef struct Pending {
 	/* filled while applying */
 	bool duplicate;
 	char first_id[ID_HEX_LEN + 1];
+	/* PENDING_OVERRIDE: what the reply confirms */
+	char role[CONFIG_NAME_MAX + 1];
+	char contact[CONFIG_NAME_MAX + 1]; /* "" when cleared */
+	uint64_t until;
 } Pending;
 
 /* The changes of one published payload that have clients waiting, by change index. Once
@@ -62,7 +67,13 @@ typedef struct PendingBatch {
 	Pending *by_index[]; /* NULL where no one waits */
 } PendingBatch;
 
-typedef enum SyncStage { SYNC_ALERTS, SYNC_DEDUPE, SYNC_INBOX, SYNC_DONE } SyncStage;
+typedef enum SyncStage {
+	SYNC_ALERTS,
+	SYNC_DEDUPE,
+	SYNC_INBOX,
+	SYNC_OVERRIDES,
+	SYNC_DONE,
+} SyncStage;
 
 typedef struct Job {
 	struct Job *next;
@@ -252,3 +263,13 @@ void selftest_arrived(Gateway *g, const InboxMessage *m);
 void selftest_pump(Gateway *g);
 bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
 int selftest_start(Gateway *g);
+
+/* gateway-oncall.c: who is on duty, and overrides */
+/* The contact on duty for role at realtime `at`: the override in force, if its contact is still
+ * configured (*ret_override true), else the rotation's. ret_override may be NULL. */
+const ContactConfig *oncall_on_duty(Gateway *g, const RoleConfig *role, uint64_t at,
+				    bool *ret_override);
+void oncall_handle_query(Gateway *g, const ServerPeer *peer, Request *req);
+void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req);
+int apply_override(Gateway *g, json_t *c);
+json_t *oncall_override_reply(const Pending *p);

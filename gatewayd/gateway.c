@@ -536,6 +536,8 @@ static int apply_change(Gateway *g, json_t *c, Pending *pending, uint32_t from_n
 		return apply_report(g, c);
 	if (streq(type, "call"))
 		return apply_call(g, c);
+	if (streq(type, "override"))
+		return apply_override(g, c);
 	if (streq(type, "hello"))
 		return apply_hello(g, c, from_nodeid);
 	if (streq(type, "health"))
@@ -570,6 +572,8 @@ void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
 				reply = json_pack("{s:b, s:s, s:s}", "ok", 1, "id",
 						  p->duplicate ? p->first_id : p->id, "status",
 						  p->duplicate ? "duplicate" : "queued");
+			else if (p->kind == PENDING_OVERRIDE)
+				reply = oncall_override_reply(p);
 			else
 				reply = json_pack("{s:b, s:s, s:b}", "ok", 1, "id", p->id,
 						  "acknowledged", 1);
@@ -1105,7 +1109,7 @@ static int resolve_recipients(Gateway *g, Request *req, uint64_t at, json_t **re
 					 number + 5);
 				return -EINVAL;
 			}
-			contact = config_role_on_duty(g->config, role, at);
+			contact = oncall_on_duty(g, role, at, NULL);
 			if (!contact)
 				return -ENOENT;
 			number = contact->number;
@@ -1373,6 +1377,12 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 			reply_err(g, peer, "storage_error", "the store could not be read");
 		else
 			reply_now(g, peer, json_pack("{s:o}", "messages", o));
+		break;
+	case OP_ONCALL:
+		oncall_handle_query(g, peer, req);
+		break;
+	case OP_OVERRIDE:
+		oncall_handle_override(g, peer, req);
 		break;
 	case OP_QUEUE:
 		r = store_queue_json(g->store, 1000, &o);

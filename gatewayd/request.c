@@ -42,6 +42,8 @@ Request *request_free(Request *r)
 	free(r->source);
 	free(r->id);
 	free(r->by);
+	free(r->role);
+	free(r->contact);
 	free(r);
 	return NULL;
 }
@@ -225,6 +227,64 @@ static int parse_send(json_t *o, Request *r, RequestError *e)
 	return 0;
 }
 
+/* A time: an RFC 3339 string, or whole seconds since the epoch (up to the year 9999). */
+static int get_time(json_t *o, const char *field, bool required, uint64_t *ret, RequestError *e)
+{
+	json_t *v = json_object_get(o, field);
+
+	if (!v || json_is_null(v)) {
+		if (required)
+			return fail(e, "bad_request", "'%s' is missing", field);
+		return 0;
+	}
+	if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= 253402300799) {
+		*ret = (uint64_t)json_integer_value(v) * 1000000ULL;
+		return 0;
+	}
+	if (json_is_string(v) && parse_rfc3339(json_string_value(v), ret) >= 0)
+		return 0;
+	return fail(e, "bad_request",
+		    "'%s' must be an RFC 3339 time (2026-03-30T09:00:00Z) or Unix seconds", field);
+}
+
+static int parse_override(json_t *o, Request *r, RequestError *e)
+{
+	static const char *const fields[] = {"op", "role", "contact", "until", "by", "clear", NULL};
+	json_t *v;
+	int rc;
+
+	rc = check_fields(o, fields, e);
+	if (rc < 0)
+		return rc;
+	rc = get_string(o, "role", 64, true, &r->role, e);
+	if (rc < 0)
+		return rc;
+	if (!role_name_is_valid(r->role))
+		return fail(e, "unknown_role", "no role named '%.64s'", r->role);
+	rc = get_string(o, "by", 64, false, &r->by, e);
+	if (rc < 0)
+		return rc;
+
+	v = json_object_get(o, "clear");
+	if (v && !json_is_null(v) && !json_is_boolean(v))
+		return fail(e, "bad_request", "'clear' must be true or false");
+	r->clear = json_is_true(v);
+	if (r->clear) {
+		if (json_object_get(o, "contact") || json_object_get(o, "until"))
+			return fail(e, "bad_request", "'clear' takes no 'contact' or 'until'");
+		return 0;
+	}
+	rc = get_string(o, "contact", 64, true, &r->contact, e);
+	if (rc < 0)
+		return rc;
+	/* Contact names follow the rules of role names; whether it is configured is the
+	 * gateway's to say. */
+	if (!role_name_is_valid(r->contact))
+		return fail(e, "bad_request", "no contact named '%.64s'", r->contact);
+	return get_time(o, "until", true, &r->until, e);
+}
+
 int request_parse(const void *data, size_t len, Request **ret, RequestError *ret_error)
 {
 	_cleanup_(json_decrefp) json_t *o = NULL;
@@ -272,6 +332,16 @@ int request_parse(const void *data, size_t len, Request **ret, RequestError *ret
 			rc = fail(ret_error, "unknown_id", "'%.40s' is not an alert id", r->id);
 		if (rc >= 0 && r->op == OP_ACK)
 			rc = get_string(o, "by", 64, false, &r->by, ret_error);
+	} else if (streq(op, "oncall")) {
+		static const char *const fields[] = {"op", "at", NULL};
+
+		r->op = OP_ONCALL;
+		rc = check_fields(o, fields, ret_error);
+		if (rc >= 0)
+			rc = get_time(o, "at", false, &r->at, ret_error);
+	} else if (streq(op, "override")) {
+		r->op = OP_OVERRIDE;
+		rc = parse_override(o, r, ret_error);
 	} else
 		return fail(ret_error, "unknown_op", "unknown op '%.40s'", op);
 

@@ -19,7 +19,16 @@
 #define REQUEST_DEFAULT_TTL 3600
 #define REQUEST_MAX_TTL (7 * 86400)
 
-typedef enum RequestOp { OP_SEND, OP_STATUS, OP_GET, OP_QUEUE, OP_ACK, OP_INBOX } RequestOp;
+typedef enum RequestOp {
+	OP_SEND,
+	OP_STATUS,
+	OP_GET,
+	OP_QUEUE,
+	OP_ACK,
+	OP_INBOX,
+	OP_ONCALL,
+	OP_OVERRIDE,
+} RequestOp;
 
 typedef struct Request {
 	RequestOp op;
@@ -35,7 +44,13 @@ typedef struct Request {
 	char *source;
 	/* get, ack */
 	char *id;
-	char *by;
+	char *by; /* also override */
+	/* oncall, override: times are realtime usec, from RFC 3339 or integer Unix seconds */
+	uint64_t at; /* oncall: the instant asked about; 0 for now */
+	char *role;
+	char *contact; /* NULL with clear */
+	uint64_t until;
+	bool clear;
 } Request;
 
 typedef struct RequestError {

@@ -268,3 +268,36 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 int store_queue_json(Store *s, size_t limit, json_t **ret);
 int store_counts(Store *s, QueueCounts *ret);
 int store_modem_counters(Store *s, const char *node, const char *modem, ModemCounters *ret);
+
+/* On-call overrides (store-oncall.c): "CONTACT is on duty for ROLE until UNTIL", at most one row
+ * per role. Clearing writes a row without a contact, so that a clear is replicated and merged
+ * like a set. Of two writes to the same role the one with the greater (set_at, contact, until,
+ * set_by) stays, a cleared contact sorting first: replaying or merging them in any order, once
+ * or more, leaves the same row. */
+#define OVERRIDE_NAME_MAX 64
+
+typedef struct Override {
+	char role[OVERRIDE_NAME_MAX + 1];
+	char contact[OVERRIDE_NAME_MAX + 1]; /* "" when cleared */
+	uint64_t until;                      /* realtime usec; 0 when cleared */
+	uint64_t set_at;                     /* realtime usec, from the change */
+	char set_by[OVERRIDE_NAME_MAX + 1];  /* "" when not said */
+} Override;
+
+/* Sets (contact non-NULL) or clears (contact NULL) the override of role, inside
+ * store_begin()/store_commit(). 1 when the row changed, 0 when the stored one wins, -EINVAL for
+ * an empty role or a name longer than OVERRIDE_NAME_MAX. */
+int store_override_set(Store *s, const char *role, const char *contact, uint64_t until,
+		       uint64_t set_at, const char *set_by);
+/* 1 with *ret filled when role has an override in force at `at` (a contact, and until > at),
+ * 0 when not. */
+int store_override_get(Store *s, const char *role, uint64_t at, Override *ret);
+/* Every row, cleared and expired ones too, in role order; cb returns <0 to stop (that value is
+ * returned). */
+int store_overrides(Store *s, int (*cb)(const Override *o, void *userdata), void *userdata);
+/* Rejoin, as store_export_dedupe(): items {"role", "contact", "until", "set_at", "set_by"}
+ * (contact and set_by may be null), in role order after after_role. */
+int store_export_overrides(Store *s, const char *after_role, size_t max_bytes, json_t **ret_items,
+			   char **ret_last_role);
+/* Merges one exported item through store_override_set(): 1 changed, 0 not, -EINVAL malformed. */
+int store_merge_override(Store *s, json_t *item);

@@ -98,6 +98,22 @@ QUEUE = {
     ],
 }
 
+ONCALL = {
+    "ok": True,
+    "at": "2026-03-28T12:00:00.000Z",
+    "roles": [
+        {"role": "primary", "contact": "bob", "number": "+32470100002", "source": "override",
+         "until": "2026-03-30T07:00:00.000Z",
+         "next": {"contact": "alice", "number": "+32470100001",
+                  "at": "2026-03-30T09:00:00.000Z"},
+         "contacts": ["alice", "bob"], "rotation": "weekly", "handoff": "mon 09:00"},
+        {"role": "secondary", "contact": "carol\x1b[2J", "number": "+32470100003",
+         "source": "rotation", "until": None, "next": None, "contacts": ["carol"],
+         "rotation": "none", "handoff": None},
+    ],
+    "escalation": {"steps": ["primary", "secondary"], "step_timeout": 300},
+}
+
 
 def answer(request):
     """The canned reply of the fake daemon to one request object."""
@@ -115,6 +131,16 @@ def answer(request):
             return {"ok": False, "error": "unknown_id", "detail": "no such alert"}
         return {"ok": True, "id": ID, "ack": {"by": request.get("by"), "via": "gatewayctl",
                                               "at": "2026-11-23T10:31:00.000Z"}}
+    if op == "oncall":
+        return ONCALL
+    if op == "override":
+        if request.get("role") != "primary":
+            return {"ok": False, "error": "unknown_role",
+                    "detail": f"no role named '{request.get('role')}'"}
+        if request.get("clear"):
+            return {"ok": True, "role": "primary", "contact": None, "until": None}
+        return {"ok": True, "role": "primary", "contact": request.get("contact"),
+                "until": "2026-03-30T07:00:00.000Z"}
     if op == "send":
         if "+999" in request.get("to", []):
             return {"ok": False, "error": "invalid_number", "detail": "+999 is not E.164"}
@@ -221,7 +247,9 @@ def main():
     # Help, version and usage errors need no daemon.
     p = t.expect("--help exits 0", ["--help"], 0)
     t.check("--help lists every command",
-            all(c in p.stdout for c in ("status", "send", "show", "ack", "queue")), p.stdout)
+            all(c in p.stdout for c in ("status", "send", "show", "ack", "queue", "oncall")),
+            p.stdout)
+    t.expect("oncall --help exits 0", ["oncall", "--help"], 0)
     p = t.expect("--version exits 0", ["--version"], 0)
     t.check("--version prints the version", p.stdout.startswith("gatewayctl "), p.stdout)
     t.expect("send --help exits 0", ["send", "--help"], 0)
@@ -240,6 +268,16 @@ def main():
         ["show"],
         ["show", "not-an-id"],
         ["ack", "0123"],
+        ["oncall", "extra"],
+        ["oncall", "--at", "soon"],
+        ["oncall", "--at", "8"],
+        ["oncall", "override", "primary", "carol"],
+        ["oncall", "override", "primary", "--until", "1h"],
+        ["oncall", "override", "primary", "carol", "--until", "2026-02-30 10:00"],
+        ["oncall", "override", "primary", "carol", "dave", "--until", "1h"],
+        ["oncall", "clear"],
+        ["oncall", "clear", "primary", "carol"],
+        ["oncall", "clear", "primary", "--until", "1h"],
     ):
         p = t.expect(f"usage error {args} exits 2", args, 2, stdout="")
         t.check(f"usage error {args} says why on stderr",
@@ -334,6 +372,71 @@ def main():
         p = t.expect("queue --json exits 0", ep + ["queue", "--json"], 0)
         t.check("queue --json is the reply", json.loads(p.stdout) == QUEUE, p.stdout)
 
+        # oncall: local times in the operator's time zone, both ways.
+        utc, brussels = {"TZ": "UTC"}, {"TZ": "Europe/Brussels"}
+        p = t.expect("oncall exits 0", ep + ["oncall"], 0, stderr="", env=utc)
+        t.check("oncall asked oncall", d.requests[-1] == {"op": "oncall"}, d.requests[-1])
+        lines = p.stdout.splitlines()
+        t.check("oncall header", lines[:1] and lines[0].split() == [
+            "ROLE", "ON", "DUTY", "SOURCE", "NEXT", "HAND-OVER"], p.stdout)
+        primary = [x for x in lines if x.startswith("primary ")]
+        t.check("oncall shows who, the override's end and the next hand-over in local time",
+                len(primary) == 1 and "bob (+32470100002)" in primary[0]
+                and "override until Mon 2026-03-30 07:00 UTC" in primary[0]
+                and primary[0].endswith("alice, Mon 2026-03-30 09:00 UTC"), p.stdout)
+        secondary = [x for x in lines if x.startswith("secondary ")]
+        t.check("oncall shows a role without hand-over",
+                len(secondary) == 1 and "rotation" in secondary[0]
+                and secondary[0].endswith(" -"), p.stdout)
+        t.check("oncall strips terminal escapes", "\x1b" not in p.stdout, repr(p.stdout))
+        t.check("oncall ends with the escalation steps",
+                lines[-1:] == ["Escalation: primary -> secondary, 300 s per step without "
+                               "acknowledgment"], p.stdout)
+        p = t.expect("oncall in another zone", ep + ["oncall"], 0, env=brussels)
+        t.check("oncall shows the zone's wall clock",
+                "alice, Mon 2026-03-30 11:00 CEST" in p.stdout, p.stdout)
+        p = t.expect("oncall --json exits 0", ep + ["oncall", "--json"], 0)
+        t.check("oncall --json is the reply", json.loads(p.stdout) == ONCALL, p.stdout)
+        p = t.expect("oncall --at local time", ep + ["oncall", "--at", "2026-03-30 09:01"], 0,
+                     env=brussels)
+        t.check("oncall --at sends the instant in Unix seconds",
+                d.requests[-1] == {"op": "oncall", "at": 1774854060}, d.requests[-1])
+        t.check("oncall --at says when", p.stdout.startswith(
+            "On duty at Sat 2026-03-28 13:00 CET:\n"), p.stdout)
+        t.expect("oncall --at RFC 3339", ep + ["oncall", "--at", "2026-03-30T07:01:00Z"], 0)
+        t.check("oncall --at RFC 3339 sent", d.requests[-1] == {"op": "oncall", "at": 1774854060},
+                d.requests[-1])
+        t.expect("oncall override with a local time",
+                 ep + ["oncall", "override", "primary", "carol", "--until", "2026-03-30 09:00",
+                       "--by", "alice"], 0,
+                 stdout="primary: carol on duty until Mon 2026-03-30 09:00 CEST (override)\n",
+                 stderr="", env=brussels)
+        want = {"op": "override", "role": "primary", "contact": "carol", "until": 1774854000,
+                "by": "alice"}
+        t.check("oncall override request", d.requests[-1] == want,
+                f"got {d.requests[-1]}\nwant {want}")
+        t.expect("oncall override with a duration",
+                 ep + ["oncall", "override", "--until", "8h", "primary", "carol"], 0)
+        until = d.requests[-1].get("until")
+        t.check("oncall override --until 8h is 8 hours from now",
+                isinstance(until, int) and abs(until - (time.time() + 8 * 3600)) < 10,
+                d.requests[-1])
+        t.check("oncall override names someone by default",
+                isinstance(d.requests[-1].get("by"), str) and d.requests[-1]["by"] != "",
+                d.requests[-1])
+        p = t.expect("oncall override in a DST gap is a usage error",
+                     ep + ["oncall", "override", "primary", "carol", "--until",
+                           "2026-03-29 02:30"], 2, stdout="", env=brussels)
+        t.check("oncall override in a DST gap says why", "does not exist" in p.stderr, p.stderr)
+        t.expect("oncall clear", ep + ["oncall", "clear", "primary", "--by", "alice"], 0,
+                 stdout="primary: override cleared, the rotation applies\n", stderr="")
+        want = {"op": "override", "role": "primary", "clear": True, "by": "alice"}
+        t.check("oncall clear request", d.requests[-1] == want,
+                f"got {d.requests[-1]}\nwant {want}")
+        t.expect("oncall override refused exits 1",
+                 ep + ["oncall", "override", "nobody", "carol", "--until", "1h"], 1, stdout="",
+                 stderr="gatewayctl: unknown_role: no role named 'nobody'\n")
+
         # -c: [submit] bind from a config file, wildcard host reached over loopback
         port = d.endpoint["answer"].rsplit(":", 1)[1]
         with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
@@ -365,6 +468,9 @@ def main():
         t.expect("ack with nothing in it exits 0", mini + ["ack", ID, "--by", "x"], 0,
                  stdout=f"{ID} acknowledged\n", stderr="")
         t.expect("queue without alerts exits 2", mini + ["queue"], 2, stdout="")
+        t.expect("oncall without roles exits 2", mini + ["oncall"], 2, stdout="")
+        t.expect("oncall clear with nothing in it exits 0", mini + ["oncall", "clear", "x"], 0,
+                 stderr="")
         t.expect("send without id exits 2", mini + ["send", "+32470123456", "-m", "x"], 2,
                  stdout="")
 

@@ -88,7 +88,8 @@ class Client:
 
 
 class Gateway:
-    def __init__(self, harness: "Harness", name: str, config: str, state_dir: str, port: int):
+    def __init__(self, harness: "Harness", name: str, config: str, state_dir: str, port: int,
+                 env: dict | None = None):
         self.h = harness
         self.name = name
         self.config_path = os.path.join(harness.dir, f"{name}.conf")
@@ -100,11 +101,14 @@ class Gateway:
         self.client = Client(harness.ctx, self.endpoint)
         self.proc = None
         self.log_path = os.path.join(harness.dir, f"{name}.log")
+        # Added to the daemon's environment, e.g. {"TZ": "UTC"} for the on-call rotation.
+        self.env = dict(os.environ, **env) if env else None
 
     def start(self, wait_modems: int | None = None, timeout: float = 30.0):
         log = open(self.log_path, "ab")
         cmd = self.h.wrapper + [GATEWAYD, "-c", self.config_path]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     env=self.env)
         log.close()
         self.h.procs.append(self.proc)
         wait_until(self._answers, timeout, f"gatewayd {self.name} to answer")
@@ -230,11 +234,12 @@ class Harness:
         raise AssertionError("no free port pair")
 
     def gateway(self, modems=("gsm0",), send_delay: float = 0, extra: str = "", name="a",
-                start=True, wait_modems=True, sim_kw=None, modem_extra=None) -> Gateway:
+                start=True, wait_modems=True, sim_kw=None, modem_extra=None,
+                env: dict | None = None) -> Gateway:
         if self.sim is None:
             self.start_sim(modems, send_delay, **(sim_kw or {}))
         text, state_dir, port = self.config(name, modems, extra=extra, modem_extra=modem_extra)
-        gw = Gateway(self, name, text, state_dir, port)
+        gw = Gateway(self, name, text, state_dir, port, env=env)
         if start:
             gw.start(wait_modems=len(modems) if (wait_modems and modems) else None)
         return gw

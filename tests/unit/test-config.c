@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -187,6 +188,123 @@ static void test_rotation(void)
 	config_free(c);
 }
 
+/* Rotation against an injected clock: TZ is set here, instants are written as Unix seconds
+ * (computed independently, with Python's zoneinfo), and each hand-over is checked one minute
+ * before and one minute after. */
+static const char rotation_text[] = "[contact alice]\nnumber = +32470100001\n"
+				    "[contact bob]\nnumber = +32470100002\n"
+				    "[contact carol]\nnumber = +32470100003\n"
+				    "[role daily]\ncontacts = alice, bob, carol\nrotation = daily\n"
+				    "handoff = 09:00\n"
+				    "[role weekly]\ncontacts = alice, bob\nrotation = weekly\n"
+				    "handoff = mon 09:00\n"
+				    "[role night]\ncontacts = alice, bob, carol\n"
+				    "rotation = weekly\nhandoff = sun 02:30\n"
+				    "[role fixed]\ncontacts = bob, alice\n"
+				    "[role single]\ncontacts = carol\nrotation = daily\n";
+
+#define SEC(t) ((uint64_t)(t) * 1000000ULL)
+#define MINUTE 60
+
+static void set_tz(const char *tz)
+{
+	if (tz)
+		setenv("TZ", tz, 1);
+	else
+		unsetenv("TZ");
+	tzset();
+}
+
+static const char *duty(Config *c, const char *role, uint64_t t)
+{
+	const ContactConfig *who = config_role_on_duty(c, config_find_role(c, role), SEC(t));
+
+	return who ? who->name : "(none)";
+}
+
+static uint64_t next_handoff(Config *c, const char *role, uint64_t t)
+{
+	return config_role_next_handoff(config_find_role(c, role), SEC(t)) / 1000000ULL;
+}
+
+/* Who is on duty one minute before and one minute after hand-over t, and that the hand-over
+ * is found as the next one from a minute before. */
+static void expect_handoff(Config *c, const char *role, uint64_t t, const char *before,
+			   const char *after)
+{
+	check_str(duty(c, role, t - MINUTE), before);
+	check_str(duty(c, role, t - 1), before);
+	check_str(duty(c, role, t), after);
+	check_str(duty(c, role, t + MINUTE), after);
+	check_int(next_handoff(c, role, t - MINUTE), t);
+}
+
+static void test_rotation_dst(void)
+{
+	Config *c;
+	char *err;
+
+	set_tz("Europe/Brussels");
+	check_int(load(rotation_text, &c, &err), 0);
+	if (!c) {
+		set_tz(NULL);
+		return;
+	}
+	/* Daily at 09:00 local. 2026-03-28 is the last day of CET (UTC+1), 2026-03-29 the first
+	 * of CEST (UTC+2): the hand-over stays at 09:00 on the wall clock, 23 hours later. */
+	expect_handoff(c, "daily", 1774684800, "alice", "bob");  /* Sat 2026-03-28 09:00 CET */
+	expect_handoff(c, "daily", 1774767600, "bob", "carol");  /* Sun 2026-03-29 09:00 CEST */
+	expect_handoff(c, "daily", 1774854000, "carol", "alice"); /* wrap-around, Mon 03-30 */
+	check_int(next_handoff(c, "daily", 1774684800 + MINUTE), 1774767600); /* 23 h later */
+	check_int(next_handoff(c, "daily", 1774684800), 1774767600);          /* strictly after */
+
+	/* Weekly on Monday 09:00 local, across the change: Mon 2026-03-30 09:00 CEST. */
+	expect_handoff(c, "weekly", 1774854000, "alice", "bob");
+	check_int(next_handoff(c, "weekly", 1774440000), 1774854000); /* from Wed 03-25 13:00 */
+	expect_handoff(c, "weekly", 1774854000 + 7 * 86400, "bob", "alice"); /* wrap-around */
+
+	/* 02:30 does not exist on 2026-03-29 (02:00 CET jumps to 03:00 CEST): the hand-over is
+	 * at 03:00 CEST, the first instant past 02:30 on the wall clock. */
+	expect_handoff(c, "night", 1774746000, "bob", "carol");
+	check_int(next_handoff(c, "night", 1774684800), 1774746000);
+	/* 02:30 happens twice on 2026-10-25 (03:00 CEST goes back to 02:00 CET): the hand-over is
+	 * at the first, and the second changes nothing. */
+	expect_handoff(c, "night", 1792888200, "bob", "carol");
+	check_str(duty(c, "night", 1792890000 + 15 * MINUTE), "carol"); /* 02:15 CET, again */
+	check_str(duty(c, "night", 1792891800 + MINUTE), "carol");
+	check_int(next_handoff(c, "night", 1792888200), 1793496600); /* Sun 11-01 02:30 CET */
+
+	/* No rotation, or a single contact: always the same, and no hand-over. */
+	check_str(duty(c, "fixed", 1774767600), "bob");
+	check_int(next_handoff(c, "fixed", 1774767600), 0);
+	check_str(duty(c, "single", 1774767600), "carol");
+	check_int(next_handoff(c, "single", 1774767600), 0);
+	config_free(c);
+	set_tz(NULL);
+}
+
+static void test_rotation_utc(void)
+{
+	Config *c;
+	char *err;
+
+	set_tz("UTC");
+	check_int(load(rotation_text, &c, &err), 0);
+	if (!c) {
+		set_tz(NULL);
+		return;
+	}
+	expect_handoff(c, "daily", 1774774800, "bob", "carol"); /* Sun 2026-03-29 09:00 UTC */
+	expect_handoff(c, "daily", 1774774800 + 86400, "carol", "alice");
+	expect_handoff(c, "weekly", 1774861200, "alice", "bob"); /* Mon 2026-03-30 09:00 UTC */
+	check_int(next_handoff(c, "weekly", 1774861200), 1774861200 + 7 * 86400);
+	expect_handoff(c, "weekly", 1774861200 + 7 * 86400, "bob", "alice");
+	/* The first turn: Mon 2024-01-01 09:00, the first contact. */
+	expect_handoff(c, "weekly", 1704099600, "bob", "alice");
+	config_free(c);
+	set_tz(NULL);
+}
+
 int main(void)
 {
 	int fd = mkstemp(path);
@@ -201,6 +319,8 @@ int main(void)
 	run(test_missing_file);
 	run(test_helpers);
 	run(test_rotation);
+	run(test_rotation_dst);
+	run(test_rotation_utc);
 	unlink(path);
 	return test_exit();
 }

@@ -1,6 +1,9 @@
 /* Unit tests of request: every error code of the protocol that needs no state. */
+#include <errno.h>
+
 #include "request.h"
 #include "test.h"
+#include "util.h"
 
 static void expect(const char *json, const char *code)
 {
@@ -85,10 +88,125 @@ static void test_too_long(void)
 	free(big);
 }
 
+static void test_oncall_codes(void)
+{
+	expect("{\"op\":\"oncall\"}", NULL);
+	expect("{\"op\":\"oncall\",\"at\":\"2026-03-30T09:00:00Z\"}", NULL);
+	expect("{\"op\":\"oncall\",\"at\":\"2026-03-30T11:00:00.250+02:00\"}", NULL);
+	expect("{\"op\":\"oncall\",\"at\":1774861200}", NULL);
+	expect("{\"op\":\"oncall\",\"at\":null}", NULL);
+	expect("{\"op\":\"oncall\",\"at\":\"tomorrow\"}", "bad_request");
+	expect("{\"op\":\"oncall\",\"at\":\"2026-03-30 09:00\"}", "bad_request"); /* no zone */
+	expect("{\"op\":\"oncall\",\"at\":-1}", "bad_request");
+	expect("{\"op\":\"oncall\",\"at\":1.5}", "bad_request");
+	expect("{\"op\":\"oncall\",\"at\":99999999999999}", "bad_request");
+	expect("{\"op\":\"oncall\",\"role\":\"primary\"}", "bad_request");
+
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"contact\":\"carol\","
+	       "\"until\":\"2026-03-30T09:00:00Z\",\"by\":\"alice\"}",
+	       NULL);
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"contact\":\"carol\","
+	       "\"until\":1774861200}",
+	       NULL);
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"clear\":true}", NULL);
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"clear\":true,\"by\":\"bob\"}", NULL);
+	expect("{\"op\":\"override\",\"contact\":\"carol\",\"until\":1774861200}", "bad_request");
+	expect("{\"op\":\"override\",\"role\":\"no such\",\"contact\":\"carol\",\"until\":1}",
+	       "unknown_role");
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"until\":1774861200}", "bad_request");
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"contact\":\"carol\"}", "bad_request");
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"contact\":\"car ol\",\"until\":1}",
+	       "bad_request");
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"contact\":\"carol\","
+	       "\"until\":\"soon\"}",
+	       "bad_request");
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"clear\":\"yes\"}", "bad_request");
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"clear\":true,\"contact\":\"carol\"}",
+	       "bad_request");
+	expect("{\"op\":\"override\",\"role\":\"primary\",\"contact\":\"carol\",\"until\":1,"
+	       "\"for\":\"x\"}",
+	       "bad_request");
+}
+
+static Request *parse_ok(const char *json)
+{
+	Request *r = NULL;
+	RequestError e = {0};
+
+	if (request_parse(json, strlen(json), &r, &e) < 0) {
+		fprintf(stderr, "  %s -> %s: %s\n", json, e.code, e.detail);
+		test_failures++;
+		return NULL;
+	}
+	return r;
+}
+
+static void test_oncall_fields(void)
+{
+	Request *r;
+
+	r = parse_ok("{\"op\":\"oncall\",\"at\":\"2026-03-30T11:00:00.250+02:00\"}");
+	if (r) {
+		check_int(r->op, OP_ONCALL);
+		check_int(r->at, 1774861200250000ULL);
+		request_free(r);
+	}
+	r = parse_ok("{\"op\":\"oncall\"}");
+	if (r) {
+		check_int(r->at, 0);
+		request_free(r);
+	}
+	r = parse_ok("{\"op\":\"override\",\"role\":\"primary\",\"contact\":\"carol\","
+		     "\"until\":1774861200,\"by\":\"alice\"}");
+	if (r) {
+		check_int(r->op, OP_OVERRIDE);
+		check_str(r->role, "primary");
+		check_str(r->contact, "carol");
+		check_str(r->by, "alice");
+		check_int(r->until, 1774861200000000ULL);
+		check(!r->clear);
+		request_free(r);
+	}
+	r = parse_ok("{\"op\":\"override\",\"role\":\"primary\",\"clear\":true}");
+	if (r) {
+		check(r->clear);
+		check(r->contact == NULL);
+		request_free(r);
+	}
+}
+
+static void test_rfc3339(void)
+{
+	uint64_t t = 0;
+
+	check_int(parse_rfc3339("2026-03-30T09:00:00Z", &t), 0);
+	check_int(t, 1774861200000000ULL);
+	check_int(parse_rfc3339("2026-03-30t11:00:00.5+02:00", &t), 0);
+	check_int(t, 1774861200500000ULL);
+	check_int(parse_rfc3339("2026-03-30 04:00:00-05:00", &t), 0);
+	check_int(t, 1774861200000000ULL);
+	check_int(parse_rfc3339("2024-02-29T00:00:00.000001z", &t), 0);
+	check_int(t, 1709164800000001ULL);
+	check_int(parse_rfc3339("1970-01-01T00:00:00Z", &t), 0);
+	check_int(t, 0);
+	check_int(parse_rfc3339("2025-02-29T00:00:00Z", &t), -EINVAL);
+	check_int(parse_rfc3339("2026-03-30T09:00:00", &t), -EINVAL);
+	check_int(parse_rfc3339("2026-03-30T09:00Z", &t), -EINVAL);
+	check_int(parse_rfc3339("2026-03-30T24:00:00Z", &t), -EINVAL);
+	check_int(parse_rfc3339("2026-3-30T09:00:00Z", &t), -EINVAL);
+	check_int(parse_rfc3339("2026-03-30T09:00:00Zjunk", &t), -EINVAL);
+	check_int(parse_rfc3339("2026-03-30T09:00:00.Z", &t), -EINVAL);
+	check_int(parse_rfc3339("1970-01-01T00:00:00+01:00", &t), -ERANGE);
+	check_int(parse_rfc3339("", &t), -EINVAL);
+}
+
 int main(void)
 {
 	run(test_codes);
 	run(test_fields);
 	run(test_too_long);
+	run(test_oncall_codes);
+	run(test_oncall_fields);
+	run(test_rfc3339);
 	return test_exit();
 }

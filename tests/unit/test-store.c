@@ -871,6 +871,7 @@ static void test_nodes(void)
 	if (!s)
 		return;
 	check_int(store_node_seen(s, "a", 1, 100), 0);
+	check_int(store_override_set(s, "primary", "carol", 300, 200, "alice"), 1);
 	store_close(s);
 }
 
@@ -912,6 +913,207 @@ static void test_due_last_node(void)
 	store_close(s);
 }
 
+static int override_cb(const Override *o, void *userdata)
+{
+	char **text = userdata;
+	char *old = *text;
+
+	if (asprintf(text, "%s%s=%s,%llu,%llu,%s;", old ? old : "", o->role, o->contact,
+		     (unsigned long long)o->until, (unsigned long long)o->set_at, o->set_by) < 0)
+		*text = NULL;
+	free(old);
+	return 0;
+}
+
+/* Every override row as one string, to compare stores. */
+static char *overrides_text(Store *s)
+{
+	char *text = NULL;
+
+	check_int(store_overrides(s, override_cb, &text), 0);
+	return text ? text : strdup("");
+}
+
+static void test_overrides(void)
+{
+	Store *s = open_sub("overrides");
+	char long_name[OVERRIDE_NAME_MAX + 2];
+	_cleanup_free_ char *text = NULL;
+	Override o;
+
+	if (!s)
+		return;
+	check_int(store_override_get(s, "primary", 100, &o), 0);
+	check_int(store_begin(s), 0);
+	check_int(store_override_set(s, "primary", "carol", 1000, 100, "alice"), 1);
+	check_int(store_override_set(s, "primary", "carol", 1000, 100, "alice"), 0); /* replayed */
+	check_int(store_override_set(s, "primary", "bob", 5000, 50, "bob"), 0);      /* older */
+	check_int(store_override_set(s, "secondary", "bob", 2000, 100, NULL), 1);
+	check_int(store_commit(s), 0);
+
+	/* In force while until lies ahead of the instant asked about, and only then. */
+	check_int(store_override_get(s, "primary", 999, &o), 1);
+	check_str(o.role, "primary");
+	check_str(o.contact, "carol");
+	check_int(o.until, 1000);
+	check_int(o.set_at, 100);
+	check_str(o.set_by, "alice");
+	check_int(store_override_get(s, "primary", 1000, &o), 0);
+	check_int(store_override_get(s, "secondary", 1500, &o), 1);
+	check_str(o.set_by, "");
+	check_int(store_override_get(s, "tertiary", 10, &o), 0);
+
+	/* A clear is a row without a contact; a later write beats it, an earlier one does not. */
+	check_int(store_begin(s), 0);
+	check_int(store_override_set(s, "primary", NULL, 0, 200, "bob"), 1);
+	check_int(store_override_set(s, "primary", "carol", 3000, 150, "alice"), 0);
+	check_int(store_commit(s), 0);
+	check_int(store_override_get(s, "primary", 500, &o), 0);
+	text = overrides_text(s);
+	check_str(text, "primary=,0,200,bob;secondary=bob,2000,100,;");
+	check_int(store_begin(s), 0);
+	check_int(store_override_set(s, "primary", "carol", 3000, 300, "alice"), 1);
+	check_int(store_commit(s), 0);
+	check_int(store_override_get(s, "primary", 500, &o), 1);
+	check_str(o.contact, "carol");
+
+	memset(long_name, 'x', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = 0;
+	check_int(store_override_set(s, "", "carol", 1, 1, NULL), -EINVAL);
+	check_int(store_override_set(s, long_name, "carol", 1, 1, NULL), -EINVAL);
+	check_int(store_override_set(s, "primary", long_name, 1, 1, NULL), -EINVAL);
+	check_int(store_override_set(s, "primary", "", 1, 1, NULL), -EINVAL);
+	store_close(s);
+}
+
+/* The same writes, applied in any order, leave the same rows: the join of the rejoin merge. */
+static void test_overrides_converge(void)
+{
+	static const struct {
+		const char *role, *contact;
+		uint64_t until, set_at;
+		const char *by;
+	} w[] = {
+		{"primary", "carol", 900, 100, "alice"}, {"primary", NULL, 0, 100, "bob"},
+		{"primary", "bob", 800, 100, "alice"},   {"primary", "bob", 700, 100, "alice"},
+		{"primary", "bob", 800, 100, "zed"},     {"primary", NULL, 0, 90, "carol"},
+		{"secondary", "alice", 500, 10, NULL},   {"secondary", NULL, 0, 20, NULL},
+	};
+	static const int orders[][ELEMENTSOF(w)] = {
+		{0, 1, 2, 3, 4, 5, 6, 7},
+		{7, 6, 5, 4, 3, 2, 1, 0},
+		{3, 5, 0, 7, 2, 6, 4, 1},
+	};
+	char *texts[ELEMENTSOF(orders)] = {0};
+
+	for (size_t k = 0; k < ELEMENTSOF(orders); k++) {
+		char name[32];
+		Store *s;
+
+		snprintf(name, sizeof(name), "converge-overrides-%zu", k);
+		s = open_sub(name);
+		if (!s)
+			return;
+		check_int(store_begin(s), 0);
+		for (size_t i = 0; i < ELEMENTSOF(w); i++) {
+			int j = orders[k][i];
+
+			check(store_override_set(s, w[j].role, w[j].contact, w[j].until,
+						 w[j].set_at, w[j].by) >= 0);
+		}
+		check_int(store_commit(s), 0);
+		texts[k] = overrides_text(s);
+		store_close(s);
+	}
+	/* The greatest (set_at, contact, until, set_by) wins: at the same set_at carol beats bob
+	 * and both beat a clear. */
+	check_str(texts[0], "primary=carol,900,100,alice;secondary=,0,20,;");
+	for (size_t k = 1; k < ELEMENTSOF(orders); k++)
+		check_str(texts[k], texts[0]);
+	for (size_t k = 0; k < ELEMENTSOF(orders); k++)
+		free(texts[k]);
+}
+
+static void test_overrides_export_merge(void)
+{
+	Store *a = open_sub("overrides-a"), *b = open_sub("overrides-b");
+	_cleanup_free_ char *ta = NULL, *tb = NULL, *cursor = NULL;
+	int total = 0, chunks = 0;
+	json_t *bad[5];
+
+	if (!a || !b)
+		return;
+	check_int(store_begin(a), 0);
+	for (int i = 0; i < 7; i++) {
+		char role[16];
+
+		snprintf(role, sizeof(role), "role%d", i);
+		check_int(store_override_set(a, role, i % 3 ? "carol" : NULL, 1000 + (uint64_t)i,
+					     100, i % 2 ? "alice" : NULL),
+			  1);
+	}
+	check_int(store_commit(a), 0);
+	/* b has a later word on one role, which the merge must keep. */
+	check_int(store_begin(b), 0);
+	check_int(store_override_set(b, "role1", "bob", 5000, 400, "bob"), 1);
+	check_int(store_commit(b), 0);
+
+	cursor = strdup("");
+	for (;;) {
+		json_t *items = NULL, *item;
+		char *next = NULL;
+		size_t i;
+		int n;
+
+		n = store_export_overrides(a, cursor, 100, &items, &next);
+		check(n >= 0 && next);
+		free(cursor);
+		cursor = next;
+		if (n <= 0) {
+			json_decref(items);
+			break;
+		}
+		total += n;
+		chunks++;
+		check_int(store_begin(b), 0);
+		json_array_foreach(items, i, item)
+		{
+			bool later_in_b = streq(json_string_value(json_object_get(item, "role")),
+						"role1");
+
+			check_int(store_merge_override(b, item), later_in_b ? 0 : 1);
+			check_int(store_merge_override(b, item), 0);
+		}
+		check_int(store_commit(b), 0);
+		json_decref(items);
+	}
+	check_int(total, 7);
+	check(chunks > 1); /* 100 bytes hold one or two items */
+	ta = overrides_text(a);
+	tb = overrides_text(b);
+	check_str(tb, "role0=,0,100,;role1=bob,5000,400,bob;role2=carol,1002,100,;"
+		      "role3=,0,100,alice;role4=carol,1004,100,;role5=carol,1005,100,alice;"
+		      "role6=,0,100,;");
+	check(!streq(ta, tb));
+
+	bad[0] = json_pack("{s:s, s:I}", "contact", "carol", "until", (json_int_t)1);
+	bad[1] = json_pack("{s:s, s:i, s:I, s:I}", "role", "r", "contact", 5, "until",
+			   (json_int_t)1, "set_at", (json_int_t)1);
+	bad[2] = json_pack("{s:s, s:s, s:I, s:I}", "role", "r", "contact", "carol", "until",
+			   (json_int_t)-1, "set_at", (json_int_t)1);
+	bad[3] = json_pack("{s:s, s:s, s:I}", "role", "r", "contact", "carol", "until",
+			   (json_int_t)1);
+	bad[4] = json_pack("[s]", "r");
+	check_int(store_begin(b), 0);
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		check_int(store_merge_override(b, bad[i]), -EINVAL);
+		json_decref(bad[i]);
+	}
+	check_int(store_commit(b), 0);
+	store_close(a);
+	store_close(b);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -929,6 +1131,9 @@ int main(void)
 	run(test_stale_failure);
 	run(test_nodes);
 	run(test_due_last_node);
+	run(test_overrides);
+	run(test_overrides_converge);
+	run(test_overrides_export_merge);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
