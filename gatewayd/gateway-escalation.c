@@ -42,11 +42,6 @@ static const ContactConfig *contact_by_word(Gateway *g, const char *word)
 	return c ? c : contact_by_number(g, word);
 }
 
-const ContactConfig *role_on_duty(Gateway *g, const RoleConfig *role, uint64_t at)
-{
-	return config_role_on_duty(g->config, role, at);
-}
-
 bool escalation_wanted(Gateway *g, const Request *req)
 {
 	if (!req->critical || g->config->n_escalation_steps == 0)
@@ -399,11 +394,13 @@ static int escalate_one(const char *alert_id, unsigned step, void *userdata)
 	const ContactConfig *contact;
 	json_t *c;
 
-	if (!owner || !streq(owner, g->config->node_name) || !role)
+	/* With no usable modem anywhere nobody owns it: every node moves it on (the step is
+	 * applied once), for the voice fallback of the next step's contact. */
+	if ((owner && !streq(owner, g->config->node_name)) || !role)
 		return 0;
 	if (json_integer_value(json_object_get(g->escalating, alert_id)) == (json_int_t)step + 1)
 		return 0; /* published already, not applied yet */
-	contact = role_on_duty(g, role, now);
+	contact = oncall_on_duty(g, role, now, NULL); /* overrides included */
 	if (!contact)
 		return 0;
 	c = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "t", "escalate", "id", alert_id,

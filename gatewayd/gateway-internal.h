@@ -219,7 +219,6 @@ bool escalation_wanted(Gateway *g, const Request *req);
 void escalation_run(Gateway *g);
 void escalation_forget(Gateway *g);
 int apply_escalate(Gateway *g, json_t *c);
-const ContactConfig *role_on_duty(Gateway *g, const RoleConfig *role, uint64_t at);
 /* The text of an SMS of a critical alert: with the reply that acknowledges it. */
 int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **ret);
 /* Adds to an alert's JSON what on-call knows: its escalation's step (from 1) and role, and for

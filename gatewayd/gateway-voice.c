@@ -230,9 +230,9 @@ static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata
 	if (rep->acknowledged_by_dtmf) {
 		voice_drop_alert(g, v->alert_id);
 		outbox_add(g,
-			   json_pack("{s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", v->alert_id, "by",
-				     v->number, "via", "voice", "at",
-				     (json_int_t)now_realtime_usec()),
+			   json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", v->alert_id,
+				     "by", v->number, "via", "voice", "node", g->config->node_name,
+				     "at", (json_int_t)now_realtime_usec()),
 			   NULL);
 	} else if ((rep->outcome == CALL_BUSY || rep->outcome == CALL_NO_ANSWER ||
 		  rep->outcome == CALL_FAILED) &&

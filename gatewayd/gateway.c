@@ -1209,7 +1209,14 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		reply_err(g, peer, "queue_full", "too many alerts are waiting; try again later");
 		return;
 	}
-	r = modem_count_parts(req->text, &parts);
+	if (req->critical) {
+		/* Its SMS carry the acknowledgment line too (ack_instruction()). */
+		_cleanup_free_ char *with_ack = NULL;
+
+		r = asprintf(&with_ack, "%s\nReply ACK 000000000000 to acknowledge", req->text);
+		r = r < 0 ? -ENOMEM : modem_count_parts(with_ack, &parts);
+	} else
+		r = modem_count_parts(req->text, &parts);
 	if (r < 0 || parts > g->config->max_parts) {
 		char detail[128];
 

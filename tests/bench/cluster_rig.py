@@ -8,7 +8,7 @@ test rig has no reason to offer (the rig itself is maintained elsewhere and not 
   acceptance and replication are measured (no modem: every alert simply waits, queued). The
   config the rig writes is post-processed: its [modem gsm0] section is dropped, nothing else
   changes. start_nomodem() then waits for a status answer instead of a modem coming up.
-* owner(): which node sends an alert, by the daemon's own rule (gatewayd/members.c
+* owner() (from gwcluster): which node sends an alert, by the daemon's own rule (gatewayd/members.c
   members_owner: FNV-1a 64 of id then number, modulo the eligible nodes in name order), for
   alerts with no attempt yet while both nodes are eligible (in the view, announced, a usable
   modem each).
@@ -29,21 +29,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
 import gwcluster  # noqa: E402
 import sysproc  # noqa: E402
-from gwcluster import NODE_NAMES, Cluster, Node, wait_until  # noqa: E402
+from gwcluster import NODE_NAMES, Cluster, Node, owner, wait_until  # noqa: E402, F401
 
-FNV_OFFSET, FNV_PRIME, MASK = 0xcbf29ce484222325, 0x100000001b3, (1 << 64) - 1
-
-
-def fnv1a(h: int, s: str) -> int:
-    for b in s.encode():
-        h = ((h ^ b) * FNV_PRIME) & MASK
-    return h
-
-
-def owner(alert_id: str, number: str, nodes=NODE_NAMES) -> str:
-    """The node that sends this delivery while every node in `nodes` is eligible."""
-    eligible = sorted(nodes)
-    return eligible[fnv1a(fnv1a(FNV_OFFSET, alert_id), number) % len(eligible)]
 
 
 class NoModemNode(Node):

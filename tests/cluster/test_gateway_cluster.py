@@ -26,7 +26,10 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
      once b is stopped, a's status shows it offline with its last sighting;
   l. every SMS path of both nodes fails for a critical alert: one node, and only one, calls
      the recipient and then the contact center; both nodes record the same two calls;
-  m. a peer announces a clock 5 s ahead and other shared settings: status warns of both.
+  m. a peer announces a clock 5 s ahead and other shared settings: status warns of both;
+  n. the node that owns a critical alert's escalation is killed before the step deadline: the
+     other pages the secondary on time; the secondary's SMS "ACK <code>" stops it; the dead
+     node, back, agrees.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -42,7 +45,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from gwcluster import FINAL, NODE_IDS, NodeDown, WaitTimeout, main, summary, wait_until  # noqa: E402
+from gwcluster import (FINAL, NODE_IDS, SIM_MODEM, NodeDown, WaitTimeout, main, owner,  # noqa: E402
+                       summary, wait_until)
 
 # The replication protocol version of this build (gatewayd/gateway-internal.h).
 PROTOCOL_VERSION = 2
@@ -600,6 +604,69 @@ def test_m_clock_apart_and_settings_of_a_peer(rig):
     assert zz["online"] is False and zz["last_seen"], zz
     summary(f"a peer announcing a clock 5 s ahead and other settings: a warns '{clock[0]}' and "
             f"of the settings; it shows offline once gone")
+
+ONCALL = """
+[contact alice]
+number = +32470100001
+
+[contact bob]
+number = +32470100002
+
+[role primary]
+contacts = alice
+
+[role secondary]
+contacts = bob
+
+[escalation]
+steps = primary, secondary
+step_timeout = 8
+"""
+
+
+def test_n_escalation_survives_the_death_of_its_node(rig):
+    """A critical alert to role:primary; the node that owns its escalation is killed before the
+    step deadline: the other pages the secondary on time, and the secondary's "ACK <code>"
+    received there stops it; the dead node, back, agrees."""
+    alice, bob = "+32470100001", "+32470100002"
+    fast_inbox = "health_interval = 2\nsend_timeout = 5\ncommand_timeout = 3\ninbox_interval = 1\n"
+    c = rig.cluster(extra={"a": ONCALL, "b": ONCALL},
+                    modem_extra={"a": fast_inbox, "b": fast_inbox})
+    c.start_both()
+    c.wait_members()
+    r = c.send("a", ["role:primary"], "db01 DOWN", priority="critical")
+    alert = queued(r, "the page")
+    t_accept = time.monotonic()
+    code = str(int(alert[:16], 16) % 10_000).zfill(4)
+    to = lambda n: [m for m in c.sms() if m["to"] == n]  # noqa: E731
+    wait_until(lambda: to(alice), 30, "the primary's SMS")
+    assert to(alice)[0]["text"] == f"db01 DOWN\nReply ACK {code} to acknowledge", to(alice)
+    doomed = owner(alert, "escalation")
+    survivor = "b" if doomed == "a" else "a"
+    c.kill9(doomed)
+    first = wait_until(lambda: to(bob), 40, "the secondary's page after the owner's death")[0]
+    t_page = time.monotonic() - t_accept
+    assert first["text"] == to(alice)[0]["text"], first
+    assert first["modem"] == SIM_MODEM[survivor], first
+    assert t_page >= 8 - 2.5, f"the secondary paged {t_page:.1f} s after acceptance"
+    c.sim.control({"cmd": "inject_sms", "modem": SIM_MODEM[survivor], "from": bob,
+                   "text": f"ACK {code}"})
+    a = wait_until(lambda: (lambda a: a if a["ack"] else None)(c.get(survivor, alert)), 30,
+                   "the acknowledgment by SMS")
+    assert a["ack"]["by"] == "bob" and a["ack"]["via"] == "sms", a["ack"]
+    assert a["escalation"]["active"] is False and a["escalation"]["role"] == "secondary", a
+    pages = len([m for m in to(bob) if m["text"].startswith("db01 DOWN")])
+    c.start(doomed)
+    c.wait_members(timeout=30)
+    back = wait_until(lambda: (lambda a: a if a["ack"] else None)(c.get(doomed, alert)), 30,
+                      f"{doomed} to learn of the acknowledgment")
+    assert back["ack"] == a["ack"] and back["escalation"] == a["escalation"], (back, a)
+    time.sleep(8 + SETTLE)
+    assert len([m for m in to(bob) if m["text"].startswith("db01 DOWN")]) == pages, to(bob)
+    summary(f"escalation owner {doomed} killed: {survivor} paged the secondary {t_page:.1f} s "
+            f"after acceptance (step_timeout 8 s); bob's SMS ACK on {survivor} stopped it; "
+            f"{doomed} back agrees")
+
 
 if __name__ == "__main__":
     main(globals())

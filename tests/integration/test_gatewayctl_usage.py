@@ -334,8 +334,12 @@ def main():
         for needle in (ID, "sent", "critical", "db01/ping", "nagios-1",
                        "2026-11-23T10:28:58.123Z", "db01 is DOWN", "since 10:28", "alice",
                        "+32470123456", "+CMS ERROR: 500", "gsm1", "+32471000000",
-                       "no attempts yet", "+3222000000", "32 s"):
+                       "0 attempts", "+3222000000", "32 s"):
             t.check(f"show shows {needle!r}", needle in p.stdout, p.stdout)
+        story = [line.split()[1] for line in p.stdout.splitlines()
+                 if line.startswith("  2026-")]
+        t.check("show tells the story in time order",
+                story == ["received", "failed", "sent", "called", "acknowledged"], p.stdout)
         t.expect("show accepts an id in capitals", ep + ["show", ID.upper()], 0)
         t.check("show sends the id in lowercase", d.requests[-1] == {"op": "get", "id": ID},
                 d.requests[-1])

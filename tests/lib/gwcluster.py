@@ -83,6 +83,23 @@ GATEWAYCTL = os.path.abspath(os.environ.get("GATEWAYCTL", "build/gatewayd/gatewa
 NODE_NAMES = ("a", "b")
 NODE_IDS = {"a": 1, "b": 2}
 SIM_MODEM = {"a": "a0", "b": "b0"}  # simulator modem of each node
+
+FNV_OFFSET, FNV_PRIME, MASK = 0xcbf29ce484222325, 0x100000001b3, (1 << 64) - 1
+
+
+def fnv1a(h: int, s: str) -> int:
+    for b in s.encode():
+        h = ((h ^ b) * FNV_PRIME) & MASK
+    return h
+
+
+def owner(alert_id: str, number: str, nodes=NODE_NAMES) -> str:
+    """The node that sends a delivery (or, with number "escalation", publishes an alert's
+    escalation steps) while every node in `nodes` is eligible: gatewayd/members.c
+    members_owner, FNV-1a 64 of the id then the number, modulo the eligible nodes in name
+    order."""
+    eligible = sorted(nodes)
+    return eligible[fnv1a(fnv1a(FNV_OFFSET, alert_id), number) % len(eligible)]
 FINAL = ("sent", "delivered", "failed", "expired")
 
 
