@@ -311,7 +311,7 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 	const ContactConfig *contact = contact_by_number(g, m->sender);
 	char code[ACK_CODE_MAX + 1], detail[160];
 	ReplyKind kind = reply_parse(m->text, code);
-	size_t n = 0;
+	size_t n = 0, n_open = 0;
 	int r;
 
 	if (!contact)
@@ -332,34 +332,41 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 	matches = calloc(l.n + 1, sizeof(*matches));
 	if (!matches)
 		return -ENOMEM;
-	for (size_t i = 0; i < l.n; i++) {
-		bool dup = false;
+	/* The alerts the reply names, open ones first: an acknowledged alert that shares the
+	 * digits does not make the code ambiguous. */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < l.n; i++) {
+			bool dup = false;
 
-		if (kind == REPLY_ACK ? !ack_code_matches(l.v[i].id, code)
-				      : l.v[i].acked || !streq(l.v[i].number, m->sender))
-			continue;
-		for (size_t j = 0; j < n; j++)
-			dup |= streq(matches[j]->id, l.v[i].id);
-		if (!dup)
-			matches[n++] = &l.v[i];
-	}
+			if (l.v[i].acked != (pass == 1) ||
+			    (kind == REPLY_ACK ? !ack_code_matches(l.v[i].id, code)
+					       : l.v[i].acked || !streq(l.v[i].number, m->sender)))
+				continue;
+			for (size_t j = 0; j < n; j++)
+				dup |= streq(matches[j]->id, l.v[i].id);
+			if (!dup) {
+				matches[n++] = &l.v[i];
+				n_open += pass == 0;
+			}
+		}
 
-	if (kind == REPLY_ACK_BARE && n == 0)
+	if (kind == REPLY_ACK_BARE && n_open == 0)
 		return reply_refusal(g, m, "No open alert of yours to acknowledge.");
-	if (kind == REPLY_ACK_BARE && n > 1) {
-		snprintf(detail, sizeof(detail), "You have %zu open alerts; reply with a code:", n);
-		return reply_choices(g, m, &l, matches, n, detail);
+	if (kind == REPLY_ACK_BARE && n_open > 1) {
+		snprintf(detail, sizeof(detail), "You have %zu open alerts; reply with a code:",
+			 n_open);
+		return reply_choices(g, m, &l, matches, n_open, detail);
 	}
-	if (kind == REPLY_ACK && n == 0) {
+	if (n == 0) {
 		snprintf(detail, sizeof(detail),
 			 "ACK %s: no open alert has this code; nothing was acknowledged.", code);
 		return reply_refusal(g, m, detail);
 	}
-	if (n > 1) {
-		snprintf(detail, sizeof(detail), "ACK %s fits %zu open alerts; reply", code, n);
-		return reply_choices(g, m, &l, matches, n, detail);
+	if (n_open > 1) {
+		snprintf(detail, sizeof(detail), "ACK %s fits %zu open alerts; reply", code, n_open);
+		return reply_choices(g, m, &l, matches, n_open, detail);
 	}
-	if (matches[0]->acked) {
+	if (n_open == 0) {
 		_cleanup_(json_decrefp) json_t *alert = NULL;
 
 		r = store_alert_json(g->store, matches[0]->id, false, &alert);

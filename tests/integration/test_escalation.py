@@ -84,9 +84,14 @@ def test_unacknowledged_primary_escalates_and_the_secondary_acks_by_sms(h):
     # Confirmed to bob; management never paged, however long we wait.
     confirm = wait_texts(h, BOB, 2)[1]
     assert confirm.startswith(f"Acknowledged ({code}) by bob: db01 DOWN"), confirm
+    # Alice answers late: told who did, nothing changes.
+    reply(h, ALICE, f"ACK {code}")
+    late = wait_texts(h, ALICE, 2)[1]
+    assert late == f"ACK {code}: already acknowledged by bob.", late
     time.sleep(2 * STEP + 1)
     assert texts_to(h, CAROL) == [], texts_to(h, CAROL)
-    assert len(texts_to(h, ALICE)) == 1, texts_to(h, ALICE)
+    assert len(texts_to(h, ALICE)) == 2, texts_to(h, ALICE)
+    assert gw.get(alert)["ack"]["by"] == "bob"
     events = recv_events(sub, 5, until=lambda ev: any(t == "acknowledged" for t, _ in ev))
     esc = [e for t, e in events if t == "escalated"]
     assert [(e["step"], e["role"], e["contact"], e["to"]) for e in esc] == \

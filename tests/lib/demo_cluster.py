@@ -40,6 +40,32 @@ os.chdir(TOP)  # gwcluster finds build/gatewayd/* relative to the working direct
 sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
 
 SEND_DELAY = 1.0  # the simulated network takes this long per SMS, so alerts are seen pending
+ALICE, BOB, CAROL = "+32470100001", "+32470100002", "+32470100003"
+STEP = 8  # [escalation] step_timeout of the demo
+# Both nodes: three engineers, a role each, the escalation through them (part 5).
+ONCALL = f"""
+[contact alice]
+number = {ALICE}
+
+[contact bob]
+number = {BOB}
+
+[contact carol]
+number = {CAROL}
+
+[role primary]
+contacts = alice
+
+[role secondary]
+contacts = bob
+
+[role management]
+contacts = carol
+
+[escalation]
+steps = primary, secondary, management
+step_timeout = {STEP}
+"""
 FINAL = ("sent", "delivered", "failed", "expired")
 DELIVERED = ("sent", "delivered")
 
@@ -416,6 +442,46 @@ class Demo:
         self.same_queue = oa == ob
         self.same_show = sa == sb
 
+    def part5(self) -> None:
+        from gwcluster import wait_until
+        c = self.c
+        header("5. On call: a critical page to role:primary escalates until someone answers "
+               "from a phone")
+        self.ctl("a", "oncall")
+        out()
+        line = self.ctl("a", "send", "--priority", "critical", "role:primary", "-m",
+                        "db01 DOWN: no ping for 3 min")
+        alert = line.split()[0]
+        t0 = time.monotonic()
+
+        def texts_to(number):
+            return [m for m in c.sms() if m["to"] == number]
+
+        first = wait_until(lambda: texts_to(ALICE), 30, "the primary's page")[0]
+        out(f"  {first['modem']}  -> alice {ALICE}:  " + first["text"].replace("
+", " / "))
+        out(f"Alice does not answer. After step_timeout ({STEP} s) the secondary is paged:")
+        page = wait_until(lambda: texts_to(BOB), STEP + 30, "the secondary's page")[0]
+        t_page = time.monotonic() - t0
+        out(f"  {page['modem']}  -> bob {BOB}:  " + page["text"].replace("
+", " / ") +
+            f"   ({t_page:.1f} s after the page)")
+        code = page["text"].rsplit("Reply ACK ", 1)[1].split()[0]
+        out(f"Bob replies from his phone \"ACK {code}\" (it reaches node b's SIM):")
+        c.sim.control({"cmd": "inject_sms", "modem": "b0", "from": BOB, "text": f"ACK {code}"})
+        confirm = wait_until(lambda: texts_to(BOB)[1:], 30, "the confirmation")[0]
+        out(f"  {confirm['modem']}  -> bob {BOB}:  {confirm['text']}")
+        out()
+        sa, _ = self.wait_same(["show", alert])
+        out(self.shown("b", ["show", alert]))
+        print(sa, end="", flush=True)
+        a = self.get("a", alert)
+        self.oncall_ok = (a.get("ack") or {}).get("by") == "bob" and not texts_to(CAROL)
+        self.oncall_summary = (f"on call: the secondary paged {t_page:.1f} s after the page "
+                               f"(step_timeout {STEP} s); bob's SMS \"ACK {code}\" on b "
+                               f"acknowledged it on both nodes; management "
+                               f"{'never paged' if not texts_to(CAROL) else 'PAGED'}")
+
     def why_twice(self, texts) -> str:
         if set(texts) <= self.on_a_at_kill:
             return ("its send was in flight on a at the kill (the network took it, a died "
@@ -444,10 +510,12 @@ class Demo:
             out("  sent twice: none")
         out(f"  {self.kill_summary}")
         out(f"  {self.rejoin_summary}")
+        out(f"  {self.oncall_summary}")
         out(f"  SMS per modem: a0 {len(c.sms('a0'))}, b0 {len(c.sms('b0'))}; "
             f"the show took {time.monotonic() - self.t_show:.0f} s")
         self.ok = (not lost and len(delivered) == len(ids) and got[self.raced["text"]] == 1
-                   and self.same_queue and self.same_show and not self.unexplained)
+                   and self.same_queue and self.same_show and not self.unexplained
+                   and self.oncall_ok)
 
     # ---- --serve ----
 
@@ -486,7 +554,10 @@ def run(serve: bool) -> int:
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     signal.signal(signal.SIGALRM, on_alarm)
-    c = gwcluster.Cluster("demo", send_delay=SEND_DELAY, token_ms=1000)
+    modem = "health_interval = 2\nsend_timeout = 5\ncommand_timeout = 3\ninbox_interval = 1\n"
+    c = gwcluster.Cluster("demo", send_delay=SEND_DELAY, token_ms=1000,
+                          extra={"a": ONCALL, "b": ONCALL},
+                          modem_extra={"a": modem, "b": modem})
     failed = False
     interrupted = False
     demo = None
@@ -507,6 +578,7 @@ def run(serve: bool) -> int:
         demo.part2()
         demo.part3()
         demo.part4()
+        demo.part5()
         demo.summary()
         if not demo.ok:
             failed = True
