@@ -38,3 +38,6 @@ void hash128_hex(const void *data, size_t len, char ret[static 33]);
 bool utf8_is_valid(const char *s, size_t len);
 /* Number of Unicode code points in a valid UTF-8 string. */
 size_t utf8_length(const char *s);
+
+/* Seconds, with an optional suffix s, m, h or d ("600", "10m", "30d"). */
+int parse_duration(const char *s, uint64_t *ret_seconds);

@@ -69,44 +69,6 @@ bool phone_number_is_valid(const char *s)
 	return true;
 }
 
-int parse_duration(const char *s, uint64_t *ret_seconds)
-{
-	unsigned long long v;
-	uint64_t mult = 1;
-	char *end;
-
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -EINVAL;
-	if (*end) {
-		switch (*end) {
-		case 's':
-			mult = 1;
-			break;
-		case 'm':
-			mult = 60;
-			break;
-		case 'h':
-			mult = 3600;
-			break;
-		case 'd':
-			mult = 86400;
-			break;
-		default:
-			return -EINVAL;
-		}
-		if (end[1])
-			return -EINVAL;
-	}
-	if (v > UINT64_MAX / mult / 1000000ULL)
-		return -ERANGE;
-	*ret_seconds = v * mult;
-	return 0;
-}
-
 static int parse_bool(const char *s, bool *ret)
 {
 	if (streq(s, "true") || streq(s, "yes") || streq(s, "on") || streq(s, "1"))

@@ -118,5 +118,3 @@ void config_fingerprint(const Config *c, char ret[static 33]);
 
 /* "+" followed by 6 to 15 digits. */
 bool phone_number_is_valid(const char *s);
-/* Seconds, with an optional suffix s, m, h or d. */
-int parse_duration(const char *s, uint64_t *ret_seconds);

@@ -18,37 +18,17 @@
 #include "macro.h"
 #include "util.h"
 
-static int parse_duration(const char *arg, uint64_t now_usec, uint64_t *ret_usec)
+/* "8h", "3d": from now. The unit is required here, so a bare number is never taken for one. */
+static int parse_from_now(const char *arg, uint64_t now_usec, uint64_t *ret_usec)
 {
-	unsigned long long v = 0, mult;
-	const char *p = arg;
+	size_t n = strlen(arg);
+	uint64_t sec;
 
-	for (; isdigit((unsigned char)*p); p++) {
-		if (v > (1ULL << 40))
-			return -ERANGE;
-		v = v * 10 + (unsigned long long)(*p - '0');
-	}
-	if (p == arg || !p[0] || p[1])
+	if (n == 0 || isdigit((unsigned char)arg[n - 1]) || parse_duration(arg, &sec) < 0)
 		return -EINVAL;
-	switch (*p) {
-	case 's':
-		mult = 1;
-		break;
-	case 'm':
-		mult = 60;
-		break;
-	case 'h':
-		mult = 3600;
-		break;
-	case 'd':
-		mult = 86400;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (v > (1ULL << 40) / mult)
+	if (sec > (1ULL << 40))
 		return -ERANGE;
-	*ret_usec = now_usec + v * mult * USEC_PER_SEC;
+	*ret_usec = now_usec + sec * USEC_PER_SEC;
 	return 0;
 }
 
@@ -99,7 +79,7 @@ int ctl_time_parse(const char *arg, uint64_t now_usec, uint64_t *ret_usec)
 
 	if (!arg || !*arg)
 		return -EINVAL;
-	r = parse_duration(arg, now_usec, ret_usec);
+	r = parse_from_now(arg, now_usec, ret_usec);
 	if (r != -EINVAL)
 		return r;
 	r = parse_rfc3339(arg, ret_usec);

@@ -13,11 +13,6 @@
 #include "log.h"
 #include "util.h"
 
-typedef struct RowCallback {
-	void *cb;
-	void *userdata;
-} RowCallback;
-
 static int due_row(sqlite3_stmt *st, void *ctx)
 {
 	RowCallback *rc = ctx;
@@ -47,15 +42,26 @@ int store_next_escalation(Store *s, uint64_t after, uint64_t *ret)
 {
 	static const char sql[] = "SELECT MIN(esc_next_at) FROM alerts WHERE esc_next_at > ?1";
 	sqlite3_stmt *st = store_cached(s, sql);
-	int rc;
 
 	if (!st)
 		return -EIO;
 	bind_u64(st, 1, after);
-	rc = sqlite3_step(st);
-	*ret = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	stmt_done(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_fail(s, rc, "next escalation");
+	return step_u64(s, st, "finding the next escalation", ret);
+}
+
+/* Runs one of page()'s statements: ?1 alert, ?2 number, ?3 time, ?4 step. */
+static int page_step(Store *s, const char *sql, const char *alert_id, const char *number,
+		     unsigned step, uint64_t at, const char *what)
+{
+	sqlite3_stmt *st = store_cached(s, sql);
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, alert_id);
+	bind_text(st, 2, number);
+	bind_u64(st, 3, at);
+	sqlite3_bind_int(st, 4, (int)step);
+	return step_done(s, st, what);
 }
 
 /* Queues the page of one step: a new delivery, or the number's earlier one again. */
@@ -72,30 +78,16 @@ static int page(Store *s, const char *alert_id, const char *number, unsigned ste
 		"UPDATE deliveries SET state = 'queued', next_try_at = ?3, round = ?4, "
 		"permanent_failures = 0 WHERE alert_id = ?1 AND number = ?2 AND round < ?4 AND "
 		"state NOT IN ('queued', 'sending')";
-	sqlite3_stmt *st = store_cached(s, insert_sql);
 	int r;
 
-	if (!st)
-		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, number);
-	bind_u64(st, 3, at);
-	sqlite3_bind_int(st, 4, (int)step);
-	r = step_done(s, st, "paging a step");
+	r = page_step(s, insert_sql, alert_id, number, step, at, "paging a step");
 	if (r < 0)
 		return r;
 	if (sqlite3_changes(s->db) > 0) {
 		*ret_paged = true;
 		return 0;
 	}
-	st = store_cached(s, rearm_sql);
-	if (!st)
-		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, number);
-	bind_u64(st, 3, at);
-	sqlite3_bind_int(st, 4, (int)step);
-	r = step_done(s, st, "paging a step again");
+	r = page_step(s, rearm_sql, alert_id, number, step, at, "paging a step again");
 	if (r < 0)
 		return r;
 	*ret_paged = sqlite3_changes(s->db) > 0;
@@ -172,16 +164,12 @@ int store_replies_since(Store *s, const char *number, uint64_t since, uint64_t *
 				  "a.id = d.alert_id WHERE d.number = ?1 AND d.accepted_at > ?2 "
 				  "AND a.source = 'gatewayd'";
 	sqlite3_stmt *st = store_cached(s, sql);
-	int rc;
 
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, number);
 	bind_u64(st, 2, since);
-	rc = sqlite3_step(st);
-	*ret = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	stmt_done(st);
-	return rc == SQLITE_ROW ? 0 : store_fail(s, rc, "counting replies");
+	return step_u64(s, st, "counting replies", ret);
 }
 
 static int bundle_row(sqlite3_stmt *st, void *ctx)
@@ -205,16 +193,14 @@ int store_bundle(Store *s, const char *number, size_t limit,
 					"bundle = 1 AND state = 'queued'";
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 	sqlite3_stmt *st = store_cached(s, count_sql);
-	int rc;
+	int r;
 
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, number);
-	rc = sqlite3_step(st);
-	*ret_total = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	stmt_done(st);
-	if (rc != SQLITE_ROW)
-		return store_fail(s, rc, "counting a bundle");
+	r = step_u64(s, st, "counting a bundle", ret_total);
+	if (r < 0)
+		return r;
 	st = store_cached(s, list_sql);
 	if (!st)
 		return -EIO;

@@ -41,6 +41,14 @@ int step_done(Store *s, sqlite3_stmt *st, const char *what);
  * early (that value is returned). Resets the statement in every case. */
 int each_row(Store *s, sqlite3_stmt *st, const char *what,
 	     int (*row)(sqlite3_stmt *st, void *ctx), void *ctx);
+/* Steps a bound statement that returns one number (a COUNT, a MIN: 0 when NULL or no row), and
+ * resets it. */
+int step_u64(Store *s, sqlite3_stmt *st, const char *what, uint64_t *ret);
+/* A row callback's user function and its data, for each_row(). */
+typedef struct RowCallback {
+	void *cb;
+	void *userdata;
+} RowCallback;
 json_t *json_time_or_null(uint64_t usec); /* RFC 3339, or null for 0 */
 json_t *column_string(sqlite3_stmt *st, int i); /* text, or null */
 /* Raises a delivery's round (never lowers it). */

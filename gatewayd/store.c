@@ -604,32 +604,24 @@ static int bundle_hold(Store *s, const char *number, uint64_t at, unsigned thres
 				      "AND bundle = 1 AND state = 'queued'";
 	sqlite3_stmt *st = store_cached(s, count_sql);
 	uint64_t count = 0, due = 0;
-	int rc;
+	int r;
 
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, number);
 	bind_u64(st, 2, at - MIN(at, window));
 	bind_u64(st, 3, at);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		count = (uint64_t)sqlite3_column_int64(st, 0);
-	stmt_done(st);
-	if (rc != SQLITE_ROW)
-		return store_fail(s, rc, "counting recent alerts");
-	if (count < threshold)
-		return 0;
+	r = step_u64(s, st, "counting recent alerts", &count);
+	if (r < 0 || count < threshold)
+		return r;
 
 	st = store_cached(s, due_sql);
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, number);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		due = (uint64_t)sqlite3_column_int64(st, 0);
-	stmt_done(st);
-	if (rc != SQLITE_ROW)
-		return store_fail(s, rc, "reading a bundle");
+	r = step_u64(s, st, "reading a bundle", &due);
+	if (r < 0)
+		return r;
 	*ret_due = due ? due : at + window;
 	return 1;
 }
@@ -1151,6 +1143,15 @@ int store_alert_ack(Store *s, const char *id, const char *by, const char *via, u
 
 /* Steps a bound statement through its rows, handing each to row(); row() returns <0 to stop
  * early (that value is returned). Resets the statement in every case. */
+int step_u64(Store *s, sqlite3_stmt *st, const char *what, uint64_t *ret)
+{
+	int rc = sqlite3_step(st);
+
+	*ret = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	stmt_done(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_fail(s, rc, what);
+}
+
 int each_row(Store *s, sqlite3_stmt *st, const char *what,
 		    int (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
 {
@@ -1166,11 +1167,6 @@ int each_row(Store *s, sqlite3_stmt *st, const char *what,
 		return store_fail(s, rc, what);
 	return r < 0 ? r : 0;
 }
-
-typedef struct RowCallback {
-	void *cb;
-	void *userdata;
-} RowCallback;
 
 static int due_row(sqlite3_stmt *st, void *ctx)
 {
@@ -2333,30 +2329,31 @@ static int merge_attempt(Store *s, const char *alert_id, json_t *a)
 	return changed || sqlite3_changes(s->db) > 0;
 }
 
-static int merge_history(Store *s, const char *alert_id, json_t *h)
+/* Lists that are sets: an item is inserted unless it is there (1 when it was not). */
+static int merge_insert(Store *s, int sql, const char *alert_id, json_t *item,
+			const Field *fields, size_t n_fields)
 {
-	sqlite3_stmt *st = stmt(s, SQL_HISTORY_INSERT);
+	sqlite3_stmt *st = stmt(s, sql);
 	int r;
 
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, alert_id);
-	bind_item(st, 2, h, history_fields, ELEMENTSOF(history_fields));
-	r = step_done(s, st, "merging history");
+	bind_item(st, 2, item, fields, n_fields);
+	r = step_done(s, st, "merging an alert's list");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
+}
+
+static int merge_history(Store *s, const char *alert_id, json_t *h)
+{
+	return merge_insert(s, SQL_HISTORY_INSERT, alert_id, h, history_fields,
+			    ELEMENTSOF(history_fields));
 }
 
 static int merge_call(Store *s, const char *alert_id, json_t *c)
 {
-	sqlite3_stmt *st = stmt(s, SQL_CALL_INSERT);
-	int r;
-
-	if (!st)
-		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_item(st, 2, c, call_fields, ELEMENTSOF(call_fields));
-	r = step_done(s, st, "merging a call");
-	return r < 0 ? r : sqlite3_changes(s->db) > 0;
+	return merge_insert(s, SQL_CALL_INSERT, alert_id, c, call_fields,
+			    ELEMENTSOF(call_fields));
 }
 
 int store_merge_alert(Store *s, json_t *item)

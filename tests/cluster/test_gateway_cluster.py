@@ -47,6 +47,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from gwcluster import (FINAL, NODE_IDS, SIM_MODEM, NodeDown, WaitTimeout, main, owner,  # noqa: E402
                        summary, wait_until)
+from oncall_fixture import ALICE, BOB, oncall_config  # noqa: E402
 
 # The replication protocol version of this build (gatewayd/gateway-internal.h).
 PROTOCOL_VERSION = 2
@@ -605,32 +606,14 @@ def test_m_clock_apart_and_settings_of_a_peer(rig):
     summary(f"a peer announcing a clock 5 s ahead and other settings: a warns '{clock[0]}' and "
             f"of the settings; it shows offline once gone")
 
-ONCALL = """
-[contact alice]
-number = +32470100001
-
-[contact bob]
-number = +32470100002
-
-[role primary]
-contacts = alice
-
-[role secondary]
-contacts = bob
-
-[escalation]
-steps = primary, secondary
-step_timeout = 8
-"""
-
-
 def test_n_escalation_survives_the_death_of_its_node(rig):
     """A critical alert to role:primary; the node that owns its escalation is killed before the
     step deadline: the other pages the secondary on time, and the secondary's "ACK <code>"
     received there stops it; the dead node, back, agrees."""
-    alice, bob = "+32470100001", "+32470100002"
+    alice, bob = ALICE, BOB
     fast_inbox = "health_interval = 2\nsend_timeout = 5\ncommand_timeout = 3\ninbox_interval = 1\n"
-    c = rig.cluster(extra={"a": ONCALL, "b": ONCALL},
+    oncall = oncall_config(8)
+    c = rig.cluster(extra={"a": oncall, "b": oncall},
                     modem_extra={"a": fast_inbox, "b": fast_inbox})
     c.start_both()
     c.wait_members()

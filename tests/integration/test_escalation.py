@@ -8,36 +8,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from gwtest import GATEWAYCTL, ack_code, main, recv_events, wait_until  # noqa: E402
+from oncall_fixture import ALICE, BOB, CAROL, DAVE, oncall_config  # noqa: E402
 
-ALICE, BOB, CAROL, DAVE = "+32470100001", "+32470100002", "+32470100003", "+32470100004"
 STEP = 5  # step_timeout, seconds
-
-ONCALL = f"""
-[contact alice]
-number = {ALICE}
-
-[contact bob]
-number = {BOB}
-
-[contact carol]
-number = {CAROL}
-
-[contact dave]
-number = {DAVE}
-
-[role primary]
-contacts = alice
-
-[role secondary]
-contacts = bob
-
-[role management]
-contacts = carol
-
-[escalation]
-steps = primary, secondary, management
-step_timeout = {STEP}
-"""
+ONCALL = oncall_config(STEP)
 
 FAST_INBOX = {"gsm0": "inbox_interval = 1\nhealth_interval = 5\n"}
 

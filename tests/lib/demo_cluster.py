@@ -40,32 +40,7 @@ os.chdir(TOP)  # gwcluster finds build/gatewayd/* relative to the working direct
 sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
 
 SEND_DELAY = 1.0  # the simulated network takes this long per SMS, so alerts are seen pending
-ALICE, BOB, CAROL = "+32470100001", "+32470100002", "+32470100003"
-STEP = 8  # [escalation] step_timeout of the demo
-# Both nodes: three engineers, a role each, the escalation through them (part 5).
-ONCALL = f"""
-[contact alice]
-number = {ALICE}
-
-[contact bob]
-number = {BOB}
-
-[contact carol]
-number = {CAROL}
-
-[role primary]
-contacts = alice
-
-[role secondary]
-contacts = bob
-
-[role management]
-contacts = carol
-
-[escalation]
-steps = primary, secondary, management
-step_timeout = {STEP}
-"""
+STEP = 8  # [escalation] step_timeout of the demo (part 5)
 FINAL = ("sent", "delivered", "failed", "expired")
 DELIVERED = ("sent", "delivered")
 
@@ -444,6 +419,7 @@ class Demo:
 
     def part5(self) -> None:
         from gwcluster import wait_until
+        from oncall_fixture import ALICE, BOB, CAROL
         c = self.c
         header("5. On call: a critical page to role:primary escalates until someone answers "
                "from a phone")
@@ -458,13 +434,11 @@ class Demo:
             return [m for m in c.sms() if m["to"] == number]
 
         first = wait_until(lambda: texts_to(ALICE), 30, "the primary's page")[0]
-        out(f"  {first['modem']}  -> alice {ALICE}:  " + first["text"].replace("
-", " / "))
+        out(f"  {first['modem']}  -> alice {ALICE}:  " + first["text"].replace("\n", " / "))
         out(f"Alice does not answer. After step_timeout ({STEP} s) the secondary is paged:")
         page = wait_until(lambda: texts_to(BOB), STEP + 30, "the secondary's page")[0]
         t_page = time.monotonic() - t0
-        out(f"  {page['modem']}  -> bob {BOB}:  " + page["text"].replace("
-", " / ") +
+        out(f"  {page['modem']}  -> bob {BOB}:  " + page["text"].replace("\n", " / ") +
             f"   ({t_page:.1f} s after the page)")
         code = page["text"].rsplit("Reply ACK ", 1)[1].split()[0]
         out(f"Bob replies from his phone \"ACK {code}\" (it reaches node b's SIM):")
@@ -550,13 +524,15 @@ class Demo:
 def run(serve: bool) -> int:
     import gwcluster
     from corosync_lab import Skip
+    from oncall_fixture import oncall_config
 
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     signal.signal(signal.SIGALRM, on_alarm)
     modem = "health_interval = 2\nsend_timeout = 5\ncommand_timeout = 3\ninbox_interval = 1\n"
+    oncall = oncall_config(STEP)
     c = gwcluster.Cluster("demo", send_delay=SEND_DELAY, token_ms=1000,
-                          extra={"a": ONCALL, "b": ONCALL},
+                          extra={"a": oncall, "b": oncall},
                           modem_extra={"a": modem, "b": modem})
     failed = False
     interrupted = False

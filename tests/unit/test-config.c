@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "util.h"
 #include "test.h"
 
 static char path[] = "/tmp/test-config-XXXXXX";
