@@ -1,0 +1,154 @@
+#!/bin/sh
+# gatewayd.sh: a Zabbix media-type (alert) script that pages through gatewayd.
+# Zabbix calls it with {ALERT.SENDTO} {ALERT.SUBJECT} {ALERT.MESSAGE}; see README.md beside
+# this file for the media type and the message templates. POSIX sh; needs gatewayctl(8).
+set -eu
+
+prog=gatewayd.sh
+
+usage() {
+	cat <<'EOF'
+Usage: gatewayd.sh [OPTIONS] SENDTO SUBJECT MESSAGE
+Send a Zabbix alert as an SMS through gatewayd (with gatewayctl).
+
+  SENDTO   {ALERT.SENDTO}: an E.164 number (+32470123456) or role:NAME
+  SUBJECT  {ALERT.SUBJECT}: the first line of the SMS
+  MESSAGE  {ALERT.MESSAGE}: the rest; these lines are read and left out of the SMS:
+             Event ID: {EVENT.ID}          -> dedupe key zabbix/ID/STATUS
+             Status: {EVENT.STATUS}        -> PROBLEM, RESOLVED, UPDATE, ...
+             Severity: {EVENT.SEVERITY}    -> High or Disaster: priority critical
+Options (before SENDTO; in Zabbix, extra script parameters):
+  -c, --config FILE  -e, --endpoint ENDPOINT  -t, --timeout SECONDS   (for gatewayctl)
+  --ttl S          seconds to live (default: the gateway's, 3600)
+  --source S       shown in gatewayctl show (default: zabbix)
+  --max-length N   longest text in bytes (default: 160, 130 for critical alerts)
+  GATEWAYCTL in the environment names the gatewayctl binary (default: gatewayctl).
+Exit status: 0 queued or duplicate; 1 the gateway refused the alert; 2 usage error
+or no answer from the gateway.
+EOF
+}
+
+die() {
+	echo "$prog: $*" >&2
+	exit 2
+}
+
+need() {
+	[ "$2" -ge 2 ] || die "option $1 needs a value (see --help)"
+}
+
+# stdin -> at most $1 bytes; when cut, cut at a space near the end if there is one, never
+# inside a UTF-8 character, and end in "...".
+shorten() {
+	_max=$1
+	_s=$(cat)
+	_n=$(printf '%s' "$_s" | LC_ALL=C wc -c)
+	if [ "$_n" -le "$_max" ]; then
+		printf '%s' "$_s"
+		return
+	fi
+	_lead=$(printf '[\300-\377]')
+	_cont=$(printf '[\200-\277]')
+	printf '%s' "$_s" | head -c "$((_max - 3))" |
+		LC_ALL=C sed "\$s/${_lead}${_cont}*\$//; \$s/ [^ ]\\{0,24\\}\$//; \$s/[ .,;:-]*\$/.../"
+}
+
+# The value of the first "Name: value" line of $2 (name case-insensitive), trimmed.
+field() {
+	printf '%s\n' "$2" | tr -d '\r' |
+		sed -n "s/^[[:space:]]*$1[[:space:]]*:[[:space:]]*//Ip" | head -n 1 |
+		sed 's/[[:space:]]*$//'
+}
+
+ttl='' source=zabbix max_length='' config='' endpoint='' timeout=''
+while [ $# -gt 0 ]; do
+	case $1 in
+	--*=*)
+		_o=${1%%=*}
+		_a=${1#*=}
+		shift
+		set -- "$_o" "$_a" "$@"
+		continue
+		;;
+	-h | --help)
+		usage
+		exit 0
+		;;
+	--ttl) need "$1" $#; ttl=$2 ;;
+	--source) need "$1" $#; source=$2 ;;
+	--max-length) need "$1" $#; max_length=$2 ;;
+	-c | --config) need "$1" $#; config=$2 ;;
+	-e | --endpoint) need "$1" $#; endpoint=$2 ;;
+	-t | --timeout) need "$1" $#; timeout=$2 ;;
+	--)
+		shift
+		break
+		;;
+	-?*) die "unknown option '$1' (see --help)" ;;
+	*) break ;;
+	esac
+	shift 2
+done
+[ $# -eq 3 ] || die "expected SENDTO SUBJECT MESSAGE, got $# argument(s) (see --help)"
+sendto=$(printf '%s' "$1" | tr -d ' \t\r\n')
+subject=$(printf '%s' "$2" | tr '\r\n\t' '   ' | tr -s ' ' | sed 's/^ //; s/ $//')
+message=$3
+[ -n "$sendto" ] || die "empty SENDTO: give the user's media a number or role:NAME"
+case $max_length in
+'') ;;
+*[!0-9]*) die "--max-length must be a number of bytes" ;;
+*) [ "$max_length" -ge 20 ] || die "--max-length must be at least 20" ;;
+esac
+
+event_id=$(field 'event[[:space:]]*id' "$message")
+status=$(field 'status' "$message" | tr '[:lower:]' '[:upper:]')
+# Without "Status:" the first word of the subject tells a problem from its recovery and
+# updates ("Problem:", "Resolved", "Updated", as in Zabbix's own templates).
+[ -n "$status" ] ||
+	status=$(printf '%s' "$subject" | sed 's/[[:space:]:].*//' | tr '[:lower:]' '[:upper:]')
+severity=$(field 'severity' "$message" | tr '[:upper:]' '[:lower:]')
+# The text: the subject, then the message without those lines, blank lines and spaces
+# squeezed.
+body=$(printf '%s\n' "$message" | tr -d '\r' | tr '\t' ' ' |
+	sed '/^[[:space:]]*\(event[[:space:]]*id\|status\|severity\)[[:space:]]*:/Id' |
+	sed 's/^ *//; s/ *$//; /^$/d' | tr -s ' ')
+
+priority=normal
+case $severity in
+high | disaster)
+	case $status in
+	RESOLVED | OK | UPDATE*) ;;
+	*) priority=critical ;;
+	esac
+	;;
+esac
+if [ -z "$max_length" ]; then
+	max_length=160
+	[ "$priority" = critical ] && max_length=130
+fi
+text=$(printf '%s%s%s' "$subject" "${subject:+${body:+
+}}" "$body" | shorten "$max_length")
+[ -n "$text" ] || die "empty SUBJECT and MESSAGE"
+
+# Dedupe: the same event in the same status once (a Zabbix retry, a second Zabbix server);
+# its recovery and updates are alerts of their own.
+key=''
+case $event_id in
+'' | *[!0-9]*) ;;
+*)
+	key="zabbix/$event_id/$(printf '%s' "$status" | tr -s ' ' '-' | head -c 64)"
+	;;
+esac
+
+rc=0
+out=$("${GATEWAYCTL:-gatewayctl}" ${config:+"--config=$config"} \
+	${endpoint:+"--endpoint=$endpoint"} ${timeout:+"--timeout=$timeout"} send \
+	${key:+"--key=$key"} "--priority=$priority" "--source=$source" ${ttl:+"--ttl=$ttl"} \
+	"--message=$text" -- "$sendto") || rc=$?
+if [ "$rc" -ne 0 ]; then
+	[ -z "$out" ] || echo "$out" >&2
+	echo "$prog: alert to $sendto not accepted (gatewayctl exit status $rc)" >&2
+	[ "$rc" -eq 1 ] && exit 1
+	exit 2
+fi
+echo "$out"

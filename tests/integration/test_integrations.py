@@ -1,0 +1,337 @@
+"""The monitoring integrations of packaging/integrations/ against a real gatewayd: the Nagios /
+Icinga notification command, the Zabbix media-type script and the Alertmanager webhook
+receiver. Each test asserts what reaches the phone (the simulated modem's decoded SMS) and the
+alert as `{"op": "get"}` shows it (priority, dedupe key, source)."""
+import hashlib
+import json
+import os
+import select
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from gwtest import GATEWAYCTL, main  # noqa: E402
+
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+INTEGRATIONS = os.path.join(os.environ.get("GATEWAYD_INTEGRATIONS",
+                                           os.path.join(SRC, "packaging", "integrations")))
+NAGIOS = os.path.join(INTEGRATIONS, "nagios", "gatewayd-notify")
+ZABBIX = os.path.join(INTEGRATIONS, "zabbix", "gatewayd.sh")
+ALERTMANAGER = os.path.join(INTEGRATIONS, "alertmanager", "gatewayd-alertmanager")
+
+ONCALL = ("[contact alice]\nnumber = +32470100001\n\n"
+          "[role primary]\ncontacts = alice\n\n")
+
+
+def run(cmd, env=None):
+    """Runs an integration script as the monitoring system would, with a clean environment
+    (Nagios and Zabbix pass little) plus GATEWAYCTL and the given variables."""
+    full = {"PATH": "/usr/bin:/bin", "GATEWAYCTL": GATEWAYCTL, **(env or {})}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=full, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout, p.stderr
+
+
+def accepted(out: str) -> tuple[str, str]:
+    words = out.split()
+    assert len(words) == 2 and len(words[0]) == 32 and words[1] in ("queued", "duplicate"), out
+    return words[0], words[1]
+
+
+def with_ack(gw, alert_id: str, text: str) -> str:
+    """The SMS of a critical alert ends with the line asking for the acknowledgment code."""
+    return f"{text}\nReply ACK {gw.get(alert_id)['ack_code']} to acknowledge"
+
+
+def alert_count(gw) -> int:
+    """How many alerts the gateway holds (duplicates make none)."""
+    return sum(gw.status()["queue"].values())
+
+
+def sms_texts(h, to=None):
+    return [m["text"] for m in h.sim.sms() if to is None or m["to"] == to]
+
+
+def test_nagios_problem_duplicate_recovery(h):
+    gw = h.gateway()
+    macros = ["--type", "PROBLEM", "--host", "db01", "--service", "ping",
+              "--state", "CRITICAL", "--output", "PING CRITICAL - Packet loss = 100%",
+              "--to", "+32 470 00 00 01"]
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, *macros])
+    assert rc == 0, (rc, out, err)
+    problem, status = accepted(out)
+    assert status == "queued", out
+    [sms] = h.sim.wait_sms(1, timeout=30)
+    assert sms["to"] == "+32470000001", sms
+    assert sms["text"] == with_ack(gw, problem, "PROBLEM db01/ping CRITICAL: PING CRITICAL - "
+                                   "Packet loss = 100%"), sms
+    a = gw.get(problem)
+    assert (a["priority"], a["key"], a["source"]) == \
+        ("critical", "nagios/db01/ping/PROBLEM/CRITICAL", "nagios"), a
+
+    # The same notification again (a re-run, a second Nagios): folded into the first.
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, *macros])
+    assert rc == 0 and accepted(out) == (problem, "duplicate"), (rc, out, err)
+
+    # The recovery is an alert of its own, normal, through the environment macros this time
+    # (enable_environment_macros=1).
+    rc, out, err = run([NAGIOS, "-c", gw.config_path], env={
+        "NAGIOS_NOTIFICATIONTYPE": "RECOVERY", "NAGIOS_HOSTNAME": "db01",
+        "NAGIOS_SERVICEDESC": "ping", "NAGIOS_SERVICESTATE": "OK",
+        "NAGIOS_SERVICEOUTPUT": "PING OK - Packet loss = 0%, RTA = 0.50 ms",
+        "NAGIOS_CONTACTPAGER": "+32470000001"})
+    assert rc == 0, (rc, out, err)
+    recovery, status = accepted(out)
+    assert status == "queued" and recovery != problem, out
+    gw.wait_state(recovery, "sent")
+    a = gw.get(recovery)
+    assert (a["priority"], a["key"]) == ("normal", "nagios/db01/ping/RECOVERY/OK"), a
+    assert sms_texts(h) == [
+        with_ack(gw, problem, "PROBLEM db01/ping CRITICAL: PING CRITICAL - Packet loss = 100%"),
+        "RECOVERY db01/ping OK: PING OK - Packet loss = 0%, RTA = 0.50 ms"], sms_texts(h)
+    assert alert_count(gw) == 2
+
+
+def test_nagios_host_role_long_output_and_errors(h):
+    gw = h.gateway(extra=ONCALL)
+    # A host notification from Icinga 2's env = { ... } (plain names), to the on-call role.
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--role", "primary"], env={
+        "NOTIFICATIONTYPE": "PROBLEM", "HOSTNAME": "web01", "HOSTSTATE": "DOWN",
+        "HOSTOUTPUT": "CRITICAL - Host Unreachable (10.0.0.7)"})
+    assert rc == 0, (rc, out, err)
+    down, _ = accepted(out)
+    a = gw.get(down)
+    assert (a["priority"], a["key"]) == ("critical", "nagios/web01//PROBLEM/DOWN"), a
+    assert [d["to"] for d in a["deliveries"]] == ["+32470100001"], a
+
+    # A WARNING with a long, multi-line output: one SMS, cut at a word, normal priority.
+    long_output = "DISK WARNING - free space: " + " ".join(
+        f"/srv/volume{i} {i}%" for i in range(40)) + "\nsecond line"
+    rc, out, err = run([NAGIOS, "-e", gw.endpoint, "--type", "PROBLEM", "--host", "db02",
+                        "--service", "disk", "--state", "WARNING", "--output", long_output,
+                        "--to", "+32470000002"])
+    assert rc == 0, (rc, out, err)
+    warning, _ = accepted(out)
+    a = gw.get(warning)
+    assert a["priority"] == "normal" and a["key"] == "nagios/db02/disk/PROBLEM/WARNING", a
+    assert a["text"].startswith("PROBLEM db02/disk WARNING: DISK WARNING - free space: "), a
+    assert a["text"].endswith("%...") and len(a["text"].encode()) <= 160, a["text"]
+    assert "\n" not in a["text"], a["text"]
+
+    h.sim.wait_sms(2, timeout=30)
+    assert sorted(m["to"] for m in h.sim.sms()) == ["+32470000002", "+32470100001"]
+
+    # Errors Nagios logs: a refused number (exit 1), no recipient, no gateway (exit 2).
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--type", "PROBLEM", "--host", "x",
+                        "--to", "0470"])
+    assert rc == 1 and "invalid_number" in err and "not accepted" in err, (rc, out, err)
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--type", "PROBLEM", "--host", "x",
+                        "--to", ""])
+    assert rc == 2 and "no recipient" in err, (rc, out, err)
+    gw.stop()
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "-t", "1", "--type", "PROBLEM",
+                        "--host", "x", "--to", "+32470000003"])
+    assert rc == 2 and "no answer" in err, (rc, out, err)
+
+
+ZABBIX_PROBLEM = ("Problem started at 10:15:02 on 2026.11.23\r\n"
+                  "Host: db01\r\n"
+                  "Severity: Disaster\r\n"
+                  "Operational data: 99 %\r\n"
+                  "Event ID: 4242\r\n"
+                  "Status: PROBLEM\r\n")
+
+
+def test_zabbix_media_script(h):
+    gw = h.gateway(extra=ONCALL)
+    cmd = [ZABBIX, "-c", gw.config_path, "+32470000002", "Problem: Disk full on db01",
+           ZABBIX_PROBLEM]
+    rc, out, err = run(cmd)
+    assert rc == 0, (rc, out, err)
+    problem, status = accepted(out)
+    assert status == "queued", out
+    [sms] = h.sim.wait_sms(1, timeout=30)
+    assert sms["to"] == "+32470000002", sms
+    assert sms["text"] == with_ack(gw, problem, "Problem: Disk full on db01\n"
+                                   "Problem started at 10:15:02 on 2026.11.23\n"
+                                   "Host: db01\nOperational data: 99 %"), sms
+    a = gw.get(problem)
+    assert (a["priority"], a["key"], a["source"]) == \
+        ("critical", "zabbix/4242/PROBLEM", "zabbix"), a
+
+    # Zabbix retrying the same alert: folded into the first.
+    rc, out, err = run(cmd)
+    assert rc == 0 and accepted(out) == (problem, "duplicate"), (rc, out, err)
+
+    # Its recovery, to a role: normal, an alert of its own; the status from the subject.
+    rc, out, err = run([ZABBIX, "-c", gw.config_path, "role:primary",
+                        "Resolved in 5m 3s: Disk full on db01",
+                        "Severity: Disaster\nEvent ID: 4242\n"])
+    assert rc == 0, (rc, out, err)
+    resolved, status = accepted(out)
+    assert status == "queued", out
+    a = gw.wait_state(resolved, "sent")
+    assert (a["priority"], a["key"]) == ("normal", "zabbix/4242/RESOLVED"), a
+    assert sms_texts(h, "+32470100001") == ["Resolved in 5m 3s: Disk full on db01"]
+
+    # Severity High: critical too; Warning: normal; no event id: the gateway's own key.
+    rc, out, err = run([ZABBIX, "-e", gw.endpoint, "+32470000003", "Problem: High CPU",
+                        "Severity: High\nEvent ID: 4243"])
+    assert rc == 0, (rc, out, err)
+    a = gw.get(accepted(out)[0])
+    assert (a["priority"], a["key"], a["text"]) == \
+        ("critical", "zabbix/4243/PROBLEM", "Problem: High CPU"), a
+    rc, out, err = run([ZABBIX, "-e", gw.endpoint, "+32470000003", "Problem: High memory",
+                        "Severity: Warning"])
+    assert rc == 0, (rc, out, err)
+    a = gw.get(accepted(out)[0])
+    assert a["priority"] == "normal" and a["text"] == "Problem: High memory", a
+    assert not a["key"].startswith("zabbix/"), a
+    h.sim.wait_sms(4, timeout=30)
+    assert alert_count(gw) == 4
+    assert len(h.sim.sms()) == 4
+
+    rc, out, err = run([ZABBIX, "-c", gw.config_path, "+32470000002", "only two"])
+    assert rc == 2 and "SENDTO SUBJECT MESSAGE" in err, (rc, out, err)
+    rc, out, err = run([ZABBIX, "-c", gw.config_path, "role:nobody", "Problem: x", ""])
+    assert rc == 1 and "unknown_role" in err, (rc, out, err)
+
+
+# Alertmanager's webhook, version 4, as it posts a group of two firing alerts.
+def webhook(status="firing", alert_status=None, severity="critical", starts="2026-11-23T10:00:00Z"):
+    alert_status = alert_status or status
+    alerts = []
+    for host, fp in (("db01", "3e1f0a7c9b2d4e51"), ("db02", "7b9c2d4e51a03e1f")):
+        alerts.append({
+            "status": alert_status,
+            "labels": {"alertname": "HighLoad", "instance": f"{host}:9100", "job": "node",
+                       "severity": severity, "team": "dba"},
+            "annotations": {"summary": "load above 10",
+                            "description": f"{host} has had a load above 10 for 5 minutes"},
+            "startsAt": starts,
+            "endsAt": "0001-01-01T00:00:00Z" if alert_status == "firing"
+            else "2026-11-23T10:20:00Z",
+            "generatorURL": "http://prometheus:9090/graph?g0.expr=node_load1+%3E+10",
+            "fingerprint": fp})
+    return {
+        "version": "4",
+        "groupKey": '{}/{team="dba"}:{alertname="HighLoad"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "sms",
+        "groupLabels": {"alertname": "HighLoad"},
+        "commonLabels": {"alertname": "HighLoad", "job": "node", "severity": severity,
+                         "team": "dba"},
+        "commonAnnotations": {"summary": "load above 10"},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": alerts}
+
+
+def am_key(n: dict) -> str:
+    """The dedupe key as the README documents it."""
+    members = sorted(f"{a['fingerprint']}|{a['status']}|{a['startsAt']}" for a in n["alerts"])
+    digest = hashlib.sha256("\n".join(members).encode()).hexdigest()[:12]
+    return f"alertmanager/{n['groupKey']}/{n['status']}/{digest}"
+
+
+def start_receiver(h, *args):
+    p = subprocess.Popen(["/usr/bin/python3", ALERTMANAGER, "--listen", "127.0.0.1:0", *args],
+                         stdout=subprocess.PIPE, stderr=open(os.path.join(
+                             h.dir, "alertmanager.log"), "ab"), stdin=subprocess.DEVNULL,
+                         env={"PATH": "/usr/bin:/bin", "GATEWAYCTL": GATEWAYCTL}, text=True)
+    h.procs.append(p)
+    ready, _, _ = select.select([p.stdout], [], [], 30)
+    assert ready, "the receiver printed nothing within 30 s"
+    line = p.stdout.readline()
+    assert "listening on http://127.0.0.1:" in line, line
+    return line.split("listening on ")[1].strip()
+
+
+def post(url: str, body) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_alertmanager_receiver(h):
+    gw = h.gateway(extra=ONCALL)
+    url = start_receiver(h, "-c", gw.config_path, "-t", "2")
+
+    firing = webhook()
+    code, r = post(url, firing)
+    assert code == 200 and r["status"] == "queued", (code, r)
+    [sms] = h.sim.wait_sms(1, timeout=30)
+    assert sms["to"] == "+32470100001", sms  # role:primary, the default recipient
+    assert sms["text"] == with_ack(gw, r["id"], "[FIRING:2] HighLoad db01, db02: "
+                                   "load above 10"), sms
+    a = gw.get(r["id"])
+    assert (a["priority"], a["key"], a["source"]) == \
+        ("critical", am_key(firing), "alertmanager"), a
+    assert a["key"].startswith('alertmanager/{}/{team="dba"}:{alertname="HighLoad"}/firing/')
+
+    # Alertmanager retrying (or its HA peer sending the same): 200, the same alert.
+    code, r2 = post(url, firing)
+    assert code == 200 and (r2["id"], r2["status"]) == (r["id"], "duplicate"), (code, r2)
+
+    for garbage in (b"{not json", b"[]", json.dumps({"status": "firing"}).encode(),
+                    b"\xff\xfe"):
+        code, r3 = post(url, garbage)
+        assert code == 400 and r3["error"] == "bad_payload", (garbage, code, r3)
+
+    # Resolved: its own alert, normal.
+    resolved = webhook("resolved")
+    code, r4 = post(url, resolved)
+    assert code == 200 and r4["status"] == "queued", (code, r4)
+    a = gw.wait_state(r4["id"], "sent")
+    assert (a["priority"], a["key"], a["text"]) == \
+        ("normal", am_key(resolved), "[RESOLVED:2] HighLoad db01, db02: load above 10"), a
+    assert alert_count(gw) == 2 and len(h.sim.sms()) == 2, h.sim.sms()
+
+    # The gateway gone: 5xx, so that Alertmanager tries again.
+    gw.stop()
+    code, r5 = post(url, webhook(starts="2026-11-23T11:00:00Z"))
+    assert 500 <= code <= 599 and r5["error"] == "no_answer", (code, r5)
+
+
+def test_alertmanager_recipient_label(h):
+    gw = h.gateway(extra=ONCALL)
+    url = start_receiver(h, "-e", gw.endpoint, "--to-label", "pager", "--to", "role:primary")
+    n = webhook(severity="warning")
+    for a in n["alerts"]:
+        a["labels"]["pager"] = "+32470000005"
+    code, r = post(url, n)
+    assert code == 200 and r["status"] == "queued", (code, r)
+    a = gw.wait_state(r["id"], "sent")
+    assert a["priority"] == "normal" and [d["to"] for d in a["deliveries"]] == \
+        ["+32470000005"], a
+    # Without the label: the --to recipient.
+    code, r = post(url, webhook(severity="warning", starts="2026-11-23T12:00:00Z"))
+    assert code == 200, (code, r)
+    assert [d["to"] for d in gw.get(r["id"])["deliveries"]] == ["+32470100001"]
+    # A label naming an unknown role: the gateway refuses, 502 with its reason.
+    n = webhook(starts="2026-11-23T13:00:00Z")
+    n["commonLabels"]["pager"] = "role:nobody"
+    code, r = post(url, n)
+    assert code == 502 and r["error"] == "unknown_role", (code, r)
+    h.sim.wait_sms(2, timeout=30)
+    assert sorted(m["to"] for m in h.sim.sms()) == ["+32470000005", "+32470100001"]
+
+
+def test_scripts_are_shellcheck_clean(h):
+    import shutil
+    from gwtest import Skip
+    if not shutil.which("shellcheck"):
+        raise Skip("shellcheck is not installed")
+    p = subprocess.run(["shellcheck", NAGIOS, ZABBIX], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+if __name__ == "__main__":
+    main(globals())
