@@ -429,7 +429,7 @@ static int print_deliveries(const json_t *deliveries)
 		const json_t *attempts = json_object_get(d, "attempts");
 
 		printf("  %s: %s%s, %zu attempt%s\n", FIELD(d, "to"), FIELD(d, "state"),
-		       json_equal(json_object_get(d, "kind"), json_string("copy")) ? " (copy)" : "",
+		       streq_ptr(json_string_value(json_object_get(d, "kind")), "copy") ? " (copy)" : "",
 		       json_array_size(attempts), json_array_size(attempts) == 1 ? "" : "s");
 	}
 	return 0;
@@ -484,7 +484,7 @@ static int print_story(const json_t *alert)
 		const json_t *a;
 
 		json_array_foreach(json_object_get(e, "attempts"), j, a) {
-			bool ok = json_equal(json_object_get(a, "result"), json_string("sent"));
+			bool ok = streq_ptr(json_string_value(json_object_get(a, "result")), "sent");
 
 			snprintf(detail, sizeof(detail), "to %s on modem %s%s%s", FIELD(e, "to"),
 			         FIELD(a, "modem"), ok ? "" : ": ", ok ? "" : FIELD(a, "error"));
