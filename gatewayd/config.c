@@ -18,8 +18,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "log.h"
 #include "macro.h"
+#include "request.h"
 #include "util.h"
 
 typedef struct Parser {
@@ -209,7 +211,8 @@ static int begin_section(Parser *p, const char *section)
 	if (!space) {
 		static const char *plain[] = {"node",   "submit",     "events",   "cluster",
 					      "voice",  "dedupe",     "store",    "escalation",
-					      "delivery", "selftest",   "bundle"};
+					      "delivery", "selftest",   "bundle",
+					      "control"};
 		for (size_t i = 0; i < ELEMENTSOF(plain); i++)
 			if (streq(section, plain[i]))
 				return 1;
@@ -276,6 +279,74 @@ static int begin_section(Parser *p, const char *section)
 }
 
 #define BAD_VALUE(what) parser_fail(p, p->line, "bad value '%s' for %s: %s", value, key, what)
+
+/* "20/s", "20 per second" or "20"; 0 turns the limit off. */
+static int parse_rate(const char *value, unsigned *ret)
+{
+	char number[16];
+	size_t n = strspn(value, "0123456789");
+	const char *unit = value + n;
+
+	if (n == 0 || n >= sizeof(number))
+		return -EINVAL;
+	while (*unit == ' ')
+		unit++;
+	if (*unit && !streq(unit, "/s") && !streq(unit, "per second"))
+		return -EINVAL;
+	snprintf(number, sizeof(number), "%.*s", (int)n, value);
+	return parse_uint(number, 0, 1000000, ret);
+}
+
+static int parse_ops(Parser *p, const char *key, const char *value)
+{
+	_cleanup_free_ char **ops = NULL;
+	size_t n = 0;
+	unsigned mask = 0;
+	int op;
+
+	if (parse_list(value, &ops, &n) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		op = request_op_from_string(ops[i]);
+		if (op < 0) {
+			parser_fail(p, p->line, "bad value '%s' for %s: unknown op '%s'", value,
+				    key, ops[i]);
+			break;
+		}
+		mask |= 1u << op;
+	}
+	for (size_t i = 0; i < n; i++)
+		free(ops[i]);
+	if (p->error)
+		return 0;
+	if (mask == 0)
+		return parser_fail(p, p->line, "bad value '%s' for %s: name at least one op",
+				   value, key);
+	p->config->submit_ops = mask;
+	return 1;
+}
+
+/* The CURVE keys of [submit] and [events]; false when key is not one of them. */
+static bool parse_curve_key(Parser *p, CurveConfig *curve, const char *key, const char *value,
+			    int *ret)
+{
+	char **field;
+
+	if (streq(key, "curve_secret_key_file"))
+		field = &curve->secret_key_file;
+	else if (streq(key, "curve_clients_dir"))
+		field = &curve->clients_dir;
+	else
+		return false;
+	if (!curve->line)
+		curve->line = p->line;
+	if (value[0] != '/')
+		*ret = parser_fail(p, p->line, "bad value '%s' for %s: an absolute path", value,
+				   key);
+	else
+		*ret = set_string(field, value) < 0 ? -ENOMEM : 1;
+	return true;
+}
 
 static int handle_key(Parser *p, const char *section, const char *key, const char *value)
 {
@@ -406,9 +477,26 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 			return parse_uint(value, 1, 10000000, &c->max_queue) < 0
 				       ? BAD_VALUE("1 to 10000000 alerts")
 				       : 1;
+		if (streq(key, "rate"))
+			return parse_rate(value, &c->submit_rate) < 0
+				       ? BAD_VALUE("sends per second, e.g. '20/s', 0 for no limit")
+				       : 1;
+		if (streq(key, "burst"))
+			return parse_uint(value, 1, 1000000, &c->submit_burst) < 0
+				       ? BAD_VALUE("1 to 1000000 sends")
+				       : 1;
+		if (streq(key, "ops"))
+			return parse_ops(p, key, value);
+		if (parse_curve_key(p, &c->submit_curve, key, value, &r))
+			return r;
 	} else if (streq(section, "events")) {
 		if (streq(key, "bind"))
 			return set_string(&c->events_bind, value) < 0 ? -ENOMEM : 1;
+		if (parse_curve_key(p, &c->events_curve, key, value, &r))
+			return r;
+	} else if (streq(section, "control")) {
+		if (streq(key, "bind"))
+			return set_string(&c->control_bind, value) < 0 ? -ENOMEM : 1;
 	} else if (streq(section, "cluster")) {
 		if (streq(key, "enabled")) {
 			if (parse_bool(value, &b) < 0)
@@ -591,9 +679,39 @@ static char *config_ini_reader(char *str, int num, void *stream)
 	return s;
 }
 
+/* Both keys or neither, and both usable now: a typo must stop start-up, not open the door. */
+static int validate_curve(Parser *p, const char *section, const CurveConfig *curve)
+{
+	_cleanup_free_ char *reason = NULL;
+
+	if (!curve->secret_key_file && !curve->clients_dir)
+		return 0;
+	if (!curve->secret_key_file || !curve->clients_dir)
+		return parser_fail(p, curve->line,
+				   "[%s] needs both 'curve_secret_key_file =' and "
+				   "'curve_clients_dir ='",
+				   section);
+	if (auth_check_secret_key_file(curve->secret_key_file, &reason) < 0)
+		return parser_fail(p, curve->line, "[%s] curve_secret_key_file %s", section,
+				   reason ? reason : "cannot be read");
+	free(reason);
+	reason = NULL;
+	if (auth_check_clients_dir(curve->clients_dir, &reason) < 0)
+		return parser_fail(p, curve->line, "[%s] curve_clients_dir %s", section,
+				   reason ? reason : "cannot be read");
+	return 0;
+}
+
 static int config_validate(Parser *p)
 {
 	Config *c = p->config;
+
+	validate_curve(p, "submit", &c->submit_curve);
+	validate_curve(p, "events", &c->events_curve);
+	if (p->error)
+		return 0;
+	if (c->submit_burst == 0)
+		c->submit_burst = MAX(c->submit_rate, 1u);
 
 	for (size_t i = 0; i < c->n_modems; i++) {
 		ModemConfig *m = &c->modems[i];
@@ -671,6 +789,7 @@ int config_load(const char *path, Config **ret, char **ret_error)
 		return -ENOMEM;
 	c->max_parts = 10;
 	c->max_queue = 1000000;
+	c->submit_ops = ~0u;
 	c->voice_ring_timeout = 45;
 	c->voice_hold = 10;
 	c->voice_retries = 3;
@@ -731,6 +850,11 @@ Config *config_free(Config *c)
 	free(c->state_dir);
 	free(c->submit_bind);
 	free(c->events_bind);
+	free(c->control_bind);
+	free(c->submit_curve.secret_key_file);
+	free(c->submit_curve.clients_dir);
+	free(c->events_curve.secret_key_file);
+	free(c->events_curve.clients_dir);
 	free(c->cluster_group);
 	for (size_t i = 0; i < c->n_modems; i++) {
 		free(c->modems[i].name);

@@ -31,6 +31,13 @@ typedef struct ModemConfig {
 	unsigned line;            /* where the section starts, for later errors */
 } ModemConfig;
 
+/* CURVE on one socket: both set, or neither (plain, anyone who can connect gets in). */
+typedef struct CurveConfig {
+	char *secret_key_file; /* the server's certificate, as zcert_save_secret() writes it */
+	char *clients_dir;     /* public certificates of the clients let in */
+	unsigned line;         /* of the first of the two keys, for later errors */
+} CurveConfig;
+
 typedef struct ContactConfig {
 	char *name;
 	char *number;
@@ -58,8 +65,15 @@ typedef struct Config {
 	char *submit_bind;
 	unsigned max_parts;
 	unsigned max_queue; /* non-final alerts before queue_full */
+	unsigned submit_rate;  /* sends per second per submitter; 0: no limit */
+	unsigned submit_burst; /* sends a submitter may make at once */
+	unsigned submit_ops;   /* (1u << RequestOp) for each op the submit socket serves */
+	CurveConfig submit_curve;
 
 	char *events_bind;
+	CurveConfig events_curve;
+
+	char *control_bind; /* NULL: no control socket */
 
 	bool cluster_enabled;
 	char *cluster_group;

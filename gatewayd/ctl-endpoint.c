@@ -1,7 +1,9 @@
-/* ctl-endpoint: where gatewayctl finds the submit socket of its gatewayd.
+/* ctl-endpoint: where gatewayctl finds the control or submit socket of its gatewayd.
  *
  * The daemon's config file is the one place that says where the socket is, so gatewayctl reads
- * the same file rather than growing a setting of its own. It reads one key, leniently: a file
+ * the same file rather than growing a setting of its own. It reads [control] bind when there is
+ * one (that socket serves every op, to whoever the file mode lets in, without CURVE keys), else
+ * [submit] bind, leniently: a file
  * that gatewayd would reject still names the socket of a daemon that may be running with an
  * older, valid copy. What a bind address means to a server and to a client differ, though: a
  * daemon bound to every interface (host "*" or "0.0.0.0") is reached through loopback, which is the
@@ -22,16 +24,23 @@
 #include "macro.h"
 
 typedef struct ConfigScan {
-	char *bind;
+	char *bind;         /* [submit] bind */
+	char *control_bind; /* [control] bind */
 	bool oom;
 } ConfigScan;
 
 static int config_handler(void *user, const char *section, const char *name, const char *value)
 {
 	ConfigScan *scan = user;
-	char *copy;
+	char **field, *copy;
 
-	if (!streq(section, "submit") || !streq(name, "bind"))
+	if (!streq(name, "bind"))
+		return 1;
+	if (streq(section, "control"))
+		field = &scan->control_bind;
+	else if (streq(section, "submit"))
+		field = &scan->bind;
+	else
 		return 1;
 	/* The last assignment wins, as it does for most INI readers. */
 	copy = strdup(value);
@@ -39,8 +48,8 @@ static int config_handler(void *user, const char *section, const char *name, con
 		scan->oom = true;
 		return 0;
 	}
-	free(scan->bind);
-	scan->bind = copy;
+	free(*field);
+	*field = copy;
 	return 1;
 }
 
@@ -56,19 +65,21 @@ int ctl_endpoint_from_config(const char *path, char **ret_bind)
 
 	errno = 0;
 	r = ini_parse_file(f, config_handler, &scan);
-	if (scan.oom || r == -2) {
+	if (scan.oom || r == -2 || ferror(f)) {
+		r = scan.oom || r == -2 ? -ENOMEM : errno > 0 ? -errno : -EIO;
 		free(scan.bind);
-		return -ENOMEM;
-	}
-	if (ferror(f)) {
-		r = errno > 0 ? -errno : -EIO;
-		free(scan.bind);
+		free(scan.control_bind);
 		return r;
 	}
 	if (r > 0)
 		log_debug("%s:%d: line not understood, ignored", path, r);
 
-	*ret_bind = scan.bind;
+	/* The control socket serves every op and needs no CURVE key: the operator's way in. */
+	if (scan.control_bind) {
+		free(scan.bind);
+		*ret_bind = scan.control_bind;
+	} else
+		*ret_bind = scan.bind;
 	return 0;
 }
 
@@ -122,7 +133,7 @@ int ctl_endpoint_resolve(const char *endpoint, const char *config_path, char **r
 		if (r < 0)
 			return log_error_errno(r, "cannot read %s: %s", config_path, strerror(-r));
 		if (!bind)
-			log_debug("%s has no [submit] bind, using %s", config_path,
+			log_debug("%s has no [control] or [submit] bind, using %s", config_path,
 			          CTL_ENDPOINT_DEFAULT);
 		r = ctl_endpoint_connectable(bind ? bind : CTL_ENDPOINT_DEFAULT, ret);
 	} else {

@@ -58,8 +58,8 @@ static int wait_for(void *sock, short events, uint64_t deadline)
 	}
 }
 
-int ctl_request_call(const char *endpoint, double timeout_sec, const json_t *request,
-                     json_t **ret_reply)
+int ctl_request_call(const char *endpoint, double timeout_sec, const CtlCurve *curve,
+                     const json_t *request, json_t **ret_reply)
 {
 	_cleanup_free_ char *payload = NULL;
 	_cleanup_(zmq_ctx_termp) void *ctx = NULL;
@@ -94,6 +94,8 @@ int ctl_request_call(const char *endpoint, double timeout_sec, const json_t *req
 			return log_error_errno(errno, "cannot set ZMQ_IPV6: %s",
 			                       zmq_strerror(errno));
 	}
+	if (curve && ctl_curve_apply(curve, sock) < 0)
+		return -EINVAL;
 	if (zmq_connect(sock, endpoint) < 0)
 		return log_error_errno(errno, "cannot connect to %s: %s", endpoint,
 		                       zmq_strerror(errno));

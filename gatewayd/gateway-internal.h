@@ -16,6 +16,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "admission.h"
 #include "log.h"
 #include "macro.h"
 #include "dialer.h"
@@ -127,6 +128,7 @@ struct Gateway {
 	Store *store;
 	Replication *replication;
 	Server *server;
+	Admission *admission; /* ops served and rate per submitter on the submit socket */
 	uint32_t nodeid;
 
 	ModemSlot *modems;

@@ -1206,7 +1206,12 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 	int r;
 
 	if (store_open_alerts(g->store) >= g->config->max_queue) {
-		reply_err(g, peer, "queue_full", "too many alerts are waiting; try again later");
+		char detail[160];
+
+		snprintf(detail, sizeof(detail),
+			 "%u or more alerts are waiting ([submit] max_queue); try again later",
+			 g->config->max_queue);
+		reply_err(g, peer, "queue_full", detail);
 		return;
 	}
 	if (req->critical) {
@@ -1357,6 +1362,10 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 			  r == -ENOMEM ? "out of memory" : err.detail);
 		return;
 	}
+	if (admission_check(g->admission, peer, req, &err) < 0) {
+		reply_err(g, peer, err.code, err.detail);
+		return;
+	}
 	switch (req->op) {
 	case OP_SEND:
 		handle_send(g, peer, req);
@@ -1413,6 +1422,11 @@ static int on_exit_check(sd_event_source *s, uint64_t usec, void *userdata)
 	sd_event_source_set_time_relative(s, USEC_PER_MSEC);
 	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 	return 0;
+}
+
+void gateway_reload(Gateway *g)
+{
+	server_reload(g->server);
 }
 
 void gateway_stop(Gateway *g)
@@ -1511,8 +1525,10 @@ int gateway_start(Gateway *g)
 	if (r < 0)
 		return r;
 
-	r = server_new(g->event, g->config->submit_bind, g->config->events_bind, on_request, g,
-		       &g->server);
+	r = admission_new(g->config, &g->admission);
+	if (r < 0)
+		return r;
+	r = server_new(g->event, g->config, on_request, g, &g->server);
 	if (r < 0)
 		return r;
 
@@ -1597,6 +1613,7 @@ Gateway *gateway_free(Gateway *g)
 	sd_event_source_disable_unref(g->purge_timer);
 	sd_event_source_disable_unref(g->exit_check);
 	server_free(g->server);
+	admission_free(g->admission);
 	replication_free(g->replication);
 	store_close(g->store);
 	json_decref(g->outbox);

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ctl-curve.h"
 #include "ctl-endpoint.h"
 #include "ctl-format.h"
 #include "ctl-request.h"
@@ -66,6 +67,9 @@ enum {
 	ARG_BY,
 	ARG_AT,
 	ARG_UNTIL,
+	ARG_FORCE,
+	ARG_SERVER_KEY,
+	ARG_CLIENT_KEY,
 };
 
 typedef struct Ctl {
@@ -73,6 +77,9 @@ typedef struct Ctl {
 	const char *config_path;  /* -c */
 	double timeout_sec;       /* -t */
 	char *endpoint;           /* resolved on the first request */
+	const char *server_key;   /* --server-key: CURVE with these two */
+	const char *client_key;   /* --key */
+	CtlCurve curve;
 } Ctl;
 
 typedef struct CtlCommand CtlCommand;
@@ -231,7 +238,13 @@ static int call(Ctl *ctl, json_t *request_owned, json_t **ret_reply)
 			return r;
 	}
 
-	r = ctl_request_call(ctl->endpoint, ctl->timeout_sec, request, &reply);
+	if (ctl->server_key) {
+		r = ctl_curve_load(ctl->server_key, ctl->client_key, &ctl->curve);
+		if (r < 0)
+			return r;
+	}
+	r = ctl_request_call(ctl->endpoint, ctl->timeout_sec, ctl->server_key ? &ctl->curve : NULL,
+	                     request, &reply);
 	if (r < 0)
 		return r;
 
@@ -720,6 +733,44 @@ static int cmd_queue(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
 	if (r != 0)
 		return r;
 	return json ? print_json(reply) : print_queue(reply);
+}
+
+static int cmd_keygen(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
+{
+	static const struct option options[] = {
+	        {"force", no_argument, NULL, ARG_FORCE},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
+	const char *basename = NULL;
+	bool force = false;
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "-:h", options, NULL)) >= 0) {
+		switch (c) {
+		case 1:
+			r = take_positional(cmd, "BASENAME", &basename, optarg);
+			if (r < 0)
+				return r;
+			break;
+		case ARG_FORCE:
+			force = true;
+			break;
+		case 'h':
+			command_help(cmd);
+			return CTL_HELP;
+		default:
+			return option_error(cmd, c, argv);
+		}
+	}
+	if (!basename || !*basename)
+		return usage_error(cmd, "BASENAME is missing");
+	r = ctl_curve_keygen(basename, force);
+	if (r < 0)
+		return r;
+	printf("%s\n%s_secret\n", basename, basename);
+	return 0;
 }
 
 static int cmd_show(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
@@ -1281,6 +1332,15 @@ static const CtlCommand commands[] = {
                            "name)\n",
                 .run = cmd_oncall,
         },
+        {
+                .name = "keygen",
+                .synopsis = "[--force] BASENAME",
+                .summary = "Make a CURVE key pair: BASENAME holds the public key (give it to "
+                           "the other side),\n"
+                           "BASENAME_secret both keys (mode 0600). Asks no daemon.",
+                .options = "      --force   replace existing files\n",
+                .run = cmd_keygen,
+        },
 };
 
 static void help(void)
@@ -1290,9 +1350,11 @@ static void help(void)
 	       "Ask the SMS alert gateway cluster through the submit socket of a gatewayd.\n"
 	       "\n"
 	       "Options:\n"
-	       "  -c, --config=FILE        read [submit] bind from FILE (default: %s)\n"
+	       "  -c, --config=FILE        read [control] or [submit] bind from FILE (default: %s)\n"
 	       "  -e, --endpoint=ADDRESS   talk to ADDRESS (default: from the config, else %s)\n"
 	       "  -t, --timeout=SECONDS    wait at most SECONDS for the answer (default: 5)\n"
+	       "      --server-key=FILE    use CURVE: the server's public certificate\n"
+	       "      --key=FILE           use CURVE: our own secret certificate\n"
 	       "  -h, --help               show this help\n"
 	       "      --version            show the version\n"
 	       "\n"
@@ -1337,6 +1399,8 @@ int main(int argc, char **argv)
 	        {"config", required_argument, NULL, 'c'},
 	        {"endpoint", required_argument, NULL, 'e'},
 	        {"timeout", required_argument, NULL, 't'},
+	        {"server-key", required_argument, NULL, ARG_SERVER_KEY},
+	        {"key", required_argument, NULL, ARG_CLIENT_KEY},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, ARG_VERSION},
 	        {NULL, 0, NULL, 0},
@@ -1361,6 +1425,12 @@ int main(int argc, char **argv)
 			if (r < 0)
 				return exit_status(r);
 			break;
+		case ARG_SERVER_KEY:
+			ctl.server_key = optarg;
+			break;
+		case ARG_CLIENT_KEY:
+			ctl.client_key = optarg;
+			break;
 		case 'h':
 			help();
 			return EXIT_DONE;
@@ -1373,6 +1443,8 @@ int main(int argc, char **argv)
 	}
 	if (ctl.config_path && ctl.endpoint_arg)
 		return exit_status(usage_error(NULL, "-c and -e exclude each other"));
+	if (!ctl.server_key != !ctl.client_key)
+		return exit_status(usage_error(NULL, "--server-key and --key go together"));
 	if (optind >= argc)
 		return exit_status(usage_error(NULL, "no command given"));
 

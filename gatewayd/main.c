@@ -43,6 +43,16 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 	return 0;
 }
 
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	Gateway **gateway = userdata;
+
+	log_info("Received SIGHUP, reloading the CURVE client keys");
+	if (*gateway)
+		gateway_reload(*gateway);
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
 	static const struct option options[] = {
@@ -108,6 +118,7 @@ int main(int argc, char *argv[])
 		return log_error_errno(r, "Cannot create the event loop: %m"), EXIT_FAILURE;
 	sd_event_add_signal(event, NULL, SIGTERM, on_signal, &gateway);
 	sd_event_add_signal(event, NULL, SIGINT, on_signal, &gateway);
+	sd_event_add_signal(event, NULL, SIGHUP, on_sighup, &gateway);
 	/* Keeps the service alive and fed while the loop turns (WATCHDOG_USEC from systemd). */
 	sd_event_set_watchdog(event, true);
 

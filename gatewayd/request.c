@@ -358,3 +358,22 @@ char *reply_error(const char *code, const char *detail)
 
 	return o ? json_dumps(o, JSON_COMPACT) : NULL;
 }
+
+static const char *const op_names[] = {
+	[OP_SEND] = "send",   [OP_STATUS] = "status", [OP_GET] = "get",
+	[OP_QUEUE] = "queue", [OP_ACK] = "ack",       [OP_INBOX] = "inbox",
+	[OP_ONCALL] = "oncall", [OP_OVERRIDE] = "override",
+};
+
+int request_op_from_string(const char *s)
+{
+	for (size_t i = 0; i < ELEMENTSOF(op_names); i++)
+		if (op_names[i] && streq(s, op_names[i]))
+			return (int)i;
+	return -EINVAL;
+}
+
+const char *request_op_to_string(RequestOp op)
+{
+	return (size_t)op < ELEMENTSOF(op_names) ? op_names[op] : "?";
+}

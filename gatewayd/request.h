@@ -62,5 +62,9 @@ typedef struct RequestError {
 int request_parse(const void *data, size_t len, Request **ret, RequestError *ret_error);
 Request *request_free(Request *r);
 
+/* The op named s ("send", "status", ...), or -EINVAL. */
+int request_op_from_string(const char *s);
+const char *request_op_to_string(RequestOp op);
+
 /* Error reply frame: {"ok":false,"error":code,"detail":detail}, malloc'd, NUL-terminated. */
 char *reply_error(const char *code, const char *detail);

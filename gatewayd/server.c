@@ -1,10 +1,13 @@
 #include "server.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zmq.h>
 
+#include "auth.h"
 #include "log.h"
 #include "macro.h"
 
@@ -15,16 +18,17 @@
 
 struct Server {
 	void *ctx;
-	void *router;
+	void *routers[_SERVER_CHANNEL_MAX]; /* NULL: not configured */
 	void *pub;
-	sd_event_source *io;
+	Auth *auth; /* NULL: no CURVE anywhere */
+	sd_event_source *io[_SERVER_CHANNEL_MAX];
 	sd_event_source *more; /* re-runs the reader when a turn's batch was full */
 	ServerRequestFn on_request;
 	void *userdata;
 };
 
 static int server_drain(Server *s);
-static bool router_readable(Server *s);
+static bool router_readable(void *router);
 
 static int on_router_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 {
@@ -36,20 +40,44 @@ static int on_more(sd_event_source *src, uint64_t usec, void *userdata)
 	return server_drain(userdata);
 }
 
-static bool router_readable(Server *s)
+static bool router_readable(void *router)
 {
 	int events = 0;
 	size_t len = sizeof(events);
 
-	if (zmq_getsockopt(s->router, ZMQ_EVENTS, &events, &len) < 0)
+	if (!router)
+		return false;
+	if (zmq_getsockopt(router, ZMQ_EVENTS, &events, &len) < 0)
 		return false;
 	return events & ZMQ_POLLIN;
 }
 
+/* Who sent a request, for the rate limit: the CURVE key ZAP let in (the "User-Id" auth.c
+ * answers), else the peer's IP address, else (ipc) the connection's routing id. */
+static void peer_submitter(ServerPeer *peer, zmq_msg_t *body)
+{
+	const char *v = zmq_msg_gets(body, "User-Id");
+	size_t n;
+
+	if (v && *v) {
+		snprintf(peer->submitter, sizeof(peer->submitter), "key:%s", v);
+		return;
+	}
+	v = zmq_msg_gets(body, "Peer-Address");
+	if (v && *v) {
+		snprintf(peer->submitter, sizeof(peer->submitter), "addr:%s", v);
+		return;
+	}
+	n = snprintf(peer->submitter, sizeof(peer->submitter), "id:");
+	for (size_t i = 0; i < peer->id_len && n + 3 <= sizeof(peer->submitter); i++)
+		n += snprintf(peer->submitter + n, sizeof(peer->submitter) - n, "%02x", peer->id[i]);
+}
+
 /* Reads one multipart message: routing id, optional empty delimiter, one body frame. Messages of
  * another shape are dropped whole: there is no way to answer them in the protocol. */
-static int server_read_one(Server *s)
+static int server_read_one(Server *s, ServerChannel channel)
 {
+	void *router = s->routers[channel];
 	zmq_msg_t frames[4];
 	size_t n = 0;
 	int more = 1, r = 0;
@@ -60,12 +88,12 @@ static int server_read_one(Server *s)
 		zmq_msg_t *m = n < ELEMENTSOF(frames) ? &frames[n] : &dummy;
 
 		zmq_msg_init(m);
-		if (zmq_msg_recv(m, s->router, ZMQ_DONTWAIT) < 0) {
+		if (zmq_msg_recv(m, router, ZMQ_DONTWAIT) < 0) {
 			r = -errno;
 			zmq_msg_close(m);
 			break;
 		}
-		if (zmq_getsockopt(s->router, ZMQ_RCVMORE, &more, &len) < 0)
+		if (zmq_getsockopt(router, ZMQ_RCVMORE, &more, &len) < 0)
 			more = 0;
 		if (m == &dummy)
 			zmq_msg_close(m);
@@ -80,10 +108,11 @@ static int server_read_one(Server *s)
 		bool shape_ok = n == 3 && zmq_msg_size(&frames[1]) == 0;
 
 		if (shape_ok && zmq_msg_size(id) <= SERVER_PEER_ID_MAX) {
-			ServerPeer peer = {.id_len = zmq_msg_size(id)};
+			ServerPeer peer = {.id_len = zmq_msg_size(id), .channel = channel};
 			char *text = malloc(zmq_msg_size(body) + 1);
 
 			memcpy(peer.id, zmq_msg_data(id), peer.id_len);
+			peer_submitter(&peer, body);
 			if (text) {
 				memcpy(text, zmq_msg_data(body), zmq_msg_size(body));
 				text[zmq_msg_size(body)] = 0;
@@ -103,12 +132,24 @@ static int server_drain(Server *s)
 	/* Read until EAGAIN, then ask ZMQ_EVENTS: processing the socket's commands there can
 	 * attach a new peer's pipe that already holds a request, and the fd will not signal that
 	 * again. Only when both say "nothing" is it safe to wait for the fd. */
-	for (int i = 0; i < SERVER_BATCH; i++) {
-		if (server_read_one(s) > 0)
+	bool full = false;
+
+	for (ServerChannel c = 0; c < _SERVER_CHANNEL_MAX; c++) {
+		int i;
+
+		if (!s->routers[c])
 			continue;
-		if (!router_readable(s))
-			return 0;
+		for (i = 0; i < SERVER_BATCH; i++) {
+			if (server_read_one(s, c) > 0)
+				continue;
+			if (!router_readable(s->routers[c]))
+				break;
+		}
+		if (i == SERVER_BATCH)
+			full = true;
 	}
+	if (!full)
+		return 0;
 	/* More is waiting: continue on a later turn, after this turn's commit. A zero-delay
 	 * timer rather than a defer source: sd-event would let a defer that keeps re-arming
 	 * itself starve every fd (the modems', corosync's). */
@@ -125,13 +166,57 @@ static int socket_bind(void *sock, const char *endpoint, const char *what)
 	return 0;
 }
 
-int server_new(sd_event *event, const char *submit_bind, const char *events_bind,
-	       ServerRequestFn on_request, void *userdata, Server **ret)
+/* An ipc socket file is created with the process umask: bind under a umask that leaves the
+ * group its access and others none, and set the mode again in case the file existed. */
+static int bind_control(void *sock, const char *endpoint)
 {
-	Server *s;
-	int fd, linger = 0, hwm = 100000, r;
+	const char *path;
+	mode_t old;
+	int r;
+
+	if (strncmp(endpoint, "ipc://", 6) != 0 || endpoint[6] == '@')
+		return socket_bind(sock, endpoint, "control");
+	path = endpoint + 6;
+	old = umask(0117);
+	r = socket_bind(sock, endpoint, "control");
+	umask(old);
+	if (r < 0)
+		return r;
+	if (chmod(path, 0660) < 0)
+		return log_error_errno(errno, "Cannot make the control socket '%s' mode 0660: %m",
+				       path);
+	return 0;
+}
+
+static int router_new(Server *s, ServerChannel channel, sd_event *event)
+{
+	int hwm = 100000, linger = 0, fd, r;
 	int64_t maxmsg = SERVER_MAX_REQUEST;
 	size_t len = sizeof(fd);
+	void *router;
+
+	router = s->routers[channel] = zmq_socket(s->ctx, ZMQ_ROUTER);
+	if (!router)
+		return -errno;
+	zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+	zmq_setsockopt(router, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(router, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	if (zmq_getsockopt(router, ZMQ_FD, &fd, &len) < 0)
+		return -errno;
+	r = sd_event_add_io(event, &s->io[channel], fd, EPOLLIN, on_router_io, s);
+	if (r < 0)
+		return r;
+	sd_event_source_set_description(s->io[channel],
+					channel == SERVER_SUBMIT ? "zmq-submit" : "zmq-control");
+	return 0;
+}
+
+int server_new(sd_event *event, const Config *config, ServerRequestFn on_request, void *userdata,
+	       Server **ret)
+{
+	Server *s;
+	int linger = 0, r;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -143,33 +228,60 @@ int server_new(sd_event *event, const char *submit_bind, const char *events_bind
 		free(s);
 		return -ENOMEM;
 	}
-	s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
+	/* The ZAP handler first: libzmq lets CURVE clients in unchecked while none is bound. */
+	if (config->submit_curve.clients_dir || config->events_curve.clients_dir) {
+		r = auth_new(event, s->ctx, &s->auth);
+		if (r < 0)
+			goto fail;
+	}
+	if (config->submit_curve.clients_dir) {
+		r = auth_add_domain(s->auth, "submit", config->submit_curve.clients_dir);
+		if (r < 0)
+			goto fail;
+	}
+	if (config->events_curve.clients_dir) {
+		r = auth_add_domain(s->auth, "events", config->events_curve.clients_dir);
+		if (r < 0)
+			goto fail;
+	}
+
+	r = router_new(s, SERVER_SUBMIT, event);
+	if (r < 0)
+		goto fail;
+	if (config->submit_curve.secret_key_file) {
+		r = auth_setup_server(s->routers[SERVER_SUBMIT],
+				      config->submit_curve.secret_key_file, "submit");
+		if (r < 0)
+			goto fail;
+	}
+	r = socket_bind(s->routers[SERVER_SUBMIT], config->submit_bind, "submit");
+	if (r < 0)
+		goto fail;
+
 	s->pub = zmq_socket(s->ctx, ZMQ_PUB);
-	if (!s->router || !s->pub) {
+	if (!s->pub) {
 		r = -errno;
 		goto fail;
 	}
-	zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_setsockopt(s->pub, ZMQ_LINGER, &linger, sizeof(linger));
-	zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
-	zmq_setsockopt(s->router, ZMQ_RCVHWM, &hwm, sizeof(hwm));
-	zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-
-	r = socket_bind(s->router, submit_bind, "submit");
-	if (r < 0)
-		goto fail;
-	r = socket_bind(s->pub, events_bind, "events");
-	if (r < 0)
-		goto fail;
-
-	if (zmq_getsockopt(s->router, ZMQ_FD, &fd, &len) < 0) {
-		r = -errno;
-		goto fail;
+	if (config->events_curve.secret_key_file) {
+		r = auth_setup_server(s->pub, config->events_curve.secret_key_file, "events");
+		if (r < 0)
+			goto fail;
 	}
-	r = sd_event_add_io(event, &s->io, fd, EPOLLIN, on_router_io, s);
+	r = socket_bind(s->pub, config->events_bind, "events");
 	if (r < 0)
 		goto fail;
-	sd_event_source_set_description(s->io, "zmq-submit");
+
+	if (config->control_bind) {
+		r = router_new(s, SERVER_CONTROL, event);
+		if (r < 0)
+			goto fail;
+		r = bind_control(s->routers[SERVER_CONTROL], config->control_bind);
+		if (r < 0)
+			goto fail;
+	}
+
 	/* Requests may already be waiting, and the edge is gone: drain once at the start. */
 	r = sd_event_add_time(event, &s->more, CLOCK_MONOTONIC, 0, 0, on_more, s);
 	if (r < 0)
@@ -185,28 +297,39 @@ Server *server_free(Server *s)
 {
 	if (!s)
 		return NULL;
-	sd_event_source_disable_unref(s->io);
+	for (ServerChannel c = 0; c < _SERVER_CHANNEL_MAX; c++) {
+		sd_event_source_disable_unref(s->io[c]);
+		if (s->routers[c])
+			zmq_close(s->routers[c]);
+	}
 	sd_event_source_disable_unref(s->more);
-	if (s->router)
-		zmq_close(s->router);
 	if (s->pub)
 		zmq_close(s->pub);
+	auth_free(s->auth);
 	if (s->ctx)
 		zmq_ctx_term(s->ctx);
 	free(s);
 	return NULL;
 }
 
+int server_reload(Server *s)
+{
+	return s ? auth_reload(s->auth) : 0;
+}
+
 int server_reply(Server *s, const ServerPeer *peer, const char *json)
 {
+	void *router = s->routers[peer->channel];
 	int r = 0;
 
-	if (zmq_send(s->router, peer->id, peer->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-	    zmq_send(s->router, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-	    zmq_send(s->router, json, strlen(json), ZMQ_DONTWAIT) < 0)
+	if (!router)
+		return -ENOTCONN;
+	if (zmq_send(router, peer->id, peer->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+	    zmq_send(router, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+	    zmq_send(router, json, strlen(json), ZMQ_DONTWAIT) < 0)
 		r = log_debug_errno(errno, "Cannot answer a client: %m");
 	/* Sending may consume the edge that announced pending input. */
-	if (router_readable(s)) {
+	if (router_readable(router)) {
 		sd_event_source_set_time(s->more, 0);
 		sd_event_source_set_enabled(s->more, SD_EVENT_ONESHOT);
 	}
