@@ -57,6 +57,55 @@ int log_get_max_level(void)
 	return log_max_level;
 }
 
+static void _printf_(3, 4) field_add(LogFields *f, size_t *used, const char *format, ...)
+{
+	size_t room = sizeof(f->buf) - *used;
+	va_list ap;
+	int n;
+
+	if (f->n >= LOG_FIELDS_MAX || room < 2)
+		return;
+	va_start(ap, format);
+	n = vsnprintf(f->buf + *used, room, format, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= room)
+		n = (int)room - 1; /* cut: only the message can be this long */
+	f->iov[f->n++] = (struct iovec){.iov_base = f->buf + *used, .iov_len = (size_t)n};
+	*used += (size_t)n + 1;
+}
+
+void log_journal_fields(int level, int error, const LogContext *ctx, const char *file, int line,
+			const char *func, const char *message, LogFields *ret)
+{
+	const char *node = ctx && ctx->node ? ctx->node : log_node;
+	size_t used = 0;
+
+	ret->n = 0;
+	if (error < 0)
+		error = -error;
+	/* The short fields first, so that a long message is what gets cut. */
+	field_add(ret, &used, "PRIORITY=%d", level);
+	field_add(ret, &used, "CODE_FILE=%s", file);
+	field_add(ret, &used, "CODE_LINE=%d", line);
+	field_add(ret, &used, "CODE_FUNC=%s", func);
+	field_add(ret, &used, "SYSLOG_IDENTIFIER=%s", log_ident);
+	if (error != 0)
+		field_add(ret, &used, "ERRNO=%d", error);
+	/* Absent context is left out rather than sent empty: GATEWAY_MODEM= would match nothing
+	 * useful and clutter every entry. */
+	if (ctx && ctx->message_id)
+		field_add(ret, &used, "MESSAGE_ID=%s", ctx->message_id);
+	if (ctx && ctx->alert_id)
+		field_add(ret, &used, "GATEWAY_ALERT_ID=%s", ctx->alert_id);
+	if (ctx && ctx->modem)
+		field_add(ret, &used, "GATEWAY_MODEM=%s", ctx->modem);
+	if (node[0])
+		field_add(ret, &used, "GATEWAY_NODE=%s", node);
+	field_add(ret, &used, "MESSAGE=%s", message);
+}
+
 int log_internal(int level, int error, const LogContext *ctx, const char *file, int line,
 		 const char *func, const char *format, ...)
 {
@@ -74,15 +123,10 @@ int log_internal(int level, int error, const LogContext *ctx, const char *file, 
 	va_end(ap);
 
 	if (log_to_journal) {
-		char code_line[32];
+		LogFields fields;
 
-		snprintf(code_line, sizeof(code_line), "CODE_LINE=%d", line);
-		sd_journal_send("MESSAGE=%s", message, "PRIORITY=%d", level, "CODE_FILE=%s", file,
-				code_line, "CODE_FUNC=%s", func, "SYSLOG_IDENTIFIER=%s", log_ident,
-				"ERRNO=%d", error, "GATEWAYD_ALERT_ID=%s",
-				ctx && ctx->alert_id ? ctx->alert_id : "", "GATEWAYD_MODEM=%s",
-				ctx && ctx->modem ? ctx->modem : "", "GATEWAYD_NODE=%s",
-				ctx && ctx->node ? ctx->node : log_node, NULL);
+		log_journal_fields(level, error, ctx, file, line, func, message, &fields);
+		sd_journal_sendv(fields.iov, (int)fields.n);
 	} else {
 		pthread_mutex_lock(&log_lock);
 		fprintf(stderr, "%s: ", log_ident);

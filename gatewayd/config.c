@@ -212,7 +212,8 @@ static int begin_section(Parser *p, const char *section)
 		static const char *plain[] = {"node",   "submit",     "events",   "cluster",
 					      "voice",  "dedupe",     "store",    "escalation",
 					      "delivery", "selftest",   "bundle",
-					      "control"};
+					      "control",
+					      "metrics"};
 		for (size_t i = 0; i < ELEMENTSOF(plain); i++)
 			if (streq(section, plain[i]))
 				return 1;
@@ -612,6 +613,16 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 			c->bundle_window = (unsigned)d;
 			return 1;
 		}
+	} else if (streq(section, "metrics")) {
+		if (streq(key, "textfile")) {
+			if (value[0] != '/')
+				return BAD_VALUE("an absolute path");
+			return set_string(&c->metrics_textfile, value) < 0 ? -ENOMEM : 1;
+		}
+		if (streq(key, "interval"))
+			return parse_seconds(value, 1, 3600, &c->metrics_interval) < 0
+				       ? BAD_VALUE("a duration from 1s to 1h")
+				       : 1;
 	}
 	return parser_fail(p, p->line, "unknown key '%s' in [%s]", key, section);
 }
@@ -805,6 +816,7 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	c->escalation_step_timeout = 300;
 	c->bundle_threshold = 5;
 	c->bundle_window = 60;
+	c->metrics_interval = 5;
 	p.config = c;
 
 	c->path = strdup(path);
@@ -868,6 +880,7 @@ Config *config_free(Config *c)
 	free(c->voice_modem);
 	free(c->voice_device);
 	free(c->voice_contact_center);
+	free(c->metrics_textfile);
 	for (size_t i = 0; i < c->n_contacts; i++) {
 		free(c->contacts[i].name);
 		free(c->contacts[i].number);

@@ -109,6 +109,9 @@ typedef struct Config {
 
 	unsigned bundle_threshold; /* alerts for one number within the window before holding */
 	unsigned bundle_window;    /* seconds */
+
+	char *metrics_textfile;    /* Prometheus text file rewritten every interval; NULL: off */
+	unsigned metrics_interval; /* seconds */
 } Config;
 
 /* Returns 0, or -errno with *ret_error set to a malloc'd "file:line: reason". */

@@ -163,10 +163,11 @@ int apply_hello(Gateway *g, json_t *c, uint32_t from_nodeid)
 
 	config_fingerprint(g->config, fp);
 	if (!was_online && n->announced) {
-		log_info("Node '%s' (corosync node %u) is with us: %u usable modem(s), its clock "
-			 "%+lld ms from ours",
-			 name, from_nodeid, n->usable_modems,
-			 (long long)(n->clock_skew_usec / (int64_t)USEC_PER_MSEC));
+		log_ctx(LOG_INFO, &((LogContext){.message_id = MESSAGE_ID_NODE_JOINED}),
+			"Node '%s' (corosync node %u) is with us: %u usable modem(s), its clock "
+			"%+lld ms from ours",
+			name, from_nodeid, n->usable_modems,
+			(long long)(n->clock_skew_usec / (int64_t)USEC_PER_MSEC));
 		node_event(g, "node_joined", n, NULL);
 	}
 	if (!streq(fp, n->fingerprint))
@@ -566,8 +567,9 @@ static void on_view(void *userdata, const ReplicationMember *members, size_t n_m
 		for (size_t j = 0; j < n_ids; j++)
 			still |= ids[j] == v->left[i].nodeid;
 		if (n && !n->self && !still) {
-			log_warning("Node '%s' left the cluster (%s)", n->name,
-				    replication_reason_to_string(v->left[i].reason));
+			log_ctx(LOG_WARNING, &((LogContext){.message_id = MESSAGE_ID_NODE_LEFT}),
+				"Node '%s' left the cluster (%s)", n->name,
+				replication_reason_to_string(v->left[i].reason));
 			node_event(g, "node_left", n,
 				   replication_reason_to_string(v->left[i].reason));
 		}

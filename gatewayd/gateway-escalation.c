@@ -446,7 +446,7 @@ int apply_escalate(Gateway *g, json_t *c)
 			   jstr(c, "node"), detail, &paged);
 	if (r <= 0)
 		return r;
-	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = id}),
+	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = id, .message_id = MESSAGE_ID_ESCALATED}),
 		"Not acknowledged: escalated to %s", detail);
 	event_add(g, "escalated",
 		  json_pack("{s:s, s:i, s:s, s:s, s:s}", "id", id, "step", (int)step + 1, "role",

@@ -4,8 +4,8 @@
  * outbox, applying payloads, dispatch, modems, requests, life cycle), gateway-cluster.c (the
  * nodes, commit confirmations, the state exchange after a join, takeover), gateway-voice.c
  * (dialing out when every SMS path failed), gateway-selftest.c (test SMS between the nodes'
- * SIMs) and gateway-oncall.c (who is on duty, and overrides). Everything here runs on the main
- * thread. */
+ * SIMs), gateway-oncall.c (who is on duty, and overrides) and gateway-metrics.c (the Prometheus
+ * text file). Everything here runs on the main thread. */
 #pragma once
 
 #include "gateway.h"
@@ -19,6 +19,7 @@
 #include "admission.h"
 #include "log.h"
 #include "macro.h"
+#include "message-ids.h"
 #include "dialer.h"
 #include "members.h"
 #include "modem.h"
@@ -197,6 +198,9 @@ struct Gateway {
 	SelfTest *selftests;
 	sd_event_source *selftest_timer; /* the next round */
 	sd_event_source *selftest_check; /* the earliest deadline */
+
+	sd_event_source *metrics_timer; /* rewrites [metrics] textfile */
+	bool metrics_failing;           /* the last write failed (logged once per streak) */
 };
 
 /* gateway.c: the state machine, its outbox and dispatch */
@@ -213,6 +217,8 @@ bool modem_usable(const ModemSlot *slot);
 void self_health_changed(Gateway *g);
 int modem_slot_start(Gateway *g, size_t i);
 json_t *local_modems_json(Gateway *g);
+/* The reply to {"op": "status"}. */
+json_t *status_json(Gateway *g);
 
 int apply_ack(Gateway *g, json_t *c, Pending *pending);
 
@@ -264,6 +270,11 @@ void selftest_arrived(Gateway *g, const InboxMessage *m);
 void selftest_pump(Gateway *g);
 bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
 int selftest_start(Gateway *g);
+
+/* gateway-metrics.c: the Prometheus text file */
+int metrics_start(Gateway *g);
+/* Marks the file down (gatewayd_up 0) and stops its timer; nothing when metrics are off. */
+void metrics_stop(Gateway *g);
 
 /* gateway-oncall.c: who is on duty, and overrides */
 /* The contact on duty for role at realtime `at`: the override in force, if its contact is still

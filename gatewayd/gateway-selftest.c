@@ -50,8 +50,9 @@ static void selftest_failed(Gateway *g, SelfTest *t, const char *why)
 
 	snprintf(problem, sizeof(problem), "self-test SMS to %.32s/%.32s %.80s", t->to_node,
 		 t->to_modem, why);
-	log_ctx(LOG_WARNING, &((LogContext){.modem = slot->config->name}), "Path down: %s",
-		problem);
+	log_ctx(LOG_WARNING,
+		&((LogContext){.modem = slot->config->name, .message_id = MESSAGE_ID_PATH_DOWN}),
+		"Path down: %s", problem);
 	event_add(g, "path_down",
 		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "node", g->config->node_name,
 			    "modem", slot->config->name, "to_node", t->to_node, "to_modem",

@@ -33,7 +33,8 @@ int apply_call(Gateway *g, json_t *c)
 	r = store_call_insert(g->store, &rec);
 	if (r <= 0)
 		return r;
-	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = rec.alert_id, .modem = rec.modem}),
+	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = rec.alert_id, .modem = rec.modem,
+					   .message_id = MESSAGE_ID_VOICE_CALL}),
 		"Voice call to %s: %s%s%s", rec.number, rec.outcome, rec.error ? " — " : "",
 		rec.error ? rec.error : "");
 	event_add(g, "voice_call",

@@ -301,8 +301,9 @@ static int apply_submit(Gateway *g, json_t *c, Pending *pending)
 			    json_object_get(c, "to"), "copy", json_object_get(c, "copy"),
 			    "priority", a.critical ? "critical" : "normal", "source", a.source,
 			    "node", a.node, "text", a.text));
-	log_ctx(LOG_INFO, &((LogContext){.alert_id = a.id}), "Queued for %zu recipient(s) from %s",
-		a.n_to + a.n_copy, a.source ? a.source : "?");
+	log_ctx(LOG_INFO, &((LogContext){.alert_id = a.id, .message_id = MESSAGE_ID_ALERT_QUEUED}),
+		"Queued for %zu recipient(s) from %s", a.n_to + a.n_copy,
+		a.source ? a.source : "?");
 	for (size_t i = 0; a.critical && i < a.n_to; i++)
 		voice_check_later(g, a.id, a.to[i]);
 	return 0;
@@ -361,18 +362,19 @@ static int apply_result(Gateway *g, json_t *c)
 		return r;
 	g->dispatch_wanted = true;
 	if (change.new_state == DELIVERY_SENT) {
-		log_ctx(LOG_INFO, &ctx, "Sent to %s", to);
+		log_ctx(LOG_INFO, log_ctx_id(&ctx, MESSAGE_ID_SENT), "Sent to %s", to);
 		event_add(g, "sent", json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", id, "to", to,
 					       "node", res.node, "modem", res.modem, "at",
 					       (json_int_t)(res.at / USEC_PER_MSEC)));
 	} else if (change.new_state == DELIVERY_FAILED) {
-		log_ctx(LOG_WARNING, &ctx, "Failed for good to %s: %s", to,
-			res.error ? res.error : "?");
+		log_ctx(LOG_WARNING, log_ctx_id(&ctx, MESSAGE_ID_FAILED),
+			"Failed for good to %s: %s", to, res.error ? res.error : "?");
 		event_add(g, "failed", json_pack("{s:s, s:s, s:s, s:s, s:s?}", "id", id, "to", to,
 						 "node", res.node, "modem", res.modem, "error",
 						 res.error));
 	} else
-		log_ctx(LOG_NOTICE, &ctx, "Send to %s failed (%s), retrying in %llu s", to,
+		log_ctx(LOG_NOTICE, log_ctx_id(&ctx, MESSAGE_ID_SEND_FAILED),
+			"Send to %s failed (%s), retrying in %llu s", to,
 			res.error ? res.error : "?",
 			(unsigned long long)((change.next_try_at - res.at) / USEC_PER_SEC));
 	if (!res.ok)
@@ -388,7 +390,7 @@ static int apply_expire(Gateway *g, json_t *c)
 	r = store_alert_expire(g->store, id, ju64(c, "at"));
 	if (r <= 0)
 		return r;
-	log_ctx(LOG_WARNING, &((LogContext){.alert_id = id}),
+	log_ctx(LOG_WARNING, &((LogContext){.alert_id = id, .message_id = MESSAGE_ID_EXPIRED}),
 		"Expired: its time to live ran out before %d delivery(ies) went out", r);
 	event_add(g, "expired", json_pack("{s:s, s:i}", "id", id, "deliveries", r));
 	return 0;
@@ -408,8 +410,9 @@ int apply_ack(Gateway *g, json_t *c, Pending *pending)
 		char at[RFC3339_MAX];
 
 		voice_drop_alert(g, id);
-		log_ctx(LOG_INFO, &((LogContext){.alert_id = id}), "Acknowledged by %s via %s",
-			jstr(c, "by"), jstr(c, "via"));
+		log_ctx(LOG_INFO,
+			&((LogContext){.alert_id = id, .message_id = MESSAGE_ID_ACKNOWLEDGED}),
+			"Acknowledged by %s via %s", jstr(c, "by"), jstr(c, "via"));
 		r = ack_confirm(g, id, jstr(c, "by"), jstr(c, "node"), ju64(c, "at"));
 		if (r < 0)
 			return r;
@@ -912,11 +915,12 @@ static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus 
 		LogContext ctx = {.modem = slot->config->name};
 
 		if (is)
-			log_ctx(LOG_INFO, &ctx, "Modem up (%s, signal %d)", st->operator_name,
-				st->signal);
+			log_ctx(LOG_INFO, log_ctx_id(&ctx, MESSAGE_ID_MODEM_UP),
+				"Modem up (%s, signal %d)", st->operator_name, st->signal);
 		else
-			log_ctx(LOG_WARNING, &ctx, "Modem down: %s (%s)",
-				modem_state_to_string(st->state), st->reason);
+			log_ctx(LOG_WARNING, log_ctx_id(&ctx, MESSAGE_ID_MODEM_DOWN),
+				"Modem down: %s (%s)", modem_state_to_string(st->state),
+				st->reason);
 		json_t *e = json_pack("{s:s, s:s, s:s, s:s}", "node", g->config->node_name,
 				      "modem", slot->config->name, "state",
 				      modem_state_to_string(st->state), "reason", st->reason);
@@ -1323,7 +1327,7 @@ json_t *local_modems_json(Gateway *g)
 	return modems ? modems : json_array();
 }
 
-static json_t *status_json(Gateway *g)
+json_t *status_json(Gateway *g)
 {
 	json_t *modems = local_modems_json(g), *status;
 	QueueCounts counts = {0};
@@ -1541,6 +1545,9 @@ int gateway_start(Gateway *g)
 	r = selftest_start(g);
 	if (r < 0)
 		return r;
+	r = metrics_start(g);
+	if (r < 0)
+		return r;
 
 	/* Alone, sends a crash interrupted are resumed at once; in a cluster once caught up. */
 	if (!g->resume_pending) {
@@ -1560,6 +1567,7 @@ Gateway *gateway_free(Gateway *g)
 {
 	if (!g)
 		return NULL;
+	metrics_stop(g);
 	dialer_free(g->dialer);
 	free(g->call);
 	while (g->calls) {

@@ -301,3 +301,12 @@ int store_export_overrides(Store *s, const char *after_role, size_t max_bytes, j
 			   char **ret_last_role);
 /* Merges one exported item through store_override_set(): 1 changed, 0 not, -EINVAL malformed. */
 int store_merge_override(Store *s, json_t *item);
+
+/* Figures for the metrics file (store-metrics.c), over the history the store still holds. */
+typedef struct StoreMetrics {
+	uint64_t oldest_open_at; /* accepted_at of the oldest non-final alert; 0 when none */
+	uint64_t escalations;    /* escalation steps taken */
+	uint64_t acknowledged;   /* alerts acknowledged */
+} StoreMetrics;
+
+int store_metrics(Store *s, StoreMetrics *ret);
