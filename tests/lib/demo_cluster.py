@@ -275,7 +275,7 @@ class Demo:
         out()
         out("Two upstream systems submit the same alert (key web01/http), one to each node, at "
             "the same instant:")
-        args = ["send", "--key", "web01/http", "--priority", "critical", "+32470000007", "-m",
+        args = ["send", "--key", "web01/http", "+32470000007", "-m",
                 "web01 HTTP 503"]
         out(self.shown("a", args) + " &")
         out(self.shown("b", args))
