@@ -527,7 +527,10 @@ static void takeover(Gateway *g, bool merged)
 		store_sending_on_node(g->store, n->name, takeover_one, g);
 		g->takeover_node = NULL;
 	}
-	escalation_run(g); /* steps a departed node owned are ours now */
+	/* Steps a departed node owned are ours now; and a step we published may have been lost
+	 * with a corosync restart: publish again (a step applies once). */
+	escalation_forget(g);
+	escalation_run(g);
 }
 
 /* Drops from v the nodeids that are not in the view; returns how many are left. */
