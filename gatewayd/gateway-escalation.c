@@ -265,8 +265,9 @@ int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *no
 static int ack_publish_now(Gateway *g, const char *alert_id, const ContactConfig *contact,
 			   const InboxMessage *m)
 {
-	json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", alert_id, "by",
-			      contact->name, "via", "sms", "at", (json_int_t)m->received_at);
+	json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", alert_id, "by",
+			      contact->name, "via", "sms", "node", m->node, "at",
+			      (json_int_t)m->received_at);
 	int r;
 
 	if (!c)
