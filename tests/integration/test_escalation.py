@@ -176,6 +176,22 @@ def test_escalation_deadline_survives_a_restart(h):
                                "next_at": a["escalation"]["next_at"]}, a["escalation"]
 
 
+def test_every_step_gets_the_voice_fallback_when_sms_fails(h):
+    # No SMS goes out at all: the primary is called, then, once the step times out, the
+    # secondary.
+    gw = h.voice_gateway(dtmf=None, extra=ONCALL, modem_extra=FAST_INBOX)
+    alert = page(gw)
+    wait_until(lambda: ALICE in h.dials(), 30, "the primary's call")
+    wait_until(lambda: BOB in h.dials(), STEP + 40, "the secondary's call after the step")
+    got = h.dials()
+    assert got.index(ALICE) < got.index(BOB), got
+    a = wait_until(lambda: (lambda a: a if BOB in [c["number"] for c in a["calls"]] else None)(
+        gw.get(alert)), 30, "the secondary's call recorded")
+    assert a["escalation"]["step"] >= 2 and a["ack"] is None, a
+    assert ALICE in [c["number"] for c in a["calls"]], a["calls"]
+    assert texts_to(h, ALICE) == [] and texts_to(h, BOB) == [], h.sim.sms()
+
+
 def test_flood_to_one_engineer_is_bundled(h):
     gw = gateway(h, extra="\n[bundle]\nthreshold = 5\nwindow = 4\n")
     ids = []

@@ -4,38 +4,20 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from gwtest import ack_code, main, recv_events, wait_until  # noqa: E402
+from gwtest import VOICE_CENTER, ack_code, main, recv_events, wait_until  # noqa: E402
 
-CENTER = "+3222000000"
-
-
-def voice_gateway(h, outcome="answer", dtmf=None, retries="retries = 0\n"):
-    h.start_sim(["gsm0", "voice0"])
-    cmd = {"cmd": "call_outcome", "modem": "voice0", "outcome": outcome, "after": 1.0,
-           "persist": True}
-    if dtmf:
-        cmd["dtmf"] = dtmf
-    h.sim.control(cmd)
-    extra = (f"[voice]\ndevice = {h.sim.device('voice0')}\ncontact_center = {CENTER}\n"
-             "ring_timeout = 5\nhold = 1\n" + retries)
-    gw = h.gateway(modems=["gsm0"], extra=extra)
-    h.sim.control({"cmd": "fail_sends", "modem": "gsm0", "count": -1, "cms": 500})
-    return gw
-
-
-def dials(h):
-    return [c["number"] for c in h.sim.calls() if c.get("event") == "dial"]
+CENTER = VOICE_CENTER
 
 
 def test_critical_alert_calls_recipient_then_contact_center(h):
-    gw = voice_gateway(h)
+    gw = h.voice_gateway()
     sub = gw.subscribe(("voice_call",))
     t0 = time.monotonic()
     r = gw.send(["+32470000001"], "db01 DOWN", priority="critical")
-    wait_until(lambda: dials(h), 20, "a dial-out")
+    wait_until(lambda: h.dials(), 20, "a dial-out")
     print(f"    all SMS paths failed -> ATD: {time.monotonic() - t0:.2f} s", flush=True)
-    wait_until(lambda: len(dials(h)) >= 2, 30, "the second call")
-    assert dials(h)[:2] == ["+32470000001", CENTER], dials(h)
+    wait_until(lambda: len(h.dials()) >= 2, 30, "the second call")
+    assert h.dials()[:2] == ["+32470000001", CENTER], h.dials()
     a = wait_until(lambda: (lambda x: x if len(x["calls"]) >= 2 else None)(gw.get(r["id"])),
                    30, "two recorded calls")
     assert [c["number"] for c in a["calls"]] == ["+32470000001", CENTER], a["calls"]
@@ -50,28 +32,28 @@ def test_critical_alert_calls_recipient_then_contact_center(h):
 
 
 def test_normal_alert_never_dials(h):
-    gw = voice_gateway(h)
+    gw = h.voice_gateway()
     r = gw.send(["+32470000002"], "disk 80 %")
     wait_until(lambda: len(gw.get(r["id"])["deliveries"][0]["attempts"]) >= 1, 20,
                "a failed attempt")
     time.sleep(3)
-    assert dials(h) == [], dials(h)
+    assert h.dials() == [], h.dials()
     assert gw.get(r["id"])["calls"] == []
 
 
 def test_dtmf_one_acknowledges(h):
-    gw = voice_gateway(h, dtmf="1")
+    gw = h.voice_gateway(dtmf="1")
     r = gw.send(["+32470000003"], "db02 DOWN", priority="critical")
     a = wait_until(lambda: (lambda x: x if x["ack"] else None)(gw.get(r["id"])), 40,
                    "the acknowledgment by DTMF")
     assert a["ack"]["via"] == "voice" and a["ack"]["by"] == "+32470000003", a
     # Acknowledged: the contact center is not called any more.
     time.sleep(3)
-    assert CENTER not in dials(h), dials(h)
+    assert CENTER not in h.dials(), h.dials()
 
 
 def test_busy_and_no_answer_recorded_and_retried(h):
-    gw = voice_gateway(h, outcome="busy", retries="retries = 1\nretry_delay = 2\n")
+    gw = h.voice_gateway(outcome="busy", retries="retries = 1\nretry_delay = 2\n")
     r = gw.send(["+32470000004"], "db03 DOWN", priority="critical")
     # recipient busy, contact center busy, then each once more
     a = wait_until(lambda: (lambda x: x if len(x["calls"]) >= 4 else None)(gw.get(r["id"])),
@@ -96,7 +78,7 @@ def test_modem_hanging_during_the_call_fails_and_recovers(h):
                    extra="[voice]\nmodem = gsm0\nring_timeout = 30\nretries = 0\n")
     h.sim.control({"cmd": "fail_sends", "modem": "gsm0", "count": 1, "cms": 500})
     r = gw.send(["+32470000007"], "db06 DOWN", priority="critical")
-    wait_until(lambda: dials(h), 30, "the dial-out")
+    wait_until(lambda: h.dials(), 30, "the dial-out")
     h.sim.control({"cmd": "hang", "modem": "gsm0", "on": True})
     a = wait_until(lambda: (lambda x: x if x["calls"] else None)(gw.get(r["id"])), 60,
                    "the failed call")

@@ -51,6 +51,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+VOICE_CENTER = "+3222000000"  # the contact center of Harness.voice_gateway()
+
+
 def ack_code(alert_id: str, digits: int = 4) -> str:
     """The acknowledgment code an SMS of a critical alert carries (gatewayd/ackcode.h)."""
     return str(int(alert_id[:16], 16) % 10 ** digits).zfill(digits)
@@ -243,6 +246,26 @@ class Harness:
         if start:
             gw.start(wait_modems=len(modems) if (wait_modems and modems) else None)
         return gw
+
+    def voice_gateway(self, outcome="answer", dtmf=None, retries="retries = 0\n",
+                      extra="", modem_extra=None) -> Gateway:
+        """A gateway whose every SMS send fails (CMS 500) and whose [voice] line is the
+        simulator's voice0, answering calls with `outcome` after 1 s (and DTMF digits)."""
+        self.start_sim(["gsm0", "voice0"])
+        cmd = {"cmd": "call_outcome", "modem": "voice0", "outcome": outcome, "after": 1.0,
+               "persist": True}
+        if dtmf:
+            cmd["dtmf"] = dtmf
+        self.sim.control(cmd)
+        voice = (f"[voice]\ndevice = {self.sim.device('voice0')}\n"
+                 f"contact_center = {VOICE_CENTER}\nring_timeout = 5\nhold = 1\n" + retries)
+        gw = self.gateway(modems=["gsm0"], extra=voice + extra, modem_extra=modem_extra)
+        self.sim.control({"cmd": "fail_sends", "modem": "gsm0", "count": -1, "cms": 500})
+        return gw
+
+    def dials(self) -> list[str]:
+        """The numbers the simulated modems dialled, in order."""
+        return [c["number"] for c in self.sim.calls() if c.get("event") == "dial"]
 
     def close(self, keep=False):
         for s in self.sockets:
