@@ -103,6 +103,7 @@ except ImportError:
 
 import clients  # noqa: E402
 import sysproc  # noqa: E402
+from gwtest import listen_port_range  # noqa: E402
 from modemsim_client import Sim  # noqa: E402
 from peers import GammuSmsd, Smstools  # noqa: E402
 from sysproc import Daemon  # noqa: E402
@@ -191,8 +192,9 @@ class Tracker:
 # gatewayd
 
 def port_pair() -> int:
+    low, high = listen_port_range()  # below the ephemeral range: see gwtest
     for _ in range(100):
-        p = random.randint(20000, 60000)
+        p = random.randint(low, high - 1)
         try:
             for q in (p, p + 1):
                 with socket.socket() as s:

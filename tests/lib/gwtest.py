@@ -45,10 +45,17 @@ class Skip(Exception):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def listen_port_range() -> tuple[int, int]:
+    """Ports for the daemons' sockets: below the kernel's ephemeral range. A ZeroMQ client that
+    keeps reconnecting to a dead daemon's loopback port inside that range can be given the very
+    same port as its source and connect to itself (a TCP simultaneous open), holding the port
+    so that the restarted daemon cannot bind it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    return 10000, max(10100, ephemeral_low - 1)
 
 
 VOICE_CENTER = "+3222000000"  # the contact center of Harness.voice_gateway()
@@ -225,8 +232,9 @@ class Harness:
         return text + extra, state_dir, port
 
     def port_pair(self) -> int:
+        low, high = listen_port_range()
         for _ in range(50):
-            p = random.randint(20000, 60000)
+            p = random.randint(low, high - 1)
             try:
                 for q in (p, p + 1):
                     with socket.socket() as s:
