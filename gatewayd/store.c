@@ -22,7 +22,11 @@
 #include "macro.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
+/* How long a write waits for another process's lock (a backup, an operator's sqlite3 shell)
+ * before the commit fails with -EBUSY and the gateway retries it later: short, since the loop
+ * waits with it. */
+#define STORE_BUSY_TIMEOUT_MS 200
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
@@ -122,16 +126,15 @@ static const char *const sql_text[_SQL_MAX] = {
 	[SQL_ALERT_ATTEMPTS] = "SELECT node, modem, at, result, error, report FROM attempts "
 			       "WHERE alert_id = ?1 AND number = ?2 ORDER BY at",
 	[SQL_QUEUE] = "SELECT id FROM alerts WHERE final = 0 ORDER BY accepted_at DESC LIMIT ?1",
-	[SQL_COUNTS] = "SELECT state, COUNT(*) FROM alerts GROUP BY state",
-	[SQL_MODEM_COUNTERS] = "SELECT SUM(result = 'sent'), SUM(result != 'sent'), "
-			       "MAX(CASE WHEN result = 'sent' THEN at END) FROM attempts "
+	[SQL_COUNTS] = "SELECT substr(name, 7), n FROM tallies WHERE name LIKE 'state:%'",
+	[SQL_MODEM_COUNTERS] = "SELECT sent, failed, last_sent_at FROM modem_tallies "
 			       "WHERE node = ?1 AND modem = ?2",
 	[SQL_INBOX_INSERT] = "INSERT OR IGNORE INTO inbox(key, node, modem, sender, text, parts, "
 			     "smsc_at, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[SQL_CALL_INSERT] = "INSERT OR IGNORE INTO calls(alert_id, number, node, modem, at, outcome, "
 			    "duration, error, dtmf_ack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[SQL_MODEM_LAST_ERROR] = "SELECT error FROM attempts WHERE node = ?1 AND modem = ?2 AND "
-				 "result != 'sent' ORDER BY at DESC LIMIT 1",
+	[SQL_MODEM_LAST_ERROR] = "SELECT last_error FROM modem_tallies WHERE node = ?1 AND "
+				 "modem = ?2",
 	[SQL_DELIVERY_SENDING_ELSEWHERE] = "SELECT 1 FROM deliveries WHERE alert_id = ?1 AND "
 					   "number = ?2 AND state = 'sending' AND "
 					   "(node IS NOT ?3 OR modem IS NOT ?4)",
@@ -330,18 +333,28 @@ int step_done(Store *s, sqlite3_stmt *st, const char *what)
 	return 0;
 }
 
-int store_exec(Store *s, const char *sql)
+static int store_exec_full(Store *s, const char *sql, bool quiet_busy)
 {
 	char *err = NULL;
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &err);
 
 	if (rc != SQLITE_OK) {
 		int r = sqlite_to_errno(rc);
+
+		if (quiet_busy && r == -EBUSY) {
+			sqlite3_free(err);
+			return r; /* the caller retries, and says so once */
+		}
 		log_error_errno(r, "Store: '%.60s...' failed: %s", sql, err ? err : "?");
 		sqlite3_free(err);
 		return r;
 	}
 	return 0;
+}
+
+int store_exec(Store *s, const char *sql)
+{
+	return store_exec_full(s, sql, false);
 }
 
 static const char schema_v1[] =
@@ -416,6 +429,78 @@ static const char schema_v5[] =
 	" role TEXT PRIMARY KEY, contact TEXT, until INTEGER NOT NULL, set_at INTEGER NOT NULL,"
 	" set_by TEXT) WITHOUT ROWID;";
 
+/* v6: running tallies, kept by triggers in the same transactions as the rows they count, so
+ * that status, metrics and the modems' counters cost the same at a million alerts as at ten
+ * (they used to scan alerts and attempts). Purged rows leave the tallies as they leave the
+ * tables. */
+static const char schema_v6[] =
+	"CREATE TABLE tallies(name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE modem_tallies(node TEXT NOT NULL, modem TEXT NOT NULL,"
+	" sent INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,"
+	" last_sent_at INTEGER, last_error TEXT, last_error_at INTEGER,"
+	" PRIMARY KEY(node, modem)) WITHOUT ROWID;"
+	"INSERT INTO tallies SELECT 'state:' || state, COUNT(*) FROM alerts GROUP BY state;"
+	"INSERT INTO tallies SELECT 'acked', COUNT(*) FROM alerts WHERE ack_at IS NOT NULL;"
+	"INSERT INTO tallies SELECT 'escalated', COUNT(*) FROM history WHERE what = 'escalated';"
+	"INSERT INTO tallies SELECT 'calls', COUNT(*) FROM calls;"
+	"INSERT INTO modem_tallies(node, modem, sent, failed, last_sent_at)"
+	" SELECT node, modem, SUM(result = 'sent'), SUM(result != 'sent'),"
+	" MAX(CASE WHEN result = 'sent' THEN at END) FROM attempts GROUP BY node, modem;"
+	"UPDATE modem_tallies SET (last_error, last_error_at) = (SELECT error, at FROM attempts a"
+	" WHERE a.node = modem_tallies.node AND a.modem = modem_tallies.modem"
+	" AND a.result != 'sent' ORDER BY at DESC LIMIT 1);"
+	"CREATE TRIGGER tally_alert_insert AFTER INSERT ON alerts BEGIN"
+	" INSERT INTO tallies VALUES ('state:' || NEW.state, 1)"
+	"  ON CONFLICT(name) DO UPDATE SET n = n + 1;"
+	" INSERT INTO tallies SELECT 'acked', 1 WHERE NEW.ack_at IS NOT NULL"
+	"  ON CONFLICT(name) DO UPDATE SET n = n + 1;"
+	"END;"
+	"CREATE TRIGGER tally_alert_state AFTER UPDATE OF state ON alerts"
+	" WHEN OLD.state IS NOT NEW.state BEGIN"
+	" UPDATE tallies SET n = n - 1 WHERE name = 'state:' || OLD.state;"
+	" INSERT INTO tallies VALUES ('state:' || NEW.state, 1)"
+	"  ON CONFLICT(name) DO UPDATE SET n = n + 1;"
+	"END;"
+	"CREATE TRIGGER tally_alert_ack AFTER UPDATE OF ack_at ON alerts"
+	" WHEN (OLD.ack_at IS NULL) != (NEW.ack_at IS NULL) BEGIN"
+	" INSERT INTO tallies VALUES ('acked', CASE WHEN NEW.ack_at IS NULL THEN -1 ELSE 1 END)"
+	"  ON CONFLICT(name) DO UPDATE SET n = n + excluded.n;"
+	"END;"
+	"CREATE TRIGGER tally_alert_delete AFTER DELETE ON alerts BEGIN"
+	" UPDATE tallies SET n = n - 1 WHERE name = 'state:' || OLD.state;"
+	" UPDATE tallies SET n = n - 1 WHERE name = 'acked' AND OLD.ack_at IS NOT NULL;"
+	"END;"
+	"CREATE TRIGGER tally_escalated AFTER INSERT ON history WHEN NEW.what = 'escalated' BEGIN"
+	" INSERT INTO tallies VALUES ('escalated', 1) ON CONFLICT(name) DO UPDATE SET n = n + 1;"
+	"END;"
+	"CREATE TRIGGER tally_escalated_delete AFTER DELETE ON history"
+	" WHEN OLD.what = 'escalated' BEGIN"
+	" UPDATE tallies SET n = n - 1 WHERE name = 'escalated';"
+	"END;"
+	"CREATE TRIGGER tally_call AFTER INSERT ON calls BEGIN"
+	" INSERT INTO tallies VALUES ('calls', 1) ON CONFLICT(name) DO UPDATE SET n = n + 1;"
+	"END;"
+	"CREATE TRIGGER tally_call_delete AFTER DELETE ON calls BEGIN"
+	" UPDATE tallies SET n = n - 1 WHERE name = 'calls';"
+	"END;"
+	"CREATE TRIGGER tally_attempt AFTER INSERT ON attempts BEGIN"
+	" INSERT INTO modem_tallies(node, modem) VALUES (NEW.node, NEW.modem)"
+	"  ON CONFLICT(node, modem) DO NOTHING;"
+	" UPDATE modem_tallies SET"
+	"  sent = sent + (NEW.result = 'sent'), failed = failed + (NEW.result != 'sent'),"
+	"  last_sent_at = CASE WHEN NEW.result = 'sent' AND (last_sent_at IS NULL OR"
+	"   NEW.at > last_sent_at) THEN NEW.at ELSE last_sent_at END,"
+	"  last_error = CASE WHEN NEW.result != 'sent' AND (last_error_at IS NULL OR"
+	"   NEW.at >= last_error_at) THEN NEW.error ELSE last_error END,"
+	"  last_error_at = CASE WHEN NEW.result != 'sent' AND (last_error_at IS NULL OR"
+	"   NEW.at >= last_error_at) THEN NEW.at ELSE last_error_at END"
+	"  WHERE node = NEW.node AND modem = NEW.modem;"
+	"END;"
+	"CREATE TRIGGER tally_attempt_delete AFTER DELETE ON attempts BEGIN"
+	" UPDATE modem_tallies SET sent = sent - (OLD.result = 'sent'),"
+	"  failed = failed - (OLD.result != 'sent') WHERE node = OLD.node AND modem = OLD.modem;"
+	"END;";
+
 static int store_migrate(Store *s)
 {
 	sqlite3_stmt *st;
@@ -462,6 +547,11 @@ static int store_migrate(Store *s)
 		if (r < 0)
 			goto fail;
 	}
+	if (version < 6) {
+		r = store_exec(s, schema_v6);
+		if (r < 0)
+			goto fail;
+	}
 	/* Later versions add their steps here, each guarded by version < N. */
 	r = store_exec(s, "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION));
 	if (r < 0)
@@ -499,6 +589,9 @@ int store_open(const char *state_dir, Store **ret)
 		return r;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
+	/* A lock held by another process is a delay: wait a little, then fail the commit with
+	 * -EBUSY so that the gateway retries it from its loop (gateway-apply.c). */
+	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 	/* WAL + FULL: each COMMIT fsyncs the WAL before returning; this is the durability promise
 	 * behind every "queued" reply. */
 	r = store_exec(s, "PRAGMA journal_mode = WAL");
@@ -538,7 +631,7 @@ Store *store_close(Store *s)
 
 int store_begin(Store *s)
 {
-	int r = store_exec(s, "BEGIN IMMEDIATE");
+	int r = store_exec_full(s, "BEGIN IMMEDIATE", true);
 
 	if (r >= 0)
 		s->in_transaction = true;
@@ -547,7 +640,7 @@ int store_begin(Store *s)
 
 int store_commit(Store *s)
 {
-	int r = store_exec(s, "COMMIT");
+	int r = store_exec_full(s, "COMMIT", true);
 
 	if (r < 0) {
 		store_rollback(s);
@@ -1685,20 +1778,22 @@ int store_call_insert(Store *s, const CallRecord *c)
 
 int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16])
 {
-	static const char sql[] = "SELECT (SELECT COUNT(*) FROM calls), (SELECT outcome FROM calls "
-				  "ORDER BY at DESC LIMIT 1)";
-	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+	static const char sql[] = "SELECT (SELECT n FROM tallies WHERE name = 'calls'), "
+				  "(SELECT outcome FROM calls ORDER BY at DESC LIMIT 1)";
+	sqlite3_stmt *st = store_cached(s, sql);
 	int rc;
 
-	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return store_fail(s, rc, "preparing the voice summary");
+	if (!st)
+		return -EIO;
 	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
+	if (rc != SQLITE_ROW) {
+		stmt_done(st);
 		return store_fail(s, rc, "reading the voice summary");
+	}
 	*ret_calls = (uint64_t)sqlite3_column_int64(st, 0);
 	snprintf(ret_last, 16, "%s",
 		 sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "");
+	stmt_done(st);
 	return 0;
 }
 

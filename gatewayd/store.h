@@ -310,3 +310,10 @@ typedef struct StoreMetrics {
 } StoreMetrics;
 
 int store_metrics(Store *s, StoreMetrics *ret);
+
+/* store-check.c. A digest (32 hex) of the open alerts and their deliveries as replicated, and
+ * how many alerts are open: equal on two nodes that applied the same changes. */
+int store_digest(Store *s, char ret[static 33], uint64_t *ret_open);
+/* The smallest real write, committed: 0 when the database takes writes again, else -errno
+ * (-EBUSY while another process holds its lock, -ENOSPC when the disk is full). */
+int store_probe(Store *s, uint64_t now);

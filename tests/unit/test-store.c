@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "store-internal.h"
 #include "store.h"
 #include "test.h"
 
@@ -29,6 +30,20 @@ static void insert(Store *s, const char *id, const char *key, uint64_t at)
 	check_int(store_begin(s), 0);
 	check_int(store_alert_insert(s, &a), 0);
 	check_int(store_commit(s), 0);
+}
+
+static void insert_in(Store *s, const char *id, const char *key, uint64_t at)
+{
+	NewAlert a = {.id = id,
+		      .key = key,
+		      .text = "db01 DOWN",
+		      .node = "a",
+		      .accepted_at = at,
+		      .expires_at = at + 3600 * SEC,
+		      .to = to1,
+		      .n_to = 2};
+
+	check_int(store_alert_insert(s, &a), 0);
 }
 
 static SendResult result(bool ok, bool permanent, uint64_t at)
@@ -859,6 +874,11 @@ static void test_nodes(void)
 	snprintf(path, sizeof(path), "%s/nodes/gatewayd.db", dir);
 	check(sqlite3_open(path, &db) == SQLITE_OK);
 	check(sqlite3_exec(db,
+			   "DROP TRIGGER tally_alert_insert; DROP TRIGGER tally_alert_state;"
+			   "DROP TRIGGER tally_alert_ack; DROP TRIGGER tally_alert_delete;"
+			   "DROP TRIGGER tally_call; DROP TRIGGER tally_call_delete;"
+			   "DROP TRIGGER tally_attempt; DROP TRIGGER tally_attempt_delete;"
+			   "DROP TABLE tallies; DROP TABLE modem_tallies;"
 			   "DROP TABLE nodes; DROP TABLE history; DROP TABLE overrides;"
 			   "DROP INDEX alerts_escalation; DROP INDEX alerts_critical;"
 			   "DROP INDEX deliveries_number; ALTER TABLE alerts DROP COLUMN esc_step;"
@@ -872,6 +892,202 @@ static void test_nodes(void)
 		return;
 	check_int(store_node_seen(s, "a", 1, 100), 0);
 	check_int(store_override_set(s, "primary", "carol", 300, 200, "alice"), 1);
+	store_close(s);
+}
+
+
+static int count_steps(void *userdata)
+{
+	(*(unsigned long *)userdata)++;
+	return 0;
+}
+
+/* What status, metrics and the modems' counters read, counted in SQLite VM steps. */
+static unsigned long read_cost(Store *s)
+{
+	unsigned long steps = 0;
+	QueueCounts c;
+	ModemCounters mc;
+	StoreMetrics m;
+	uint64_t calls;
+	char last[16];
+
+	sqlite3_progress_handler(s->db, 1, count_steps, &steps);
+	check_int(store_counts(s, &c), 0);
+	check_int(store_modem_counters(s, "a", "gsm0", &mc), 0);
+	check_int(store_metrics(s, &m), 0);
+	check_int(store_voice_summary(s, &calls, last), 0);
+	sqlite3_progress_handler(s->db, 0, NULL, NULL);
+	return steps;
+}
+
+static uint64_t direct_count(Store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+	uint64_t n = 0;
+
+	check(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* The tallies behind status agree with the rows through every transition, a purge and a
+ * rollback, and reading them costs the same at 4,000 alerts as at 40. */
+static void test_tallies(void)
+{
+	Store *s = open_sub("tallies");
+	uint64_t t0 = 50000 * SEC;
+	unsigned long small = 0, large;
+	DeliveryChange ch;
+	QueueCounts c;
+	ModemCounters mc;
+	StoreMetrics m;
+	char id[33];
+
+	if (!s)
+		return;
+	for (int round = 0; round < 2; round++) {
+		int n = round == 0 ? 40 : 4000;
+
+		check_int(store_begin(s), 0);
+		for (int i = 0; i < n; i++) {
+			NewAlert a = {.id = id,
+				      .key = id,
+				      .text = "disk full",
+				      .node = "a",
+				      .accepted_at = t0 + (uint64_t)i,
+				      .expires_at = t0 + 3600 * SEC,
+				      .to = to1,
+				      .n_to = 2};
+			SendResult ok = result(true, false, t0 + SEC), bad = result(false, true, t0 + SEC);
+
+			snprintf(id, sizeof(id), "%08x%024d", round, i);
+			check_int(store_alert_insert(s, &a), 0);
+			if (i % 4 == 0)
+				continue; /* stays queued */
+			check_int(store_delivery_assign(s, id, to1[0], "a", "gsm0", t0, &ch), 1);
+			check_int(store_delivery_assign(s, id, to1[1], "a", "gsm0", t0, &ch), 1);
+			if (i % 4 == 1) {
+				check_int(store_delivery_result(s, id, to1[0], &ok, &ch), 1);
+				check_int(store_delivery_result(s, id, to1[1], &ok, &ch), 1);
+			} else if (i % 4 == 2) {
+				bad.error = i % 8 == 2 ? "+CMS ERROR: 38" : "+CMS ERROR: 500";
+				bad.at = t0 + 2 * SEC + (uint64_t)i;
+				check(store_delivery_result(s, id, to1[0], &bad, &ch) >= 0);
+				check(store_alert_expire(s, id, t0 + 3 * SEC) >= 1);
+			}
+			if (i % 3 == 0)
+				check_int(store_alert_ack(s, id, "alice", "sms", t0 + 2 * SEC), 1);
+		}
+		check_int(store_commit(s), 0);
+		if (round == 0)
+			small = read_cost(s);
+	}
+	large = read_cost(s);
+	check(large <= small + 20);
+
+	check_int(store_counts(s, &c), 0);
+	check_int(c.queued, direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'queued'"));
+	check_int(c.sending,
+		  direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'sending'"));
+	check_int(c.sent, direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'sent'"));
+	check_int(c.expired,
+		  direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'expired'"));
+	check_int(c.queued + c.sending + c.sent + c.expired + c.failed + c.delivered, 4040);
+	check_int(store_modem_counters(s, "a", "gsm0", &mc), 0);
+	check_int(mc.sent, direct_count(s, "SELECT COUNT(*) FROM attempts WHERE result = 'sent'"));
+	check_int(mc.failed, direct_count(s, "SELECT COUNT(*) FROM attempts WHERE result != 'sent'"));
+	check_str(mc.last_error, "+CMS ERROR: 500"); /* the latest failure, i = 3998 */
+	check_int(mc.last_sent_at, t0 + SEC);
+	check_int(store_metrics(s, &m), 0);
+	check_int(m.acknowledged,
+		  direct_count(s, "SELECT COUNT(*) FROM alerts WHERE ack_at IS NOT NULL"));
+
+	/* a rolled-back transaction leaves the tallies as they were */
+	check_int(store_begin(s), 0);
+	check_int(store_alert_expire(s, "00000001000000000000000000000000", t0 + 4 * SEC), 2);
+	store_rollback(s);
+	check_int(store_counts(s, &c), 0);
+	check_int(c.queued, direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'queued'"));
+
+	/* purging the finished ones takes them out of the tallies too */
+	check(store_purge(s, t0 + 100 * SEC) > 0);
+	check_int(store_counts(s, &c), 0);
+	check_int(c.sent + c.expired + c.failed, 0);
+	check_int(c.queued, 1010);
+	check_int(store_modem_counters(s, "a", "gsm0", &mc), 0);
+	check_int(mc.sent + mc.failed, direct_count(s, "SELECT COUNT(*) FROM attempts"));
+	store_close(s);
+}
+
+/* Two stores that applied the same transitions have the same digest; one that missed a
+ * transition has another. The probe writes. */
+static void test_digest_and_probe(void)
+{
+	Store *a = open_sub("digest-a"), *b = open_sub("digest-b");
+	char da[33], db[33];
+	uint64_t open_a = 0, open_b = 0, t0 = 60000 * SEC;
+	DeliveryChange ch;
+
+	if (!a || !b)
+		return;
+	for (int i = 0; i < 2; i++) {
+		Store *s = i ? b : a;
+
+		check_int(store_begin(s), 0);
+		insert_in(s, "00000000000000000000000000000011", "k11", t0);
+		insert_in(s, "00000000000000000000000000000012", "k12", t0);
+		check_int(store_delivery_assign(s, "00000000000000000000000000000011", to1[0], "a",
+						"gsm0", t0, &ch),
+			  1);
+		check_int(store_commit(s), 0);
+	}
+	check_int(store_digest(a, da, &open_a), 0);
+	check_int(store_digest(b, db, &open_b), 0);
+	check_str(da, db);
+	check_int(open_a, 2);
+	check_int(open_b, 2);
+	check_int(store_begin(b), 0);
+	check_int(store_delivery_assign(b, "00000000000000000000000000000012", to1[1], "b", "gsm1",
+					t0, &ch),
+		  1);
+	check_int(store_commit(b), 0);
+	check_int(store_digest(b, db, NULL), 0);
+	check(strcmp(da, db) != 0);
+	check_int(store_probe(a, t0), 0);
+	check_int(store_digest(a, db, NULL), 0);
+	check_str(da, db); /* the probe is not replicated state */
+	store_close(a);
+	store_close(b);
+}
+
+/* A database another process has locked is a delay: the commit fails with -EBUSY (after the
+ * busy timeout), nothing is half-written, and the same transaction succeeds once it is free. */
+static void test_locked_database(void)
+{
+	Store *s = open_sub("locked");
+	char path[300];
+	sqlite3 *other;
+	uint64_t open_before;
+
+	if (!s)
+		return;
+	snprintf(path, sizeof(path), "%s/locked/gatewayd.db", dir);
+	check(sqlite3_open(path, &other) == SQLITE_OK);
+	check(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK);
+	open_before = store_open_alerts(s);
+	check_int(store_begin(s), -EBUSY);
+	check_int(store_probe(s, 1), -EBUSY);
+	check_int(store_open_alerts(s), open_before);
+	check(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(other);
+	check_int(store_probe(s, 2), 0);
+	check_int(store_begin(s), 0);
+	insert_in(s, "00000000000000000000000000000021", "k21", 70000 * SEC);
+	check_int(store_commit(s), 0);
+	check_int(store_open_alerts(s), open_before + 1);
 	store_close(s);
 }
 
@@ -1134,6 +1350,9 @@ int main(void)
 	run(test_overrides);
 	run(test_overrides_converge);
 	run(test_overrides_export_merge);
+	run(test_tallies);
+	run(test_digest_and_probe);
+	run(test_locked_database);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
