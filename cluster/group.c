@@ -52,6 +52,7 @@ struct Group {
 	bool have_handle;
 	GroupState state;
 	int reported; /* last connection state reported: -1 none yet, 0, 1 */
+	bool held;    /* group_hold(): out of the group until released */
 	unsigned join_attempts;
 	unsigned failed_attempts;
 	uint32_t nodeid;
@@ -106,7 +107,8 @@ static int group_on_lose(sd_event_source *s, void *userdata)
 			    g->name.value);
 	group_close(g);
 	g->state = GROUP_DISCONNECTED;
-	group_arm(g, GROUP_RECONNECT_USEC);
+	if (!g->held)
+		group_arm(g, GROUP_RECONNECT_USEC);
 	group_report(g, false);
 	return 0;
 }
@@ -273,6 +275,8 @@ static int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Group *g = userdata;
 
+	if (g->held)
+		return 0;
 	if (g->state == GROUP_DISCONNECTED)
 		group_connect(g);
 	else if (g->state == GROUP_JOINING)
@@ -349,6 +353,25 @@ int group_send(Group *g, const void *msg, size_t len)
 	log_warning_errno(r, "cpg_mcast_joined (cs_error %d): %m", cs);
 	group_fail(g);
 	return -ENOTCONN;
+}
+
+void group_hold(Group *g, bool hold)
+{
+	if (g->held == hold)
+		return;
+	g->held = hold;
+	if (!hold) {
+		if (g->state == GROUP_DISCONNECTED)
+			group_arm(g, 0);
+		return;
+	}
+	log_notice("Leaving CPG group %s until released", g->name.value);
+	if (g->have_handle && g->state == GROUP_JOINED)
+		(void)cpg_leave(g->handle, &g->name);
+	if (g->state == GROUP_DISCONNECTED)
+		(void)sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);
+	else
+		group_fail(g); /* closes and reports from the loop (group_on_lose) */
 }
 
 bool group_is_joined(const Group *g)

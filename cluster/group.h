@@ -52,6 +52,9 @@ int group_send(Group *g, const void *msg, size_t len);
 /* Runs what corosync has queued for this process (at most a bounded number of messages). */
 void group_dispatch(Group *g);
 
+/* Held: leaves the group (reported as a lost connection, from the loop) and does not come back
+ * until released; released: connects and joins again. */
+void group_hold(Group *g, bool hold);
 bool group_is_joined(const Group *g);
 /* corosync's id of this node, from the latest connection; 0 before the first. */
 uint32_t group_nodeid(const Group *g);

@@ -31,6 +31,8 @@ typedef struct ReplicationOps {
 	int (*publish)(Replication *r, Payload *p);
 	/* Frees what the backend added; replication.c then frees the common part. */
 	void (*free)(Replication *r);
+	/* Optional: leave the group and stay out (true), or come back (false). */
+	void (*hold)(Replication *r, bool hold);
 } ReplicationOps;
 
 struct Replication {

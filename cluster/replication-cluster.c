@@ -360,9 +360,15 @@ static void cluster_free(Replication *r)
 	free(c->buf);
 }
 
+static void cluster_hold(Replication *r, bool hold)
+{
+	group_hold(cluster_of(r)->group, hold);
+}
+
 static const ReplicationOps cluster_ops = {
 	.publish = cluster_publish,
 	.free = cluster_free,
+	.hold = cluster_hold,
 };
 
 int replication_new_corosync(sd_event *event, const char *group, const ReplicationCallbacks *cb,

@@ -320,6 +320,12 @@ int replication_publish(Replication *r, const void *data, size_t len)
 	return 0;
 }
 
+void replication_hold(Replication *r, bool hold)
+{
+	if (r->ops->hold)
+		r->ops->hold(r, hold);
+}
+
 uint32_t replication_nodeid(const Replication *r)
 {
 	return r->nodeid;

@@ -97,6 +97,12 @@ int replication_new_corosync(sd_event *event, const char *group, const Replicati
 /* Leaves the group; payloads not yet delivered are dropped. Accepts NULL; returns NULL. */
 Replication *replication_free(Replication *r);
 
+/* Leaves the group and stays out of it while held: the node cannot apply what the group
+ * delivers (its store fails). Reported like a lost corosync (connection false, a view of this
+ * process alone), and what is published meanwhile is delivered here only. Released, it joins
+ * again, and the others see a newcomer. The loopback backend has no group: nothing happens. */
+void replication_hold(Replication *r, bool hold);
+
 /* Queues a payload for agreed delivery: 0, or -EMSGSIZE beyond REPLICATION_PAYLOAD_MAX, -ENOBUFS
  * when the backlog is full, -ENOMEM. */
 int replication_publish(Replication *r, const void *data, size_t len);

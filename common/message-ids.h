@@ -36,3 +36,11 @@
 #define MESSAGE_ID_NODE_LEFT "07d880e94d2f48018bc7c049203a097a"
 /* A path self-test SMS from one of our modems did not arrive. */
 #define MESSAGE_ID_PATH_DOWN "066c07d23ac347549abef7cb58c0753f"
+/* The store could not commit a replicated payload: it is retried, nothing is skipped. */
+#define MESSAGE_ID_STORE_STALLED "476061d014b241e8bc049da457dade72"
+/* The store commits again after a stall; the payloads that waited are applied in order. */
+#define MESSAGE_ID_STORE_RESUMED "0cc2afa5ddc446e4b0b557c2dbb88b36"
+/* The nodes' digests of their stores differ at the same point of the agreed order. */
+#define MESSAGE_ID_DIGEST_MISMATCH "eb3f5e91b7794f1a90e968f67c59faa4"
+/* A delivery was left sending on this node with no send in progress: queued again. */
+#define MESSAGE_ID_ORPHAN_REQUEUED "9ff0272407794abc88cb8bbc0cab4771"

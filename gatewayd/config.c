@@ -514,6 +514,10 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 			return parse_seconds(value, 0, 3600, &c->peer_grace) < 0
 				       ? BAD_VALUE("a duration from 0s to 1h")
 				       : 1;
+		if (streq(key, "check_interval"))
+			return parse_seconds(value, 0, 86400, &c->check_interval) < 0
+				       ? BAD_VALUE("a duration from 0s (off) to 1d")
+				       : 1;
 	} else if (streq(section, "voice")) {
 		if (streq(key, "modem")) {
 			p->voice_modem_line = p->line;
@@ -809,6 +813,7 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	c->retention = 30 * 86400;
 	c->retry_min = 5;
 	c->peer_grace = 10;
+	c->check_interval = 60;
 	c->selftest_interval = 86400;
 	c->selftest_timeout = 600;
 	c->retry_max = 300;

@@ -78,6 +78,7 @@ typedef struct Config {
 	bool cluster_enabled;
 	char *cluster_group;
 	unsigned peer_grace; /* seconds alone after a (re)connect before taking a peer's work */
+	unsigned check_interval; /* seconds between digest checks of the replicas; 0: off */
 	unsigned selftest_interval; /* seconds between path self-tests; 0 = off */
 	unsigned selftest_timeout;  /* seconds a self-test SMS may take to arrive */
 

@@ -72,7 +72,7 @@ bool member_online(const MemberNode *n)
  * behind what the peer sent meanwhile), so nothing is sent from a picture that may be stale. */
 bool cluster_settled(const Gateway *g)
 {
-	if (g->syncing)
+	if (g->syncing || store_stalled(g))
 		return false;
 	if (!in_grace(g))
 		return true;
@@ -447,6 +447,27 @@ static void sync_start(Gateway *g)
 	sync_continue(g);
 }
 
+void cluster_resync(Gateway *g)
+{
+	uint32_t ids[MEMBERS_MAX];
+
+	if (g->syncing || !replication_is_connected(g->replication) ||
+	    view_nodeids(g, true, ids) <= 1)
+		return;
+	sync_start(g);
+}
+
+bool cluster_is_lowest(Gateway *g)
+{
+	for (size_t i = 0; i < g->members.n; i++) {
+		const MemberNode *n = &g->members.nodes[i];
+
+		if (!n->self && member_online(n) && n->nodeid && n->nodeid < g->nodeid)
+			return false;
+	}
+	return true;
+}
+
 static void sync_finish(Gateway *g, const char *why)
 {
 	if (!g->syncing)
@@ -462,6 +483,8 @@ static void sync_finish(Gateway *g, const char *why)
 	takeover(g, true);
 	g->dispatch_wanted = true;
 	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	/* Both sides should now hold the same: check it at once. */
+	check_request(g);
 }
 
 static int on_sync_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -633,7 +656,7 @@ static void on_connection(void *userdata, bool connected)
 			self->nodeid = g->nodeid;
 		log_info("Joined the cluster group '%s' as corosync node %u",
 			 g->config->cluster_group, g->nodeid);
-	} else
+	} else if (!g->held)
 		log_warning("Lost the local corosync: accepting and delivering alone until it is "
 			    "back");
 	/* A restarted corosync first sees itself alone: do not take a live peer's work. */
@@ -706,11 +729,24 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 	if (g->syncing)
 		json_array_append_new(warnings,
 				      json_string("exchanging state with a node that joined"));
-	return json_pack("{s:b, s:b, s:b, s:b, s:s, s:o, s:o}", "enabled", clustered,
-			 "connected", replication_is_connected(g->replication), "quorate",
-			 replication_is_quorate(g->replication) == 1, "syncing", g->syncing,
-			 "group", clustered ? g->config->cluster_group : "", "members", members,
-			 "warnings", warnings);
+	if (store_stalled(g))
+		json_array_append_new(
+			warnings,
+			json_sprintf("this node's store cannot commit (%s)%s",
+				     strerror(-g->stall_error),
+				     g->held ? ": out of the cluster group until it can" : ""));
+	json_t *cluster = json_pack("{s:b, s:b, s:b, s:b, s:s, s:o}", "enabled", clustered,
+				    "connected", replication_is_connected(g->replication),
+				    "quorate", replication_is_quorate(g->replication) == 1,
+				    "syncing", g->syncing, "group",
+				    clustered ? g->config->cluster_group : "", "members", members);
+	if (cluster && clustered)
+		check_json(g, warnings, cluster);
+	if (cluster)
+		json_object_set_new(cluster, "warnings", warnings);
+	else
+		json_decref(warnings);
+	return cluster;
 }
 
 static int remember_node(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata)

@@ -39,6 +39,19 @@
 #define SYNC_STALL_USEC (15 * USEC_PER_SEC)
 /* Clocks further apart than this are reported: deadlines come from the replicated timestamps. */
 #define CLOCK_SKEW_WARN_USEC (2 * USEC_PER_SEC)
+/* A commit that fails is retried with a backoff from STALL_RETRY_MIN to _MAX; after
+ * STALL_GIVE_UP the clients waiting are answered storage_error and a clustered node leaves its
+ * group until the store works. STALL_BYTES_MAX bounds what waits in memory meanwhile. */
+#define STALL_RETRY_MIN_USEC (50 * USEC_PER_MSEC)
+#define STALL_RETRY_MAX_USEC (2 * USEC_PER_SEC)
+#define STALL_GIVE_UP_USEC   (10 * USEC_PER_SEC)
+#define STALL_BYTES_MAX      (64u * 1024u * 1024u)
+#define STALL_APPLY_PER_TURN 64
+/* What the changes of one payload may take, encoded: the replication layer's limit less room
+ * for the envelope ({"v":..,"seq":..,"node":..,"confirm":..,"changes":[...]}). */
+#define PAYLOAD_CHANGES_MAX (REPLICATION_PAYLOAD_MAX - 256u)
+/* Changes held while a state exchange runs; beyond it new alerts are answered queue_full. */
+#define OUTBOX_HELD_MAX 4096
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Request, request_free)
 
@@ -76,6 +89,18 @@ typedef enum SyncStage {
 	SYNC_OVERRIDES,
 	SYNC_DONE,
 } SyncStage;
+
+/* A delivered payload waiting to be applied because the store could not commit (a lock held by
+ * another process, a full disk): applied later in the same order, never skipped. */
+typedef struct Stalled {
+	struct Stalled *next;
+	uint32_t from_nodeid;
+	unsigned flags; /* REPLICATION_DELIVERY_* */
+	uint64_t since; /* monotonic usec: delivered */
+	bool answered;  /* its clients were told storage_error */
+	size_t len;
+	char data[];
+} Stalled;
 
 typedef struct Job {
 	struct Job *next;
@@ -144,6 +169,7 @@ struct Gateway {
 	PendingBatch *awaiting; /* committed here, waiting for the peers' confirmations */
 	json_t *confirm_due;    /* {origin node: seq}: payloads to confirm this turn */
 	sd_event_source *flush;
+	sd_event_source *flush_retry; /* changes that could not be published try again */
 
 	/* The cluster as this node sees it. */
 	Members members;
@@ -199,6 +225,29 @@ struct Gateway {
 	sd_event_source *selftest_timer; /* the next round */
 	sd_event_source *selftest_check; /* the earliest deadline */
 
+	/* Payloads the store could not commit yet, in delivery order (gateway-apply.c). While any
+	 * waits, nothing else is applied and nobody dispatches; past STALL_GIVE_UP_USEC its
+	 * clients are answered storage_error and, in a cluster, this node leaves the group
+	 * (held) until its store takes writes again, then rejoins through the state exchange. */
+	Stalled *stalled_head, *stalled_tail;
+	size_t n_stalled, stalled_bytes;
+	uint64_t stall_since; /* monotonic usec of the first failure; 0 when none */
+	int stall_error;
+	unsigned stall_tries;
+	bool held;
+	sd_event_source *stall_timer;
+
+	/* Digest checks of the replicas and the sweep of orphaned sends (gateway-check.c). */
+	json_t *digests_due;  /* {check: [digest, open]}: computed while applying, to publish */
+	json_t *digests_mine; /* {check: digest}: ours, for the others' to be compared with */
+	bool resync_wanted;   /* a check we asked for differs: a state exchange after commit */
+	uint64_t check_round;
+	uint64_t resync_at;        /* monotonic usec of the last exchange a difference asked for */
+	char digest_problem[192];  /* the last check differed: with whom, "" when it agreed */
+	uint64_t digest_agreed_at; /* realtime usec of the last check that agreed */
+	json_t *orphans; /* {"alert number": true}: sending here, no job, at the last sweep */
+	sd_event_source *check_timer, *sweep_timer;
+
 	sd_event_source *metrics_timer; /* rewrites [metrics] textfile */
 	bool metrics_failing;           /* the last write failed (logged once per streak) */
 };
@@ -212,7 +261,33 @@ const char *jstr(json_t *o, const char *k);
 uint64_t ju64(json_t *o, const char *k);
 ModemSlot *slot_by_name(Gateway *g, const char *name);
 void answer_batch(Gateway *g, PendingBatch *batch, int commit_result);
+int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len);
+/* After work was held back: dispatch, and re-arm the timer of retries and expiries. */
+void gateway_kick(Gateway *g);
+void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail);
+
+/* gateway-apply.c: payloads applied in agreed order, a failed commit retried, never skipped */
 void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len);
+/* True while delivered payloads wait for the store, or this node is out of its group for it. */
+bool store_stalled(const Gateway *g);
+/* Answers storage_error when the store has been failing for long (true), else false: the
+ * request may wait behind the stall like everything else. */
+bool stall_refuses(Gateway *g, const ServerPeer *peer);
+json_t *stall_json(Gateway *g);
+int apply_start(Gateway *g);
+void apply_stop(Gateway *g);
+
+/* gateway-check.c: digest checks of the replicas, the sweep of orphaned sends */
+int apply_check(Gateway *g, json_t *c);
+int apply_digest(Gateway *g, json_t *c);
+int apply_resync(Gateway *g, json_t *c);
+/* After a commit: publishes the digests computed while applying, and a resync if wanted. */
+void check_after_commit(Gateway *g);
+/* Asks every node for its digest (this node, when it is the one that asks). */
+void check_request(Gateway *g);
+void check_json(Gateway *g, json_t *warnings, json_t *cluster);
+int check_start(Gateway *g);
+void check_stop(Gateway *g);
 bool modem_usable(const ModemSlot *slot);
 void self_health_changed(Gateway *g);
 int modem_slot_start(Gateway *g, size_t i);
@@ -252,6 +327,10 @@ int apply_synced(Gateway *g, json_t *c, uint32_t from_nodeid);
 bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
 			const json_error_t *err);
 void sync_continue(Gateway *g);
+/* Starts a state exchange with the nodes in view (after a digest check differed). */
+void cluster_resync(Gateway *g);
+/* The online node with the lowest corosync nodeid: the one that asks for digest checks. */
+bool cluster_is_lowest(Gateway *g);
 int requeue(Gateway *g, const char *alert_id, const char *number, const char *node,
 	    const char *modem, const char *why);
 json_t *cluster_json(Gateway *g, json_t *modems);

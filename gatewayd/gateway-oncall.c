@@ -161,6 +161,8 @@ void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req)
 	Pending *p;
 	json_t *c;
 
+	if (stall_refuses(g, peer))
+		return;
 	if (!role) {
 		snprintf(detail, sizeof(detail), "no role named '%s'", req->role);
 		reply_refusal(g, peer, "unknown_role", detail);

@@ -56,62 +56,179 @@ static void reply_pending_error(Gateway *g, Pending *p, const char *code, const 
 		server_reply(g->server, &p->peer, reply);
 }
 
-/* Runs after the other sources of a loop turn: whatever was decided this turn leaves as one
- * payload, so a burst of requests costs one replication message and one commit. */
+/* One payload: the envelope around changes already encoded, joined by commas. */
+static char *payload_text(Gateway *g, bool waited, const char *changes)
+{
+	char *text = NULL;
+
+	/* Node names are letters, digits, '-', '_' and '.' (config.c): nothing to escape. */
+	if (asprintf(&text,
+		     "{\"v\":%d,\"seq\":%llu,\"node\":\"%s\",\"confirm\":%s,\"changes\":[%s]}",
+		     PROTOCOL_VERSION, (unsigned long long)g->next_seq, g->config->node_name,
+		     waited ? "true" : "false", changes) < 0)
+		return NULL;
+	return text;
+}
+
+/* Publishes outbox changes [from, to) as one payload (with `extra`, the confirmations, at its
+ * end); their clients wait in a batch for its commit. */
+static int publish_range(Gateway *g, size_t from, size_t to, const char *joined, const char *extra)
+{
+	_cleanup_free_ char *changes = NULL, *text = NULL;
+	PendingBatch *batch;
+	bool waited = false;
+	int r;
+
+	for (size_t i = from; i < to; i++)
+		waited |= g->outbox_pending[i] != NULL;
+	if (asprintf(&changes, "%s%s%s", joined, *joined && *extra ? "," : "", extra) < 0)
+		return -ENOMEM;
+	text = payload_text(g, waited, changes);
+	batch = calloc(1, sizeof(PendingBatch) + (to - from) * sizeof(Pending *));
+	r = text && batch ? replication_publish(g->replication, text, strlen(text)) : -ENOMEM;
+	if (r < 0) {
+		free(batch);
+		return r;
+	}
+	batch->seq = g->next_seq++;
+	batch->n = to - from;
+	for (size_t i = from; i < to; i++) {
+		batch->by_index[i - from] = g->outbox_pending[i];
+		g->outbox_pending[i] = NULL;
+	}
+	if (g->batches_tail)
+		g->batches_tail->next = batch;
+	else
+		g->batches_head = batch;
+	g->batches_tail = batch;
+	return 0;
+}
+
+static int on_flush_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	return 0; /* the post source (gateway_flush) runs after this and publishes what waits */
+}
+
+/* Puts confirmations that did not leave back, for the next turn. */
+static void confirmations_restore(Gateway *g, json_t *confirms)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(confirms, i, c)
+		json_object_set(g->confirm_due, jstr(c, "origin"), json_object_get(c, "seq"));
+}
+
+/* Runs after the other sources of a loop turn: whatever was decided this turn leaves in as few
+ * payloads as fit the replication layer (REPLICATION_PAYLOAD_MAX, JSON escaping included), so a
+ * burst of requests costs one message and one commit, and a burst of long texts a few. A change
+ * that cannot be published is never dropped silently: its client is answered storage_error, and
+ * a change no client waits for (a send result, a received SMS) stays for a later turn. */
 static int gateway_flush(sd_event_source *s, void *userdata)
 {
 	Gateway *g = userdata;
-	size_t n = json_array_size(g->outbox);
-	_cleanup_(json_decrefp) json_t *payload = NULL;
-	_cleanup_free_ char *text = NULL;
-	PendingBatch *batch;
-	json_t *confirms;
-	bool waited = false;
-	int r;
+	size_t n = json_array_size(g->outbox), from = 0;
+	_cleanup_(json_decrefp) json_t *confirms = NULL, *keep = NULL;
+	_cleanup_free_ char *extra = NULL;
+	bool extra_sent = false;
+	char **texts;
+	int r = 0;
 
 	if (n == 0 || (g->syncing && !g->stopping)) {
 		publish_confirmations(g);
 		return 0;
 	}
-
-	for (size_t i = 0; i < n; i++)
-		waited |= g->outbox_pending[i] != NULL;
-	/* The confirmations ride along: one message less per turn on a busy pair. They have no
-	 * client and lie beyond the batch's n. */
+	/* The confirmations ride in the last payload: one message less per turn on a busy pair. */
 	confirms = confirmations_take(g);
-	if (confirms) {
-		json_array_extend(g->outbox, confirms);
-		json_decref(confirms);
+	extra = confirms ? json_dumps(confirms, JSON_COMPACT) : strdup("[]");
+	texts = calloc(n, sizeof(char *));
+	keep = json_array();
+	if (!extra || !texts || !keep) {
+		free(texts);
+		if (confirms)
+			confirmations_restore(g, confirms);
+		log_error("Out of memory publishing %zu change(s): trying again", n);
+		sd_event_source_set_time_relative(g->flush_retry, 10 * USEC_PER_MSEC);
+		sd_event_source_set_enabled(g->flush_retry, SD_EVENT_ONESHOT);
+		return 0;
 	}
-	payload = json_pack("{s:i, s:I, s:s, s:b, s:O}", "v", PROTOCOL_VERSION, "seq",
-			    (json_int_t)g->next_seq, "node", g->config->node_name, "confirm",
-			    waited, "changes", g->outbox);
-	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
-	batch = calloc(1, sizeof(PendingBatch) + n * sizeof(Pending *));
-	r = text && batch ? replication_publish(g->replication, text, strlen(text)) : -ENOMEM;
-	if (r < 0) {
-		log_error_errno(r, "Cannot publish %zu changes: %m", n);
-		escalation_forget(g);
-		for (size_t i = 0; i < n; i++) {
-			reply_pending_error(g, g->outbox_pending[i], "storage_error",
-					    "the change could not be replicated");
-			free(g->outbox_pending[i]);
+	extra[strlen(extra) - 1] = 0; /* the array's items, without its brackets */
+	memmove(extra, extra + 1, strlen(extra));
+
+	for (size_t i = 0; i < n && r >= 0; i++)
+		if (!(texts[i] = json_dumps(json_array_get(g->outbox, i), JSON_COMPACT)))
+			r = -ENOMEM;
+	while (r >= 0 && from < n) {
+		_cleanup_free_ char *joined = NULL;
+		size_t end = from, used = 0, at = 0;
+		bool with_extra;
+
+		while (end < n &&
+		       (end == from || used + strlen(texts[end]) + 1 <= PAYLOAD_CHANGES_MAX))
+			used += strlen(texts[end++]) + 1;
+		if (used > PAYLOAD_CHANGES_MAX) {
+			r = -EMSGSIZE; /* one change alone: it can never be replicated */
+			break;
 		}
-		free(batch);
-	} else {
-		batch->seq = g->next_seq;
-		batch->n = n;
-		for (size_t i = 0; i < n; i++)
-			batch->by_index[i] = g->outbox_pending[i];
-		if (g->batches_tail)
-			g->batches_tail->next = batch;
-		else
-			g->batches_head = batch;
-		g->batches_tail = batch;
+		joined = malloc(used + 1);
+		if (!joined) {
+			r = -ENOMEM;
+			break;
+		}
+		for (size_t k = from; k < end; k++)
+			at += (size_t)sprintf(joined + at, "%s%s", k > from ? "," : "", texts[k]);
+		joined[at] = 0;
+		with_extra =
+			end == n && extra[0] && used + strlen(extra) + 1 <= PAYLOAD_CHANGES_MAX;
+		r = publish_range(g, from, end, joined, with_extra ? extra : "");
+		if (r < 0)
+			break;
+		extra_sent |= with_extra;
+		from = end;
 	}
-	g->next_seq++;
+	if (r < 0) {
+		/* What could not be published: clients are told, the rest tries again. */
+		log_error_errno(r, "Cannot publish %zu change(s): %m", n - from);
+		for (size_t i = from; i < n; i++) {
+			Pending *p = g->outbox_pending[i];
+
+			if (p) {
+				reply_pending_error(g, p, "storage_error",
+						    r == -EMSGSIZE
+							    ? "the change is larger than the "
+							      "cluster carries; nothing was stored"
+							    : "the change could not be replicated "
+							      "now; nothing was stored");
+				free(p);
+				continue;
+			}
+			if (r == -EMSGSIZE && i == from) {
+				log_full_errno(
+					LOG_CRIT, 0,
+					"A change of %zu bytes that no client waits for exceeds "
+					"what "
+					"the cluster carries: stopping rather than dropping it",
+					strlen(texts[i]));
+				sd_event_exit(g->event, -EMSGSIZE);
+			}
+			json_array_append(keep, json_array_get(g->outbox, i));
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(texts[i]);
+	free(texts);
+	if (confirms && !extra_sent) {
+		confirmations_restore(g, confirms);
+		if (r >= 0)
+			publish_confirmations(g);
+	}
 	memset(g->outbox_pending, 0, n * sizeof(Pending *));
 	json_array_clear(g->outbox);
+	if (json_array_size(keep) > 0) {
+		json_array_extend(g->outbox, keep);
+		sd_event_source_set_time_relative(g->flush_retry, 10 * USEC_PER_MSEC);
+		sd_event_source_set_enabled(g->flush_retry, SD_EVENT_ONESHOT);
+	}
 	return 0;
 }
 
@@ -551,6 +668,12 @@ static int apply_change(Gateway *g, json_t *c, Pending *pending, uint32_t from_n
 		return apply_merge(g, c, from_self);
 	if (streq(type, "synced"))
 		return apply_synced(g, c, from_nodeid);
+	if (streq(type, "check"))
+		return apply_check(g, c);
+	if (streq(type, "digest"))
+		return apply_digest(g, c);
+	if (streq(type, "resync"))
+		return apply_resync(g, c);
 	log_warning("Ignoring a change of unknown type '%s'", type);
 	return 0;
 }
@@ -565,11 +688,13 @@ void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
 		if (!p)
 			continue;
 		if (commit_result < 0) {
-			reply_pending_error(g, p,
-					    "storage_error", commit_result == -ENOSPC
-								     ? "the disk is full; nothing was stored"
-								     : "the store could not commit; nothing was "
-								       "stored");
+			reply_pending_error(g, p, "storage_error",
+					    commit_result == -ENOSPC
+						    ? "the disk is full; nothing was stored"
+					    : commit_result == -EBUSY
+						    ? "the database is locked by another process; "
+						      "nothing was stored"
+						    : "the store could not commit; nothing was stored");
 		} else {
 			if (p->kind == PENDING_SEND)
 				reply = json_pack("{s:b, s:s, s:s}", "ok", 1, "id",
@@ -617,9 +742,12 @@ static void start_assigned_jobs(Gateway *g)
 	}
 }
 
-void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len)
+/* Applies one delivered payload in one transaction. 0 when applied (or refused as
+ * incompatible: payload_compatible() said why); <0 when the store could not commit it: then
+ * nothing of it is stored, its side effects are forgotten and its clients still wait, for the
+ * caller to try the same payload again (gateway-apply.c). */
+int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len)
 {
-	Gateway *g = userdata;
 	_cleanup_(json_decrefp) json_t *payload = NULL;
 	PendingBatch *batch = NULL;
 	json_error_t err;
@@ -631,14 +759,10 @@ void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t l
 
 	payload = json_loadb(data, len, 0, &err);
 	if (!payload_compatible(g, payload, from_nodeid, len, &err))
-		return;
+		return 0;
 	from_self = from_nodeid == g->nodeid && streq(jstr(payload, "node"), g->config->node_name);
-	if (from_self && g->batches_head && g->batches_head->seq == ju64(payload, "seq")) {
-		batch = g->batches_head;
-		g->batches_head = batch->next;
-		if (!g->batches_head)
-			g->batches_tail = NULL;
-	}
+	if (from_self && g->batches_head && g->batches_head->seq == ju64(payload, "seq"))
+		batch = g->batches_head; /* taken off the list only once committed */
 	sender = from_self ? NULL : members_get(&g->members, jstr(payload, "node"), false);
 	if (sender && !sender->self)
 		sender->last_seen = now_realtime_usec();
@@ -658,22 +782,28 @@ void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t l
 		store_rollback(g->store);
 
 	if (r < 0) {
-		/* Nothing of this payload is stored: say so, and forget its side effects. */
-		log_error_errno(r, "Cannot commit %zu changes: %m", json_array_size(changes));
+		/* Nothing of this payload is stored: forget its side effects; it is applied again
+		 * later, whole, and its clients wait until then. */
 		json_array_clear(g->events);
 		json_array_clear(g->tokens);
 		json_array_clear(g->voice_checks);
+		json_object_clear(g->digests_due);
+		g->resync_wanted = false;
 		escalation_forget(g);
 		for (Job *j = g->jobs, *next; j; j = next) {
 			next = j->next;
 			if (j->assigned && j->text)
 				j->assigned = false;
 		}
-		answer_batch(g, batch, r);
-		gateway_schedule(g);
-		return;
+		for (size_t k = 0; batch && k < batch->n; k++)
+			if (batch->by_index[k])
+				batch->by_index[k]->duplicate = false;
+		return r;
 	}
 	if (batch) {
+		g->batches_head = batch->next;
+		if (!g->batches_head)
+			g->batches_tail = NULL;
 		/* Committed here; "queued" once every other member has committed it too. */
 		batch->n_waiting = view_others(g, batch->waiting);
 		if (batch->n_waiting == 0)
@@ -683,6 +813,8 @@ void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t l
 			g->awaiting = batch;
 		}
 	}
+	/* Confirmed only now, and payloads are applied in order and never skipped: the sequence
+	 * number confirmed covers exactly what this node has committed. */
 	if (!from_self && json_is_true(json_object_get(payload, "confirm")))
 		json_object_set_new(g->confirm_due, jstr(payload, "node"),
 				    json_integer((json_int_t)ju64(payload, "seq")));
@@ -690,6 +822,7 @@ void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t l
 	confirm_tokens(g);
 	voice_run_checks(g);
 	start_assigned_jobs(g);
+	check_after_commit(g);
 	if (g->sync_chunk_back) {
 		g->sync_chunk_back = false;
 		sync_continue(g);
@@ -698,6 +831,13 @@ void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t l
 		g->dispatch_wanted = false;
 		sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
 	}
+	gateway_schedule(g);
+	return 0;
+}
+
+void gateway_kick(Gateway *g)
+{
+	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
 	gateway_schedule(g);
 }
 
@@ -838,6 +978,8 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Gateway *g = userdata;
 
+	if (store_stalled(g))
+		return 0; /* decided from the store once it is in step again (gateway_kick()) */
 	store_expired_alerts(g->store, now_realtime_usec(), EXPIRE_BATCH, expire_one, g);
 	escalation_run(g);
 	gateway_dispatch(g);
@@ -1190,7 +1332,7 @@ static void reply_now(Gateway *g, const ServerPeer *peer, json_t *reply)
 		server_reply(g->server, peer, text);
 }
 
-static void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail)
+void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail)
 {
 	_cleanup_free_ char *text = reply_error(code, detail);
 
@@ -1209,6 +1351,14 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 	json_t *c;
 	int r;
 
+	if (stall_refuses(g, peer))
+		return;
+	if (g->syncing && json_array_size(g->outbox) >= OUTBOX_HELD_MAX) {
+		reply_err(g, peer, "queue_full",
+			  "the cluster is exchanging state with a node that joined; try again in a "
+			  "moment");
+		return;
+	}
 	if (store_open_alerts(g->store) >= g->config->max_queue) {
 		char detail[160];
 
@@ -1226,6 +1376,10 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		r = r < 0 ? -ENOMEM : modem_count_parts(with_ack, &parts);
 	} else
 		r = modem_count_parts(req->text, &parts);
+	if (r == -EINVAL) {
+		reply_err(g, peer, "bad_request", "the text cannot be encoded as SMS");
+		return;
+	}
 	if (r < 0 || parts > g->config->max_parts) {
 		char detail[128];
 
@@ -1267,6 +1421,8 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 	Pending *p;
 	int r;
 
+	if (stall_refuses(g, peer))
+		return;
 	r = store_alert_exists(g->store, req->id);
 	if (r <= 0) {
 		reply_err(g, peer, r < 0 ? "storage_error" : "unknown_id",
@@ -1346,6 +1502,8 @@ json_t *status_json(Gateway *g)
 			   (json_int_t)counts.expired, "voice", "calls", (int)voice_calls,
 			   "last_outcome");
 	json_decref(modems);
+	if (status)
+		json_object_set_new(status, "store", stall_json(g));
 	if (status && last_outcome[0])
 		json_object_set_new(json_object_get(status, "voice"), "last_outcome",
 				    json_string(last_outcome));
@@ -1420,9 +1578,16 @@ static int on_exit_check(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Gateway *g = userdata;
 
-	/* Exit once the last results have been published and applied (committed). */
-	if (json_array_size(g->outbox) == 0 && !g->batches_head)
+	/* Exit once the last results have been published and applied (committed); or at once
+	 * when the store cannot commit: what waits for it was never answered "queued", and a
+	 * send whose result is lost is resumed after the restart. */
+	if (json_array_size(g->outbox) == 0 && (!g->batches_head || store_stalled(g))) {
+		if (store_stalled(g))
+			log_warning("Stopping while the store cannot commit: %zu payload(s) not "
+				    "applied here",
+				    g->n_stalled);
 		return sd_event_exit(g->event, 0);
+	}
 	sd_event_source_set_time_relative(s, USEC_PER_MSEC);
 	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 	return 0;
@@ -1485,11 +1650,14 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 	g->voice_checks = json_array();
 	g->confirm_due = json_object();
 	g->escalating = json_object();
+	g->digests_due = json_object();
+	g->digests_mine = json_object();
+	g->orphans = json_object();
 	members_init(&g->members, config->node_name);
 	if (members_self(&g->members))
 		members_self(&g->members)->nodeid = SOLO_NODEID;
 	if (!g->outbox || !g->events || !g->tokens || !g->voice_checks || !g->confirm_due ||
-	    !g->escalating ||
+	    !g->escalating || !g->digests_due || !g->digests_mine || !g->orphans ||
 	    !members_self(&g->members)) {
 		gateway_free(g);
 		return -ENOMEM;
@@ -1512,6 +1680,11 @@ int gateway_start(Gateway *g)
 	r = sd_event_add_post(g->event, &g->flush, gateway_flush, g);
 	if (r < 0)
 		return r;
+	r = sd_event_add_time_relative(g->event, &g->flush_retry, CLOCK_MONOTONIC,
+				       10 * USEC_PER_MSEC, USEC_PER_MSEC, on_flush_retry, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->flush_retry, SD_EVENT_OFF);
 	r = sd_event_add_defer(g->event, &g->dispatch_defer, on_dispatch_defer, g);
 	if (r < 0)
 		return r;
@@ -1525,7 +1698,13 @@ int gateway_start(Gateway *g)
 	if (r < 0)
 		return r;
 
+	r = apply_start(g);
+	if (r < 0)
+		return r;
 	r = gateway_start_cluster(g);
+	if (r < 0)
+		return r;
+	r = check_start(g);
 	if (r < 0)
 		return r;
 
@@ -1568,6 +1747,8 @@ Gateway *gateway_free(Gateway *g)
 	if (!g)
 		return NULL;
 	metrics_stop(g);
+	check_stop(g);
+	apply_stop(g);
 	dialer_free(g->dialer);
 	free(g->call);
 	while (g->calls) {
@@ -1616,6 +1797,7 @@ Gateway *gateway_free(Gateway *g)
 		free(g->outbox_pending[i]);
 	free(g->outbox_pending);
 	sd_event_source_disable_unref(g->flush);
+	sd_event_source_disable_unref(g->flush_retry);
 	sd_event_source_disable_unref(g->dispatch_defer);
 	sd_event_source_disable_unref(g->timer);
 	sd_event_source_disable_unref(g->purge_timer);
@@ -1629,6 +1811,9 @@ Gateway *gateway_free(Gateway *g)
 	json_decref(g->tokens);
 	json_decref(g->voice_checks);
 	json_decref(g->escalating);
+	json_decref(g->digests_due);
+	json_decref(g->digests_mine);
+	json_decref(g->orphans);
 	sd_event_unref(g->event);
 	free(g);
 	return NULL;

@@ -333,7 +333,7 @@ int step_done(Store *s, sqlite3_stmt *st, const char *what)
 	return 0;
 }
 
-static int store_exec_full(Store *s, const char *sql, bool quiet_busy)
+static int store_exec_full(Store *s, const char *sql, bool quiet)
 {
 	char *err = NULL;
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &err);
@@ -341,9 +341,9 @@ static int store_exec_full(Store *s, const char *sql, bool quiet_busy)
 	if (rc != SQLITE_OK) {
 		int r = sqlite_to_errno(rc);
 
-		if (quiet_busy && r == -EBUSY) {
+		if (quiet) {
 			sqlite3_free(err);
-			return r; /* the caller retries, and says so once */
+			return r; /* the caller says so, once, and retries */
 		}
 		log_error_errno(r, "Store: '%.60s...' failed: %s", sql, err ? err : "?");
 		sqlite3_free(err);

@@ -84,6 +84,9 @@ typedef struct ModemCounters {
 int store_open(const char *state_dir, Store **ret);
 Store *store_close(Store *s);
 
+/* Quiet on failure: the caller logs it (once, where a stall begins) and retries. -EBUSY while
+ * another process holds the database's lock (after a short busy timeout), -ENOSPC when the
+ * disk is full. */
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);

@@ -1,0 +1,293 @@
+/* gateway-apply: every delivered payload is applied, in the agreed order, exactly once.
+ *
+ * The replicated state machine holds only if each node applies the same sequence. A commit can
+ * fail for reasons of this node alone: another process holds the database's lock (a backup, an
+ * operator's sqlite3 shell), the disk is full, an I/O error. Skipping the payload would let the
+ * replicas diverge silently, and confirming the next one would tell its origin that this node
+ * holds changes it never stored (confirmations are cumulative). So a payload that fails stays
+ * at the head of a queue, everything delivered after it waits behind it, and the head is tried
+ * again with a backoff; while anything waits, this node confirms nothing new, dispatches
+ * nothing and decides nothing. A lock that goes away is thus a delay, not a loss.
+ *
+ * A store that stays broken must not stall the cluster: after STALL_GIVE_UP_USEC the clients
+ * waiting on this node are answered storage_error, and a clustered node leaves its CPG group
+ * (replication_hold()). The other node then answers its own clients (the view changed) and
+ * carries on alone; what this node had not applied is dropped, since every member of the
+ * group delivered it and the others have it. Only payloads delivered locally (published while
+ * out of the group, or in flight when it was left) exist nowhere else: those are kept and
+ * retried for as long as it takes. Once the store takes writes again (store_probe()), the node
+ * rejoins, and the state exchange that every join starts brings back what it missed. */
+#include "gateway-internal.h"
+
+/* Past this, nobody waits on the store any more: a lock held too long, or an error that no
+ * wait cures (a full disk, an I/O error). */
+static bool stall_hopeless(const Gateway *g, uint64_t now)
+{
+	return g->stall_error != -EBUSY || now - g->stall_since >= STALL_GIVE_UP_USEC ||
+	       g->stalled_bytes >= STALL_BYTES_MAX;
+}
+
+static void stall_arm(Gateway *g, uint64_t usec)
+{
+	sd_event_source_set_time_relative(g->stall_timer, usec);
+	sd_event_source_set_enabled(g->stall_timer, SD_EVENT_ONESHOT);
+}
+
+bool store_stalled(const Gateway *g)
+{
+	return g->stalled_head || g->held;
+}
+
+static int stall_push(Gateway *g, uint32_t from_nodeid, unsigned flags, const void *data,
+		      size_t len)
+{
+	Stalled *p = malloc(sizeof(*p) + len);
+
+	if (!p)
+		return -ENOMEM;
+	*p = (Stalled){.from_nodeid = from_nodeid,
+		       .flags = flags,
+		       .since = now_monotonic_usec(),
+		       .len = len};
+	memcpy(p->data, data, len);
+	if (g->stalled_tail)
+		g->stalled_tail->next = p;
+	else
+		g->stalled_head = p;
+	g->stalled_tail = p;
+	g->n_stalled++;
+	g->stalled_bytes += len;
+	return 0;
+}
+
+static void stall_pop(Gateway *g)
+{
+	Stalled *p = g->stalled_head;
+
+	g->stalled_head = p->next;
+	if (!g->stalled_head)
+		g->stalled_tail = NULL;
+	g->n_stalled--;
+	g->stalled_bytes -= p->len;
+	free(p);
+}
+
+/* The batch of clients waiting on our payload p, taken off the list; NULL when none waits. */
+static PendingBatch *stalled_batch_take(Gateway *g, const Stalled *p)
+{
+	_cleanup_(json_decrefp) json_t *payload = json_loadb(p->data, p->len, 0, NULL);
+	uint64_t seq = ju64(payload, "seq");
+	PendingBatch *prev = NULL;
+
+	if (!payload || p->from_nodeid != g->nodeid ||
+	    !streq(jstr(payload, "node"), g->config->node_name) || seq == 0)
+		return NULL;
+	for (PendingBatch *b = g->batches_head; b; prev = b, b = b->next) {
+		if (b->seq != seq)
+			continue;
+		if (prev)
+			prev->next = b->next;
+		else
+			g->batches_head = b->next;
+		if (g->batches_tail == b)
+			g->batches_tail = prev;
+		b->next = NULL;
+		return b;
+	}
+	return NULL;
+}
+
+static void stall_give_up(Gateway *g, uint64_t now);
+
+static void stall_begin(Gateway *g, int error)
+{
+	g->stall_since = now_monotonic_usec();
+	g->stall_error = error;
+	g->stall_tries = 0;
+	log_ctx_errno(LOG_ERR, error, &((LogContext){.message_id = MESSAGE_ID_STORE_STALLED}),
+		      "The store cannot commit (%m): applying nothing further until it can; "
+		      "retrying, and leaving the cluster group after %llu s",
+		      (unsigned long long)(STALL_GIVE_UP_USEC / USEC_PER_SEC));
+	sd_notifyf(0, "STATUS=The store cannot commit: %s; retrying", strerror(-error));
+	stall_give_up(g, g->stall_since); /* answers at once unless it is a lock */
+	stall_arm(g, STALL_RETRY_MIN_USEC);
+}
+
+static void stall_end(Gateway *g)
+{
+	uint64_t took = now_monotonic_usec() - g->stall_since;
+
+	log_ctx(LOG_NOTICE, &((LogContext){.message_id = MESSAGE_ID_STORE_RESUMED}),
+		"The store commits again after %.1f s and %u retries: applying in order",
+		(double)took / USEC_PER_SEC, g->stall_tries);
+	sd_notify(0, "STATUS=Serving");
+	g->stall_since = 0;
+	g->stall_error = 0;
+	g->stall_tries = 0;
+	sd_event_source_set_enabled(g->stall_timer, SD_EVENT_OFF);
+	gateway_kick(g);
+}
+
+/* The store has failed for too long: nobody waits on it any more. */
+static void stall_give_up(Gateway *g, uint64_t now)
+{
+	bool leave = replication_is_clustered(g->replication) &&
+		     replication_is_connected(g->replication) && !g->held;
+
+	for (Stalled *p = g->stalled_head; p; p = p->next) {
+		PendingBatch *b;
+
+		if (p->answered || (g->stall_error == -EBUSY && now - p->since < STALL_GIVE_UP_USEC))
+			continue;
+		p->answered = true;
+		b = stalled_batch_take(g, p);
+		if (b)
+			answer_batch(g, b, g->stall_error);
+	}
+	if (!leave ||
+	    (now - g->stall_since < STALL_GIVE_UP_USEC && g->stalled_bytes < STALL_BYTES_MAX))
+		return;
+
+	log_ctx_errno(LOG_CRIT, g->stall_error,
+		      &((LogContext){.message_id = MESSAGE_ID_STORE_STALLED}),
+		      "The store has not committed for %.0f s (%m): leaving the cluster group "
+		      "until it does; the other node carries on, and this one catches up when it "
+		      "rejoins",
+		      (double)(now - g->stall_since) / USEC_PER_SEC);
+	/* What the group delivered, every member has: this node gets it back from them. */
+	for (Stalled **pp = &g->stalled_head; *pp;) {
+		Stalled *p = *pp;
+		PendingBatch *b;
+
+		if (p->flags & REPLICATION_DELIVERY_LOCAL) {
+			pp = &p->next;
+			continue;
+		}
+		b = p->answered ? NULL : stalled_batch_take(g, p);
+		if (b)
+			answer_batch(g, b, g->stall_error);
+		*pp = p->next;
+		g->n_stalled--;
+		g->stalled_bytes -= p->len;
+		free(p);
+	}
+	g->stalled_tail = NULL;
+	for (Stalled *p = g->stalled_head; p; p = p->next)
+		g->stalled_tail = p;
+	g->held = true;
+	replication_hold(g->replication, true);
+	sd_notifyf(0, "STATUS=Out of the cluster: the store cannot commit (%s)",
+		   strerror(-g->stall_error));
+}
+
+static int on_stall_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Gateway *g = userdata;
+	uint64_t now = now_monotonic_usec();
+	unsigned n = 0;
+	int r = 0;
+
+	/* The probe first: a store that still fails costs no attempt (and no log) per payload. */
+	if (n == 0 && g->stall_since)
+		r = store_probe(g->store, now_realtime_usec());
+	while (r >= 0 && g->stalled_head && n < STALL_APPLY_PER_TURN) {
+		Stalled *p = g->stalled_head;
+
+		r = apply_payload(g, p->from_nodeid, p->data, p->len);
+		if (r < 0)
+			break;
+		stall_pop(g);
+		n++;
+	}
+	if (r >= 0 && g->stalled_head) {
+		stall_arm(g, 0); /* more applied on the next turn: the loop gets its turn */
+		return 0;
+	}
+	if (r >= 0 && g->held) {
+		log_notice("The store takes writes again: rejoining the cluster group");
+		g->held = false;
+		replication_hold(g->replication, false);
+	}
+	if (r >= 0) {
+		stall_end(g);
+		return 0;
+	}
+	g->stall_error = r;
+	g->stall_tries++;
+	stall_give_up(g, now);
+	stall_arm(g, MIN(STALL_RETRY_MIN_USEC << MIN(g->stall_tries, 8u), STALL_RETRY_MAX_USEC));
+	return 0;
+}
+
+void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len)
+{
+	Gateway *g = userdata;
+	unsigned flags = replication_delivery_flags(g->replication);
+	int r;
+
+	if (store_stalled(g)) {
+		r = stall_push(g, from_nodeid, flags, data, len);
+		if (r < 0)
+			goto fatal;
+		if (!g->held && g->stalled_bytes >= STALL_BYTES_MAX)
+			stall_give_up(g, now_monotonic_usec());
+		return;
+	}
+	r = apply_payload(g, from_nodeid, data, len);
+	if (r >= 0)
+		return;
+	r = stall_push(g, from_nodeid, flags, data, len) < 0 ? -ENOMEM : r;
+	if (r == -ENOMEM)
+		goto fatal;
+	stall_begin(g, r);
+	return;
+fatal:
+	/* A payload that can be neither applied nor kept would be a silent hole in the history. */
+	log_error_errno(-ENOMEM, "Cannot keep a payload the store could not commit: %m; stopping");
+	sd_event_exit(g->event, -ENOMEM);
+}
+
+bool stall_refuses(Gateway *g, const ServerPeer *peer)
+{
+	char detail[200];
+	uint64_t now = now_monotonic_usec();
+
+	if (!store_stalled(g))
+		return false;
+	if (!g->held && !stall_hopeless(g, now))
+		return false; /* a lock that goes away is a delay: wait behind it */
+	snprintf(detail, sizeof(detail),
+		 "this node's store cannot commit (%s) for %.0f s; nothing was stored%s",
+		 strerror(-g->stall_error), (double)(now - g->stall_since) / USEC_PER_SEC,
+		 replication_is_clustered(g->replication) ? ": submit to the other node" : "");
+	reply_err(g, peer, "storage_error", detail);
+	return true;
+}
+
+json_t *stall_json(Gateway *g)
+{
+	if (!store_stalled(g))
+		return json_pack("{s:b}", "ok", 1);
+	return json_pack("{s:b, s:s, s:f, s:I, s:b}", "ok", 0, "error", strerror(-g->stall_error),
+			 "failing_for",
+			 (double)(now_monotonic_usec() - g->stall_since) / USEC_PER_SEC, "waiting",
+			 (json_int_t)g->n_stalled, "out_of_cluster", g->held);
+}
+
+int apply_start(Gateway *g)
+{
+	int r = sd_event_add_time_relative(g->event, &g->stall_timer, CLOCK_MONOTONIC,
+					   STALL_RETRY_MIN_USEC, USEC_PER_MSEC, on_stall_timer, g);
+
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->stall_timer, SD_EVENT_OFF);
+	return 0;
+}
+
+void apply_stop(Gateway *g)
+{
+	while (g->stalled_head)
+		stall_pop(g);
+	g->stall_timer = sd_event_source_disable_unref(g->stall_timer);
+}
