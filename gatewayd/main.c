@@ -13,6 +13,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "macro.h"
+#include "util.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Config, config_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(Gateway, gateway_free)
@@ -147,7 +148,8 @@ int main(int argc, char *argv[])
 
 	r = gateway_new(event, config, &gateway);
 	if (r < 0)
-		return log_error_errno(r, "Cannot open the store in '%s': %m", config->state_dir),
+		return log_error_errno(r, "Cannot open the store in '%s': %s%m", config->state_dir,
+		                       errno_fd_prefix(r)),
 		       EXIT_FAILURE;
 	r = gateway_start(gateway);
 	if (r < 0)

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "macro.h"
 #include "request.h"
+#include "util.h"
 
 /* Requests read per loop turn. A turn's requests become one replicated payload, which must stay
  * under the replication layer's 1000 KiB: 96 sends of the largest text (8 KiB) fit. */
@@ -207,8 +208,8 @@ static int server_drain(Server *s)
 static int socket_bind(void *sock, const char *endpoint, const char *what)
 {
 	if (zmq_bind(sock, endpoint) < 0)
-		return log_error_errno(errno, "Cannot bind the %s socket to '%s': %s", what,
-				       endpoint, zmq_strerror(errno));
+		return log_error_errno(errno, "Cannot bind the %s socket to '%s': %s%s", what,
+		                       endpoint, errno_fd_prefix(errno), zmq_strerror(errno));
 	return 0;
 }
 
