@@ -5,10 +5,19 @@
  * speaks ZMTP holds its descriptor until the handshake interval ends without ever being asked
  * about. The monitor reports ZMQ_EVENT_ACCEPTED with the new descriptor as soon as libzmq's I/O
  * thread has accepted it, and ZMQ_EVENT_DISCONNECTED whenever an engine ends, for any reason; the
- * monitor's PAIR socket keeps them in order, so accepted minus disconnected is the number of
- * descriptors the socket holds. A connection accepted beyond the cap is shut down (shutdown(2),
- * never close(2): the descriptor stays libzmq's, which sees the end of the stream, closes it and
- * reports it disconnected like any other).
+ * monitor's PAIR socket keeps them in order, so the descriptors accepted and not yet
+ * disconnected are exactly the ones the socket holds: a ConnLimit keeps that list, oldest first.
+ * A connection is ended with shutdown(2), never close(2): the descriptor stays libzmq's, which
+ * sees the end of the stream, closes it and reports it disconnected like any other.
+ *
+ * Which one to end when a connection arrives beyond the cap: refusing the newcomer alone would
+ * let anyone who can open TCP connections, key or no key, keep every place taken with
+ * connections that never say a word (each for the handshake interval, again and again), and
+ * every real client out. So the oldest connection that has not even sent its 64-byte ZeroMQ
+ * greeting (TCP_INFO's bytes received) a second after it was accepted gives its place to the
+ * newcomer; only when every place is
+ * held by a peer that spoke is the newcomer refused. An ipc socket has no TCP_INFO: there the
+ * newcomer is refused.
  *
  * The descriptor number in the event may have been closed and reused by the time the main loop
  * reads the event. Before the shutdown the descriptor is checked to be a connected stream socket
@@ -26,6 +35,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <linux/tcp.h>
 #include <zmq.h>
 
 #include "log.h"
@@ -34,13 +44,25 @@
 
 #define CONNLIMIT_LOG_BURST       5
 #define CONNLIMIT_LOG_WINDOW_USEC (10 * USEC_PER_SEC)
+#define ZMTP_GREETING             64 /* bytes every ZeroMQ peer sends first */
+/* A peer greets within a round trip of connecting; one silent this long is not about to. */
+#define CONNLIMIT_SILENT_USEC USEC_PER_SEC
+
+typedef struct Conn {
+	int fd;
+	uint64_t accepted_at; /* monotonic usec, when the main loop saw it */
+	bool ended;           /* shut down by us; its disconnect is on the way */
+} Conn;
 
 struct ConnLimit {
 	void *pair; /* reads the monitor's events */
 	void *sock;
 	sd_event_source *io;
 	char name[16];
-	unsigned max, open;
+	unsigned max;
+	Conn *conns; /* open connections, oldest first */
+	size_t n_conns, allocated;
+	unsigned ended;   /* of those, shut down by us */
 	uint64_t refused; /* since start */
 	uint64_t log_window_start;
 	unsigned logged, suppressed;
@@ -126,31 +148,113 @@ static void peer_text(int fd, char *buf, size_t size)
 	}
 }
 
+/* Whether a TCP connection has not yet received a whole ZeroMQ greeting from its peer. */
+static bool fd_is_silent(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+		return false;
+	return ti.tcpi_bytes_received < ZMTP_GREETING;
+}
+
+static int conn_add(ConnLimit *l, int fd)
+{
+	if (l->n_conns == l->allocated) {
+		size_t n = l->allocated * 2 + 64;
+		Conn *v = realloc(l->conns, n * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->conns = v;
+		l->allocated = n;
+	}
+	l->conns[l->n_conns++] = (Conn){.fd = fd, .accepted_at = now_monotonic_usec()};
+	return 0;
+}
+
+static void conn_remove(ConnLimit *l, int fd)
+{
+	/* The newest entry with that number: an older one would have been disconnected first. */
+	for (size_t i = l->n_conns; i-- > 0;)
+		if (l->conns[i].fd == fd) {
+			if (l->conns[i].ended)
+				l->ended--;
+			memmove(&l->conns[i], &l->conns[i + 1],
+			        (l->n_conns - i - 1) * sizeof(*l->conns));
+			l->n_conns--;
+			return;
+		}
+}
+
+/* Ends c, if its descriptor is still one of ours. */
+static bool conn_end(ConnLimit *l, Conn *c, const char *endpoint, char *peer, size_t size)
+{
+	if (!fd_is_ours(c->fd, endpoint))
+		return false; /* already gone: its disconnect event follows */
+	peer_text(c->fd, peer, size);
+	if (shutdown(c->fd, SHUT_RDWR) < 0)
+		return false;
+	c->ended = true;
+	l->ended++;
+	return true;
+}
+
+/* A connection arrived beyond the cap: the oldest silent one makes room for it, or it goes. */
+static void connlimit_over(ConnLimit *l, const char *endpoint)
+{
+	Conn *newest = &l->conns[l->n_conns - 1];
+	char peer[INET6_ADDRSTRLEN + 16];
+	bool tcp = strncmp(endpoint, "tcp://", 6) == 0;
+	uint64_t now = now_monotonic_usec();
+
+	/* Oldest first: the first one too young to judge ends the search. */
+	for (size_t i = 0; tcp && i + 1 < l->n_conns; i++) {
+		Conn *c = &l->conns[i];
+
+		if (now - c->accepted_at < CONNLIMIT_SILENT_USEC)
+			break;
+		if (c->ended || !fd_is_silent(c->fd) ||
+		    !conn_end(l, c, endpoint, peer, sizeof(peer)))
+			continue;
+		l->refused++;
+		connlimit_log(l,
+		              "Dropped a silent %s connection from %s for a new one: the cap is %u "
+		              "([%s] max_clients)",
+		              l->name, peer, l->max, l->name);
+		return;
+	}
+	if (!conn_end(l, newest, endpoint, peer, sizeof(peer)))
+		return;
+	l->refused++;
+	connlimit_log(l,
+	              "Refused a %s connection from %s: %zu connections are open, the cap is %u "
+	              "([%s] max_clients)",
+	              l->name, peer, l->n_conns - l->ended, l->max, l->name);
+}
+
 static void connlimit_event(ConnLimit *l, uint16_t event, uint32_t value, const char *endpoint)
 {
 	int fd = (int)value;
-	char peer[INET6_ADDRSTRLEN + 16];
 
 	switch (event) {
 	case ZMQ_EVENT_ACCEPTED:
-		l->open++;
-		if (l->open <= l->max)
+		if (conn_add(l, fd) < 0) {
+			/* Out of memory: end it rather than lose count. */
+			Conn c = {.fd = fd};
+			char peer[INET6_ADDRSTRLEN + 16];
+
+			(void)conn_end(l, &c, endpoint, peer, sizeof(peer));
+			l->ended -= c.ended;
 			return;
-		if (!fd_is_ours(fd, endpoint))
-			return; /* already gone: its disconnect event follows */
-		peer_text(fd, peer, sizeof(peer));
-		if (shutdown(fd, SHUT_RDWR) < 0)
-			return;
-		l->refused++;
-		connlimit_log(
-		        l,
-		        "Refused a %s connection from %s: %u connections are open, the cap is "
-		        "%u ([%s] max_clients)",
-		        l->name, peer, l->open - 1, l->max, l->name);
+		}
+		if (l->n_conns - l->ended > l->max)
+			connlimit_over(l, endpoint);
 		return;
 	case ZMQ_EVENT_DISCONNECTED:
-		if (l->open > 0)
-			l->open--;
+		conn_remove(l, fd);
 		return;
 	case ZMQ_EVENT_ACCEPT_FAILED:
 		/* EMFILE here means the process is out of descriptors: say so by name. */
@@ -268,11 +372,12 @@ ConnLimit *connlimit_free(ConnLimit *l)
 		zmq_socket_monitor(l->sock, NULL, 0);
 	if (l->pair)
 		zmq_close(l->pair);
+	free(l->conns);
 	free(l);
 	return NULL;
 }
 
 unsigned connlimit_open(const ConnLimit *l)
 {
-	return l ? l->open : 0;
+	return l ? (unsigned)l->n_conns : 0;
 }

@@ -3,8 +3,9 @@
  * Prefix connlimit_. Every connection costs a file descriptor, and file descriptors are shared
  * with the modems, the store and corosync: a client that opens a thousand idle connections must
  * not leave a replugged modem unable to open its port. libzmq has no option for this, so a
- * ConnLimit watches the socket's monitor (accepted and disconnected events, in order) and ends
- * every connection accepted beyond the cap at once, logging the refusal (rate-limited).
+ * ConnLimit watches the socket's monitor (accepted and disconnected events, in order); for each
+ * connection accepted beyond the cap it ends the oldest silent one (no ZeroMQ greeting yet), or
+ * else the newcomer, at once, logging it (rate-limited).
  *
  * Threads: main thread only. Ownership: the caller frees with connlimit_free(), before it
  * closes the socket. */
