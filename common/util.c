@@ -161,6 +161,13 @@ void hash128_hex(const void *data, size_t len, char ret[static 33])
 	snprintf(ret, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
 }
 
+const char *errno_fd_prefix(int err)
+{
+	if (err < 0)
+		err = -err;
+	return err == EMFILE ? "EMFILE: " : err == ENFILE ? "ENFILE: " : "";
+}
+
 bool utf8_is_valid(const char *s, size_t len)
 {
 	const uint8_t *p = (const uint8_t *)s, *end = p + len;

@@ -35,6 +35,11 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
  * 2^64 distinct alerts to become likely. */
 void hash128_hex(const void *data, size_t len, char ret[static 33]);
 
+/* "EMFILE: " or "ENFILE: " when err (positive or negative) says the process or the system is out
+ * of file descriptors, else "": strerror() words those vaguely, and an operator must tell them
+ * from a device that is busy or missing. Use as "cannot open %s: %s%s", prefix, strerror(). */
+const char *errno_fd_prefix(int err);
+
 bool utf8_is_valid(const char *s, size_t len);
 /* Number of Unicode code points in a valid UTF-8 string. */
 size_t utf8_length(const char *s);

@@ -1,8 +1,9 @@
 /* admission: whether a parsed request is served, before the gateway looks at it.
  *
  * Prefix admission_. Two rules, both about the submit socket only (the control socket is the
- * operators', protected by its file mode): the ops it serves ([submit] ops) and the rate of
- * sends per submitter ([submit] rate, burst). A refusal is answered at once and stores nothing.
+ * operators', protected by its file mode): the ops it serves ([submit] ops) and the rates of
+ * sends ([submit] rate, burst) and of reads ([submit] read_rate, read_burst) per submitter. A
+ * refusal is answered at once and stores nothing.
  *
  * Threads: main thread. Ownership: the caller frees with admission_free(). */
 #pragma once

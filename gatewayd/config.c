@@ -24,6 +24,13 @@
 #include "request.h"
 #include "util.h"
 
+/* A listening socket's keys as the parser sees them: where they stand, for later errors. */
+typedef struct Listener {
+	unsigned bind_line;
+	unsigned *max_clients;
+	bool *insecure_remote;
+} Listener;
+
 typedef struct Parser {
 	Config *config;
 	FILE *file;
@@ -38,6 +45,7 @@ typedef struct Parser {
 	unsigned voice_modem_line, voice_device_line;
 	unsigned escalation_line;
 	unsigned retry_line;
+	Listener submit, events, control;
 } Parser;
 
 static int parser_fail(Parser *p, unsigned line, const char *format, ...) _printf_(3, 4);
@@ -349,6 +357,56 @@ static bool parse_curve_key(Parser *p, CurveConfig *curve, const char *key, cons
 	return true;
 }
 
+/* max_clients and allow_insecure_remote, the keys every listening section has. */
+static bool parse_listener_key(Parser *p, Listener *l, const char *key, const char *value, int *ret)
+{
+	if (streq(key, "max_clients")) {
+		if (parse_uint(value, 1, 100000, l->max_clients) < 0)
+			*ret = parser_fail(p, p->line,
+			                   "bad value '%s' for %s: 1 to 100000 connections", value,
+			                   key);
+		else
+			*ret = 1;
+		return true;
+	}
+	if (streq(key, "allow_insecure_remote")) {
+		if (parse_bool(value, l->insecure_remote) < 0)
+			*ret = parser_fail(p, p->line, "bad value '%s' for %s: true or false",
+			                   value, key);
+		else
+			*ret = 1;
+		return true;
+	}
+	return false;
+}
+
+bool config_endpoint_is_remote(const char *endpoint)
+{
+	static const char *const local[] = {"localhost", "lo", "[::1]", "::1"};
+	char host[256];
+	const char *h, *colon;
+	size_t n;
+
+	if (strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0)
+		return false;
+	if (strncmp(endpoint, "tcp://", 6) != 0)
+		return true; /* ws, tipc, vmci, pgm...: assume the network */
+	h = endpoint + 6;
+	colon = strrchr(h, ':');
+	n = colon ? (size_t)(colon - h) : strlen(h);
+	if (n == 0 || n >= sizeof(host))
+		return true;
+	memcpy(host, h, n);
+	host[n] = 0;
+	for (size_t i = 0; i < ELEMENTSOF(local); i++)
+		if (streq(host, local[i]))
+			return false;
+	/* 127.0.0.0/8, written as a dotted quad */
+	if (strncmp(host, "127.", 4) == 0 && strspn(host, "0123456789.") == n)
+		return false;
+	return true;
+}
+
 static int handle_key(Parser *p, const char *section, const char *key, const char *value)
 {
 	Config *c = p->config;
@@ -468,8 +526,10 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 			return set_string(&c->state_dir, value) < 0 ? -ENOMEM : 1;
 		}
 	} else if (streq(section, "submit")) {
-		if (streq(key, "bind"))
+		if (streq(key, "bind")) {
+			p->submit.bind_line = p->line;
 			return set_string(&c->submit_bind, value) < 0 ? -ENOMEM : 1;
+		}
 		if (streq(key, "max_parts"))
 			return parse_uint(value, 1, 255, &c->max_parts) < 0
 				       ? BAD_VALUE("1 to 255 SMS parts")
@@ -488,16 +548,34 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 				       : 1;
 		if (streq(key, "ops"))
 			return parse_ops(p, key, value);
+		if (streq(key, "read_rate"))
+			return parse_rate(value, &c->submit_read_rate) < 0
+			               ? BAD_VALUE("reads per second, e.g. '20/s', 0 for no limit")
+			               : 1;
+		if (streq(key, "read_burst"))
+			return parse_uint(value, 1, 1000000, &c->submit_read_burst) < 0
+			               ? BAD_VALUE("1 to 1000000 reads")
+			               : 1;
 		if (parse_curve_key(p, &c->submit_curve, key, value, &r))
 			return r;
+		if (parse_listener_key(p, &p->submit, key, value, &r))
+			return r;
 	} else if (streq(section, "events")) {
-		if (streq(key, "bind"))
+		if (streq(key, "bind")) {
+			p->events.bind_line = p->line;
 			return set_string(&c->events_bind, value) < 0 ? -ENOMEM : 1;
+		}
 		if (parse_curve_key(p, &c->events_curve, key, value, &r))
 			return r;
+		if (parse_listener_key(p, &p->events, key, value, &r))
+			return r;
 	} else if (streq(section, "control")) {
-		if (streq(key, "bind"))
+		if (streq(key, "bind")) {
+			p->control.bind_line = p->line;
 			return set_string(&c->control_bind, value) < 0 ? -ENOMEM : 1;
+		}
+		if (parse_listener_key(p, &p->control, key, value, &r))
+			return r;
 	} else if (streq(section, "cluster")) {
 		if (streq(key, "enabled")) {
 			if (parse_bool(value, &b) < 0)
@@ -717,6 +795,29 @@ static int validate_curve(Parser *p, const char *section, const CurveConfig *cur
 	return 0;
 }
 
+/* A socket that listens beyond loopback without CURVE lets anyone who reaches the port submit,
+ * and, because libzmq holds every frame of a multipart message until its last (the frame limit
+ * is per frame), make the daemon hold any amount of memory. Refused unless the operator says so
+ * in so many words. */
+static int validate_exposure(Parser *p, const char *section, const char *bind,
+                             const CurveConfig *curve, const Listener *l)
+{
+	if (!bind || !config_endpoint_is_remote(bind) || *l->insecure_remote)
+		return 0;
+	if (curve && curve->secret_key_file)
+		return 0;
+	return parser_fail(p, l->bind_line ? l->bind_line : p->line,
+	                   "[%s] bind = %s listens beyond loopback without CURVE: anyone who "
+	                   "reaches it could send requests and flood the daemon's memory; %s"
+	                   "bind to 127.0.0.1, or set 'allow_insecure_remote = true' in [%s] to "
+	                   "take that risk",
+	                   section, bind,
+	                   curve ? "set curve_secret_key_file and curve_clients_dir (gatewayctl "
+	                           "keygen), "
+	                         : "use an ipc:// path, ",
+	                   section);
+}
+
 static int config_validate(Parser *p)
 {
 	Config *c = p->config;
@@ -725,8 +826,15 @@ static int config_validate(Parser *p)
 	validate_curve(p, "events", &c->events_curve);
 	if (p->error)
 		return 0;
+	validate_exposure(p, "submit", c->submit_bind, &c->submit_curve, &p->submit);
+	validate_exposure(p, "events", c->events_bind, &c->events_curve, &p->events);
+	validate_exposure(p, "control", c->control_bind, NULL, &p->control);
+	if (p->error)
+		return 0;
 	if (c->submit_burst == 0)
 		c->submit_burst = MAX(c->submit_rate, 1u);
+	if (c->submit_read_burst == 0)
+		c->submit_read_burst = MAX(2 * c->submit_read_rate, 1u);
 
 	for (size_t i = 0; i < c->n_modems; i++) {
 		ModemConfig *m = &c->modems[i];
@@ -805,6 +913,10 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	c->max_parts = 10;
 	c->max_queue = 1000000;
 	c->submit_ops = ~0u;
+	c->submit_read_rate = 20;
+	c->submit_max_clients = 256;
+	c->events_max_clients = 128;
+	c->control_max_clients = 32;
 	c->voice_ring_timeout = 45;
 	c->voice_hold = 10;
 	c->voice_retries = 3;
@@ -823,6 +935,12 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	c->bundle_window = 60;
 	c->metrics_interval = 5;
 	p.config = c;
+	p.submit = (Listener){.max_clients = &c->submit_max_clients,
+	                      .insecure_remote = &c->submit_insecure_remote};
+	p.events = (Listener){.max_clients = &c->events_max_clients,
+	                      .insecure_remote = &c->events_insecure_remote};
+	p.control = (Listener){.max_clients = &c->control_max_clients,
+	                       .insecure_remote = &c->control_insecure_remote};
 
 	c->path = strdup(path);
 	if (!c->path) {

@@ -68,12 +68,23 @@ typedef struct Config {
 	unsigned submit_rate;  /* sends per second per submitter; 0: no limit */
 	unsigned submit_burst; /* sends a submitter may make at once */
 	unsigned submit_ops;   /* (1u << RequestOp) for each op the submit socket serves */
+	unsigned submit_read_rate;  /* reads (every op but send) per second per submitter; 0: off */
+	unsigned submit_read_burst; /* reads a submitter may make at once */
 	CurveConfig submit_curve;
+
+	/* Per listening socket: connections at once (0: no cap), and whether a TCP bind beyond
+	 * loopback may go without CURVE (config_load() refuses it otherwise). */
+	unsigned submit_max_clients;
+	bool submit_insecure_remote;
 
 	char *events_bind;
 	CurveConfig events_curve;
+	unsigned events_max_clients;
+	bool events_insecure_remote;
 
 	char *control_bind; /* NULL: no control socket */
+	unsigned control_max_clients;
+	bool control_insecure_remote;
 
 	bool cluster_enabled;
 	char *cluster_group;
@@ -133,6 +144,10 @@ uint64_t config_role_next_handoff(const RoleConfig *role, uint64_t usec);
 /* A hash of what the nodes of a cluster must agree on (contacts, roles, escalation, dedupe
  * window, retries), as 32 hex digits: nodes compare it to warn of a config that drifted apart. */
 void config_fingerprint(const Config *c, char ret[static 33]);
+
+/* Whether endpoint listens beyond this host: any tcp:// (or other network transport) whose
+ * host is not a loopback address, "localhost" or "lo". ipc:// and inproc:// are local. */
+bool config_endpoint_is_remote(const char *endpoint);
 
 /* "+" followed by 6 to 15 digits. */
 bool phone_number_is_valid(const char *s);

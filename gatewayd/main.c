@@ -9,9 +9,11 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "fdbudget.h"
 #include "gateway.h"
 #include "log.h"
 #include "macro.h"
+#include "util.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Config, config_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(Gateway, gateway_free)
@@ -64,6 +66,7 @@ int main(int argc, char *argv[])
 	_cleanup_(sd_event_unrefp) sd_event *event = NULL;
 	_cleanup_free_ char *error = NULL;
 	const char *path = CONFIG_DEFAULT_PATH;
+	uint64_t nofile_before = 0, nofile = 0;
 	bool check = false;
 	sigset_t mask;
 	int c, r;
@@ -101,9 +104,30 @@ int main(int argc, char *argv[])
 		return EXIT_FAILURE;
 	}
 	log_set_node(config->node_name);
+	/* The check looks at the hard limit, the one start-up raises the soft limit to. */
+	r = fdbudget_check(config, check ? fdbudget_hard_limit() : UINT64_MAX, &error);
+	if (r < 0) {
+		fprintf(stderr, "gatewayd: %s: %s\n", path, error ? error : strerror(-r));
+		return EXIT_FAILURE;
+	}
 	if (check) {
 		printf("%s: OK (%zu modem(s))\n", path, config->n_modems);
 		return EXIT_SUCCESS;
+	}
+
+	r = fdbudget_raise(&nofile_before, &nofile);
+	if (r < 0)
+		log_warning_errno(r, "Cannot raise the file descriptor limit: %m");
+	else
+		log_info("File descriptors: limit %llu (soft limit was %llu), at most %llu in use "
+		         "by "
+		         "the connection caps and the reserve",
+		         (unsigned long long)nofile, (unsigned long long)nofile_before,
+		         (unsigned long long)fdbudget_needed(config));
+	r = fdbudget_check(config, nofile ? nofile : fdbudget_hard_limit(), &error);
+	if (r < 0) {
+		log_error("%s: %s", path, error ? error : strerror(-r));
+		return EXIT_FAILURE;
 	}
 
 	sigemptyset(&mask);
@@ -124,7 +148,8 @@ int main(int argc, char *argv[])
 
 	r = gateway_new(event, config, &gateway);
 	if (r < 0)
-		return log_error_errno(r, "Cannot open the store in '%s': %m", config->state_dir),
+		return log_error_errno(r, "Cannot open the store in '%s': %s%m", config->state_dir,
+		                       errno_fd_prefix(r)),
 		       EXIT_FAILURE;
 	r = gateway_start(gateway);
 	if (r < 0)

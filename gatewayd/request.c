@@ -351,6 +351,42 @@ int request_parse(const void *data, size_t len, Request **ret, RequestError *ret
 	return 0;
 }
 
+/* A JSON string of n characters, each escaped as \uXXXX, with its quotes. A character outside the
+ * BMP is a surrogate pair of two escapes, but it also counts as two UCS-2 units in an SMS and at
+ * least four bytes in REQUEST_MAX_TEXT_BYTES, so six bytes per counted character is the bound. */
+static size_t escaped(size_t n)
+{
+	return 6 * n + 2;
+}
+
+/* A list of n strings of len characters: brackets, commas, the strings. */
+static size_t escaped_list(size_t n, size_t len)
+{
+	return 2 + (n - 1) + n * escaped(len);
+}
+
+size_t request_max_size(unsigned max_parts)
+{
+	/* An SMS part carries at most 160 characters alone, 153 in a multipart message (GSM 7-bit,
+	 * one septet per character at best; UCS-2 carries fewer), and the text has at most
+	 * REQUEST_MAX_TEXT_BYTES bytes, so at most that many characters. */
+	size_t chars = max_parts <= 1 ? 160 : (size_t)max_parts * 153;
+	size_t size;
+
+	chars = MIN(chars, (size_t)REQUEST_MAX_TEXT_BYTES);
+	/* The send request is the largest op: its eight members, each name escaped too. */
+	size = 2 + 7 + 8;                /* braces, commas between members, colons */
+	size += escaped(2) + escaped(4); /* "op": "send" */
+	size += escaped(2) + escaped_list(REQUEST_MAX_RECIPIENTS, 5 + CONFIG_NAME_MAX); /* role:N */
+	size += escaped(4) + escaped(chars);
+	size += escaped(3) + escaped(REQUEST_MAX_KEY);
+	size += escaped(8) + escaped(8);                               /* "priority": "critical" */
+	size += escaped(3) + 6;                                        /* "ttl": 604800 */
+	size += escaped(4) + escaped_list(REQUEST_MAX_RECIPIENTS, 16); /* "+" and 15 digits */
+	size += escaped(6) + escaped(REQUEST_MAX_SOURCE);
+	return size + REQUEST_WHITESPACE;
+}
+
 char *reply_error(const char *code, const char *detail)
 {
 	_cleanup_(json_decrefp) json_t *o =
@@ -371,6 +407,11 @@ int request_op_from_string(const char *s)
 		if (op_names[i] && streq(s, op_names[i]))
 			return (int)i;
 	return -EINVAL;
+}
+
+bool request_op_writes(RequestOp op)
+{
+	return op == OP_SEND || op == OP_ACK || op == OP_OVERRIDE;
 }
 
 const char *request_op_to_string(RequestOp op)

@@ -58,6 +58,14 @@ typedef struct RequestError {
 	char detail[256];
 } RequestError;
 
+/* The size in bytes of the largest valid request frame for a gateway whose texts may take up to
+ * max_parts SMS (1..255): every character of every string written as a \uXXXX escape, every
+ * list full, plus REQUEST_WHITESPACE bytes for a pretty-printing encoder. 26,263 bytes for the
+ * default 10 parts, 66,235 for 54 parts and more (the text's 8,192 bytes are the cap then). The
+ * server refuses larger frames unread (ZMQ_MAXMSGSIZE). */
+#define REQUEST_WHITESPACE 4096
+size_t request_max_size(unsigned max_parts);
+
 /* 0 with *ret set, or -EINVAL with *ret_error filled (-ENOMEM on allocation failure). */
 int request_parse(const void *data, size_t len, Request **ret, RequestError *ret_error);
 Request *request_free(Request *r);
@@ -65,6 +73,8 @@ Request *request_free(Request *r);
 /* The op named s ("send", "status", ...), or -EINVAL. */
 int request_op_from_string(const char *s);
 const char *request_op_to_string(RequestOp op);
+/* Whether op changes state (send, ack, override) rather than only reads it. */
+bool request_op_writes(RequestOp op);
 
 /* Error reply frame: {"ok":false,"error":code,"detail":detail}, malloc'd, NUL-terminated. */
 char *reply_error(const char *code, const char *detail);

@@ -8,19 +8,28 @@
 #include <zmq.h>
 
 #include "auth.h"
+#include "connlimit.h"
 #include "log.h"
 #include "macro.h"
+#include "request.h"
+#include "util.h"
 
 /* Requests read per loop turn. A turn's requests become one replicated payload, which must stay
  * under the replication layer's 1000 KiB: 96 sends of the largest text (8 KiB) fit. */
 #define SERVER_BATCH 96
-#define SERVER_MAX_REQUEST 65536   /* larger frames are refused unread by ZMQ_MAXMSGSIZE */
+/* A subscription message is a topic prefix: event names are short. */
+#define SERVER_MAX_SUBSCRIPTION 1024
+/* A peer that connects and never completes its ZeroMQ handshake holds a connection (and a slot
+ * under max_clients) this long; libzmq's default is 30 s. A CURVE handshake takes milliseconds. */
+#define SERVER_HANDSHAKE_MSEC 10000
 
 struct Server {
 	void *ctx;
 	void *routers[_SERVER_CHANNEL_MAX]; /* NULL: not configured */
 	void *pub;
 	Auth *auth; /* NULL: no CURVE anywhere */
+	ConnLimit *limits[_SERVER_CHANNEL_MAX];
+	ConnLimit *pub_limit;
 	sd_event_source *io[_SERVER_CHANNEL_MAX];
 	sd_event_source *more; /* re-runs the reader when a turn's batch was full */
 	ServerRequestFn on_request;
@@ -73,13 +82,31 @@ static void peer_submitter(ServerPeer *peer, zmq_msg_t *body)
 		n += snprintf(peer->submitter + n, sizeof(peer->submitter) - n, "%02x", peer->id[i]);
 }
 
-/* Reads one multipart message: routing id, optional empty delimiter, one body frame. Messages of
- * another shape are dropped whole: there is no way to answer them in the protocol. */
+/* Answers a message whose envelope is wrong, in the envelope the client used (a DEALER that sent
+ * no delimiter gets none back). Never blocks; a client that does not read is dropped by the
+ * high-water mark like any other. */
+static void server_reply_framing(Server *s, ServerChannel channel, zmq_msg_t *id, bool delimiter,
+                                 const char *detail)
+{
+	void *router = s->routers[channel];
+	_cleanup_free_ char *json = reply_error("bad_request", detail);
+
+	if (!json || zmq_msg_size(id) > SERVER_PEER_ID_MAX)
+		return;
+	if (zmq_send(router, zmq_msg_data(id), zmq_msg_size(id), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+	    (delimiter && zmq_send(router, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) ||
+	    zmq_send(router, json, strlen(json), ZMQ_DONTWAIT) < 0)
+		log_debug_errno(errno, "Cannot answer a client: %m");
+}
+
+/* Reads one multipart message: routing id, empty delimiter, one body frame. A message of another
+ * shape is answered "bad_request", naming what is wrong with it; only its first frames are kept,
+ * the rest are closed as they are read, so its size costs nothing beyond what libzmq held. */
 static int server_read_one(Server *s, ServerChannel channel)
 {
 	void *router = s->routers[channel];
 	zmq_msg_t frames[4];
-	size_t n = 0;
+	size_t n = 0, total = 0;
 	int more = 1, r = 0;
 
 	while (more) {
@@ -93,6 +120,7 @@ static int server_read_one(Server *s, ServerChannel channel)
 			zmq_msg_close(m);
 			break;
 		}
+		total++;
 		if (zmq_getsockopt(router, ZMQ_RCVMORE, &more, &len) < 0)
 			more = 0;
 		if (m == &dummy)
@@ -102,12 +130,31 @@ static int server_read_one(Server *s, ServerChannel channel)
 	}
 	if (r == -EAGAIN && n == 0)
 		return 0;
-	if (r >= 0 && n >= 1) {
+	if (r >= 0 && n >= 2) {
 		zmq_msg_t *id = &frames[0];
-		zmq_msg_t *body = &frames[n - 1];
-		bool shape_ok = n == 3 && zmq_msg_size(&frames[1]) == 0;
+		/* A REQ (or a well-behaved DEALER) puts an empty frame before the body. */
+		bool delimiter = zmq_msg_size(&frames[1]) == 0;
+		size_t bodies = total - (delimiter ? 2 : 1);
+		char detail[160];
 
-		if (shape_ok && zmq_msg_size(id) <= SERVER_PEER_ID_MAX) {
+		if (!delimiter) {
+			snprintf(detail, sizeof(detail),
+			         "framing: no empty delimiter frame before the request; a DEALER "
+			         "must "
+			         "send an empty frame, then the JSON frame");
+			server_reply_framing(s, channel, id, false, detail);
+		} else if (bodies != 1) {
+			snprintf(
+			        detail, sizeof(detail),
+			        "framing: %zu frames after the delimiter; send the JSON request as "
+			        "exactly one frame",
+			        bodies);
+			server_reply_framing(s, channel, id, true, detail);
+		} else if (zmq_msg_size(id) > SERVER_PEER_ID_MAX) {
+			log_debug("Dropping a request with a routing id of %zu bytes",
+			          zmq_msg_size(id));
+		} else {
+			zmq_msg_t *body = &frames[2];
 			ServerPeer peer = {.id_len = zmq_msg_size(id), .channel = channel};
 			char *text = malloc(zmq_msg_size(body) + 1);
 
@@ -119,9 +166,9 @@ static int server_read_one(Server *s, ServerChannel channel)
 				s->on_request(s->userdata, &peer, text, zmq_msg_size(body));
 				free(text);
 			}
-		} else
-			log_debug("Dropping a request of %zu frames without the REQ envelope", n);
-	}
+		}
+	} else if (n > 0)
+		log_debug("Dropping a message of %zu frames without a body", total);
 	for (size_t i = 0; i < n; i++)
 		zmq_msg_close(&frames[i]);
 	return 1;
@@ -161,8 +208,8 @@ static int server_drain(Server *s)
 static int socket_bind(void *sock, const char *endpoint, const char *what)
 {
 	if (zmq_bind(sock, endpoint) < 0)
-		return log_error_errno(errno, "Cannot bind the %s socket to '%s': %s", what,
-				       endpoint, zmq_strerror(errno));
+		return log_error_errno(errno, "Cannot bind the %s socket to '%s': %s%s", what,
+		                       endpoint, errno_fd_prefix(errno), zmq_strerror(errno));
 	return 0;
 }
 
@@ -188,20 +235,34 @@ static int bind_control(void *sock, const char *endpoint)
 	return 0;
 }
 
-static int router_new(Server *s, ServerChannel channel, sd_event *event)
+static void socket_harden(void *sock, int64_t maxmsg)
 {
-	int hwm = 100000, linger = 0, fd, r;
-	int64_t maxmsg = SERVER_MAX_REQUEST;
+	int linger = 0, handshake = SERVER_HANDSHAKE_MSEC;
+
+	zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+	zmq_setsockopt(sock, ZMQ_HANDSHAKE_IVL, &handshake, sizeof(handshake));
+}
+
+static int router_new(Server *s, ServerChannel channel, sd_event *event, const Config *config)
+{
+	int hwm = 100000, fd, r;
 	size_t len = sizeof(fd);
 	void *router;
 
 	router = s->routers[channel] = zmq_socket(s->ctx, ZMQ_ROUTER);
 	if (!router)
 		return -errno;
-	zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof(linger));
-	zmq_setsockopt(router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+	/* The largest valid request: a larger frame is refused unread and its connection closed. */
+	socket_harden(router, (int64_t)request_max_size(config->max_parts));
 	zmq_setsockopt(router, ZMQ_RCVHWM, &hwm, sizeof(hwm));
 	zmq_setsockopt(router, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	r = connlimit_new(event, s->ctx, router, channel == SERVER_SUBMIT ? "submit" : "control",
+	                  channel == SERVER_SUBMIT ? config->submit_max_clients
+	                                           : config->control_max_clients,
+	                  &s->limits[channel]);
+	if (r < 0)
+		return r;
 	if (zmq_getsockopt(router, ZMQ_FD, &fd, &len) < 0)
 		return -errno;
 	r = sd_event_add_io(event, &s->io[channel], fd, EPOLLIN, on_router_io, s);
@@ -212,11 +273,21 @@ static int router_new(Server *s, ServerChannel channel, sd_event *event)
 	return 0;
 }
 
+static void warn_insecure(const char *section, const char *bind, bool insecure)
+{
+	if (insecure && bind && config_endpoint_is_remote(bind))
+		log_warning(
+		        "[%s] bind = %s listens beyond loopback without CURVE "
+		        "(allow_insecure_remote = true): anyone who reaches it can send requests "
+		        "and make this daemon hold any amount of memory",
+		        section, bind);
+}
+
 int server_new(sd_event *event, const Config *config, ServerRequestFn on_request, void *userdata,
 	       Server **ret)
 {
 	Server *s;
-	int linger = 0, r;
+	int r;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -245,7 +316,13 @@ int server_new(sd_event *event, const Config *config, ServerRequestFn on_request
 			goto fail;
 	}
 
-	r = router_new(s, SERVER_SUBMIT, event);
+	warn_insecure("submit", config->submit_bind,
+	              config->submit_insecure_remote && !config->submit_curve.secret_key_file);
+	warn_insecure("events", config->events_bind,
+	              config->events_insecure_remote && !config->events_curve.secret_key_file);
+	warn_insecure("control", config->control_bind, config->control_insecure_remote);
+
+	r = router_new(s, SERVER_SUBMIT, event, config);
 	if (r < 0)
 		goto fail;
 	if (config->submit_curve.secret_key_file) {
@@ -263,7 +340,11 @@ int server_new(sd_event *event, const Config *config, ServerRequestFn on_request
 		r = -errno;
 		goto fail;
 	}
-	zmq_setsockopt(s->pub, ZMQ_LINGER, &linger, sizeof(linger));
+	socket_harden(s->pub, SERVER_MAX_SUBSCRIPTION);
+	r = connlimit_new(event, s->ctx, s->pub, "events", config->events_max_clients,
+	                  &s->pub_limit);
+	if (r < 0)
+		goto fail;
 	if (config->events_curve.secret_key_file) {
 		r = auth_setup_server(s->pub, config->events_curve.secret_key_file, "events");
 		if (r < 0)
@@ -274,7 +355,7 @@ int server_new(sd_event *event, const Config *config, ServerRequestFn on_request
 		goto fail;
 
 	if (config->control_bind) {
-		r = router_new(s, SERVER_CONTROL, event);
+		r = router_new(s, SERVER_CONTROL, event, config);
 		if (r < 0)
 			goto fail;
 		r = bind_control(s->routers[SERVER_CONTROL], config->control_bind);
@@ -299,10 +380,12 @@ Server *server_free(Server *s)
 		return NULL;
 	for (ServerChannel c = 0; c < _SERVER_CHANNEL_MAX; c++) {
 		sd_event_source_disable_unref(s->io[c]);
+		connlimit_free(s->limits[c]);
 		if (s->routers[c])
 			zmq_close(s->routers[c]);
 	}
 	sd_event_source_disable_unref(s->more);
+	connlimit_free(s->pub_limit);
 	if (s->pub)
 		zmq_close(s->pub);
 	auth_free(s->auth);

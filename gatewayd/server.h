@@ -6,6 +6,10 @@
  * request says which socket it came on, and its reply goes back there. With CURVE keys set
  * for [submit] or [events], that socket lets in only the clients its directory lists (auth.h),
  * and each request names its submitter by CURVE key, else by peer address.
+ * A message of another shape (no delimiter, several body frames) is answered "bad_request" here,
+ * naming the framing problem; a frame larger than request_max_size() is refused by libzmq, which
+ * closes that connection. Each listening socket holds at most its max_clients connections
+ * (connlimit.h); a peer that never completes the ZeroMQ handshake is dropped after 10 s.
  * Requests are handed to the callback with the peer's routing envelope, which the gateway keeps
  * until it can answer (a "queued" reply waits for the commit); answering a peer that has gone is
  * harmless. ZMQ_FD is edge-triggered, so after every wakeup and every send the socket is drained

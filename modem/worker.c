@@ -46,6 +46,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <unistd.h>
 
 #include <gammu.h>
@@ -194,6 +195,28 @@ static bool worker_error_is_fatal(GSM_Error error)
 	default:
 		return worker_error_is_device(error);
 	}
+}
+
+/* Whether this process can open one more descriptor that select() can watch: libgammu opens the
+ * port itself, and when open() fails with EMFILE it says "Error opening device. Unknown, busy or
+ * no permissions.", which sends an operator to the wrong place; and it select()s on the
+ * descriptor, which must be below FD_SETSIZE. 0, or -EMFILE/-ENFILE. */
+static int worker_descriptors_available(void)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == EMFILE || errno == ENFILE ? -errno : 0;
+	close(fd);
+	return fd >= FD_SETSIZE ? -EMFILE : 0;
+}
+
+static void worker_descriptors_reason(char *ret, size_t size, const char *device, int r)
+{
+	worker_format(ret, size, "cannot open %s: %s", device,
+	              r == -ENFILE ? "ENFILE: the system is out of file descriptors"
+	                           : "EMFILE: this process is out of file descriptors (below "
+	                             "FD_SETSIZE); see max_clients in gatewayd.conf(5)");
 }
 
 /* libgammu's words, except for an abort by our own watchdog. */
@@ -1058,6 +1081,8 @@ static int worker_claim_configured(Worker *w)
 		snprintf(reason, sizeof(reason), "device %s not present", dev);
 	else if (r == -EBUSY)
 		snprintf(reason, sizeof(reason), "device %s in use by modem %s", dev, owner);
+	else if (r == -EMFILE || r == -ENFILE)
+		worker_descriptors_reason(reason, sizeof(reason), dev, r);
 	else
 		snprintf(reason, sizeof(reason), "cannot open %s: %s", dev, strerror(-r));
 	worker_set_state(w, MODEM_STATE_ABSENT, reason);
@@ -1075,6 +1100,12 @@ static void worker_connect(Worker *w)
 	GSM_Error error;
 	int r;
 
+	r = worker_descriptors_available();
+	if (r < 0) {
+		worker_descriptors_reason(reason, sizeof(reason), w->settings->device, r);
+		worker_set_state(w, MODEM_STATE_ABSENT, reason);
+		goto retry;
+	}
 	r = w->settings->imei ? worker_find_port(w) : worker_claim_configured(w);
 	if (r == -EAGAIN) {
 		w->next_connect = now_monotonic_usec() + WORKER_PORT_BUSY_RETRY_USEC;
@@ -1109,7 +1140,11 @@ static void worker_connect(Worker *w)
 		(void)GSM_TerminateConnection(sm);
 		GSM_FreeStateMachine(sm);
 		w->sm = NULL;
-		if (worker_error_is_device(error)) {
+		r = worker_error_is_device(error) ? worker_descriptors_available() : 0;
+		if (r < 0) {
+			worker_descriptors_reason(reason, sizeof(reason), w->device, r);
+			state = MODEM_STATE_ABSENT;
+		} else if (worker_error_is_device(error)) {
 			worker_format(reason, sizeof(reason), "cannot open %s: %s", w->device,
 			              worker_error_string(error));
 			state = MODEM_STATE_ABSENT;

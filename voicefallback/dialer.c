@@ -1022,7 +1022,7 @@ static int dialer_on_start(sd_event_source *s, void *userdata)
 	d->start_source = sd_event_source_disable_unref(d->start_source);
 	r = chat_open_port(d->device, &fd);
 	if (r < 0) {
-		set_error(d, "cannot open %s: %s", d->device, strerror(-r));
+		set_error(d, "cannot open %s: %s%s", d->device, errno_fd_prefix(r), strerror(-r));
 		d->port_gone = true;
 		dialer_decide(d, CALL_FAILED, d->error);
 		dialer_finish(d);

@@ -176,12 +176,78 @@ def test_garbage_frames_do_not_disturb_others(h):
         dealer.send(b"\xff" * 1000)
     # DEALER with the empty delimiter frame is a supported client.
     dealer.send_multipart([b"", json.dumps({"op": "status"}).encode()])
+    # Each broken message is answered, in the envelope it came in (no delimiter), in order.
+    for _ in range(100):
+        assert dealer.poll(5000), "no reply to a message without a delimiter"
+        frames = dealer.recv_multipart()
+        assert len(frames) == 1, frames
+        err(json.loads(frames[0]), "bad_request")
     assert dealer.poll(5000), "no reply to a DEALER with a delimiter"
     frames = dealer.recv_multipart()
     assert frames[0] == b"" and json.loads(frames[-1])["ok"], frames
     r = gw.send([GOOD], "still fine")
     assert r["status"] == "queued"
     h.sim.wait_sms(1, timeout=30)
+
+
+def test_broken_framing_gets_an_error_reply(h):
+    gw = h.gateway(wait_modems=False)
+    dealer = h.ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(gw.endpoint)
+    h.sockets.append(dealer)
+    status = json.dumps({"op": "status"}).encode()
+
+    def reply():
+        assert dealer.poll(10000), "silence: no reply to a broken envelope"
+        return dealer.recv_multipart()
+
+    # A DEALER that forgets the empty delimiter frame: told so, without a delimiter back.
+    dealer.send(status)
+    frames = reply()
+    assert len(frames) == 1, frames
+    r = json.loads(frames[0])
+    err(r, "bad_request")
+    assert "delimiter" in r["detail"], r
+    # A request in two body frames.
+    dealer.send_multipart([b"", status, status])
+    frames = reply()
+    assert frames[0] == b"" and len(frames) == 2, frames
+    r = json.loads(frames[1])
+    err(r, "bad_request")
+    assert "2 frames after the delimiter" in r["detail"], r
+    # A delimiter and no body at all.
+    dealer.send_multipart([b"", b"", b"", b""])
+    frames = reply()
+    err(json.loads(frames[-1]), "bad_request")
+    # The same socket, framed right, is served.
+    dealer.send_multipart([b"", status])
+    frames = reply()
+    assert frames[0] == b"" and json.loads(frames[1])["ok"], frames
+
+
+def test_read_ops_are_rate_limited(h):
+    # Not waiting for the modems: that wait asks for status in a loop too.
+    gw = h.gateway(wait_modems=False, extra="[submit]\nread_rate = 2/s\nread_burst = 5\n")
+    c = gw.client
+    # One client asking in a loop: the burst is served, then "rate_limited" (the refill of
+    # 2/s cannot keep up with 30 requests answered one after the other).
+    replies = [c.request({"op": op}) for op in ("status", "queue", "inbox", "oncall") * 8]
+    limited = [r for r in replies if not r.get("ok")]
+    assert all(r.get("ok") for r in replies[:4]), replies[:4]  # the start-up took one
+    assert limited, "no read was rate limited"
+    for r in limited:
+        err(r, "rate_limited")
+    assert "reads per second" in limited[0]["detail"], limited[0]
+    # get is a read too.
+    r = c.request({"op": "get", "id": "0" * 32})
+    assert r.get("error") in ("rate_limited", "unknown_id"), r
+    # Sends have a bucket of their own: reads used up do not cost an alert its place.
+    r = c.request({"to": [GOOD], "text": "an alert after many reads"})
+    assert r["ok"] and r["status"] == "queued", r
+    # The bucket refills.
+    wait_until(lambda: c.request({"op": "status"}).get("ok"), 30,
+               "a read served again", interval=0.6)
 
 
 if __name__ == "__main__":

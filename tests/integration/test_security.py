@@ -11,7 +11,9 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -297,6 +299,169 @@ def test_ops_restricted_on_submit_all_on_control(h):
     p = subprocess.run([GATEWAYCTL, "-e", gw.endpoint, "-t", "10", "status"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "unknown_op" in p.stderr, (p.returncode, p.stderr)
+
+
+def rss_kib(pid) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def cpu_seconds(pid) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def zmtp_frame(data: bytes, more: bool) -> bytes:
+    flags = 1 if more else 0
+    if len(data) > 255:
+        return bytes([flags | 2]) + struct.pack(">Q", len(data)) + data
+    return bytes([flags, len(data)]) + data
+
+
+def zmtp_dealer(port: int) -> socket.socket:
+    """A DEALER spoken by hand (ZMTP 3.0, NULL), so that a test sends exactly the frames it
+    means to, at the pace of the kernel, and sees the daemon close the connection."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\x00")
+              + b"\x00" * 32)
+    got = b""
+    while len(got) < 64 + 2:  # the daemon's greeting and its READY command's header
+        chunk = s.recv(64 + 2 - len(got))
+        assert chunk, "the daemon closed the connection during the greeting"
+        got += chunk
+    body = b""
+    while len(body) < got[65]:
+        body += s.recv(got[65] - len(body))
+    assert body.startswith(b"\x05READY"), body
+    ready = b"\x05READY" + b"\x0bSocket-Type" + struct.pack(">I", 6) + b"DEALER"
+    s.sendall(bytes([0x04, len(ready)]) + ready)
+    return s
+
+
+# The daemon refuses a frame larger than the largest valid request (26,263 bytes with the
+# default max_parts = 10, see request_max_size()) as soon as its size arrives, and closes the
+# connection: it then holds nothing of that message beyond one 8 KiB receive batch. 8 MiB leaves
+# room for the allocator and SQLite while staying below the smaller of the two floods (11.7 MiB),
+# which libzmq would hold whole if it took the frames.
+RSS_BOUND_KIB = 8 * 1024
+
+
+def test_multipart_flood_does_not_grow_memory(h):
+    gw = h.gateway()
+    pid = gw.proc.pid
+    port = int(gw.endpoint.rsplit(":", 1)[1])
+    failures = []
+    for frames, size in ((200, 60 * 1024), (2000, 32 * 1024)):
+        base = peak = rss_kib(pid)
+        s = zmtp_dealer(port)
+        closed = False
+        payload = zmtp_frame(b"x" * size, True)
+        try:
+            s.sendall(zmtp_frame(b"", True))  # the delimiter
+            for i in range(frames):  # every frame says "more": the message never ends
+                s.sendall(payload)
+                if i % 20 == 0:
+                    peak = max(peak, rss_kib(pid))
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+        if not closed:  # let the daemon take in what the kernel still holds
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and peak - base <= RSS_BOUND_KIB:
+                peak = max(peak, rss_kib(pid))
+                time.sleep(0.1)
+        peak = max(peak, rss_kib(pid))
+        print(f"  {frames} frames of {size} bytes: RSS {base} -> {peak} KiB", flush=True)
+        if peak - base > RSS_BOUND_KIB:
+            failures.append(f"{frames} frames of {size} bytes: RSS grew by "
+                            f"{(peak - base) // 1024} MiB")
+        if not closed:
+            failures.append(f"{frames} frames of {size} bytes: the daemon kept the connection")
+        s.close()
+        r = gw.status()
+        assert r["ok"], r
+    assert not failures, failures
+    assert gw.proc.poll() is None
+
+
+def test_idle_connections_are_capped(h):
+    # The soft limit systemd gives services (1024), a hard limit above: the daemon raises it.
+    h.wrapper = ["prlimit", "--nofile=1024:4096", "--"]
+    gw = h.gateway()
+    pid = gw.proc.pid
+    port = int(gw.endpoint.rsplit(":", 1)[1])
+    conns = []
+    try:
+        for _ in range(1100):  # idle: connected, never a byte of ZMTP
+            conns.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+        # Not pegged: the surplus is ended as it arrives, accept() never fails.
+        t0, c0 = time.monotonic(), cpu_seconds(pid)
+        time.sleep(2)
+        load = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        print(f"  1100 idle connections: {load:.0%} of a core, {fds} descriptors", flush=True)
+        assert load < 0.5, f"the daemon used {load:.0%} of a core with idle connections"
+        # Within the budget: the cap (256) and the reserve, far below the 1,100.
+        assert fds < 256 + 128 + 64 + 8 * 2, f"{fds} descriptors open"
+        # A normal client is answered: the oldest silent connection makes room for it.
+        t0 = time.monotonic()
+        r = gw.client.request({"op": "status"}, timeout=30)
+        print(f"  a normal client answered after {time.monotonic() - t0:.2f} s", flush=True)
+        assert r["ok"] and r["modems"][0]["state"] in ("ok", "degraded"), r
+        assert log_has(gw, "Dropped a silent submit connection from 127.0.0.1 for a new one")
+    finally:
+        for c in conns:
+            c.close()
+    wait_until(lambda: log_has(gw, "the cap is 256 ([submit] max_clients)"), 10,
+               "the refusals in the log")
+    with open(gw.log_path, errors="replace") as f:
+        lines = [x for x in f if "Refused a submit connection" in x]
+    assert len(lines) <= 20, f"{len(lines)} refusal lines: not rate-limited"
+    assert log_has(gw, "File descriptors: limit 4096 (soft limit was 1024)")
+    assert gw.status()["ok"]
+
+
+def test_remote_bind_needs_curve(h):
+    port = h.port_pair()
+    conf = os.path.join(h.dir, "remote.conf")
+    cases = [
+        (f"[submit]\nbind = tcp://0.0.0.0:{port}\n", 5, "[submit] bind = tcp://0.0.0.0"),
+        (f"[events]\nbind = tcp://*:{port + 1}\n", 5, "[events] bind = tcp://*"),
+        (f"[control]\nbind = tcp://192.0.2.1:{port + 2}\n", 5, "[control] bind"),
+    ]
+    for body, line, expect in cases:
+        with open(conf, "w") as f:
+            f.write(f"[node]\nstate_dir = {h.dir}/s\n\n{body}")
+        for args in (["--check"], []):
+            p = subprocess.run([GATEWAYD, *args, "-c", conf], capture_output=True, text=True,
+                               timeout=30)
+            assert p.returncode == 1, (args, p.returncode, p.stderr)
+            assert f"{conf}:{line}: {expect}" in p.stderr, (args, p.stderr)
+            assert "listens beyond loopback without CURVE" in p.stderr, p.stderr
+            assert "allow_insecure_remote = true" in p.stderr, p.stderr
+    # Loopback in any spelling is fine.
+    for bind in ("tcp://127.0.0.1:1", "tcp://[::1]:1", "tcp://localhost:1", "ipc:///tmp/x"):
+        with open(conf, "w") as f:
+            f.write(f"[node]\nstate_dir = {h.dir}/s\n\n[submit]\nbind = {bind}\n")
+        p = subprocess.run([GATEWAYD, "--check", "-c", conf], capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 0, (bind, p.stderr)
+    # With the switch it starts, serves, and says what it risks at every start.
+    gw = h.gateway(start=False, extra="[submit]\nallow_insecure_remote = true\n")
+    with open(gw.config_path) as f:
+        text = f.read()
+    with open(gw.config_path, "w") as f:
+        f.write(text.replace("bind = tcp://127.0.0.1:", "bind = tcp://0.0.0.0:", 1))
+    gw.start(wait_modems=1)
+    assert log_has(gw, "listens beyond loopback without CURVE (allow_insecure_remote = true)")
+    assert gw.status()["ok"]
+    gw.stop()
+    gw.start(wait_modems=1)
+    with open(gw.log_path, errors="replace") as f:
+        assert f.read().count("allow_insecure_remote = true") == 2
 
 
 if __name__ == "__main__":

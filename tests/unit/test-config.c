@@ -306,6 +306,55 @@ static void test_rotation_utc(void)
 	set_tz(NULL);
 }
 
+static void test_listeners(void)
+{
+	Config *c;
+	char *err;
+
+	check_int(load("[node]\nstate_dir = /tmp/x\n", &c, &err), 0);
+	if (c) {
+		check_int(c->submit_max_clients, 256);
+		check_int(c->events_max_clients, 128);
+		check_int(c->control_max_clients, 32);
+		check_int(c->submit_read_rate, 20);
+		check_int(c->submit_read_burst, 40);
+		check(!c->submit_insecure_remote);
+		config_free(c);
+	}
+	check_int(load("[submit]\nread_rate = 5/s\nmax_clients = 10\n", &c, &err), 0);
+	if (c) {
+		check_int(c->submit_read_burst, 10);
+		check_int(c->submit_max_clients, 10);
+		config_free(c);
+	}
+	check_int(load("[submit]\nbind = tcp://*:5570\nallow_insecure_remote = yes\n", &c, &err),
+	          0);
+	if (c) {
+		check(c->submit_insecure_remote);
+		config_free(c);
+	}
+	expect_error("[submit]\nbind = tcp://0.0.0.0:5570\n", 2, "listens beyond loopback");
+	expect_error("[node]\nname = a\n[events]\nbind = tcp://eth0:5571\n", 4,
+	             "[events] bind = tcp://eth0:5571 listens beyond loopback without CURVE");
+	expect_error("[control]\nbind = tcp://[::]:5572\nallow_insecure_remote = maybe\n", 3,
+	             "bad value 'maybe'");
+	expect_error("[submit]\nmax_clients = 0\n", 2, "bad value '0' for max_clients");
+
+	check(!config_endpoint_is_remote("tcp://127.0.0.1:5570"));
+	check(!config_endpoint_is_remote("tcp://127.1.2.3:5570"));
+	check(!config_endpoint_is_remote("tcp://[::1]:5570"));
+	check(!config_endpoint_is_remote("tcp://localhost:5570"));
+	check(!config_endpoint_is_remote("tcp://lo:5570"));
+	check(!config_endpoint_is_remote("ipc:///run/gatewayd/control"));
+	check(!config_endpoint_is_remote("ipc://@abstract"));
+	check(config_endpoint_is_remote("tcp://*:5570"));
+	check(config_endpoint_is_remote("tcp://0.0.0.0:5570"));
+	check(config_endpoint_is_remote("tcp://[::]:5570"));
+	check(config_endpoint_is_remote("tcp://127.evil.example:5570"));
+	check(config_endpoint_is_remote("tcp://192.0.2.1:5570"));
+	check(config_endpoint_is_remote("ws://127.0.0.1:5570"));
+}
+
 int main(void)
 {
 	int fd = mkstemp(path);
@@ -319,6 +368,7 @@ int main(void)
 	run(test_bom_and_durations);
 	run(test_missing_file);
 	run(test_helpers);
+	run(test_listeners);
 	run(test_rotation);
 	run(test_rotation_dst);
 	run(test_rotation_utc);

@@ -1,6 +1,7 @@
 /* Unit tests of request: every error code of the protocol that needs no state. */
 #include <errno.h>
 
+#include "config.h"
 #include "request.h"
 #include "test.h"
 #include "util.h"
@@ -200,8 +201,82 @@ static void test_rfc3339(void)
 	check_int(parse_rfc3339("", &t), -EINVAL);
 }
 
+/* Appends s to buf with every character escaped as \uXXXX (ASCII only here). */
+static void put_escaped(char **p, const char *s)
+{
+	*(*p)++ = '"';
+	for (; *s; s++)
+		*p += sprintf(*p, "\\u%04x", (unsigned char)*s);
+	*(*p)++ = '"';
+}
+
+static void put_escaped_list(char **p, const char *item, int n)
+{
+	*(*p)++ = '[';
+	for (int i = 0; i < n; i++) {
+		char v[64];
+
+		if (i > 0)
+			*(*p)++ = ',';
+		snprintf(v, sizeof(v), "%s%02d", item, i); /* distinct: no duplicate to drop */
+		put_escaped(p, v);
+	}
+	*(*p)++ = ']';
+}
+
+/* The largest request request_max_size() claims is valid, built and parsed: it must parse, and
+ * its size must be the figure minus the whitespace allowance. */
+static void test_max_size(void)
+{
+	static const unsigned parts[] = {1, 10, 54, 255};
+
+	for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]); k++) {
+		size_t chars = parts[k] == 1 ? 160 : parts[k] * 153;
+		char *buf = malloc(200000), *p = buf, *text, role[64], number[32], *key, *source;
+		Request *r = NULL;
+		RequestError e = {0};
+
+		if (chars > REQUEST_MAX_TEXT_BYTES)
+			chars = REQUEST_MAX_TEXT_BYTES;
+		text = calloc(1, chars + 1);
+		key = calloc(1, REQUEST_MAX_KEY + 1);
+		source = calloc(1, REQUEST_MAX_SOURCE + 1);
+		memset(text, 'x', chars);
+		memset(key, 'k', REQUEST_MAX_KEY);
+		memset(source, 's', REQUEST_MAX_SOURCE);
+		snprintf(role, sizeof(role), "role:%0*d", CONFIG_NAME_MAX - 2, 0);
+		snprintf(number, sizeof(number), "+3247012345678");
+
+		*p++ = '{';
+		put_escaped(&p, "op"), *p++ = ':', put_escaped(&p, "send"), *p++ = ',';
+		put_escaped(&p, "to"), *p++ = ':',
+		                       put_escaped_list(&p, role, REQUEST_MAX_RECIPIENTS);
+		*p++ = ',';
+		put_escaped(&p, "text"), *p++ = ':', put_escaped(&p, text), *p++ = ',';
+		put_escaped(&p, "key"), *p++ = ':', put_escaped(&p, key), *p++ = ',';
+		put_escaped(&p, "priority"), *p++ = ':', put_escaped(&p, "critical"), *p++ = ',';
+		put_escaped(&p, "ttl"), p += sprintf(p, ":%d,", REQUEST_MAX_TTL);
+		put_escaped(&p, "copy"), *p++ = ':';
+		put_escaped_list(&p, number, REQUEST_MAX_RECIPIENTS), *p++ = ',';
+		put_escaped(&p, "source"), *p++ = ':', put_escaped(&p, source), *p++ = '}';
+
+		check_int(request_parse(buf, (size_t)(p - buf), &r, &e), 0);
+		if (e.code)
+			fprintf(stderr, "%s: %s\n", e.code, e.detail);
+		check_int((size_t)(p - buf) + REQUEST_WHITESPACE, request_max_size(parts[k]));
+		request_free(r);
+		free(buf);
+		free(text);
+		free(key);
+		free(source);
+	}
+	check_int(request_max_size(10), 26263);
+	check_int(request_max_size(255), 66235);
+}
+
 int main(void)
 {
+	run(test_max_size);
 	run(test_codes);
 	run(test_fields);
 	run(test_too_long);
