@@ -274,7 +274,7 @@ static int apply_submit(Gateway *g, json_t *c, Pending *pending)
 	if (r > 0) {
 		char detail[160];
 
-		snprintf(detail, sizeof(detail), "from %s", a.source ? a.source : "?");
+		utf8_snprintf(detail, sizeof(detail), "from %s", a.source ? a.source : "?");
 		r = store_history_add(g->store, first_id, a.accepted_at, "duplicate", a.node,
 				      detail);
 		if (r < 0)
@@ -1109,8 +1109,8 @@ static int resolve_recipients(Gateway *g, Request *req, uint64_t at, json_t **re
 
 			if (!role) {
 				err->code = "unknown_role";
-				snprintf(err->detail, sizeof(err->detail), "no role named '%s'",
-					 number + 5);
+				utf8_snprintf(err->detail, sizeof(err->detail),
+					      "no role named '%s'", number + 5);
 				return -EINVAL;
 			}
 			contact = oncall_on_duty(g, role, at, NULL);
