@@ -482,7 +482,10 @@ static int apply_sms_in(Gateway *g, json_t *c)
 	token_confirm_later(g, c);
 	if (r == 0)
 		return 0; /* read again after a reconnect: stored already */
-	log_ctx(LOG_INFO, &((LogContext){.modem = m.modem}), "SMS from %s: %s", m.sender, m.text);
+	/* What people write stays out of the journal but at debug level. */
+	log_ctx(LOG_INFO, &((LogContext){.modem = m.modem}), "SMS from %s (%zu bytes)", m.sender,
+		strlen(m.text));
+	log_ctx(LOG_DEBUG, &((LogContext){.modem = m.modem}), "SMS from %s: %s", m.sender, m.text);
 	event_add(g, "sms_received",
 		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "key", m.key, "node", m.node,
 			    "modem", m.modem, "from", m.sender, "text", m.text, "parts",
