@@ -489,9 +489,12 @@ static int print_story(const json_t *alert)
 	snprintf(detail, sizeof(detail), "from %s", FIELD(alert, "source"));
 	r |= story_add(story, json_object_get(alert, "accepted_at"), "received",
 	               FIELD(alert, "node"), detail);
+	bool ack_told = false;
+
 	json_array_foreach(json_object_get(alert, "history"), i, e) {
 		r |= story_add(story, json_object_get(e, "at"), FIELD(e, "what"), FIELD(e, "node"),
 		               FIELD(e, "detail"));
+		ack_told |= streq_ptr(json_string_value(json_object_get(e, "what")), "acknowledged");
 	}
 	json_array_foreach(deliveries, i, e) {
 		const json_t *a;
@@ -512,7 +515,8 @@ static int print_story(const json_t *alert)
 		r |= story_add(story, json_object_get(e, "at"), "called", FIELD(e, "node"), detail);
 	}
 	ack = json_object_get(alert, "ack");
-	if (json_is_object(ack)) {
+	/* An acknowledgment by SMS has its own history line, with the sender's number. */
+	if (json_is_object(ack) && !ack_told) {
 		snprintf(detail, sizeof(detail), "by %s via %s", FIELD(ack, "by"), FIELD(ack, "via"));
 		r |= story_add(story, json_object_get(ack, "at"), "acknowledged", "-", detail);
 	}
