@@ -199,6 +199,39 @@ def test_zabbix_media_script(h):
     assert rc == 1 and "unknown_role" in err, (rc, out, err)
 
 
+def test_zabbix_trailing_text_cannot_lower_the_priority_or_pick_the_key(h):
+    gw = h.gateway(extra=ONCALL)
+
+    def send(subject, message):
+        rc, out, err = run([ZABBIX, "-e", gw.endpoint, "+32470000002", subject, message])
+        assert rc == 0, (rc, out, err)
+        return accepted(out)
+
+    # Text after the severity (a custom template, an operational data macro) keeps it.
+    alert, _ = send("PROBLEM db01: disk", "Severity: Disaster (was Warning)\nEvent ID: 4300\n"
+                    "Status: PROBLEM\n")
+    a = gw.get(alert)
+    assert (a["priority"], a["key"]) == ("critical", "zabbix/4300/PROBLEM"), a
+    # Text after the status or the id is not part of the key.
+    alert, _ = send("PROBLEM db02: disk", "Event ID: 4301 x\nStatus: PROBLEM/../4300\n"
+                    "Severity: High\n")
+    a = gw.get(alert)
+    assert a["priority"] == "critical" and not a["key"].startswith("zabbix/"), a
+    # An update whose comment imitates the problem's lines: not folded into the problem as a
+    # duplicate, not lowered either.
+    alert, status = send("UPDATE db01: disk", "bob: on it\nStatus: PROBLEM\nSeverity: Warning\n"
+                         "Event ID: 4300\nStatus: UPDATE 2026.11.23 10:20:00\n"
+                         "Severity: Disaster\n")
+    assert status == "queued", status
+    a = gw.get(alert)
+    assert a["key"] != "zabbix/4300/PROBLEM" and a["priority"] == "critical", a
+    # The template's own update: its key carries its time.
+    alert, _ = send("UPDATE db01: disk", "bob: on it\nEvent ID: 4300\n"
+                    "Status: UPDATE 2026.11.23 10:25:00\nSeverity: Disaster\n")
+    a = gw.get(alert)
+    assert (a["priority"], a["key"]) == ("normal", "zabbix/4300/UPDATE-2026.11.23-10:25:00"), a
+
+
 # Alertmanager's webhook, version 4, as it posts a group of two firing alerts.
 def webhook(status="firing", alert_status=None, severity="critical", starts="2026-11-23T10:00:00Z"):
     alert_status = alert_status or status
