@@ -202,6 +202,40 @@ def test_gatewayctl_keygen_and_curve_end_to_end(h):
     assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
 
 
+def test_keygen_never_writes_through_a_symbolic_link(h):
+    keys = os.path.join(h.dir, "keys")
+    os.makedirs(keys)
+    elsewhere = os.path.join(h.dir, "elsewhere")
+    os.makedirs(elsewhere)
+    # A dangling link where the public or the secret file would go (someone else's directory
+    # listing, /tmp...), with and without --force: refused, and nothing is created through it.
+    for name, linked, extra in (("a", "a", ()), ("b", "b_secret", ()),
+                                ("c", "c", ("--force",)), ("d", "d_secret", ("--force",))):
+        target = os.path.join(elsewhere, name)
+        os.symlink(target, os.path.join(keys, linked))
+        p = subprocess.run([GATEWAYCTL, "keygen", *extra, os.path.join(keys, name)],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode != 0 and "symbolic link" in p.stderr, (name, p.returncode, p.stderr)
+        assert not os.path.lexists(target), f"{target} was written through the link"
+        assert os.path.islink(os.path.join(keys, linked)), "the link was replaced"
+        other = os.path.join(keys, name if linked != name else name + "_secret")
+        assert not os.path.lexists(other), f"{other} was written"
+    # A link to an existing file is refused too, and the file is left alone.
+    victim = os.path.join(elsewhere, "victim")
+    with open(victim, "w") as f:
+        f.write("keep me\n")
+    os.symlink(victim, os.path.join(keys, "e_secret"))
+    p = subprocess.run([GATEWAYCTL, "keygen", "--force", os.path.join(keys, "e")],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "symbolic link" in p.stderr, p.stderr
+    assert open(victim).read() == "keep me\n"
+    # Nothing is left behind in the directory; a plain name still works.
+    assert sorted(os.listdir(keys)) == ["a", "b_secret", "c", "d_secret", "e_secret"], \
+        os.listdir(keys)
+    keygen(h, "f")
+    assert stat.S_IMODE(os.stat(os.path.join(keys, "f_secret")).st_mode) == 0o600
+
+
 def test_curve_config_errors(h):
     need_curve()
     server = keygen(h, "server")
