@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from gwtest import GATEWAYCTL, GATEWAYD, Client, Skip, main, wait_until, zmq  # noqa: E402
+from gwtest import GATEWAYCTL, GATEWAYD, Client, Gateway, Skip, main, wait_until, zmq  # noqa: E402
 import zmq.auth  # noqa: E402
 
 TO = ["+32470000001"]
@@ -331,6 +331,52 @@ def test_ops_restricted_on_submit_all_on_control(h):
     p = subprocess.run([GATEWAYCTL, "-e", gw.endpoint, "-t", "10", "status"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "unknown_op" in p.stderr, (p.returncode, p.stderr)
+
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "packaging",
+                       "gatewayd.conf.example")
+
+
+def test_shipped_config_keeps_every_op_but_send_and_status_off_tcp(h):
+    """The example configuration as the package installs it, with this test's paths and ports:
+    any local user reaches the TCP port, so it serves sends and status only; every other op is
+    on the control socket (mode 0660), which gatewayctl finds in the file."""
+    h.start_sim(["gsm0"])
+    port = h.port_pair()
+    state = os.path.join(h.dir, "state")
+    ctl = os.path.join(h.dir, "control.sock")
+    with open(EXAMPLE) as f:
+        text = f.read()
+    for old, new in (("state_dir = /var/lib/gatewayd", f"state_dir = {state}"),
+                     ("bind = tcp://127.0.0.1:5570", f"bind = tcp://127.0.0.1:{port}"),
+                     ("bind = tcp://127.0.0.1:5571", f"bind = tcp://127.0.0.1:{port + 1}"),
+                     ("bind = ipc:///run/gatewayd/control.sock", f"bind = ipc://{ctl}"),
+                     ("device = /dev/ttyUSB0\nconnection = at115200",
+                      f"device = {h.sim.device('gsm0')}\nconnection = at")):
+        assert old in text, f"the example configuration has no line '{old}'"
+        text = text.replace(old, new)
+    gw = Gateway(h, "a", text, state, port)
+    gw.client = Client(h.ctx, f"ipc://{ctl}")
+    gw.start(wait_modems=1)
+    submit = Client(h.ctx, gw.endpoint)
+
+    r = submit.request({"to": TO, "text": "from a monitoring script"})
+    assert r["ok"] and r["status"] == "queued", r
+    alert = r["id"]
+    assert submit.request({"op": "status"})["ok"]
+    for req in ({"op": "ack", "id": alert, "by": "anyone"}, {"op": "get", "id": alert},
+                {"op": "queue"}, {"op": "inbox"}, {"op": "oncall"},
+                {"op": "override", "role": "primary", "clear": True}):
+        r = submit.request(req)
+        assert r.get("error") == "unknown_op", (req, r)
+    assert stat.S_IMODE(os.stat(ctl).st_mode) == 0o660, oct(os.stat(ctl).st_mode)
+    # gatewayctl with the file (what an operator in the gatewayd group runs): the control
+    # socket, every op.
+    for args in (["status"], ["show", alert], ["queue"], ["ack", alert, "--by", "ops"]):
+        p = subprocess.run([GATEWAYCTL, "-c", gw.config_path, "-t", "10", *args],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, (args, p.returncode, p.stdout, p.stderr)
+    assert gw.get(alert)["ack"]["by"] == "ops"
 
 
 if __name__ == "__main__":
