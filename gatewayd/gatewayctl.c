@@ -481,6 +481,7 @@ static int print_story(const json_t *alert)
 	_cleanup_free_ const json_t **order = NULL;
 	const json_t *deliveries = json_object_get(alert, "deliveries"), *ack, *e;
 	char detail[CTL_FORMAT_MAX * 3];
+	bool ack_told = false;
 	size_t i, j;
 	int r = 0;
 
@@ -489,8 +490,6 @@ static int print_story(const json_t *alert)
 	snprintf(detail, sizeof(detail), "from %s", FIELD(alert, "source"));
 	r |= story_add(story, json_object_get(alert, "accepted_at"), "received",
 	               FIELD(alert, "node"), detail);
-	bool ack_told = false;
-
 	json_array_foreach(json_object_get(alert, "history"), i, e) {
 		r |= story_add(story, json_object_get(e, "at"), FIELD(e, "what"), FIELD(e, "node"),
 		               FIELD(e, "detail"));
