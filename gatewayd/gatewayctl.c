@@ -564,7 +564,10 @@ static int print_alert(const json_t *alert)
 	r = print_block(json_object_get(alert, "text"), 14);
 	if (r < 0)
 		return r;
-	if (json_is_object(ack))
+	if (json_is_object(ack) && json_is_string(json_object_get(ack, "from")))
+		printf("%12s: by %s from %s via %s at %s\n", "Acknowledged", FIELD(ack, "by"),
+		       FIELD(ack, "from"), FIELD(ack, "via"), FIELD(ack, "at"));
+	else if (json_is_object(ack))
 		printf("%12s: by %s via %s at %s\n", "Acknowledged", FIELD(ack, "by"),
 		       FIELD(ack, "via"), FIELD(ack, "at"));
 	else

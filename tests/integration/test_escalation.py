@@ -190,6 +190,7 @@ def test_only_a_contact_paged_for_the_alert_acknowledges_it(h):
     assert out.returncode == 0, out.stderr
     acks = [x for x in out.stdout.splitlines() if "acknowledged" in x and "by alice" in x]
     assert len(acks) == 1 and ALICE in acks[0], out.stdout
+    assert f"Acknowledged: by alice from {ALICE} via sms at " in out.stdout, out.stdout
 
 
 def test_bare_ack_takes_the_only_open_alert_else_lists_codes(h):
