@@ -493,7 +493,8 @@ static int print_story(const json_t *alert)
 	json_array_foreach(json_object_get(alert, "history"), i, e) {
 		r |= story_add(story, json_object_get(e, "at"), FIELD(e, "what"), FIELD(e, "node"),
 		               FIELD(e, "detail"));
-		ack_told |= streq_ptr(json_string_value(json_object_get(e, "what")), "acknowledged");
+		ack_told |=
+		        streq_ptr(json_string_value(json_object_get(e, "what")), "acknowledged");
 	}
 	json_array_foreach(deliveries, i, e) {
 		const json_t *a;
