@@ -206,8 +206,9 @@ static void test_detail_utf8(void)
 {
 	static const char *const requests[] = {
 		/* 'a' then é: a cut at 40 bytes falls inside the 20th é. */
-		"{\"to\":[\"a\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
-		"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\"],\"text\":\"x\"}",
+		"{\"to\":[\"a\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+		"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\"],"
+		"\"text\":\"x\"}",
 		"{\"to\":[\"role:\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac"
 		"\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\"],"
 		"\"text\":\"x\"}",
