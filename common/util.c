@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,34 @@ size_t utf8_length(const char *s)
 		if (((uint8_t)*s & 0xc0) != 0x80)
 			n++;
 	return n;
+}
+
+size_t utf8_cut(const char *s, size_t len)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	size_t lead = len, need;
+
+	/* Back over the continuation bytes at the end to the byte that starts their character. */
+	while (lead > 0 && len - lead < 4 && (p[lead - 1] & 0xc0) == 0x80)
+		lead--;
+	if (lead == 0 || p[lead - 1] < 0xc0)
+		return len; /* ASCII, or stray continuation bytes: nothing of ours to cut */
+	lead--;
+	need = (p[lead] & 0xe0) == 0xc0 ? 2 : (p[lead] & 0xf0) == 0xe0 ? 3 : 4;
+	return len - lead < need ? lead : len;
+}
+
+int utf8_snprintf(char *buf, size_t size, const char *format, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, format);
+	r = vsnprintf(buf, size, format, ap);
+	va_end(ap);
+	if (r >= 0 && size > 0 && (size_t)r >= size)
+		buf[utf8_cut(buf, size - 1)] = 0;
+	return r;
 }
 
 int parse_duration(const char *s, uint64_t *ret_seconds)

@@ -43,6 +43,13 @@ const char *errno_fd_prefix(int err);
 bool utf8_is_valid(const char *s, size_t len);
 /* Number of Unicode code points in a valid UTF-8 string. */
 size_t utf8_length(const char *s);
+/* The length of the longest prefix of s[0..len) that does not end inside a UTF-8 character: a
+ * lead byte without all its continuation bytes is left out. */
+size_t utf8_cut(const char *s, size_t len);
+/* snprintf() for text a person reads (an SMS, an error detail): when the output is cut to fit
+ * size, it is cut before a character, never inside one. Returns what snprintf() returns. */
+int utf8_snprintf(char *buf, size_t size, const char *format, ...)
+        __attribute__((format(printf, 3, 4)));
 
 /* Seconds, with an optional suffix s, m, h or d ("600", "10m", "30d"). */
 int parse_duration(const char *s, uint64_t *ret_seconds);

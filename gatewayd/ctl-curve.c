@@ -5,7 +5,9 @@
  * keygen refuses to overwrite unless told to: a secret key replaced by mistake locks a client
  * out, or, worse, leaves a server whose clients still trust the old key. With --force the old
  * files are removed first, because zcert_save() keeps the mode of a file it overwrites, and the
- * secret file must end up 0600 whatever it was before. */
+ * secret file must end up 0600 whatever it was before. It never writes through a symbolic link,
+ * even with --force: a dangling link in a shared directory would otherwise make it create a
+ * secret key wherever the link's owner chose. */
 #include "ctl-curve.h"
 
 #include <czmq.h>
@@ -73,30 +75,97 @@ int ctl_curve_apply(const CtlCurve *curve, void *sock)
 	return 0;
 }
 
+/* Refuses a path that is a symbolic link, dangling or not: a key written through it would land
+ * wherever the link points (someone else's file, or a file made where they chose). */
+static int refuse_symlink(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : log_error_errno(errno, "cannot check '%s': %s", path,
+							     strerror(errno));
+	if (S_ISLNK(st.st_mode))
+		return log_error_errno(ELOOP,
+				       "'%s' is a symbolic link; refusing to write a key through "
+				       "it (remove it, or choose another BASENAME)",
+				       path);
+	return 1;
+}
+
+/* Writes the pair in a private directory beside the final names, then gives the files their
+ * names with link(), which never follows a symbolic link and fails if the name is taken: what
+ * was checked above cannot be swapped for a link in between. */
+static int keygen_write(const char *basename, const char *secret)
+{
+	_cleanup_free_ char *tmpl = NULL, *dir = NULL, *tmp_public = NULL, *tmp_secret = NULL;
+	const char *slash = strrchr(basename, '/');
+	zcert_t *cert = NULL;
+	int r = 0;
+
+	if (asprintf(&dir, "%.*s", slash ? (int)(slash - basename + 1) : 0, basename) < 0 ||
+	    asprintf(&tmpl, "%s.gatewayctl-keygen-XXXXXX", dir) < 0)
+		return log_error_errno(ENOMEM, "Out of memory.");
+	if (!mkdtemp(tmpl))
+		return log_error_errno(errno, "cannot write in the directory of '%s': %s", basename,
+				       strerror(errno));
+	if (asprintf(&tmp_public, "%s/key", tmpl) < 0 ||
+	    asprintf(&tmp_secret, "%s/key_secret", tmpl) < 0) {
+		r = log_error_errno(ENOMEM, "Out of memory.");
+		goto out;
+	}
+	cert = zcert_new();
+	if (!cert) {
+		r = log_error_errno(ENOMEM, "cannot make a key pair");
+		goto out;
+	}
+	/* zcert_save() writes the secret file under a private umask; chmod says it for sure. */
+	if (zcert_save(cert, tmp_public) < 0) {
+		r = log_error_errno(EIO, "cannot write '%s' and '%s'", basename, secret);
+		goto out;
+	}
+	if (chmod(tmp_secret, 0600) < 0) {
+		r = log_error_errno(errno, "cannot make '%s' mode 0600: %s", secret,
+				    strerror(errno));
+		goto out;
+	}
+	if (link(tmp_secret, secret) < 0) {
+		r = log_error_errno(errno, "cannot write '%s': %s", secret, strerror(errno));
+		goto out;
+	}
+	if (link(tmp_public, basename) < 0) {
+		r = log_error_errno(errno, "cannot write '%s': %s", basename, strerror(errno));
+		(void)unlink(secret);
+	}
+out:
+	zcert_destroy(&cert);
+	if (tmp_public)
+		(void)unlink(tmp_public);
+	if (tmp_secret)
+		(void)unlink(tmp_secret);
+	(void)rmdir(tmpl);
+	return r;
+}
+
 int ctl_curve_keygen(const char *basename, bool force)
 {
 	_cleanup_free_ char *secret = NULL;
-	zcert_t *cert;
-	int r = 0;
+	int r, exists = 0;
 
 	if (asprintf(&secret, "%s_secret", basename) < 0)
 		return log_error_errno(ENOMEM, "Out of memory.");
-	if (!force && (access(basename, F_OK) == 0 || access(secret, F_OK) == 0))
+	r = refuse_symlink(basename);
+	if (r < 0)
+		return r;
+	exists |= r;
+	r = refuse_symlink(secret);
+	if (r < 0)
+		return r;
+	exists |= r;
+	if (!force && exists)
 		return log_error_errno(EEXIST, "'%s' or '%s' exists; --force replaces them",
 				       basename, secret);
 	if (force && ((unlink(basename) < 0 && errno != ENOENT) ||
 		      (unlink(secret) < 0 && errno != ENOENT)))
 		return log_error_errno(errno, "cannot remove the old key: %s", strerror(errno));
-
-	cert = zcert_new();
-	if (!cert)
-		return log_error_errno(ENOMEM, "cannot make a key pair");
-	/* zcert_save() writes the secret file under a private umask; chmod says it for sure. */
-	if (zcert_save(cert, basename) < 0)
-		r = log_error_errno(EIO, "cannot write '%s' and '%s'", basename, secret);
-	else if (chmod(secret, 0600) < 0)
-		r = log_error_errno(errno, "cannot make '%s' mode 0600: %s", secret,
-				    strerror(errno));
-	zcert_destroy(&cert);
-	return r;
+	return keygen_write(basename, secret);
 }

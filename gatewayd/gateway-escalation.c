@@ -14,11 +14,13 @@
 #include "ackcode.h"
 
 #define REPLY_TTL_USEC (3600 * USEC_PER_SEC)
-/* Error replies to one number: at most this many per window (acknowledgment confirmations are
- * not counted: one per acknowledged alert at most). */
-#define REPLY_LIMIT 3
-#define REPLY_LIMIT_WINDOW_USEC (600 * USEC_PER_SEC)
-#define ESCALATE_BATCH 256
+/* Answers to messages that did nothing: after this many to one contact's number within the
+ * window, the gateway answers that number no more until the oldest of them leaves the window
+ * (GoAlert's rule). Acknowledgment confirmations are not counted: one per acknowledged alert at
+ * most. The count is read from the replies in the store, which every node holds alike. */
+#define REFUSAL_LIMIT             5
+#define REFUSAL_LIMIT_WINDOW_USEC (3600 * USEC_PER_SEC)
+#define ESCALATE_BATCH            256
 /* What a summary SMS quotes of each held alert, and of how many. */
 #define BUNDLE_QUOTE_CHARS 40
 #define BUNDLE_QUOTED_MAX 8
@@ -131,6 +133,27 @@ int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **r
 
 static const RoleConfig *step_role(Gateway *g, unsigned step);
 
+/* An acknowledgment by SMS names the number it came from ("from"), as its line in the alert's
+ * history ("by NAME from NUMBER via sms ...") records it. */
+static void ack_add_sender(json_t *alert)
+{
+	json_t *ack = json_object_get(alert, "ack"), *e;
+	size_t i;
+
+	if (!json_is_object(ack))
+		return;
+	json_array_foreach(json_object_get(alert, "history"), i, e)
+	{
+		const char *detail = jstr(e, "detail"), *from = strstr(detail, " from ");
+
+		if (!streq(jstr(e, "what"), "acknowledged") || !from)
+			continue;
+		from += strlen(" from ");
+		json_object_set_new(ack, "from", json_stringn(from, strcspn(from, " ")));
+		return;
+	}
+}
+
 void alert_add_oncall(Gateway *g, json_t *alert)
 {
 	_cleanup_(ackable_list_done) AckableList l = {0};
@@ -145,6 +168,7 @@ void alert_add_oncall(Gateway *g, json_t *alert)
 		json_object_set_new(esc, "step", json_integer((json_int_t)step + 1));
 		json_object_set_new(esc, "role", role ? json_string(role->name) : json_null());
 	}
+	ack_add_sender(alert);
 	if (!streq(jstr(alert, "priority"), "critical") ||
 	    store_ackable(g->store, now_realtime_usec(), ackable_add, &l) < 0)
 		return;
@@ -155,9 +179,11 @@ void alert_add_oncall(Gateway *g, json_t *alert)
 /* ---- the gateway's own SMS ---- */
 
 /* Queues an SMS from the gateway itself: an alert of source "gatewayd" whose id derives from
- * `seed`, so every node applying the same change queues the same one. */
-static int reply_queue(Gateway *g, const char *seed, const char *number, const char *text,
-		       const char *node, uint64_t at)
+ * `seed`, so every node applying the same change queues the same one. Its key starts with
+ * `kind` ("reply" for a confirmation, "refusal" for an answer to a message that did nothing),
+ * which is what the refusal limit counts. */
+static int reply_queue(Gateway *g, const char *kind, const char *seed, const char *number,
+                       const char *text, const char *node, uint64_t at)
 {
 	char id[ID_HEX_LEN + 1], key[48];
 	const char *to[] = {number};
@@ -175,11 +201,14 @@ static int reply_queue(Gateway *g, const char *seed, const char *number, const c
 	int r;
 
 	hash128_hex(seed, strlen(seed), id);
-	snprintf(key, sizeof(key), "reply:%s", id);
+	snprintf(key, sizeof(key), "%s:%s", kind, id);
 	r = store_alert_insert(g->store, &a);
 	if (r < 0)
 		return r;
-	log_ctx(LOG_INFO, &((LogContext){.alert_id = id}), "Replying to %s: %s", number, text);
+	/* The text quotes alerts and what was received: the journal gets it at debug level only. */
+	log_ctx(LOG_INFO, &((LogContext){.alert_id = id}), "Replying to %s (%zu bytes)", number,
+	        strlen(text));
+	log_ctx(LOG_DEBUG, &((LogContext){.alert_id = id}), "Reply to %s: %s", number, text);
 	event_add(g, "queued",
 		  json_pack("{s:s, s:[s], s:[], s:s, s:s, s:s, s:s}", "id", id, "to", number,
 			    "copy", "priority", "normal", "source", "gatewayd", "node", node,
@@ -188,8 +217,10 @@ static int reply_queue(Gateway *g, const char *seed, const char *number, const c
 	return 0;
 }
 
-/* An answer to a message that did not acknowledge anything: rate-limited per number, and
- * never to a sender that cannot take a reply. */
+/* An answer to a message from a contact that did nothing. Only ever to a configured contact's
+ * number (the caller checks), never to one that cannot take a reply, and no more once
+ * REFUSAL_LIMIT such answers went to it within the window: no loops with an automatic sender,
+ * no cost surprises. */
 static int reply_refusal(Gateway *g, const InboxMessage *m, const char *text)
 {
 	_cleanup_free_ char *seed = NULL;
@@ -197,21 +228,25 @@ static int reply_refusal(Gateway *g, const InboxMessage *m, const char *text)
 	int r;
 
 	if (!reply_sender_answerable(m->sender)) {
-		log_info("Not answering %s (not a phone number): %s", m->sender, text);
+		log_info("Not answering %s: not a phone number that can take a reply", m->sender);
 		return 0;
 	}
-	r = store_replies_since(g->store, m->sender, m->received_at - REPLY_LIMIT_WINDOW_USEC,
-				&recent);
+	r = store_refusals_since(g->store, m->sender,
+	                         m->received_at > REFUSAL_LIMIT_WINDOW_USEC
+	                                 ? m->received_at - REFUSAL_LIMIT_WINDOW_USEC
+	                                 : 0,
+	                         &recent);
 	if (r < 0)
 		return r;
-	if (recent >= REPLY_LIMIT) {
-		log_notice("Not answering %s again (%" PRIu64 " replies in 10 minutes): %s",
-			   m->sender, recent, text);
+	if (recent >= REFUSAL_LIMIT) {
+		log_notice("Not answering %s again: %" PRIu64
+		           " messages that did nothing answered within an hour",
+		           m->sender, recent);
 		return 0;
 	}
 	if (asprintf(&seed, "reply\n%s", m->key) < 0)
 		return -ENOMEM;
-	return reply_queue(g, seed, m->sender, text, m->node, m->received_at);
+	return reply_queue(g, "refusal", seed, m->sender, text, m->node, m->received_at);
 }
 
 /* A short quote of an alert's text for a reply: at most BUNDLE_QUOTE_CHARS bytes of whole UTF-8
@@ -259,12 +294,13 @@ int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *no
 	    asprintf(&text, "Acknowledged (%s) by %s: %s. Escalation stopped.", code,
 		     contact->name, q) < 0)
 		return -ENOMEM;
-	return reply_queue(g, seed, contact->number, text, node, at);
+	return reply_queue(g, "reply", seed, contact->number, text, node, at);
 }
 
 static int ack_publish_now(Gateway *g, const char *alert_id, const ContactConfig *contact,
 			   const InboxMessage *m)
 {
+	char detail[160];
 	json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", alert_id, "by",
 			      contact->name, "via", "sms", "node", m->node, "at",
 			      (json_int_t)m->received_at);
@@ -276,7 +312,14 @@ static int ack_publish_now(Gateway *g, const char *alert_id, const ContactConfig
 	 * of applying the message, on every node alike. */
 	r = apply_ack(g, c, NULL);
 	json_decref(c);
-	return r;
+	if (r < 0)
+		return r;
+	/* Who sent it, in the alert's story (replicated with it): the contact and the number the
+	 * acknowledgment came from, and where it was received. */
+	utf8_snprintf(detail, sizeof(detail), "by %s from %s via sms (modem %s)", contact->name,
+	              m->sender, m->modem);
+	return store_history_add(g->store, alert_id, m->received_at, "acknowledged", m->node,
+	                         detail);
 }
 
 /* Lists the matches with the codes that tell them apart. */
@@ -304,7 +347,11 @@ static int reply_choices(Gateway *g, const InboxMessage *m, const AckableList *l
 	return reply_refusal(g, m, text);
 }
 
-/* An SMS arrived (stored, and new): an acknowledgment, or something to answer. */
+/* An SMS arrived (stored, and new): an acknowledgment, or something to answer.
+ *
+ * Only a configured contact's own number is acted on or answered; anything else stays in the
+ * inbox and nothing more. A contact acknowledges only an alert they were paged for: one with a
+ * delivery (not a copy) to their number, which the deliveries table holds alike on every node. */
 int oncall_sms_received(Gateway *g, const InboxMessage *m)
 {
 	_cleanup_(ackable_list_done) AckableList l = {0};
@@ -315,13 +362,12 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 	size_t n = 0, n_open = 0;
 	int r;
 
-	if (!contact)
-		return reply_refusal(g, m,
-				     kind == REPLY_OTHER
-					     ? "This is an alert gateway; this number is not one "
-					       "of its on-call contacts."
-					     : "Not acknowledged: this number is not an on-call "
-					       "contact of this alert gateway.");
+	if (!contact) {
+		log_info(
+		        "SMS from %s: not an on-call contact; recorded, not acted on, not answered",
+		        m->sender);
+		return 0;
+	}
 	if (kind == REPLY_OTHER)
 		return reply_refusal(g, m,
 				     "Not understood. To acknowledge an alert, reply ACK and "
@@ -333,15 +379,14 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 	matches = calloc(l.n + 1, sizeof(*matches));
 	if (!matches)
 		return -ENOMEM;
-	/* The alerts the reply names, open ones first: an acknowledged alert that shares the
-	 * digits does not make the code ambiguous. */
+	/* The alerts paged to this contact that the reply names, open ones first: an acknowledged
+	 * alert that shares the digits does not make the code ambiguous. */
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t i = 0; i < l.n; i++) {
 			bool dup = false;
 
-			if (l.v[i].acked != (pass == 1) ||
-			    (kind == REPLY_ACK ? !ack_code_matches(l.v[i].id, code)
-					       : l.v[i].acked || !streq(l.v[i].number, m->sender)))
+			if (l.v[i].acked != (pass == 1) || !streq(l.v[i].number, contact->number) ||
+			    (kind == REPLY_ACK ? !ack_code_matches(l.v[i].id, code) : l.v[i].acked))
 				continue;
 			for (size_t j = 0; j < n; j++)
 				dup |= streq(matches[j]->id, l.v[i].id);
@@ -354,17 +399,22 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 	if (kind == REPLY_ACK_BARE && n_open == 0)
 		return reply_refusal(g, m, "No open alert of yours to acknowledge.");
 	if (kind == REPLY_ACK_BARE && n_open > 1) {
-		snprintf(detail, sizeof(detail), "You have %zu open alerts; reply with a code:",
-			 n_open);
+		utf8_snprintf(detail, sizeof(detail),
+		              "You have %zu open alerts; reply with a code:", n_open);
 		return reply_choices(g, m, &l, matches, n_open, detail);
 	}
 	if (n == 0) {
-		snprintf(detail, sizeof(detail),
-			 "ACK %s: no open alert has this code; nothing was acknowledged.", code);
+		log_info("ACK %s from %s (%s): no alert paged to this contact has this code", code,
+		         contact->name, m->sender);
+		utf8_snprintf(detail, sizeof(detail),
+		              "ACK %s: no alert sent to you has this code; nothing was "
+		              "acknowledged.",
+		              code);
 		return reply_refusal(g, m, detail);
 	}
 	if (n_open > 1) {
-		snprintf(detail, sizeof(detail), "ACK %s fits %zu open alerts; reply", code, n_open);
+		utf8_snprintf(detail, sizeof(detail), "ACK %s fits %zu open alerts; reply", code,
+		              n_open);
 		return reply_choices(g, m, &l, matches, n_open, detail);
 	}
 	if (n_open == 0) {
@@ -373,8 +423,8 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 		r = store_alert_json(g->store, matches[0]->id, false, &alert);
 		if (r < 0)
 			return r;
-		snprintf(detail, sizeof(detail), "ACK %s: already acknowledged by %s.", code,
-			 jstr(json_object_get(alert, "ack"), "by"));
+		utf8_snprintf(detail, sizeof(detail), "ACK %s: already acknowledged by %s.", code,
+		              jstr(json_object_get(alert, "ack"), "by"));
 		return reply_refusal(g, m, detail);
 	}
 	log_ctx(LOG_INFO, &((LogContext){.alert_id = matches[0]->id}),
@@ -440,8 +490,8 @@ int apply_escalate(Gateway *g, json_t *c)
 	int r;
 
 	json_object_del(g->escalating, id);
-	snprintf(detail, sizeof(detail), "step %u: %s, %s %s", step + 1, jstr(c, "role"),
-		 jstr(c, "contact"), to);
+	utf8_snprintf(detail, sizeof(detail), "step %u: %s, %s %s", step + 1, jstr(c, "role"),
+	              jstr(c, "contact"), to);
 	r = store_escalate(g->store, id, step, to, at,
 			   at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC,
 			   jstr(c, "node"), detail, &paged);

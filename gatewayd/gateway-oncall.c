@@ -164,7 +164,7 @@ void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req)
 	if (stall_refuses(g, peer))
 		return;
 	if (!role) {
-		snprintf(detail, sizeof(detail), "no role named '%s'", req->role);
+		utf8_snprintf(detail, sizeof(detail), "no role named '%s'", req->role);
 		reply_refusal(g, peer, "unknown_role", detail);
 		return;
 	}
@@ -173,9 +173,10 @@ void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req)
 
 		contact = config_find_contact(g->config, req->contact);
 		if (!contact) {
-			snprintf(detail, sizeof(detail),
-			         "no contact named '%s' (a [contact] section of gatewayd.conf)",
-			         req->contact);
+			utf8_snprintf(
+			        detail, sizeof(detail),
+			        "no contact named '%s' (a [contact] section of gatewayd.conf)",
+			        req->contact);
 			reply_refusal(g, peer, "bad_request", detail);
 			return;
 		}

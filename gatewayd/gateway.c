@@ -391,7 +391,7 @@ static int apply_submit(Gateway *g, json_t *c, Pending *pending)
 	if (r > 0) {
 		char detail[160];
 
-		snprintf(detail, sizeof(detail), "from %s", a.source ? a.source : "?");
+		utf8_snprintf(detail, sizeof(detail), "from %s", a.source ? a.source : "?");
 		r = store_history_add(g->store, first_id, a.accepted_at, "duplicate", a.node,
 				      detail);
 		if (r < 0)
@@ -599,7 +599,10 @@ static int apply_sms_in(Gateway *g, json_t *c)
 	token_confirm_later(g, c);
 	if (r == 0)
 		return 0; /* read again after a reconnect: stored already */
-	log_ctx(LOG_INFO, &((LogContext){.modem = m.modem}), "SMS from %s: %s", m.sender, m.text);
+	/* What people write stays out of the journal but at debug level. */
+	log_ctx(LOG_INFO, &((LogContext){.modem = m.modem}), "SMS from %s (%zu bytes)", m.sender,
+		strlen(m.text));
+	log_ctx(LOG_DEBUG, &((LogContext){.modem = m.modem}), "SMS from %s: %s", m.sender, m.text);
 	event_add(g, "sms_received",
 		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "key", m.key, "node", m.node,
 			    "modem", m.modem, "from", m.sender, "text", m.text, "parts",
@@ -1251,8 +1254,8 @@ static int resolve_recipients(Gateway *g, Request *req, uint64_t at, json_t **re
 
 			if (!role) {
 				err->code = "unknown_role";
-				snprintf(err->detail, sizeof(err->detail), "no role named '%s'",
-					 number + 5);
+				utf8_snprintf(err->detail, sizeof(err->detail),
+					      "no role named '%s'", number + 5);
 				return -EINVAL;
 			}
 			contact = oncall_on_duty(g, role, at, NULL);

@@ -481,6 +481,7 @@ static int print_story(const json_t *alert)
 	_cleanup_free_ const json_t **order = NULL;
 	const json_t *deliveries = json_object_get(alert, "deliveries"), *ack, *e;
 	char detail[CTL_FORMAT_MAX * 3];
+	bool ack_told = false;
 	size_t i, j;
 	int r = 0;
 
@@ -492,6 +493,8 @@ static int print_story(const json_t *alert)
 	json_array_foreach(json_object_get(alert, "history"), i, e) {
 		r |= story_add(story, json_object_get(e, "at"), FIELD(e, "what"), FIELD(e, "node"),
 		               FIELD(e, "detail"));
+		ack_told |=
+		        streq_ptr(json_string_value(json_object_get(e, "what")), "acknowledged");
 	}
 	json_array_foreach(deliveries, i, e) {
 		const json_t *a;
@@ -512,7 +515,8 @@ static int print_story(const json_t *alert)
 		r |= story_add(story, json_object_get(e, "at"), "called", FIELD(e, "node"), detail);
 	}
 	ack = json_object_get(alert, "ack");
-	if (json_is_object(ack)) {
+	/* An acknowledgment by SMS has its own history line, with the sender's number. */
+	if (json_is_object(ack) && !ack_told) {
 		snprintf(detail, sizeof(detail), "by %s via %s", FIELD(ack, "by"), FIELD(ack, "via"));
 		r |= story_add(story, json_object_get(ack, "at"), "acknowledged", "-", detail);
 	}
@@ -561,7 +565,10 @@ static int print_alert(const json_t *alert)
 	r = print_block(json_object_get(alert, "text"), 14);
 	if (r < 0)
 		return r;
-	if (json_is_object(ack))
+	if (json_is_object(ack) && json_is_string(json_object_get(ack, "from")))
+		printf("%12s: by %s from %s via %s at %s\n", "Acknowledged", FIELD(ack, "by"),
+		       FIELD(ack, "from"), FIELD(ack, "via"), FIELD(ack, "at"));
+	else if (json_is_object(ack))
 		printf("%12s: by %s via %s at %s\n", "Acknowledged", FIELD(ack, "by"),
 		       FIELD(ack, "via"), FIELD(ack, "at"));
 	else

@@ -20,11 +20,23 @@ static int fail(RequestError *e, const char *code, const char *format, ...)
 {
 	va_list ap;
 
+	int n;
+
 	e->code = code;
 	va_start(ap, format);
-	vsnprintf(e->detail, sizeof(e->detail), format, ap);
+	n = vsnprintf(e->detail, sizeof(e->detail), format, ap);
 	va_end(ap);
+	/* The detail goes back in a JSON string: cut before a character, never inside one. */
+	if (n >= (int)sizeof(e->detail))
+		e->detail[utf8_cut(e->detail, sizeof(e->detail) - 1)] = 0;
 	return -EINVAL;
+}
+
+/* For "%.*s": how many bytes of s to quote, at most max and never half a UTF-8 character
+ * (a client's words are quoted back to it in a JSON string, which must stay valid UTF-8). */
+static int quote_len(const char *s, size_t max)
+{
+	return (int)utf8_cut(s, strnlen(s, max));
 }
 
 Request *request_free(Request *r)
@@ -97,12 +109,14 @@ static int parse_recipients(json_t *v, const char *field, bool allow_roles, char
 			}
 			if (!role_name_is_valid(s + 5)) {
 				*ret_n = n;
-				return fail(e, "unknown_role", "no role named '%.64s'", s + 5);
+				return fail(e, "unknown_role", "no role named '%.*s'",
+					    quote_len(s + 5, 64), s + 5);
 			}
 		} else if (!phone_number_is_valid(s)) {
 			*ret_n = n;
 			return fail(e, "invalid_number",
-				    "'%.40s' is not an E.164 number ('+' and 6 to 15 digits)", s);
+				    "'%.*s' is not an E.164 number ('+' and 6 to 15 digits)",
+				    quote_len(s, 40), s);
 		}
 		for (size_t j = 0; j < n; j++)
 			if (streq(list[j], s))
@@ -155,7 +169,7 @@ static int check_fields(json_t *o, const char *const *allowed, RequestError *e)
 			if (streq(k, *a))
 				known = true;
 		if (!known)
-			return fail(e, "bad_request", "unknown field '%.40s'", k);
+			return fail(e, "bad_request", "unknown field '%.*s'", quote_len(k, 40), k);
 	}
 	return 0;
 }
@@ -261,7 +275,8 @@ static int parse_override(json_t *o, Request *r, RequestError *e)
 	if (rc < 0)
 		return rc;
 	if (!role_name_is_valid(r->role))
-		return fail(e, "unknown_role", "no role named '%.64s'", r->role);
+		return fail(e, "unknown_role", "no role named '%.*s'", quote_len(r->role, 64),
+			    r->role);
 	rc = get_string(o, "by", 64, false, &r->by, e);
 	if (rc < 0)
 		return rc;
@@ -281,7 +296,8 @@ static int parse_override(json_t *o, Request *r, RequestError *e)
 	/* Contact names follow the rules of role names; whether it is configured is the
 	 * gateway's to say. */
 	if (!role_name_is_valid(r->contact))
-		return fail(e, "bad_request", "no contact named '%.64s'", r->contact);
+		return fail(e, "bad_request", "no contact named '%.*s'",
+			    quote_len(r->contact, 64), r->contact);
 	return get_time(o, "until", true, &r->until, e);
 }
 
@@ -329,7 +345,8 @@ int request_parse(const void *data, size_t len, Request **ret, RequestError *ret
 		if (rc >= 0)
 			rc = get_string(o, "id", 64, true, &r->id, ret_error);
 		if (rc >= 0 && !id_is_valid(r->id))
-			rc = fail(ret_error, "unknown_id", "'%.40s' is not an alert id", r->id);
+			rc = fail(ret_error, "unknown_id", "'%.*s' is not an alert id",
+				  quote_len(r->id, 40), r->id);
 		if (rc >= 0 && r->op == OP_ACK)
 			rc = get_string(o, "by", 64, false, &r->by, ret_error);
 	} else if (streq(op, "oncall")) {
@@ -343,7 +360,7 @@ int request_parse(const void *data, size_t len, Request **ret, RequestError *ret
 		r->op = OP_OVERRIDE;
 		rc = parse_override(o, r, ret_error);
 	} else
-		return fail(ret_error, "unknown_op", "unknown op '%.40s'", op);
+		return fail(ret_error, "unknown_op", "unknown op '%.*s'", quote_len(op, 40), op);
 
 	if (rc < 0)
 		return rc;

@@ -158,18 +158,18 @@ int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *
 	return each_row(s, st, "listing what may be acknowledged", ackable_row, &ctx);
 }
 
-int store_replies_since(Store *s, const char *number, uint64_t since, uint64_t *ret)
+int store_refusals_since(Store *s, const char *number, uint64_t since, uint64_t *ret)
 {
 	static const char sql[] = "SELECT COUNT(*) FROM deliveries d JOIN alerts a ON "
 				  "a.id = d.alert_id WHERE d.number = ?1 AND d.accepted_at > ?2 "
-				  "AND a.source = 'gatewayd'";
+	                          "AND a.source = 'gatewayd' AND a.key LIKE 'refusal:%'";
 	sqlite3_stmt *st = store_cached(s, sql);
 
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, number);
 	bind_u64(st, 2, since);
-	return step_u64(s, st, "counting replies", ret);
+	return step_u64(s, st, "counting refusals", ret);
 }
 
 static int bundle_row(sqlite3_stmt *st, void *ctx)

@@ -258,8 +258,9 @@ typedef struct AckableAlert {
 } AckableAlert;
 int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *userdata),
 		  void *userdata);
-/* How many replies (alerts from the gateway itself, source "gatewayd") went to number since. */
-int store_replies_since(Store *s, const char *number, uint64_t since, uint64_t *ret);
+/* How many answers to messages that did nothing (alerts from the gateway itself, source
+ * "gatewayd", key "refusal:...") went to number after `since`. */
+int store_refusals_since(Store *s, const char *number, uint64_t since, uint64_t *ret);
 
 /* The held deliveries to number, oldest first, at most limit; ret_total counts all. */
 int store_bundle(Store *s, const char *number, size_t limit,

@@ -47,7 +47,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from gwcluster import (FINAL, NODE_IDS, SIM_MODEM, NodeDown, WaitTimeout, main, owner,  # noqa: E402
                        summary, wait_until)
-from oncall_fixture import ALICE, BOB, oncall_config  # noqa: E402
+from oncall_fixture import ALICE, BOB, DAVE, oncall_config  # noqa: E402
 
 # The replication protocol version of this build (gatewayd/gateway-internal.h).
 PROTOCOL_VERSION = 2
@@ -646,6 +646,19 @@ def test_n_escalation_survives_the_death_of_its_node(rig):
     assert back["ack"] == a["ack"] and back["escalation"] == a["escalation"], (back, a)
     time.sleep(8 + SETTLE)
     assert len([m for m in to(bob) if m["text"].startswith("db01 DOWN")]) == pages, to(bob)
+    # A contact who was never paged for it, and a stranger, on the node that came back: both
+    # nodes decide alike from the replicated deliveries, and queue the same one answer to the
+    # contact (none to the stranger).
+    stranger = "+32499999999"
+    for sender in (DAVE, stranger):
+        c.sim.control({"cmd": "inject_sms", "modem": SIM_MODEM[doomed], "from": sender,
+                       "text": f"ACK {code}"})
+    wait_until(lambda: to(DAVE), 30, "the answer to dave")
+    time.sleep(SETTLE + 2)
+    assert [m["text"] for m in to(DAVE)] == \
+        [f"ACK {code}: no alert sent to you has this code; nothing was acknowledged."], to(DAVE)
+    assert to(stranger) == [], to(stranger)
+    assert c.get("a", alert)["ack"] == c.get("b", alert)["ack"] == a["ack"]
     summary(f"escalation owner {doomed} killed: {survivor} paged the secondary {t_page:.1f} s "
             f"after acceptance (step_timeout 8 s); bob's SMS ACK on {survivor} stopped it; "
             f"{doomed} back agrees")

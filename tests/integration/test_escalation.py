@@ -118,29 +118,79 @@ def test_last_step_repeats_until_acknowledged_and_code_a_works(h):
 def test_replies_that_do_not_acknowledge_are_answered_and_never_act(h):
     gw = gateway(h)
     alert = page(gw)
+    code = ack_code(alert)
     wait_texts(h, ALICE, 1)
-    stranger = "+32499999999"
-    reply(h, stranger, f"ACK {ack_code(alert)}")
-    got = wait_texts(h, stranger, 1)
-    assert "not an on-call contact" in got[0], got
-    reply(h, ALICE, "ACK 0000" if ack_code(alert) != "0000" else "ACK 1111")
+    reply(h, ALICE, "ACK 0000" if code != "0000" else "ACK 1111")
     got = wait_texts(h, ALICE, 2)
-    assert "no open alert has this code" in got[1], got
+    assert "no alert sent to you has this code" in got[1], got
     reply(h, ALICE, "on my way")
     got = wait_texts(h, ALICE, 3)
     assert got[2].startswith("Not understood"), got
-    # Alphanumeric senders and short codes never get an answer (no loops, no cost).
-    reply(h, "Proximus", "Your balance is low")
-    reply(h, "1234", "ACK")
-    # At most 3 answers in 10 minutes to one number.
-    for i in range(5):
-        reply(h, stranger, f"hello {i}")
+    # Five answers to messages that did nothing, then the number is answered no more (for an
+    # hour): the sixth gets nothing.
+    for i in range(4):
+        reply(h, ALICE, f"hello {i}")
+    wait_texts(h, ALICE, 6)
     time.sleep(8)
-    assert len(texts_to(h, stranger)) == 3, texts_to(h, stranger)
-    assert not [m for m in h.sim.sms() if m["to"] in ("Proximus", "1234")], h.sim.sms()
+    assert len(texts_to(h, ALICE)) == 6, texts_to(h, ALICE)
     assert gw.get(alert)["ack"] is None
+    # A real acknowledgment still works, and is still confirmed.
+    reply(h, ALICE, f"ACK {code}")
+    wait_until(lambda: gw.get(alert)["ack"], 20, "alice's acknowledgment")
+    confirm = wait_texts(h, ALICE, 7)[6]
+    assert confirm.startswith(f"Acknowledged ({code}) by alice"), confirm
     inbox = gw.request({"op": "inbox"})["messages"]
-    assert len(inbox) == 10, inbox
+    assert len(inbox) == 7, inbox
+
+
+def test_strangers_are_recorded_never_answered_never_obeyed(h):
+    gw = gateway(h)
+    alert = page(gw)
+    code = ack_code(alert)
+    wait_texts(h, ALICE, 1)
+    # A stranger's phone, a premium-rate number, an alphanumeric sender, a short code: each
+    # tries to acknowledge, then chats.
+    strangers = ("+32499999999", "+32903123456", "Proximus", "1234")
+    for sender in strangers:
+        reply(h, sender, f"ACK {code}")
+        reply(h, sender, "hello?")
+    wait_until(lambda: len(gw.request({"op": "inbox"})["messages"]) >= 8, 30,
+               "the strangers' messages in the inbox")
+    time.sleep(6)
+    assert not [m for m in h.sim.sms() if m["to"] in strangers], h.sim.sms()
+    assert gw.get(alert)["ack"] is None
+    senders = {m["from"] for m in gw.request({"op": "inbox"})["messages"]}
+    assert senders == set(strangers), senders
+
+
+def test_only_a_contact_paged_for_the_alert_acknowledges_it(h):
+    gw = gateway(h)
+    alert = page(gw)
+    code = ack_code(alert)
+    wait_texts(h, ALICE, 1)
+    # Dave is a configured contact but was never paged for it: refused, and told why.
+    reply(h, DAVE, f"ACK {code}")
+    got = wait_texts(h, DAVE, 1)
+    assert got[0] == f"ACK {code}: no alert sent to you has this code; nothing was " \
+        "acknowledged.", got
+    reply(h, DAVE, "ACK")
+    got = wait_texts(h, DAVE, 2)
+    assert got[1] == "No open alert of yours to acknowledge.", got
+    assert gw.get(alert)["ack"] is None
+    # Alice was paged: her acknowledgment counts, and records who sent it from where.
+    reply(h, ALICE, f"ACK {code}")
+    a = wait_until(lambda: (lambda a: a if a["ack"] else None)(gw.get(alert)), 20,
+                   "alice's acknowledgment")
+    assert a["ack"]["by"] == "alice" and a["ack"]["via"] == "sms", a["ack"]
+    assert a["ack"]["from"] == ALICE, a["ack"]
+    line = [e for e in a["history"] if e["what"] == "acknowledged"]
+    assert len(line) == 1 and f"by alice from {ALICE} via sms" in line[0]["detail"], a["history"]
+    out = subprocess.run([GATEWAYCTL, "-e", gw.endpoint, "show", alert], capture_output=True,
+                         text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    acks = [x for x in out.stdout.splitlines() if "acknowledged" in x and "by alice" in x]
+    assert len(acks) == 1 and ALICE in acks[0], out.stdout
+    assert f"Acknowledged: by alice from {ALICE} via sms at " in out.stdout, out.stdout
 
 
 def test_bare_ack_takes_the_only_open_alert_else_lists_codes(h):

@@ -33,6 +33,12 @@ def test_received_sms_stored_evented_once_and_deleted(h):
     assert all(m["modem"] == "gsm0" and m["node"] == "a" for m in msgs), msgs
     events = recv_events(sub, 5, until=lambda ev: len(ev) >= 3)
     assert sorted(e["from"] for _, e in events) == sorted(got), events
+    # The journal (here the daemon's log at its default level) names the sender and the
+    # length; what people wrote stays out of it.
+    with open(gw.log_path, errors="replace") as f:
+        log = f.read()
+    assert "SMS from +32470100003 (" in log, log
+    assert "Ωμέγα" not in log and "multipart reply" not in log, log
     # Deleted from the SIM only after they were stored.
     wait_until(lambda: not [x for x in h.sim.stats("gsm0")["messages"]
                             if x["kind"] == "deliver"], 15, "the SIM to be emptied")

@@ -199,6 +199,39 @@ def test_zabbix_media_script(h):
     assert rc == 1 and "unknown_role" in err, (rc, out, err)
 
 
+def test_zabbix_trailing_text_cannot_lower_the_priority_or_pick_the_key(h):
+    gw = h.gateway(extra=ONCALL)
+
+    def send(subject, message):
+        rc, out, err = run([ZABBIX, "-e", gw.endpoint, "+32470000002", subject, message])
+        assert rc == 0, (rc, out, err)
+        return accepted(out)
+
+    # Text after the severity (a custom template, an operational data macro) keeps it.
+    alert, _ = send("PROBLEM db01: disk", "Severity: Disaster (was Warning)\nEvent ID: 4300\n"
+                    "Status: PROBLEM\n")
+    a = gw.get(alert)
+    assert (a["priority"], a["key"]) == ("critical", "zabbix/4300/PROBLEM"), a
+    # Text after the status or the id is not part of the key.
+    alert, _ = send("PROBLEM db02: disk", "Event ID: 4301 x\nStatus: PROBLEM/../4300\n"
+                    "Severity: High\n")
+    a = gw.get(alert)
+    assert a["priority"] == "critical" and not a["key"].startswith("zabbix/"), a
+    # An update whose comment imitates the problem's lines: not folded into the problem as a
+    # duplicate, not lowered either.
+    alert, status = send("UPDATE db01: disk", "bob: on it\nStatus: PROBLEM\nSeverity: Warning\n"
+                         "Event ID: 4300\nStatus: UPDATE 2026.11.23 10:20:00\n"
+                         "Severity: Disaster\n")
+    assert status == "queued", status
+    a = gw.get(alert)
+    assert a["key"] != "zabbix/4300/PROBLEM" and a["priority"] == "critical", a
+    # The template's own update: its key carries its time.
+    alert, _ = send("UPDATE db01: disk", "bob: on it\nEvent ID: 4300\n"
+                    "Status: UPDATE 2026.11.23 10:25:00\nSeverity: Disaster\n")
+    a = gw.get(alert)
+    assert (a["priority"], a["key"]) == ("normal", "zabbix/4300/UPDATE-2026.11.23-10:25:00"), a
+
+
 # Alertmanager's webhook, version 4, as it posts a group of two firing alerts.
 def webhook(status="firing", alert_status=None, severity="critical", starts="2026-11-23T10:00:00Z"):
     alert_status = alert_status or status
@@ -297,6 +330,65 @@ def test_alertmanager_receiver(h):
     gw.stop()
     code, r5 = post(url, webhook(starts="2026-11-23T11:00:00Z"))
     assert 500 <= code <= 599 and r5["error"] == "no_answer", (code, r5)
+
+
+def raw_post(url: str, head: str, body: bytes = b"") -> tuple[int, dict]:
+    """A POST written by hand (what urllib would not send); the status and the JSON answer.
+    A closed connection or no answer within 10 s is (0, {})."""
+    import socket
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"POST / HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode() + body)
+        data = b""
+
+        def complete():
+            head, sep, rest = data.partition(b"\r\n\r\n")
+            lengths = [int(x.split(b":")[1]) for x in head.split(b"\r\n")
+                       if x.lower().startswith(b"content-length:")]
+            return sep and lengths and len(rest) >= lengths[0]
+        try:
+            while not complete():
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+    if not data.startswith(b"HTTP/1."):
+        return 0, {}
+    status = int(data.split()[1])
+    answer = data.split(b"\r\n\r\n", 1)[1]
+    return status, json.loads(answer) if answer.strip() else {}
+
+
+def test_alertmanager_bad_bodies_get_400(h):
+    # No gateway is needed: none of these reaches it.
+    url = start_receiver(h, "-e", "tcp://127.0.0.1:9", "-t", "1")
+    ok = json.dumps(webhook()).encode()
+    # A negative or malformed Content-Length: 400 at once, not a wait for the end of input.
+    for length in ("-1", "-5", "+5", "1_0", "5x", "99999999999999999999"):
+        code, r = raw_post(url, f"Content-Length: {length}\r\n", ok)
+        assert code == 400 and r["error"] == "bad_length", (length, code, r)
+    code, r = raw_post(url, f"Content-Length: {len(ok)}\r\nContent-Length: 3\r\n", ok)
+    assert code == 400 and r["error"] == "bad_length", (code, r)
+    # Over the cap: 413 without reading it.
+    code, r = raw_post(url, f"Content-Length: {2 << 20}\r\n")
+    assert code == 413 and r["error"] == "too_large", (code, r)
+    # A NUL or a lone surrogate in a string: 400 with the reason, the connection answered.
+    for bad in ("\\u0000", "\\ud800", "\\udfff", "db01\\u0000DOWN"):
+        body = ok.replace(b'"load above 10"', f'"load {bad}"'.encode())
+        assert body != ok
+        code, r = raw_post(url, f"Content-Length: {len(body)}\r\n", body)
+        assert code == 400 and r["error"] == "bad_payload", (bad, code, r)
+        assert "NUL" in r["detail"] or "surrogate" in r["detail"], r
+    key = json.loads(ok)
+    key["groupKey"] = "g\u0000k"
+    body = json.dumps(key).encode()
+    code, r = raw_post(url, f"Content-Length: {len(body)}\r\n", body)
+    assert code == 400 and "NUL" in r["detail"], (code, r)
+    # The receiver still serves.
+    code, r = raw_post(url, "Content-Length: 2\r\n", b"[]")
+    assert code == 400 and r["error"] == "bad_payload", (code, r)
 
 
 def test_alertmanager_recipient_label(h):

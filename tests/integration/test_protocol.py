@@ -37,6 +37,13 @@ def test_every_error_code(h):
     err(c.request({"to": [GOOD], "text": "x" * 2000}), "text_too_long")
     err(c.request({"op": "get", "id": "0" * 32}), "unknown_id")
     err(c.request({"op": "ack", "id": "0" * 32}), "unknown_id")
+    # A detail quoting a long non-ASCII value is cut before a character, never inside one
+    # (else the reply is not valid UTF-8 and never leaves).
+    for r in (c.request({"to": ["a" + "é" * 21], "text": "x"}),
+              c.request({"to": ["role:" + "€" * 30], "text": "x"}),
+              c.request({"op": "x" + "€" * 20})):
+        assert r["ok"] is False and "\ufffd" not in r["detail"], r
+    err(c.request({"to": ["a" + "é" * 21], "text": "x"}), "invalid_number")
     # The daemon still serves everyone after all that.
     r = c.request({"to": ["role:primary"], "text": "after the errors"})
     assert r["status"] == "queued", r

@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from gwtest import GATEWAYCTL, GATEWAYD, Client, Skip, main, wait_until, zmq  # noqa: E402
+from gwtest import GATEWAYCTL, GATEWAYD, Client, Gateway, Skip, main, wait_until, zmq  # noqa: E402
 import zmq.auth  # noqa: E402
 
 TO = ["+32470000001"]
@@ -202,6 +202,40 @@ def test_gatewayctl_keygen_and_curve_end_to_end(h):
     assert stat.S_IMODE(os.stat(good + "_secret").st_mode) == 0o600
     p = ctl("status")
     assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+
+
+def test_keygen_never_writes_through_a_symbolic_link(h):
+    keys = os.path.join(h.dir, "keys")
+    os.makedirs(keys)
+    elsewhere = os.path.join(h.dir, "elsewhere")
+    os.makedirs(elsewhere)
+    # A dangling link where the public or the secret file would go (someone else's directory
+    # listing, /tmp...), with and without --force: refused, and nothing is created through it.
+    for name, linked, extra in (("a", "a", ()), ("b", "b_secret", ()),
+                                ("c", "c", ("--force",)), ("d", "d_secret", ("--force",))):
+        target = os.path.join(elsewhere, name)
+        os.symlink(target, os.path.join(keys, linked))
+        p = subprocess.run([GATEWAYCTL, "keygen", *extra, os.path.join(keys, name)],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode != 0 and "symbolic link" in p.stderr, (name, p.returncode, p.stderr)
+        assert not os.path.lexists(target), f"{target} was written through the link"
+        assert os.path.islink(os.path.join(keys, linked)), "the link was replaced"
+        other = os.path.join(keys, name if linked != name else name + "_secret")
+        assert not os.path.lexists(other), f"{other} was written"
+    # A link to an existing file is refused too, and the file is left alone.
+    victim = os.path.join(elsewhere, "victim")
+    with open(victim, "w") as f:
+        f.write("keep me\n")
+    os.symlink(victim, os.path.join(keys, "e_secret"))
+    p = subprocess.run([GATEWAYCTL, "keygen", "--force", os.path.join(keys, "e")],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "symbolic link" in p.stderr, p.stderr
+    assert open(victim).read() == "keep me\n"
+    # Nothing is left behind in the directory; a plain name still works.
+    assert sorted(os.listdir(keys)) == ["a", "b_secret", "c", "d_secret", "e_secret"], \
+        os.listdir(keys)
+    keygen(h, "f")
+    assert stat.S_IMODE(os.stat(os.path.join(keys, "f_secret")).st_mode) == 0o600
 
 
 def test_curve_config_errors(h):
@@ -462,6 +496,50 @@ def test_remote_bind_needs_curve(h):
     gw.start(wait_modems=1)
     with open(gw.log_path, errors="replace") as f:
         assert f.read().count("allow_insecure_remote = true") == 2
+EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "packaging",
+                       "gatewayd.conf.example")
+
+
+def test_shipped_config_keeps_every_op_but_send_and_status_off_tcp(h):
+    """The example configuration as the package installs it, with this test's paths and ports:
+    any local user reaches the TCP port, so it serves sends and status only; every other op is
+    on the control socket (mode 0660), which gatewayctl finds in the file."""
+    h.start_sim(["gsm0"])
+    port = h.port_pair()
+    state = os.path.join(h.dir, "state")
+    ctl = os.path.join(h.dir, "control.sock")
+    with open(EXAMPLE) as f:
+        text = f.read()
+    for old, new in (("state_dir = /var/lib/gatewayd", f"state_dir = {state}"),
+                     ("bind = tcp://127.0.0.1:5570", f"bind = tcp://127.0.0.1:{port}"),
+                     ("bind = tcp://127.0.0.1:5571", f"bind = tcp://127.0.0.1:{port + 1}"),
+                     ("bind = ipc:///run/gatewayd/control.sock", f"bind = ipc://{ctl}"),
+                     ("device = /dev/ttyUSB0\nconnection = at115200",
+                      f"device = {h.sim.device('gsm0')}\nconnection = at")):
+        assert old in text, f"the example configuration has no line '{old}'"
+        text = text.replace(old, new)
+    gw = Gateway(h, "a", text, state, port)
+    gw.client = Client(h.ctx, f"ipc://{ctl}")
+    gw.start(wait_modems=1)
+    submit = Client(h.ctx, gw.endpoint)
+
+    r = submit.request({"to": TO, "text": "from a monitoring script"})
+    assert r["ok"] and r["status"] == "queued", r
+    alert = r["id"]
+    assert submit.request({"op": "status"})["ok"]
+    for req in ({"op": "ack", "id": alert, "by": "anyone"}, {"op": "get", "id": alert},
+                {"op": "queue"}, {"op": "inbox"}, {"op": "oncall"},
+                {"op": "override", "role": "primary", "clear": True}):
+        r = submit.request(req)
+        assert r.get("error") == "unknown_op", (req, r)
+    assert stat.S_IMODE(os.stat(ctl).st_mode) == 0o660, oct(os.stat(ctl).st_mode)
+    # gatewayctl with the file (what an operator in the gatewayd group runs): the control
+    # socket, every op.
+    for args in (["status"], ["show", alert], ["queue"], ["ack", alert, "--by", "ops"]):
+        p = subprocess.run([GATEWAYCTL, "-c", gw.config_path, "-t", "10", *args],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, (args, p.returncode, p.stdout, p.stderr)
+    assert gw.get(alert)["ack"]["by"] == "ops"
 
 
 if __name__ == "__main__":

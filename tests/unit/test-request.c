@@ -274,9 +274,42 @@ static void test_max_size(void)
 	check_int(request_max_size(255), 66235);
 }
 
+/* A client's words quoted in an error detail are cut before a character, never inside one:
+ * the detail goes back in a JSON string. "é" is two bytes, "€" three. */
+static void test_detail_utf8(void)
+{
+	static const char *const requests[] = {
+		/* 'a' then é: a cut at 40 bytes falls inside the 20th é. */
+		"{\"to\":[\"a\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+		"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\"],"
+		"\"text\":\"x\"}",
+		"{\"to\":[\"role:\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac"
+		"\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\"],"
+		"\"text\":\"x\"}",
+		"{\"op\":\"x\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac"
+		"\u20ac\u20ac\u20ac\u20ac\"}",
+		"{\"to\":[\"+32470000001\"],\"text\":\"x\",\"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+		"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+		"\u00e9x\u00e9\":1}",
+	};
+
+	for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++) {
+		Request *r = NULL;
+		RequestError e = {0};
+		int rc = request_parse(requests[i], strlen(requests[i]), &r, &e);
+
+		check(rc < 0);
+		check(utf8_is_valid(e.detail, strlen(e.detail)));
+		if (!utf8_is_valid(e.detail, strlen(e.detail)))
+			fprintf(stderr, "  request %zu: %s: %s\n", i, e.code, e.detail);
+		request_free(r);
+	}
+}
+
 int main(void)
 {
 	run(test_max_size);
+	run(test_detail_utf8);
 	run(test_codes);
 	run(test_fields);
 	run(test_too_long);

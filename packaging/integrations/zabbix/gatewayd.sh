@@ -53,11 +53,22 @@ shorten() {
 		LC_ALL=C sed "\$s/${_lead}${_cont}*\$//; \$s/ [^ ]\\{0,24\\}\$//; \$s/[ .,;:-]*\$/.../"
 }
 
-# The value of the first "Name: value" line of $2 (name case-insensitive), trimmed.
-field() {
+# The values of every "Name: value" line of $2 (name case-insensitive), trimmed, one a line.
+fields() {
 	printf '%s\n' "$2" | tr -d '\r' |
-		sed -n "s/^[[:space:]]*$1[[:space:]]*:[[:space:]]*//Ip" | head -n 1 |
+		sed -n "s/^[[:space:]]*$1[[:space:]]*:[[:space:]]*//Ip" |
 		sed 's/[[:space:]]*$//'
+}
+
+# stdin -> the distinct lines, or nothing when there are several: text that imitates a field
+# line (a trigger name, an item value, an update comment) cannot pick the value then.
+only_one() {
+	_v=$(sort -u)
+	if [ "$(printf '%s\n' "$_v" | grep -c .)" -le 1 ]; then
+		printf '%s' "$_v"
+	else
+		echo "$prog: lines that disagree: $(printf '%s' "$_v" | tr '\n' ' ')(ignored)" >&2
+	fi
 }
 
 ttl='' source=zabbix max_length='' config='' endpoint='' timeout=''
@@ -100,13 +111,27 @@ case $max_length in
 *) [ "$max_length" -ge 20 ] || die "--max-length must be at least 20" ;;
 esac
 
-event_id=$(field 'event[[:space:]]*id' "$message")
-status=$(field 'status' "$message" | tr '[:lower:]' '[:upper:]')
-# Without "Status:" the first word of the subject tells a problem from its recovery and
-# updates ("Problem:", "Resolved", "Updated", as in Zabbix's own templates).
-[ -n "$status" ] ||
-	status=$(printf '%s' "$subject" | sed 's/[[:space:]:].*//' | tr '[:lower:]' '[:upper:]')
-severity=$(field 'severity' "$message" | tr '[:upper:]' '[:lower:]')
+# Strictly: a field's value is read from its start, and what follows is never part of it
+# ("Event ID: 4242 x" is 4242; "Status: PROBLEM/x" is no status). Lines that disagree give no
+# event id and no status (so no key of ours, and never a recovery); of several severities the
+# highest counts, so extra text can never lower the priority.
+event_id=$(fields 'event[[:space:]]*id' "$message" | sed -n 's/^\([0-9]\{1,20\}\)\( .*\)\{0,1\}$/\1/p' |
+	only_one)
+statuses=$(fields 'status' "$message")
+if [ -n "$statuses" ]; then
+	# UPDATE keeps its date and time (each update is an alert of its own), when they are there
+	# as the template writes them.
+	status=$(printf '%s\n' "$statuses" | tr '[:lower:]' '[:upper:]' |
+		sed -n -e 's/^\(UPDATE [0-9]\{4\}\.[0-9][0-9]\.[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]\)\( .*\)\{0,1\}$/\1/p; t' \
+			-e 's/^\(PROBLEM\|RESOLVED\|OK\|UPDATE\)\( .*\)\{0,1\}$/\1/p' | only_one)
+else
+	# Without "Status:" the first word of the subject tells a problem from its recovery and
+	# updates ("Problem:", "Resolved", "Updated", as in Zabbix's own templates).
+	status=$(printf '%s' "$subject" | sed 's/[[:space:]:].*//' | tr '[:lower:]' '[:upper:]' |
+		grep -x 'PROBLEM\|RESOLVED\|OK\|UPDATE\|UPDATED' || true)
+fi
+severities=$(fields 'severity' "$message" | tr '[:upper:]' '[:lower:]' |
+	sed -n 's/^\(not classified\|information\|warning\|average\|high\|disaster\)\( .*\)\{0,1\}$/\1/p')
 # The text: the subject, then the message without those lines, blank lines and spaces
 # squeezed.
 body=$(printf '%s\n' "$message" | tr -d '\r' | tr '\t' ' ' |
@@ -114,14 +139,12 @@ body=$(printf '%s\n' "$message" | tr -d '\r' | tr '\t' ' ' |
 	sed 's/^ *//; s/ *$//; /^$/d' | tr -s ' ')
 
 priority=normal
-case $severity in
-high | disaster)
+if printf '%s\n' "$severities" | grep -qx 'high\|disaster'; then
 	case $status in
 	RESOLVED | OK | UPDATE*) ;;
 	*) priority=critical ;;
 	esac
-	;;
-esac
+fi
 if [ -z "$max_length" ]; then
 	max_length=160
 	[ "$priority" = critical ] && max_length=130
@@ -133,11 +156,9 @@ text=$(printf '%s%s%s' "$subject" "${subject:+${body:+
 # Dedupe: the same event in the same status once (a Zabbix retry, a second Zabbix server);
 # its recovery and updates are alerts of their own.
 key=''
-case $event_id in
-'' | *[!0-9]*) ;;
-*)
-	key="zabbix/$event_id/$(printf '%s' "$status" | tr -s ' ' '-' | head -c 64)"
-	;;
+case $status in
+'' | UPDATE | UPDATED) ;; # no status, or an update without its time: no key of ours
+*) [ -z "$event_id" ] || key="zabbix/$event_id/$(printf '%s' "$status" | tr ' ' '-')" ;;
 esac
 
 rc=0
