@@ -36,3 +36,5 @@
 #define MESSAGE_ID_NODE_LEFT "07d880e94d2f48018bc7c049203a097a"
 /* A path self-test SMS from one of our modems did not arrive. */
 #define MESSAGE_ID_PATH_DOWN "066c07d23ac347549abef7cb58c0753f"
+/* A received SMS was quarantined: stored raw, never decoded (its PDU broke TS 23.040's limits). */
+#define MESSAGE_ID_SMS_QUARANTINED "302ac6c8e41141518e058ea7bac9a7b9"

@@ -22,7 +22,7 @@
 #include "macro.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
@@ -127,7 +127,8 @@ static const char *const sql_text[_SQL_MAX] = {
 			       "MAX(CASE WHEN result = 'sent' THEN at END) FROM attempts "
 			       "WHERE node = ?1 AND modem = ?2",
 	[SQL_INBOX_INSERT] = "INSERT OR IGNORE INTO inbox(key, node, modem, sender, text, parts, "
-			     "smsc_at, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			     "smsc_at, received_at, quarantine) "
+			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[SQL_CALL_INSERT] = "INSERT OR IGNORE INTO calls(alert_id, number, node, modem, at, outcome, "
 			    "duration, error, dtmf_ack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[SQL_MODEM_LAST_ERROR] = "SELECT error FROM attempts WHERE node = ?1 AND modem = ?2 AND "
@@ -156,8 +157,8 @@ static const char *const sql_text[_SQL_MAX] = {
 			     "FROM calls WHERE alert_id = ?1 ORDER BY number, at, node, modem",
 	[SQL_EXPORT_DEDUPE] = "SELECT key, alert_id, first_at FROM dedupe WHERE key > ?1 "
 			      "ORDER BY key",
-	[SQL_EXPORT_INBOX] = "SELECT key, node, modem, sender, text, parts, smsc_at, received_at "
-			     "FROM inbox WHERE key > ?1 ORDER BY key",
+	[SQL_EXPORT_INBOX] = "SELECT key, node, modem, sender, text, parts, smsc_at, received_at, "
+			     "quarantine FROM inbox WHERE key > ?1 ORDER BY key",
 	[SQL_MERGE_ALERT_GET] = "SELECT state, final, final_at, accepted_at FROM alerts "
 				"WHERE id = ?1",
 	/* The earlier acknowledgment wins, then the smaller names. ifnull(x, -1): in SQLite an
@@ -416,6 +417,10 @@ static const char schema_v5[] =
 	" role TEXT PRIMARY KEY, contact TEXT, until INTEGER NOT NULL, set_at INTEGER NOT NULL,"
 	" set_by TEXT) WITHOUT ROWID;";
 
+/* v6: quarantined received messages (never decoded) live in the inbox too: the reason here,
+ * the raw PDU as the text. */
+static const char schema_v6[] = "ALTER TABLE inbox ADD COLUMN quarantine TEXT;";
+
 static int store_migrate(Store *s)
 {
 	sqlite3_stmt *st;
@@ -459,6 +464,11 @@ static int store_migrate(Store *s)
 	}
 	if (version < 5) {
 		r = store_exec(s, schema_v5);
+		if (r < 0)
+			goto fail;
+	}
+	if (version < 6) {
+		r = store_exec(s, schema_v6);
 		if (r < 0)
 			goto fail;
 	}
@@ -1056,6 +1066,7 @@ int store_inbox_insert(Store *s, const InboxMessage *m)
 	else
 		sqlite3_bind_null(st, 7);
 	bind_u64(st, 8, m->received_at);
+	bind_text(st, 9, m->quarantine);
 	r = step_done(s, st, "storing a received SMS");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
@@ -1629,7 +1640,8 @@ int store_modem_counters(Store *s, const char *node, const char *modem, ModemCou
 int store_inbox_json(Store *s, size_t limit, json_t **ret)
 {
 	static const char sql[] = "SELECT key, node, modem, sender, text, parts, smsc_at, "
-				  "received_at FROM inbox ORDER BY received_at DESC LIMIT ?1";
+				  "received_at, quarantine FROM inbox "
+				  "ORDER BY received_at DESC LIMIT ?1";
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
 	json_t *list = json_array();
 	int rc;
@@ -1650,6 +1662,11 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret)
 			sqlite3_column_int(st, 5), "sent_at",
 			json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)), "received_at",
 			json_time_or_null((uint64_t)sqlite3_column_int64(st, 7)));
+		if (m && sqlite3_column_type(st, 8) != SQLITE_NULL &&
+		    json_object_set_new(m, "quarantined", column_string(st, 8)) < 0) {
+			json_decref(m);
+			m = NULL;
+		}
 		if (!m || json_array_append_new(list, m) < 0) {
 			rc = SQLITE_NOMEM;
 			break;
@@ -1877,11 +1894,11 @@ static const Field dedupe_fields[] = {
 	{"key", FIELD_TEXT}, {"alert_id", FIELD_TEXT}, {"first_at", FIELD_INT},
 };
 
-/* SQL_INBOX_INSERT's ?1..?8. */
+/* SQL_INBOX_INSERT's ?1..?9. */
 static const Field inbox_fields[] = {
 	{"key", FIELD_TEXT}, {"node", FIELD_TEXT}, {"modem", FIELD_TEXT}, {"sender", FIELD_TEXT},
 	{"text", FIELD_TEXT}, {"parts", FIELD_INT}, {"smsc_at", FIELD_INT_OR_NULL},
-	{"received_at", FIELD_INT},
+	{"received_at", FIELD_INT}, {"quarantine", FIELD_TEXT_OR_NULL},
 };
 
 /* The lists inside an alert item. */
