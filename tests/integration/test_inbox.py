@@ -88,6 +88,35 @@ def test_hostile_pdu_is_quarantined_and_the_daemon_lives(h):
     assert len(inbox(gw)) == 2, inbox(gw)
 
 
+# A well-formed SMS-DELIVER from +32470100077: "decoded once too often".
+PLAIN_PDU = ("07912374151616F6040B912374100070F700006221409141110016E4F2F84D2E93416FF7B80CA2BFDFA0"
+             "B7995E7603")
+
+
+def test_noted_decoder_crash_quarantined_after_restart(h):
+    """The second line of defence: the worker notes which stored message it decodes; a
+    restart that finds the note filled (the previous process died in the decoder) quarantines
+    that message instead of decoding it again, then decodes normally."""
+    gw = h.gateway(modem_extra=FAST_INBOX, start=False)
+    slot = h.sim.control({"cmd": "inject_pdu", "modem": "gsm0", "pdu": PLAIN_PDU})
+    os.makedirs(gw.state_dir, exist_ok=True)
+    with open(os.path.join(gw.state_dir, "decoding-gsm0"), "w") as f:
+        f.write(f"{slot['mem']} {slot['index']} {PLAIN_PDU}\n")
+    gw.start(wait_modems=1)
+    msgs = wait_until(lambda: inbox(gw), 30, "the noted message")
+    assert len(msgs) == 1 and msgs[0]["quarantined"] == "the process died while decoding it", msgs
+    assert msgs[0]["text"] == PLAIN_PDU, msgs
+    wait_until(lambda: not h.sim.stats("gsm0")["messages"], 15, "the SIM to be emptied")
+    # The note is cleared once that message is gone, and the next SMS is decoded as usual.
+    h.sim.control({"cmd": "inject_sms", "modem": "gsm0", "from": "+32470100077",
+                   "text": "decoded after all"})
+    msgs = wait_until(lambda: (lambda m: m if len(m) >= 2 else None)(inbox(gw)), 30,
+                      "the next message")
+    assert [m["text"] for m in msgs if not m.get("quarantined")] == ["decoded after all"], msgs
+    with open(os.path.join(gw.state_dir, "decoding-gsm0")) as f:
+        assert f.read() == "", "the note is left filled"
+
+
 def test_message_left_on_the_sim_is_stored_once_across_a_restart(h):
     gw = h.gateway(modem_extra=FAST_INBOX)
     gw.kill9()
