@@ -77,9 +77,9 @@ static PduProblem pdu_address(const uint8_t *pdu, size_t len, size_t *pos)
 }
 
 /* TP-UDL and TP-UD, starting at the UDL octet. */
-static PduProblem pdu_user_data(const uint8_t *pdu, size_t len, size_t pos, uint8_t dcs, bool udhi)
+static PduProblem pdu_user_data(const uint8_t *pdu, size_t len, size_t pos, PduAlphabet alphabet,
+                                bool udhi)
 {
-	PduAlphabet alphabet = pdu_alphabet(dcs);
 	size_t udl, septet_octets, octets;
 
 	if (pos >= len)
@@ -136,13 +136,13 @@ static PduProblem pdu_deliver(const uint8_t *pdu, size_t len, size_t pos)
 		return PDU_TRUNCATED;
 	dcs = pdu[pos + 1];
 	pos += 2 + PDU_SCTS_LEN;
-	return pdu_user_data(pdu, len, pos, dcs, udhi);
+	return pdu_user_data(pdu, len, pos, pdu_alphabet(dcs), udhi);
 }
 
 static PduProblem pdu_status_report(const uint8_t *pdu, size_t len, size_t pos)
 {
 	bool udhi = pdu[pos] & PDU_FO_UDHI;
-	uint8_t pi, dcs = 0;
+	uint8_t pi;
 	PduProblem p;
 
 	pos += 2; /* first octet, message reference */
@@ -155,13 +155,13 @@ static PduProblem pdu_status_report(const uint8_t *pdu, size_t len, size_t pos)
 		return PDU_TRUNCATED;
 	pos += 2 * PDU_SCTS_LEN + 1;
 
-	/* TP-PI and what it announces are optional (TS 23.040 9.2.3.27). */
+	/* TP-PI and what it announces are optional (TS 23.040 9.2.3.27). libgammu reads the three
+	 * bits even when the extension bit is set, and may take the user data as 7-bit or as octets
+	 * whatever the DCS says: it must fit either reading. */
 	if (pos >= len)
 		return PDU_OK;
 	pi = pdu[pos++];
-	if (pi & 0x80)
-		return PDU_OK; /* an extension octet follows: the rest is not ours to read */
-	if (pi & 0x01) {       /* TP-PID */
+	if (pi & 0x01) { /* TP-PID */
 		if (pos >= len)
 			return PDU_TRUNCATED;
 		pos++;
@@ -169,10 +169,10 @@ static PduProblem pdu_status_report(const uint8_t *pdu, size_t len, size_t pos)
 	if (pi & 0x02) { /* TP-DCS */
 		if (pos >= len)
 			return PDU_TRUNCATED;
-		dcs = pdu[pos++];
+		pos++;
 	}
 	if (pi & 0x04)
-		return pdu_user_data(pdu, len, pos, dcs, udhi);
+		return pdu_user_data(pdu, len, pos, PDU_UNSURE, udhi);
 	return PDU_OK;
 }
 

@@ -90,6 +90,18 @@ static void test_address(void)
 	/* A status report's recipient address, too. */
 	check_int(check_hex(SMSC "0605FF912374000000F1622140910000006221409100000000"),
 	          PDU_ADDRESS_LENGTH);
+	/* A status report's optional user data, announced by TP-PI, is held to the same limits;
+	 * libgammu reads TP-PI's bits even with the extension bit set (found by fuzzing). */
+	check_int(check_hex(REPORT "BDBDBD"
+	                           "41"),
+	          PDU_UDL_TOO_LONG);
+	check_int(check_hex(REPORT "0405"
+	                           "4142434445"),
+	          PDU_OK);
+	check_int(check_hex(REPORT "0405"
+	                           "41424344"),
+	          PDU_UD_TRUNCATED);
+	check_int(check_hex(REPORT "07"), PDU_TRUNCATED);
 	/* 20 digits is the most. */
 	check_int(check_hex(SMSC "041491"
 	                         "23741000000000000000"
