@@ -2473,10 +2473,14 @@ int store_merge_dedupe(Store *s, json_t *item)
 
 int store_merge_inbox(Store *s, json_t *item)
 {
+	size_t n_fields = ELEMENTSOF(inbox_fields);
 	sqlite3_stmt *st;
 	int r;
 
-	if (!item_valid(item, inbox_fields, ELEMENTSOF(inbox_fields)))
+	/* A peer before schema 6 sends no "quarantine" (the last field): a received SMS. */
+	if (json_is_object(item) && !json_object_get(item, "quarantine"))
+		n_fields--;
+	if (!item_valid(item, inbox_fields, n_fields))
 		return -EINVAL;
 	st = stmt(s, SQL_INBOX_INSERT);
 	if (!st)

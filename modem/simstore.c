@@ -105,7 +105,8 @@ static int simstore_line(SimChat *c, char *line, size_t size, bool *ret_cut, uin
 
 		if (r < 0)
 			return r;
-		k = read(c->fd, c->buf, sizeof(c->buf));
+		/* Half the buffer: the other half has room for a line put back. */
+		k = read(c->fd, c->buf, sizeof(c->buf) / 2);
 		if (k < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (k <= 0)
@@ -141,6 +142,21 @@ static bool simstore_noise(SimChat *c, const char *line)
 		c->new_messages++;
 		return true;
 	}
+	return false;
+}
+
+/* Unsolicited lines that may fall between a +CMGL header and its PDU (which is all hex digits):
+ * "^RSSI: 20", "+CREG: 1", "RING". */
+static bool simstore_unsolicited(const char *line)
+{
+	static const char *const words[] = {"RING", "NO CARRIER", "BUSY", "NO ANSWER",
+	                                    "NO DIALTONE"};
+
+	if ((line[0] == '+' && !simstore_prefix(line, "+CMGL:")) || line[0] == '^')
+		return true;
+	for (size_t i = 0; i < ELEMENTSOF(words); i++)
+		if (streq(line, words[i]))
+			return true;
 	return false;
 }
 
@@ -252,14 +268,15 @@ static int simstore_on_cmgl(SimChat *c, const char *line, _unused_ bool cut, uin
 	if (sscanf(line, "+CMGL: %d,%d", &index, &stat) != 2)
 		return 0; /* not ours to understand */
 
-	/* The PDU is the next line that is not noise; a final result there means it is missing. */
+	/* The PDU is the next line that is not noise; a final result or the next entry there means
+	 * it is missing. */
 	do {
 		r = simstore_line(c, pdu, sizeof(pdu), &pdu_cut, deadline);
 		if (r < 0)
 			return r;
-	} while (simstore_noise(c, pdu));
-	if (simstore_final(c, pdu) <= 0) {
-		/* Put the result back: the listing ends here. */
+	} while (simstore_noise(c, pdu) || simstore_unsolicited(pdu));
+	if (simstore_final(c, pdu) <= 0 || simstore_prefix(pdu, "+CMGL:")) {
+		/* Put it back: it is the end of the listing, or the next entry. */
 		size_t k = strlen(pdu);
 
 		if (k + 2 + c->n <= sizeof(c->buf)) {
@@ -271,6 +288,8 @@ static int simstore_on_cmgl(SimChat *c, const char *line, _unused_ bool cut, uin
 		pdu[0] = 0;
 	}
 
+	if (!pdu[0])
+		return 0; /* unreadable this time: left alone, read again at the next scan */
 	if (l->n >= SIMSTORE_MAX_ENTRIES)
 		return 0;
 	if (l->n == l->cap) {

@@ -27,7 +27,7 @@ typedef struct SimChat {
 	uint64_t timeout_usec; /* per command */
 	unsigned new_messages; /* +CMTI/+CDSI lines seen */
 	char error[64];        /* the last error result, e.g. "+CMS ERROR: 321" */
-	char buf[1024];        /* bytes read and not yet split into lines */
+	char buf[2048];        /* bytes read and not yet split into lines (a read takes half) */
 	size_t n;
 } SimChat;
 
