@@ -44,3 +44,5 @@
 #define MESSAGE_ID_DIGEST_MISMATCH "eb3f5e91b7794f1a90e968f67c59faa4"
 /* A delivery was left sending on this node with no send in progress: queued again. */
 #define MESSAGE_ID_ORPHAN_REQUEUED "9ff0272407794abc88cb8bbc0cab4771"
+/* A received SMS was quarantined: stored raw, never decoded (its PDU broke TS 23.040's limits). */
+#define MESSAGE_ID_SMS_QUARANTINED "302ac6c8e41141518e058ea7bac9a7b9"

@@ -346,6 +346,13 @@ int voice_start(Gateway *g);
 
 /* gateway-selftest.c: the path self-test */
 void selftest_arrived(Gateway *g, const InboxMessage *m);
+
+/* gateway-quarantine.c: received messages never decoded. */
+int quarantine_modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
+int apply_sms_quarantined(Gateway *g, json_t *c);
+/* This node's modem may delete the message behind the change's token from its SIM, once the
+ * change is committed. */
+void token_confirm_later(Gateway *g, json_t *c);
 void selftest_pump(Gateway *g);
 bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
 int selftest_start(Gateway *g);

@@ -549,7 +549,7 @@ ModemSlot *slot_by_name(Gateway *g, const char *name)
 }
 
 /* This node's modem may now delete the message behind token from its SIM. */
-static void token_confirm_later(Gateway *g, json_t *c)
+void token_confirm_later(Gateway *g, json_t *c)
 {
 	if (streq(jstr(c, "node"), g->config->node_name) && ju64(c, "token"))
 		json_array_append_new(g->tokens,
@@ -657,6 +657,8 @@ static int apply_change(Gateway *g, json_t *c, Pending *pending, uint32_t from_n
 		return apply_sms_in(g, c);
 	if (streq(type, "report"))
 		return apply_report(g, c);
+	if (streq(type, "sms_quarantined"))
+		return apply_sms_quarantined(g, c);
 	if (streq(type, "call"))
 		return apply_call(g, c);
 	if (streq(type, "override"))
@@ -1123,6 +1125,8 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 	}
 	if (ev->type == MODEM_EVENT_SMS_RECEIVED || ev->type == MODEM_EVENT_DELIVERY_REPORT)
 		return modem_message(g, slot, ev);
+	if (ev->type == MODEM_EVENT_SMS_QUARANTINED)
+		return quarantine_modem_event(g, slot, ev);
 	job = job_find(g, ev->job);
 	if (!job && selftest_sent(g, slot, ev))
 		return 0;
@@ -1192,6 +1196,7 @@ int modem_slot_start(Gateway *g, size_t i)
 		.delivery_reports = mc->delivery_reports,
 		.send_timeout_sec = mc->send_timeout,
 		.command_timeout_sec = mc->command_timeout,
+		.state_dir = g->config->state_dir,
 	};
 	ModemIo *io;
 	int r;

@@ -681,15 +681,26 @@ static int print_inbox(const json_t *reply)
 	for (i = 0; i < json_array_size(messages); i++) {
 		const json_t *m = json_array_get(messages, i);
 		const json_t *t = json_object_get(m, "text");
-		_cleanup_free_ char *text = ctl_format_text(json_is_string(t) ? json_string_value(t)
-									     : "-",
-							    QUEUE_TEXT_WIDTH * 2, false);
+		const json_t *q = json_object_get(m, "quarantined");
+		const char *shown = json_is_string(t) ? json_string_value(t) : "-";
+		_cleanup_free_ char *quarantined = NULL;
+		_cleanup_free_ char *text = NULL;
 
+		/* Never decoded: the reason, then the raw PDU, so that nobody takes it for text. */
+		if (json_is_string(q)) {
+			if (asprintf(&quarantined, "QUARANTINED (%s) PDU %s", json_string_value(q),
+				     shown) < 0)
+				return log_oom();
+			shown = quarantined;
+		}
+		text = ctl_format_text(shown, QUEUE_TEXT_WIDTH * 2, false);
 		if (!text)
 			return log_oom();
 		r = ctl_table_add_row(table, (const char *[]){FIELD(m, "received_at"),
-							      FIELD(m, "from"), FIELD(m, "node"),
-							      FIELD(m, "modem"), text});
+							      quarantined ? "(quarantined)"
+									  : FIELD(m, "from"),
+							      FIELD(m, "node"), FIELD(m, "modem"),
+							      text});
 		if (r < 0)
 			return log_oom();
 	}

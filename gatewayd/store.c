@@ -22,7 +22,7 @@
 #include "macro.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 /* How long a write waits for another process's lock (a backup, an operator's sqlite3 shell)
  * before the commit fails with -EBUSY and the gateway retries it later: short, since the loop
  * waits with it. */
@@ -130,7 +130,8 @@ static const char *const sql_text[_SQL_MAX] = {
 	[SQL_MODEM_COUNTERS] = "SELECT sent, failed, last_sent_at FROM modem_tallies "
 			       "WHERE node = ?1 AND modem = ?2",
 	[SQL_INBOX_INSERT] = "INSERT OR IGNORE INTO inbox(key, node, modem, sender, text, parts, "
-			     "smsc_at, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			     "smsc_at, received_at, quarantine) "
+			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[SQL_CALL_INSERT] = "INSERT OR IGNORE INTO calls(alert_id, number, node, modem, at, outcome, "
 			    "duration, error, dtmf_ack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[SQL_MODEM_LAST_ERROR] = "SELECT last_error FROM modem_tallies WHERE node = ?1 AND "
@@ -159,8 +160,8 @@ static const char *const sql_text[_SQL_MAX] = {
 			     "FROM calls WHERE alert_id = ?1 ORDER BY number, at, node, modem",
 	[SQL_EXPORT_DEDUPE] = "SELECT key, alert_id, first_at FROM dedupe WHERE key > ?1 "
 			      "ORDER BY key",
-	[SQL_EXPORT_INBOX] = "SELECT key, node, modem, sender, text, parts, smsc_at, received_at "
-			     "FROM inbox WHERE key > ?1 ORDER BY key",
+	[SQL_EXPORT_INBOX] = "SELECT key, node, modem, sender, text, parts, smsc_at, received_at, "
+			     "quarantine FROM inbox WHERE key > ?1 ORDER BY key",
 	[SQL_MERGE_ALERT_GET] = "SELECT state, final, final_at, accepted_at FROM alerts "
 				"WHERE id = ?1",
 	/* The earlier acknowledgment wins, then the smaller names. ifnull(x, -1): in SQLite an
@@ -500,6 +501,9 @@ static const char schema_v6[] =
 	" UPDATE modem_tallies SET sent = sent - (OLD.result = 'sent'),"
 	"  failed = failed - (OLD.result != 'sent') WHERE node = OLD.node AND modem = OLD.modem;"
 	"END;";
+/* v7: quarantined received messages (never decoded) live in the inbox too: the reason here,
+ * the raw PDU as the text. */
+static const char schema_v7[] = "ALTER TABLE inbox ADD COLUMN quarantine TEXT;";
 
 static int store_migrate(Store *s)
 {
@@ -549,6 +553,11 @@ static int store_migrate(Store *s)
 	}
 	if (version < 6) {
 		r = store_exec(s, schema_v6);
+		if (r < 0)
+			goto fail;
+	}
+	if (version < 7) {
+		r = store_exec(s, schema_v7);
 		if (r < 0)
 			goto fail;
 	}
@@ -1149,6 +1158,7 @@ int store_inbox_insert(Store *s, const InboxMessage *m)
 	else
 		sqlite3_bind_null(st, 7);
 	bind_u64(st, 8, m->received_at);
+	bind_text(st, 9, m->quarantine);
 	r = step_done(s, st, "storing a received SMS");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
@@ -1722,7 +1732,8 @@ int store_modem_counters(Store *s, const char *node, const char *modem, ModemCou
 int store_inbox_json(Store *s, size_t limit, json_t **ret)
 {
 	static const char sql[] = "SELECT key, node, modem, sender, text, parts, smsc_at, "
-				  "received_at FROM inbox ORDER BY received_at DESC LIMIT ?1";
+				  "received_at, quarantine FROM inbox "
+				  "ORDER BY received_at DESC LIMIT ?1";
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
 	json_t *list = json_array();
 	int rc;
@@ -1743,6 +1754,11 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret)
 			sqlite3_column_int(st, 5), "sent_at",
 			json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)), "received_at",
 			json_time_or_null((uint64_t)sqlite3_column_int64(st, 7)));
+		if (m && sqlite3_column_type(st, 8) != SQLITE_NULL &&
+		    json_object_set_new(m, "quarantined", column_string(st, 8)) < 0) {
+			json_decref(m);
+			m = NULL;
+		}
 		if (!m || json_array_append_new(list, m) < 0) {
 			rc = SQLITE_NOMEM;
 			break;
@@ -1972,11 +1988,11 @@ static const Field dedupe_fields[] = {
 	{"key", FIELD_TEXT}, {"alert_id", FIELD_TEXT}, {"first_at", FIELD_INT},
 };
 
-/* SQL_INBOX_INSERT's ?1..?8. */
+/* SQL_INBOX_INSERT's ?1..?9. */
 static const Field inbox_fields[] = {
 	{"key", FIELD_TEXT}, {"node", FIELD_TEXT}, {"modem", FIELD_TEXT}, {"sender", FIELD_TEXT},
 	{"text", FIELD_TEXT}, {"parts", FIELD_INT}, {"smsc_at", FIELD_INT_OR_NULL},
-	{"received_at", FIELD_INT},
+	{"received_at", FIELD_INT}, {"quarantine", FIELD_TEXT_OR_NULL},
 };
 
 /* The lists inside an alert item. */
@@ -2551,10 +2567,14 @@ int store_merge_dedupe(Store *s, json_t *item)
 
 int store_merge_inbox(Store *s, json_t *item)
 {
+	size_t n_fields = ELEMENTSOF(inbox_fields);
 	sqlite3_stmt *st;
 	int r;
 
-	if (!item_valid(item, inbox_fields, ELEMENTSOF(inbox_fields)))
+	/* A peer before schema 6 sends no "quarantine" (the last field): a received SMS. */
+	if (json_is_object(item) && !json_object_get(item, "quarantine"))
+		n_fields--;
+	if (!item_valid(item, inbox_fields, n_fields))
 		return -EINVAL;
 	st = stmt(s, SQL_INBOX_INSERT);
 	if (!st)

@@ -139,6 +139,9 @@ typedef struct InboxMessage {
 	const char *node, *modem, *sender, *text;
 	unsigned parts;
 	uint64_t smsc_at, received_at;
+	/* NULL for a received SMS. A quarantined one (never decoded): why; text is then its raw
+	 * PDU in hex and sender empty. */
+	const char *quarantine;
 } InboxMessage;
 /* 1 when stored, 0 when it was already there. */
 int store_inbox_insert(Store *s, const InboxMessage *m);
@@ -164,7 +167,8 @@ int store_nodes(Store *s,
  *  "prio"}], "att": [{"to", "node", "modem", "at", "result", "error", "ref", "report"}],
  *  "calls": [{"to", "node", "modem", "at", "outcome", "dur", "error", "dtmf"}]}
  * with null for what is not set. A dedupe item is {"key", "alert_id", "first_at"}; an inbox item
- * {"key", "node", "modem", "sender", "text", "parts", "smsc_at", "received_at"}. */
+ * {"key", "node", "modem", "sender", "text", "parts", "smsc_at", "received_at", "quarantine"}
+ * ("quarantine" may be absent: a peer before schema 6 sends none). */
 int store_export_alerts(Store *s, const char *after_id, size_t max_bytes, json_t **ret_items,
 			char ret_last_id[static 33]);
 /* *ret_last_key is malloc'd: the caller frees it. */

@@ -9,7 +9,9 @@
  * sides of the comparison the same string: parts of two senders that happen to share a reference
  * get joined (and the buffer is shared by every thread). The concatenation header is read from the
  * raw UDH, so a part that also carries another element (a language shift table) is still joined.
- * A set that misses parts waits, untouched on the SIM, until it is complete or a day old.
+ * A set that misses parts waits, untouched on the SIM, until it is complete or ten minutes old,
+ * or at once when a memory is 80 % full: a SIM holds some 30 messages, and a part lost by the
+ * network must not keep slots that the next ACK needs.
  *
  * Keys. The daemon must store a message once even if it is read again after a crash, so every
  * message gets a key that depends only on what is stored on the SIM: a SHA-256 of the sender, the
@@ -300,7 +302,7 @@ static void inbox_forget_seen(Inbox *ib, const InboxGroup *g)
 }
 
 int inbox_assemble(Inbox *ib, const GSM_SMSMessage *parts, size_t n_parts, uint64_t now_realtime,
-                   uint64_t now_monotonic, InboxMessage **ret, size_t *ret_n)
+                   uint64_t now_monotonic, bool tight, InboxMessage **ret, size_t *ret_n)
 {
 	_cleanup_free_ InboxGroup *groups = NULL;
 	InboxMessage *msgs = NULL;
@@ -365,7 +367,7 @@ int inbox_assemble(Inbox *ib, const GSM_SMSMessage *parts, size_t n_parts, uint6
 	for (size_t j = 0; j < n_groups; j++) {
 		InboxGroup *g = &groups[j];
 
-		if (g->concat.bits && g->present < g->concat.total &&
+		if (g->concat.bits && g->present < g->concat.total && !tight &&
 		    inbox_group_age(ib, g, now_realtime, now_monotonic) < INBOX_INCOMPLETE_MAX_USEC)
 			continue;
 		if (g->concat.bits)

@@ -14,13 +14,14 @@
 
 #include "modem.h"
 
-/* A concatenated message missing parts is reported as it is after this long. */
-#define INBOX_INCOMPLETE_MAX_USEC (24ULL * 3600 * 1000000)
+/* A concatenated message missing parts is reported as it is after this long (or at once when the
+ * memory is nearly full), so that its slots are freed for what comes next, an ACK among them. */
+#define INBOX_INCOMPLETE_MAX_USEC (10ULL * 60 * 1000000)
 /* Messages reported and not yet confirmed; beyond, new ones wait on the SIM. */
 #define INBOX_PENDING_MAX 256
 
 typedef struct InboxLocation {
-	int location; /* libgammu's flat location (folder 0) */
+	int location; /* the modem's index in memory */
 	GSM_MemoryType memory;
 } InboxLocation;
 
@@ -50,9 +51,10 @@ Inbox *inbox_free(Inbox *ib);
 /* The parts of one SIM scan (SMS-DELIVERs and status reports; anything else is ignored) become
  * messages in *ret (malloc'd; inbox_messages_free()). Concatenated parts are joined by sender,
  * reference and count; a set still missing parts is left out until it is complete or older than
- * INBOX_INCOMPLETE_MAX_USEC (by its SMS centre time, or else by when it was first seen). */
+ * INBOX_INCOMPLETE_MAX_USEC (by its SMS centre time, or else by when it was first seen), or at
+ * once when tight (a memory at least 80 % full). */
 int inbox_assemble(Inbox *ib, const GSM_SMSMessage *parts, size_t n_parts, uint64_t now_realtime,
-                   uint64_t now_monotonic, InboxMessage **ret, size_t *ret_n);
+                   uint64_t now_monotonic, bool tight, InboxMessage **ret, size_t *ret_n);
 void inbox_messages_free(InboxMessage *msgs, size_t n);
 /* A status report given whole by the modem (+CDS): never stored, so no locations. */
 void inbox_report_from_sms(const GSM_SMSMessage *sms, InboxMessage *ret);

@@ -123,6 +123,7 @@ static void modem_destroy(Modem *m)
 	free((char *)m->settings.connection);
 	free((char *)m->settings.pin);
 	free((char *)m->settings.imei);
+	free((char *)m->settings.state_dir);
 	free(m);
 }
 
@@ -176,8 +177,10 @@ int modem_new(const ModemSettings *settings, Modem **ret)
 	m->settings.connection = strdup(connection);
 	m->settings.pin = pin ? strdup(pin) : NULL;
 	m->settings.imei = imei ? strdup(imei) : NULL;
+	m->settings.state_dir = settings->state_dir ? strdup(settings->state_dir) : NULL;
 	if (!m->settings.name || !m->settings.device || !m->settings.connection ||
-	    (pin && !m->settings.pin) || (imei && !m->settings.imei))
+	    (pin && !m->settings.pin) || (imei && !m->settings.imei) ||
+	    (settings->state_dir && !m->settings.state_dir))
 		return -ENOMEM;
 	m->settings.health_interval_sec =
 	        settings->health_interval_sec > 0 ? settings->health_interval_sec : 30;

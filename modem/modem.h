@@ -14,7 +14,9 @@
  *
  * Received SMS are deleted from the SIM only once the caller says it has stored them durably
  * (modem_sms_stored()); until then they stay on the SIM, and a reconnect or a restart may report
- * them again, with the same key. */
+ * them again, with the same key. Every stored PDU is read raw and bounds-checked before libgammu
+ * decodes it; one that fails is never decoded but reported as MODEM_EVENT_SMS_QUARANTINED (and
+ * deleted the same way, once stored). */
 #pragma once
 
 #include <stdbool.h>
@@ -24,10 +26,10 @@
 typedef struct Modem Modem;
 
 typedef struct ModemSettings {
-	const char *name;             /* [modem NAME] */
-	const char *device;           /* e.g. /dev/ttyUSB0; with imei set, where to look first */
-	const char *connection;       /* libgammu connection name, e.g. "at115200" (default "at") */
-	const char *pin;              /* SIM PIN, or NULL */
+	const char *name;       /* [modem NAME] */
+	const char *device;     /* e.g. /dev/ttyUSB0; with imei set, where to look first */
+	const char *connection; /* libgammu connection name, e.g. "at115200" (default "at") */
+	const char *pin;        /* SIM PIN, or NULL */
 	/* NULL: use device, whatever modem answers there. Else the modem's IMEI (14-17 digits, as
 	 * AT+CGSN prints it): the modem is looked for among the serial ports (device first, then
 	 * /dev/serial/by-id/, ttyUSB and ttyACM ports beside device and in /dev), skipping ports
@@ -45,6 +47,10 @@ typedef struct ModemSettings {
 	unsigned max_consecutive_failures;
 	/* Ask the network for a status report on every SMS sent (MODEM_EVENT_DELIVERY_REPORT). */
 	bool delivery_reports;
+	/* Where the worker notes which stored message it is decoding (decoding-NAME), so that one
+	 * that crashes the decoder is quarantined after the restart instead of decoded again. NULL:
+	 * no note. */
+	const char *state_dir;
 } ModemSettings;
 
 typedef enum ModemState {
@@ -68,8 +74,8 @@ typedef struct ModemStatus {
 	char operator_name[64];
 	char imei[32];
 	char model[64];
-	char device[256];      /* the port in use, or the configured one while none is */
-	char registration[16]; /* "home", "roaming", "searching", "denied", "none", "unknown" */
+	char device[256];        /* the port in use, or the configured one while none is */
+	char registration[16];   /* "home", "roaming", "searching", "denied", "none", "unknown" */
 	uint64_t last_send_usec; /* CLOCK_REALTIME of the last successful send, 0 if none yet */
 	/* The modem accepted new-message indications (AT+CNMI), through which status reports
 	 * arrive; false also while not connected. */
@@ -81,6 +87,9 @@ typedef enum ModemEventType {
 	MODEM_EVENT_SENT,            /* a job finished: result says how */
 	MODEM_EVENT_SMS_RECEIVED,    /* an SMS arrived; text is the caller's to free */
 	MODEM_EVENT_DELIVERY_REPORT, /* a status report for a message sent with delivery_reports */
+	/* A stored message that is never decoded: its PDU failed the bounds check (or crashed the
+	 * decoder before). text is its raw PDU in hex, error the reason, slot where it was. */
+	MODEM_EVENT_SMS_QUARANTINED,
 } ModemEventType;
 
 #define MODEM_KEY_LEN 64
@@ -88,8 +97,8 @@ typedef enum ModemEventType {
 typedef struct ModemEvent {
 	ModemEventType type;
 	/* MODEM_EVENT_SENT */
-	uint64_t job;    /* the id given to modem_send() */
-	int result;      /* 0 accepted by the SMS centre, <0 -errno-style failure */
+	uint64_t job; /* the id given to modem_send() */
+	int result;   /* 0 accepted by the SMS centre, <0 -errno-style failure */
 	/* SENT: the network refused this destination for good (CMS 1, 21, 28...).
 	 * DELIVERY_REPORT: the SMS centre gave up (TP-ST 0x40-0x7F), the message will not
 	 * arrive. */
@@ -101,6 +110,10 @@ typedef struct ModemEvent {
 	char error[128]; /* words for the operator, e.g. "+CMS ERROR: 500", empty on success */
 	/* MODEM_EVENT_STATUS */
 	ModemStatus status;
+	/* MODEM_EVENT_SMS_QUARANTINED: the memory and index it was stored at, e.g. "SM 3"; error
+	 * holds the reason, text the PDU as hex digits (owned like an SMS's text), and key, token
+	 * and received_usec are set as for SMS_RECEIVED. */
+	char slot[16];
 	/* MODEM_EVENT_SMS_RECEIVED */
 	char from[64];           /* the sender as given by the network: "+3247...", "MyBank" */
 	char *text;              /* UTF-8, malloc'd: owned by the caller, see modem_event_clear() */

@@ -33,6 +33,14 @@
  * disarm the watchdog; libgammu's own timeouts restart on every byte received and cannot be
  * trusted to end a call.
  *
+ * Receiving. Stored messages are listed and deleted with raw AT commands on libgammu's fd
+ * (simstore.c), never with GSM_GetNextSMS(): libgammu decodes a PDU inside the call that reads it,
+ * and its decoder trusts the lengths in the PDU. Each PDU is bounds-checked first (pdu-check.c)
+ * and only then decoded, by libgammu's GSM_DecodePDUFrame(); one that fails is quarantined:
+ * reported raw, never decoded, deleted once the daemon stored it. A note on disk (decodemark.c)
+ * names the message being decoded, so that one that still crashes the decoder is quarantined
+ * after the restart rather than decoded again.
+ *
  * Only the worker logs what it sees of the modem; status changes reach the main loop as events
  * and are published only when something changed. */
 #include "worker.h"
@@ -51,13 +59,17 @@
 
 #include <gammu.h>
 
+#include "decodemark.h"
 #include "devwatch.h"
 #include "inbox.h"
 #include "log.h"
 #include "macro.h"
 #include "modem-internal.h"
+#include "pdu-check.h"
 #include "ports.h"
 #include "probe.h"
+#include "sha256.h"
+#include "simstore.h"
 #include "sms.h"
 #include "util.h"
 #include "watchdog.h"
@@ -83,6 +95,7 @@ typedef struct Worker {
 	bool gammu_debug;
 	Inbox *inbox;
 	DevWatch *devwatch;
+	DecodeMark *mark; /* NULL without a state directory */
 
 	GSM_StateMachine *sm;
 	char device[256]; /* the port in use or being tried */
@@ -713,7 +726,7 @@ static void worker_incoming_sms(GSM_StateMachine *sm, GSM_SMSMessage *sms, void 
 		size_t n = 0;
 
 		if (inbox_assemble(w->inbox, sms, 1, now_realtime_usec(), now_monotonic_usec(),
-		                   &msgs, &n) == 0 &&
+		                   false, &msgs, &n) == 0 &&
 		    n == 1)
 			worker_report(w, &msgs[0], 0);
 		else
@@ -726,32 +739,89 @@ static void worker_incoming_sms(GSM_StateMachine *sm, GSM_SMSMessage *sms, void 
 	w->inbox_due = true;
 }
 
+static const char *worker_memory_name(GSM_MemoryType memory)
+{
+	return memory == MEM_ME ? "ME" : "SM";
+}
+
+/* A raw chat's failure as libgammu would have put it, so that the usual recovery applies. */
+static GSM_Error worker_chat_error(int r)
+{
+	switch (r) {
+	case -ETIMEDOUT:
+		return ERR_TIMEOUT;
+	case -EIO:
+		return ERR_DEVICEREADERROR;
+	case -ENOMEM:
+		return ERR_MOREMEMORY;
+	default:
+		return ERR_UNKNOWN;
+	}
+}
+
+static void worker_read_port(Worker *w, short revents);
+
+/* Starts a raw chat on libgammu's fd: whatever the modem sent meanwhile is libgammu's first.
+ * Returns false if there is no fd to talk on or the port went away. */
+static bool worker_chat_begin(Worker *w, SimChat *chat)
+{
+	struct pollfd p = {.fd = w->tty_fd, .events = POLLIN};
+
+	if (!w->sm || w->tty_fd < 0)
+		return false;
+	if (poll(&p, 1, 0) > 0)
+		worker_read_port(w, p.revents);
+	if (!w->sm)
+		return false;
+	simstore_chat_init(chat, w->tty_fd, worker_usec(w->settings->command_timeout_sec));
+	return true;
+}
+
+static void worker_chat_end(Worker *w, const SimChat *chat)
+{
+	if (chat->new_messages)
+		w->inbox_due = true; /* announced while we talked: read again */
+}
+
 /* Deletes the slots of one message. Returns ERR_NONE when they are gone (also if they were gone
- * already), the error of a fatal call, or ERR_UNKNOWN when a slot could not be deleted. */
+ * already), the error of a fatal failure, or ERR_UNKNOWN when a slot could not be deleted. */
 static GSM_Error worker_delete(Worker *w, const InboxLocation *locs, size_t n)
 {
-	_cleanup_free_ GSM_SMSMessage *sms = calloc(1, sizeof(GSM_SMSMessage));
+	GSM_MemoryType selected = 0;
 	GSM_Error result = ERR_NONE;
+	SimChat chat;
 
-	if (!sms)
-		return ERR_MOREMEMORY;
+	if (!worker_chat_begin(w, &chat))
+		return w->sm ? ERR_UNKNOWN : ERR_DEVICEREADERROR;
 	for (size_t i = 0; i < n; i++) {
-		GSM_Error error;
+		unsigned used, total;
+		int r;
 
-		memset(sms, 0, sizeof(*sms));
-		sms->Folder = 0; /* libgammu's flat numbering, as GetNextSMS returned it */
-		sms->Location = locs[i].location;
-		sms->Memory = locs[i].memory;
-		worker_begin(w, worker_usec(w->settings->command_timeout_sec));
-		error = worker_end(w, GSM_DeleteSMS(w->sm, sms));
-		if (error == ERR_NONE || error == ERR_EMPTY || error == ERR_INVALIDLOCATION)
-			continue;
-		if (worker_error_is_fatal(error))
-			return error;
-		log_ctx(LOG_WARNING, w->ctx, "Cannot delete SMS at %d: %s", locs[i].location,
-		        worker_error_string(error));
-		result = ERR_UNKNOWN;
+		if (locs[i].memory != selected) {
+			r = simstore_select(&chat, worker_memory_name(locs[i].memory), &used,
+			                    &total);
+			if (r < 0 && r != -EREMOTEIO)
+				return worker_chat_error(r);
+			if (r < 0) {
+				log_ctx(LOG_WARNING, w->ctx, "Cannot select memory %s: %s",
+				        worker_memory_name(locs[i].memory), chat.error);
+				result = ERR_UNKNOWN;
+				continue;
+			}
+			selected = locs[i].memory;
+		}
+		r = simstore_delete(&chat, locs[i].location);
+		if (r == -EREMOTEIO && streq(chat.error, "+CMS ERROR: 321"))
+			continue; /* invalid index: gone already */
+		if (r < 0 && r != -EREMOTEIO)
+			return worker_chat_error(r);
+		if (r < 0) {
+			log_ctx(LOG_WARNING, w->ctx, "Cannot delete SMS at %s %d: %s",
+			        worker_memory_name(locs[i].memory), locs[i].location, chat.error);
+			result = ERR_UNKNOWN;
+		}
 	}
+	worker_chat_end(w, &chat);
 	return result;
 }
 
@@ -794,66 +864,228 @@ static void worker_process_confirmed(Worker *w)
 		}
 }
 
-/* Reads every message on the SIM (and in the phone memory), reports the new ones and deletes
- * those the main thread stored already. */
+/* A stored message that is not decoded: reported raw, deleted once stored. */
+static void worker_quarantine(Worker *w, GSM_MemoryType memory, const SimStoreEntry *e,
+                              const char *reason)
+{
+	InboxMessage msg = {.complete = true, .parts = 1, .n_locations = 1};
+	char index[16];
+	uint64_t token;
+	ModemEvent ev;
+	Sha256 h;
+
+	msg.locations[0] = (InboxLocation){.location = e->index, .memory = memory};
+	snprintf(index, sizeof(index), "%d", e->index);
+	sha256_init(&h);
+	sha256_update(&h, "quarantine", sizeof("quarantine"));
+	sha256_update(&h, worker_memory_name(memory), 3);
+	sha256_update(&h, index, strlen(index) + 1);
+	sha256_update(&h, e->hex, strlen(e->hex));
+	sha256_final_hex(&h, msg.key);
+
+	switch (inbox_classify(w->inbox, msg.key)) {
+	case INBOX_REPORTED:
+		return;
+	case INBOX_STORED:
+		(void)worker_delete_message(w, msg.key, msg.locations, 1);
+		return;
+	case INBOX_NEW:
+		break;
+	}
+
+	token = modem_new_token(w->modem);
+	if (inbox_pending_add(w->inbox, token, &msg) < 0)
+		return; /* still on the SIM, never decoded: the next scan tries again */
+	ev = (ModemEvent){
+	        .type = MODEM_EVENT_SMS_QUARANTINED,
+	        .message_ref = -1,
+	        .parts = 1,
+	        .received_usec = now_realtime_usec(),
+	        .token = token,
+	};
+	memcpy(ev.key, msg.key, sizeof(ev.key));
+	snprintf(ev.slot, sizeof(ev.slot), "%s %d", worker_memory_name(memory), e->index);
+	snprintf(ev.error, sizeof(ev.error), "%s", reason);
+	ev.text = strdup(e->hex);
+	log_ctx(LOG_WARNING, w->ctx, "Quarantined the SMS in %s without decoding it: %s", ev.slot,
+	        reason);
+	if (!ev.text || modem_queue_event(w->modem, &ev) < 0) {
+		free(ev.text);
+		log_ctx_errno(LOG_ERR, ENOMEM, w->ctx, "Cannot queue a quarantined message: %m");
+		inbox_pending_drop(w->inbox, token);
+	}
+}
+
+/* Decodes a PDU that passed pdu_check() with libgammu. */
+static GSM_Error worker_decode(Worker *w, GSM_MemoryType memory, const SimStoreEntry *e,
+                               GSM_SMSMessage *ret)
+{
+	/* libgammu wants an octet after a status report's TP-ST even when TP-PI is absent: a 0
+	 * there is a TP-PI that announces nothing. */
+	unsigned char buf[PDU_MAX_LEN + 1] = {0};
+	size_t len = e->len, smsc = e->pdu[0];
+	GSM_Error error;
+	int r;
+
+	memcpy(buf, e->pdu, e->len);
+	if ((e->pdu[1 + smsc] & 0x03) == 0x02)
+		len++;
+	r = decodemark_begin(w->mark, worker_memory_name(memory), e->index, e->hex);
+	if (r < 0 && r != -EBUSY)
+		log_ctx_errno(LOG_WARNING, r, w->ctx, "Cannot write %s: %m",
+		              decodemark_path(w->mark));
+	memset(ret, 0, sizeof(*ret));
+	error = GSM_DecodePDUFrame(GSM_GetDebug(w->sm), ret, buf, len, NULL, true);
+	ret->Location = e->index;
+	ret->Memory = memory;
+	ret->Folder = 0;
+	ret->InboxFolder = true;
+	ret->State = e->stat == 0 ? SMS_UnRead : SMS_Read;
+	return error;
+}
+
+/* The memories the modem stores received messages in, as libgammu reads them. */
+static const GSM_MemoryType worker_memories[] = {MEM_SM, MEM_ME};
+
+typedef struct WorkerListing {
+	SimStoreEntry *entries;
+	size_t n;
+} WorkerListing;
+
+static void worker_listings_free(WorkerListing (*l)[ELEMENTSOF(worker_memories)])
+{
+	for (size_t i = 0; i < ELEMENTSOF(*l); i++)
+		free((*l)[i].entries);
+}
+
+/* Lists every memory. Returns false when the connection was lost doing it. *ret_tight: a memory
+ * is at least 80 % full. */
+static bool worker_list(Worker *w, WorkerListing listings[static ELEMENTSOF(worker_memories)],
+                        bool *ret_tight)
+{
+	SimChat chat;
+	int r;
+
+	*ret_tight = false;
+	if (!worker_chat_begin(w, &chat))
+		return w->sm != NULL;
+	r = simstore_pdu_mode(&chat);
+	if (r == -EREMOTEIO) {
+		log_ctx(LOG_NOTICE, w->ctx,
+		        "The modem refused PDU mode (%s): stored SMS are not read, since they "
+		        "could not be checked before decoding",
+		        chat.error);
+		w->inbox_supported = false;
+		return true;
+	}
+	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(worker_memories); i++) {
+		unsigned used = 0, total = 0;
+
+		r = simstore_select(&chat, worker_memory_name(worker_memories[i]), &used, &total);
+		if (r == -EREMOTEIO) {
+			r = 0; /* no such memory here */
+			continue;
+		}
+		if (r < 0)
+			break;
+		if (total > 0 && used * 5 >= total * 4)
+			*ret_tight = true;
+		r = simstore_list(&chat, &listings[i].entries, &listings[i].n);
+		if (r == -EREMOTEIO) {
+			log_ctx(LOG_WARNING, w->ctx, "Listing stored SMS in %s failed: %s",
+			        worker_memory_name(worker_memories[i]), chat.error);
+			r = 0;
+		}
+	}
+	if (r < 0) {
+		worker_lost(w, worker_chat_error(r));
+		return false;
+	}
+	worker_chat_end(w, &chat);
+	return true;
+}
+
+/* Reads every message on the SIM (and in the phone memory), reports the new ones, quarantines the
+ * ones that must not be decoded and deletes those the main thread stored already. */
 static void worker_scan_inbox(Worker *w)
 {
-	_cleanup_free_ GSM_MultiSMSMessage *multi = NULL;
+	_cleanup_(worker_listings_free) WorkerListing listings[ELEMENTSOF(worker_memories)] = {0};
 	_cleanup_free_ GSM_SMSMessage *parts = NULL;
 	InboxMessage *msgs = NULL;
-	size_t n_parts = 0, cap = 0, n_msgs = 0;
-	GSM_Error error;
+	size_t n_parts = 0, n_entries = 0, n_msgs = 0;
+	bool tight, hold = false;
 	int r;
 
 	w->inbox_due = false;
 	w->next_inbox = now_monotonic_usec() + worker_usec(w->settings->inbox_interval_sec);
 	if (!w->sim_ready || !w->inbox_supported)
 		return;
-
-	multi = calloc(1, sizeof(*multi));
-	if (!multi)
+	if (w->tty_fd < 0) {
+		log_ctx(LOG_WARNING, w->ctx,
+		        "Stored SMS are not read: without libgammu's fd of the port they cannot be "
+		        "checked before decoding");
+		w->inbox_supported = false;
 		return;
-	for (bool start = true;; start = false) {
-		worker_begin(w, worker_usec(w->settings->command_timeout_sec));
-		error = worker_end(w, GSM_GetNextSMS(w->sm, multi, start));
-		if (error == ERR_EMPTY)
-			break;
-		if (worker_error_is_fatal(error)) {
-			worker_lost(w, error);
-			return;
-		}
-		if (error == ERR_NOTSUPPORTED || error == ERR_NOTIMPLEMENTED) {
-			log_ctx(LOG_NOTICE, w->ctx, "The modem cannot list stored SMS: %s",
-			        worker_error_string(error));
-			w->inbox_supported = false;
-			break;
-		}
-		if (error != ERR_NONE) {
-			log_ctx(LOG_WARNING, w->ctx, "Reading stored SMS failed: %s",
-			        worker_error_string(error));
-			break;
-		}
-		for (int i = 0; i < multi->Number && i < GSM_MAX_MULTI_SMS; i++) {
-			if (n_parts == cap) {
-				size_t new_cap = cap ? 2 * cap : 16;
-				GSM_SMSMessage *p;
+	}
+	if (!worker_list(w, listings, &tight) || !w->sm)
+		return;
 
-				if (new_cap > WORKER_INBOX_MAX_PARTS)
-					break;
-				p = realloc(parts, new_cap * sizeof(GSM_SMSMessage));
-				if (!p)
-					break;
-				parts = p;
-				cap = new_cap;
-			}
-			parts[n_parts++] = multi->SMS[i];
+	/* A message that crashed the decoder before: nothing is decoded while it is there. */
+	if (decodemark_poisoned(w->mark)) {
+		for (size_t m = 0; m < ELEMENTSOF(listings); m++)
+			for (size_t i = 0; i < listings[m].n; i++)
+				hold = hold ||
+				       decodemark_is_poison(w->mark,
+				                            worker_memory_name(worker_memories[m]),
+				                            listings[m].entries[i].index,
+				                            listings[m].entries[i].hex);
+		if (!hold) {
+			decodemark_forget_poison(w->mark);
+			(void)decodemark_end(w->mark);
 		}
-		if (n_parts >= WORKER_INBOX_MAX_PARTS)
-			break;
 	}
 
+	for (size_t m = 0; m < ELEMENTSOF(listings); m++)
+		n_entries += listings[m].n;
+	parts = calloc(MAX(n_entries, (size_t)1), sizeof(GSM_SMSMessage));
+	if (!parts) {
+		log_ctx_errno(LOG_ERR, ENOMEM, w->ctx, "Cannot read received SMS: %m");
+		return;
+	}
+	for (size_t m = 0; m < ELEMENTSOF(listings) && w->sm; m++)
+		for (size_t i = 0; i < listings[m].n && w->sm; i++) {
+			const SimStoreEntry *e = &listings[m].entries[i];
+			GSM_MemoryType memory = worker_memories[m];
+			char reason[128] = "";
+			PduProblem p;
+			GSM_Error error;
+
+			if (e->stat == 2 || e->stat == 3)
+				continue; /* a draft or a sent message: not ours */
+			if (decodemark_is_poison(w->mark, worker_memory_name(memory), e->index,
+			                         e->hex))
+				snprintf(reason, sizeof(reason),
+				         "the process died while decoding it");
+			else if (hold)
+				continue;
+			else if (!e->hex_valid)
+				snprintf(reason, sizeof(reason), "not a PDU in hex");
+			else if ((p = pdu_check(e->pdu, e->len)) != PDU_OK)
+				snprintf(reason, sizeof(reason), "%s", pdu_problem_to_string(p));
+			else if ((error = worker_decode(w, memory, e, &parts[n_parts])) != ERR_NONE)
+				snprintf(reason, sizeof(reason), "libgammu cannot decode it: %s",
+				         GSM_ErrorString(error));
+			else
+				n_parts++;
+			if (reason[0])
+				worker_quarantine(w, memory, e, reason);
+		}
+	(void)decodemark_end(w->mark);
+	if (!w->sm)
+		return;
+
 	r = inbox_assemble(w->inbox, parts, n_parts, now_realtime_usec(), now_monotonic_usec(),
-	                   &msgs, &n_msgs);
+	                   tight, &msgs, &n_msgs);
 	if (r < 0) {
 		log_ctx_errno(LOG_ERR, r, w->ctx, "Cannot assemble received SMS: %m");
 		return;
@@ -1490,6 +1722,19 @@ void *worker_main(void *userdata)
 		worker_set_state(&w, MODEM_STATE_FAILED, "out of memory");
 		w.next_connect = UINT64_MAX;
 	}
+	if (w.settings->state_dir) {
+		r = decodemark_open(w.settings->state_dir, w.settings->name, &w.mark);
+		if (r < 0)
+			log_ctx_errno(LOG_WARNING, r, w.ctx,
+			              "Cannot open the decoding note in %s: %m; a message that "
+			              "crashes the decoder would be decoded again after a restart",
+			              w.settings->state_dir);
+		else if (decodemark_poisoned(w.mark))
+			log_ctx(LOG_WARNING, w.ctx,
+			        "The previous run died decoding a stored SMS (%s): it is "
+			        "quarantined, not decoded again",
+			        decodemark_path(w.mark));
+	}
 	worker_watch(&w);
 
 	for (;;) {
@@ -1552,6 +1797,7 @@ void *worker_main(void *userdata)
 	log_ctx(LOG_DEBUG, w.ctx, "Worker stopped");
 
 	w.devwatch = devwatch_free(w.devwatch);
+	w.mark = decodemark_free(w.mark);
 	w.inbox = inbox_free(w.inbox);
 	modem_unref(m);
 	return NULL;

@@ -664,5 +664,32 @@ def test_n_escalation_survives_the_death_of_its_node(rig):
             f"{doomed} back agrees")
 
 
+def test_o_quarantined_sms_replicated_and_exchanged_on_rejoin(rig):
+    """A hostile PDU on a's SIM (an SMSC length of 0x70, which crashed libgammu) is quarantined
+    on a and replicated to b; one quarantined while b is down reaches b in the rejoin exchange,
+    with its reason."""
+    fast_inbox = "health_interval = 2\ncommand_timeout = 3\ninbox_interval = 1\n"
+    c = rig.cluster(modem_extra={"a": fast_inbox, "b": fast_inbox})
+    c.start_both()
+    c.wait_members()
+    quarantined = lambda n: [m for m in c.node(n).request({"op": "inbox"})["messages"]  # noqa
+                             if m.get("quarantined")]
+    c.sim.control({"cmd": "inject_pdu", "modem": SIM_MODEM["a"], "pdu": "70" + "91" * 136})
+    wait_until(lambda: quarantined("a") and quarantined("b"), 30,
+               "the quarantined message on both nodes")
+    assert quarantined("b")[0]["node"] == "a" and "SMSC" in quarantined("b")[0]["quarantined"]
+    c.kill9("b")
+    c.sim.control({"cmd": "inject_pdu", "modem": SIM_MODEM["a"], "pdu": "70" + "92" * 136})
+    wait_until(lambda: len(quarantined("a")) == 2, 30, "the second one on a")
+    c.start("b")
+    c.wait_members(timeout=30)
+    got = wait_until(lambda: (lambda q: q if len(q) == 2 else None)(quarantined("b")), 30,
+                     "b to learn of the one quarantined while it was down")
+    assert sorted(m["text"][:4] for m in got) == ["7091", "7092"], got
+    assert all(m["quarantined"] for m in got), got
+    summary("two hostile PDUs on a's SIM: quarantined, not decoded; the first replicated to b, "
+            "the second (b down) carried by the rejoin exchange")
+
+
 if __name__ == "__main__":
     main(globals())

@@ -1,5 +1,6 @@
 """Incoming SMS and delivery reports, end to end through the daemon; device recovery."""
 import os
+import subprocess
 import sys
 import time
 
@@ -47,6 +48,79 @@ def test_received_sms_stored_evented_once_and_deleted(h):
     gw.start(wait_modems=1)
     time.sleep(3)
     assert len(inbox(gw)) == 3, inbox(gw)
+
+
+# An SMS centre length of 0x70 in a 137-octet PDU: libgammu 1.42 decoding it smashes its stack.
+HOSTILE_PDU = "70" + "91" * 136
+
+
+def test_hostile_pdu_is_quarantined_and_the_daemon_lives(h):
+    gw = h.gateway(modem_extra=FAST_INBOX)
+    pid = gw.proc.pid
+    sub = gw.subscribe(("sms_quarantined", "sms_received"))
+    slot = h.sim.control({"cmd": "inject_pdu", "modem": "gsm0", "pdu": HOSTILE_PDU})
+    # The next scan finds it; then a normal SMS behind it.
+    time.sleep(3)
+    h.sim.control({"cmd": "inject_sms", "modem": "gsm0", "from": "+32470100001",
+                   "text": "still listening"})
+    msgs = wait_until(lambda: (lambda m: m if len(m) >= 2 else None)(inbox(gw)), 30,
+                      "the quarantined message and the normal one")
+    assert gw.proc.poll() is None and gw.proc.pid == pid, gw.log_tail()
+    bad = [m for m in msgs if m.get("quarantined")]
+    good = [m for m in msgs if not m.get("quarantined")]
+    assert len(bad) == 1 and len(good) == 1, msgs
+    assert "SMSC" in bad[0]["quarantined"], bad
+    assert bad[0]["text"] == HOSTILE_PDU, bad
+    assert bad[0]["modem"] == "gsm0" and bad[0]["node"] == "a", bad
+    assert good[0]["text"] == "still listening", good
+    events = recv_events(sub, 5, until=lambda ev: len(ev) >= 2)
+    kinds = sorted(name for name, _ in events)
+    assert kinds == ["sms_quarantined", "sms_received"], events
+    q = [e for name, e in events if name == "sms_quarantined"][0]
+    assert q["slot"] == f"{slot['mem']} {slot['index']}" and "SMSC" in q["reason"], q
+    # Gone from the SIM, and the modem is fine.
+    wait_until(lambda: not h.sim.stats("gsm0")["messages"], 15, "the SIM to be emptied")
+    assert gw.status()["modems"][0]["state"] == "ok", gw.status()["modems"][0]
+    assert "Quarantined" in gw.log_tail(200) or "quarantined" in gw.log_tail(200)
+    # gatewayctl marks it.
+    out = subprocess.run([os.environ["GATEWAYCTL"], "-e", gw.endpoint, "inbox"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and "QUARANTINED" in out.stdout, out
+    # Read once: a restart stores nothing twice, and the daemon is still the same process.
+    assert gw.proc.pid == pid and gw.proc.poll() is None
+    gw.stop()
+    gw.start(wait_modems=1)
+    time.sleep(3)
+    assert len(inbox(gw)) == 2, inbox(gw)
+
+
+# A well-formed SMS-DELIVER from +32470100077: "decoded once too often".
+PLAIN_PDU = ("07912374151616F6040B912374100070F700006221409141110016E4F2F84D2E93416FF7B80CA2BFDFA0"
+             "B7995E7603")
+
+
+def test_noted_decoder_crash_quarantined_after_restart(h):
+    """The second line of defence: the worker notes which stored message it decodes; a
+    restart that finds the note filled (the previous process died in the decoder) quarantines
+    that message instead of decoding it again, then decodes normally."""
+    gw = h.gateway(modem_extra=FAST_INBOX, start=False)
+    slot = h.sim.control({"cmd": "inject_pdu", "modem": "gsm0", "pdu": PLAIN_PDU})
+    os.makedirs(gw.state_dir, exist_ok=True)
+    with open(os.path.join(gw.state_dir, "decoding-gsm0"), "w") as f:
+        f.write(f"{slot['mem']} {slot['index']} {PLAIN_PDU}\n")
+    gw.start(wait_modems=1)
+    msgs = wait_until(lambda: inbox(gw), 30, "the noted message")
+    assert len(msgs) == 1 and msgs[0]["quarantined"] == "the process died while decoding it", msgs
+    assert msgs[0]["text"] == PLAIN_PDU, msgs
+    wait_until(lambda: not h.sim.stats("gsm0")["messages"], 15, "the SIM to be emptied")
+    # The note is cleared once that message is gone, and the next SMS is decoded as usual.
+    h.sim.control({"cmd": "inject_sms", "modem": "gsm0", "from": "+32470100077",
+                   "text": "decoded after all"})
+    msgs = wait_until(lambda: (lambda m: m if len(m) >= 2 else None)(inbox(gw)), 30,
+                      "the next message")
+    assert [m["text"] for m in msgs if not m.get("quarantined")] == ["decoded after all"], msgs
+    with open(os.path.join(gw.state_dir, "decoding-gsm0")) as f:
+        assert f.read() == "", "the note is left filled"
 
 
 def test_message_left_on_the_sim_is_stored_once_across_a_restart(h):

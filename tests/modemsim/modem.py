@@ -1733,6 +1733,30 @@ class Modem:
         return {"parts": len(parts), "indexes": res["indexes"], "alphabet": parts[0].alphabet,
                 "ref": int(ref)}
 
+    def inject_pdu(self, pdu_hex: str) -> dict:
+        """Stores a PDU exactly as given (SMSC address first, as +CMGL prints it) in mem3, with
+        +CMTI if CNMI asks: a message the network would never build, to test how a client
+        copes with what a hostile or broken sender can still put on the SIM."""
+        try:
+            pdu = bytes.fromhex(pdu_hex)
+        except ValueError:
+            raise ValueError("pdu must be hex digits") from None
+        if not pdu or len(pdu) > 255:
+            raise ValueError("pdu must be 1-255 octets")
+        now = _dt.datetime.now(_dt.timezone.utc)
+        mem_name = self.cpms[2]
+        mem = self.storages[mem_name]
+        index = mem.free_index()
+        if index is None:
+            raise ValueError(f"storage {mem_name} full")
+        tpdu_len = max(0, len(pdu) - 1 - pdu[0])
+        mem.slots[index] = Stored(pdu, tpdu_len, 0, "", "", f"{now:%y/%m/%d,%H:%M:%S}+00")
+        if self.cnmi[1] == 1:
+            self.urc(f'+CMTI: "{mem_name}",{index}')
+        self.stats["injected"] += 1
+        self.at_log.write(event="inject_pdu", pdu=pdu_hex.upper(), mem=mem_name, index=index)
+        return {"mem": mem_name, "index": index}
+
     def _deliver_parts(self, sender: str, parts: list[sms_pdu.DeliverPart]) -> dict:
         """An incoming SMS (injected or routed from another modem): +CMT when AT+CNMI <mt>
         is 2/3, else stored in mem3 (+CMTI if <mt> is 1).  ValueError if mem3 is full."""

@@ -61,6 +61,7 @@ scriptable and observable.  So:
   {"cmd":"replug","modem":M[,"path":"ttyUSB7"]}
   {"cmd":"inject_sms","modem":M,"from":"+32470100001","text":"ACK 1234"
         [,"unicode":bool][,"ref":N][,"ref16":bool][,"parts":[1,3]]}
+  {"cmd":"inject_pdu","modem":M,"pdu":"07912374151616F6040B91..."}  (stored as it is)
   {"cmd":"status_reports","modem":M[,"enabled":bool][,"status":"delivered|failed|pending|
         rejected|expired|forwarded|replaced"|TP-ST][,"delay":0.2]}
   {"cmd":"call_outcome","modem":M,"outcome":"answer|busy|no_answer|reject|no_carrier",
@@ -195,6 +196,11 @@ class ControlServer:
             return m.inject_sms(str(req["from"]), text, unicode=bool(req.get("unicode", False)),
                                 ref=None if ref is None else int(ref) & 0xFFFF,
                                 ref16=bool(req.get("ref16", False)), only_parts=only)
+        if cmd == "inject_pdu":
+            pdu = req.get("pdu")
+            if not isinstance(pdu, str):
+                raise ValueError("pdu must be a string of hex digits")
+            return m.inject_pdu(pdu)
         if cmd == "status_reports":
             return m.status_reports(req.get("enabled", True), req.get("status", "delivered"),
                                     req.get("delay", 0.2))

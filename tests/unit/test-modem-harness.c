@@ -338,6 +338,7 @@ static void harness_handle(Modem *m, ModemEvent *ev)
 		break;
 	case MODEM_EVENT_SMS_RECEIVED:
 	case MODEM_EVENT_DELIVERY_REPORT:
+	case MODEM_EVENT_SMS_QUARANTINED:
 		harness_log(m, ev);
 		break;
 	}

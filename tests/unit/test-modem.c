@@ -252,11 +252,11 @@ static void part(GSM_SMSMessage *sms, const char *from, const char *text, int re
 	DecodeUTF8(sms->Number, from, strlen(from));
 	DecodeUTF8(sms->Text, text, strlen(text));
 	sms->Length = (int)strlen(text);
-	sms->DateTime = (GSM_DateTime){.Year = 2024, .Month = 3, .Day = 1, .Hour = 12,
-	                               .Minute = minute};
+	sms->DateTime =
+	        (GSM_DateTime){.Year = 2024, .Month = 3, .Day = 1, .Hour = 12, .Minute = minute};
 	if (total > 1) {
-		unsigned char udh[] = {5, 0x00, 3, (unsigned char)ref, (unsigned char)total,
-		                       (unsigned char)seq};
+		unsigned char udh[] = {
+		        5, 0x00, 3, (unsigned char)ref, (unsigned char)total, (unsigned char)seq};
 
 		sms->UDH.Type = UDH_ConcatenatedMessages;
 		sms->UDH.Length = sizeof(udh);
@@ -275,6 +275,8 @@ static const InboxMessage *find_msg(const InboxMessage *msgs, size_t n, const ch
 
 /* 2024-03-02 12:00 UTC: a day after the parts' timestamps. */
 #define NOW_REALTIME (1709380800ULL * USEC_PER_SEC)
+/* 2024-03-01 12:00 UTC: the parts' SMS centre time. */
+#define PARTS_REALTIME (1709294400ULL * USEC_PER_SEC)
 
 static void test_inbox_assemble(void)
 {
@@ -289,11 +291,12 @@ static void test_inbox_assemble(void)
 	if (!p || !ib)
 		goto out;
 
-	/* Two senders whose parts share reference 7: never joined (GSM_LinkSMS joins them). One
-	 * hour old, so both sets wait. */
+	/* Two senders whose parts share reference 7: never joined (GSM_LinkSMS joins them). Five
+	 * minutes old, so both sets wait. */
 	part(&p[0], "+111", "A1 ", 7, 2, 1, 1, 0);
 	part(&p[1], "+222", "B2", 7, 2, 2, 2, 0);
-	check_int(inbox_assemble(ib, p, 2, NOW_REALTIME - 23 * 3600 * USEC_PER_SEC, 1, &msgs, &n),
+	check_int(inbox_assemble(ib, p, 2, PARTS_REALTIME + 5 * 60 * USEC_PER_SEC, 1, false, &msgs,
+	                         &n),
 	          0);
 	check_int(n, 0);
 	inbox_messages_free(msgs, n);
@@ -301,7 +304,8 @@ static void test_inbox_assemble(void)
 	/* +111's part 2 arrives, out of order, and part 1 is stored twice. */
 	part(&p[2], "+111", "A2", 7, 2, 2, 3, 0);
 	part(&p[3], "+111", "A1 ", 7, 2, 1, 4, 0);
-	check_int(inbox_assemble(ib, p, 4, NOW_REALTIME - 23 * 3600 * USEC_PER_SEC, 1, &msgs, &n),
+	check_int(inbox_assemble(ib, p, 4, PARTS_REALTIME + 5 * 60 * USEC_PER_SEC, 1, false, &msgs,
+	                         &n),
 	          0);
 	check_int(n, 1);
 	m = find_msg(msgs, n, "+111");
@@ -317,15 +321,25 @@ static void test_inbox_assemble(void)
 	inbox_messages_free(msgs, n);
 
 	/* Read again in another order: the same key. */
-	check_int(inbox_assemble(ib, p + 1, 3, NOW_REALTIME - 23 * 3600 * USEC_PER_SEC, 1, &msgs,
-	                         &n),
+	check_int(inbox_assemble(ib, p + 1, 3, PARTS_REALTIME + 5 * 60 * USEC_PER_SEC, 1, false,
+	                         &msgs, &n),
 	          0);
 	m = find_msg(msgs, n, "+111");
 	check(m && streq(m->key, key_a));
 	inbox_messages_free(msgs, n);
 
-	/* A day later +222's lone part is given up on: reported as it is. */
-	check_int(inbox_assemble(ib, p, 4, NOW_REALTIME + 3600 * USEC_PER_SEC, 1, &msgs, &n), 0);
+	/* A memory 80 % full gives up on +222's lone part at once, to free its slot. */
+	check_int(inbox_assemble(ib, p, 4, PARTS_REALTIME + 5 * 60 * USEC_PER_SEC, 1, true, &msgs,
+	                         &n),
+	          0);
+	check_int(n, 2);
+	check(find_msg(msgs, n, "+222") != NULL);
+	inbox_messages_free(msgs, n);
+
+	/* Eleven minutes on, +222's lone part is given up on: reported as it is. */
+	check_int(inbox_assemble(ib, p, 4, PARTS_REALTIME + 11 * 60 * USEC_PER_SEC, 1, false, &msgs,
+	                         &n),
+	          0);
 	check_int(n, 2);
 	m = find_msg(msgs, n, "+222");
 	if (m) {
@@ -338,7 +352,7 @@ static void test_inbox_assemble(void)
 	/* Same sender and text, another SMS centre time: another message, another key. */
 	part(&p[4], "+333", "same", 0, 1, 1, 5, 1);
 	part(&p[5], "+333", "same", 0, 1, 1, 6, 2);
-	check_int(inbox_assemble(ib, p + 4, 2, NOW_REALTIME, 1, &msgs, &n), 0);
+	check_int(inbox_assemble(ib, p + 4, 2, NOW_REALTIME, 1, false, &msgs, &n), 0);
 	check_int(n, 2);
 	if (n == 2)
 		check(!streq(msgs[0].key, msgs[1].key));
@@ -353,7 +367,7 @@ static void test_inbox_assemble(void)
 		p[6].UDH.Length = sizeof(udh);
 		memcpy(p[6].UDH.Text, udh, sizeof(udh));
 		part(&p[7], "+444", "Y", 9, 2, 2, 8, 0);
-		check_int(inbox_assemble(ib, p + 6, 2, NOW_REALTIME, 1, &msgs, &n), 0);
+		check_int(inbox_assemble(ib, p + 6, 2, NOW_REALTIME, 1, false, &msgs, &n), 0);
 		check_int(n, 1);
 		if (n == 1)
 			check_str(msgs[0].text, "XY");
@@ -369,7 +383,7 @@ static void test_inbox_assemble(void)
 	DecodeUTF8(p[0].Number, "+32470000001", 12);
 	p[0].DateTime = (GSM_DateTime){.Year = 2024, .Month = 3, .Day = 1, .Hour = 12};
 	p[0].SMSCTime = (GSM_DateTime){.Year = 2024, .Month = 3, .Day = 1, .Hour = 12, .Minute = 1};
-	check_int(inbox_assemble(ib, p, 1, NOW_REALTIME, 1, &msgs, &n), 0);
+	check_int(inbox_assemble(ib, p, 1, NOW_REALTIME, 1, false, &msgs, &n), 0);
 	check_int(n, 1);
 	if (n == 1) {
 		check(msgs[0].report);

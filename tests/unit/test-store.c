@@ -436,6 +436,8 @@ static void test_export_merge_copy(void)
 
 		snprintf(key, sizeof(key), "in%d", i);
 		m.key = key;
+		/* the last one quarantined: raw PDU as text, the reason beside it */
+		m.quarantine = i == 2 ? "SMSC address longer than 12 octets" : NULL;
 		check_int(store_inbox_insert(a, &m), 1);
 	}
 	check_int(store_commit(a), 0);
@@ -510,6 +512,22 @@ static void test_export_merge_copy(void)
 	check_str(id, ID("04"));
 	check_int(store_inbox_json(b, 10, &items), 0);
 	check_int(json_array_size(items), 3);
+	{
+		int quarantined = 0;
+		size_t i;
+		json_t *item;
+
+		json_array_foreach(items, i, item)
+		{
+			const char *q = json_string_value(json_object_get(item, "quarantined"));
+
+			if (q) {
+				check_str(q, "SMSC address longer than 12 octets");
+				quarantined++;
+			}
+		}
+		check_int(quarantined, 1);
+	}
 	json_decref(items);
 	store_close(a);
 	store_close(b);
@@ -768,6 +786,12 @@ static void test_merge_rejects_malformed(void)
 	check_int(store_merge_inbox(b, o), -EINVAL);
 	json_decref(o);
 	check_int(store_merge_inbox(b, NULL), -EINVAL);
+	/* a peer before schema 7 sends no "quarantine": still a good item */
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:n, s:I}", "key", "old-peer", "node", "b",
+		      "modem", "gsm0", "sender", "+32470100001", "text", "hi", "parts", 1,
+		      "smsc_at", "received_at", (json_int_t)1);
+	check_int(store_merge_inbox(b, o), 1);
+	json_decref(o);
 
 	/* the good one still goes in */
 	check_int(store_merge_alert(b, good), 1);
@@ -884,7 +908,8 @@ static void test_nodes(void)
 			   "DROP INDEX deliveries_number; ALTER TABLE alerts DROP COLUMN esc_step;"
 			   "ALTER TABLE alerts DROP COLUMN esc_next_at;"
 			   "ALTER TABLE deliveries DROP COLUMN round;"
-			   "ALTER TABLE deliveries DROP COLUMN bundle; PRAGMA user_version = 3",
+			   "ALTER TABLE deliveries DROP COLUMN bundle;"
+			   "ALTER TABLE inbox DROP COLUMN quarantine; PRAGMA user_version = 3",
 			   NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 	s = open_sub("nodes");
