@@ -91,6 +91,7 @@ void store_rollback(Store *s);
 /* Dedupe: 1 with ret_id filled when key was first accepted less than window_usec before at. */
 int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_usec,
 		      char ret_id[static 33]);
+/* -EINVAL when the id is not 32 hex digits or a recipient is empty (what a merge refuses). */
 int store_alert_insert(Store *s, const NewAlert *a);
 /* 1 if the alert exists, 0 if not. */
 int store_alert_exists(Store *s, const char *id);
