@@ -1685,9 +1685,12 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret)
 
 int store_call_insert(Store *s, const CallRecord *c)
 {
-	sqlite3_stmt *st = stmt(s, SQL_CALL_INSERT);
+	sqlite3_stmt *st;
 	int r;
 
+	if (!c->number || !*c->number)
+		return -EINVAL; /* a call to nobody: a peer's merge would refuse the alert */
+	st = stmt(s, SQL_CALL_INSERT);
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, c->alert_id);

@@ -1114,8 +1114,9 @@ static void test_overrides_export_merge(void)
 	store_close(b);
 }
 
-/* Found by fuzz-change: a replicated submit the store took but no peer could merge back. */
-static void test_insert_refuses_unmergeable(void)
+/* Found by fuzz-change: replicated changes the store took but no peer could merge back (an
+ * alert id not in hex, an empty recipient, a call or escalation to nobody, a negative time). */
+static void test_writes_refuse_unmergeable(void)
 {
 	static const char *const empty_to[] = {"+32470000001", ""};
 	static const char *const null_copy[] = {NULL};
@@ -1144,6 +1145,21 @@ static void test_insert_refuses_unmergeable(void)
 	check_int(store_alert_insert(s, &a), -EINVAL);
 	a.n_copy = 0;
 	check_int(store_alert_exists(s, ID("60")), 0);
+	a.esc_next_at = a.accepted_at + 300 * SEC;
+	check_int(store_alert_insert(s, &a), 0);
+	CallRecord call = {.alert_id = ID("60"),
+	                   .number = "",
+	                   .node = "a",
+	                   .modem = "gsm0",
+	                   .at = a.accepted_at,
+	                   .outcome = "answered"};
+	check_int(store_call_insert(s, &call), -EINVAL);
+	bool paged;
+	check_int(store_escalate(s, ID("60"), 1, "", a.accepted_at, a.esc_next_at, "a", "", &paged),
+	          -EINVAL);
+	store_rollback(s);
+	check_int(store_begin(s), 0);
+	a.esc_next_at = 0;
 
 	/* an expiry past INT64_MAX (a huge replicated ttl) saturates instead of going negative */
 	a.expires_at = (uint64_t)INT64_MAX + 1000 * SEC;
@@ -1180,7 +1196,7 @@ int main(void)
 	run(test_overrides);
 	run(test_overrides_converge);
 	run(test_overrides_export_merge);
-	run(test_insert_refuses_unmergeable);
+	run(test_writes_refuse_unmergeable);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
