@@ -6,7 +6,7 @@
  * decoding in gateway.c itself is not linked here: it is being reworked, and its store calls
  * are what a bad payload reaches.
  *
- * The store lives in a temporary folder (under /dev/shm when there is one) for the whole run,
+ * The store lives in a temporary folder ($TMPDIR, else /dev/shm or /tmp) for the whole run,
  * and each input is applied in one transaction that is then rolled back, so every input starts
  * from an empty store and a crash replays from its file alone. After the changes, the alerts
  * are read back, exported, and merged again: a merge of what the store itself exported must
@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CHANGES_MAX        64
 
 static Store *store;
-static char dir[64];
+static char dir[256];
 
 static const char *jstr(json_t *o, const char *k)
 {
@@ -246,7 +246,7 @@ static void read_back(void)
 
 static void cleanup(void)
 {
-	char path[96];
+	char path[320];
 
 	store = store_close(store);
 	for (const char *const *f = (const char *const[]){"gatewayd.db", "gatewayd.db-wal",
@@ -265,8 +265,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!store) {
 		log_set_max_level(LOG_CRIT);
-		snprintf(dir, sizeof(dir), "%s/fuzz-change.XXXXXX",
-		         access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+		const char *tmp = getenv("TMPDIR");
+
+		if (!tmp || strlen(tmp) > sizeof(dir) - 32)
+			tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+		snprintf(dir, sizeof(dir), "%s/fuzz-change.XXXXXX", tmp);
 		assert(mkdtemp(dir));
 		assert(store_open(dir, &store) >= 0);
 		atexit(cleanup);

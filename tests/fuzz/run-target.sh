@@ -36,6 +36,9 @@ dict=""
 : "${ASAN_OPTIONS:=detect_leaks=1}"
 : "${UBSAN_OPTIONS:=print_stacktrace=1:halt_on_error=1}"
 export ASAN_OPTIONS UBSAN_OPTIONS
+# A target's temporary files (fuzz-change's store) too, so that a crash leaves none elsewhere.
+TMPDIR=$(cd "$work" && pwd)
+export TMPDIR
 
 # -error_exitcode: libFuzzer's default, 77, would read as "skipped" to meson.
 # shellcheck disable=SC2086 # $dict is one word or none
