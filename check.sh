@@ -1,6 +1,7 @@
 #!/bin/sh
 # Command 2 of the README: installs what is missing, builds, and runs the whole test suite
-# twice: as built for release, and again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# twice: as built for release, and again under AddressSanitizer + UndefinedBehaviorSanitizer;
+# then the fuzz targets for a short while (a third build, with clang).
 # Ends with one line "N passed, N failed". .ci/run calls exactly this.
 set -u
 cd "$(dirname "$0")"
@@ -29,11 +30,17 @@ run_suite build "" || status=1
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_suite build-sanitize "-Db_sanitize=address,undefined -Db_lundef=false" \
 	--no-suite modemsim || status=1
+# The fuzz round (tests/fuzz/README.md): the libFuzzer targets, built with clang in a directory
+# of their own, each for 20 s on its corpus, two at a time, and the integrations' fuzzer.
+# Where clang is missing, the targets report themselves skipped.
+fuzz_cc=clang
+command -v clang >/dev/null 2>&1 || fuzz_cc=cc
+CC=$fuzz_cc run_suite build-fuzz "-Dfuzz=true" --suite fuzz || status=1
 
 /usr/bin/python3 - <<'PY'
 import json, os
 passed = failed = skipped = 0
-for d in ("build", "build-sanitize"):
+for d in ("build", "build-sanitize", "build-fuzz"):
     path = os.path.join(d, "meson-logs", "testlog.json")
     if not os.path.exists(path):
         failed += 1

@@ -106,6 +106,8 @@ int store_escalate(Store *s, const char *alert_id, unsigned step, const char *nu
 	int r;
 
 	*ret_paged = false;
+	if (!number || !*number)
+		return -EINVAL; /* paging nobody: a peer's merge would refuse the alert */
 	if (!st)
 		return -EIO;
 	if (step == 0)

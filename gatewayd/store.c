@@ -320,7 +320,10 @@ void bind_text(sqlite3_stmt *st, int i, const char *v)
 
 void bind_u64(sqlite3_stmt *st, int i, uint64_t v)
 {
-	sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+	/* Saturates: a time past INT64_MAX usec (a replicated "at" plus a huge ttl) would be
+	 * stored negative, which every later comparison, the export and a peer's merge get
+	 * wrong. */
+	sqlite3_bind_int64(st, i, (sqlite3_int64)MIN(v, (uint64_t)INT64_MAX));
 }
 
 /* Runs a statement that returns no rows. */
@@ -728,11 +731,28 @@ static int bundle_hold(Store *s, const char *number, uint64_t at, unsigned thres
 	return 1;
 }
 
+/* What store_merge_alert() would refuse must not get in by the replicated submit either: an
+ * alert stored here that the peers cannot merge would split the cluster's histories. */
+static bool new_alert_valid(const NewAlert *a)
+{
+	if (!id_is_valid(a->id))
+		return false;
+	for (size_t i = 0; i < a->n_to + a->n_copy; i++) {
+		const char *number = i < a->n_to ? a->to[i] : a->copy[i - a->n_to];
+
+		if (!number || !*number)
+			return false;
+	}
+	return true;
+}
+
 int store_alert_insert(Store *s, const NewAlert *a)
 {
 	sqlite3_stmt *st;
 	int r, seq = 0;
 
+	if (!new_alert_valid(a))
+		return -EINVAL;
 	st = stmt(s, SQL_ALERT_INSERT);
 	if (!st)
 		return -EIO;
@@ -1774,9 +1794,12 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret)
 
 int store_call_insert(Store *s, const CallRecord *c)
 {
-	sqlite3_stmt *st = stmt(s, SQL_CALL_INSERT);
+	sqlite3_stmt *st;
 	int r;
 
+	if (!c->number || !*c->number)
+		return -EINVAL; /* a call to nobody: a peer's merge would refuse the alert */
+	st = stmt(s, SQL_CALL_INSERT);
 	if (!st)
 		return -EIO;
 	bind_text(st, 1, c->alert_id);

@@ -94,6 +94,7 @@ void store_rollback(Store *s);
 /* Dedupe: 1 with ret_id filled when key was first accepted less than window_usec before at. */
 int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_usec,
 		      char ret_id[static 33]);
+/* -EINVAL when the id is not 32 hex digits or a recipient is empty (what a merge refuses). */
 int store_alert_insert(Store *s, const NewAlert *a);
 /* 1 if the alert exists, 0 if not. */
 int store_alert_exists(Store *s, const char *id);
@@ -194,7 +195,7 @@ typedef struct CallRecord {
 	const char *error;
 	bool dtmf_ack;
 } CallRecord;
-/* 1 when recorded, 0 when it already was. */
+/* 1 when recorded, 0 when it already was; -EINVAL without a number. */
 int store_call_insert(Store *s, const CallRecord *c);
 /* Calls made so far, and the outcome of the last ("" if none). */
 int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16]);
@@ -249,7 +250,8 @@ int store_escalations_due(Store *s, uint64_t now, size_t limit,
 int store_next_escalation(Store *s, uint64_t after, uint64_t *ret);
 /* Moves an escalating alert from step-1 to step, paging `number` (a new delivery, or the
  * number's delivery again in a new round when it was final); the next deadline is next_at.
- * 1 when it moved (ret_paged: a delivery was queued), 0 when it had moved or stopped already. */
+ * 1 when it moved (ret_paged: a delivery was queued), 0 when it had moved or stopped already;
+ * -EINVAL without a number. */
 int store_escalate(Store *s, const char *alert_id, unsigned step, const char *number,
 		   uint64_t at, uint64_t next_at, const char *node, const char *detail,
 		   bool *ret_paged);

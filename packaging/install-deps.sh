@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="
-build-essential pkg-config meson ninja-build clang-format
+build-essential pkg-config meson ninja-build clang-format clang libclang-rt-14-dev
 libgammu-dev libzmq3-dev libczmq-dev libsystemd-dev libsqlite3-dev libjansson-dev libinih-dev
 libqb-dev libcpg-dev libquorum-dev libcmap-dev libvotequorum-dev libcorosync-common-dev
 corosync sqlite3 strace iproute2

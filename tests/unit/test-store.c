@@ -1355,6 +1355,68 @@ static void test_overrides_export_merge(void)
 	store_close(b);
 }
 
+/* Found by fuzz-change: replicated changes the store took but no peer could merge back (an
+ * alert id not in hex, an empty recipient, a call or escalation to nobody, a negative time). */
+static void test_writes_refuse_unmergeable(void)
+{
+	static const char *const empty_to[] = {"+32470000001", ""};
+	static const char *const null_copy[] = {NULL};
+	char last[33] = "";
+	json_t *items = NULL, *copy;
+	Store *s;
+	NewAlert a = {.key = "unmergeable",
+		      .text = "db01 DOWN",
+		      .node = "a",
+		      .accepted_at = 1000 * SEC,
+		      .to = to1,
+		      .n_to = 2};
+
+	check_int(store_open(dir, &s), 0);
+	check_int(store_begin(s), 0);
+	a.id = "0123456789abcdef012X456789abcdef"; /* not hex */
+	check_int(store_alert_insert(s, &a), -EINVAL);
+	a.id = ID("600"); /* 33 digits */
+	check_int(store_alert_insert(s, &a), -EINVAL);
+	a.id = ID("60");
+	a.to = empty_to;
+	check_int(store_alert_insert(s, &a), -EINVAL);
+	a.to = to1;
+	a.copy = null_copy;
+	a.n_copy = 1;
+	check_int(store_alert_insert(s, &a), -EINVAL);
+	a.n_copy = 0;
+	check_int(store_alert_exists(s, ID("60")), 0);
+	a.esc_next_at = a.accepted_at + 300 * SEC;
+	check_int(store_alert_insert(s, &a), 0);
+	CallRecord call = {.alert_id = ID("60"),
+	                   .number = "",
+	                   .node = "a",
+	                   .modem = "gsm0",
+	                   .at = a.accepted_at,
+	                   .outcome = "answered"};
+	check_int(store_call_insert(s, &call), -EINVAL);
+	bool paged;
+	check_int(store_escalate(s, ID("60"), 1, "", a.accepted_at, a.esc_next_at, "a", "", &paged),
+	          -EINVAL);
+	store_rollback(s);
+	check_int(store_begin(s), 0);
+	a.esc_next_at = 0;
+
+	/* an expiry past INT64_MAX (a huge replicated ttl) saturates instead of going negative */
+	a.expires_at = (uint64_t)INT64_MAX + 1000 * SEC;
+	check_int(store_alert_insert(s, &a), 0);
+	check_int(store_commit(s), 0);
+	check(store_export_alerts(s, "", 1 << 20, &items, last) >= 1);
+	check(json_integer_value(json_object_get(json_array_get(items, 0), "exp")) > 0);
+	copy = json_deep_copy(json_array_get(items, 0));
+	check_int(store_begin(s), 0);
+	check_int(store_merge_alert(s, copy), 0); /* its own export merges, changing nothing */
+	check_int(store_commit(s), 0);
+	json_decref(copy);
+	json_decref(items);
+	store_close(s);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -1378,6 +1440,7 @@ int main(void)
 	run(test_tallies);
 	run(test_digest_and_probe);
 	run(test_locked_database);
+	run(test_writes_refuse_unmergeable);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
