@@ -34,7 +34,9 @@ What it does (every wait bounded, every process it starts stopped by pid):
                    (Python's sqlite3), then ROLLBACK.
   Never both daemons down at once: a daemon is killed only while the other runs. A fault that
   would collide with a running one (the same daemon, corosync, modem or database, or a second
-  partition) waits until that one has ended.
+  partition) waits until that one has ended. Kinds in `skip` are planned all the same (the
+  same seed gives the same plan) but not injected: a seed that failed can be replayed without
+  one kind of fault, to see whether that kind is the cause.
 * A daemon that exits on its own is a finding: recorded (with its exit status) and started
   again on its disk, so that the run goes on.
 * After the window and the last fault: everything healed (idempotent), every daemon and
@@ -171,7 +173,7 @@ class Alert:
 class Chaos:
     def __init__(self, cluster: Cluster, seed: int, alerts: int = 300, faults: int = 8,
                  window: float = 75.0, clients: int = 4, client_timeout: float = 8.0,
-                 kinds=KINDS, stall: float = 60.0, bound: float | None = None,
+                 kinds=KINDS, skip=(), stall: float = 60.0, bound: float | None = None,
                  settle: float = 3.0, log=None):
         self.c = cluster
         self.seed = seed
@@ -181,6 +183,7 @@ class Chaos:
         self.n_clients = clients
         self.client_timeout = client_timeout
         self.kinds = tuple(kinds)
+        self.skip = tuple(skip)  # planned as usual (same seed, same plan) but not injected
         self.stall = stall
         self.bound = bound if bound is not None else max(120.0, alerts * 0.5)
         self.settle = settle
@@ -385,6 +388,9 @@ class Chaos:
     def _faulter(self) -> list[threading.Thread]:
         threads = []
         for f in self.faults:
+            if f.kind in self.skip:
+                f.note = "skipped (not injected)"
+                continue
             delay = f.at - self.now()
             if delay > 0 and self.stop_event.wait(delay):
                 break
@@ -518,7 +524,8 @@ class Chaos:
     def run(self) -> "Chaos":
         self._log(f"chaos seed: {self.seed}")
         self._log(f"chaos: {self.n_alerts} alerts over {self.window:.0f} s by {self.n_clients} "
-                  f"clients, {self.n_faults} faults ({', '.join(self.kinds)}), "
+                  f"clients, {self.n_faults} faults ({', '.join(self.kinds)}"
+                  f"{'; not injected: ' + ', '.join(self.skip) if self.skip else ''}), "
                   f"{self.c.modems_per_node} modem(s) per node")
         for f in self.faults:
             self._log(f"  plan: at {f.at:6.1f} s: {f.describe().split(': ', 2)[-1]}")
