@@ -174,7 +174,7 @@ class Chaos:
     def __init__(self, cluster: Cluster, seed: int, alerts: int = 300, faults: int = 8,
                  window: float = 75.0, clients: int = 4, client_timeout: float = 8.0,
                  kinds=KINDS, skip=(), stall: float = 60.0, bound: float | None = None,
-                 settle: float = 3.0, log=None):
+                 settle: float = 3.0, progress: float = 0.0, log=None):
         self.c = cluster
         self.seed = seed
         self.n_alerts = alerts
@@ -187,6 +187,7 @@ class Chaos:
         self.stall = stall
         self.bound = bound if bound is not None else max(120.0, alerts * 0.5)
         self.settle = settle
+        self.progress = progress  # seconds between progress lines during the window; 0: none
         self._log = log or (lambda s: print(s, flush=True))
         self.rng = random.Random(seed)
         self.lock = threading.RLock()
@@ -410,8 +411,18 @@ class Chaos:
         return threads
 
     def _monitor(self) -> None:
-        """Restarts a daemon that exited on its own (recorded as a finding)."""
+        """Restarts a daemon that exited on its own (recorded as a finding); logs progress."""
+        next_progress = self.progress
         while not self.stop_event.wait(0.5):
+            if self.progress and self.now() >= next_progress:
+                next_progress += self.progress
+                submitted = sum(1 for a in self.alerts if a.replies)
+                accepted = sum(1 for a in self.alerts if a.accepted)
+                with self.lock:
+                    busy = sorted(self.busy)
+                self.log(f"progress: {submitted} submitted, {accepted} accepted, "
+                         f"{len(self.c.sms())} SMS received, faults running: "
+                         f"{busy or 'none'}")
             for name in NODE_NAMES:
                 with self.lock:
                     # A fault on the daemon or its corosync restarts them itself.
