@@ -167,7 +167,7 @@ class Alert:
         for _, s, _, _ in self.replies:
             if s in ACCEPTED:
                 return s
-        return self.replies[-1][1] if self.replies else "not_sent"
+        return self.replies[-1][1] if self.replies else "not_submitted"
 
 
 class Chaos:
@@ -196,6 +196,7 @@ class Chaos:
         self.rig_errors: list[str] = []       # the rig's own trouble (not the daemon's)
         self.t0 = 0.0
         self.stop_event = threading.Event()
+        self.clients_stop = threading.Event()
         self.lockers: list[subprocess.Popen] = []
         self.alerts = self._plan_alerts()
         self.faults = self._plan_faults()
@@ -280,7 +281,7 @@ class Chaos:
     def _client(self, k: int) -> None:
         for a in self.alerts[k::self.n_clients]:
             delay = a.due - self.now()
-            if delay > 0 and self.stop_event.wait(delay):
+            if self.clients_stop.wait(max(0.0, delay)):
                 return
             self._submit_one(a)
 
@@ -550,13 +551,19 @@ class Chaos:
         fault_threads: list[threading.Thread] = []
         try:
             fault_threads = self._faulter()
+            # Clients late by more than 60 s (the daemons did not answer) stop submitting.
+            deadline = self.t0 + self.window + 60.0
             for th in clients:
-                th.join(self.window + 10 * self.client_timeout + 60)
+                th.join(max(0.0, deadline - time.monotonic()))
+            self.clients_stop.set()
+            for th in clients:
+                th.join(2 * self.client_timeout + 10)
             for th in fault_threads:
                 th.join(120)
             if any(th.is_alive() for th in clients + fault_threads):
                 self.rig_errors.append("a client or fault thread did not end in time")
         finally:
+            self.clients_stop.set()
             self.stop_event.set()
             monitor.join(30)
             with self.lock:
@@ -648,6 +655,7 @@ class Chaos:
             if states and not states <= set(SENT):
                 stores["not_sent"].append((a, sa, sb))
         self.result = {
+            "not_submitted": sum(1 for a in self.alerts if not a.replies),
             "accepted": len(accepted), "replies": dict(replies), "lost": lost,
             "dup_alerts": dup_alerts, "explained": explained, "unexplained": unexplained,
             "extra_copies": extra, "stores": stores,
@@ -660,6 +668,9 @@ class Chaos:
 
     def violations(self) -> list[str]:
         r, v = self.result, []
+        if r["not_submitted"]:
+            v.append(f"availability: {r['not_submitted']} alerts never submitted: the clients, "
+                     f"waiting for answers, were more than 60 s late at the end of the window")
         if r["lost"]:
             v.append(f"lost: {len(r['lost'])} accepted alerts never reached their phone")
         if r["unexplained"]:
