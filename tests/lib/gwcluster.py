@@ -23,11 +23,14 @@ What is where:
     to both.
 
 Cluster(name, peer_grace=None (written only when set), send_delay=0 (simulator),
-        modem_extra={"a": "...keys of [modem gsm0]..."}, extra={"a": "...more sections..."})
+        modem_extra={"a": "...keys of [modem gsm0]..."}, extra={"a": "...more sections..."},
+        modems_per_node=1 (node a's gsm0, gsm1, ... are simulator modems a0, a1, ...; same
+        keys for each))
 Cluster API (every wait is bounded and raises AssertionError saying what it waited for):
   start(name, wipe_state=False, wait=True)   corosync too if it is not running; waits until the
                                              daemon answers status and its own modem is up
   start_both(), stop(name) (SIGTERM), kill9(name) (SIGKILL daemon and corosync, by pid)
+  kill9_daemon(name)                         SIGKILL the daemon only (corosync stays)
   corosync_kill(name) / corosync_start(name) / restart_corosync(name, down_for=0)
                                              corosync only, under a running daemon
   partition() / heal()
@@ -167,11 +170,17 @@ class Node:
         text += "\n[delivery]\nretry_min = 1\nretry_max = 5\n\n"
         if "[bundle]" not in c.extra.get(self.name, ""):
             text += "[bundle]\nthreshold = 0\n\n"  # bundling has tests of its own
-        text += (f"[modem gsm0]\ndevice = {c.sim.device(SIM_MODEM[self.name])}\n"
-                 f"connection = at\n{c.modem_extra.get(self.name, c.default_modem_extra)}\n")
+        for i, sim_modem in enumerate(self.sim_modems):
+            text += (f"[modem gsm{i}]\ndevice = {c.sim.device(sim_modem)}\n"
+                     f"connection = at\n{c.modem_extra.get(self.name, c.default_modem_extra)}\n")
         text += c.extra.get(self.name, "")
         with open(self.config_path, "w") as f:
             f.write(text)
+
+    @property
+    def sim_modems(self) -> list[str]:
+        """The simulator modems of this node, in the order of its gsm0, gsm1, ..."""
+        return [f"{self.name}{i}" for i in range(self.c.modems_per_node)]
 
     @property
     def pid(self) -> int | None:
@@ -252,8 +261,10 @@ class Cluster:
 
     def __init__(self, name: str = "cluster", peer_grace: int | None = None,
                  send_delay: float = 0.0, modem_extra: dict | None = None,
-                 extra: dict | None = None, token_ms: int = 1000, quiet: bool = True):
+                 extra: dict | None = None, token_ms: int = 1000, quiet: bool = True,
+                 modems_per_node: int = 1):
         self.dir = tempfile.mkdtemp(prefix=f"gwc-{name[:20]}-")
+        self.modems_per_node = modems_per_node
         self.peer_grace = peer_grace
         self.send_delay = send_delay
         # health_interval short, send/command timeouts short: faults show within seconds.
@@ -280,7 +291,8 @@ class Cluster:
                            quiet=self.quiet)
             self.lab.up()
             self.group = f"gwt-{self.lab.suffix}"
-            self.sim = Sim.start(os.path.join(self.dir, "sim"), modems=["a0", "b0"],
+            self.sim = Sim.start(os.path.join(self.dir, "sim"),
+                                 modems=[m for n in self.nodes.values() for m in n.sim_modems],
                                  send_delay=self.send_delay)
         except BaseException:
             self.close()
@@ -432,6 +444,18 @@ class Cluster:
             lab_node.proc = None
             wait_until(lambda: not pid_alive(cpid), 10, f"corosync {cpid} to be gone")
             self.lab._clean_shm([cpid])
+        return t
+
+    def kill9_daemon(self, name: str) -> float:
+        """SIGKILL to the node's gatewayd only (its corosync keeps running); waits until it has
+        gone. Returns the monotonic time of the signal."""
+        n = self.node(name)
+        t = time.monotonic()
+        self.dead.add(name)
+        if n.pid:
+            os.kill(n.proc.pid, signal.SIGKILL)
+        if n.proc:
+            n.proc.wait(10)
         return t
 
     def corosync_kill(self, name: str, sig: int = signal.SIGKILL) -> float:
