@@ -1608,6 +1608,8 @@ void gateway_stop(Gateway *g)
 	g->stopping = true;
 	sd_notify(0, "STOPPING=1\nSTATUS=Stopping: finishing sends in progress");
 	for (size_t i = 0; i < g->n_modems; i++)
+		modem_request_stop(g->modems[i].modem);
+	for (size_t i = 0; i < g->n_modems; i++)
 		modem_stop(g->modems[i].modem);
 	for (size_t i = 0; i < g->n_modems; i++)
 		while (modem_next_event(g->modems[i].modem, &ev) > 0) {
