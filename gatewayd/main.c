@@ -47,7 +47,7 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 {
 	Gateway **gateway = userdata;
 
-	log_info("Received SIGHUP, reloading the CURVE client keys");
+	log_info("Received SIGHUP, reloading the configuration");
 	if (*gateway)
 		gateway_reload(*gateway);
 	return 0;
