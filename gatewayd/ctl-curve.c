@@ -5,7 +5,8 @@
  * keygen refuses to overwrite unless told to: a secret key replaced by mistake locks a client
  * out, or, worse, leaves a server whose clients still trust the old key. With --force the old
  * files are removed first, because zcert_save() keeps the mode of a file it overwrites, and the
- * secret file must end up 0600 whatever it was before. */
+ * secret file must end up 0600 whatever it was before (0640 root:gatewayd when root makes it,
+ * so that the daemon, which runs as gatewayd, can read its own key). */
 #include "ctl-curve.h"
 
 #include <czmq.h>
@@ -13,6 +14,7 @@
 #undef streq
 #undef strneq
 #include <errno.h>
+#include <grp.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +22,8 @@
 
 #include "log.h"
 #include "macro.h"
+
+#define KEYGEN_SERVICE_GROUP "gatewayd"
 
 static int load_cert(const char *path, const char *what, zcert_t **ret)
 {
@@ -73,6 +77,25 @@ int ctl_curve_apply(const CtlCurve *curve, void *sock)
 	return 0;
 }
 
+/* Made by root, a key is most likely the daemon's own (/etc/gatewayd/...): readable by the
+ * service's group, 0640 root:gatewayd, as the configuration file is. Otherwise 0600, the
+ * caller's. */
+static int keygen_secret_owner(const char *secret)
+{
+	struct group *gr = getuid() == 0 ? getgrnam(KEYGEN_SERVICE_GROUP) : NULL;
+
+	if (gr) {
+		if (chown(secret, 0, gr->gr_gid) < 0 || chmod(secret, 0640) < 0)
+			return log_error_errno(errno, "cannot make '%s' 0640 root:%s: %s", secret,
+			                       KEYGEN_SERVICE_GROUP, strerror(errno));
+		return 0;
+	}
+	if (chmod(secret, 0600) < 0)
+		return log_error_errno(errno, "cannot make '%s' mode 0600: %s", secret,
+		                       strerror(errno));
+	return 0;
+}
+
 int ctl_curve_keygen(const char *basename, bool force)
 {
 	_cleanup_free_ char *secret = NULL;
@@ -94,9 +117,8 @@ int ctl_curve_keygen(const char *basename, bool force)
 	/* zcert_save() writes the secret file under a private umask; chmod says it for sure. */
 	if (zcert_save(cert, basename) < 0)
 		r = log_error_errno(EIO, "cannot write '%s' and '%s'", basename, secret);
-	else if (chmod(secret, 0600) < 0)
-		r = log_error_errno(errno, "cannot make '%s' mode 0600: %s", secret,
-				    strerror(errno));
+	else
+		r = keygen_secret_owner(secret);
 	zcert_destroy(&cert);
 	return r;
 }
