@@ -94,7 +94,9 @@ static int check_files(const Config *c, const char *user)
 	_cleanup_free_ char *metrics = c->metrics_textfile ? strdup(c->metrics_textfile) : NULL;
 	int r = 0;
 
-	r |= check_access("the state directory", c->state_dir, R_OK | W_OK | X_OK, user);
+	/* Absent, it is made at start (by systemd's StateDirectory= under the unit). */
+	if (access(c->state_dir, F_OK) == 0)
+		r |= check_access("the state directory", c->state_dir, R_OK | W_OK | X_OK, user);
 	r |= check_access("[submit] CURVE secret key", c->submit_curve.secret_key_file, R_OK, user);
 	r |= check_access("[submit] CURVE clients directory", c->submit_curve.clients_dir,
 	                  R_OK | X_OK, user);
