@@ -6,6 +6,7 @@ configuration is edited, "systemctl enable --now gatewayd" starts it, and then:
   - "gatewayctl status" answers as root and as a user in the group gatewayd, from /usr/bin;
   - an alert is accepted ("gatewayctl send");
   - "systemctl reload" keeps the PID and applies a changed contact number ("gatewayctl oncall");
+    one that changes [submit] bind is refused by name in "gatewayctl status" and the journal;
   - a SIGSTOPped daemon is restarted by the watchdog (WatchdogSec=30s as shipped);
   - "systemd-analyze security gatewayd" reports an exposure of at most 2.0;
   - the Alertmanager receiver's unit, as shipped, answers a v4 webhook with 200;
@@ -307,6 +308,19 @@ def scenario(c: Container, deb: str, upgrade: str) -> None:
     assert c.prop("gatewayd", "MainPID") == pid, "reload changed the PID"
     wait_for("the reloaded contact", lambda: "+32470000002" in oncall_numbers(), 10)
     say("systemctl reload: same PID, the changed contact applied")
+    # What cannot change live is refused by name, and the running configuration stays.
+    c.sh("cp /etc/gatewayd/gatewayd.conf /root/gatewayd.conf.good && "
+         "sed -i 's/^bind = tcp:\\/\\/127.0.0.1:5570$/bind = tcp:\\/\\/127.0.0.1:5580/' "
+         "/etc/gatewayd/gatewayd.conf && grep -q 5580 /etc/gatewayd/gatewayd.conf")
+    c.sh("systemctl reload gatewayd")
+    wait_for("the refusal in gatewayctl status",
+             lambda: "reload refused: [submit] bind" in c.sh("gatewayctl -e tcp://127.0.0.1:5570 "
+                                                             "status").stdout, 10)
+    assert c.prop("gatewayd", "MainPID") == pid
+    assert "refused" in c.sh("journalctl -u gatewayd --no-pager | tail -5").stdout
+    c.sh("cp /root/gatewayd.conf.good /etc/gatewayd/gatewayd.conf && systemctl reload gatewayd")
+    wait_for("the warning to go", lambda: "refused" not in c.sh("gatewayctl status").stdout, 10)
+    say("a reload changing [submit] bind: refused by name (status, journal), PID kept")
 
     score = c.sh("systemd-analyze security gatewayd --no-pager", check=False).stdout
     m = re.search(r"Overall exposure level for gatewayd.service: ([\d.]+)", score)
