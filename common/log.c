@@ -9,6 +9,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
+/* The CODE_* fields are ours (the caller's file and line): without this, sd_journal_sendv()
+ * adds log.c's own as a second CODE_FILE/CODE_LINE/CODE_FUNC to every entry. */
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
 static const char *log_ident = "gatewayd";

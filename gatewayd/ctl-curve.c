@@ -5,9 +5,10 @@
  * keygen refuses to overwrite unless told to: a secret key replaced by mistake locks a client
  * out, or, worse, leaves a server whose clients still trust the old key. With --force the old
  * files are removed first, because zcert_save() keeps the mode of a file it overwrites, and the
- * secret file must end up 0600 whatever it was before. It never writes through a symbolic link,
- * even with --force: a dangling link in a shared directory would otherwise make it create a
- * secret key wherever the link's owner chose. */
+ * secret file must end up 0600 whatever it was before (0640 root:gatewayd when root makes it,
+ * so that the daemon, which runs as gatewayd, can read its own key). It never writes through a
+ * symbolic link, even with --force: a dangling link in a shared directory would otherwise make
+ * it create a secret key wherever the link's owner chose. */
 #include "ctl-curve.h"
 
 #include <czmq.h>
@@ -15,6 +16,7 @@
 #undef streq
 #undef strneq
 #include <errno.h>
+#include <grp.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +24,8 @@
 
 #include "log.h"
 #include "macro.h"
+
+#define KEYGEN_SERVICE_GROUP "gatewayd"
 
 static int load_cert(const char *path, const char *what, zcert_t **ret)
 {
@@ -75,6 +79,25 @@ int ctl_curve_apply(const CtlCurve *curve, void *sock)
 	return 0;
 }
 
+/* Made by root, a key is most likely the daemon's own (/etc/gatewayd/...): readable by the
+ * service's group, 0640 root:gatewayd, as the configuration file is. Otherwise 0600, the
+ * caller's. */
+static int keygen_secret_owner(const char *secret)
+{
+	struct group *gr = getuid() == 0 ? getgrnam(KEYGEN_SERVICE_GROUP) : NULL;
+
+	if (gr) {
+		if (chown(secret, 0, gr->gr_gid) < 0 || chmod(secret, 0640) < 0)
+			return log_error_errno(errno, "cannot make '%s' 0640 root:%s: %s", secret,
+			                       KEYGEN_SERVICE_GROUP, strerror(errno));
+		return 0;
+	}
+	if (chmod(secret, 0600) < 0)
+		return log_error_errno(errno, "cannot make '%s' mode 0600: %s", secret,
+		                       strerror(errno));
+	return 0;
+}
+
 /* Refuses a path that is a symbolic link, dangling or not: a key written through it would land
  * wherever the link points (someone else's file, or a file made where they chose). */
 static int refuse_symlink(const char *path)
@@ -123,11 +146,9 @@ static int keygen_write(const char *basename, const char *secret)
 		r = log_error_errno(EIO, "cannot write '%s' and '%s'", basename, secret);
 		goto out;
 	}
-	if (chmod(tmp_secret, 0600) < 0) {
-		r = log_error_errno(errno, "cannot make '%s' mode 0600: %s", secret,
-				    strerror(errno));
+	r = keygen_secret_owner(tmp_secret);
+	if (r < 0)
 		goto out;
-	}
 	if (link(tmp_secret, secret) < 0) {
 		r = log_error_errno(errno, "cannot write '%s': %s", secret, strerror(errno));
 		goto out;

@@ -151,6 +151,12 @@ typedef struct SelfTest {
 struct Gateway {
 	sd_event *event;
 	const Config *config;
+	/* SIGHUP (gateway-reload.c): the Configs loaded since start, all kept; when it was last
+	 * loaded (realtime usec), and why the last reload was refused (NULL: it was not). */
+	Config **configs_owned;
+	size_t n_configs_owned;
+	uint64_t config_loaded_at;
+	char *reload_refused;
 	Store *store;
 	Replication *replication;
 	Server *server;
@@ -358,6 +364,13 @@ bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
 int selftest_start(Gateway *g);
 
 /* gateway-metrics.c: the Prometheus text file */
+/* gateway-reload.c: re-reads path; refuses (and keeps the running Config) when a setting that
+ * needs a restart changed (-EBUSY) or the file is wrong (config_load()'s error). */
+int gateway_reload_config(Gateway *g, const char *path);
+/* {"loaded_at": seconds, "reload_refused": "why"} for the status reply. */
+json_t *reload_status_json(const Gateway *g);
+void reload_free(Gateway *g);
+
 int metrics_start(Gateway *g);
 /* Marks the file down (gatewayd_up 0) and stops its timer; nothing when metrics are off. */
 void metrics_stop(Gateway *g);

@@ -221,10 +221,29 @@ static int on_metrics_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+/* Said once at start, by name: a directory the service cannot write to only shows otherwise as
+ * a metrics file that never appears. */
+static void metrics_check_directory(const char *path)
+{
+	_cleanup_free_ char *dir = strdup(path);
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+
+	if (!slash)
+		return;
+	*slash = '\0';
+	if (access(*dir ? dir : "/", W_OK | X_OK) < 0)
+		log_warning_errno(errno,
+				  "[metrics] textfile: the directory '%s' must exist and be writable "
+				  "by the gatewayd user or group (the package's tmpfiles.d entry "
+				  "creates /var/lib/prometheus/node-exporter so): %m",
+				  *dir ? dir : "/");
+}
+
 int metrics_start(Gateway *g)
 {
 	if (!g->config->metrics_textfile)
 		return 0;
+	metrics_check_directory(g->config->metrics_textfile);
 	/* The first file at once, so that it exists as soon as the daemon serves. */
 	return sd_event_add_time_relative(g->event, &g->metrics_timer, CLOCK_MONOTONIC, 0,
 					  METRICS_ACCURACY_USEC, on_metrics_timer, g);

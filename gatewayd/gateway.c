@@ -1512,6 +1512,8 @@ json_t *status_json(Gateway *g)
 	json_decref(modems);
 	if (status)
 		json_object_set_new(status, "store", stall_json(g));
+	if (status)
+		json_object_set_new(status, "config", reload_status_json(g));
 	if (status && last_outcome[0])
 		json_object_set_new(json_object_get(status, "voice"), "last_outcome",
 				    json_string(last_outcome));
@@ -1603,7 +1605,7 @@ static int on_exit_check(sd_event_source *s, uint64_t usec, void *userdata)
 
 void gateway_reload(Gateway *g)
 {
-	server_reload(g->server);
+	(void)gateway_reload_config(g, g->config->path);
 }
 
 void gateway_stop(Gateway *g)
@@ -1615,6 +1617,8 @@ void gateway_stop(Gateway *g)
 		return;
 	g->stopping = true;
 	sd_notify(0, "STOPPING=1\nSTATUS=Stopping: finishing sends in progress");
+	for (size_t i = 0; i < g->n_modems; i++)
+		modem_request_stop(g->modems[i].modem);
 	for (size_t i = 0; i < g->n_modems; i++)
 		modem_stop(g->modems[i].modem);
 	for (size_t i = 0; i < g->n_modems; i++)
@@ -1650,6 +1654,7 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 		return -ENOMEM;
 	g->event = sd_event_ref(event);
 	g->config = config;
+	g->config_loaded_at = now_realtime_usec();
 	g->nodeid = SOLO_NODEID;
 	g->next_seq = 1;
 	g->outbox = json_array();
@@ -1757,6 +1762,7 @@ Gateway *gateway_free(Gateway *g)
 	metrics_stop(g);
 	check_stop(g);
 	apply_stop(g);
+	reload_free(g);
 	dialer_free(g->dialer);
 	free(g->call);
 	while (g->calls) {

@@ -19,6 +19,8 @@ int gateway_start(Gateway *g);
 /* Graceful stop: stops the modems (a send in progress may finish), records their last results,
  * and exits the event loop once those are committed. */
 void gateway_stop(Gateway *g);
-/* SIGHUP: re-reads what may change without a restart (the CURVE client directories). */
+/* SIGHUP: re-reads the configuration file; what may change without a restart (contacts, roles,
+ * rota, escalation, limits, the CURVE client directories) is applied, else the reload is refused
+ * by name (gateway-reload.c). */
 void gateway_reload(Gateway *g);
 Gateway *gateway_free(Gateway *g);

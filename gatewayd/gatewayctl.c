@@ -404,6 +404,10 @@ static int print_status(const json_t *reply)
 	/* What an operator should look at: a peer offline, clocks or configs apart. */
 	for (i = 0; i < json_array_size(warnings); i++)
 		printf("Warning:  %s\n", CTL_J(json_array_get(warnings, i)));
+	/* A refused reload: the file on disk is not what runs. */
+	value = json_object_get(json_object_get(reply, "config"), "reload_refused");
+	if (json_is_string(value))
+		printf("Warning:  configuration reload refused: %s\n", json_string_value(value));
 
 	putchar('\n');
 	r = print_modems(json_object_get(reply, "modems"));

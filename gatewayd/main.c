@@ -2,7 +2,12 @@
  * up the one sd-event loop (signals, systemd watchdog) and hands over to the gateway. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <libgen.h>
+#include <pwd.h>
 #include <signal.h>
+#include <string.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <systemd/sd-daemon.h>
@@ -14,6 +19,9 @@
 #include "log.h"
 #include "macro.h"
 #include "util.h"
+
+/* The user of the systemd unit (packaging/systemd/gatewayd.service.in). */
+#define SERVICE_USER "gatewayd"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Config, config_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(Gateway, gateway_free)
@@ -49,10 +57,58 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 {
 	Gateway **gateway = userdata;
 
-	log_info("Received SIGHUP, reloading the CURVE client keys");
+	log_info("Received SIGHUP, reloading the configuration");
 	if (*gateway)
 		gateway_reload(*gateway);
 	return 0;
+}
+
+/* Run by root, --check answers for the service user: the daemon runs as gatewayd, and a file
+ * root can read but gatewayd cannot (a key made by root, a config without the group) would pass
+ * here and fail at start. Returns 1 when it switched, 0 when not root or no such user. */
+static int check_become_service_user(void)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return 0;
+	pw = getpwnam(SERVICE_USER);
+	if (!pw)
+		return 0;
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0)
+		return -errno;
+	return 1;
+}
+
+static int check_access(const char *what, const char *path, int mode, const char *user)
+{
+	if (!path || access(path, mode) == 0)
+		return 0;
+	fprintf(stderr, "gatewayd: %s '%s' is not %s by %s: %s\n", what, path,
+	        mode & W_OK ? "writable" : "readable", user, strerror(errno));
+	return -1;
+}
+
+/* What start-up opens, tried for access, so that --check fails where the start would. */
+static int check_files(const Config *c, const char *user)
+{
+	_cleanup_free_ char *metrics = c->metrics_textfile ? strdup(c->metrics_textfile) : NULL;
+	int r = 0;
+
+	/* Absent, it is made at start (by systemd's StateDirectory= under the unit). */
+	if (access(c->state_dir, F_OK) == 0)
+		r |= check_access("the state directory", c->state_dir, R_OK | W_OK | X_OK, user);
+	r |= check_access("[submit] CURVE secret key", c->submit_curve.secret_key_file, R_OK, user);
+	r |= check_access("[submit] CURVE clients directory", c->submit_curve.clients_dir,
+	                  R_OK | X_OK, user);
+	r |= check_access("[events] CURVE secret key", c->events_curve.secret_key_file, R_OK, user);
+	r |= check_access("[events] CURVE clients directory", c->events_curve.clients_dir,
+	                  R_OK | X_OK, user);
+	if (metrics)
+		r |= check_access("the [metrics] textfile directory", dirname(metrics), W_OK | X_OK,
+		                  user);
+	return r;
 }
 
 int main(int argc, char *argv[])
@@ -65,7 +121,7 @@ int main(int argc, char *argv[])
 	_cleanup_(gateway_freep) Gateway *gateway = NULL;
 	_cleanup_(sd_event_unrefp) sd_event *event = NULL;
 	_cleanup_free_ char *error = NULL;
-	const char *path = CONFIG_DEFAULT_PATH;
+	const char *path = CONFIG_DEFAULT_PATH, *user = NULL;
 	uint64_t nofile_before = 0, nofile = 0;
 	bool check = false;
 	sigset_t mask;
@@ -98,6 +154,15 @@ int main(int argc, char *argv[])
 		return 2;
 	}
 
+	if (check) {
+		r = check_become_service_user();
+		if (r < 0) {
+			fprintf(stderr, "gatewayd: cannot check as user %s: %s\n", SERVICE_USER,
+			        strerror(-r));
+			return EXIT_FAILURE;
+		}
+		user = r > 0 ? "user " SERVICE_USER : "this user";
+	}
 	r = config_load(path, &config, &error);
 	if (r < 0) {
 		fprintf(stderr, "gatewayd: %s\n", error ? error : strerror(-r));
@@ -111,7 +176,9 @@ int main(int argc, char *argv[])
 		return EXIT_FAILURE;
 	}
 	if (check) {
-		printf("%s: OK (%zu modem(s))\n", path, config->n_modems);
+		if (check_files(config, user) < 0)
+			return EXIT_FAILURE;
+		printf("%s: OK (%zu modem(s)), checked as %s\n", path, config->n_modems, user);
 		return EXIT_SUCCESS;
 	}
 

@@ -47,7 +47,8 @@
 
 #define MODEM_QUEUE_MAX 1024
 #define MODEM_CONFIRM_MAX 1024
-/* modem_stop() lets a send in progress finish for this long, then aborts it. */
+/* modem_stop() lets a send in progress finish for its send timeout and this long, then aborts
+ * it: aborted earlier, an SMS the modem has already taken is sent again after the restart. */
 #define MODEM_STOP_GRACE_USEC  (5 * USEC_PER_SEC)
 #define MODEM_ABORT_GRACE_USEC (2 * USEC_PER_SEC)
 
@@ -301,25 +302,33 @@ static int modem_join(Modem *m, uint64_t timeout_usec)
 	return -pthread_timedjoin_np(m->thread, NULL, &ts);
 }
 
+void modem_request_stop(Modem *m)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->lock);
+	m->stop = true;
+	modem_wake_worker(m);
+	pthread_mutex_unlock(&m->lock);
+}
+
 int modem_stop(Modem *m)
 {
+	uint64_t grace;
 	ModemJob *j;
 
 	if (!m)
 		return 0;
 
-	pthread_mutex_lock(&m->lock);
-	m->stop = true;
-	modem_wake_worker(m);
-	pthread_mutex_unlock(&m->lock);
-
+	modem_request_stop(m);
+	grace = (uint64_t)m->settings.send_timeout_sec * USEC_PER_SEC + MODEM_STOP_GRACE_USEC;
 	if (m->started && !m->joined) {
-		int r = modem_join(m, MODEM_STOP_GRACE_USEC);
+		int r = modem_join(m, grace);
 
 		if (r == -ETIMEDOUT) {
 			log_ctx(LOG_WARNING, &m->log_ctx,
 			        "Worker still busy after %llu s, aborting its operation",
-			        (unsigned long long)(MODEM_STOP_GRACE_USEC / USEC_PER_SEC));
+			        (unsigned long long)(grace / USEC_PER_SEC));
 			watchdog_shutdown(m->watchdog);
 			r = modem_join(m, MODEM_ABORT_GRACE_USEC);
 		}

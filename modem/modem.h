@@ -134,11 +134,15 @@ typedef struct ModemEvent {
 int modem_new(const ModemSettings *settings, Modem **ret);
 /* Starts the worker thread (which connects, enters the PIN and reports status). */
 int modem_start(Modem *m);
-/* Stops the worker (a send in progress gets a few seconds to finish, then is aborted) but keeps
- * the Modem, so that the caller can still drain the last events: every job not yet answered is
- * answered by then (result -ESHUTDOWN, "modem stopped"), except the one of a worker abandoned
- * inside libgammu. Later modem_send() calls fail with -ESHUTDOWN. modem_free() calls it. */
+/* Stops the worker (a send in progress gets its send timeout plus a few seconds to finish, then
+ * is aborted) but keeps the Modem, so that the caller can still drain the last events: every job
+ * not yet answered is answered by then (result -ESHUTDOWN, "modem stopped"), except the one of a
+ * worker abandoned inside libgammu. Later modem_send() calls fail with -ESHUTDOWN. modem_free()
+ * calls it. */
 int modem_stop(Modem *m);
+/* Tells the worker to stop without waiting: call it for every modem before modem_stop() on each,
+ * so that their sends in progress finish side by side rather than one after another. */
+void modem_request_stop(Modem *m);
 Modem *modem_free(Modem *m);
 
 const char *modem_name(const Modem *m);

@@ -8,7 +8,7 @@ build-essential pkg-config meson ninja-build clang-format clang libclang-rt-14-d
 libgammu-dev libzmq3-dev libczmq-dev libsystemd-dev libsqlite3-dev libjansson-dev libinih-dev
 libqb-dev libcpg-dev libquorum-dev libcmap-dev libvotequorum-dev libcorosync-common-dev
 corosync sqlite3 strace iproute2
-debhelper lintian
+debhelper lintian debootstrap systemd-container
 gammu gammu-smsd smstools python3 python3-zmq python3-gammu
 "
 

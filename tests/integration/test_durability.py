@@ -32,6 +32,27 @@ def test_restart_resumes_queued_and_interrupted_sends(h):
     assert sorted(texts) == sorted(want), texts
 
 
+def test_stop_waits_for_a_slow_send_and_records_it(h):
+    """A send longer than the old 5 s stop grace (8 s here, within send_timeout): the stop waits
+    for it, records it as sent, and the restart does not send it again."""
+    gw = h.gateway(send_delay=8.0)
+    alert = gw.send(["+32470000009"], "slow send")["id"]
+    wait_until(lambda: [d.get("state") for d in gw.get(alert).get("deliveries", [])]
+               == ["sending"], 20, "the send to start", interval=0.1)
+    time.sleep(1)
+    t0 = time.monotonic()
+    assert gw.stop(timeout=40) == 0, gw.log_tail()
+    took = time.monotonic() - t0
+    assert [m["text"] for m in h.sim.sms()] == ["slow send"], gw.log_tail()
+    assert "aborting" not in gw.log_tail(), gw.log_tail()
+    h.sim.control({"cmd": "set", "modem": "gsm0", "send_delay": 0})
+    gw.start(wait_modems=1)
+    gw.wait_state(alert, "sent")
+    time.sleep(2)
+    assert [m["text"] for m in h.sim.sms()] == ["slow send"], "sent twice after the restart"
+    print(f"    stop during an 8 s send took {took:.1f} s; sent once", flush=True)
+
+
 def burst_with_kill(h, kill_after: int, total: int = 200, clients: int = 4):
     """Submits `total` alerts from `clients` threads; kill -9 the daemon once `kill_after` of
     them were accepted; restart; every accepted alert must reach the modems."""

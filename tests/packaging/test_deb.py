@@ -70,7 +70,7 @@ def check_lintian(deb: str) -> None:
 def check_contents(deb: str, tmp: str) -> set[str]:
     listing = run(["dpkg-deb", "-c", deb]).stdout
     files = {line.split()[5].lstrip(".") for line in listing.splitlines()}
-    for path in ("/usr/sbin/gatewayd", "/usr/sbin/gatewayctl",
+    for path in ("/usr/sbin/gatewayd", "/usr/bin/gatewayctl",
                  "/lib/systemd/system/gatewayd.service", "/usr/lib/sysusers.d/gatewayd.conf",
                  "/usr/lib/tmpfiles.d/gatewayd.conf", "/etc/gatewayd/gatewayd.conf",
                  "/etc/corosync/uidgid.d/gatewayd", "/usr/share/man/man8/gatewayd.8.gz",
@@ -82,10 +82,10 @@ def check_contents(deb: str, tmp: str) -> set[str]:
     conffiles = open(os.path.join(control, "conffiles")).read().split()
     assert "/etc/gatewayd/gatewayd.conf" in conffiles, conffiles
     assert "/etc/corosync/uidgid.d/gatewayd" in conffiles, conffiles
-    fields = run(["dpkg-deb", "-f", deb, "Depends", "Recommends"]).stdout
+    fields = run(["dpkg-deb", "-f", deb, "Depends", "Suggests"]).stdout
     for dep in ("libcpg4", "libgammu8", "libzmq5", "libsystemd0", "systemd-sysusers"):
         assert dep in fields, f"Depends lacks {dep}:\n{fields}"
-    assert re.search(r"^Recommends: .*corosync", fields, re.M), fields
+    assert re.search(r"^Suggests: .*corosync", fields, re.M), fields
     print(f"contents: {len(files)} paths, conffiles {conffiles}")
     return files
 
@@ -158,7 +158,7 @@ def check_unit(root: str) -> None:
 
 
 def check_daemon(root: str, tmp: str) -> None:
-    gatewayd, gatewayctl = f"{root}/usr/sbin/gatewayd", f"{root}/usr/sbin/gatewayctl"
+    gatewayd, gatewayctl = f"{root}/usr/sbin/gatewayd", f"{root}/usr/bin/gatewayctl"
     out = run([gatewayd, "--version"]).stdout.strip()
     assert re.fullmatch(r"gatewayd \d+\.\d+\.\d+", out), out
     conf = f"{root}/etc/gatewayd/gatewayd.conf"
