@@ -25,11 +25,11 @@ run_suite() {
 	meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" || status=1
 }
 
-run_suite build "" || status=1
+run_suite build "" --no-suite fuzz || status=1
 # The modem simulator's own tests run no code of ours: once is enough.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_suite build-sanitize "-Db_sanitize=address,undefined -Db_lundef=false" \
-	--no-suite modemsim || status=1
+	--no-suite modemsim --no-suite chaos --no-suite fuzz || status=1
 # The fuzz round (tests/fuzz/README.md): the libFuzzer targets, built with clang in a directory
 # of their own, each for 20 s on its corpus, two at a time, and the integrations' fuzzer.
 # Where clang is missing, the targets report themselves skipped.

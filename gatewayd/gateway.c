@@ -780,6 +780,13 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 			break;
 		r = apply_change(g, c, batch && i < batch->n ? batch->by_index[i] : NULL,
 				 from_nodeid, from_self);
+		if (r == -EINVAL) {
+			/* Malformed: refused alike on every node, so skipping it keeps the replicas
+			 * equal, while a retry would stall this node for nothing. */
+			log_warning("Skipping a malformed '%s' change from node '%s'", jstr(c, "t"),
+				    jstr(payload, "node"));
+			r = 0;
+		}
 	}
 	if (r >= 0)
 		r = store_commit(g->store);
