@@ -23,6 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from dblock import lock_database  # noqa: E402
 from gwcluster import main, summary, wait_until  # noqa: E402
 
 SETTLE = 2.0
@@ -30,27 +31,6 @@ SETTLE = 2.0
 
 def db_path(c, name: str) -> str:
     return os.path.join(c.node(name).state_dir, "gatewayd.db")
-
-
-def lock_database(path: str, seconds: float) -> threading.Thread:
-    """Holds a write lock on the database from another connection, as a backup job would;
-    returns once the lock is held."""
-    locked = threading.Event()
-
-    def run():
-        db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        try:
-            db.execute("BEGIN EXCLUSIVE")
-            locked.set()
-            time.sleep(seconds)
-            db.execute("ROLLBACK")
-        finally:
-            db.close()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    assert locked.wait(15), f"could not lock {path}"
-    return t
 
 
 def stream(c, node: str, prefix: str, n: int, accepted: dict, errors: list,

@@ -17,33 +17,15 @@ import time
 import zmq
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from dblock import lock_database  # noqa: E402
 from gwtest import main, wait_until  # noqa: E402
-
-
-def lock_database(path: str, seconds: float, locked: threading.Event) -> threading.Thread:
-    """Holds a write lock on the SQLite database at path for `seconds`, from another process's
-    point of view (another connection), as a backup job would."""
-    def run():
-        db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        try:
-            db.execute("BEGIN EXCLUSIVE")
-            locked.set()
-            time.sleep(seconds)
-            db.execute("ROLLBACK")
-        finally:
-            db.close()
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
 
 
 def test_a_locked_database_is_a_delay_not_a_loss(h):
     gw = h.gateway()
     assert gw.send(["+32470000100"], "before the lock")["status"] == "queued"
     h.sim.wait_sms(1, timeout=30)
-    locked = threading.Event()
-    locker = lock_database(os.path.join(gw.state_dir, "gatewayd.db"), 4.0, locked)
-    assert locked.wait(10), "could not lock the database"
+    locker = lock_database(os.path.join(gw.state_dir, "gatewayd.db"), 4.0)
     replies, stalled_seen = {}, []
 
     def submit(i):

@@ -16,22 +16,6 @@ static char dir[] = "/tmp/test-store-XXXXXX";
 
 static const char *to1[] = {"+32470000001", "+32470000002"};
 
-static void insert(Store *s, const char *id, const char *key, uint64_t at)
-{
-	NewAlert a = {.id = id,
-		      .key = key,
-		      .text = "db01 DOWN",
-		      .node = "a",
-		      .accepted_at = at,
-		      .expires_at = at + 3600 * SEC,
-		      .to = to1,
-		      .n_to = 2};
-
-	check_int(store_begin(s), 0);
-	check_int(store_alert_insert(s, &a), 0);
-	check_int(store_commit(s), 0);
-}
-
 static void insert_in(Store *s, const char *id, const char *key, uint64_t at)
 {
 	NewAlert a = {.id = id,
@@ -44,6 +28,13 @@ static void insert_in(Store *s, const char *id, const char *key, uint64_t at)
 		      .n_to = 2};
 
 	check_int(store_alert_insert(s, &a), 0);
+}
+
+static void insert(Store *s, const char *id, const char *key, uint64_t at)
+{
+	check_int(store_begin(s), 0);
+	insert_in(s, id, key, at);
+	check_int(store_commit(s), 0);
 }
 
 static SendResult result(bool ok, bool permanent, uint64_t at)
