@@ -162,7 +162,8 @@ class Node:
         c = self.c
         text = (f"# written by tests/lib/gwcluster.py\n"
                 f"[node]\nname = {self.name}\nstate_dir = {self.state_dir}\n\n"
-                f"[submit]\nbind = {self.endpoint}\n\n"
+                # The checks read every alert on both nodes: no read rate limit here.
+                f"[submit]\nbind = {self.endpoint}\nread_rate = 0\n\n"
                 f"[events]\nbind = {self.events_endpoint}\n\n"
                 f"[cluster]\nenabled = true\ngroup = {c.group}\n")
         if c.peer_grace is not None:
