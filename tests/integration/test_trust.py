@@ -64,7 +64,7 @@ def test_b_a_turn_too_big_for_one_payload(h):
     # the protocol allows once JSON-escaped: 4,999 quotes (the most a 7-bit SMS text takes;
     # two bytes each in JSON), 32 recipients, 32 copies, a key and a source of quotes. About
     # 12 KiB each, 1.1 MiB for the turn: more than one replicated payload carries.
-    gw = h.gateway(extra="[submit]\nmax_parts = 255\n",
+    gw = h.gateway(extra="[submit]\nmax_parts = 255\nread_rate = 0\n",
                    modem_extra={"gsm0": "health_interval = 1\n"})
     h.sim.control({"cmd": "set", "modem": "gsm0", "registered": False})
     wait_until(lambda: gw.status()["modems"][0]["state"] == "failed", 20, "gsm0 to be failed")
