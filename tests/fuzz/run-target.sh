@@ -40,9 +40,10 @@ export ASAN_OPTIONS UBSAN_OPTIONS
 TMPDIR=$(cd "$work" && pwd)
 export TMPDIR
 
-# -error_exitcode: libFuzzer's default, 77, would read as "skipped" to meson.
+# -error_exitcode: libFuzzer's default, 77, would read as "skipped" to meson. -timeout: one
+# input running this long is a hang; generous, so that a loaded machine's stall is not one.
 # shellcheck disable=SC2086 # $dict is one word or none
-"$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+"$bin" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
 	-error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 \
 	-artifact_prefix="$work/artifacts/" $dict "$@" "$work/corpus" >"$work/fuzz.log" 2>&1
 status=$?
@@ -53,7 +54,9 @@ echo "..."
 tail -n 25 "$work/fuzz.log"
 echo "corpus: $(find "$work/corpus" -type f | wc -l) files (seeds: $(find "$corpus" -type f 2>/dev/null | wc -l))"
 if [ $status -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
-	echo "$name: FAILED (exit $status); reproducer(s) in $work/artifacts:"
+	# The cause on one line, last, where a shortened log still shows it.
+	cause=$(grep -m 3 -E '^(==[0-9]+== ?ERROR|SUMMARY|.*runtime error|.*ALARM|.*out-of-memory|.*deadly signal)' "$work/fuzz.log" | tr '\n' ' ')
+	echo "$name: FAILED (exit $status): ${cause:-see $work/fuzz.log}; reproducer(s) in $work/artifacts:"
 	ls -l "$work/artifacts"
 	echo "replay: $bin $work/artifacts/<file>"
 	exit 1
