@@ -165,7 +165,8 @@ def check_daemon(root: str, tmp: str) -> None:
     out = run([gatewayd, "--check", "-c", conf]).stdout
     assert "OK (1 modem(s))" in out, out
 
-    # The packaged configuration as shipped, with the store and the ports moved aside.
+    # The packaged configuration as shipped, with the store, the ports and the control socket
+    # (its directory is the unit's RuntimeDirectory) moved aside.
     ports = []
     for _ in range(2):
         with socket.socket() as s:
@@ -175,6 +176,8 @@ def check_daemon(root: str, tmp: str) -> None:
     text = text.replace("state_dir = /var/lib/gatewayd", f"state_dir = {tmp}/state")
     text = text.replace("tcp://127.0.0.1:5570", f"tcp://127.0.0.1:{ports[0]}")
     text = text.replace("tcp://127.0.0.1:5571", f"tcp://127.0.0.1:{ports[1]}")
+    assert "ipc:///run/gatewayd/control.sock" in text, "the shipped control socket moved"
+    text = text.replace("ipc:///run/gatewayd/control.sock", f"ipc://{tmp}/control.sock")
     os.makedirs(f"{tmp}/state")
     conf = f"{tmp}/gatewayd.conf"
     open(conf, "w").write(text)
