@@ -1,6 +1,7 @@
 #!/bin/sh
-# Command 2 of the README: installs what is missing, builds, and runs the whole test suite
-# twice: as built for release, and again under AddressSanitizer + UndefinedBehaviorSanitizer;
+# Command 2 of the README: installs what is missing, builds, and runs the whole test suite as
+# built for release; then the unit tests and the tests of suite 'sanitize' (hostile input, kill
+# -9, a faulted store: tests/meson.build) again under AddressSanitizer + UndefinedBehaviorSanitizer;
 # then the fuzz targets for a short while (a third build, with clang).
 # Ends with one line "N passed, N failed". .ci/run calls exactly this.
 set -u
@@ -26,10 +27,9 @@ run_suite() {
 }
 
 run_suite build "" --no-suite fuzz || status=1
-# The modem simulator's own tests run no code of ours: once is enough.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_suite build-sanitize "-Db_sanitize=address,undefined -Db_lundef=false" \
-	--no-suite modemsim --no-suite chaos --no-suite fuzz || status=1
+	--suite unit --suite sanitize || status=1
 # The fuzz round (tests/fuzz/README.md): the libFuzzer targets, built with clang in a directory
 # of their own, each for 20 s on its corpus, two at a time, and the integrations' fuzzer.
 # Where clang is missing, the targets report themselves skipped.
