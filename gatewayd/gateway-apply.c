@@ -267,11 +267,13 @@ bool stall_refuses(Gateway *g, const ServerPeer *peer)
 json_t *stall_json(Gateway *g)
 {
 	if (!store_stalled(g))
-		return json_pack("{s:b}", "ok", 1);
-	return json_pack("{s:b, s:s, s:f, s:I, s:b}", "ok", 0, "error", strerror(-g->stall_error),
-			 "failing_for",
-			 (double)(now_monotonic_usec() - g->stall_since) / USEC_PER_SEC, "waiting",
-			 (json_int_t)g->n_stalled, "out_of_cluster", g->held);
+		return json_pack("{s:b, s:I}", "ok", 1, "skipped_changes",
+		                 (json_int_t)g->changes_skipped);
+	return json_pack("{s:b, s:s, s:f, s:I, s:b, s:I}", "ok", 0, "error",
+	                 strerror(-g->stall_error), "failing_for",
+	                 (double)(now_monotonic_usec() - g->stall_since) / USEC_PER_SEC, "waiting",
+	                 (json_int_t)g->n_stalled, "out_of_cluster", g->held, "skipped_changes",
+	                 (json_int_t)g->changes_skipped);
 }
 
 int apply_start(Gateway *g)

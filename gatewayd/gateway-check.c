@@ -47,7 +47,7 @@ static int check_id(json_t *c, char ret[static 96])
 	return snprintf(ret, 96, "%s/%s", jstr(c, "node"), jstr(c, "round")) < 96 ? 0 : -EINVAL;
 }
 
-int apply_check(Gateway *g, json_t *c)
+int apply_check(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	char id[96], digest[33];
 	uint64_t open = 0;
@@ -69,11 +69,11 @@ int apply_check(Gateway *g, json_t *c)
 	return 0;
 }
 
-int apply_digest(Gateway *g, json_t *c)
+int apply_digest(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	const char *node = jstr(c, "node"), *check = jstr(c, "check");
 	const char *mine = json_string_value(json_object_get(g->digests_mine, check));
-	char origin[96];
+	char prefix[96];
 
 	if (streq(node, g->config->node_name) || !mine)
 		return 0; /* ours, or a check made before we were there */
@@ -88,14 +88,14 @@ int apply_digest(Gateway *g, json_t *c)
 	log_ctx(LOG_ERR, &((LogContext){.message_id = MESSAGE_ID_DIGEST_MISMATCH}),
 		"Digest check %s: %s; exchanging state to repair it", check, g->digest_problem);
 	/* The node that asked for the check asks for the repair: one resync, not one per node. */
-	snprintf(origin, sizeof(origin), "%s/", g->config->node_name);
-	if (strncmp(check, origin, strlen(origin)) == 0 &&
+	snprintf(prefix, sizeof(prefix), "%s/", g->config->node_name);
+	if (strncmp(check, prefix, strlen(prefix)) == 0 &&
 	    (g->resync_at == 0 || now_monotonic_usec() - g->resync_at >= RESYNC_MIN_USEC))
 		g->resync_wanted = true;
 	return 0;
 }
 
-int apply_resync(Gateway *g, json_t *c)
+int apply_resync(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	log_notice("Node '%s' found the stores apart: exchanging state", jstr(c, "node"));
 	cluster_resync(g);

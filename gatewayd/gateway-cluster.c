@@ -17,10 +17,13 @@ static int publish_control(Gateway *g, json_t *changes)
 {
 	_cleanup_(json_decrefp) json_t *payload = NULL;
 	_cleanup_free_ char *text = NULL;
+	json_t *c;
+	size_t i;
 	int r;
 
 	if (!changes)
 		return -ENOMEM;
+	json_array_foreach(changes, i, c) change_check_own(c);
 	payload = json_pack("{s:i, s:I, s:s, s:o}", "v", PROTOCOL_VERSION, "seq", (json_int_t)0,
 			    "node", g->config->node_name, "changes", changes);
 	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
@@ -127,8 +130,9 @@ static void node_event(Gateway *g, const char *topic, const MemberNode *n, const
 			    "reason", reason));
 }
 
-int apply_hello(Gateway *g, json_t *c, uint32_t from_nodeid)
+int apply_hello(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
+	uint32_t from_nodeid = origin->nodeid;
 	const char *name = jstr(c, "node");
 	MemberNode *n = members_get(&g->members, name, true);
 	char fp[33];
@@ -182,7 +186,7 @@ int apply_hello(Gateway *g, json_t *c, uint32_t from_nodeid)
 	return store_node_seen(g->store, name, from_nodeid, n->last_seen);
 }
 
-int apply_health(Gateway *g, json_t *c)
+int apply_health(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	MemberNode *n = members_get(&g->members, jstr(c, "node"), false);
 
@@ -218,7 +222,7 @@ static void batch_unwait(PendingBatch *b, uint32_t nodeid)
 		}
 }
 
-int apply_confirm(Gateway *g, json_t *c, uint32_t from_nodeid)
+int apply_confirm(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	uint64_t seq = ju64(c, "seq");
 
@@ -226,7 +230,7 @@ int apply_confirm(Gateway *g, json_t *c, uint32_t from_nodeid)
 		return 0;
 	for (PendingBatch *b = g->awaiting; b; b = b->next)
 		if (b->seq <= seq)
-			batch_unwait(b, from_nodeid);
+			batch_unwait(b, origin->nodeid);
 	awaiting_answer_ready(g);
 	return 0;
 }
@@ -271,14 +275,14 @@ size_t view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX])
 	return n;
 }
 
-int apply_merge(Gateway *g, json_t *c, bool from_self)
+int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	const char *kind = jstr(c, "kind");
 	json_t *items = json_object_get(c, "items"), *item;
 	size_t i;
 	int r = 0, changed = 0;
 
-	if (from_self) {
+	if (origin->self) {
 		/* Ours came back: the next chunk may go. */
 		if (g->syncing && ju64(c, "round") == g->sync_round) {
 			g->sync_sent += json_array_size(items);
@@ -329,9 +333,9 @@ static void sync_unwait(Gateway *g, uint32_t nodeid)
 		sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
 }
 
-int apply_synced(Gateway *g, json_t *c, uint32_t from_nodeid)
+int apply_synced(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
-	sync_unwait(g, from_nodeid);
+	sync_unwait(g, origin->nodeid);
 	return 0;
 }
 

@@ -310,7 +310,7 @@ static int ack_publish_now(Gateway *g, const char *alert_id, const ContactConfig
 		return -ENOMEM;
 	/* Applied here and now, inside the same transaction as the message: the decision is part
 	 * of applying the message, on every node alike. */
-	r = apply_ack(g, c, NULL);
+	r = apply_ack(g, c, NULL); /* no origin: apply_ack() reads none */
 	json_decref(c);
 	if (r < 0)
 		return r;
@@ -480,7 +480,7 @@ void escalation_forget(Gateway *g)
 	json_object_clear(g->escalating);
 }
 
-int apply_escalate(Gateway *g, json_t *c)
+int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	const char *id = jstr(c, "id"), *to = jstr(c, "to");
 	unsigned step = (unsigned)ju64(c, "step");

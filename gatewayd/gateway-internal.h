@@ -17,6 +17,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "admission.h"
+#include "change.h"
 #include "log.h"
 #include "macro.h"
 #include "message-ids.h"
@@ -242,6 +243,7 @@ struct Gateway {
 	unsigned stall_tries;
 	bool held;
 	sd_event_source *stall_timer;
+	uint64_t changes_skipped; /* malformed or of an unknown kind, in committed payloads */
 
 	/* Digest checks of the replicas and the sweep of orphaned sends (gateway-check.c). */
 	json_t *digests_due;  /* {check: [digest, open]}: computed while applying, to publish */
@@ -268,6 +270,13 @@ uint64_t ju64(json_t *o, const char *k);
 ModemSlot *slot_by_name(Gateway *g, const char *name);
 void answer_batch(Gateway *g, PendingBatch *batch, int commit_result);
 int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len);
+/* The handlers of change_kinds[] (change.h) that live in gateway.c. */
+int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_assign(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_expire(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_sms_in(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_report(Gateway *g, json_t *c, const ChangeOrigin *origin);
 /* After work was held back: dispatch, and re-arm the timer of retries and expiries. */
 void gateway_kick(Gateway *g);
 void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail);
@@ -284,9 +293,9 @@ int apply_start(Gateway *g);
 void apply_stop(Gateway *g);
 
 /* gateway-check.c: digest checks of the replicas, the sweep of orphaned sends */
-int apply_check(Gateway *g, json_t *c);
-int apply_digest(Gateway *g, json_t *c);
-int apply_resync(Gateway *g, json_t *c);
+int apply_check(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_digest(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_resync(Gateway *g, json_t *c, const ChangeOrigin *origin);
 /* After a commit: publishes the digests computed while applying, and a resync if wanted. */
 void check_after_commit(Gateway *g);
 /* Asks every node for its digest (this node, when it is the one that asks). */
@@ -301,13 +310,13 @@ json_t *local_modems_json(Gateway *g);
 /* The reply to {"op": "status"}. */
 json_t *status_json(Gateway *g);
 
-int apply_ack(Gateway *g, json_t *c, Pending *pending);
+int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin);
 
 /* gateway-escalation.c: escalation, acknowledgment by SMS, replies, flood summaries */
 bool escalation_wanted(Gateway *g, const Request *req);
 void escalation_run(Gateway *g);
 void escalation_forget(Gateway *g);
-int apply_escalate(Gateway *g, json_t *c);
+int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin);
 /* The text of an SMS of a critical alert: with the reply that acknowledges it. */
 int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **ret);
 /* Adds to an alert's JSON what on-call knows: its escalation's step (from 1) and role, and for
@@ -324,12 +333,12 @@ json_t *confirmations_take(Gateway *g);
 void publish_confirmations(Gateway *g);
 bool member_online(const MemberNode *n);
 bool cluster_settled(const Gateway *g);
-int apply_hello(Gateway *g, json_t *c, uint32_t from_nodeid);
-int apply_health(Gateway *g, json_t *c);
-int apply_confirm(Gateway *g, json_t *c, uint32_t from_nodeid);
+int apply_hello(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_health(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_confirm(Gateway *g, json_t *c, const ChangeOrigin *origin);
 size_t view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX]);
-int apply_merge(Gateway *g, json_t *c, bool from_self);
-int apply_synced(Gateway *g, json_t *c, uint32_t from_nodeid);
+int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_synced(Gateway *g, json_t *c, const ChangeOrigin *origin);
 bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
 			const json_error_t *err);
 void sync_continue(Gateway *g);
@@ -344,7 +353,7 @@ int gateway_start_cluster(Gateway *g);
 
 /* gateway-voice.c: the voice fallback */
 void voice_check_later(Gateway *g, const char *alert_id, const char *number);
-int apply_call(Gateway *g, json_t *c);
+int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin);
 void voice_drop_alert(Gateway *g, const char *alert_id);
 void voice_run_checks(Gateway *g);
 int consider_one(const char *alert_id, const char *number, void *userdata);
@@ -355,7 +364,7 @@ void selftest_arrived(Gateway *g, const InboxMessage *m);
 
 /* gateway-quarantine.c: received messages never decoded. */
 int quarantine_modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
-int apply_sms_quarantined(Gateway *g, json_t *c);
+int apply_sms_quarantined(Gateway *g, json_t *c, const ChangeOrigin *origin);
 /* This node's modem may delete the message behind the change's token from its SIM, once the
  * change is committed. */
 void token_confirm_later(Gateway *g, json_t *c);
@@ -382,5 +391,5 @@ const ContactConfig *oncall_on_duty(Gateway *g, const RoleConfig *role, uint64_t
 				    bool *ret_override);
 void oncall_handle_query(Gateway *g, const ServerPeer *peer, Request *req);
 void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req);
-int apply_override(Gateway *g, json_t *c);
+int apply_override(Gateway *g, json_t *c, const ChangeOrigin *origin);
 json_t *oncall_override_reply(const Pending *p);

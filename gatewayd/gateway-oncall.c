@@ -207,7 +207,7 @@ void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req)
 		reply_refusal(g, peer, "storage_error", "out of memory");
 }
 
-int apply_override(Gateway *g, json_t *c)
+int apply_override(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	const char *role = jstr(c, "role"), *by = jstr(c, "by");
 	const char *contact = json_string_value(json_object_get(c, "contact"));

@@ -22,7 +22,7 @@ int quarantine_modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 	return outbox_add(g, c, NULL);
 }
 
-int apply_sms_quarantined(Gateway *g, json_t *c)
+int apply_sms_quarantined(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	char at[RFC3339_MAX];
 	InboxMessage m = {

@@ -14,7 +14,7 @@ void voice_check_later(Gateway *g, const char *alert_id, const char *number)
 		json_array_append_new(g->voice_checks, json_pack("[s, s]", alert_id, number));
 }
 
-int apply_call(Gateway *g, json_t *c)
+int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	CallRecord rec = {
 		.alert_id = jstr(c, "id"),

@@ -27,6 +27,7 @@ int outbox_add(Gateway *g, json_t *change, Pending *pending)
 		free(pending);
 		return -ENOMEM;
 	}
+	change_check_own(change);
 	if (i >= g->outbox_pending_cap) {
 		size_t cap = MAX(64u, g->outbox_pending_cap * 2);
 		Pending **v = realloc(g->outbox_pending, cap * sizeof(Pending *));
@@ -363,7 +364,7 @@ static int string_vector(json_t *array, const char ***ret, size_t *ret_n)
 	return 0;
 }
 
-static int apply_submit(Gateway *g, json_t *c, Pending *pending)
+int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	char first_id[ID_HEX_LEN + 1];
 	_cleanup_free_ const char **to = NULL, **copy = NULL;
@@ -396,9 +397,10 @@ static int apply_submit(Gateway *g, json_t *c, Pending *pending)
 				      detail);
 		if (r < 0)
 			return r;
-		if (pending) {
-			pending->duplicate = true;
-			snprintf(pending->first_id, sizeof(pending->first_id), "%s", first_id);
+		if (origin->pending) {
+			origin->pending->duplicate = true;
+			snprintf(origin->pending->first_id, sizeof(origin->pending->first_id), "%s",
+			         first_id);
 		}
 		log_ctx(LOG_INFO, &((LogContext){.alert_id = first_id}),
 			"Duplicate of key '%s' from %s dropped", a.key, a.source ? a.source : "?");
@@ -426,7 +428,7 @@ static int apply_submit(Gateway *g, json_t *c, Pending *pending)
 	return 0;
 }
 
-static int apply_assign(Gateway *g, json_t *c)
+int apply_assign(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	const char *id = jstr(c, "id"), *to = jstr(c, "to"), *node = jstr(c, "node");
 	DeliveryChange change;
@@ -454,7 +456,7 @@ static int apply_assign(Gateway *g, json_t *c)
 	return 0;
 }
 
-static int apply_result(Gateway *g, json_t *c)
+int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	const char *id = jstr(c, "id"), *to = jstr(c, "to");
 	SendResult res = {
@@ -499,7 +501,7 @@ static int apply_result(Gateway *g, json_t *c)
 	return 0;
 }
 
-static int apply_expire(Gateway *g, json_t *c)
+int apply_expire(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	const char *id = jstr(c, "id");
 	int r;
@@ -513,7 +515,7 @@ static int apply_expire(Gateway *g, json_t *c)
 	return 0;
 }
 
-int apply_ack(Gateway *g, json_t *c, Pending *pending)
+int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	const char *id = jstr(c, "id");
 	int r;
@@ -572,7 +574,7 @@ static void confirm_tokens(Gateway *g)
 	json_array_clear(g->tokens);
 }
 
-static int apply_sms_in(Gateway *g, json_t *c)
+int apply_sms_in(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	char at[RFC3339_MAX];
 	InboxMessage m = {
@@ -610,7 +612,7 @@ static int apply_sms_in(Gateway *g, json_t *c)
 	return oncall_sms_received(g, &m);
 }
 
-static int apply_report(Gateway *g, json_t *c)
+int apply_report(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	char id[ID_HEX_LEN + 1] = "", number[20] = "";
 	DeliveryReport rep = {
@@ -633,53 +635,6 @@ static int apply_report(Gateway *g, json_t *c)
 		event_add(g, "delivered", json_pack("{s:s, s:s, s:s, s:s}", "id", id, "to", number,
 						    "node", rep.node, "modem", rep.modem));
 	}
-	return 0;
-}
-
-static int apply_change(Gateway *g, json_t *c, Pending *pending, uint32_t from_nodeid,
-			bool from_self)
-{
-	const char *type = jstr(c, "t");
-
-	if (streq(type, "submit"))
-		return apply_submit(g, c, pending);
-	if (streq(type, "assign"))
-		return apply_assign(g, c);
-	if (streq(type, "result"))
-		return apply_result(g, c);
-	if (streq(type, "expire"))
-		return apply_expire(g, c);
-	if (streq(type, "ack"))
-		return apply_ack(g, c, pending);
-	if (streq(type, "escalate"))
-		return apply_escalate(g, c);
-	if (streq(type, "sms_in"))
-		return apply_sms_in(g, c);
-	if (streq(type, "report"))
-		return apply_report(g, c);
-	if (streq(type, "sms_quarantined"))
-		return apply_sms_quarantined(g, c);
-	if (streq(type, "call"))
-		return apply_call(g, c);
-	if (streq(type, "override"))
-		return apply_override(g, c);
-	if (streq(type, "hello"))
-		return apply_hello(g, c, from_nodeid);
-	if (streq(type, "health"))
-		return apply_health(g, c);
-	if (streq(type, "confirm"))
-		return apply_confirm(g, c, from_nodeid);
-	if (streq(type, "merge"))
-		return apply_merge(g, c, from_self);
-	if (streq(type, "synced"))
-		return apply_synced(g, c, from_nodeid);
-	if (streq(type, "check"))
-		return apply_check(g, c);
-	if (streq(type, "digest"))
-		return apply_digest(g, c);
-	if (streq(type, "resync"))
-		return apply_resync(g, c);
-	log_warning("Ignoring a change of unknown type '%s'", type);
 	return 0;
 }
 
@@ -759,7 +714,7 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 	json_t *changes, *c;
 	MemberNode *sender;
 	bool from_self;
-	size_t i;
+	size_t i, skipped = 0;
 	int r;
 
 	payload = json_loadb(data, len, 0, &err);
@@ -776,15 +731,28 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 	r = store_begin(g->store);
 	json_array_foreach(changes, i, c)
 	{
+		ChangeOrigin origin = {.pending = batch && i < batch->n ? batch->by_index[i] : NULL,
+		                       .nodeid = from_nodeid,
+		                       .self = from_self};
+		const ChangeKind *kind;
+		char why[200];
+
 		if (r < 0)
 			break;
-		r = apply_change(g, c, batch && i < batch->n ? batch->by_index[i] : NULL,
-				 from_nodeid, from_self);
+		r = change_check(c, &kind, why, sizeof(why));
+		if (r >= 0) {
+			r = kind->apply(g, c, &origin);
+			if (r == -EINVAL)
+				snprintf(why, sizeof(why), "change '%s': refused by the store",
+				         kind->name);
+		}
 		if (r == -EINVAL) {
-			/* Malformed: refused alike on every node, so skipping it keeps the replicas
-			 * equal, while a retry would stall this node for nothing. */
-			log_warning("Skipping a malformed '%s' change from node '%s'", jstr(c, "t"),
-				    jstr(payload, "node"));
+			/* Malformed, or of a kind this build does not know: refused alike on every
+			 * node, so skipping it keeps the replicas equal, while a retry would stall
+			 * this node for nothing. */
+			log_warning("Skipping a change from node '%s': %s", jstr(payload, "node"),
+			            why);
+			skipped++;
 			r = 0;
 		}
 	}
@@ -812,6 +780,7 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 				batch->by_index[k]->duplicate = false;
 		return r;
 	}
+	g->changes_skipped += skipped;
 	if (batch) {
 		g->batches_head = batch->next;
 		if (!g->batches_head)

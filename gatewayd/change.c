@@ -1,0 +1,238 @@
+/* change: one table says what each replicated change carries, and everything reads it.
+ *
+ * The changes are the product's most important contract: two nodes of different releases must
+ * read each other's. They used to be written by json_pack formats in several rooms and read by
+ * helpers that turn a missing key into "" or 0, so a change that lost a field was applied as if
+ * it had said nothing. Here each kind lists its fields once: apply_payload() refuses a change
+ * that does not match (skipped alike on every node, since all apply the same check to the same
+ * bytes), outbox_add() checks what this node builds, and doc/replication.md is printed from it.
+ * The handlers still read with jstr()/ju64(), which can no longer meet a missing field. */
+#include "change.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "gateway-internal.h"
+
+#define S(k)                                                                                       \
+	{                                                                                          \
+		k, CHANGE_STRING, false                                                            \
+	}
+#define SN(k)                                                                                      \
+	{                                                                                          \
+		k, CHANGE_STRING_OR_NULL, false                                                    \
+	}
+#define I(k)                                                                                       \
+	{                                                                                          \
+		k, CHANGE_INTEGER, false                                                           \
+	}
+#define B(k)                                                                                       \
+	{                                                                                          \
+		k, CHANGE_BOOLEAN, false                                                           \
+	}
+#define A(k)                                                                                       \
+	{                                                                                          \
+		k, CHANGE_ARRAY, false                                                             \
+	}
+
+const ChangeKind change_kinds[] = {
+        {"submit",
+         "An alert accepted by node `node` at `at`: queued for `to` and `copy` unless its `key` "
+         "was seen within the dedupe window (then recorded as a duplicate of the first).",
+         apply_submit,
+         {S("id"),
+          S("key"),
+          S("text"),
+          B("critical"),
+          I("ttl"),
+          A("to"),
+          A("copy"),
+          SN("source"),
+          S("node"),
+          I("at"),
+          {"escalate", CHANGE_BOOLEAN, true}}},
+        {"assign",
+         "Node `node` hands the delivery of alert `id` to `to` to its modem `modem`.",
+         apply_assign,
+         {S("id"), S("to"), S("node"), S("modem"), I("at")}},
+        {"result",
+         "A send attempt of the delivery of alert `id` to `to` ended: sent (`ok`), failed for good "
+         "(`permanent`) or to be retried (at once with `retry_now`).",
+         apply_result,
+         {S("id"),
+          S("to"),
+          S("node"),
+          S("modem"),
+          I("at"),
+          B("ok"),
+          B("permanent"),
+          B("retry_now"),
+          SN("error"),
+          {"ref", CHANGE_INTEGER, true}}},
+        {"expire",
+         "Alert `id`'s time to live ran out: its deliveries not yet final expire.",
+         apply_expire,
+         {S("id"), I("at")}},
+        {"ack",
+         "Alert `id` is acknowledged by `by` via `api`, `sms` or `voice`; once only.",
+         apply_ack,
+         {S("id"), S("by"), S("via"), {"node", CHANGE_STRING, true}, I("at")}},
+        {"escalate",
+         "Alert `id` moves to escalation step `step` (from 1): `contact` of `role` is paged at "
+         "`to`.",
+         apply_escalate,
+         {S("id"), I("step"), S("role"), S("contact"), S("to"), S("node"), I("at")}},
+        {"sms_in",
+         "An SMS received by `modem` of `node`; the modem deletes it from the SIM (`token`) once "
+         "this is committed.",
+         apply_sms_in,
+         {S("key"), S("node"), S("modem"), S("from"), S("text"), I("parts"), I("smsc_at"), I("at"),
+          I("token")}},
+        {"report",
+         "A delivery report received by `modem` of `node` for the message with reference `ref`.",
+         apply_report,
+         {S("key"), S("node"), S("modem"), I("ref"), B("delivered"), B("permanent"), S("status"),
+          I("at"), I("token")}},
+        {"sms_quarantined",
+         "A received message that was never decoded, kept as its raw `pdu` with the `reason`.",
+         apply_sms_quarantined,
+         {S("key"), S("node"), S("modem"), S("pdu"), S("reason"), S("slot"), I("at"), I("token")}},
+        {"call",
+         "A voice call about alert `id` to `number` ended with `outcome`; `dtmf_ack` when the "
+         "callee acknowledged by key press.",
+         apply_call,
+         {S("id"), S("number"), S("node"), S("modem"), I("at"), S("outcome"), I("duration"),
+          SN("error"), B("dtmf_ack")}},
+        {"override",
+         "`contact` is on duty for `role` until `until`, set by `by`; a null `contact` clears the "
+         "override.",
+         apply_override,
+         {S("role"), SN("contact"), I("until"), S("by"), S("node"), I("at")}},
+        {"hello",
+         "Node `node` announces itself: protocol `version`, configuration `fingerprint`, voice, "
+         "its modems.",
+         apply_hello,
+         {S("node"), I("nodeid"), I("at"), S("fingerprint"), I("version"), B("voice"),
+          A("modems")}},
+        {"health", "Node `node`'s modems changed state.", apply_health, {S("node"), A("modems")}},
+        {"confirm",
+         "Node `node` has committed the payloads of node `origin` up to `seq` (cumulative).",
+         apply_confirm,
+         {S("node"), S("origin"), I("seq")}},
+        {"merge",
+         "A chunk of node `node`'s state in exchange round `round`: `items` of `kind` `alerts`, "
+         "`dedupe`, `inbox` or `overrides`, merged as joins.",
+         apply_merge,
+         {S("node"), I("round"), S("kind"), A("items")}},
+        {"synced",
+         "Node `node` has sent all its state (`records` records) in exchange round `round`.",
+         apply_synced,
+         {S("node"), I("round"), I("records")}},
+        {"check",
+         "Node `node` asks every node for the digest of its store at this point of the order.",
+         apply_check,
+         {S("node"), S("round"), I("at")}},
+        {"digest",
+         "Node `node`'s store digest `value` (and `open` alerts) for the check `check` "
+         "(`node/round` of the check).",
+         apply_digest,
+         {S("node"), S("check"), S("value"), I("open")}},
+        {"resync",
+         "Node `node` found the stores apart: every node exchanges its state.",
+         apply_resync,
+         {S("node")}},
+};
+
+const size_t change_kinds_n = ELEMENTSOF(change_kinds);
+
+static const char *const type_names[] = {
+        [CHANGE_STRING] = "string",   [CHANGE_STRING_OR_NULL] = "string or null",
+        [CHANGE_INTEGER] = "integer", [CHANGE_BOOLEAN] = "boolean",
+        [CHANGE_ARRAY] = "array",
+};
+
+static bool type_matches(ChangeType type, const json_t *v)
+{
+	switch (type) {
+	case CHANGE_STRING:
+		return json_is_string(v);
+	case CHANGE_STRING_OR_NULL:
+		return json_is_string(v) || json_is_null(v);
+	case CHANGE_INTEGER:
+		return json_is_integer(v);
+	case CHANGE_BOOLEAN:
+		return json_is_boolean(v);
+	case CHANGE_ARRAY:
+		return json_is_array(v);
+	}
+	return false;
+}
+
+static int refuse(char *err, size_t errsize, const char *format, ...) _printf_(3, 4);
+
+static int refuse(char *err, size_t errsize, const char *format, ...)
+{
+	va_list ap;
+
+	if (err && errsize > 0) {
+		va_start(ap, format);
+		vsnprintf(err, errsize, format, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+int change_check(const json_t *c, const ChangeKind **ret_kind, char *err, size_t errsize)
+{
+	const char *name = json_string_value(json_object_get(c, "t"));
+	const ChangeKind *kind = NULL;
+
+	if (!json_is_object(c))
+		return refuse(err, errsize, "a change that is not a JSON object");
+	if (!name)
+		return refuse(err, errsize, "a change without a kind (string 't')");
+	for (size_t i = 0; i < change_kinds_n && !kind; i++)
+		if (streq(change_kinds[i].name, name))
+			kind = &change_kinds[i];
+	if (!kind)
+		return refuse(err, errsize, "change of unknown kind '%s'", name);
+	for (const ChangeField *f = kind->fields; f->key; f++) {
+		const json_t *v = json_object_get(c, f->key);
+
+		if (!v && !f->optional)
+			return refuse(err, errsize, "change '%s': field '%s' missing", name,
+			              f->key);
+		if (v && !type_matches(f->type, v))
+			return refuse(err, errsize, "change '%s': field '%s' is not of type %s",
+			              name, f->key, type_names[f->type]);
+	}
+	if (ret_kind)
+		*ret_kind = kind;
+	return 0;
+}
+
+void change_check_own(const json_t *c)
+{
+	char why[200];
+
+	if (change_check(c, NULL, why, sizeof(why)) < 0)
+		log_error("Bug: this node built a change that breaks the replication schema, which "
+		          "every node will skip: %s",
+		          why);
+}
+
+int change_doc(FILE *f)
+{
+	for (size_t i = 0; i < change_kinds_n; i++) {
+		const ChangeKind *k = &change_kinds[i];
+
+		fprintf(f, "### `%s`\n\n%s\n\n| key | type | |\n|---|---|---|\n", k->name,
+		        k->meaning);
+		for (const ChangeField *fl = k->fields; fl->key; fl++)
+			fprintf(f, "| `%s` | %s | %s |\n", fl->key, type_names[fl->type],
+			        fl->optional ? "optional" : "required");
+		fputc('\n', f);
+	}
+	return ferror(f) ? -EIO : 0;
+}
