@@ -1,10 +1,10 @@
 /* fuzz-change: the store's apply and merge layer (gatewayd/store*.c) on arbitrary replicated
  * payloads. A payload is what a peer multicasts, {"v":2,"seq":N,"node":"a","changes":[...]}
- * (a bare change object or an array of them is taken too); each change is handed to the store
- * functions that gateway.c's apply_change() calls for its "t", with the same field mapping and
- * the example config's settings, and a "merge" change's items to the rejoin merges. The
- * decoding in gateway.c itself is not linked here: it is being reworked, and its store calls
- * are what a bad payload reaches.
+ * (a bare change object or an array of them is taken too); each change that passes the schema
+ * (change_check(), as gatewayd's apply_payload() checks it) is handed to the store functions
+ * that its handler calls, with the same field mapping and the example config's settings, and a
+ * "merge" change's items to the rejoin merges. The handlers themselves need a whole Gateway;
+ * their store calls are what a bad payload reaches.
  *
  * The store lives in a temporary folder ($TMPDIR, else /dev/shm or /tmp) for the whole run,
  * and each input is applied in one transaction that is then rolled back, so every input starts
@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "change.h"
 #include "log.h"
 #include "macro.h"
 
@@ -139,6 +140,8 @@ static void apply_change(json_t *c)
 	const char *t = jstr(c, "t");
 	DeliveryChange change;
 
+	if (change_check(c, NULL, NULL, 0) < 0)
+		return; /* skipped by gatewayd too */
 	if (streq(t, "submit"))
 		apply_submit(c);
 	else if (streq(t, "assign"))
