@@ -108,11 +108,11 @@ int frame_reader_init(FrameReader *reader, const void *msg, size_t len)
 		return -EBADMSG;
 
 	*reader = (FrameReader){
-		.next = p + header_len,
-		.end = end,
-		.count = count,
-		.left = count,
-		.seq = get_le64(p + 16),
+	        .next = p + header_len,
+	        .end = end,
+	        .count = count,
+	        .left = count,
+	        .seq = get_le64(p + 16),
 	};
 	return 0;
 }

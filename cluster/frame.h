@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FRAME_MAGIC 0x50525747u /* "GWRP" read as little-endian */
-#define FRAME_VERSION 1
+#define FRAME_MAGIC       0x50525747u /* "GWRP" read as little-endian */
+#define FRAME_VERSION     1
 #define FRAME_HEADER_SIZE 24
 #define FRAME_PREFIX_SIZE 4
 

@@ -103,8 +103,8 @@ static int group_on_lose(sd_event_source *s, void *userdata)
 		return 0;
 	if (g->reported == 1)
 		log_warning("Lost the local corosync (CPG group %s); replicating locally until it "
-			    "is back",
-			    g->name.value);
+		            "is back",
+		            g->name.value);
 	group_close(g);
 	g->state = GROUP_DISCONNECTED;
 	if (!g->held)
@@ -123,7 +123,7 @@ static Group *group_from_handle(cpg_handle_t handle)
 }
 
 static void on_cpg_deliver(cpg_handle_t handle, const struct cpg_name *name, uint32_t nodeid,
-			   uint32_t pid, void *msg, size_t msg_len)
+                           uint32_t pid, void *msg, size_t msg_len)
 {
 	Group *g = group_from_handle(handle);
 
@@ -139,9 +139,9 @@ static size_t copy_members(GroupMember *to, const struct cpg_address *from, size
 }
 
 static void on_cpg_confchg(cpg_handle_t handle, const struct cpg_name *name,
-			   const struct cpg_address *member_list, size_t n_members,
-			   const struct cpg_address *left_list, size_t n_left,
-			   const struct cpg_address *joined_list, size_t n_joined)
+                           const struct cpg_address *member_list, size_t n_members,
+                           const struct cpg_address *left_list, size_t n_left,
+                           const struct cpg_address *joined_list, size_t n_joined)
 {
 	Group *g = group_from_handle(handle);
 	GroupMember members[CPG_MEMBERS_MAX], left[CPG_MEMBERS_MAX], joined[CPG_MEMBERS_MAX];
@@ -155,14 +155,14 @@ static void on_cpg_confchg(cpg_handle_t handle, const struct cpg_name *name,
 }
 
 static void on_cpg_totem_confchg(cpg_handle_t handle, struct cpg_ring_id ring_id,
-				 uint32_t n_members, const uint32_t *member_list)
+                                 uint32_t n_members, const uint32_t *member_list)
 {
 	Group *g = group_from_handle(handle);
 
 	if (!g || g->state == GROUP_BROKEN || !g->cb.ring)
 		return;
-	log_debug("Totem ring %u.%llu: %u node(s)", ring_id.nodeid,
-		  (unsigned long long)ring_id.seq, n_members);
+	log_debug("Totem ring %u.%llu: %u node(s)", ring_id.nodeid, (unsigned long long)ring_id.seq,
+	          n_members);
 	g->cb.ring(g->userdata, ring_id.seq, member_list, n_members);
 }
 
@@ -214,18 +214,18 @@ static void group_join(Group *g)
 		return;
 	}
 	log_warning_errno(r, "Cannot join CPG group %s (cs_error %d, %u attempts): %m",
-			  g->name.value, cs, g->join_attempts);
+	                  g->name.value, cs, g->join_attempts);
 	group_fail(g);
 }
 
 static void group_connect(Group *g)
 {
 	cpg_model_v1_data_t model = {
-		.model = CPG_MODEL_V1,
-		.cpg_deliver_fn = on_cpg_deliver,
-		.cpg_confchg_fn = on_cpg_confchg,
-		.cpg_totem_confchg_fn = on_cpg_totem_confchg,
-		.flags = CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF,
+	        .model = CPG_MODEL_V1,
+	        .cpg_deliver_fn = on_cpg_deliver,
+	        .cpg_confchg_fn = on_cpg_confchg,
+	        .cpg_totem_confchg_fn = on_cpg_totem_confchg,
+	        .flags = CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF,
 	};
 	unsigned int nodeid = 0;
 	uint32_t max = 0;
@@ -262,9 +262,10 @@ static void group_connect(Group *g)
 
 fail:
 	if (g->failed_attempts++ == 0)
-		log_warning_errno(r, "Cannot reach the local corosync (cs_error %d): %m; "
-				     "retrying every %llu ms",
-				  cs, (unsigned long long)(GROUP_RECONNECT_USEC / 1000));
+		log_warning_errno(r,
+		                  "Cannot reach the local corosync (cs_error %d): %m; "
+		                  "retrying every %llu ms",
+		                  cs, (unsigned long long)(GROUP_RECONNECT_USEC / 1000));
 	group_close(g);
 	g->state = GROUP_DISCONNECTED;
 	group_arm(g, GROUP_RECONNECT_USEC);
@@ -285,7 +286,7 @@ static int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 }
 
 int group_new(sd_event *event, const char *name, const GroupCallbacks *cb, void *userdata,
-	      Group **ret)
+              Group **ret)
 {
 	Group *g;
 	size_t len = name ? strlen(name) : 0;

@@ -12,9 +12,9 @@
 
 /* Retry periods, in microseconds: connecting to an absent corosync, and joining while corosync
  * answers CS_ERR_TRY_AGAIN (it does during its own synchronisation). */
-#define GROUP_RECONNECT_USEC (200 * 1000ULL)
+#define GROUP_RECONNECT_USEC  (200 * 1000ULL)
 #define GROUP_JOIN_RETRY_USEC (50 * 1000ULL)
-#define GROUP_JOIN_ATTEMPTS 60
+#define GROUP_JOIN_ATTEMPTS   60
 
 typedef struct Group Group;
 
@@ -29,8 +29,8 @@ typedef struct GroupCallbacks {
 	void (*deliver)(void *userdata, uint32_t nodeid, uint32_t pid, const void *msg, size_t len);
 	/* The group's membership changed (CPG confchg). */
 	void (*members)(void *userdata, const GroupMember *members, size_t n_members,
-			const GroupMember *left, size_t n_left, const GroupMember *joined,
-			size_t n_joined);
+	                const GroupMember *left, size_t n_left, const GroupMember *joined,
+	                size_t n_joined);
 	/* The totem ring changed: the nodes whose corosync forms a ring with ours. */
 	void (*ring)(void *userdata, uint64_t ring_seq, const uint32_t *nodes, size_t n_nodes);
 	/* Joined the group (true), or could not connect / lost the connection (false). Reported
@@ -41,7 +41,7 @@ typedef struct GroupCallbacks {
 /* Connects and joins from the loop, at once and then every GROUP_RECONNECT_USEC while corosync
  * is unreachable. -EINVAL when name is empty or longer than 127 bytes. */
 int group_new(sd_event *event, const char *name, const GroupCallbacks *cb, void *userdata,
-	      Group **ret);
+              Group **ret);
 /* Leaves the group and disconnects. Accepts NULL; returns NULL. */
 Group *group_free(Group *g);
 

@@ -62,7 +62,7 @@ static void membership_lose(Membership *m)
 }
 
 static void on_quorum_notify(quorum_handle_t handle, uint32_t quorate, uint64_t ring_seq,
-			     uint32_t n_nodes, uint32_t *nodes)
+                             uint32_t n_nodes, uint32_t *nodes)
 {
 	const void *ctx = NULL;
 	Membership *m;
@@ -71,7 +71,7 @@ static void on_quorum_notify(quorum_handle_t handle, uint32_t quorate, uint64_t 
 		return;
 	m = (Membership *)ctx;
 	log_debug("Quorum: %s, ring %llu, %u node(s)", quorate ? "quorate" : "not quorate",
-		  (unsigned long long)ring_seq, n_nodes);
+	          (unsigned long long)ring_seq, n_nodes);
 	membership_report(m, quorate ? 1 : 0, nodes, n_nodes);
 }
 
@@ -147,8 +147,8 @@ int membership_new(sd_event *event, MembershipFn fn, void *userdata, Membership 
 	m->fn = fn;
 	m->userdata = userdata;
 	m->quorate = -ENOTCONN;
-	r = sd_event_add_time_relative(event, &m->timer, CLOCK_MONOTONIC, 0, 0,
-				       membership_on_timer, m);
+	r = sd_event_add_time_relative(event, &m->timer, CLOCK_MONOTONIC, 0, 0, membership_on_timer,
+	                               m);
 	if (r < 0) {
 		membership_free(m);
 		return r;

@@ -66,12 +66,12 @@ struct Replication {
 };
 
 int replication_init(Replication *r, const ReplicationOps *ops, sd_event *event,
-		     const ReplicationCallbacks *cb, void *userdata);
+                     const ReplicationCallbacks *cb, void *userdata);
 /* Frees a payload held by the backend and releases its share of the backlog. */
 void replication_payload_free(Replication *r, Payload *p);
 /* Hands a payload to the deliver callback, with flags visible to replication_delivery_flags(). */
 void replication_deliver(Replication *r, uint32_t from_nodeid, const void *data, size_t len,
-			 unsigned flags);
+                         unsigned flags);
 /* Queues payloads for local delivery on a coming turn of the loop. */
 void replication_queue_local(Replication *r, Payload *p);
 void replication_queue_local_all(Replication *r, PayloadQueue *q, unsigned flags);
@@ -79,7 +79,7 @@ void replication_queue_local_all(Replication *r, PayloadQueue *q, unsigned flags
 void replication_drain_local(Replication *r);
 /* Records a new view (copied, sorted) and calls the view callback. */
 int replication_report_view(Replication *r, const ReplicationMember *members, size_t n_members,
-			    const ReplicationMember *left, size_t n_left, bool connected);
+                            const ReplicationMember *left, size_t n_left, bool connected);
 /* Records the ring, for replication_get_ring(). */
 int replication_set_ring(Replication *r, const uint32_t *nodes, size_t n);
 void replication_set_connected(Replication *r, bool connected);

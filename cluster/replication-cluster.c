@@ -37,10 +37,10 @@
 #include "macro.h"
 #include "membership.h"
 
-#define FLUSH_BATCH_BYTES (64u * 1024u)
-#define FLUSH_BATCH_COUNT 1024u
+#define FLUSH_BATCH_BYTES       (64u * 1024u)
+#define FLUSH_BATCH_COUNT       1024u
 #define FLUSH_MESSAGES_PER_TURN 32u
-#define FLUSH_RETRY_USEC (2 * 1000ULL)
+#define FLUSH_RETRY_USEC        (2 * 1000ULL)
 
 typedef enum LinkState {
 	LINK_STARTING, /* first connection attempt under way: publications wait */
@@ -196,7 +196,7 @@ static int cluster_on_retry(sd_event_source *s, uint64_t usec, void *userdata)
 }
 
 static void cluster_on_deliver(void *userdata, uint32_t nodeid, uint32_t pid, const void *msg,
-			       size_t len)
+                               size_t len)
 {
 	ClusterReplication *c = userdata;
 	bool own = nodeid == group_nodeid(c->group) && pid == c->base.pid;
@@ -208,7 +208,7 @@ static void cluster_on_deliver(void *userdata, uint32_t nodeid, uint32_t pid, co
 	r = frame_reader_init(&reader, msg, len);
 	if (r < 0) {
 		log_error_errno(r, "Dropping a %zu-byte message from node %u pid %u: %m", len,
-				nodeid, pid);
+		                nodeid, pid);
 		return;
 	}
 	if (own) {
@@ -223,15 +223,14 @@ static void cluster_on_deliver(void *userdata, uint32_t nodeid, uint32_t pid, co
 		}
 		if (popped != reader.count)
 			log_error("Own replication frame %llu came back with %u payloads; %u were "
-				  "in flight under it",
-				  (unsigned long long)reader.seq, reader.count, popped);
+			          "in flight under it",
+			          (unsigned long long)reader.seq, reader.count, popped);
 	}
 	while (frame_reader_next(&reader, &data, &n) > 0)
 		replication_deliver(&c->base, nodeid, data, n, 0);
 }
 
-static ReplicationReason reason_of(uint32_t nodeid, uint32_t pid, const GroupMember *list,
-				   size_t n)
+static ReplicationReason reason_of(uint32_t nodeid, uint32_t pid, const GroupMember *list, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (list[i].nodeid == nodeid && list[i].pid == pid)
@@ -240,8 +239,8 @@ static ReplicationReason reason_of(uint32_t nodeid, uint32_t pid, const GroupMem
 }
 
 static void cluster_on_members(void *userdata, const GroupMember *members, size_t n_members,
-			       const GroupMember *left, size_t n_left, const GroupMember *joined,
-			       size_t n_joined)
+                               const GroupMember *left, size_t n_left, const GroupMember *joined,
+                               size_t n_joined)
 {
 	ClusterReplication *c = userdata;
 	ReplicationMember m[CPG_MEMBERS_MAX], l[CPG_MEMBERS_MAX];
@@ -258,7 +257,7 @@ static void cluster_on_members(void *userdata, const GroupMember *members, size_
 	}
 	for (size_t i = 0; i < n_left; i++)
 		l[i] = (ReplicationMember){left[i].nodeid, left[i].pid,
-					   (ReplicationReason)left[i].reason};
+		                           (ReplicationReason)left[i].reason};
 	log_info("CPG view: %zu member(s), %zu joined, %zu left", n_members, n_joined, n_left);
 	(void)replication_report_view(&c->base, m, n_members, l, n_left, true);
 }
@@ -274,11 +273,11 @@ static void cluster_report_alone(ClusterReplication *c)
 {
 	const ReplicationView *v = &c->base.view;
 	ReplicationMember self = {
-		.nodeid = c->base.nodeid,
-		.pid = c->base.pid,
-		.reason = replication_view_has(&c->base, c->base.nodeid, c->base.pid)
-				  ? REPLICATION_REASON_NONE
-				  : REPLICATION_REASON_JOIN,
+	        .nodeid = c->base.nodeid,
+	        .pid = c->base.pid,
+	        .reason = replication_view_has(&c->base, c->base.nodeid, c->base.pid)
+	                          ? REPLICATION_REASON_NONE
+	                          : REPLICATION_REASON_JOIN,
 	};
 	_cleanup_free_ ReplicationMember *left = NULL;
 	size_t n_left = 0;
@@ -288,9 +287,9 @@ static void cluster_report_alone(ClusterReplication *c)
 		for (size_t i = 0; i < v->n_members; i++) {
 			if (v->members[i].nodeid == self.nodeid && v->members[i].pid == self.pid)
 				continue;
-			left[n_left++] = (ReplicationMember){v->members[i].nodeid,
-							     v->members[i].pid,
-							     REPLICATION_REASON_DISCONNECTED};
+			left[n_left++] =
+			        (ReplicationMember){v->members[i].nodeid, v->members[i].pid,
+			                            REPLICATION_REASON_DISCONNECTED};
 		}
 	(void)replication_set_ring(&c->base, NULL, 0);
 	(void)replication_report_view(&c->base, &self, 1, left, n_left, false);
@@ -315,7 +314,7 @@ static void cluster_on_connection(void *userdata, bool joined)
 	(void)sd_event_source_set_enabled(c->retry, SD_EVENT_OFF);
 	if (c->inflight.n + c->queued.n > 0)
 		log_notice("Delivering %zu in-flight and %zu queued payload(s) locally",
-			   c->inflight.n, c->queued.n);
+		           c->inflight.n, c->queued.n);
 	replication_queue_local_all(&c->base, &c->inflight, REPLICATION_DELIVERY_LOCAL);
 	replication_queue_local_all(&c->base, &c->queued, REPLICATION_DELIVERY_LOCAL);
 	/* The connection callback comes first; is_connected() is already false in the view's. */
@@ -366,19 +365,19 @@ static void cluster_hold(Replication *r, bool hold)
 }
 
 static const ReplicationOps cluster_ops = {
-	.publish = cluster_publish,
-	.free = cluster_free,
-	.hold = cluster_hold,
+        .publish = cluster_publish,
+        .free = cluster_free,
+        .hold = cluster_hold,
 };
 
 int replication_new_corosync(sd_event *event, const char *group, const ReplicationCallbacks *cb,
-			     void *userdata, Replication **ret)
+                             void *userdata, Replication **ret)
 {
 	static const GroupCallbacks group_cb = {
-		.deliver = cluster_on_deliver,
-		.members = cluster_on_members,
-		.ring = cluster_on_ring,
-		.connection = cluster_on_connection,
+	        .deliver = cluster_on_deliver,
+	        .members = cluster_on_members,
+	        .ring = cluster_on_ring,
+	        .connection = cluster_on_connection,
 	};
 	_cleanup_(replication_freep) Replication *r = NULL;
 	ClusterReplication *c;
@@ -403,7 +402,7 @@ int replication_new_corosync(sd_event *event, const char *group, const Replicati
 	(void)sd_event_source_set_enabled(c->flush, SD_EVENT_OFF);
 	(void)sd_event_source_set_description(c->flush, "replication-flush");
 	rc = sd_event_add_time_relative(event, &c->retry, CLOCK_MONOTONIC, FLUSH_RETRY_USEC, 0,
-					cluster_on_retry, c);
+	                                cluster_on_retry, c);
 	if (rc < 0)
 		return rc;
 	(void)sd_event_source_set_enabled(c->retry, SD_EVENT_OFF);

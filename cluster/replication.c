@@ -65,7 +65,7 @@ void replication_payload_free(Replication *r, Payload *p)
 }
 
 void replication_deliver(Replication *r, uint32_t from_nodeid, const void *data, size_t len,
-			 unsigned flags)
+                         unsigned flags)
 {
 	r->stats.delivered++;
 	if (flags & REPLICATION_DELIVERY_LOCAL)
@@ -172,7 +172,7 @@ bool replication_view_has(const Replication *r, uint32_t nodeid, uint32_t pid)
 }
 
 int replication_report_view(Replication *r, const ReplicationMember *members, size_t n_members,
-			    const ReplicationMember *left, size_t n_left, bool connected)
+                            const ReplicationMember *left, size_t n_left, bool connected)
 {
 	ReplicationMember *m, *l;
 
@@ -182,7 +182,7 @@ int replication_report_view(Replication *r, const ReplicationMember *members, si
 		free(m);
 		free(l);
 		return log_error_errno(ENOMEM, "Cannot record a view of %zu members: %m",
-				       n_members);
+		                       n_members);
 	}
 	qsort(m, n_members, sizeof(*m), member_cmp);
 	qsort(l, n_left, sizeof(*l), member_cmp);
@@ -236,7 +236,7 @@ void replication_set_quorate(Replication *r, int quorate)
 }
 
 int replication_init(Replication *r, const ReplicationOps *ops, sd_event *event,
-		     const ReplicationCallbacks *cb, void *userdata)
+                     const ReplicationCallbacks *cb, void *userdata)
 {
 	int rc;
 
@@ -255,7 +255,7 @@ int replication_init(Replication *r, const ReplicationOps *ops, sd_event *event,
 	(void)sd_event_source_set_enabled(r->local_defer, SD_EVENT_OFF);
 	(void)sd_event_source_set_description(r->local_defer, "replication-local");
 	rc = sd_event_add_time_relative(event, &r->local_timer, CLOCK_MONOTONIC, 0, 0,
-					local_on_timer, r);
+	                                local_on_timer, r);
 	if (rc < 0)
 		return rc;
 	(void)sd_event_source_set_enabled(r->local_timer, SD_EVENT_OFF);
@@ -398,14 +398,14 @@ static int loopback_publish(Replication *r, Payload *p)
 }
 
 static const ReplicationOps loopback_ops = {
-	.publish = loopback_publish,
+        .publish = loopback_publish,
 };
 
 static int loopback_announce(sd_event_source *s, void *userdata)
 {
 	Replication *r = userdata;
-	ReplicationMember self = {.nodeid = r->nodeid, .pid = r->pid,
-				  .reason = REPLICATION_REASON_JOIN};
+	ReplicationMember self = {
+	        .nodeid = r->nodeid, .pid = r->pid, .reason = REPLICATION_REASON_JOIN};
 
 	(void)replication_set_ring(r, &r->nodeid, 1);
 	(void)replication_report_view(r, &self, 1, NULL, 0, true);
@@ -413,7 +413,7 @@ static int loopback_announce(sd_event_source *s, void *userdata)
 }
 
 int replication_new_loopback(sd_event *event, uint32_t nodeid, const ReplicationCallbacks *cb,
-			     void *userdata, Replication **ret)
+                             void *userdata, Replication **ret)
 {
 	_cleanup_(replication_freep) Replication *r = NULL;
 	int rc;

@@ -28,21 +28,21 @@ typedef struct Replication Replication;
  * message (1 MiB less corosync's own header), so libcpg never fragments, which would block. */
 #define REPLICATION_PAYLOAD_MAX (1000u * 1024u)
 /* What publish() holds before it answers -ENOBUFS: payloads not yet delivered back. */
-#define REPLICATION_BACKLOG_MAX 65536u
+#define REPLICATION_BACKLOG_MAX       65536u
 #define REPLICATION_BACKLOG_BYTES_MAX (64u * 1024u * 1024u)
 
 /* Why a member is in a view, or left it. 1-5 have CPG's values (enum cpg_reason_codes). */
 typedef enum ReplicationReason {
 	REPLICATION_REASON_NONE = 0,     /* in the previous view too */
 	REPLICATION_REASON_JOIN = 1,     /* new in this view: joined the group, or was already in
-					  * it when this process (re)joined */
+	                                  * it when this process (re)joined */
 	REPLICATION_REASON_LEAVE = 2,    /* left the group cleanly (replication_free) */
 	REPLICATION_REASON_NODEDOWN = 3, /* its node fell out of the ring: crash, kill -9 of its
-					  * corosync, network cut; seen after token + consensus */
+	                                  * corosync, network cut; seen after token + consensus */
 	REPLICATION_REASON_NODEUP = 4,   /* arrived with its node when the rings merged (restart,
-					  * healed cut) */
+	                                  * healed cut) */
 	REPLICATION_REASON_PROCDOWN = 5, /* the process died or lost its corosync, or that corosync
-					  * stopped cleanly */
+	                                  * stopped cleanly */
 	REPLICATION_REASON_DISCONNECTED = 6, /* this node lost its local corosync and sees nobody */
 } ReplicationReason;
 
@@ -88,12 +88,12 @@ enum {
 };
 
 int replication_new_loopback(sd_event *event, uint32_t nodeid, const ReplicationCallbacks *cb,
-			     void *userdata, Replication **ret);
+                             void *userdata, Replication **ret);
 /* Joins CPG group `group` (1-127 bytes) on the local corosync, from the loop: this returns at once
  * and never fails because corosync is down; it then retries every 200 ms. -EINVAL for a bad
  * group name, -ENOMEM. */
 int replication_new_corosync(sd_event *event, const char *group, const ReplicationCallbacks *cb,
-			     void *userdata, Replication **ret);
+                             void *userdata, Replication **ret);
 /* Leaves the group; payloads not yet delivered are dropped. Accepts NULL; returns NULL. */
 Replication *replication_free(Replication *r);
 

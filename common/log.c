@@ -80,7 +80,7 @@ static void _printf_(3, 4) field_add(LogFields *f, size_t *used, const char *for
 }
 
 void log_journal_fields(int level, int error, const LogContext *ctx, const char *file, int line,
-			const char *func, const char *message, LogFields *ret)
+                        const char *func, const char *message, LogFields *ret)
 {
 	const char *node = ctx && ctx->node ? ctx->node : log_node;
 	size_t used = 0;
@@ -110,7 +110,7 @@ void log_journal_fields(int level, int error, const LogContext *ctx, const char 
 }
 
 int log_internal(int level, int error, const LogContext *ctx, const char *file, int line,
-		 const char *func, const char *format, ...)
+                 const char *func, const char *format, ...)
 {
 	char message[2048];
 	va_list ap;

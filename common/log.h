@@ -35,7 +35,7 @@ void log_set_node(const char *node);
 int log_get_max_level(void);
 
 int log_internal(int level, int error, const LogContext *ctx, const char *file, int line,
-		 const char *func, const char *format, ...) _printf_(7, 8);
+                 const char *func, const char *format, ...) _printf_(7, 8);
 
 /* The journal fields of one entry, built by log_journal_fields() without sending anything (the
  * journal is not there to ask in tests). Each iov points into buf, as "NAME=value". */
@@ -50,31 +50,31 @@ typedef struct LogFields {
  * (when error is not 0), and MESSAGE_ID, GATEWAY_ALERT_ID, GATEWAY_MODEM, GATEWAY_NODE where
  * known (the node defaults to log_set_node()'s). Too long a message is cut, never the fields. */
 void log_journal_fields(int level, int error, const LogContext *ctx, const char *file, int line,
-			const char *func, const char *message, LogFields *ret);
+                        const char *func, const char *message, LogFields *ret);
 
 #define log_full_errno_ctx(level, error, ctx, ...)                                                 \
 	log_internal((level), (error), (ctx), __FILE__, __LINE__, __func__, __VA_ARGS__)
 
 #define log_full_errno(level, error, ...) log_full_errno_ctx(level, error, NULL, __VA_ARGS__)
 
-#define log_debug(...) log_full_errno(LOG_DEBUG, 0, __VA_ARGS__)
-#define log_info(...) log_full_errno(LOG_INFO, 0, __VA_ARGS__)
-#define log_notice(...) log_full_errno(LOG_NOTICE, 0, __VA_ARGS__)
+#define log_debug(...)   log_full_errno(LOG_DEBUG, 0, __VA_ARGS__)
+#define log_info(...)    log_full_errno(LOG_INFO, 0, __VA_ARGS__)
+#define log_notice(...)  log_full_errno(LOG_NOTICE, 0, __VA_ARGS__)
 #define log_warning(...) log_full_errno(LOG_WARNING, 0, __VA_ARGS__)
-#define log_error(...) log_full_errno(LOG_ERR, 0, __VA_ARGS__)
+#define log_error(...)   log_full_errno(LOG_ERR, 0, __VA_ARGS__)
 
-#define log_debug_errno(error, ...) log_full_errno(LOG_DEBUG, error, __VA_ARGS__)
-#define log_info_errno(error, ...) log_full_errno(LOG_INFO, error, __VA_ARGS__)
+#define log_debug_errno(error, ...)   log_full_errno(LOG_DEBUG, error, __VA_ARGS__)
+#define log_info_errno(error, ...)    log_full_errno(LOG_INFO, error, __VA_ARGS__)
 #define log_warning_errno(error, ...) log_full_errno(LOG_WARNING, error, __VA_ARGS__)
-#define log_error_errno(error, ...) log_full_errno(LOG_ERR, error, __VA_ARGS__)
+#define log_error_errno(error, ...)   log_full_errno(LOG_ERR, error, __VA_ARGS__)
 
 /* With context: log_ctx(LOG_INFO, &(LogContext){.alert_id = id}, "...") */
-#define log_ctx(level, ctx, ...) log_full_errno_ctx(level, 0, ctx, __VA_ARGS__)
+#define log_ctx(level, ctx, ...)              log_full_errno_ctx(level, 0, ctx, __VA_ARGS__)
 #define log_ctx_errno(level, error, ctx, ...) log_full_errno_ctx(level, error, ctx, __VA_ARGS__)
 /* A context shared by several messages, with the message id of this one:
  * log_ctx(LOG_INFO, log_ctx_id(&ctx, MESSAGE_ID_SENT), "...") */
 #define log_ctx_id(ctx, id)                                                                        \
 	(&(LogContext){.alert_id = (ctx)->alert_id,                                                \
-		       .modem = (ctx)->modem,                                                      \
-		       .node = (ctx)->node,                                                        \
-		       .message_id = (id)})
+	               .modem = (ctx)->modem,                                                      \
+	               .node = (ctx)->node,                                                        \
+	               .message_id = (id)})

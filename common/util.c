@@ -63,8 +63,8 @@ char *format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX])
 
 	gmtime_r(&sec, &tm);
 	snprintf(buf, RFC3339_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (unsigned)((usec / 1000ULL) % 1000ULL));
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	         (unsigned)((usec / 1000ULL) % 1000ULL));
 	return buf;
 }
 
@@ -136,8 +136,8 @@ int parse_rfc3339(const char *s, uint64_t *ret_usec)
 		return -EINVAL;
 	if (*p)
 		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && is_leap(y)) ||
-	    h > 23 || mi > 59 || sec > 60)
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && is_leap(y)) || h > 23 ||
+	    mi > 59 || sec > 60)
 		return -EINVAL;
 	if (sec == 60)
 		sec = 59; /* a leap second: the clock shows the second before it again */

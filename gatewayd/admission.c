@@ -70,24 +70,24 @@ Admission *admission_free(Admission *a)
 }
 
 int admission_check(Admission *a, const ServerPeer *peer, const Request *req,
-		    RequestError *ret_error)
+                    RequestError *ret_error)
 {
 	if (!a || peer->channel != SERVER_SUBMIT)
 		return 0;
 	if (!(a->submit_ops & (1u << req->op))) {
 		ret_error->code = "unknown_op";
 		snprintf(ret_error->detail, sizeof(ret_error->detail),
-			 "op '%s' is not served on this socket ([submit] ops); use the control "
-			 "socket",
-			 request_op_to_string(req->op));
+		         "op '%s' is not served on this socket ([submit] ops); use the control "
+		         "socket",
+		         request_op_to_string(req->op));
 		return -EPERM;
 	}
-	if (req->op == OP_SEND && !ratelimit_take(a->ratelimit, peer->submitter,
-						   now_monotonic_usec())) {
+	if (req->op == OP_SEND &&
+	    !ratelimit_take(a->ratelimit, peer->submitter, now_monotonic_usec())) {
 		ret_error->code = "rate_limited";
 		snprintf(ret_error->detail, sizeof(ret_error->detail),
-			 "more than %u sends per second (burst %u) from %s; try again later",
-			 a->rate, a->burst, peer->submitter);
+		         "more than %u sends per second (burst %u) from %s; try again later",
+		         a->rate, a->burst, peer->submitter);
 		log_debug("Rate limited a send from %s", peer->submitter);
 		return -EPERM;
 	}

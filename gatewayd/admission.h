@@ -20,4 +20,4 @@ Admission *admission_free(Admission *a);
 /* 0 to serve req from peer; -EPERM with *ret_error filled ("unknown_op" for an op the socket
  * does not serve, "rate_limited") to refuse it. */
 int admission_check(Admission *a, const ServerPeer *peer, const Request *req,
-		    RequestError *ret_error);
+                    RequestError *ret_error);

@@ -31,9 +31,9 @@
 
 #define AUTH_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 /* Refusals logged at warning level per window; the rest at debug, counted, and summed up. */
-#define AUTH_LOG_BURST 5
+#define AUTH_LOG_BURST       5
 #define AUTH_LOG_WINDOW_USEC (10 * USEC_PER_SEC)
-#define AUTH_ZAP_FRAMES 8
+#define AUTH_ZAP_FRAMES      8
 
 typedef char AuthKey[AUTH_KEY_TEXT_LEN + 1];
 
@@ -79,7 +79,7 @@ static int load_keys(const char *dir, AuthKey **ret_keys, size_t *ret_n)
 	d = opendir(dir);
 	if (!d)
 		return log_error_errno(errno, "Cannot read the CURVE clients directory '%s': %m",
-				       dir);
+		                       dir);
 	while ((de = readdir(d))) {
 		_cleanup_free_ char *path = NULL;
 		struct stat st;
@@ -200,8 +200,7 @@ static bool auth_decide(Auth *a, zmq_msg_t *f, size_t n, char user_id[static AUT
 	}
 	if (!zmq_z85_encode(user_id, zmq_msg_data(&f[6]), AUTH_KEY_LEN))
 		return false;
-	if (!dom->keys ||
-	    !bsearch(user_id, dom->keys, dom->n_keys, sizeof(AuthKey), key_compare)) {
+	if (!dom->keys || !bsearch(user_id, dom->keys, dom->n_keys, sizeof(AuthKey), key_compare)) {
 		char why[96];
 
 		snprintf(why, sizeof(why), "key %s is not in the allowed clients", user_id);
@@ -246,7 +245,8 @@ static int auth_handle_one(Auth *a)
 		    zmq_send(a->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE) < 0 ||
 		    zmq_send(a->zap, ok ? "200" : "400", 3, ZMQ_SNDMORE) < 0 ||
 		    zmq_send(a->zap, ok ? "OK" : "Not allowed", ok ? 2 : 11, ZMQ_SNDMORE) < 0 ||
-		    zmq_send(a->zap, ok ? user_id : "", ok ? strlen(user_id) : 0, ZMQ_SNDMORE) < 0 ||
+		    zmq_send(a->zap, ok ? user_id : "", ok ? strlen(user_id) : 0, ZMQ_SNDMORE) <
+		            0 ||
 		    zmq_send(a->zap, "", 0, 0) < 0)
 			log_warning_errno(errno, "Cannot answer a ZAP request: %m");
 	} else
@@ -268,8 +268,7 @@ static int on_zap_io(sd_event_source *src, int fd, uint32_t revents, void *userd
 
 		if (auth_handle_one(a) > 0)
 			continue;
-		if (zmq_getsockopt(a->zap, ZMQ_EVENTS, &events, &len) < 0 ||
-		    !(events & ZMQ_POLLIN))
+		if (zmq_getsockopt(a->zap, ZMQ_EVENTS, &events, &len) < 0 || !(events & ZMQ_POLLIN))
 			return 0;
 	}
 }
@@ -384,7 +383,7 @@ int auth_setup_server(void *sock, const char *secret_key_file, const char *domai
 	r = load_secret(secret_key_file, &cert);
 	if (r < 0)
 		return log_error_errno(r, "Cannot load the CURVE secret key '%s': %m",
-				       secret_key_file);
+		                       secret_key_file);
 	if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, zcert_secret_key(cert), AUTH_KEY_LEN) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain)) < 0)
@@ -404,10 +403,10 @@ int auth_check_secret_key_file(const char *path, char **ret_reason)
 		return 0;
 	}
 	if (asprintf(ret_reason, "'%s' %s%s", path,
-		     r == -EBADMSG || r == -EINVAL ? "" : "cannot be read: ",
-		     r == -EBADMSG  ? "is not a ZeroMQ certificate (see gatewayctl keygen)"
-		     : r == -EINVAL ? "holds no secret key: name the BASENAME_secret file"
-				    : strerror(-r)) < 0)
+	             r == -EBADMSG || r == -EINVAL ? "" : "cannot be read: ",
+	             r == -EBADMSG  ? "is not a ZeroMQ certificate (see gatewayctl keygen)"
+	             : r == -EINVAL ? "holds no secret key: name the BASENAME_secret file"
+	                            : strerror(-r)) < 0)
 		*ret_reason = NULL;
 	return r;
 }

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
-#define AUTH_KEY_LEN 32      /* a CURVE key, in bytes */
+#define AUTH_KEY_LEN      32 /* a CURVE key, in bytes */
 #define AUTH_KEY_TEXT_LEN 40 /* the same in Z85 */
 
 typedef struct Auth Auth;

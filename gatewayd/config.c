@@ -217,11 +217,10 @@ static int begin_section(Parser *p, const char *section)
 	snprintf(p->section, sizeof(p->section), "%s", section);
 
 	if (!space) {
-		static const char *plain[] = {"node",   "submit",     "events",   "cluster",
-					      "voice",  "dedupe",     "store",    "escalation",
-					      "delivery", "selftest",   "bundle",
-					      "control",
-					      "metrics"};
+		static const char *plain[] = {"node",     "submit",   "events", "cluster",
+		                              "voice",    "dedupe",   "store",  "escalation",
+		                              "delivery", "selftest", "bundle", "control",
+		                              "metrics"};
 		for (size_t i = 0; i < ELEMENTSOF(plain); i++)
 			if (streq(section, plain[i]))
 				return 1;
@@ -231,9 +230,10 @@ static int begin_section(Parser *p, const char *section)
 	snprintf(kind, sizeof(kind), "%.*s", (int)(space - section), section);
 	name = space + 1;
 	if (!name_is_valid(name))
-		return parser_fail(p, p->line,
-				   "bad name '%s' in [%s]: use up to %d letters, digits, '-', '_', '.'",
-				   name, section, CONFIG_NAME_MAX);
+		return parser_fail(
+		        p, p->line,
+		        "bad name '%s' in [%s]: use up to %d letters, digits, '-', '_', '.'", name,
+		        section, CONFIG_NAME_MAX);
 
 	if (streq(kind, "modem")) {
 		ModemConfig *v;
@@ -246,14 +246,14 @@ static int begin_section(Parser *p, const char *section)
 		p->config->modems = v;
 		p->modem = &v[p->config->n_modems++];
 		*p->modem = (ModemConfig){
-			.name = strdup(name),
-			.send_timeout = 60,
-			.command_timeout = 10,
-			.health_interval = 30,
-			.inbox_interval = 15,
-			.min_signal = 5,
-			.max_consecutive_failures = 3,
-			.line = p->line,
+		        .name = strdup(name),
+		        .send_timeout = 60,
+		        .command_timeout = 10,
+		        .health_interval = 30,
+		        .inbox_interval = 15,
+		        .min_signal = 5,
+		        .max_consecutive_failures = 3,
+		        .line = p->line,
 		};
 		return p->modem->name ? 1 : -ENOMEM;
 	}
@@ -280,8 +280,10 @@ static int begin_section(Parser *p, const char *section)
 			return -ENOMEM;
 		p->config->roles = v;
 		p->role = &v[p->config->n_roles++];
-		*p->role = (RoleConfig){.name = strdup(name), .handoff_wday = 1,
-					.handoff_minutes = 9 * 60, .line = p->line};
+		*p->role = (RoleConfig){.name = strdup(name),
+		                        .handoff_wday = 1,
+		                        .handoff_minutes = 9 * 60,
+		                        .line = p->line};
 		return p->role->name ? 1 : -ENOMEM;
 	}
 	return parser_fail(p, p->line, "unknown section [%s]", section);
@@ -319,7 +321,7 @@ static int parse_ops(Parser *p, const char *key, const char *value)
 		op = request_op_from_string(ops[i]);
 		if (op < 0) {
 			parser_fail(p, p->line, "bad value '%s' for %s: unknown op '%s'", value,
-				    key, ops[i]);
+			            key, ops[i]);
 			break;
 		}
 		mask |= 1u << op;
@@ -329,15 +331,15 @@ static int parse_ops(Parser *p, const char *key, const char *value)
 	if (p->error)
 		return 0;
 	if (mask == 0)
-		return parser_fail(p, p->line, "bad value '%s' for %s: name at least one op",
-				   value, key);
+		return parser_fail(p, p->line, "bad value '%s' for %s: name at least one op", value,
+		                   key);
 	p->config->submit_ops = mask;
 	return 1;
 }
 
 /* The CURVE keys of [submit] and [events]; false when key is not one of them. */
 static bool parse_curve_key(Parser *p, CurveConfig *curve, const char *key, const char *value,
-			    int *ret)
+                            int *ret)
 {
 	char **field;
 
@@ -351,7 +353,7 @@ static bool parse_curve_key(Parser *p, CurveConfig *curve, const char *key, cons
 		curve->line = p->line;
 	if (value[0] != '/')
 		*ret = parser_fail(p, p->line, "bad value '%s' for %s: an absolute path", value,
-				   key);
+		                   key);
 	else
 		*ret = set_string(field, value) < 0 ? -ENOMEM : 1;
 	return true;
@@ -432,16 +434,16 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 		}
 		if (streq(key, "send_timeout"))
 			return parse_seconds(value, 5, 3600, &m->send_timeout) < 0
-				       ? BAD_VALUE("a duration from 5s to 1h")
-				       : 1;
+			               ? BAD_VALUE("a duration from 5s to 1h")
+			               : 1;
 		if (streq(key, "command_timeout"))
 			return parse_seconds(value, 1, 600, &m->command_timeout) < 0
-				       ? BAD_VALUE("a duration from 1s to 10m")
-				       : 1;
+			               ? BAD_VALUE("a duration from 1s to 10m")
+			               : 1;
 		if (streq(key, "inbox_interval"))
 			return parse_seconds(value, 1, 3600, &m->inbox_interval) < 0
-				       ? BAD_VALUE("a duration from 1s to 1h")
-				       : 1;
+			               ? BAD_VALUE("a duration from 1s to 1h")
+			               : 1;
 		if (streq(key, "imei")) {
 			size_t n = strlen(value);
 			if (n < 14 || n > 17 || strspn(value, "0123456789") != n)
@@ -461,8 +463,8 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 		}
 		if (streq(key, "max_consecutive_failures"))
 			return parse_uint(value, 1, 100, &m->max_consecutive_failures) < 0
-				       ? BAD_VALUE("1 to 100")
-				       : 1;
+			               ? BAD_VALUE("1 to 100")
+			               : 1;
 		if (streq(key, "delivery_reports")) {
 			bool b2;
 			if (parse_bool(value, &b2) < 0)
@@ -472,8 +474,8 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 		}
 		if (streq(key, "health_interval"))
 			return parse_seconds(value, 1, 3600, &m->health_interval) < 0
-				       ? BAD_VALUE("a duration from 1s to 1h")
-				       : 1;
+			               ? BAD_VALUE("a duration from 1s to 1h")
+			               : 1;
 		if (streq(key, "number")) {
 			if (!phone_number_is_valid(value))
 				return BAD_VALUE("an E.164 number is '+' and 6 to 15 digits");
@@ -532,20 +534,20 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 		}
 		if (streq(key, "max_parts"))
 			return parse_uint(value, 1, 255, &c->max_parts) < 0
-				       ? BAD_VALUE("1 to 255 SMS parts")
-				       : 1;
+			               ? BAD_VALUE("1 to 255 SMS parts")
+			               : 1;
 		if (streq(key, "max_queue"))
 			return parse_uint(value, 1, 10000000, &c->max_queue) < 0
-				       ? BAD_VALUE("1 to 10000000 alerts")
-				       : 1;
+			               ? BAD_VALUE("1 to 10000000 alerts")
+			               : 1;
 		if (streq(key, "rate"))
 			return parse_rate(value, &c->submit_rate) < 0
-				       ? BAD_VALUE("sends per second, e.g. '20/s', 0 for no limit")
-				       : 1;
+			               ? BAD_VALUE("sends per second, e.g. '20/s', 0 for no limit")
+			               : 1;
 		if (streq(key, "burst"))
 			return parse_uint(value, 1, 1000000, &c->submit_burst) < 0
-				       ? BAD_VALUE("1 to 1000000 sends")
-				       : 1;
+			               ? BAD_VALUE("1 to 1000000 sends")
+			               : 1;
 		if (streq(key, "ops"))
 			return parse_ops(p, key, value);
 		if (streq(key, "read_rate"))
@@ -590,12 +592,12 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 		}
 		if (streq(key, "peer_grace"))
 			return parse_seconds(value, 0, 3600, &c->peer_grace) < 0
-				       ? BAD_VALUE("a duration from 0s to 1h")
-				       : 1;
+			               ? BAD_VALUE("a duration from 0s to 1h")
+			               : 1;
 		if (streq(key, "check_interval"))
 			return parse_seconds(value, 0, 86400, &c->check_interval) < 0
-				       ? BAD_VALUE("a duration from 0s (off) to 1d")
-				       : 1;
+			               ? BAD_VALUE("a duration from 0s (off) to 1d")
+			               : 1;
 	} else if (streq(section, "voice")) {
 		if (streq(key, "modem")) {
 			p->voice_modem_line = p->line;
@@ -612,20 +614,20 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 		}
 		if (streq(key, "ring_timeout"))
 			return parse_seconds(value, 2, 300, &c->voice_ring_timeout) < 0
-				       ? BAD_VALUE("a duration from 2s to 5m")
-				       : 1;
+			               ? BAD_VALUE("a duration from 2s to 5m")
+			               : 1;
 		if (streq(key, "hold"))
 			return parse_seconds(value, 1, 300, &c->voice_hold) < 0
-				       ? BAD_VALUE("a duration from 1s to 5m")
-				       : 1;
+			               ? BAD_VALUE("a duration from 1s to 5m")
+			               : 1;
 		if (streq(key, "retry_delay"))
 			return parse_seconds(value, 1, 3600, &c->voice_retry_delay) < 0
-				       ? BAD_VALUE("a duration from 1s to 1h")
-				       : 1;
+			               ? BAD_VALUE("a duration from 1s to 1h")
+			               : 1;
 		if (streq(key, "retries"))
 			return parse_uint(value, 0, 20, &c->voice_retries) < 0
-				       ? BAD_VALUE("0 to 20")
-				       : 1;
+			               ? BAD_VALUE("0 to 20")
+			               : 1;
 	} else if (streq(section, "dedupe")) {
 		if (streq(key, "window")) {
 			if (parse_duration(value, &d) < 0 || d > 7 * 86400)
@@ -649,8 +651,8 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 		}
 		if (streq(key, "timeout"))
 			return parse_seconds(value, 5, 86400, &c->selftest_timeout) < 0
-				       ? BAD_VALUE("a duration from 5s to 1d")
-				       : 1;
+			               ? BAD_VALUE("a duration from 5s to 1d")
+			               : 1;
 	} else if (streq(section, "delivery")) {
 		unsigned *field = NULL;
 
@@ -667,8 +669,8 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 		}
 		if (streq(key, "max_permanent_failures"))
 			return parse_uint(value, 1, 100, &c->max_permanent_failures) < 0
-				       ? BAD_VALUE("1 to 100")
-				       : 1;
+			               ? BAD_VALUE("1 to 100")
+			               : 1;
 	} else if (streq(section, "escalation")) {
 		if (streq(key, "steps")) {
 			p->escalation_line = p->line;
@@ -687,8 +689,8 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 	} else if (streq(section, "bundle")) {
 		if (streq(key, "threshold"))
 			return parse_uint(value, 0, 1000, &c->bundle_threshold) < 0
-				       ? BAD_VALUE("0 (off) to 1000")
-				       : 1;
+			               ? BAD_VALUE("0 (off) to 1000")
+			               : 1;
 		if (streq(key, "window")) {
 			if (parse_duration(value, &d) < 0 || d < 1 || d > 3600)
 				return BAD_VALUE("a duration from 1s to 1h");
@@ -703,8 +705,8 @@ static int handle_key(Parser *p, const char *section, const char *key, const cha
 		}
 		if (streq(key, "interval"))
 			return parse_seconds(value, 1, 3600, &c->metrics_interval) < 0
-				       ? BAD_VALUE("a duration from 1s to 1h")
-				       : 1;
+			               ? BAD_VALUE("a duration from 1s to 1h")
+			               : 1;
 	}
 	return parser_fail(p, p->line, "unknown key '%s' in [%s]", key, section);
 }
@@ -748,8 +750,9 @@ static char *config_ini_reader(char *str, int num, void *stream)
 		while (*t == ' ' || *t == '\t')
 			t++;
 		if (*t && *t != '\n' && *t != '\r' && *t != '#' && *t != ';') {
-			parser_fail(p, p->line, "indented line: start keys and sections at the "
-						"beginning of the line");
+			parser_fail(p, p->line,
+			            "indented line: start keys and sections at the "
+			            "beginning of the line");
 			return s;
 		}
 	}
@@ -781,17 +784,17 @@ static int validate_curve(Parser *p, const char *section, const CurveConfig *cur
 		return 0;
 	if (!curve->secret_key_file || !curve->clients_dir)
 		return parser_fail(p, curve->line,
-				   "[%s] needs both 'curve_secret_key_file =' and "
-				   "'curve_clients_dir ='",
-				   section);
+		                   "[%s] needs both 'curve_secret_key_file =' and "
+		                   "'curve_clients_dir ='",
+		                   section);
 	if (auth_check_secret_key_file(curve->secret_key_file, &reason) < 0)
 		return parser_fail(p, curve->line, "[%s] curve_secret_key_file %s", section,
-				   reason ? reason : "cannot be read");
+		                   reason ? reason : "cannot be read");
 	free(reason);
 	reason = NULL;
 	if (auth_check_clients_dir(curve->clients_dir, &reason) < 0)
 		return parser_fail(p, curve->line, "[%s] curve_clients_dir %s", section,
-				   reason ? reason : "cannot be read");
+		                   reason ? reason : "cannot be read");
 	return 0;
 }
 
@@ -847,35 +850,35 @@ static int config_validate(Parser *p)
 	for (size_t i = 0; i < c->n_contacts; i++)
 		if (!c->contacts[i].number)
 			return parser_fail(p, c->contacts[i].line, "[contact %s] needs 'number ='",
-					   c->contacts[i].name);
+			                   c->contacts[i].name);
 	for (size_t i = 0; i < c->n_roles; i++) {
 		RoleConfig *role = &c->roles[i];
 
 		if (role->n_contacts == 0)
 			return parser_fail(p, role->line, "[role %s] needs 'contacts ='",
-					   role->name);
+			                   role->name);
 		for (size_t j = 0; j < role->n_contacts; j++)
 			if (!config_find_contact(c, role->contacts[j]))
 				return parser_fail(p, role->line,
-						   "[role %s] names unknown contact '%s'",
-						   role->name, role->contacts[j]);
+				                   "[role %s] names unknown contact '%s'",
+				                   role->name, role->contacts[j]);
 		if (role->rotation == ROTATION_WEEKLY && role->handoff_wday < 0)
 			return parser_fail(p, role->line,
-					   "[role %s] weekly rotation needs a day: 'handoff = mon "
-					   "09:00'",
-					   role->name);
+			                   "[role %s] weekly rotation needs a day: 'handoff = mon "
+			                   "09:00'",
+			                   role->name);
 	}
 	for (size_t i = 0; i < c->n_escalation_steps; i++)
 		if (!config_find_role(c, c->escalation_steps[i]))
 			return parser_fail(p, p->escalation_line,
-					   "escalation step '%s' names no [role]",
-					   c->escalation_steps[i]);
+			                   "escalation step '%s' names no [role]",
+			                   c->escalation_steps[i]);
 	if (c->voice_modem && c->voice_device)
 		return parser_fail(p, p->voice_device_line,
-				   "[voice] takes either 'modem =' or 'device =', not both");
+		                   "[voice] takes either 'modem =' or 'device =', not both");
 	if (c->voice_modem && !config_find_modem(c, c->voice_modem))
 		return parser_fail(p, p->voice_modem_line, "[voice] modem '%s' names no [modem]",
-				   c->voice_modem);
+		                   c->voice_modem);
 	if (c->retry_max < c->retry_min)
 		return parser_fail(p, p->retry_line, "[delivery] retry_max is below retry_min");
 	return 0;
@@ -959,7 +962,8 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	r = ini_parse_stream(config_ini_reader, &p, config_ini_handler, &p);
 	fclose(p.file);
 	if (r > 0 && !p.error)
-		parser_fail(&p, (unsigned)r, "syntax error (expected '[section]' or 'key = value')");
+		parser_fail(&p, (unsigned)r,
+		            "syntax error (expected '[section]' or 'key = value')");
 	if (!p.error) {
 		r = config_defaults(c);
 		if (r < 0)
@@ -1077,7 +1081,7 @@ static int64_t rotation_turn_at(const RoleConfig *role, time_t t, struct tm *ret
 	if (!localtime_r(&t, ret_tm))
 		return 0;
 	day = days_from_civil((int64_t)ret_tm->tm_year + 1900, (unsigned)ret_tm->tm_mon + 1,
-			      (unsigned)ret_tm->tm_mday);
+	                      (unsigned)ret_tm->tm_mday);
 	if (ret_tm->tm_hour * 60 + ret_tm->tm_min < role->handoff_minutes)
 		day--;
 	day -= rotation_first_day(role);
@@ -1177,7 +1181,7 @@ void config_fingerprint(const Config *c, char ret[static 33])
 		const RoleConfig *r = &c->roles[i];
 
 		fprintf(f, "role %s %d %d %d", r->name, (int)r->rotation, r->handoff_wday,
-			r->handoff_minutes);
+		        r->handoff_minutes);
 		for (size_t j = 0; j < r->n_contacts; j++)
 			fprintf(f, " %s", r->contacts[j]);
 		fputc('\n', f);
@@ -1187,7 +1191,7 @@ void config_fingerprint(const Config *c, char ret[static 33])
 	for (size_t i = 0; i < c->n_escalation_steps; i++)
 		fprintf(f, " %s", c->escalation_steps[i]);
 	fprintf(f, "\ndedupe %llu\ndelivery %u %u %u\n", (unsigned long long)c->dedupe_window,
-		c->retry_min, c->retry_max, c->max_permanent_failures);
+	        c->retry_min, c->retry_max, c->max_permanent_failures);
 	fclose(f);
 	hash128_hex(buf ? buf : "", buf ? len : 0, ret);
 }

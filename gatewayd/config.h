@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/gatewayd/gatewayd.conf"
-#define CONFIG_NAME_MAX 32
+#define CONFIG_NAME_MAX     32
 
 typedef struct ModemConfig {
 	char *name;
@@ -27,8 +27,8 @@ typedef struct ModemConfig {
 	int min_signal;           /* CSQ below this: degraded; -1 never */
 	unsigned max_consecutive_failures;
 	bool delivery_reports;
-	char *number;             /* this SIM's own number: the other node's self-test sends here */
-	unsigned line;            /* where the section starts, for later errors */
+	char *number;  /* this SIM's own number: the other node's self-test sends here */
+	unsigned line; /* where the section starts, for later errors */
 } ModemConfig;
 
 /* CURVE on one socket: both set, or neither (plain, anyone who can connect gets in). */
@@ -64,10 +64,10 @@ typedef struct Config {
 
 	char *submit_bind;
 	unsigned max_parts;
-	unsigned max_queue; /* non-final alerts before queue_full */
-	unsigned submit_rate;  /* sends per second per submitter; 0: no limit */
-	unsigned submit_burst; /* sends a submitter may make at once */
-	unsigned submit_ops;   /* (1u << RequestOp) for each op the submit socket serves */
+	unsigned max_queue;         /* non-final alerts before queue_full */
+	unsigned submit_rate;       /* sends per second per submitter; 0: no limit */
+	unsigned submit_burst;      /* sends a submitter may make at once */
+	unsigned submit_ops;        /* (1u << RequestOp) for each op the submit socket serves */
 	unsigned submit_read_rate;  /* reads (every op but send) per second per submitter; 0: off */
 	unsigned submit_read_burst; /* reads a submitter may make at once */
 	CurveConfig submit_curve;
@@ -88,7 +88,7 @@ typedef struct Config {
 
 	bool cluster_enabled;
 	char *cluster_group;
-	unsigned peer_grace; /* seconds alone after a (re)connect before taking a peer's work */
+	unsigned peer_grace;     /* seconds alone after a (re)connect before taking a peer's work */
 	unsigned check_interval; /* seconds between digest checks of the replicas; 0: off */
 	unsigned selftest_interval; /* seconds between path self-tests; 0 = off */
 	unsigned selftest_timeout;  /* seconds a self-test SMS may take to arrive */
@@ -100,8 +100,8 @@ typedef struct Config {
 	char *voice_device;
 	char *voice_contact_center;
 	unsigned voice_ring_timeout;
-	unsigned voice_hold;    /* seconds an answered call stays up */
-	unsigned voice_retries; /* busy/no answer: calls again this many times */
+	unsigned voice_hold;        /* seconds an answered call stays up */
+	unsigned voice_retries;     /* busy/no answer: calls again this many times */
 	unsigned voice_retry_delay; /* seconds before the first retry; doubles each time */
 
 	uint64_t dedupe_window; /* seconds */

@@ -33,7 +33,7 @@ static int load_cert(const char *path, const char *what, zcert_t **ret)
 
 	if (access(path, R_OK) < 0)
 		return log_error_errno(errno, "cannot read the %s '%s': %s", what, path,
-				       strerror(errno));
+		                       strerror(errno));
 	cert = zcert_load(path);
 	if (!cert)
 		return log_error_errno(EINVAL, "'%s' is not a ZeroMQ certificate", path);
@@ -56,9 +56,10 @@ int ctl_curve_load(const char *server_key_file, const char *key_file, CtlCurve *
 		return r;
 	}
 	if (memcmp(zcert_secret_key(own), zero, sizeof(zero)) == 0)
-		r = log_error_errno(EINVAL, "'%s' holds no secret key: --key takes the "
-					    "BASENAME_secret file",
-				    key_file);
+		r = log_error_errno(EINVAL,
+		                    "'%s' holds no secret key: --key takes the "
+		                    "BASENAME_secret file",
+		                    key_file);
 	else {
 		memcpy(ret->server_public, zcert_public_key(server), CTL_CURVE_KEY_LEN);
 		memcpy(ret->public, zcert_public_key(own), CTL_CURVE_KEY_LEN);
@@ -72,7 +73,7 @@ int ctl_curve_load(const char *server_key_file, const char *key_file, CtlCurve *
 int ctl_curve_apply(const CtlCurve *curve, void *sock)
 {
 	if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, curve->server_public, CTL_CURVE_KEY_LEN) <
-		    0 ||
+	            0 ||
 	    zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, curve->public, CTL_CURVE_KEY_LEN) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, curve->secret, CTL_CURVE_KEY_LEN) < 0)
 		return log_error_errno(errno, "cannot set up CURVE: %s", zmq_strerror(errno));
@@ -105,13 +106,14 @@ static int refuse_symlink(const char *path)
 	struct stat st;
 
 	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : log_error_errno(errno, "cannot check '%s': %s", path,
-							     strerror(errno));
+		return errno == ENOENT ? 0
+		                       : log_error_errno(errno, "cannot check '%s': %s", path,
+		                                         strerror(errno));
 	if (S_ISLNK(st.st_mode))
 		return log_error_errno(ELOOP,
-				       "'%s' is a symbolic link; refusing to write a key through "
-				       "it (remove it, or choose another BASENAME)",
-				       path);
+		                       "'%s' is a symbolic link; refusing to write a key through "
+		                       "it (remove it, or choose another BASENAME)",
+		                       path);
 	return 1;
 }
 
@@ -130,7 +132,7 @@ static int keygen_write(const char *basename, const char *secret)
 		return log_error_errno(ENOMEM, "Out of memory.");
 	if (!mkdtemp(tmpl))
 		return log_error_errno(errno, "cannot write in the directory of '%s': %s", basename,
-				       strerror(errno));
+		                       strerror(errno));
 	if (asprintf(&tmp_public, "%s/key", tmpl) < 0 ||
 	    asprintf(&tmp_secret, "%s/key_secret", tmpl) < 0) {
 		r = log_error_errno(ENOMEM, "Out of memory.");
@@ -184,9 +186,9 @@ int ctl_curve_keygen(const char *basename, bool force)
 	exists |= r;
 	if (!force && exists)
 		return log_error_errno(EEXIST, "'%s' or '%s' exists; --force replaces them",
-				       basename, secret);
-	if (force && ((unlink(basename) < 0 && errno != ENOENT) ||
-		      (unlink(secret) < 0 && errno != ENOENT)))
+		                       basename, secret);
+	if (force &&
+	    ((unlink(basename) < 0 && errno != ENOENT) || (unlink(secret) < 0 && errno != ENOENT)))
 		return log_error_errno(errno, "cannot remove the old key: %s", strerror(errno));
 	return keygen_write(basename, secret);
 }

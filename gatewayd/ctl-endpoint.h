@@ -13,8 +13,8 @@
 #define CTL_ENDPOINT_DEFAULT "tcp://127.0.0.1:5570"
 
 /* Reads "[control] bind", else "[submit] bind", from the INI file at path; *ret_bind is NULL
- * when the file has neither. Other sections and keys are ignored: validating the file is gatewayd's job, and an
- * operator must still reach a daemon whose config grew keys this tool does not know.
+ * when the file has neither. Other sections and keys are ignored: validating the file is gatewayd's
+ * job, and an operator must still reach a daemon whose config grew keys this tool does not know.
  * -errno when the file cannot be opened or read (-ENOENT when it does not exist). */
 int ctl_endpoint_from_config(const char *path, char **ret_bind);
 
@@ -23,6 +23,6 @@ int ctl_endpoint_from_config(const char *path, char **ret_bind);
 int ctl_endpoint_connectable(const char *bind, char **ret);
 
 /* The endpoint gatewayctl talks to: the explicit endpoint when given (-e); otherwise [control]
- * or [submit] bind from config_path (-c), which must exist; otherwise from GATEWAYD_CONFIG_FILE if it
- * exists; otherwise CTL_ENDPOINT_DEFAULT. */
+ * or [submit] bind from config_path (-c), which must exist; otherwise from GATEWAYD_CONFIG_FILE if
+ * it exists; otherwise CTL_ENDPOINT_DEFAULT. */
 int ctl_endpoint_resolve(const char *endpoint, const char *config_path, char **ret);

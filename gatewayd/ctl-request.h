@@ -12,10 +12,10 @@
 #include "ctl-curve.h"
 
 /* Sends request to endpoint over a REQ socket (a CURVE client when curve is not NULL; a
- * server that refuses our key never answers, which ends as -ETIMEDOUT) and waits at most timeout_sec seconds for the
- * answer. Returns 0 and the reply, a JSON object whatever its "ok" says; -ETIMEDOUT when no
- * answer came in time ("no answer from ENDPOINT within N s"); -EPROTO when the answer is not a
- * JSON object; -EINVAL (or another -errno from zmq_connect) for an endpoint ZeroMQ refuses;
- * -ENOMEM. */
+ * server that refuses our key never answers, which ends as -ETIMEDOUT) and waits at most
+ * timeout_sec seconds for the answer. Returns 0 and the reply, a JSON object whatever its "ok"
+ * says; -ETIMEDOUT when no answer came in time ("no answer from ENDPOINT within N s"); -EPROTO when
+ * the answer is not a JSON object; -EINVAL (or another -errno from zmq_connect) for an endpoint
+ * ZeroMQ refuses; -ENOMEM. */
 int ctl_request_call(const char *endpoint, double timeout_sec, const CtlCurve *curve,
                      const json_t *request, json_t **ret_reply);

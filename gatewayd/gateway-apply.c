@@ -39,16 +39,16 @@ bool store_stalled(const Gateway *g)
 }
 
 static int stall_push(Gateway *g, uint32_t from_nodeid, unsigned flags, const void *data,
-		      size_t len)
+                      size_t len)
 {
 	Stalled *p = malloc(sizeof(*p) + len);
 
 	if (!p)
 		return -ENOMEM;
 	*p = (Stalled){.from_nodeid = from_nodeid,
-		       .flags = flags,
-		       .since = now_monotonic_usec(),
-		       .len = len};
+	               .flags = flags,
+	               .since = now_monotonic_usec(),
+	               .len = len};
 	memcpy(p->data, data, len);
 	if (g->stalled_tail)
 		g->stalled_tail->next = p;
@@ -105,9 +105,9 @@ static void stall_begin(Gateway *g, int error)
 	g->stall_error = error;
 	g->stall_tries = 0;
 	log_ctx_errno(LOG_ERR, error, &((LogContext){.message_id = MESSAGE_ID_STORE_STALLED}),
-		      "The store cannot commit (%m): applying nothing further until it can; "
-		      "retrying, and leaving the cluster group after %llu s",
-		      (unsigned long long)(STALL_GIVE_UP_USEC / USEC_PER_SEC));
+	              "The store cannot commit (%m): applying nothing further until it can; "
+	              "retrying, and leaving the cluster group after %llu s",
+	              (unsigned long long)(STALL_GIVE_UP_USEC / USEC_PER_SEC));
 	sd_notifyf(0, "STATUS=The store cannot commit: %s; retrying", strerror(-error));
 	stall_give_up(g, g->stall_since); /* answers at once unless it is a lock */
 	stall_arm(g, STALL_RETRY_MIN_USEC);
@@ -118,8 +118,8 @@ static void stall_end(Gateway *g)
 	uint64_t took = now_monotonic_usec() - g->stall_since;
 
 	log_ctx(LOG_NOTICE, &((LogContext){.message_id = MESSAGE_ID_STORE_RESUMED}),
-		"The store commits again after %.1f s and %u retries: applying in order",
-		(double)took / USEC_PER_SEC, g->stall_tries);
+	        "The store commits again after %.1f s and %u retries: applying in order",
+	        (double)took / USEC_PER_SEC, g->stall_tries);
 	sd_notify(0, "STATUS=Serving");
 	g->stall_since = 0;
 	g->stall_error = 0;
@@ -132,12 +132,13 @@ static void stall_end(Gateway *g)
 static void stall_give_up(Gateway *g, uint64_t now)
 {
 	bool leave = replication_is_clustered(g->replication) &&
-		     replication_is_connected(g->replication) && !g->held;
+	             replication_is_connected(g->replication) && !g->held;
 
 	for (Stalled *p = g->stalled_head; p; p = p->next) {
 		PendingBatch *b;
 
-		if (p->answered || (g->stall_error == -EBUSY && now - p->since < STALL_GIVE_UP_USEC))
+		if (p->answered ||
+		    (g->stall_error == -EBUSY && now - p->since < STALL_GIVE_UP_USEC))
 			continue;
 		p->answered = true;
 		b = stalled_batch_take(g, p);
@@ -149,11 +150,11 @@ static void stall_give_up(Gateway *g, uint64_t now)
 		return;
 
 	log_ctx_errno(LOG_CRIT, g->stall_error,
-		      &((LogContext){.message_id = MESSAGE_ID_STORE_STALLED}),
-		      "The store has not committed for %.0f s (%m): leaving the cluster group "
-		      "until it does; the other node carries on, and this one catches up when it "
-		      "rejoins",
-		      (double)(now - g->stall_since) / USEC_PER_SEC);
+	              &((LogContext){.message_id = MESSAGE_ID_STORE_STALLED}),
+	              "The store has not committed for %.0f s (%m): leaving the cluster group "
+	              "until it does; the other node carries on, and this one catches up when it "
+	              "rejoins",
+	              (double)(now - g->stall_since) / USEC_PER_SEC);
 	/* What the group delivered, every member has: this node gets it back from them. */
 	for (Stalled **pp = &g->stalled_head; *pp;) {
 		Stalled *p = *pp;
@@ -177,7 +178,7 @@ static void stall_give_up(Gateway *g, uint64_t now)
 	g->held = true;
 	replication_hold(g->replication, true);
 	sd_notifyf(0, "STATUS=Out of the cluster: the store cannot commit (%s)",
-		   strerror(-g->stall_error));
+	           strerror(-g->stall_error));
 }
 
 static int on_stall_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -257,9 +258,9 @@ bool stall_refuses(Gateway *g, const ServerPeer *peer)
 	if (!g->held && !stall_hopeless(g, now))
 		return false; /* a lock that goes away is a delay: wait behind it */
 	snprintf(detail, sizeof(detail),
-		 "this node's store cannot commit (%s) for %.0f s; nothing was stored%s",
-		 strerror(-g->stall_error), (double)(now - g->stall_since) / USEC_PER_SEC,
-		 replication_is_clustered(g->replication) ? ": submit to the other node" : "");
+	         "this node's store cannot commit (%s) for %.0f s; nothing was stored%s",
+	         strerror(-g->stall_error), (double)(now - g->stall_since) / USEC_PER_SEC,
+	         replication_is_clustered(g->replication) ? ": submit to the other node" : "");
 	reply_err(g, peer, "storage_error", detail);
 	return true;
 }
@@ -279,7 +280,7 @@ json_t *stall_json(Gateway *g)
 int apply_start(Gateway *g)
 {
 	int r = sd_event_add_time_relative(g->event, &g->stall_timer, CLOCK_MONOTONIC,
-					   STALL_RETRY_MIN_USEC, USEC_PER_MSEC, on_stall_timer, g);
+	                                   STALL_RETRY_MIN_USEC, USEC_PER_MSEC, on_stall_timer, g);
 
 	if (r < 0)
 		return r;

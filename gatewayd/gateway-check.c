@@ -37,9 +37,9 @@ void check_request(Gateway *g)
 		return;
 	snprintf(round, sizeof(round), "%llu", (unsigned long long)++g->check_round);
 	outbox_add(g,
-		   json_pack("{s:s, s:s, s:s, s:I}", "t", "check", "node", g->config->node_name,
-			     "round", round, "at", (json_int_t)now_realtime_usec()),
-		   NULL);
+	           json_pack("{s:s, s:s, s:s, s:I}", "t", "check", "node", g->config->node_name,
+	                     "round", round, "at", (json_int_t)now_realtime_usec()),
+	           NULL);
 }
 
 static int check_id(json_t *c, char ret[static 96])
@@ -83,10 +83,10 @@ int apply_digest(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		return 0;
 	}
 	snprintf(g->digest_problem, sizeof(g->digest_problem),
-		 "the stores of this node and node %s differ (%llu open alert(s) there)", node,
-		 (unsigned long long)ju64(c, "open"));
+	         "the stores of this node and node %s differ (%llu open alert(s) there)", node,
+	         (unsigned long long)ju64(c, "open"));
 	log_ctx(LOG_ERR, &((LogContext){.message_id = MESSAGE_ID_DIGEST_MISMATCH}),
-		"Digest check %s: %s; exchanging state to repair it", check, g->digest_problem);
+	        "Digest check %s: %s; exchanging state to repair it", check, g->digest_problem);
 	/* The node that asked for the check asks for the repair: one resync, not one per node. */
 	snprintf(prefix, sizeof(prefix), "%s/", g->config->node_name);
 	if (strncmp(check, prefix, strlen(prefix)) == 0 &&
@@ -108,16 +108,16 @@ void check_after_commit(Gateway *g)
 	json_t *v;
 
 	json_object_foreach(g->digests_due, id, v) outbox_add(
-		g,
-		json_pack("{s:s, s:s, s:s, s:O, s:O}", "t", "digest", "node", g->config->node_name,
-			  "check", id, "value", json_array_get(v, 0), "open", json_array_get(v, 1)),
-		NULL);
+	        g,
+	        json_pack("{s:s, s:s, s:s, s:O, s:O}", "t", "digest", "node", g->config->node_name,
+	                  "check", id, "value", json_array_get(v, 0), "open", json_array_get(v, 1)),
+	        NULL);
 	json_object_clear(g->digests_due);
 	if (g->resync_wanted) {
 		g->resync_wanted = false;
 		g->resync_at = now_monotonic_usec();
 		outbox_add(g, json_pack("{s:s, s:s}", "t", "resync", "node", g->config->node_name),
-			   NULL);
+		           NULL);
 	}
 }
 
@@ -128,9 +128,9 @@ void check_json(Gateway *g, json_t *warnings, json_t *cluster)
 	if (g->digest_problem[0])
 		json_array_append_new(warnings, json_string(g->digest_problem));
 	json_object_set_new(
-		cluster, "digest",
-		json_pack("{s:b, s:s?}", "agreed", g->digest_problem[0] == 0, "checked_at",
-			  g->digest_agreed_at ? format_rfc3339(g->digest_agreed_at, at) : NULL));
+	        cluster, "digest",
+	        json_pack("{s:b, s:s?}", "agreed", g->digest_problem[0] == 0, "checked_at",
+	                  g->digest_agreed_at ? format_rfc3339(g->digest_agreed_at, at) : NULL));
 }
 
 /* ---- the sweep of orphaned sends ---- */
@@ -155,14 +155,14 @@ static int sweep_one(const char *alert_id, const char *number, const char *modem
 		return 0; /* maybe its result is on the way: look again next time */
 	}
 	log_ctx(LOG_WARNING,
-		&((LogContext){.alert_id = alert_id,
-			       .modem = modem,
-			       .message_id = MESSAGE_ID_ORPHAN_REQUEUED}),
-		"The send to %s is marked sending on this node, but no modem here has it: "
-		"queued again",
-		number);
+	        &((LogContext){.alert_id = alert_id,
+	                       .modem = modem,
+	                       .message_id = MESSAGE_ID_ORPHAN_REQUEUED}),
+	        "The send to %s is marked sending on this node, but no modem here has it: "
+	        "queued again",
+	        number);
 	return requeue(g, alert_id, number, g->config->node_name, modem,
-		       "no send was in progress for it on this node");
+	               "no send was in progress for it on this node");
 }
 
 static void sweep(Gateway *g)
@@ -208,14 +208,14 @@ int check_start(Gateway *g)
 	int r;
 
 	r = sd_event_add_time_relative(g->event, &g->sweep_timer, CLOCK_MONOTONIC,
-				       sweep_interval(g), USEC_PER_MSEC, on_sweep_timer, g);
+	                               sweep_interval(g), USEC_PER_MSEC, on_sweep_timer, g);
 	if (r < 0)
 		return r;
 	if (!replication_is_clustered(g->replication) || g->config->check_interval == 0)
 		return 0;
 	return sd_event_add_time_relative(g->event, &g->check_timer, CLOCK_MONOTONIC,
-					  (uint64_t)g->config->check_interval * USEC_PER_SEC,
-					  USEC_PER_MSEC, on_check_timer, g);
+	                                  (uint64_t)g->config->check_interval * USEC_PER_SEC,
+	                                  USEC_PER_MSEC, on_check_timer, g);
 }
 
 void check_stop(Gateway *g)

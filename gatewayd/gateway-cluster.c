@@ -25,7 +25,7 @@ static int publish_control(Gateway *g, json_t *changes)
 		return -ENOMEM;
 	json_array_foreach(changes, i, c) change_check_own(c);
 	payload = json_pack("{s:i, s:I, s:s, s:o}", "v", PROTOCOL_VERSION, "seq", (json_int_t)0,
-			    "node", g->config->node_name, "changes", changes);
+	                    "node", g->config->node_name, "changes", changes);
 	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
 	r = text ? replication_publish(g->replication, text, strlen(text)) : -ENOMEM;
 	if (r < 0)
@@ -43,10 +43,9 @@ json_t *confirmations_take(Gateway *g)
 	if (json_object_size(g->confirm_due) == 0)
 		return NULL;
 	changes = json_array();
-	json_object_foreach(g->confirm_due, origin, seq)
-		json_array_append_new(changes,
-				      json_pack("{s:s, s:s, s:s, s:O}", "t", "confirm", "node",
-						g->config->node_name, "origin", origin, "seq", seq));
+	json_object_foreach(g->confirm_due, origin, seq) json_array_append_new(
+	        changes, json_pack("{s:s, s:s, s:s, s:O}", "t", "confirm", "node",
+	                           g->config->node_name, "origin", origin, "seq", seq));
 	json_object_clear(g->confirm_due);
 	return changes;
 }
@@ -117,17 +116,17 @@ static json_t *hello_change(Gateway *g)
 
 	config_fingerprint(g->config, fp);
 	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:b, s:o}", "t", "hello", "node",
-			 g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
-			 (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
-			 PROTOCOL_VERSION, "voice", g->dialer != NULL, "modems",
-			 local_modems_json(g));
+	                 g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
+	                 (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
+	                 PROTOCOL_VERSION, "voice", g->dialer != NULL, "modems",
+	                 local_modems_json(g));
 }
 
 static void node_event(Gateway *g, const char *topic, const MemberNode *n, const char *reason)
 {
 	event_add(g, topic,
-		  json_pack("{s:s, s:I, s:s?}", "node", n->name, "id", (json_int_t)n->nodeid,
-			    "reason", reason));
+	          json_pack("{s:s, s:I, s:s?}", "node", n->name, "id", (json_int_t)n->nodeid,
+	                    "reason", reason));
 }
 
 int apply_hello(Gateway *g, json_t *c, const ChangeOrigin *origin)
@@ -140,14 +139,14 @@ int apply_hello(Gateway *g, json_t *c, const ChangeOrigin *origin)
 
 	if (!n) {
 		log_warning("Ignoring node '%s': a bad name, or more than %d nodes", name,
-			    MEMBERS_MAX);
+		            MEMBERS_MAX);
 		return 0;
 	}
 	if (n->self) {
 		if (from_nodeid != g->nodeid)
 			log_error("Corosync node %u calls itself '%s' too: node names must differ "
-				  "(gatewayd.conf [node] name)",
-				  from_nodeid, name);
+			          "(gatewayd.conf [node] name)",
+			          from_nodeid, name);
 		return 0;
 	}
 	was_online = n->in_view && n->announced;
@@ -168,21 +167,21 @@ int apply_hello(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	config_fingerprint(g->config, fp);
 	if (!was_online && n->announced) {
 		log_ctx(LOG_INFO, &((LogContext){.message_id = MESSAGE_ID_NODE_JOINED}),
-			"Node '%s' (corosync node %u) is with us: %u usable modem(s), its clock "
-			"%+lld ms from ours",
-			name, from_nodeid, n->usable_modems,
-			(long long)(n->clock_skew_usec / (int64_t)USEC_PER_MSEC));
+		        "Node '%s' (corosync node %u) is with us: %u usable modem(s), its clock "
+		        "%+lld ms from ours",
+		        name, from_nodeid, n->usable_modems,
+		        (long long)(n->clock_skew_usec / (int64_t)USEC_PER_MSEC));
 		node_event(g, "node_joined", n, NULL);
 	}
 	if (!streq(fp, n->fingerprint))
 		log_warning("Node '%s' runs with other contacts, roles, escalation, dedupe or "
-			    "delivery settings than this node: keep gatewayd.conf alike on both",
-			    name);
+		            "delivery settings than this node: keep gatewayd.conf alike on both",
+		            name);
 	if (n->clock_skew_usec > (int64_t)CLOCK_SKEW_WARN_USEC ||
 	    n->clock_skew_usec < -(int64_t)CLOCK_SKEW_WARN_USEC)
 		log_warning("The clock of node '%s' is %+.1f s from ours: run NTP on both nodes "
-			    "(deadlines come from the replicated timestamps)",
-			    name, (double)n->clock_skew_usec / USEC_PER_SEC);
+		            "(deadlines come from the replicated timestamps)",
+		            name, (double)n->clock_skew_usec / USEC_PER_SEC);
 	return store_node_seen(g->store, name, from_nodeid, n->last_seen);
 }
 
@@ -302,7 +301,7 @@ int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin)
 			r = store_merge_override(g->store, item);
 		if (r == -EINVAL) {
 			log_warning("Skipping a malformed %s record from node '%s'", kind,
-				    jstr(c, "node"));
+			            jstr(c, "node"));
 			continue;
 		}
 		if (r < 0)
@@ -342,13 +341,13 @@ int apply_synced(Gateway *g, json_t *c, const ChangeOrigin *origin)
 /* A payload from a node whose protocol this build does not speak is refused, loudly, once per
  * stay of that node in the view (refused[] forgets it when it leaves). */
 bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
-			const json_error_t *err)
+                        const json_error_t *err)
 {
 	json_int_t v;
 
 	if (!payload) {
-		log_error("Dropping a replicated payload of %zu bytes from corosync node %u: %s", len,
-			  from_nodeid, err->text);
+		log_error("Dropping a replicated payload of %zu bytes from corosync node %u: %s",
+		          len, from_nodeid, err->text);
 		return false;
 	}
 	v = json_integer_value(json_object_get(payload, "v"));
@@ -357,8 +356,8 @@ bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_
 	if (node_refused(g, from_nodeid))
 		return false;
 	log_error("Refusing node '%s' (corosync node %u): it speaks protocol version %lld, this "
-		  "node version %d; run the same gatewayd release on both nodes",
-		  jstr(payload, "node"), from_nodeid, (long long)v, PROTOCOL_VERSION);
+	          "node version %d; run the same gatewayd release on both nodes",
+	          jstr(payload, "node"), from_nodeid, (long long)v, PROTOCOL_VERSION);
 	if (g->n_refused < MEMBERS_MAX)
 		g->refused[g->n_refused++] = from_nodeid;
 	/* No confirmation and no "synced" will come from it. */
@@ -382,23 +381,25 @@ void sync_continue(Gateway *g)
 		case SYNC_ALERTS:
 			kind = "alerts";
 			n = store_export_alerts(g->store, g->sync_alert_cursor, SYNC_CHUNK_BYTES,
-						&items, g->sync_alert_cursor);
+			                        &items, g->sync_alert_cursor);
 			break;
 		case SYNC_DEDUPE:
 			kind = "dedupe";
-			n = store_export_dedupe(g->store, g->sync_key_cursor ? g->sync_key_cursor : "",
-						SYNC_CHUNK_BYTES, &items, &key_cursor);
+			n = store_export_dedupe(g->store,
+			                        g->sync_key_cursor ? g->sync_key_cursor : "",
+			                        SYNC_CHUNK_BYTES, &items, &key_cursor);
 			break;
 		case SYNC_INBOX:
 			kind = "inbox";
-			n = store_export_inbox(g->store, g->sync_key_cursor ? g->sync_key_cursor : "",
-					       SYNC_CHUNK_BYTES, &items, &key_cursor);
+			n = store_export_inbox(g->store,
+			                       g->sync_key_cursor ? g->sync_key_cursor : "",
+			                       SYNC_CHUNK_BYTES, &items, &key_cursor);
 			break;
 		case SYNC_OVERRIDES:
 			kind = "overrides";
 			n = store_export_overrides(g->store,
-						   g->sync_key_cursor ? g->sync_key_cursor : "",
-						   SYNC_CHUNK_BYTES, &items, &key_cursor);
+			                           g->sync_key_cursor ? g->sync_key_cursor : "",
+			                           SYNC_CHUNK_BYTES, &items, &key_cursor);
 			break;
 		case SYNC_DONE:
 			break;
@@ -419,14 +420,15 @@ void sync_continue(Gateway *g)
 	if (!g->syncing)
 		return;
 	if (g->sync_stage == SYNC_DONE) {
-		publish_control(g, json_pack("[{s:s, s:s, s:I, s:I}]", "t", "synced", "node",
-					     g->config->node_name, "round", (json_int_t)g->sync_round,
-					     "records", (json_int_t)g->sync_sent));
+		publish_control(g,
+		                json_pack("[{s:s, s:s, s:I, s:I}]", "t", "synced", "node",
+		                          g->config->node_name, "round", (json_int_t)g->sync_round,
+		                          "records", (json_int_t)g->sync_sent));
 		return;
 	}
 	publish_control(g, json_pack("[{s:s, s:s, s:I, s:s, s:O}]", "t", "merge", "node",
-				     g->config->node_name, "round", (json_int_t)g->sync_round, "kind",
-				     kind, "items", items));
+	                             g->config->node_name, "round", (json_int_t)g->sync_round,
+	                             "kind", kind, "items", items));
 }
 
 /* A newcomer is in the view: everyone sends what it has, then "synced". */
@@ -443,7 +445,7 @@ static void sync_start(Gateway *g)
 	g->sync_chunk_back = false;
 	g->n_sync_waiting = view_nodeids(g, true, g->sync_waiting); /* ourselves included */
 	log_info("A node joined the view (%zu member(s)): exchanging state before anyone sends",
-		 v->n_members);
+	         v->n_members);
 	sd_notify(0, "STATUS=Exchanging state with the cluster");
 	publish_control(g, json_pack("[o]", hello_change(g)));
 	sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
@@ -482,7 +484,7 @@ static void sync_finish(Gateway *g, const char *why)
 		log_warning("Ending the state exchange: %s", why);
 	else
 		log_info("In step with the cluster: sent %llu record(s), received %llu",
-			 (unsigned long long)g->sync_sent, (unsigned long long)g->sync_received);
+		         (unsigned long long)g->sync_sent, (unsigned long long)g->sync_received);
 	sd_notify(0, "STATUS=Serving");
 	takeover(g, true);
 	g->dispatch_wanted = true;
@@ -500,18 +502,17 @@ static int on_sync_timer(sd_event_source *s, uint64_t usec, void *userdata)
 /* A delivery left "sending" on node/modem with nobody sending it goes back to the queue as a
  * failed attempt of that modem, to be tried again at once (by whoever owns it now). */
 int requeue(Gateway *g, const char *alert_id, const char *number, const char *node,
-	    const char *modem, const char *why)
+            const char *modem, const char *why)
 {
 	return outbox_add(g,
-			  json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}", "t",
-				    "result", "id", alert_id, "to", number, "node", node, "modem",
-				    modem, "at", (json_int_t)now_realtime_usec(), "ok", 0,
-				    "permanent", 0, "retry_now", 1, "error", why),
-			  NULL);
+	                  json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}", "t",
+	                            "result", "id", alert_id, "to", number, "node", node, "modem",
+	                            modem, "at", (json_int_t)now_realtime_usec(), "ok", 0,
+	                            "permanent", 0, "retry_now", 1, "error", why),
+	                  NULL);
 }
 
-static int takeover_one(const char *alert_id, const char *number, const char *modem,
-			void *userdata)
+static int takeover_one(const char *alert_id, const char *number, const char *modem, void *userdata)
 {
 	Gateway *g = userdata;
 	const char *node = g->takeover_node;
@@ -522,14 +523,14 @@ static int takeover_one(const char *alert_id, const char *number, const char *mo
 		if (job_find_delivery(g, alert_id, number))
 			return 0;
 		log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
-			"Resuming the send to %s that no modem here has in hand", number);
+		        "Resuming the send to %s that no modem here has in hand", number);
 		return requeue(g, alert_id, number, node, modem,
-			       "interrupted: no modem of this node had it in hand");
+		               "interrupted: no modem of this node had it in hand");
 	}
 	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
-		"Taking over the send to %s that node '%s' had in hand", number, node);
+	        "Taking over the send to %s that node '%s' had in hand", number, node);
 	return requeue(g, alert_id, number, node, modem,
-		       "its node left the cluster before reporting");
+	               "its node left the cluster before reporting");
 }
 
 /* Deliveries that an absent node had in hand go back to the queue, to be sent by whoever owns
@@ -598,17 +599,17 @@ static void on_view(void *userdata, const ReplicationMember *members, size_t n_m
 			still |= ids[j] == v->left[i].nodeid;
 		if (n && !n->self && !still) {
 			log_ctx(LOG_WARNING, &((LogContext){.message_id = MESSAGE_ID_NODE_LEFT}),
-				"Node '%s' left the cluster (%s)", n->name,
-				replication_reason_to_string(v->left[i].reason));
+			        "Node '%s' left the cluster (%s)", n->name,
+			        replication_reason_to_string(v->left[i].reason));
 			node_event(g, "node_left", n,
-				   replication_reason_to_string(v->left[i].reason));
+			           replication_reason_to_string(v->left[i].reason));
 		}
 	}
 	events_publish(g);
 	members_set_view(&g->members, ids, n_ids);
 	g->n_refused = keep_in_view(g->refused, g->n_refused, ids, n_ids);
 	log_info("Cluster view: %zu member(s)%s", n_members,
-		 v->connected ? "" : " (the local corosync is unreachable)");
+	         v->connected ? "" : " (the local corosync is unreachable)");
 
 	/* Confirmations are no longer awaited from those who left. */
 	for (PendingBatch *b = g->awaiting; b; b = b->next)
@@ -641,9 +642,10 @@ static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 	for (size_t i = 0; i < g->members.n; i++)
 		if (!g->members.nodes[i].self && !g->members.nodes[i].in_view)
-			log_notice("Node '%s' stayed away for the %u s grace period: taking over its "
-				   "deliveries",
-				   g->members.nodes[i].name, g->config->peer_grace);
+			log_notice(
+			        "Node '%s' stayed away for the %u s grace period: taking over its "
+			        "deliveries",
+			        g->members.nodes[i].name, g->config->peer_grace);
 	takeover(g, false);
 	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
 	return 0;
@@ -659,10 +661,10 @@ static void on_connection(void *userdata, bool connected)
 		if (self)
 			self->nodeid = g->nodeid;
 		log_info("Joined the cluster group '%s' as corosync node %u",
-			 g->config->cluster_group, g->nodeid);
+		         g->config->cluster_group, g->nodeid);
 	} else if (!g->held)
 		log_warning("Lost the local corosync: accepting and delivering alone until it is "
-			    "back");
+		            "back");
 	/* A restarted corosync first sees itself alone: do not take a live peer's work. */
 	grace_restart(g);
 }
@@ -688,10 +690,10 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 		json_t *m;
 
 		json_array_append_new(
-			members, json_pack("{s:s, s:I, s:b, s:b, s:s?}", "name", n->name, "id",
-					   (json_int_t)(n->self ? g->nodeid : n->nodeid), "online",
-					   member_online(n), "self", n->self, "last_seen",
-					   seen ? format_rfc3339(seen, at) : NULL));
+		        members, json_pack("{s:s, s:I, s:b, s:b, s:s?}", "name", n->name, "id",
+		                           (json_int_t)(n->self ? g->nodeid : n->nodeid), "online",
+		                           member_online(n), "self", n->self, "last_seen",
+		                           seen ? format_rfc3339(seen, at) : NULL));
 		if (n->self)
 			continue;
 		/* The other node's modems, as it last announced them. */
@@ -710,40 +712,40 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 		}
 		if (!member_online(n)) {
 			if (n->remembered)
-				json_array_append_new(
-					warnings, json_sprintf("node %s is offline", n->name));
+				json_array_append_new(warnings,
+				                      json_sprintf("node %s is offline", n->name));
 			continue;
 		}
 		if (!streq(fp, n->fingerprint))
 			json_array_append_new(
-				warnings,
-				json_sprintf("node %s runs with other contacts, roles, escalation, "
-					     "dedupe or delivery settings",
-					     n->name));
+			        warnings,
+			        json_sprintf("node %s runs with other contacts, roles, escalation, "
+			                     "dedupe or delivery settings",
+			                     n->name));
 		if (n->clock_skew_usec > (int64_t)CLOCK_SKEW_WARN_USEC ||
 		    n->clock_skew_usec < -(int64_t)CLOCK_SKEW_WARN_USEC)
 			json_array_append_new(
-				warnings, json_sprintf("the clock of node %s is %+.1f s from ours",
-						       n->name, (double)n->clock_skew_usec /
-									USEC_PER_SEC));
+			        warnings,
+			        json_sprintf("the clock of node %s is %+.1f s from ours", n->name,
+			                     (double)n->clock_skew_usec / USEC_PER_SEC));
 	}
 	if (clustered && !replication_is_connected(g->replication))
-		json_array_append_new(warnings,
-				      json_string("the local corosync is unreachable: working alone"));
+		json_array_append_new(
+		        warnings, json_string("the local corosync is unreachable: working alone"));
 	if (g->syncing)
 		json_array_append_new(warnings,
-				      json_string("exchanging state with a node that joined"));
+		                      json_string("exchanging state with a node that joined"));
 	if (store_stalled(g))
 		json_array_append_new(
-			warnings,
-			json_sprintf("this node's store cannot commit (%s)%s",
-				     strerror(-g->stall_error),
-				     g->held ? ": out of the cluster group until it can" : ""));
-	json_t *cluster = json_pack("{s:b, s:b, s:b, s:b, s:s, s:o}", "enabled", clustered,
-				    "connected", replication_is_connected(g->replication),
-				    "quorate", replication_is_quorate(g->replication) == 1,
-				    "syncing", g->syncing, "group",
-				    clustered ? g->config->cluster_group : "", "members", members);
+		        warnings,
+		        json_sprintf("this node's store cannot commit (%s)%s",
+		                     strerror(-g->stall_error),
+		                     g->held ? ": out of the cluster group until it can" : ""));
+	json_t *cluster =
+	        json_pack("{s:b, s:b, s:b, s:b, s:s, s:o}", "enabled", clustered, "connected",
+	                  replication_is_connected(g->replication), "quorate",
+	                  replication_is_quorate(g->replication) == 1, "syncing", g->syncing,
+	                  "group", clustered ? g->config->cluster_group : "", "members", members);
 	if (cluster && clustered)
 		check_json(g, warnings, cluster);
 	if (cluster)
@@ -769,10 +771,10 @@ static int remember_node(const char *name, uint32_t nodeid, uint64_t last_seen, 
 int gateway_start_cluster(Gateway *g)
 {
 	ReplicationCallbacks cb = {
-		.deliver = on_deliver,
-		.view = on_view,
-		.connection = on_connection,
-		.quorum = on_quorum,
+	        .deliver = on_deliver,
+	        .view = on_view,
+	        .connection = on_connection,
+	        .quorum = on_quorum,
 	};
 	int r;
 
@@ -786,12 +788,12 @@ int gateway_start_cluster(Gateway *g)
 	/* Sends a crash interrupted are resumed once this node has caught up (takeover()). */
 	g->resume_pending = true;
 	r = sd_event_add_time(g->event, &g->grace_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
-			      on_grace_timer, g);
+	                      on_grace_timer, g);
 	if (r < 0)
 		return r;
 	sd_event_source_set_enabled(g->grace_timer, SD_EVENT_OFF);
 	r = sd_event_add_time_relative(g->event, &g->sync_timer, CLOCK_MONOTONIC, SYNC_STALL_USEC,
-				       USEC_PER_SEC, on_sync_timer, g);
+	                               USEC_PER_SEC, on_sync_timer, g);
 	if (r < 0)
 		return r;
 	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_OFF);
@@ -801,6 +803,6 @@ int gateway_start_cluster(Gateway *g)
 		return r;
 	grace_restart(g);
 	log_info("Cluster mode: group '%s', %u s grace for absent nodes after a (re)connect",
-		 g->config->cluster_group, g->config->peer_grace);
+	         g->config->cluster_group, g->config->peer_grace);
 	return 0;
 }

@@ -23,7 +23,7 @@
 #define ESCALATE_BATCH            256
 /* What a summary SMS quotes of each held alert, and of how many. */
 #define BUNDLE_QUOTE_CHARS 40
-#define BUNDLE_QUOTED_MAX 8
+#define BUNDLE_QUOTED_MAX  8
 #define BUNDLE_MEMBERS_MAX 500
 
 /* ---- who is who ---- */
@@ -104,7 +104,7 @@ static int ackable_add(const AckableAlert *a, void *userdata)
 /* The shortest code of `id` that no other alert of the list shares (unacknowledged ones, or
  * all of them with `all`). */
 static void code_unique(const AckableList *l, const char *id, bool all,
-			char ret[static ACK_CODE_MAX + 1])
+                        char ret[static ACK_CODE_MAX + 1])
 {
 	for (unsigned digits = ACK_CODE_MIN; digits <= ACK_CODE_MAX; digits++) {
 		bool clash = false;
@@ -112,7 +112,7 @@ static void code_unique(const AckableList *l, const char *id, bool all,
 		ack_code(id, digits, ret);
 		for (size_t i = 0; i < l->n && !clash; i++)
 			clash = !streq(l->v[i].id, id) && (all || !l->v[i].acked) &&
-				ack_code_matches(l->v[i].id, ret);
+			        ack_code_matches(l->v[i].id, ret);
 		if (!clash)
 			return;
 	}
@@ -188,15 +188,15 @@ static int reply_queue(Gateway *g, const char *kind, const char *seed, const cha
 	char id[ID_HEX_LEN + 1], key[48];
 	const char *to[] = {number};
 	NewAlert a = {
-		.id = id,
-		.key = key,
-		.text = text,
-		.source = "gatewayd",
-		.node = node,
-		.accepted_at = at,
-		.expires_at = at + REPLY_TTL_USEC,
-		.to = to,
-		.n_to = 1,
+	        .id = id,
+	        .key = key,
+	        .text = text,
+	        .source = "gatewayd",
+	        .node = node,
+	        .accepted_at = at,
+	        .expires_at = at + REPLY_TTL_USEC,
+	        .to = to,
+	        .n_to = 1,
 	};
 	int r;
 
@@ -210,9 +210,9 @@ static int reply_queue(Gateway *g, const char *kind, const char *seed, const cha
 	        strlen(text));
 	log_ctx(LOG_DEBUG, &((LogContext){.alert_id = id}), "Reply to %s: %s", number, text);
 	event_add(g, "queued",
-		  json_pack("{s:s, s:[s], s:[], s:s, s:s, s:s, s:s}", "id", id, "to", number,
-			    "copy", "priority", "normal", "source", "gatewayd", "node", node,
-			    "text", text));
+	          json_pack("{s:s, s:[s], s:[], s:s, s:s, s:s, s:s}", "id", id, "to", number,
+	                    "copy", "priority", "normal", "source", "gatewayd", "node", node,
+	                    "text", text));
 	g->dispatch_wanted = true;
 	return 0;
 }
@@ -291,19 +291,19 @@ int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *no
 	quote(jstr(alert, "text"), q);
 	ack_code(alert_id, ACK_CODE_MIN, code);
 	if (asprintf(&seed, "ack\n%s", alert_id) < 0 ||
-	    asprintf(&text, "Acknowledged (%s) by %s: %s. Escalation stopped.", code,
-		     contact->name, q) < 0)
+	    asprintf(&text, "Acknowledged (%s) by %s: %s. Escalation stopped.", code, contact->name,
+	             q) < 0)
 		return -ENOMEM;
 	return reply_queue(g, "reply", seed, contact->number, text, node, at);
 }
 
 static int ack_publish_now(Gateway *g, const char *alert_id, const ContactConfig *contact,
-			   const InboxMessage *m)
+                           const InboxMessage *m)
 {
 	char detail[160];
 	json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", alert_id, "by",
-			      contact->name, "via", "sms", "node", m->node, "at",
-			      (json_int_t)m->received_at);
+	                      contact->name, "via", "sms", "node", m->node, "at",
+	                      (json_int_t)m->received_at);
 	int r;
 
 	if (!c)
@@ -324,7 +324,7 @@ static int ack_publish_now(Gateway *g, const char *alert_id, const ContactConfig
 
 /* Lists the matches with the codes that tell them apart. */
 static int reply_choices(Gateway *g, const InboxMessage *m, const AckableList *l,
-			 const Ackable *const *matches, size_t n, const char *intro)
+                         const Ackable *const *matches, size_t n, const char *intro)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len = 0;
@@ -370,8 +370,8 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 	}
 	if (kind == REPLY_OTHER)
 		return reply_refusal(g, m,
-				     "Not understood. To acknowledge an alert, reply ACK and "
-				     "its code, e.g. ACK 1234.");
+		                     "Not understood. To acknowledge an alert, reply ACK and "
+		                     "its code, e.g. ACK 1234.");
 
 	r = store_ackable(g->store, m->received_at, ackable_add, &l);
 	if (r < 0)
@@ -428,7 +428,7 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 		return reply_refusal(g, m, detail);
 	}
 	log_ctx(LOG_INFO, &((LogContext){.alert_id = matches[0]->id}),
-		"Acknowledged by SMS from %s (%s)", contact->name, m->sender);
+	        "Acknowledged by SMS from %s (%s)", contact->name, m->sender);
 	return ack_publish_now(g, matches[0]->id, contact, m);
 }
 
@@ -457,13 +457,13 @@ static int escalate_one(const char *alert_id, unsigned step, void *userdata)
 	if ((owner && !streq(owner, g->config->node_name)) || !role)
 		return 0;
 	if (json_integer_value(json_object_get(g->escalating, alert_id)) == (json_int_t)step + 1)
-		return 0; /* published already, not applied yet */
+		return 0;                             /* published already, not applied yet */
 	contact = oncall_on_duty(g, role, now, NULL); /* overrides included */
 	if (!contact)
 		return 0;
 	c = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "t", "escalate", "id", alert_id,
-		      "step", (int)step + 1, "role", role->name, "contact", contact->name, "to",
-		      contact->number, "node", g->config->node_name, "at", (json_int_t)now);
+	              "step", (int)step + 1, "role", role->name, "contact", contact->name, "to",
+	              contact->number, "node", g->config->node_name, "at", (json_int_t)now);
 	json_object_set_new(g->escalating, alert_id, json_integer((json_int_t)step + 1));
 	return outbox_add(g, c, NULL);
 }
@@ -493,15 +493,15 @@ int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	utf8_snprintf(detail, sizeof(detail), "step %u: %s, %s %s", step + 1, jstr(c, "role"),
 	              jstr(c, "contact"), to);
 	r = store_escalate(g->store, id, step, to, at,
-			   at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC,
-			   jstr(c, "node"), detail, &paged);
+	                   at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC,
+	                   jstr(c, "node"), detail, &paged);
 	if (r <= 0)
 		return r;
 	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = id, .message_id = MESSAGE_ID_ESCALATED}),
-		"Not acknowledged: escalated to %s", detail);
+	        "Not acknowledged: escalated to %s", detail);
 	event_add(g, "escalated",
-		  json_pack("{s:s, s:i, s:s, s:s, s:s}", "id", id, "step", (int)step + 1, "role",
-			    jstr(c, "role"), "contact", jstr(c, "contact"), "to", to));
+	          json_pack("{s:s, s:i, s:s, s:s, s:s}", "id", id, "step", (int)step + 1, "role",
+	                    jstr(c, "role"), "contact", jstr(c, "contact"), "to", to));
 	if (paged) {
 		g->dispatch_wanted = true;
 		voice_check_later(g, id, to);
@@ -520,7 +520,7 @@ typedef struct BundleBuild {
 static int bundle_add(const char *alert_id, const char *text, void *userdata)
 {
 	BundleBuild *b = userdata;
-	char (*ids)[ID_HEX_LEN + 1];
+	char(*ids)[ID_HEX_LEN + 1];
 
 	ids = realloc(b->job->bundle, (b->job->n_bundle + 1) * sizeof(*ids));
 	if (!ids)
@@ -559,7 +559,7 @@ int bundle_fill(Gateway *g, Job *job)
 	free(job->text);
 	job->text = NULL;
 	if (asprintf(&job->text, "+%zu more:%s%s", job->n_bundle, text,
-		     job->n_bundle > b.quoted ? " ..." : "") < 0)
+	             job->n_bundle > b.quoted ? " ..." : "") < 0)
 		return -ENOMEM;
 	snprintf(job->alert_id, sizeof(job->alert_id), "%s", job->bundle[0]);
 	return (int)job->n_bundle;

@@ -30,14 +30,14 @@
 #include "store.h"
 #include "util.h"
 
-#define PROTOCOL_VERSION 2 /* 2: escalation, alert history, rounds and bundles */
-#define MODEM_INFLIGHT 1 /* one job per modem: nothing waits behind a send that may hang */
-#define EXPIRE_BATCH 256
+#define PROTOCOL_VERSION    2 /* 2: escalation, alert history, rounds and bundles */
+#define MODEM_INFLIGHT      1 /* one job per modem: nothing waits behind a send that may hang */
+#define EXPIRE_BATCH        256
 #define PURGE_INTERVAL_USEC (3600 * USEC_PER_SEC)
-#define SOLO_NODEID 1
+#define SOLO_NODEID         1
 /* Rejoin exchange: the state sent per payload, and how long a silent peer is waited for. */
 #define SYNC_CHUNK_BYTES (256u * 1024u)
-#define SYNC_STALL_USEC (15 * USEC_PER_SEC)
+#define SYNC_STALL_USEC  (15 * USEC_PER_SEC)
 /* Clocks further apart than this are reported: deadlines come from the replicated timestamps. */
 #define CLOCK_SKEW_WARN_USEC (2 * USEC_PER_SEC)
 /* A commit that fails is retried with a backoff from STALL_RETRY_MIN to _MAX; after
@@ -218,12 +218,12 @@ struct Gateway {
 
 	/* Voice fallback: one call at a time, from a queue. */
 	Dialer *dialer;
-	VoiceCall *calls;          /* waiting, in order */
-	VoiceCall *call;           /* in progress */
-	ModemSlot *lent;           /* the modem lent to the call, given back afterwards */
+	VoiceCall *calls; /* waiting, in order */
+	VoiceCall *call;  /* in progress */
+	ModemSlot *lent;  /* the modem lent to the call, given back afterwards */
 	sd_event_source *voice_timer;
 
-	json_t *voice_checks;      /* [[alert, number], ...] to consider after the commit */
+	json_t *voice_checks; /* [[alert, number], ...] to consider after the commit */
 
 	json_t *escalating; /* {alert id: step}: escalations published, not applied yet */
 
@@ -322,8 +322,7 @@ int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **r
 /* Adds to an alert's JSON what on-call knows: its escalation's step (from 1) and role, and for
  * a critical alert "ack_code", what its SMS asks to reply. */
 void alert_add_oncall(Gateway *g, json_t *alert);
-int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *node,
-		uint64_t at);
+int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *node, uint64_t at);
 int oncall_sms_received(Gateway *g, const InboxMessage *m);
 /* Fills a summary job with the deliveries held for its number; returns how many. */
 int bundle_fill(Gateway *g, Job *job);
@@ -340,14 +339,14 @@ size_t view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX]);
 int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_synced(Gateway *g, json_t *c, const ChangeOrigin *origin);
 bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
-			const json_error_t *err);
+                        const json_error_t *err);
 void sync_continue(Gateway *g);
 /* Starts a state exchange with the nodes in view (after a digest check differed). */
 void cluster_resync(Gateway *g);
 /* The online node with the lowest corosync nodeid: the one that asks for digest checks. */
 bool cluster_is_lowest(Gateway *g);
 int requeue(Gateway *g, const char *alert_id, const char *number, const char *node,
-	    const char *modem, const char *why);
+            const char *modem, const char *why);
 json_t *cluster_json(Gateway *g, json_t *modems);
 int gateway_start_cluster(Gateway *g);
 
@@ -388,7 +387,7 @@ void metrics_stop(Gateway *g);
 /* The contact on duty for role at realtime `at`: the override in force, if its contact is still
  * configured (*ret_override true), else the rotation's. ret_override may be NULL. */
 const ContactConfig *oncall_on_duty(Gateway *g, const RoleConfig *role, uint64_t at,
-				    bool *ret_override);
+                                    bool *ret_override);
 void oncall_handle_query(Gateway *g, const ServerPeer *peer, Request *req);
 void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req);
 int apply_override(Gateway *g, json_t *c, const ChangeOrigin *origin);

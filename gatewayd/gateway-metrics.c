@@ -29,8 +29,8 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(MetricsText, metrics_text_free)
 
-static const char *const alert_states[] = {"queued", "sending", "sent",
-					   "delivered", "failed", "expired"};
+static const char *const alert_states[] = {"queued",    "sending", "sent",
+                                           "delivered", "failed",  "expired"};
 static const char *const modem_states[] = {"ok", "degraded", "failed", "absent"};
 
 static double jnum(json_t *o, const char *k)
@@ -43,10 +43,10 @@ static double jnum(json_t *o, const char *k)
 static void format_up(MetricsText *t, const char *node, bool up)
 {
 	metrics_text_family(t, "gatewayd_up", "gauge",
-			    "1 while gatewayd runs and rewrites this file; 0 after a clean stop");
+	                    "1 while gatewayd runs and rewrites this file; 0 after a clean stop");
 	metrics_text_sample(t, up ? 1 : 0, NULL);
 	metrics_text_family(t, "gatewayd_build_info", "gauge",
-			    "Always 1; the labels name the running version and this node");
+	                    "Always 1; the labels name the running version and this node");
 	metrics_text_sample(t, 1, "version", VERSION, "node", node, NULL);
 }
 
@@ -71,65 +71,61 @@ static int format_all(Gateway *g, MetricsText *t)
 	format_up(t, g->config->node_name, true);
 
 	metrics_text_family(t, "gatewayd_alerts", "gauge",
-			    "Alerts in the store by state (final ones until the retention purges "
-			    "them)");
+	                    "Alerts in the store by state (final ones until the retention purges "
+	                    "them)");
 	for (i = 0; i < ELEMENTSOF(alert_states); i++)
 		metrics_text_sample(t, jnum(queue, alert_states[i]), "state", alert_states[i],
-				    NULL);
+		                    NULL);
 	metrics_text_family(t, "gatewayd_queue_oldest_age_seconds", "gauge",
-			    "Age of the oldest alert not yet final; 0 when none waits");
+	                    "Age of the oldest alert not yet final; 0 when none waits");
 	metrics_text_sample(t,
-			    sm.oldest_open_at && now > sm.oldest_open_at
-				    ? (double)((now - sm.oldest_open_at) / USEC_PER_MSEC) / 1000.0
-				    : 0,
-			    NULL);
+	                    sm.oldest_open_at && now > sm.oldest_open_at
+	                            ? (double)((now - sm.oldest_open_at) / USEC_PER_MSEC) / 1000.0
+	                            : 0,
+	                    NULL);
 	metrics_text_family(t, "gatewayd_alerts_acknowledged", "gauge",
-			    "Alerts in the store that were acknowledged");
+	                    "Alerts in the store that were acknowledged");
 	metrics_text_sample(t, (double)sm.acknowledged, NULL);
 	metrics_text_family(t, "gatewayd_escalations", "gauge",
-			    "Escalation steps taken for unacknowledged critical alerts");
+	                    "Escalation steps taken for unacknowledged critical alerts");
 	metrics_text_sample(t, (double)sm.escalations, NULL);
 	metrics_text_family(t, "gatewayd_voice_calls", "gauge",
-			    "Voice calls made by the fallback, every outcome");
+	                    "Voice calls made by the fallback, every outcome");
 	metrics_text_sample(t, jnum(json_object_get(status, "voice"), "calls"), NULL);
 
 	/* Every node's modems; one family at a time, as the format wants them grouped. */
 	metrics_text_family(t, "gatewayd_modem_state", "gauge",
-			    "1 for the modem's current state, 0 for the others");
+	                    "1 for the modem's current state, 0 for the others");
 	json_array_foreach(modems, i, m)
 	{
 		for (size_t s = 0; s < ELEMENTSOF(modem_states); s++)
 			metrics_text_sample(t, streq(jstr(m, "state"), modem_states[s]), "node",
-					    jstr(m, "node"), "modem", jstr(m, "name"), "state",
-					    modem_states[s], NULL);
+			                    jstr(m, "node"), "modem", jstr(m, "name"), "state",
+			                    modem_states[s], NULL);
 	}
 	metrics_text_family(t, "gatewayd_modem_signal", "gauge",
-			    "Signal quality, 27.007 CSQ: 0 to 31, 99 unknown");
-	json_array_foreach(modems, i, m)
-		metrics_text_sample(t, jnum(m, "signal"), "node", jstr(m, "node"), "modem",
-				    jstr(m, "name"), NULL);
+	                    "Signal quality, 27.007 CSQ: 0 to 31, 99 unknown");
+	json_array_foreach(modems, i, m) metrics_text_sample(
+	        t, jnum(m, "signal"), "node", jstr(m, "node"), "modem", jstr(m, "name"), NULL);
 	metrics_text_family(t, "gatewayd_modem_sent", "gauge",
-			    "SMS the modem sent, over the history the store holds");
-	json_array_foreach(modems, i, m)
-		metrics_text_sample(t, jnum(m, "sent"), "node", jstr(m, "node"), "modem",
-				    jstr(m, "name"), NULL);
+	                    "SMS the modem sent, over the history the store holds");
+	json_array_foreach(modems, i, m) metrics_text_sample(
+	        t, jnum(m, "sent"), "node", jstr(m, "node"), "modem", jstr(m, "name"), NULL);
 	metrics_text_family(t, "gatewayd_modem_failed", "gauge",
-			    "Failed send attempts of the modem, over the history the store holds");
-	json_array_foreach(modems, i, m)
-		metrics_text_sample(t, jnum(m, "failed"), "node", jstr(m, "node"), "modem",
-				    jstr(m, "name"), NULL);
+	                    "Failed send attempts of the modem, over the history the store holds");
+	json_array_foreach(modems, i, m) metrics_text_sample(
+	        t, jnum(m, "failed"), "node", jstr(m, "node"), "modem", jstr(m, "name"), NULL);
 
 	metrics_text_family(t, "gatewayd_cluster_enabled", "gauge",
-			    "1 in a cluster, 0 in solo mode");
+	                    "1 in a cluster, 0 in solo mode");
 	metrics_text_sample(t, json_is_true(json_object_get(cluster, "enabled")), NULL);
 	metrics_text_family(t, "gatewayd_cluster_quorate", "gauge",
-			    "1 while the corosync cluster has quorum");
+	                    "1 while the corosync cluster has quorum");
 	metrics_text_sample(t, json_is_true(json_object_get(cluster, "quorate")), NULL);
 	metrics_text_family(t, "gatewayd_cluster_member_up", "gauge",
-			    "1 for each node seen online (this one included), 0 for one away");
-	json_array_foreach(json_object_get(cluster, "members"), i, m)
-		metrics_text_sample(t, json_is_true(json_object_get(m, "online")), "node",
-				    jstr(m, "name"), NULL);
+	                    "1 for each node seen online (this one included), 0 for one away");
+	json_array_foreach(json_object_get(cluster, "members"), i, m) metrics_text_sample(
+	        t, json_is_true(json_object_get(m, "online")), "node", jstr(m, "name"), NULL);
 	return 0;
 }
 
@@ -197,9 +193,9 @@ static void metrics_update(Gateway *g, bool up)
 		/* Once per streak: a full disk must not also fill the journal. */
 		if (!g->metrics_failing)
 			log_warning_errno(r,
-					  "Cannot write the metrics file '%s' (said once until "
-					  "it works again): %m",
-					  path);
+			                  "Cannot write the metrics file '%s' (said once until "
+			                  "it works again): %m",
+			                  path);
 		g->metrics_failing = true;
 		return;
 	}
@@ -215,8 +211,8 @@ static int on_metrics_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	(void)usec;
 	metrics_update(g, true);
 	/* From the end of this write: a slow store delays the next write, never piles them up. */
-	(void)sd_event_source_set_time_relative(
-		s, (uint64_t)g->config->metrics_interval * USEC_PER_SEC);
+	(void)sd_event_source_set_time_relative(s, (uint64_t)g->config->metrics_interval *
+	                                                   USEC_PER_SEC);
 	(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 	return 0;
 }
@@ -232,11 +228,12 @@ static void metrics_check_directory(const char *path)
 		return;
 	*slash = '\0';
 	if (access(*dir ? dir : "/", W_OK | X_OK) < 0)
-		log_warning_errno(errno,
-				  "[metrics] textfile: the directory '%s' must exist and be writable "
-				  "by the gatewayd user or group (the package's tmpfiles.d entry "
-				  "creates /var/lib/prometheus/node-exporter so): %m",
-				  *dir ? dir : "/");
+		log_warning_errno(
+		        errno,
+		        "[metrics] textfile: the directory '%s' must exist and be writable "
+		        "by the gatewayd user or group (the package's tmpfiles.d entry "
+		        "creates /var/lib/prometheus/node-exporter so): %m",
+		        *dir ? dir : "/");
 }
 
 int metrics_start(Gateway *g)
@@ -246,7 +243,7 @@ int metrics_start(Gateway *g)
 	metrics_check_directory(g->config->metrics_textfile);
 	/* The first file at once, so that it exists as soon as the daemon serves. */
 	return sd_event_add_time_relative(g->event, &g->metrics_timer, CLOCK_MONOTONIC, 0,
-					  METRICS_ACCURACY_USEC, on_metrics_timer, g);
+	                                  METRICS_ACCURACY_USEC, on_metrics_timer, g);
 }
 
 void metrics_stop(Gateway *g)

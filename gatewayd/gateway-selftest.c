@@ -49,14 +49,14 @@ static void selftest_failed(Gateway *g, SelfTest *t, const char *why)
 	char problem[sizeof(slot->path_problem)];
 
 	snprintf(problem, sizeof(problem), "self-test SMS to %.32s/%.32s %.80s", t->to_node,
-		 t->to_modem, why);
+	         t->to_modem, why);
 	log_ctx(LOG_WARNING,
-		&((LogContext){.modem = slot->config->name, .message_id = MESSAGE_ID_PATH_DOWN}),
-		"Path down: %s", problem);
+	        &((LogContext){.modem = slot->config->name, .message_id = MESSAGE_ID_PATH_DOWN}),
+	        "Path down: %s", problem);
 	event_add(g, "path_down",
-		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "node", g->config->node_name,
-			    "modem", slot->config->name, "to_node", t->to_node, "to_modem",
-			    t->to_modem, "number", t->number, "reason", problem));
+	          json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "node", g->config->node_name, "modem",
+	                    slot->config->name, "to_node", t->to_node, "to_modem", t->to_modem,
+	                    "number", t->number, "reason", problem));
 	events_publish(g);
 	path_set(g, slot, problem);
 	selftest_remove(g, t);
@@ -71,7 +71,7 @@ void selftest_arrived(Gateway *g, const InboxMessage *m)
 			ModemSlot *slot = &g->modems[t->modem];
 
 			log_ctx(LOG_INFO, &((LogContext){.modem = slot->config->name}),
-				"Path self-test to %s/%s passed", t->to_node, t->to_modem);
+			        "Path self-test to %s/%s passed", t->to_node, t->to_modem);
 			path_set(g, slot, NULL);
 			selftest_remove(g, t);
 			return;
@@ -91,8 +91,8 @@ void selftest_pump(Gateway *g)
 		    slot->inflight >= MODEM_INFLIGHT)
 			continue;
 		snprintf(text, sizeof(text), SELFTEST_PREFIX "%s/%s to %s/%s %s",
-			 g->config->node_name, slot->config->name, t->to_node, t->to_modem,
-			 t->token);
+		         g->config->node_name, slot->config->name, t->to_node, t->to_modem,
+		         t->token);
 		t->job = ++g->next_job;
 		r = modem_send(slot->modem, t->job, t->number, text);
 		if (r < 0) {
@@ -115,11 +115,11 @@ bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 			char why[160];
 
 			snprintf(why, sizeof(why), "could not be sent: %.100s",
-				 ev->error[0] ? ev->error : "send failed");
+			         ev->error[0] ? ev->error : "send failed");
 			selftest_failed(g, t, why);
 		} else {
-			t->deadline = now_monotonic_usec() +
-				      g->config->selftest_timeout * USEC_PER_SEC;
+			t->deadline =
+			        now_monotonic_usec() + g->config->selftest_timeout * USEC_PER_SEC;
 			selftest_arm_check(g);
 		}
 		return true;
@@ -205,14 +205,15 @@ int selftest_start(Gateway *g)
 
 	if (!replication_is_clustered(g->replication) || g->config->selftest_interval == 0)
 		return 0;
-	/* The first round soon after start (the peer's modems must be known), then each interval. */
+	/* The first round soon after start (the peer's modems must be known), then each interval.
+	 */
 	first = MIN(g->config->selftest_interval, 300u);
 	r = sd_event_add_time_relative(g->event, &g->selftest_timer, CLOCK_MONOTONIC,
-				       first * USEC_PER_SEC, USEC_PER_SEC, on_selftest_timer, g);
+	                               first * USEC_PER_SEC, USEC_PER_SEC, on_selftest_timer, g);
 	if (r < 0)
 		return r;
 	r = sd_event_add_time(g->event, &g->selftest_check, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
-			      on_selftest_check, g);
+	                      on_selftest_check, g);
 	if (r < 0)
 		return r;
 	sd_event_source_set_enabled(g->selftest_check, SD_EVENT_OFF);

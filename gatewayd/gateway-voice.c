@@ -17,15 +17,15 @@ void voice_check_later(Gateway *g, const char *alert_id, const char *number)
 int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	CallRecord rec = {
-		.alert_id = jstr(c, "id"),
-		.number = jstr(c, "number"),
-		.node = jstr(c, "node"),
-		.modem = jstr(c, "modem"),
-		.at = ju64(c, "at"),
-		.outcome = jstr(c, "outcome"),
-		.duration_sec = ju64(c, "duration"),
-		.error = json_string_value(json_object_get(c, "error")),
-		.dtmf_ack = json_is_true(json_object_get(c, "dtmf_ack")),
+	        .alert_id = jstr(c, "id"),
+	        .number = jstr(c, "number"),
+	        .node = jstr(c, "node"),
+	        .modem = jstr(c, "modem"),
+	        .at = ju64(c, "at"),
+	        .outcome = jstr(c, "outcome"),
+	        .duration_sec = ju64(c, "duration"),
+	        .error = json_string_value(json_object_get(c, "error")),
+	        .dtmf_ack = json_is_true(json_object_get(c, "dtmf_ack")),
 	};
 	char at[RFC3339_MAX];
 	int r;
@@ -33,15 +33,17 @@ int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	r = store_call_insert(g->store, &rec);
 	if (r <= 0)
 		return r;
-	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = rec.alert_id, .modem = rec.modem,
-					   .message_id = MESSAGE_ID_VOICE_CALL}),
-		"Voice call to %s: %s%s%s", rec.number, rec.outcome, rec.error ? " — " : "",
-		rec.error ? rec.error : "");
+	log_ctx(LOG_NOTICE,
+	        &((LogContext){.alert_id = rec.alert_id,
+	                       .modem = rec.modem,
+	                       .message_id = MESSAGE_ID_VOICE_CALL}),
+	        "Voice call to %s: %s%s%s", rec.number, rec.outcome, rec.error ? " — " : "",
+	        rec.error ? rec.error : "");
 	event_add(g, "voice_call",
-		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", rec.alert_id,
-			    "number", rec.number, "node", rec.node, "modem", rec.modem, "at",
-			    format_rfc3339(rec.at, at), "outcome", rec.outcome, "duration",
-			    (json_int_t)rec.duration_sec, "acknowledged", rec.dtmf_ack));
+	          json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", rec.alert_id,
+	                    "number", rec.number, "node", rec.node, "modem", rec.modem, "at",
+	                    format_rfc3339(rec.at, at), "outcome", rec.outcome, "duration",
+	                    (json_int_t)rec.duration_sec, "acknowledged", rec.dtmf_ack));
 	return 0;
 }
 
@@ -70,7 +72,7 @@ static bool voice_queued(Gateway *g, const char *alert_id, const char *number)
 }
 
 static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
-			  const char *recipient, bool center, unsigned attempt, uint64_t not_before)
+                          const char *recipient, bool center, unsigned attempt, uint64_t not_before)
 {
 	VoiceCall *v = calloc(1, sizeof(*v)), **tail;
 
@@ -91,7 +93,7 @@ static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
 
 /* Counts the usable modems of one node and how many of them have failed this delivery. */
 static int voice_paths(Gateway *g, const char *alert_id, const char *number, const char *node,
-		       json_t *modems, VoiceCandidate *ret, size_t *usable, size_t *failed)
+                       json_t *modems, VoiceCandidate *ret, size_t *usable, size_t *failed)
 {
 	size_t i;
 	json_t *m;
@@ -142,13 +144,13 @@ static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 		if (voice_paths(g, alert_id, number, n->name, modems, &v, &usable, &failed) < 0)
 			return;
 	}
-	if (!v.critical || v.acknowledged || v.copy || v.calls > 0 ||
-	    v.state == DELIVERY_SENT || v.state == DELIVERY_DELIVERED)
+	if (!v.critical || v.acknowledged || v.copy || v.calls > 0 || v.state == DELIVERY_SENT ||
+	    v.state == DELIVERY_DELIVERED)
 		return;
 	if (usable > 0 && failed < usable)
 		return;
 	log_ctx(LOG_WARNING, &((LogContext){.alert_id = alert_id}),
-		"Every SMS path to %s failed: calling", number);
+	        "Every SMS path to %s failed: calling", number);
 	voice_enqueue(g, alert_id, number, number, false, 0, 0);
 	if (g->config->voice_contact_center &&
 	    !voice_queued(g, alert_id, g->config->voice_contact_center))
@@ -162,8 +164,8 @@ void voice_run_checks(Gateway *g)
 	json_t *c;
 
 	json_array_foreach(g->voice_checks, i, c)
-		voice_consider(g, json_string_value(json_array_get(c, 0)),
-			       json_string_value(json_array_get(c, 1)));
+	        voice_consider(g, json_string_value(json_array_get(c, 0)),
+	                       json_string_value(json_array_get(c, 1)));
 	json_array_clear(g->voice_checks);
 }
 
@@ -221,29 +223,30 @@ static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata
 	if (!v)
 		return;
 	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:s?, s:b}", "t", "call", "id",
-		      v->alert_id, "number", v->number, "node", g->config->node_name, "modem",
-		      g->config->voice_modem ? g->config->voice_modem : "voice", "at",
-		      (json_int_t)rep->started_at, "outcome", outcome, "duration",
-		      (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
-		      rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
-		      rep->acknowledged_by_dtmf);
+	              v->alert_id, "number", v->number, "node", g->config->node_name, "modem",
+	              g->config->voice_modem ? g->config->voice_modem : "voice", "at",
+	              (json_int_t)rep->started_at, "outcome", outcome, "duration",
+	              (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
+	              rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
+	              rep->acknowledged_by_dtmf);
 	outbox_add(g, c, NULL);
 	if (rep->acknowledged_by_dtmf) {
 		voice_drop_alert(g, v->alert_id);
 		outbox_add(g,
-			   json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", v->alert_id,
-				     "by", v->number, "via", "voice", "node", g->config->node_name,
-				     "at", (json_int_t)now_realtime_usec()),
-			   NULL);
+		           json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id",
+		                     v->alert_id, "by", v->number, "via", "voice", "node",
+		                     g->config->node_name, "at", (json_int_t)now_realtime_usec()),
+		           NULL);
 	} else if ((rep->outcome == CALL_BUSY || rep->outcome == CALL_NO_ANSWER ||
-		  rep->outcome == CALL_FAILED) &&
-		 v->attempt < g->config->voice_retries)
+	            rep->outcome == CALL_FAILED) &&
+	           v->attempt < g->config->voice_retries)
 		/* An answered call is not an acknowledgment, but a line that did not answer is
 		 * tried again, with backoff, while the alert stays unacknowledged. */
 		voice_enqueue(g, v->alert_id, v->number, v->recipient, v->contact_center,
-			      v->attempt + 1,
-			      now_realtime_usec() + ((uint64_t)g->config->voice_retry_delay
-						     << v->attempt) * USEC_PER_SEC);
+		              v->attempt + 1,
+		              now_realtime_usec() +
+		                      ((uint64_t)g->config->voice_retry_delay << v->attempt) *
+		                              USEC_PER_SEC);
 	free(v);
 	voice_next(g);
 }
@@ -260,9 +263,9 @@ static void voice_next(Gateway *g)
 	for (p = &g->calls; *p;) {
 		VoiceCall *v = *p;
 		DialerOptions opt = {
-			.ring_timeout_usec = g->config->voice_ring_timeout * USEC_PER_SEC,
-			.hold_usec = g->config->voice_hold * USEC_PER_SEC,
-			.alert_id = v->alert_id,
+		        .ring_timeout_usec = g->config->voice_ring_timeout * USEC_PER_SEC,
+		        .hold_usec = g->config->voice_hold * USEC_PER_SEC,
+		        .alert_id = v->alert_id,
 		};
 
 		if (v->not_before > now) {
@@ -314,11 +317,11 @@ int voice_start(Gateway *g)
 	if (!device)
 		return 0;
 	r = dialer_new(g->event, device, g->config->voice_modem ? g->config->voice_modem : "voice",
-		       &g->dialer);
+	               &g->dialer);
 	if (r < 0)
 		return log_error_errno(r, "Cannot set up voice dial-out on '%s': %m", device);
 	r = sd_event_add_time(g->event, &g->voice_timer, CLOCK_REALTIME, 0, USEC_PER_MSEC,
-			      on_voice_timer, g);
+	                      on_voice_timer, g);
 	if (r < 0)
 		return r;
 	sd_event_source_set_enabled(g->voice_timer, SD_EVENT_OFF);

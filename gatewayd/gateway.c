@@ -64,9 +64,9 @@ static char *payload_text(Gateway *g, bool waited, const char *changes)
 
 	/* Node names are letters, digits, '-', '_' and '.' (config.c): nothing to escape. */
 	if (asprintf(&text,
-		     "{\"v\":%d,\"seq\":%llu,\"node\":\"%s\",\"confirm\":%s,\"changes\":[%s]}",
-		     PROTOCOL_VERSION, (unsigned long long)g->next_seq, g->config->node_name,
-		     waited ? "true" : "false", changes) < 0)
+	             "{\"v\":%d,\"seq\":%llu,\"node\":\"%s\",\"confirm\":%s,\"changes\":[%s]}",
+	             PROTOCOL_VERSION, (unsigned long long)g->next_seq, g->config->node_name,
+	             waited ? "true" : "false", changes) < 0)
 		return NULL;
 	return text;
 }
@@ -117,7 +117,7 @@ static void confirmations_restore(Gateway *g, json_t *confirms)
 	json_t *c;
 
 	json_array_foreach(confirms, i, c)
-		json_object_set(g->confirm_due, jstr(c, "origin"), json_object_get(c, "seq"));
+	        json_object_set(g->confirm_due, jstr(c, "origin"), json_object_get(c, "seq"));
 }
 
 /* Runs after the other sources of a loop turn: whatever was decided this turn leaves in as few
@@ -180,7 +180,7 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 			at += (size_t)sprintf(joined + at, "%s%s", k > from ? "," : "", texts[k]);
 		joined[at] = 0;
 		with_extra =
-			end == n && extra[0] && used + strlen(extra) + 1 <= PAYLOAD_CHANGES_MAX;
+		        end == n && extra[0] && used + strlen(extra) + 1 <= PAYLOAD_CHANGES_MAX;
 		r = publish_range(g, from, end, joined, with_extra ? extra : "");
 		if (r < 0)
 			break;
@@ -195,21 +195,21 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 
 			if (p) {
 				reply_pending_error(g, p, "storage_error",
-						    r == -EMSGSIZE
-							    ? "the change is larger than the "
-							      "cluster carries; nothing was stored"
-							    : "the change could not be replicated "
-							      "now; nothing was stored");
+				                    r == -EMSGSIZE
+				                            ? "the change is larger than the "
+				                              "cluster carries; nothing was stored"
+				                            : "the change could not be replicated "
+				                              "now; nothing was stored");
 				free(p);
 				continue;
 			}
 			if (r == -EMSGSIZE && i == from) {
 				log_full_errno(
-					LOG_CRIT, 0,
-					"A change of %zu bytes that no client waits for exceeds "
-					"what "
-					"the cluster carries: stopping rather than dropping it",
-					strlen(texts[i]));
+				        LOG_CRIT, 0,
+				        "A change of %zu bytes that no client waits for exceeds "
+				        "what "
+				        "the cluster carries: stopping rather than dropping it",
+				        strlen(texts[i]));
 				sd_event_exit(g->event, -EMSGSIZE);
 			}
 			json_array_append(keep, json_array_get(g->outbox, i));
@@ -250,7 +250,7 @@ void events_publish(Gateway *g)
 	json_array_foreach(g->events, i, e)
 	{
 		_cleanup_free_ char *text =
-			json_dumps(json_array_get(e, 1), JSON_COMPACT | JSON_SORT_KEYS);
+		        json_dumps(json_array_get(e, 1), JSON_COMPACT | JSON_SORT_KEYS);
 
 		if (text)
 			server_publish(g->server, json_string_value(json_array_get(e, 0)), text);
@@ -284,7 +284,7 @@ static bool job_uncover(Job *j, const char *alert_id)
 	for (size_t i = 0; i < j->n_bundle; i++)
 		if (streq(j->bundle[i], alert_id)) {
 			memmove(j->bundle[i], j->bundle[i + 1],
-				(j->n_bundle - i - 1) * sizeof(j->bundle[0]));
+			        (j->n_bundle - i - 1) * sizeof(j->bundle[0]));
 			j->n_bundle--;
 			break;
 		}
@@ -369,24 +369,24 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	char first_id[ID_HEX_LEN + 1];
 	_cleanup_free_ const char **to = NULL, **copy = NULL;
 	NewAlert a = {
-		.id = jstr(c, "id"),
-		.key = jstr(c, "key"),
-		.text = jstr(c, "text"),
-		.source = json_string_value(json_object_get(c, "source")),
-		.node = jstr(c, "node"),
-		.critical = json_is_true(json_object_get(c, "critical")),
-		.accepted_at = ju64(c, "at"),
+	        .id = jstr(c, "id"),
+	        .key = jstr(c, "key"),
+	        .text = jstr(c, "text"),
+	        .source = json_string_value(json_object_get(c, "source")),
+	        .node = jstr(c, "node"),
+	        .critical = json_is_true(json_object_get(c, "critical")),
+	        .accepted_at = ju64(c, "at"),
 	};
 	int r;
 
 	a.expires_at = a.accepted_at + ju64(c, "ttl") * USEC_PER_SEC;
 	if (json_is_true(json_object_get(c, "escalate")))
 		a.esc_next_at =
-			a.accepted_at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC;
+		        a.accepted_at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC;
 	a.bundle_threshold = g->config->bundle_threshold;
 	a.bundle_window = (uint64_t)g->config->bundle_window * USEC_PER_SEC;
 	r = store_dedupe_find(g->store, a.key, a.accepted_at,
-			      g->config->dedupe_window * USEC_PER_SEC, first_id);
+	                      g->config->dedupe_window * USEC_PER_SEC, first_id);
 	if (r < 0)
 		return r;
 	if (r > 0) {
@@ -394,7 +394,7 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 
 		utf8_snprintf(detail, sizeof(detail), "from %s", a.source ? a.source : "?");
 		r = store_history_add(g->store, first_id, a.accepted_at, "duplicate", a.node,
-				      detail);
+		                      detail);
 		if (r < 0)
 			return r;
 		if (origin->pending) {
@@ -403,7 +403,7 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 			         first_id);
 		}
 		log_ctx(LOG_INFO, &((LogContext){.alert_id = first_id}),
-			"Duplicate of key '%s' from %s dropped", a.key, a.source ? a.source : "?");
+		        "Duplicate of key '%s' from %s dropped", a.key, a.source ? a.source : "?");
 		return 0;
 	}
 	if (string_vector(json_object_get(c, "to"), (const char ***)&to, &a.n_to) < 0 ||
@@ -416,13 +416,13 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		return r;
 	g->dispatch_wanted = true;
 	event_add(g, "queued",
-		  json_pack("{s:s, s:O, s:O, s:s, s:s?, s:s, s:s}", "id", a.id, "to",
-			    json_object_get(c, "to"), "copy", json_object_get(c, "copy"),
-			    "priority", a.critical ? "critical" : "normal", "source", a.source,
-			    "node", a.node, "text", a.text));
+	          json_pack("{s:s, s:O, s:O, s:s, s:s?, s:s, s:s}", "id", a.id, "to",
+	                    json_object_get(c, "to"), "copy", json_object_get(c, "copy"),
+	                    "priority", a.critical ? "critical" : "normal", "source", a.source,
+	                    "node", a.node, "text", a.text));
 	log_ctx(LOG_INFO, &((LogContext){.alert_id = a.id, .message_id = MESSAGE_ID_ALERT_QUEUED}),
-		"Queued for %zu recipient(s) from %s", a.n_to + a.n_copy,
-		a.source ? a.source : "?");
+	        "Queued for %zu recipient(s) from %s", a.n_to + a.n_copy,
+	        a.source ? a.source : "?");
 	for (size_t i = 0; a.critical && i < a.n_to; i++)
 		voice_check_later(g, a.id, a.to[i]);
 	return 0;
@@ -435,8 +435,7 @@ int apply_assign(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	Job *job;
 	int r;
 
-	r = store_delivery_assign(g->store, id, to, node, jstr(c, "modem"), ju64(c, "at"),
-				  &change);
+	r = store_delivery_assign(g->store, id, to, node, jstr(c, "modem"), ju64(c, "at"), &change);
 	if (r < 0)
 		return r;
 	if (!streq(node, g->config->node_name))
@@ -460,17 +459,17 @@ int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	const char *id = jstr(c, "id"), *to = jstr(c, "to");
 	SendResult res = {
-		.node = jstr(c, "node"),
-		.modem = jstr(c, "modem"),
-		.at = ju64(c, "at"),
-		.ok = json_is_true(json_object_get(c, "ok")),
-		.permanent = json_is_true(json_object_get(c, "permanent")),
-		.error = json_string_value(json_object_get(c, "error")),
-		.message_ref = json_object_get(c, "ref") ? (int)ju64(c, "ref") : -1,
-		.retry_min = json_is_true(json_object_get(c, "retry_now")) ? 0
-									    : g->config->retry_min,
-		.retry_max = g->config->retry_max,
-		.max_permanent_failures = g->config->max_permanent_failures,
+	        .node = jstr(c, "node"),
+	        .modem = jstr(c, "modem"),
+	        .at = ju64(c, "at"),
+	        .ok = json_is_true(json_object_get(c, "ok")),
+	        .permanent = json_is_true(json_object_get(c, "permanent")),
+	        .error = json_string_value(json_object_get(c, "error")),
+	        .message_ref = json_object_get(c, "ref") ? (int)ju64(c, "ref") : -1,
+	        .retry_min =
+	                json_is_true(json_object_get(c, "retry_now")) ? 0 : g->config->retry_min,
+	        .retry_max = g->config->retry_max,
+	        .max_permanent_failures = g->config->max_permanent_failures,
 	};
 	LogContext ctx = {.alert_id = id, .modem = res.modem};
 	DeliveryChange change;
@@ -482,20 +481,21 @@ int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	g->dispatch_wanted = true;
 	if (change.new_state == DELIVERY_SENT) {
 		log_ctx(LOG_INFO, log_ctx_id(&ctx, MESSAGE_ID_SENT), "Sent to %s", to);
-		event_add(g, "sent", json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", id, "to", to,
-					       "node", res.node, "modem", res.modem, "at",
-					       (json_int_t)(res.at / USEC_PER_MSEC)));
+		event_add(g, "sent",
+		          json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", id, "to", to, "node",
+		                    res.node, "modem", res.modem, "at",
+		                    (json_int_t)(res.at / USEC_PER_MSEC)));
 	} else if (change.new_state == DELIVERY_FAILED) {
 		log_ctx(LOG_WARNING, log_ctx_id(&ctx, MESSAGE_ID_FAILED),
-			"Failed for good to %s: %s", to, res.error ? res.error : "?");
-		event_add(g, "failed", json_pack("{s:s, s:s, s:s, s:s, s:s?}", "id", id, "to", to,
-						 "node", res.node, "modem", res.modem, "error",
-						 res.error));
+		        "Failed for good to %s: %s", to, res.error ? res.error : "?");
+		event_add(g, "failed",
+		          json_pack("{s:s, s:s, s:s, s:s, s:s?}", "id", id, "to", to, "node",
+		                    res.node, "modem", res.modem, "error", res.error));
 	} else
 		log_ctx(LOG_NOTICE, log_ctx_id(&ctx, MESSAGE_ID_SEND_FAILED),
-			"Send to %s failed (%s), retrying in %llu s", to,
-			res.error ? res.error : "?",
-			(unsigned long long)((change.next_try_at - res.at) / USEC_PER_SEC));
+		        "Send to %s failed (%s), retrying in %llu s", to,
+		        res.error ? res.error : "?",
+		        (unsigned long long)((change.next_try_at - res.at) / USEC_PER_SEC));
 	if (!res.ok)
 		voice_check_later(g, id, to);
 	return 0;
@@ -510,7 +510,7 @@ int apply_expire(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	if (r <= 0)
 		return r;
 	log_ctx(LOG_WARNING, &((LogContext){.alert_id = id, .message_id = MESSAGE_ID_EXPIRED}),
-		"Expired: its time to live ran out before %d delivery(ies) went out", r);
+	        "Expired: its time to live ran out before %d delivery(ies) went out", r);
 	event_add(g, "expired", json_pack("{s:s, s:i}", "id", id, "deliveries", r));
 	return 0;
 }
@@ -530,14 +530,14 @@ int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin)
 
 		voice_drop_alert(g, id);
 		log_ctx(LOG_INFO,
-			&((LogContext){.alert_id = id, .message_id = MESSAGE_ID_ACKNOWLEDGED}),
-			"Acknowledged by %s via %s", jstr(c, "by"), jstr(c, "via"));
+		        &((LogContext){.alert_id = id, .message_id = MESSAGE_ID_ACKNOWLEDGED}),
+		        "Acknowledged by %s via %s", jstr(c, "by"), jstr(c, "via"));
 		r = ack_confirm(g, id, jstr(c, "by"), jstr(c, "node"), ju64(c, "at"));
 		if (r < 0)
 			return r;
 		event_add(g, "acknowledged",
-			  json_pack("{s:s, s:s, s:s, s:s}", "id", id, "by", jstr(c, "by"), "via",
-				    jstr(c, "via"), "at", format_rfc3339(ju64(c, "at"), at)));
+		          json_pack("{s:s, s:s, s:s, s:s}", "id", id, "by", jstr(c, "by"), "via",
+		                    jstr(c, "via"), "at", format_rfc3339(ju64(c, "at"), at)));
 	}
 	return 0;
 }
@@ -554,8 +554,8 @@ ModemSlot *slot_by_name(Gateway *g, const char *name)
 void token_confirm_later(Gateway *g, json_t *c)
 {
 	if (streq(jstr(c, "node"), g->config->node_name) && ju64(c, "token"))
-		json_array_append_new(g->tokens,
-				      json_pack("[s, I]", jstr(c, "modem"), (json_int_t)ju64(c, "token")));
+		json_array_append_new(g->tokens, json_pack("[s, I]", jstr(c, "modem"),
+		                                           (json_int_t)ju64(c, "token")));
 }
 
 static void confirm_tokens(Gateway *g)
@@ -569,7 +569,7 @@ static void confirm_tokens(Gateway *g)
 
 		if (slot)
 			modem_sms_stored(slot->modem,
-					 (uint64_t)json_integer_value(json_array_get(t, 1)));
+			                 (uint64_t)json_integer_value(json_array_get(t, 1)));
 	}
 	json_array_clear(g->tokens);
 }
@@ -578,14 +578,14 @@ int apply_sms_in(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	char at[RFC3339_MAX];
 	InboxMessage m = {
-		.key = jstr(c, "key"),
-		.node = jstr(c, "node"),
-		.modem = jstr(c, "modem"),
-		.sender = jstr(c, "from"),
-		.text = jstr(c, "text"),
-		.parts = (unsigned)ju64(c, "parts"),
-		.smsc_at = ju64(c, "smsc_at"),
-		.received_at = ju64(c, "at"),
+	        .key = jstr(c, "key"),
+	        .node = jstr(c, "node"),
+	        .modem = jstr(c, "modem"),
+	        .sender = jstr(c, "from"),
+	        .text = jstr(c, "text"),
+	        .parts = (unsigned)ju64(c, "parts"),
+	        .smsc_at = ju64(c, "smsc_at"),
+	        .received_at = ju64(c, "at"),
 	};
 	int r;
 
@@ -603,12 +603,12 @@ int apply_sms_in(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		return 0; /* read again after a reconnect: stored already */
 	/* What people write stays out of the journal but at debug level. */
 	log_ctx(LOG_INFO, &((LogContext){.modem = m.modem}), "SMS from %s (%zu bytes)", m.sender,
-		strlen(m.text));
+	        strlen(m.text));
 	log_ctx(LOG_DEBUG, &((LogContext){.modem = m.modem}), "SMS from %s: %s", m.sender, m.text);
 	event_add(g, "sms_received",
-		  json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "key", m.key, "node", m.node,
-			    "modem", m.modem, "from", m.sender, "text", m.text, "parts",
-			    (int)m.parts, "received_at", format_rfc3339(m.received_at, at)));
+	          json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "key", m.key, "node", m.node,
+	                    "modem", m.modem, "from", m.sender, "text", m.text, "parts",
+	                    (int)m.parts, "received_at", format_rfc3339(m.received_at, at)));
 	return oncall_sms_received(g, &m);
 }
 
@@ -616,12 +616,12 @@ int apply_report(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	char id[ID_HEX_LEN + 1] = "", number[20] = "";
 	DeliveryReport rep = {
-		.node = jstr(c, "node"),
-		.modem = jstr(c, "modem"),
-		.message_ref = (int)ju64(c, "ref"),
-		.delivered = json_is_true(json_object_get(c, "delivered")),
-		.status = jstr(c, "status"),
-		.at = ju64(c, "at"),
+	        .node = jstr(c, "node"),
+	        .modem = jstr(c, "modem"),
+	        .message_ref = (int)ju64(c, "ref"),
+	        .delivered = json_is_true(json_object_get(c, "delivered")),
+	        .status = jstr(c, "status"),
+	        .at = ju64(c, "at"),
 	};
 	int r;
 
@@ -631,9 +631,10 @@ int apply_report(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	token_confirm_later(g, c);
 	if (r > 0) {
 		log_ctx(LOG_INFO, &((LogContext){.alert_id = id, .modem = rep.modem}),
-			"Delivered to %s's handset", number);
-		event_add(g, "delivered", json_pack("{s:s, s:s, s:s, s:s}", "id", id, "to", number,
-						    "node", rep.node, "modem", rep.modem));
+		        "Delivered to %s's handset", number);
+		event_add(g, "delivered",
+		          json_pack("{s:s, s:s, s:s, s:s}", "id", id, "to", number, "node",
+		                    rep.node, "modem", rep.modem));
 	}
 	return 0;
 }
@@ -648,23 +649,23 @@ void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
 		if (!p)
 			continue;
 		if (commit_result < 0) {
-			reply_pending_error(g, p, "storage_error",
-					    commit_result == -ENOSPC
-						    ? "the disk is full; nothing was stored"
-					    : commit_result == -EBUSY
-						    ? "the database is locked by another process; "
-						      "nothing was stored"
-						    : "the store could not commit; nothing was stored");
+			reply_pending_error(
+			        g, p, "storage_error",
+			        commit_result == -ENOSPC ? "the disk is full; nothing was stored"
+			        : commit_result == -EBUSY
+			                ? "the database is locked by another process; "
+			                  "nothing was stored"
+			                : "the store could not commit; nothing was stored");
 		} else {
 			if (p->kind == PENDING_SEND)
 				reply = json_pack("{s:b, s:s, s:s}", "ok", 1, "id",
-						  p->duplicate ? p->first_id : p->id, "status",
-						  p->duplicate ? "duplicate" : "queued");
+				                  p->duplicate ? p->first_id : p->id, "status",
+				                  p->duplicate ? "duplicate" : "queued");
 			else if (p->kind == PENDING_OVERRIDE)
 				reply = oncall_override_reply(p);
 			else
 				reply = json_pack("{s:b, s:s, s:b}", "ok", 1, "id", p->id,
-						  "acknowledged", 1);
+				                  "acknowledged", 1);
 			text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
 			if (text)
 				server_reply(g->server, &p->peer, text);
@@ -689,14 +690,14 @@ static void start_assigned_jobs(Gateway *g)
 		j->text = NULL; /* handed over; the job now waits for the modem's answer */
 		if (r < 0) {
 			log_ctx_errno(LOG_ERR, r, &((LogContext){.modem = slot->config->name}),
-				      "Modem refused a job: %m");
+			              "Modem refused a job: %m");
 			/* Treated like a failed send: the result change requeues it. */
 			job_results(g, j,
-				    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:s}", "t",
-					      "result", "id", j->alert_id, "to", j->number, "node",
-					      g->config->node_name, "modem", slot->config->name, "at",
-					      (json_int_t)now_realtime_usec(), "ok", 0, "permanent", 0,
-					      "error", "modem queue full"));
+			            json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:s}", "t",
+			                      "result", "id", j->alert_id, "to", j->number, "node",
+			                      g->config->node_name, "modem", slot->config->name,
+			                      "at", (json_int_t)now_realtime_usec(), "ok", 0,
+			                      "permanent", 0, "error", "modem queue full"));
 			job_remove(g, j);
 		}
 	}
@@ -798,7 +799,7 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 	 * number confirmed covers exactly what this node has committed. */
 	if (!from_self && json_is_true(json_object_get(payload, "confirm")))
 		json_object_set_new(g->confirm_due, jstr(payload, "node"),
-				    json_integer((json_int_t)ju64(payload, "seq")));
+		                    json_integer((json_int_t)ju64(payload, "seq")));
 	events_publish(g);
 	confirm_tokens(g);
 	voice_run_checks(g);
@@ -873,7 +874,7 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 		return 0;
 	/* A flood's held deliveries to one number go out together, from one node. */
 	owner = members_owner(&g->members, d->bundle ? "bundle" : d->alert_id, d->number,
-			      d->bundle ? "" : d->last_node, false);
+	                      d->bundle ? "" : d->last_node, false);
 	if (!owner || !streq(owner, g->config->node_name))
 		return 0; /* another node's, or nobody's until a modem comes up */
 	m = pick_modem(g, streq(d->last_node, g->config->node_name) ? d->last_modem : "");
@@ -902,9 +903,9 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	}
 	for (size_t i = 0; i < MAX(job->n_bundle, 1u); i++) {
 		c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "assign", "id",
-			      job->n_bundle ? job->bundle[i] : d->alert_id, "to", d->number,
-			      "node", g->config->node_name, "modem", g->modems[m].config->name,
-			      "at", (json_int_t)now_realtime_usec());
+		              job->n_bundle ? job->bundle[i] : d->alert_id, "to", d->number, "node",
+		              g->config->node_name, "modem", g->modems[m].config->name, "at",
+		              (json_int_t)now_realtime_usec());
 		if (outbox_add(g, c, NULL) < 0) {
 			job_free(job);
 			return -ENOMEM;
@@ -934,8 +935,8 @@ static void gateway_dispatch(Gateway *g)
 	/* Deliveries already in flight come back from the query too, and so do those another
 	 * node owns: ask for enough. */
 	store_due_deliveries(g->store, now_realtime_usec(),
-			     (capacity + inflight) * members_count_eligible(&g->members, false) * 2,
-			     dispatch_one, g);
+	                     (capacity + inflight) * members_count_eligible(&g->members, false) * 2,
+	                     dispatch_one, g);
 }
 
 static int on_dispatch_defer(sd_event_source *s, void *userdata)
@@ -950,9 +951,9 @@ static int expire_one(const char *id, void *userdata)
 	Gateway *g = userdata;
 
 	return outbox_add(g,
-			  json_pack("{s:s, s:s, s:I}", "t", "expire", "id", id, "at",
-				    (json_int_t)now_realtime_usec()),
-			  NULL);
+	                  json_pack("{s:s, s:s, s:I}", "t", "expire", "id", id, "at",
+	                            (json_int_t)now_realtime_usec()),
+	                  NULL);
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -1021,9 +1022,9 @@ void self_health_changed(Gateway *g)
 		self->usable_modems = usable;
 	if (replication_is_clustered(g->replication) && !g->stopping)
 		outbox_add(g,
-			   json_pack("{s:s, s:s, s:o}", "t", "health", "node", g->config->node_name,
-				     "modems", local_modems_json(g)),
-			   NULL);
+		           json_pack("{s:s, s:s, s:o}", "t", "health", "node", g->config->node_name,
+		                     "modems", local_modems_json(g)),
+		           NULL);
 }
 
 static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus *st)
@@ -1039,14 +1040,14 @@ static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus 
 
 		if (is)
 			log_ctx(LOG_INFO, log_ctx_id(&ctx, MESSAGE_ID_MODEM_UP),
-				"Modem up (%s, signal %d)", st->operator_name, st->signal);
+			        "Modem up (%s, signal %d)", st->operator_name, st->signal);
 		else
 			log_ctx(LOG_WARNING, log_ctx_id(&ctx, MESSAGE_ID_MODEM_DOWN),
-				"Modem down: %s (%s)", modem_state_to_string(st->state),
-				st->reason);
-		json_t *e = json_pack("{s:s, s:s, s:s, s:s}", "node", g->config->node_name,
-				      "modem", slot->config->name, "state",
-				      modem_state_to_string(st->state), "reason", st->reason);
+			        "Modem down: %s (%s)", modem_state_to_string(st->state),
+			        st->reason);
+		json_t *e = json_pack("{s:s, s:s, s:s, s:s}", "node", g->config->node_name, "modem",
+		                      slot->config->name, "state", modem_state_to_string(st->state),
+		                      "reason", st->reason);
 		if (e) {
 			_cleanup_free_ char *text = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
 			if (text)
@@ -1056,7 +1057,8 @@ static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus 
 		if (is)
 			sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
 		else if (g->dialer) {
-			/* Maybe the last healthy modem: the open critical alerts may need a call. */
+			/* Maybe the last healthy modem: the open critical alerts may need a call.
+			 */
 			store_open_critical(g->store, consider_one, g);
 			voice_run_checks(g);
 		}
@@ -1070,22 +1072,21 @@ static int modem_message(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 	json_t *c;
 
 	if (ev->type == MODEM_EVENT_SMS_RECEIVED)
-		c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I}", "t", "sms_in",
-			      "key", ev->key, "node", g->config->node_name, "modem",
-			      slot->config->name, "from", ev->from, "text",
-			      ev->text ? ev->text : "", "parts", (int)ev->parts, "smsc_at",
-			      (json_int_t)ev->smsc_time_usec, "at",
-			      (json_int_t)(ev->received_usec ? ev->received_usec
-							     : now_realtime_usec()),
-			      "token", (json_int_t)ev->token);
+		c = json_pack(
+		        "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I}", "t", "sms_in", "key",
+		        ev->key, "node", g->config->node_name, "modem", slot->config->name, "from",
+		        ev->from, "text", ev->text ? ev->text : "", "parts", (int)ev->parts,
+		        "smsc_at", (json_int_t)ev->smsc_time_usec, "at",
+		        (json_int_t)(ev->received_usec ? ev->received_usec : now_realtime_usec()),
+		        "token", (json_int_t)ev->token);
 	else
 		c = json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:I, s:I}", "t", "report",
-			      "key", ev->key, "node", g->config->node_name, "modem",
-			      slot->config->name, "ref", ev->message_ref, "delivered",
-			      ev->delivered, "permanent", ev->permanent, "status",
-			      ev->delivery_status, "at",
-			      (json_int_t)(ev->at_usec ? ev->at_usec : now_realtime_usec()), "token",
-			      (json_int_t)ev->token);
+		              "key", ev->key, "node", g->config->node_name, "modem",
+		              slot->config->name, "ref", ev->message_ref, "delivered",
+		              ev->delivered, "permanent", ev->permanent, "status",
+		              ev->delivery_status, "at",
+		              (json_int_t)(ev->at_usec ? ev->at_usec : now_realtime_usec()),
+		              "token", (json_int_t)ev->token);
 	return outbox_add(g, c, NULL);
 }
 
@@ -1121,12 +1122,12 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 		    members_eligible(&g->members, &g->members.nodes[i], false))
 			elsewhere = true; /* the other node's modems take the next try */
 	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s?}", "t", "result", "id",
-		      job->alert_id, "to", job->number, "node", g->config->node_name, "modem",
-		      slot->config->name, "at", (json_int_t)now_realtime_usec(), "ok",
-		      ev->result >= 0, "permanent", ev->permanent, "retry_now",
-		      elsewhere || ev->result == -ESHUTDOWN || ev->result == -ENODEV ||
-			      ev->result == -ENOTCONN,
-		      "error", ev->result >= 0 ? NULL : (ev->error[0] ? ev->error : "send failed"));
+	              job->alert_id, "to", job->number, "node", g->config->node_name, "modem",
+	              slot->config->name, "at", (json_int_t)now_realtime_usec(), "ok",
+	              ev->result >= 0, "permanent", ev->permanent, "retry_now",
+	              elsewhere || ev->result == -ESHUTDOWN || ev->result == -ENODEV ||
+	                      ev->result == -ENOTCONN,
+	              "error", ev->result >= 0 ? NULL : (ev->error[0] ? ev->error : "send failed"));
 	if (c && ev->result >= 0 && ev->message_ref >= 0)
 		json_object_set_new(c, "ref", json_integer(ev->message_ref));
 	r = job_results(g, job, c);
@@ -1160,19 +1161,19 @@ int modem_slot_start(Gateway *g, size_t i)
 	ModemSlot *slot = &g->modems[i];
 	const ModemConfig *mc = slot->config;
 	ModemSettings settings = {
-		.name = mc->name,
-		.device = mc->device,
-		.connection = mc->connection,
-		.pin = mc->pin,
-		.health_interval_sec = mc->health_interval,
-		.inbox_interval_sec = mc->inbox_interval,
-		.imei = mc->imei,
-		.min_signal = mc->min_signal == 0 ? -1 : mc->min_signal,
-		.max_consecutive_failures = mc->max_consecutive_failures,
-		.delivery_reports = mc->delivery_reports,
-		.send_timeout_sec = mc->send_timeout,
-		.command_timeout_sec = mc->command_timeout,
-		.state_dir = g->config->state_dir,
+	        .name = mc->name,
+	        .device = mc->device,
+	        .connection = mc->connection,
+	        .pin = mc->pin,
+	        .health_interval_sec = mc->health_interval,
+	        .inbox_interval_sec = mc->inbox_interval,
+	        .imei = mc->imei,
+	        .min_signal = mc->min_signal == 0 ? -1 : mc->min_signal,
+	        .max_consecutive_failures = mc->max_consecutive_failures,
+	        .delivery_reports = mc->delivery_reports,
+	        .send_timeout_sec = mc->send_timeout,
+	        .command_timeout_sec = mc->command_timeout,
+	        .state_dir = g->config->state_dir,
 	};
 	ModemIo *io;
 	int r;
@@ -1220,7 +1221,7 @@ static int gateway_start_modems(Gateway *g)
 /* ---- requests ---- */
 
 static int resolve_recipients(Gateway *g, Request *req, uint64_t at, json_t **ret,
-			      RequestError *err)
+                              RequestError *err)
 {
 	_cleanup_(json_decrefp) json_t *to = json_array();
 
@@ -1236,7 +1237,7 @@ static int resolve_recipients(Gateway *g, Request *req, uint64_t at, json_t **re
 			if (!role) {
 				err->code = "unknown_role";
 				utf8_snprintf(err->detail, sizeof(err->detail),
-					      "no role named '%s'", number + 5);
+				              "no role named '%s'", number + 5);
 				return -EINVAL;
 			}
 			contact = oncall_on_duty(g, role, at, NULL);
@@ -1339,16 +1340,16 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		return;
 	if (g->syncing && json_array_size(g->outbox) >= OUTBOX_HELD_MAX) {
 		reply_err(g, peer, "queue_full",
-			  "the cluster is exchanging state with a node that joined; try again in a "
-			  "moment");
+		          "the cluster is exchanging state with a node that joined; try again in a "
+		          "moment");
 		return;
 	}
 	if (store_open_alerts(g->store) >= g->config->max_queue) {
 		char detail[160];
 
 		snprintf(detail, sizeof(detail),
-			 "%u or more alerts are waiting ([submit] max_queue); try again later",
-			 g->config->max_queue);
+		         "%u or more alerts are waiting ([submit] max_queue); try again later",
+		         g->config->max_queue);
 		reply_err(g, peer, "queue_full", detail);
 		return;
 	}
@@ -1367,8 +1368,8 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 	if (r < 0 || parts > g->config->max_parts) {
 		char detail[128];
 
-		snprintf(detail, sizeof(detail), "the text needs %u SMS parts, more than %u",
-			 parts, g->config->max_parts);
+		snprintf(detail, sizeof(detail), "the text needs %u SMS parts, more than %u", parts,
+		         g->config->max_parts);
 		reply_err(g, peer, "text_too_long", detail);
 		return;
 	}
@@ -1391,9 +1392,9 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		return;
 	}
 	c = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:O, s:O, s:s?, s:s, s:I}", "t", "submit",
-		      "id", id, "key", req->key ? req->key : key, "text", req->text, "critical",
-		      req->critical, "ttl", (json_int_t)req->ttl, "to", to, "copy", copy, "source",
-		      req->source, "node", g->config->node_name, "at", (json_int_t)at);
+	              "id", id, "key", req->key ? req->key : key, "text", req->text, "critical",
+	              req->critical, "ttl", (json_int_t)req->ttl, "to", to, "copy", copy, "source",
+	              req->source, "node", g->config->node_name, "at", (json_int_t)at);
 	if (c && escalation_wanted(g, req))
 		json_object_set_new(c, "escalate", json_true());
 	if (outbox_add(g, c, p) < 0)
@@ -1410,7 +1411,7 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 	r = store_alert_exists(g->store, req->id);
 	if (r <= 0) {
 		reply_err(g, peer, r < 0 ? "storage_error" : "unknown_id",
-			  r < 0 ? "the store could not be read" : "no alert with this id");
+		          r < 0 ? "the store could not be read" : "no alert with this id");
 		return;
 	}
 	p = pending_new(peer, PENDING_ACK, req->id);
@@ -1419,10 +1420,10 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 		return;
 	}
 	if (outbox_add(g,
-		       json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", req->id, "by",
-				 req->by ? req->by : "unknown", "via", "api", "node",
-				 g->config->node_name, "at", (json_int_t)now_realtime_usec()),
-		       p) < 0)
+	               json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", req->id, "by",
+	                         req->by ? req->by : "unknown", "via", "api", "node",
+	                         g->config->node_name, "at", (json_int_t)now_realtime_usec()),
+	               p) < 0)
 		reply_err(g, peer, "storage_error", "out of memory");
 }
 
@@ -1441,27 +1442,27 @@ json_t *local_modems_json(Gateway *g)
 			mc.last_sent_at = slot->status.last_send_usec;
 		bool path_down = slot->path_problem[0] && slot->status.state == MODEM_STATE_OK;
 		json_t *m = json_pack(
-			"{s:s, s:s, s:s, s:s, s:s?, s:i, s:s?, s:s?, s:s?, s:I, s:I, s:s?, s:s?, "
-			"s:s?, s:b, s:b, s:s?}",
-			"node", g->config->node_name, "name", slot->config->name, "device",
-			slot->status.device[0] ? slot->status.device : slot->config->device, "state",
-			path_down ? "degraded" : modem_state_to_string(slot->status.state), "reason",
-			path_down ? slot->path_problem
-			: slot->status.reason[0] ? slot->status.reason
-						 : NULL,
-			"signal",
-			slot->status.signal, "operator",
-			slot->status.operator_name[0] ? slot->status.operator_name : NULL, "imei",
-			slot->status.imei[0] ? slot->status.imei : NULL, "model",
-			slot->status.model[0] ? slot->status.model : NULL, "sent", (json_int_t)mc.sent,
-			"failed", (json_int_t)mc.failed, "last_error",
-			mc.last_error[0] ? mc.last_error : NULL, "last_sent_at",
-			mc.last_sent_at ? format_rfc3339(mc.last_sent_at, last) : NULL,
-			"registration",
-			slot->status.registration[0] ? slot->status.registration : NULL,
-			"delivery_reports", slot->config->delivery_reports,
-			"delivery_reports_supported", slot->status.delivery_reports_supported,
-			"number", slot->config->number);
+		        "{s:s, s:s, s:s, s:s, s:s?, s:i, s:s?, s:s?, s:s?, s:I, s:I, s:s?, s:s?, "
+		        "s:s?, s:b, s:b, s:s?}",
+		        "node", g->config->node_name, "name", slot->config->name, "device",
+		        slot->status.device[0] ? slot->status.device : slot->config->device,
+		        "state", path_down ? "degraded" : modem_state_to_string(slot->status.state),
+		        "reason",
+		        path_down                ? slot->path_problem
+		        : slot->status.reason[0] ? slot->status.reason
+		                                 : NULL,
+		        "signal", slot->status.signal, "operator",
+		        slot->status.operator_name[0] ? slot->status.operator_name : NULL, "imei",
+		        slot->status.imei[0] ? slot->status.imei : NULL, "model",
+		        slot->status.model[0] ? slot->status.model : NULL, "sent",
+		        (json_int_t)mc.sent, "failed", (json_int_t)mc.failed, "last_error",
+		        mc.last_error[0] ? mc.last_error : NULL, "last_sent_at",
+		        mc.last_sent_at ? format_rfc3339(mc.last_sent_at, last) : NULL,
+		        "registration",
+		        slot->status.registration[0] ? slot->status.registration : NULL,
+		        "delivery_reports", slot->config->delivery_reports,
+		        "delivery_reports_supported", slot->status.delivery_reports_supported,
+		        "number", slot->config->number);
 		json_array_append_new(modems, m);
 	}
 	return modems ? modems : json_array();
@@ -1477,14 +1478,14 @@ json_t *status_json(Gateway *g)
 	store_counts(g->store, &counts);
 	store_voice_summary(g->store, &voice_calls, last_outcome);
 	status = json_pack("{s:{s:s, s:I}, s:o, s:O, "
-			   "s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
-			   "node", "name", g->config->node_name, "id", (json_int_t)g->nodeid,
-			   "cluster", cluster_json(g, modems), "modems", modems, "queue", "queued",
-			   (json_int_t)counts.queued, "sending", (json_int_t)counts.sending, "sent",
-			   (json_int_t)counts.sent, "delivered", (json_int_t)counts.delivered,
-			   "failed", (json_int_t)counts.failed, "expired",
-			   (json_int_t)counts.expired, "voice", "calls", (int)voice_calls,
-			   "last_outcome");
+	                   "s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
+	                   "node", "name", g->config->node_name, "id", (json_int_t)g->nodeid,
+	                   "cluster", cluster_json(g, modems), "modems", modems, "queue", "queued",
+	                   (json_int_t)counts.queued, "sending", (json_int_t)counts.sending, "sent",
+	                   (json_int_t)counts.sent, "delivered", (json_int_t)counts.delivered,
+	                   "failed", (json_int_t)counts.failed, "expired",
+	                   (json_int_t)counts.expired, "voice", "calls", (int)voice_calls,
+	                   "last_outcome");
 	json_decref(modems);
 	if (status)
 		json_object_set_new(status, "store", stall_json(g));
@@ -1492,7 +1493,7 @@ json_t *status_json(Gateway *g)
 		json_object_set_new(status, "config", reload_status_json(g));
 	if (status && last_outcome[0])
 		json_object_set_new(json_object_get(status, "voice"), "last_outcome",
-				    json_string(last_outcome));
+		                    json_string(last_outcome));
 	return status;
 }
 
@@ -1507,7 +1508,7 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 	r = request_parse(data, len, &req, &err);
 	if (r < 0) {
 		reply_err(g, peer, r == -ENOMEM ? "storage_error" : err.code,
-			  r == -ENOMEM ? "out of memory" : err.detail);
+		          r == -ENOMEM ? "out of memory" : err.detail);
 		return;
 	}
 	if (admission_check(g->admission, peer, req, &err) < 0) {
@@ -1570,8 +1571,8 @@ static int on_exit_check(sd_event_source *s, uint64_t usec, void *userdata)
 	if (json_array_size(g->outbox) == 0 && (!g->batches_head || store_stalled(g))) {
 		if (store_stalled(g))
 			log_warning("Stopping while the store cannot commit: %zu payload(s) not "
-				    "applied here",
-				    g->n_stalled);
+			            "applied here",
+			            g->n_stalled);
 		return sd_event_exit(g->event, 0);
 	}
 	sd_event_source_set_time_relative(s, USEC_PER_MSEC);
@@ -1603,21 +1604,20 @@ void gateway_stop(Gateway *g)
 			modem_event_clear(&ev);
 		}
 	r = sd_event_add_time_relative(g->event, &g->exit_check, CLOCK_MONOTONIC, 0, 0,
-				       on_exit_check, g);
+	                               on_exit_check, g);
 	if (r < 0)
 		sd_event_exit(g->event, 0);
 }
 
-static int resume_one(const char *alert_id, const char *number, const char *modem,
-		      void *userdata)
+static int resume_one(const char *alert_id, const char *number, const char *modem, void *userdata)
 {
 	Gateway *g = userdata;
 
 	/* We cannot know whether the modem sent it before we died: send again (at least once). */
 	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
-		"Resuming the send to %s interrupted by a restart", number);
+	        "Resuming the send to %s interrupted by a restart", number);
 	return requeue(g, alert_id, number, g->config->node_name, modem,
-		       "interrupted by a restart");
+	               "interrupted by a restart");
 }
 
 int gateway_new(sd_event *event, const Config *config, Gateway **ret)
@@ -1670,7 +1670,7 @@ int gateway_start(Gateway *g)
 	if (r < 0)
 		return r;
 	r = sd_event_add_time_relative(g->event, &g->flush_retry, CLOCK_MONOTONIC,
-				       10 * USEC_PER_MSEC, USEC_PER_MSEC, on_flush_retry, g);
+	                               10 * USEC_PER_MSEC, USEC_PER_MSEC, on_flush_retry, g);
 	if (r < 0)
 		return r;
 	sd_event_source_set_enabled(g->flush_retry, SD_EVENT_OFF);
@@ -1683,7 +1683,7 @@ int gateway_start(Gateway *g)
 		return r;
 	sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);
 	r = sd_event_add_time_relative(g->event, &g->purge_timer, CLOCK_MONOTONIC,
-				       60 * USEC_PER_SEC, USEC_PER_SEC, on_purge, g);
+	                               60 * USEC_PER_SEC, USEC_PER_SEC, on_purge, g);
 	if (r < 0)
 		return r;
 
@@ -1726,8 +1726,8 @@ int gateway_start(Gateway *g)
 	gateway_schedule(g);
 	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
 	log_info("Node '%s' serving on %s, events on %s, %zu modem(s), %llu alert(s) open",
-		 g->config->node_name, g->config->submit_bind, g->config->events_bind,
-		 g->n_modems, (unsigned long long)store_open_alerts(g->store));
+	         g->config->node_name, g->config->submit_bind, g->config->events_bind, g->n_modems,
+	         (unsigned long long)store_open_alerts(g->store));
 	return 0;
 }
 

@@ -366,8 +366,8 @@ static int print_modems(const json_t *modems)
 		if (json_is_true(reports))
 			printf(", delivery reports %s",
 			       json_is_true(json_object_get(m, "delivery_reports_supported"))
-				       ? "on"
-				       : "requested but not supported by the modem");
+			               ? "on"
+			               : "requested but not supported by the modem");
 		putchar('\n');
 	}
 	return 0;
@@ -395,8 +395,8 @@ static int print_status(const json_t *reply)
 		       : json_is_false(quorate) ? "NOT quorate"
 		                                : "quorum unknown",
 		       json_is_false(json_object_get(cluster, "connected"))
-			       ? ", local corosync unreachable"
-			       : "",
+		               ? ", local corosync unreachable"
+		               : "",
 		       json_is_true(json_object_get(cluster, "syncing")) ? ", exchanging state"
 		                                                         : "");
 	print_members(json_object_get(cluster, "members"));
@@ -446,7 +446,8 @@ static int print_deliveries(const json_t *deliveries)
 		const json_t *attempts = json_object_get(d, "attempts");
 
 		printf("  %s: %s%s, %zu attempt%s\n", FIELD(d, "to"), FIELD(d, "state"),
-		       streq_ptr(json_string_value(json_object_get(d, "kind")), "copy") ? " (copy)" : "",
+		       streq_ptr(json_string_value(json_object_get(d, "kind")), "copy") ? " (copy)"
+		                                                                        : "",
 		       json_array_size(attempts), json_array_size(attempts) == 1 ? "" : "s");
 	}
 	return 0;
@@ -494,17 +495,21 @@ static int print_story(const json_t *alert)
 	snprintf(detail, sizeof(detail), "from %s", FIELD(alert, "source"));
 	r |= story_add(story, json_object_get(alert, "accepted_at"), "received",
 	               FIELD(alert, "node"), detail);
-	json_array_foreach(json_object_get(alert, "history"), i, e) {
+	json_array_foreach(json_object_get(alert, "history"), i, e)
+	{
 		r |= story_add(story, json_object_get(e, "at"), FIELD(e, "what"), FIELD(e, "node"),
 		               FIELD(e, "detail"));
 		ack_told |=
 		        streq_ptr(json_string_value(json_object_get(e, "what")), "acknowledged");
 	}
-	json_array_foreach(deliveries, i, e) {
+	json_array_foreach(deliveries, i, e)
+	{
 		const json_t *a;
 
-		json_array_foreach(json_object_get(e, "attempts"), j, a) {
-			bool ok = streq_ptr(json_string_value(json_object_get(a, "result")), "sent");
+		json_array_foreach(json_object_get(e, "attempts"), j, a)
+		{
+			bool ok =
+			        streq_ptr(json_string_value(json_object_get(a, "result")), "sent");
 
 			snprintf(detail, sizeof(detail), "to %s on modem %s%s%s", FIELD(e, "to"),
 			         FIELD(a, "modem"), ok ? "" : ": ", ok ? "" : FIELD(a, "error"));
@@ -512,7 +517,8 @@ static int print_story(const json_t *alert)
 			               FIELD(a, "node"), detail);
 		}
 	}
-	json_array_foreach(json_object_get(alert, "calls"), i, e) {
+	json_array_foreach(json_object_get(alert, "calls"), i, e)
+	{
 		snprintf(detail, sizeof(detail), "voice call to %s on modem %s: %s, %s s",
 		         FIELD(e, "number"), FIELD(e, "modem"), FIELD(e, "outcome"),
 		         FIELD(e, "duration"));
@@ -521,7 +527,8 @@ static int print_story(const json_t *alert)
 	ack = json_object_get(alert, "ack");
 	/* An acknowledgment by SMS has its own history line, with the sender's number. */
 	if (json_is_object(ack) && !ack_told) {
-		snprintf(detail, sizeof(detail), "by %s via %s", FIELD(ack, "by"), FIELD(ack, "via"));
+		snprintf(detail, sizeof(detail), "by %s via %s", FIELD(ack, "by"),
+		         FIELD(ack, "via"));
 		r |= story_add(story, json_object_get(ack, "at"), "acknowledged", "-", detail);
 	}
 	if (r < 0)
@@ -530,7 +537,8 @@ static int print_story(const json_t *alert)
 	order = calloc(json_array_size(story) + 1, sizeof(*order));
 	if (!order)
 		return log_oom();
-	json_array_foreach(story, i, e) {
+	json_array_foreach(story, i, e)
+	{
 		json_array_append_new((json_t *)e, json_integer((json_int_t)i));
 		order[i] = e;
 	}
@@ -693,18 +701,17 @@ static int print_inbox(const json_t *reply)
 		/* Never decoded: the reason, then the raw PDU, so that nobody takes it for text. */
 		if (json_is_string(q)) {
 			if (asprintf(&quarantined, "QUARANTINED (%s) PDU %s", json_string_value(q),
-				     shown) < 0)
+			             shown) < 0)
 				return log_oom();
 			shown = quarantined;
 		}
 		text = ctl_format_text(shown, QUEUE_TEXT_WIDTH * 2, false);
 		if (!text)
 			return log_oom();
-		r = ctl_table_add_row(table, (const char *[]){FIELD(m, "received_at"),
-							      quarantined ? "(quarantined)"
-									  : FIELD(m, "from"),
-							      FIELD(m, "node"), FIELD(m, "modem"),
-							      text});
+		r = ctl_table_add_row(
+		        table, (const char *[]){FIELD(m, "received_at"),
+		                                quarantined ? "(quarantined)" : FIELD(m, "from"),
+		                                FIELD(m, "node"), FIELD(m, "modem"), text});
 		if (r < 0)
 			return log_oom();
 	}
@@ -1036,8 +1043,7 @@ static int cmd_send(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
 }
 
 /* A TIME argument (see ctl-time.h) as Unix seconds for the request. */
-static int parse_time_arg(const CtlCommand *cmd, const char *what, const char *arg,
-                          json_int_t *ret)
+static int parse_time_arg(const CtlCommand *cmd, const char *what, const char *arg, json_int_t *ret)
 {
 	uint64_t usec;
 	int r;
@@ -1077,8 +1083,7 @@ static void print_escalation(const json_t *escalation)
 	}
 	for (i = 0; i < json_array_size(steps); i++)
 		printf("%s%s", i > 0 ? " -> " : "", CTL_J(json_array_get(steps, i)));
-	printf(", %s s per step without acknowledgment\n",
-	       FIELD(escalation, "step_timeout"));
+	printf(", %s s per step without acknowledgment\n", FIELD(escalation, "step_timeout"));
 }
 
 static int print_oncall(const json_t *reply, bool at_given)
@@ -1120,8 +1125,8 @@ static int print_oncall(const json_t *reply, bool at_given)
 			         local_time(json_object_get(next, "at"), when, sizeof(when)));
 		else
 			snprintf(handover, sizeof(handover), "-");
-		r = ctl_table_add_row(table, (const char *[]){FIELD(role, "role"), duty, source,
-		                                              handover});
+		r = ctl_table_add_row(
+		        table, (const char *[]){FIELD(role, "role"), duty, source, handover});
 		if (r < 0)
 			return log_oom();
 	}
@@ -1210,9 +1215,9 @@ static int oncall_change(Ctl *ctl, const CtlCommand *cmd, bool clear, int argc, 
 		r = parse_time_arg(cmd, "--until", until_arg, &until);
 		if (r < 0)
 			return r;
-		request = json_pack("{s:s, s:s, s:s, s:I, s:s}", "op", "override", "role", role,
-		                    "contact", contact, "until", until, "by",
-		                    by ? by : default_by());
+		request =
+		        json_pack("{s:s, s:s, s:s, s:I, s:s}", "op", "override", "role", role,
+		                  "contact", contact, "until", until, "by", by ? by : default_by());
 	}
 
 	r = call(ctl, request, &reply);
@@ -1372,7 +1377,8 @@ static void help(void)
 	       "Ask the SMS alert gateway cluster through the submit socket of a gatewayd.\n"
 	       "\n"
 	       "Options:\n"
-	       "  -c, --config=FILE        read [control] or [submit] bind from FILE (default: %s)\n"
+	       "  -c, --config=FILE        read [control] or [submit] bind from FILE (default: "
+	       "%s)\n"
 	       "  -e, --endpoint=ADDRESS   talk to ADDRESS (default: from the config, else %s)\n"
 	       "  -t, --timeout=SECONDS    wait at most SECONDS for the answer (default: 5)\n"
 	       "      --server-key=FILE    use CURVE: the server's public certificate\n"

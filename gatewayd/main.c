@@ -114,9 +114,9 @@ static int check_files(const Config *c, const char *user)
 int main(int argc, char *argv[])
 {
 	static const struct option options[] = {
-		{"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'C'},
-		{"debug", no_argument, NULL, 'd'},        {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+	        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'C'},
+	        {"debug", no_argument, NULL, 'd'},        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
 	_cleanup_(config_freep) Config *config = NULL;
 	_cleanup_(gateway_freep) Gateway *gateway = NULL;
 	_cleanup_(sd_event_unrefp) sd_event *event = NULL;
@@ -223,7 +223,7 @@ int main(int argc, char *argv[])
 		return log_error_errno(r, "Start-up failed: %m"), EXIT_FAILURE;
 
 	sd_notifyf(0, "READY=1\nSTATUS=Serving on %s with %zu modem(s)", config->submit_bind,
-		   config->n_modems);
+	           config->n_modems);
 	r = sd_event_loop(event);
 	if (r < 0)
 		return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;

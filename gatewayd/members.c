@@ -111,7 +111,7 @@ static void insert_sorted(const MemberNode **v, size_t *n, const MemberNode *nod
 }
 
 const char *members_dialer(const Members *m, const char *alert_id, const char *number,
-			   bool self_can_dial)
+                           bool self_can_dial)
 {
 	const MemberNode *v[MEMBERS_MAX];
 	size_t n = 0;
@@ -128,7 +128,7 @@ const char *members_dialer(const Members *m, const char *alert_id, const char *n
 }
 
 const char *members_owner(const Members *m, const char *alert_id, const char *number,
-			  const char *last_node, bool grace)
+                          const char *last_node, bool grace)
 {
 	const MemberNode *eligible[MEMBERS_MAX];
 	size_t n = 0, keep = 0;

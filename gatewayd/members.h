@@ -18,17 +18,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MEMBERS_MAX 16
+#define MEMBERS_MAX     16
 #define MEMBER_NAME_MAX 32
 
 typedef struct MemberNode {
 	char name[MEMBER_NAME_MAX + 1];
 	uint32_t nodeid;
 	bool self;
-	bool in_view;   /* a process of its nodeid is in the current view (self: always) */
-	bool announced; /* its hello arrived since it (re)joined the view */
+	bool in_view;    /* a process of its nodeid is in the current view (self: always) */
+	bool announced;  /* its hello arrived since it (re)joined the view */
 	bool remembered; /* seen before (the store's node list): may be alive while out of view */
-	uint64_t last_seen;     /* realtime usec of the last payload from it */
+	uint64_t last_seen;      /* realtime usec of the last payload from it */
 	int64_t clock_skew_usec; /* its clock minus ours, at its last hello */
 	char fingerprint[33];
 	unsigned version;
@@ -59,11 +59,11 @@ void members_set_view(Members *m, const uint32_t *nodeids, size_t n);
  * still be alive — the one picked by a hash of the alert id and the number; after a failure on
  * `last_node` another eligible node is preferred. NULL when no node can send. */
 const char *members_owner(const Members *m, const char *alert_id, const char *number,
-			  const char *last_node, bool grace);
+                          const char *last_node, bool grace);
 /* Which node dials for this delivery when its SMS paths have failed: among the online nodes
  * that can dial (self: `self_can_dial`), by the same kind of hash. NULL when none can. */
 const char *members_dialer(const Members *m, const char *alert_id, const char *number,
-			   bool self_can_dial);
+                           bool self_can_dial);
 /* Whether `name` could send at all (eligible as above). */
 bool members_eligible(const Members *m, const MemberNode *n, bool grace);
 /* How many nodes are eligible. */

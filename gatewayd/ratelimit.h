@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define RATELIMIT_MAX_BUCKETS 4096
-#define RATELIMIT_NAME_MAX 64
+#define RATELIMIT_NAME_MAX    64
 
 typedef struct RateLimit RateLimit;
 

@@ -77,7 +77,7 @@ static bool role_name_is_valid(const char *s)
 
 /* A list of recipients: numbers always, roles only where allow_roles. */
 static int parse_recipients(json_t *v, const char *field, bool allow_roles, char ***ret,
-			    size_t *ret_n, RequestError *e)
+                            size_t *ret_n, RequestError *e)
 {
 	char **list;
 	size_t n = 0, i;
@@ -87,7 +87,7 @@ static int parse_recipients(json_t *v, const char *field, bool allow_roles, char
 		return fail(e, "bad_request", "'%s' must be a list of phone numbers", field);
 	if (json_array_size(v) > REQUEST_MAX_RECIPIENTS)
 		return fail(e, "bad_request", "'%s' has more than %d recipients", field,
-			    REQUEST_MAX_RECIPIENTS);
+		            REQUEST_MAX_RECIPIENTS);
 	list = calloc(json_array_size(v) + 1, sizeof(char *));
 	if (!list)
 		return -ENOMEM;
@@ -105,18 +105,18 @@ static int parse_recipients(json_t *v, const char *field, bool allow_roles, char
 			if (!allow_roles) {
 				*ret_n = n;
 				return fail(e, "bad_request", "'%s' takes phone numbers only",
-					    field);
+				            field);
 			}
 			if (!role_name_is_valid(s + 5)) {
 				*ret_n = n;
 				return fail(e, "unknown_role", "no role named '%.*s'",
-					    quote_len(s + 5, 64), s + 5);
+				            quote_len(s + 5, 64), s + 5);
 			}
 		} else if (!phone_number_is_valid(s)) {
 			*ret_n = n;
 			return fail(e, "invalid_number",
-				    "'%.*s' is not an E.164 number ('+' and 6 to 15 digits)",
-				    quote_len(s, 40), s);
+			            "'%.*s' is not an E.164 number ('+' and 6 to 15 digits)",
+			            quote_len(s, 40), s);
 		}
 		for (size_t j = 0; j < n; j++)
 			if (streq(list[j], s))
@@ -135,7 +135,7 @@ static int parse_recipients(json_t *v, const char *field, bool allow_roles, char
 }
 
 static int get_string(json_t *o, const char *field, size_t max, bool required, char **ret,
-		      RequestError *e)
+                      RequestError *e)
 {
 	json_t *v = json_object_get(o, field);
 	const char *s;
@@ -176,8 +176,8 @@ static int check_fields(json_t *o, const char *const *allowed, RequestError *e)
 
 static int parse_send(json_t *o, Request *r, RequestError *e)
 {
-	static const char *const fields[] = {"op",  "to",       "text", "key",    "priority",
-					     "ttl", "copy",     "source", NULL};
+	static const char *const fields[] = {"op",  "to",   "text",   "key", "priority",
+	                                     "ttl", "copy", "source", NULL};
 	json_t *v;
 	int rc;
 
@@ -204,7 +204,7 @@ static int parse_send(json_t *o, Request *r, RequestError *e)
 	v = json_object_get(o, "text");
 	if (v && json_is_string(v) && json_string_length(v) > REQUEST_MAX_TEXT_BYTES)
 		return fail(e, "text_too_long", "the text has %zu bytes, more than %d",
-			    json_string_length(v), REQUEST_MAX_TEXT_BYTES);
+		            json_string_length(v), REQUEST_MAX_TEXT_BYTES);
 	rc = get_string(o, "text", REQUEST_MAX_TEXT_BYTES, true, &r->text, e);
 	if (rc < 0)
 		return rc;
@@ -225,7 +225,8 @@ static int parse_send(json_t *o, Request *r, RequestError *e)
 		const char *p = json_string_value(v);
 
 		if (!p || (!streq(p, "critical") && !streq(p, "normal")))
-			return fail(e, "bad_request", "'priority' must be \"critical\" or \"normal\"");
+			return fail(e, "bad_request",
+			            "'priority' must be \"critical\" or \"normal\"");
 		r->critical = streq(p, "critical");
 	}
 
@@ -235,7 +236,7 @@ static int parse_send(json_t *o, Request *r, RequestError *e)
 		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 		    json_integer_value(v) > REQUEST_MAX_TTL)
 			return fail(e, "bad_request", "'ttl' must be whole seconds from 1 to %d",
-				    REQUEST_MAX_TTL);
+			            REQUEST_MAX_TTL);
 		r->ttl = (uint64_t)json_integer_value(v);
 	}
 	return 0;
@@ -259,7 +260,7 @@ static int get_time(json_t *o, const char *field, bool required, uint64_t *ret, 
 	if (json_is_string(v) && parse_rfc3339(json_string_value(v), ret) >= 0)
 		return 0;
 	return fail(e, "bad_request",
-		    "'%s' must be an RFC 3339 time (2026-03-30T09:00:00Z) or Unix seconds", field);
+	            "'%s' must be an RFC 3339 time (2026-03-30T09:00:00Z) or Unix seconds", field);
 }
 
 static int parse_override(json_t *o, Request *r, RequestError *e)
@@ -276,7 +277,7 @@ static int parse_override(json_t *o, Request *r, RequestError *e)
 		return rc;
 	if (!role_name_is_valid(r->role))
 		return fail(e, "unknown_role", "no role named '%.*s'", quote_len(r->role, 64),
-			    r->role);
+		            r->role);
 	rc = get_string(o, "by", 64, false, &r->by, e);
 	if (rc < 0)
 		return rc;
@@ -296,8 +297,8 @@ static int parse_override(json_t *o, Request *r, RequestError *e)
 	/* Contact names follow the rules of role names; whether it is configured is the
 	 * gateway's to say. */
 	if (!role_name_is_valid(r->contact))
-		return fail(e, "bad_request", "no contact named '%.*s'",
-			    quote_len(r->contact, 64), r->contact);
+		return fail(e, "bad_request", "no contact named '%.*s'", quote_len(r->contact, 64),
+		            r->contact);
 	return get_time(o, "until", true, &r->until, e);
 }
 
@@ -314,7 +315,7 @@ int request_parse(const void *data, size_t len, Request **ret, RequestError *ret
 	o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!o)
 		return fail(ret_error, "bad_json", "not valid JSON: %s (at byte %d)", jerr.text,
-			    jerr.position);
+		            jerr.position);
 	if (!json_is_object(o))
 		return fail(ret_error, "bad_json", "the request must be a JSON object");
 
@@ -346,7 +347,7 @@ int request_parse(const void *data, size_t len, Request **ret, RequestError *ret
 			rc = get_string(o, "id", 64, true, &r->id, ret_error);
 		if (rc >= 0 && !id_is_valid(r->id))
 			rc = fail(ret_error, "unknown_id", "'%.*s' is not an alert id",
-				  quote_len(r->id, 40), r->id);
+			          quote_len(r->id, 40), r->id);
 		if (rc >= 0 && r->op == OP_ACK)
 			rc = get_string(o, "by", 64, false, &r->by, ret_error);
 	} else if (streq(op, "oncall")) {
@@ -407,15 +408,15 @@ size_t request_max_size(unsigned max_parts)
 char *reply_error(const char *code, const char *detail)
 {
 	_cleanup_(json_decrefp) json_t *o =
-		json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "detail", detail);
+	        json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "detail", detail);
 
 	return o ? json_dumps(o, JSON_COMPACT) : NULL;
 }
 
 static const char *const op_names[] = {
-	[OP_SEND] = "send",   [OP_STATUS] = "status", [OP_GET] = "get",
-	[OP_QUEUE] = "queue", [OP_ACK] = "ack",       [OP_INBOX] = "inbox",
-	[OP_ONCALL] = "oncall", [OP_OVERRIDE] = "override",
+        [OP_SEND] = "send",     [OP_STATUS] = "status",     [OP_GET] = "get",
+        [OP_QUEUE] = "queue",   [OP_ACK] = "ack",           [OP_INBOX] = "inbox",
+        [OP_ONCALL] = "oncall", [OP_OVERRIDE] = "override",
 };
 
 int request_op_from_string(const char *s)

@@ -79,7 +79,8 @@ static void peer_submitter(ServerPeer *peer, zmq_msg_t *body)
 	}
 	n = snprintf(peer->submitter, sizeof(peer->submitter), "id:");
 	for (size_t i = 0; i < peer->id_len && n + 3 <= sizeof(peer->submitter); i++)
-		n += snprintf(peer->submitter + n, sizeof(peer->submitter) - n, "%02x", peer->id[i]);
+		n += snprintf(peer->submitter + n, sizeof(peer->submitter) - n, "%02x",
+		              peer->id[i]);
 }
 
 /* Answers a message whose envelope is wrong, in the envelope the client used (a DEALER that sent
@@ -231,7 +232,7 @@ static int bind_control(void *sock, const char *endpoint)
 		return r;
 	if (chmod(path, 0660) < 0)
 		return log_error_errno(errno, "Cannot make the control socket '%s' mode 0660: %m",
-				       path);
+		                       path);
 	return 0;
 }
 
@@ -269,7 +270,7 @@ static int router_new(Server *s, ServerChannel channel, sd_event *event, const C
 	if (r < 0)
 		return r;
 	sd_event_source_set_description(s->io[channel],
-					channel == SERVER_SUBMIT ? "zmq-submit" : "zmq-control");
+	                                channel == SERVER_SUBMIT ? "zmq-submit" : "zmq-control");
 	return 0;
 }
 
@@ -284,7 +285,7 @@ static void warn_insecure(const char *section, const char *bind, bool insecure)
 }
 
 int server_new(sd_event *event, const Config *config, ServerRequestFn on_request, void *userdata,
-	       Server **ret)
+               Server **ret)
 {
 	Server *s;
 	int r;
@@ -327,7 +328,7 @@ int server_new(sd_event *event, const Config *config, ServerRequestFn on_request
 		goto fail;
 	if (config->submit_curve.secret_key_file) {
 		r = auth_setup_server(s->routers[SERVER_SUBMIT],
-				      config->submit_curve.secret_key_file, "submit");
+		                      config->submit_curve.secret_key_file, "submit");
 		if (r < 0)
 			goto fail;
 	}

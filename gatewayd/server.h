@@ -27,7 +27,7 @@
 
 typedef struct Server Server;
 
-#define SERVER_PEER_ID_MAX 256
+#define SERVER_PEER_ID_MAX   256
 #define SERVER_SUBMITTER_MAX 64
 
 typedef enum ServerChannel {
@@ -44,11 +44,11 @@ typedef struct ServerPeer {
 } ServerPeer;
 
 typedef void (*ServerRequestFn)(void *userdata, const ServerPeer *peer, const char *data,
-				size_t len);
+                                size_t len);
 
 /* Binds [submit], [events] and [control] of config (borrowed for the call only). */
 int server_new(sd_event *event, const Config *config, ServerRequestFn on_request, void *userdata,
-	       Server **ret);
+               Server **ret);
 Server *server_free(Server *s);
 /* Re-reads the CURVE client directories (SIGHUP). */
 int server_reload(Server *s);

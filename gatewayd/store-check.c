@@ -20,9 +20,9 @@
 int store_digest(Store *s, char ret[static 33], uint64_t *ret_open)
 {
 	static const char sql[] =
-		"SELECT a.id, a.ack_at IS NOT NULL, ifnull(a.esc_step, -1), d.number, d.state, "
-		"d.round FROM alerts a JOIN deliveries d ON d.alert_id = a.id WHERE a.final = 0 "
-		"ORDER BY a.id, d.number";
+	        "SELECT a.id, a.ack_at IS NOT NULL, ifnull(a.esc_step, -1), d.number, d.state, "
+	        "d.round FROM alerts a JOIN deliveries d ON d.alert_id = a.id WHERE a.final = 0 "
+	        "ORDER BY a.id, d.number";
 	sqlite3_stmt *st = store_cached(s, sql);
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
@@ -46,10 +46,10 @@ int store_digest(Store *s, char ret[static 33], uint64_t *ret_open)
 			snprintf(last, sizeof(last), "%s", id);
 		}
 		fprintf(f, "%s %d %lld %s %s %lld\n", id ? id : "", sqlite3_column_int(st, 1),
-			(long long)sqlite3_column_int64(st, 2),
-			(const char *)sqlite3_column_text(st, 3),
-			(const char *)sqlite3_column_text(st, 4),
-			(long long)sqlite3_column_int64(st, 5));
+		        (long long)sqlite3_column_int64(st, 2),
+		        (const char *)sqlite3_column_text(st, 3),
+		        (const char *)sqlite3_column_text(st, 4),
+		        (long long)sqlite3_column_int64(st, 5));
 	}
 	stmt_done(st);
 	if (fclose(f) != 0)
@@ -65,7 +65,7 @@ int store_digest(Store *s, char ret[static 33], uint64_t *ret_open)
 int store_probe(Store *s, uint64_t now)
 {
 	static const char sql[] = "INSERT INTO tallies VALUES ('probe', ?1) "
-				  "ON CONFLICT(name) DO UPDATE SET n = excluded.n";
+	                          "ON CONFLICT(name) DO UPDATE SET n = excluded.n";
 	sqlite3_stmt *st;
 	int r;
 

@@ -19,15 +19,15 @@ static int due_row(sqlite3_stmt *st, void *ctx)
 	int (*cb)(const char *, unsigned, void *) = rc->cb;
 
 	return cb((const char *)sqlite3_column_text(st, 0), (unsigned)sqlite3_column_int(st, 1),
-		  rc->userdata);
+	          rc->userdata);
 }
 
 int store_escalations_due(Store *s, uint64_t now, size_t limit,
-			  int (*cb)(const char *alert_id, unsigned step, void *userdata),
-			  void *userdata)
+                          int (*cb)(const char *alert_id, unsigned step, void *userdata),
+                          void *userdata)
 {
 	static const char sql[] = "SELECT id, esc_step FROM alerts WHERE esc_next_at IS NOT NULL "
-				  "AND esc_next_at <= ?1 ORDER BY esc_next_at LIMIT ?2";
+	                          "AND esc_next_at <= ?1 ORDER BY esc_next_at LIMIT ?2";
 	sqlite3_stmt *st = store_cached(s, sql);
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 
@@ -51,7 +51,7 @@ int store_next_escalation(Store *s, uint64_t after, uint64_t *ret)
 
 /* Runs one of page()'s statements: ?1 alert, ?2 number, ?3 time, ?4 step. */
 static int page_step(Store *s, const char *sql, const char *alert_id, const char *number,
-		     unsigned step, uint64_t at, const char *what)
+                     unsigned step, uint64_t at, const char *what)
 {
 	sqlite3_stmt *st = store_cached(s, sql);
 
@@ -66,18 +66,18 @@ static int page_step(Store *s, const char *sql, const char *alert_id, const char
 
 /* Queues the page of one step: a new delivery, or the number's earlier one again. */
 static int page(Store *s, const char *alert_id, const char *number, unsigned step, uint64_t at,
-		bool *ret_paged)
+                bool *ret_paged)
 {
 	static const char insert_sql[] =
-		"INSERT OR IGNORE INTO deliveries(alert_id, number, kind, seq, state, priority, "
-		"accepted_at, next_try_at, round) SELECT ?1, ?2, 'to', "
-		"(SELECT ifnull(MAX(seq), -1) + 1 FROM deliveries WHERE alert_id = ?1), 'queued', "
-		"priority, ?3, ?3, ?4 FROM alerts WHERE id = ?1";
+	        "INSERT OR IGNORE INTO deliveries(alert_id, number, kind, seq, state, priority, "
+	        "accepted_at, next_try_at, round) SELECT ?1, ?2, 'to', "
+	        "(SELECT ifnull(MAX(seq), -1) + 1 FROM deliveries WHERE alert_id = ?1), 'queued', "
+	        "priority, ?3, ?3, ?4 FROM alerts WHERE id = ?1";
 	/* Still queued or sending from an earlier step: that page is under way already. */
 	static const char rearm_sql[] =
-		"UPDATE deliveries SET state = 'queued', next_try_at = ?3, round = ?4, "
-		"permanent_failures = 0 WHERE alert_id = ?1 AND number = ?2 AND round < ?4 AND "
-		"state NOT IN ('queued', 'sending')";
+	        "UPDATE deliveries SET state = 'queued', next_try_at = ?3, round = ?4, "
+	        "permanent_failures = 0 WHERE alert_id = ?1 AND number = ?2 AND round < ?4 AND "
+	        "state NOT IN ('queued', 'sending')";
 	int r;
 
 	r = page_step(s, insert_sql, alert_id, number, step, at, "paging a step");
@@ -96,12 +96,11 @@ static int page(Store *s, const char *alert_id, const char *number, unsigned ste
 	return 0;
 }
 
-int store_escalate(Store *s, const char *alert_id, unsigned step, const char *number,
-		   uint64_t at, uint64_t next_at, const char *node, const char *detail,
-		   bool *ret_paged)
+int store_escalate(Store *s, const char *alert_id, unsigned step, const char *number, uint64_t at,
+                   uint64_t next_at, const char *node, const char *detail, bool *ret_paged)
 {
 	static const char sql[] = "UPDATE alerts SET esc_step = ?2, esc_next_at = ?3 WHERE id = ?1 "
-				  "AND esc_next_at IS NOT NULL AND esc_step = ?2 - 1";
+	                          "AND esc_next_at IS NOT NULL AND esc_step = ?2 - 1";
 	sqlite3_stmt *st = store_cached(s, sql);
 	int r;
 
@@ -135,22 +134,22 @@ static int ackable_row(sqlite3_stmt *st, void *ctx)
 	RowCallback *rc = ctx;
 	int (*cb)(const AckableAlert *, void *) = rc->cb;
 	AckableAlert a = {
-		.alert_id = (const char *)sqlite3_column_text(st, 0),
-		.number = (const char *)sqlite3_column_text(st, 1),
-		.text = (const char *)sqlite3_column_text(st, 2),
-		.acked = sqlite3_column_int(st, 3) != 0,
+	        .alert_id = (const char *)sqlite3_column_text(st, 0),
+	        .number = (const char *)sqlite3_column_text(st, 1),
+	        .text = (const char *)sqlite3_column_text(st, 2),
+	        .acked = sqlite3_column_int(st, 3) != 0,
 	};
 
 	return cb(&a, rc->userdata);
 }
 
 int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *userdata),
-		  void *userdata)
+                  void *userdata)
 {
 	static const char sql[] = "SELECT a.id, d.number, a.text, a.ack_at IS NOT NULL "
-				  "FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
-				  "WHERE a.priority = 1 AND a.expires_at > ?1 AND d.kind = 'to' "
-				  "ORDER BY a.accepted_at, a.id, d.seq";
+	                          "FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
+	                          "WHERE a.priority = 1 AND a.expires_at > ?1 AND d.kind = 'to' "
+	                          "ORDER BY a.accepted_at, a.id, d.seq";
 	sqlite3_stmt *st = store_cached(s, sql);
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 
@@ -163,7 +162,7 @@ int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *
 int store_refusals_since(Store *s, const char *number, uint64_t since, uint64_t *ret)
 {
 	static const char sql[] = "SELECT COUNT(*) FROM deliveries d JOIN alerts a ON "
-				  "a.id = d.alert_id WHERE d.number = ?1 AND d.accepted_at > ?2 "
+	                          "a.id = d.alert_id WHERE d.number = ?1 AND d.accepted_at > ?2 "
 	                          "AND a.source = 'gatewayd' AND a.key LIKE 'refusal:%'";
 	sqlite3_stmt *st = store_cached(s, sql);
 
@@ -179,20 +178,20 @@ static int bundle_row(sqlite3_stmt *st, void *ctx)
 	RowCallback *rc = ctx;
 	int (*cb)(const char *, const char *, void *) = rc->cb;
 
-	return cb((const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-		  rc->userdata);
+	return cb((const char *)sqlite3_column_text(st, 0),
+	          (const char *)sqlite3_column_text(st, 1), rc->userdata);
 }
 
 int store_bundle(Store *s, const char *number, size_t limit,
-		 int (*cb)(const char *alert_id, const char *text, void *userdata), void *userdata,
-		 uint64_t *ret_total)
+                 int (*cb)(const char *alert_id, const char *text, void *userdata), void *userdata,
+                 uint64_t *ret_total)
 {
 	static const char list_sql[] = "SELECT d.alert_id, a.text FROM deliveries d JOIN alerts a "
-				       "ON a.id = d.alert_id WHERE d.number = ?1 AND d.bundle = 1 "
-				       "AND d.state = 'queued' ORDER BY d.accepted_at, d.alert_id "
-				       "LIMIT ?2";
+	                               "ON a.id = d.alert_id WHERE d.number = ?1 AND d.bundle = 1 "
+	                               "AND d.state = 'queued' ORDER BY d.accepted_at, d.alert_id "
+	                               "LIMIT ?2";
 	static const char count_sql[] = "SELECT COUNT(*) FROM deliveries WHERE number = ?1 AND "
-					"bundle = 1 AND state = 'queued'";
+	                                "bundle = 1 AND state = 'queued'";
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 	sqlite3_stmt *st = store_cached(s, count_sql);
 	int r;

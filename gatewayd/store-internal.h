@@ -39,8 +39,8 @@ void bind_u64(sqlite3_stmt *st, int i, uint64_t v);
 int step_done(Store *s, sqlite3_stmt *st, const char *what);
 /* Steps a bound statement through its rows, handing each to row(); row() returns <0 to stop
  * early (that value is returned). Resets the statement in every case. */
-int each_row(Store *s, sqlite3_stmt *st, const char *what,
-	     int (*row)(sqlite3_stmt *st, void *ctx), void *ctx);
+int each_row(Store *s, sqlite3_stmt *st, const char *what, int (*row)(sqlite3_stmt *st, void *ctx),
+             void *ctx);
 /* Steps a bound statement that returns one number (a COUNT, a MIN: 0 when NULL or no row), and
  * resets it. */
 int step_u64(Store *s, sqlite3_stmt *st, const char *what, uint64_t *ret);
@@ -49,7 +49,7 @@ typedef struct RowCallback {
 	void *cb;
 	void *userdata;
 } RowCallback;
-json_t *json_time_or_null(uint64_t usec); /* RFC 3339, or null for 0 */
+json_t *json_time_or_null(uint64_t usec);       /* RFC 3339, or null for 0 */
 json_t *column_string(sqlite3_stmt *st, int i); /* text, or null */
 /* Raises a delivery's round (never lowers it). */
 int delivery_set_round(Store *s, const char *alert_id, const char *number, uint64_t round);

@@ -9,8 +9,8 @@
 int store_metrics(Store *s, StoreMetrics *ret)
 {
 	static const char sql[] = "SELECT (SELECT MIN(accepted_at) FROM alerts WHERE final = 0), "
-				  "(SELECT n FROM tallies WHERE name = 'escalated'), "
-				  "(SELECT n FROM tallies WHERE name = 'acked')";
+	                          "(SELECT n FROM tallies WHERE name = 'escalated'), "
+	                          "(SELECT n FROM tallies WHERE name = 'acked')";
 	sqlite3_stmt *st = store_cached(s, sql);
 	StoreMetrics m = {0};
 	int rc;

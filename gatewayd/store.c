@@ -27,8 +27,8 @@
  * before the commit fails with -EBUSY and the gateway retries it later: short, since the loop
  * waits with it. */
 #define STORE_BUSY_TIMEOUT_MS 200
-#define STRINGIFY_(x) #x
-#define STRINGIFY(x) STRINGIFY_(x)
+#define STRINGIFY_(x)         #x
+#define STRINGIFY(x)          STRINGIFY_(x)
 
 enum {
 	SQL_DEDUPE_FIND,
@@ -83,129 +83,136 @@ enum {
 };
 
 static const char *const sql_text[_SQL_MAX] = {
-	[SQL_DEDUPE_FIND] = "SELECT alert_id, first_at FROM dedupe WHERE key = ?1",
-	[SQL_DEDUPE_SET] = "INSERT OR REPLACE INTO dedupe(key, alert_id, first_at) VALUES (?1, ?2, ?3)",
-	[SQL_ALERT_INSERT] = "INSERT OR IGNORE INTO alerts(id, key, text, priority, source, node, "
-			     "accepted_at, expires_at, state, final, esc_step, esc_next_at) "
-			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10)",
-	[SQL_DELIVERY_INSERT] = "INSERT OR IGNORE INTO deliveries(alert_id, number, kind, seq, state, "
-				"priority, accepted_at, next_try_at, bundle) "
-				"VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
-	[SQL_ALERT_EXISTS] = "SELECT 1 FROM alerts WHERE id = ?1",
-	[SQL_COUNT_OPEN] = "SELECT COUNT(*) FROM alerts WHERE final = 0",
-	[SQL_DELIVERY_GET] = "SELECT state, permanent_failures FROM deliveries "
-			     "WHERE alert_id = ?1 AND number = ?2",
-	[SQL_DELIVERY_SET] = "UPDATE deliveries SET state = ?3, next_try_at = ?4, node = ?5, "
-			     "modem = ?6, permanent_failures = ?7 WHERE alert_id = ?1 AND number = ?2",
-	[SQL_ATTEMPT_INSERT] = "INSERT OR IGNORE INTO attempts(alert_id, number, node, modem, at, "
-			       "result, error, message_ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[SQL_ATTEMPT_COUNT] = "SELECT COUNT(*) FROM attempts WHERE alert_id = ?1 AND number = ?2",
-	[SQL_ALERT_DELIVERY_STATES] = "SELECT state FROM deliveries WHERE alert_id = ?1",
-	[SQL_ALERT_SET_STATE] = "UPDATE alerts SET state = ?2, final = ?3, final_at = ?4 "
-				"WHERE id = ?1",
-	[SQL_ALERT_FINAL] = "SELECT final, esc_next_at IS NOT NULL FROM alerts WHERE id = ?1",
-	[SQL_ALERT_ACK_GET] = "SELECT ack_at FROM alerts WHERE id = ?1",
-	[SQL_ALERT_ACK_SET] = "UPDATE alerts SET ack_by = ?2, ack_via = ?3, ack_at = ?4 "
-			      "WHERE id = ?1 AND ack_at IS NULL",
-	[SQL_DUE] = "SELECT d.alert_id, d.number, a.text, d.priority, d.modem, "
-		    "(SELECT COUNT(*) FROM attempts t WHERE t.alert_id = d.alert_id AND "
-		    "t.number = d.number), d.node, d.kind = 'to' AND a.ack_at IS NULL, d.bundle "
-		    "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
-		    "WHERE d.state = 'queued' AND d.next_try_at <= ?1 "
-		    "ORDER BY d.priority DESC, d.accepted_at, d.seq LIMIT ?2",
-	[SQL_NEXT_DUE] = "SELECT MIN(next_try_at) FROM deliveries WHERE state = 'queued'",
-	[SQL_NEXT_EXPIRY] = "SELECT MIN(expires_at) FROM alerts WHERE final = 0",
-	[SQL_EXPIRED] = "SELECT id FROM alerts WHERE final = 0 AND expires_at <= ?1 LIMIT ?2",
-	[SQL_SENDING_ON_NODE] = "SELECT alert_id, number, modem FROM deliveries "
-				"WHERE state = 'sending' AND node = ?1",
-	[SQL_ALERT_GET] = "SELECT id, state, priority, text, key, source, accepted_at, node, ack_by, "
-			  "ack_via, ack_at, expires_at, esc_step, esc_next_at FROM alerts "
-			  "WHERE id = ?1",
-	[SQL_ALERT_DELIVERIES] = "SELECT number, state, kind FROM deliveries WHERE alert_id = ?1 "
-				 "ORDER BY seq",
-	[SQL_ALERT_ATTEMPTS] = "SELECT node, modem, at, result, error, report FROM attempts "
-			       "WHERE alert_id = ?1 AND number = ?2 ORDER BY at",
-	[SQL_QUEUE] = "SELECT id FROM alerts WHERE final = 0 ORDER BY accepted_at DESC LIMIT ?1",
-	[SQL_COUNTS] = "SELECT substr(name, 7), n FROM tallies WHERE name LIKE 'state:%'",
-	[SQL_MODEM_COUNTERS] = "SELECT sent, failed, last_sent_at FROM modem_tallies "
-			       "WHERE node = ?1 AND modem = ?2",
-	[SQL_INBOX_INSERT] = "INSERT OR IGNORE INTO inbox(key, node, modem, sender, text, parts, "
-			     "smsc_at, received_at, quarantine) "
-			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[SQL_CALL_INSERT] = "INSERT OR IGNORE INTO calls(alert_id, number, node, modem, at, outcome, "
-			    "duration, error, dtmf_ack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[SQL_MODEM_LAST_ERROR] = "SELECT last_error FROM modem_tallies WHERE node = ?1 AND "
-				 "modem = ?2",
-	[SQL_DELIVERY_SENDING_ELSEWHERE] = "SELECT 1 FROM deliveries WHERE alert_id = ?1 AND "
-					   "number = ?2 AND state = 'sending' AND "
-					   "(node IS NOT ?3 OR modem IS NOT ?4)",
-	[SQL_NODE_SEEN] = "INSERT INTO nodes(name, nodeid, last_seen) VALUES (?1, ?2, ?3) "
-			  "ON CONFLICT(name) DO UPDATE SET "
-			  "nodeid = CASE WHEN excluded.last_seen >= nodes.last_seen "
-			  "THEN excluded.nodeid ELSE nodes.nodeid END, "
-			  "last_seen = MAX(nodes.last_seen, excluded.last_seen)",
-	[SQL_NODES] = "SELECT name, nodeid, last_seen FROM nodes ORDER BY name",
-	/* The export SELECTs list their columns in the order of the field tables further down. */
-	[SQL_EXPORT_ALERTS] = "SELECT id, key, text, priority, source, node, accepted_at, "
-			      "expires_at, final_at, ack_by, ack_via, ack_at, esc_step, esc_next_at "
-			      "FROM alerts WHERE id > ?1 ORDER BY id",
-	[SQL_EXPORT_DELIVERIES] = "SELECT number, kind, seq, state, next_try_at, node, modem, "
-				  "permanent_failures, accepted_at, priority, round, bundle "
-				  "FROM deliveries "
-				  "WHERE alert_id = ?1 ORDER BY seq, number",
-	[SQL_EXPORT_ATTEMPTS] = "SELECT number, node, modem, at, result, error, message_ref, "
-				"report FROM attempts WHERE alert_id = ?1 "
-				"ORDER BY number, at, node, modem",
-	[SQL_EXPORT_CALLS] = "SELECT number, node, modem, at, outcome, duration, error, dtmf_ack "
-			     "FROM calls WHERE alert_id = ?1 ORDER BY number, at, node, modem",
-	[SQL_EXPORT_DEDUPE] = "SELECT key, alert_id, first_at FROM dedupe WHERE key > ?1 "
-			      "ORDER BY key",
-	[SQL_EXPORT_INBOX] = "SELECT key, node, modem, sender, text, parts, smsc_at, received_at, "
-			     "quarantine FROM inbox WHERE key > ?1 ORDER BY key",
-	[SQL_MERGE_ALERT_GET] = "SELECT state, final, final_at, accepted_at FROM alerts "
-				"WHERE id = ?1",
-	/* The earlier acknowledgment wins, then the smaller names. ifnull(x, -1): in SQLite an
-	 * integer sorts before any text, so a missing name is the smallest and never ties with an
-	 * empty one. */
-	[SQL_MERGE_ACK] = "UPDATE alerts SET ack_by = ?2, ack_via = ?3, ack_at = ?4 WHERE id = ?1 "
-			  "AND (ack_at IS NULL OR (?4, ifnull(?2, -1), ifnull(?3, -1)) < "
-			  "(ack_at, ifnull(ack_by, -1), ifnull(ack_via, -1)))",
-	[SQL_MERGE_DELIVERY_GET] = "SELECT state, next_try_at, node, modem, permanent_failures, "
-				   "round FROM deliveries WHERE alert_id = ?1 AND number = ?2",
-	[SQL_MERGE_DELIVERY_INSERT] = "INSERT OR IGNORE INTO deliveries(alert_id, number, kind, "
-				      "seq, state, next_try_at, node, modem, permanent_failures, "
-				      "accepted_at, priority, round, bundle) "
-				      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-				      "?13)",
-	[SQL_MERGE_DELIVERY_FAILURES] = "UPDATE deliveries SET permanent_failures = ?3 "
-					"WHERE alert_id = ?1 AND number = ?2 AND "
-					"permanent_failures < ?3",
-	[SQL_MERGE_ATTEMPT_REPORT] = "UPDATE attempts SET report = ?6 WHERE alert_id = ?1 AND "
-				     "number = ?2 AND node = ?3 AND modem = ?4 AND at = ?5 AND "
-				     "(report IS NULL OR report < ?6)",
-	[SQL_MERGE_DEDUPE] = "INSERT INTO dedupe(key, alert_id, first_at) VALUES (?1, ?2, ?3) "
-			     "ON CONFLICT(key) DO UPDATE SET alert_id = excluded.alert_id, "
-			     "first_at = excluded.first_at "
-			     "WHERE (excluded.first_at, excluded.alert_id) < "
-			     "(dedupe.first_at, dedupe.alert_id)",
-	/* The further escalation wins (a stopped one, NULL, below a running one at the same
-	 * step); an acknowledged alert escalates no more. */
-	[SQL_MERGE_ESCALATION] = "UPDATE alerts SET esc_step = ?2, esc_next_at = "
-				 "CASE WHEN ack_at IS NULL THEN ?3 END WHERE id = ?1 AND "
-				 "?2 IS NOT NULL AND (esc_step IS NULL OR (?2, ifnull(?3, -1)) > "
-				 "(esc_step, ifnull(esc_next_at, -1)))",
-	[SQL_EXPORT_HISTORY] = "SELECT at, what, node, detail FROM history WHERE alert_id = ?1 "
-			       "ORDER BY at, what, node, detail",
-	[SQL_HISTORY_INSERT] = "INSERT OR IGNORE INTO history(alert_id, at, what, node, detail) "
-			       "VALUES (?1, ?2, ?3, ?4, ?5)",
+        [SQL_DEDUPE_FIND] = "SELECT alert_id, first_at FROM dedupe WHERE key = ?1",
+        [SQL_DEDUPE_SET] =
+                "INSERT OR REPLACE INTO dedupe(key, alert_id, first_at) VALUES (?1, ?2, ?3)",
+        [SQL_ALERT_INSERT] = "INSERT OR IGNORE INTO alerts(id, key, text, priority, source, node, "
+                             "accepted_at, expires_at, state, final, esc_step, esc_next_at) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10)",
+        [SQL_DELIVERY_INSERT] =
+                "INSERT OR IGNORE INTO deliveries(alert_id, number, kind, seq, state, "
+                "priority, accepted_at, next_try_at, bundle) "
+                "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
+        [SQL_ALERT_EXISTS] = "SELECT 1 FROM alerts WHERE id = ?1",
+        [SQL_COUNT_OPEN] = "SELECT COUNT(*) FROM alerts WHERE final = 0",
+        [SQL_DELIVERY_GET] = "SELECT state, permanent_failures FROM deliveries "
+                             "WHERE alert_id = ?1 AND number = ?2",
+        [SQL_DELIVERY_SET] =
+                "UPDATE deliveries SET state = ?3, next_try_at = ?4, node = ?5, "
+                "modem = ?6, permanent_failures = ?7 WHERE alert_id = ?1 AND number = ?2",
+        [SQL_ATTEMPT_INSERT] =
+                "INSERT OR IGNORE INTO attempts(alert_id, number, node, modem, at, "
+                "result, error, message_ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        [SQL_ATTEMPT_COUNT] = "SELECT COUNT(*) FROM attempts WHERE alert_id = ?1 AND number = ?2",
+        [SQL_ALERT_DELIVERY_STATES] = "SELECT state FROM deliveries WHERE alert_id = ?1",
+        [SQL_ALERT_SET_STATE] = "UPDATE alerts SET state = ?2, final = ?3, final_at = ?4 "
+                                "WHERE id = ?1",
+        [SQL_ALERT_FINAL] = "SELECT final, esc_next_at IS NOT NULL FROM alerts WHERE id = ?1",
+        [SQL_ALERT_ACK_GET] = "SELECT ack_at FROM alerts WHERE id = ?1",
+        [SQL_ALERT_ACK_SET] = "UPDATE alerts SET ack_by = ?2, ack_via = ?3, ack_at = ?4 "
+                              "WHERE id = ?1 AND ack_at IS NULL",
+        [SQL_DUE] = "SELECT d.alert_id, d.number, a.text, d.priority, d.modem, "
+                    "(SELECT COUNT(*) FROM attempts t WHERE t.alert_id = d.alert_id AND "
+                    "t.number = d.number), d.node, d.kind = 'to' AND a.ack_at IS NULL, d.bundle "
+                    "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+                    "WHERE d.state = 'queued' AND d.next_try_at <= ?1 "
+                    "ORDER BY d.priority DESC, d.accepted_at, d.seq LIMIT ?2",
+        [SQL_NEXT_DUE] = "SELECT MIN(next_try_at) FROM deliveries WHERE state = 'queued'",
+        [SQL_NEXT_EXPIRY] = "SELECT MIN(expires_at) FROM alerts WHERE final = 0",
+        [SQL_EXPIRED] = "SELECT id FROM alerts WHERE final = 0 AND expires_at <= ?1 LIMIT ?2",
+        [SQL_SENDING_ON_NODE] = "SELECT alert_id, number, modem FROM deliveries "
+                                "WHERE state = 'sending' AND node = ?1",
+        [SQL_ALERT_GET] =
+                "SELECT id, state, priority, text, key, source, accepted_at, node, ack_by, "
+                "ack_via, ack_at, expires_at, esc_step, esc_next_at FROM alerts "
+                "WHERE id = ?1",
+        [SQL_ALERT_DELIVERIES] = "SELECT number, state, kind FROM deliveries WHERE alert_id = ?1 "
+                                 "ORDER BY seq",
+        [SQL_ALERT_ATTEMPTS] = "SELECT node, modem, at, result, error, report FROM attempts "
+                               "WHERE alert_id = ?1 AND number = ?2 ORDER BY at",
+        [SQL_QUEUE] = "SELECT id FROM alerts WHERE final = 0 ORDER BY accepted_at DESC LIMIT ?1",
+        [SQL_COUNTS] = "SELECT substr(name, 7), n FROM tallies WHERE name LIKE 'state:%'",
+        [SQL_MODEM_COUNTERS] = "SELECT sent, failed, last_sent_at FROM modem_tallies "
+                               "WHERE node = ?1 AND modem = ?2",
+        [SQL_INBOX_INSERT] = "INSERT OR IGNORE INTO inbox(key, node, modem, sender, text, parts, "
+                             "smsc_at, received_at, quarantine) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        [SQL_CALL_INSERT] =
+                "INSERT OR IGNORE INTO calls(alert_id, number, node, modem, at, outcome, "
+                "duration, error, dtmf_ack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        [SQL_MODEM_LAST_ERROR] = "SELECT last_error FROM modem_tallies WHERE node = ?1 AND "
+                                 "modem = ?2",
+        [SQL_DELIVERY_SENDING_ELSEWHERE] = "SELECT 1 FROM deliveries WHERE alert_id = ?1 AND "
+                                           "number = ?2 AND state = 'sending' AND "
+                                           "(node IS NOT ?3 OR modem IS NOT ?4)",
+        [SQL_NODE_SEEN] = "INSERT INTO nodes(name, nodeid, last_seen) VALUES (?1, ?2, ?3) "
+                          "ON CONFLICT(name) DO UPDATE SET "
+                          "nodeid = CASE WHEN excluded.last_seen >= nodes.last_seen "
+                          "THEN excluded.nodeid ELSE nodes.nodeid END, "
+                          "last_seen = MAX(nodes.last_seen, excluded.last_seen)",
+        [SQL_NODES] = "SELECT name, nodeid, last_seen FROM nodes ORDER BY name",
+        /* The export SELECTs list their columns in the order of the field tables further down. */
+        [SQL_EXPORT_ALERTS] =
+                "SELECT id, key, text, priority, source, node, accepted_at, "
+                "expires_at, final_at, ack_by, ack_via, ack_at, esc_step, esc_next_at "
+                "FROM alerts WHERE id > ?1 ORDER BY id",
+        [SQL_EXPORT_DELIVERIES] = "SELECT number, kind, seq, state, next_try_at, node, modem, "
+                                  "permanent_failures, accepted_at, priority, round, bundle "
+                                  "FROM deliveries "
+                                  "WHERE alert_id = ?1 ORDER BY seq, number",
+        [SQL_EXPORT_ATTEMPTS] = "SELECT number, node, modem, at, result, error, message_ref, "
+                                "report FROM attempts WHERE alert_id = ?1 "
+                                "ORDER BY number, at, node, modem",
+        [SQL_EXPORT_CALLS] = "SELECT number, node, modem, at, outcome, duration, error, dtmf_ack "
+                             "FROM calls WHERE alert_id = ?1 ORDER BY number, at, node, modem",
+        [SQL_EXPORT_DEDUPE] = "SELECT key, alert_id, first_at FROM dedupe WHERE key > ?1 "
+                              "ORDER BY key",
+        [SQL_EXPORT_INBOX] = "SELECT key, node, modem, sender, text, parts, smsc_at, received_at, "
+                             "quarantine FROM inbox WHERE key > ?1 ORDER BY key",
+        [SQL_MERGE_ALERT_GET] = "SELECT state, final, final_at, accepted_at FROM alerts "
+                                "WHERE id = ?1",
+        /* The earlier acknowledgment wins, then the smaller names. ifnull(x, -1): in SQLite an
+         * integer sorts before any text, so a missing name is the smallest and never ties with an
+         * empty one. */
+        [SQL_MERGE_ACK] = "UPDATE alerts SET ack_by = ?2, ack_via = ?3, ack_at = ?4 WHERE id = ?1 "
+                          "AND (ack_at IS NULL OR (?4, ifnull(?2, -1), ifnull(?3, -1)) < "
+                          "(ack_at, ifnull(ack_by, -1), ifnull(ack_via, -1)))",
+        [SQL_MERGE_DELIVERY_GET] = "SELECT state, next_try_at, node, modem, permanent_failures, "
+                                   "round FROM deliveries WHERE alert_id = ?1 AND number = ?2",
+        [SQL_MERGE_DELIVERY_INSERT] = "INSERT OR IGNORE INTO deliveries(alert_id, number, kind, "
+                                      "seq, state, next_try_at, node, modem, permanent_failures, "
+                                      "accepted_at, priority, round, bundle) "
+                                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+                                      "?13)",
+        [SQL_MERGE_DELIVERY_FAILURES] = "UPDATE deliveries SET permanent_failures = ?3 "
+                                        "WHERE alert_id = ?1 AND number = ?2 AND "
+                                        "permanent_failures < ?3",
+        [SQL_MERGE_ATTEMPT_REPORT] = "UPDATE attempts SET report = ?6 WHERE alert_id = ?1 AND "
+                                     "number = ?2 AND node = ?3 AND modem = ?4 AND at = ?5 AND "
+                                     "(report IS NULL OR report < ?6)",
+        [SQL_MERGE_DEDUPE] = "INSERT INTO dedupe(key, alert_id, first_at) VALUES (?1, ?2, ?3) "
+                             "ON CONFLICT(key) DO UPDATE SET alert_id = excluded.alert_id, "
+                             "first_at = excluded.first_at "
+                             "WHERE (excluded.first_at, excluded.alert_id) < "
+                             "(dedupe.first_at, dedupe.alert_id)",
+        /* The further escalation wins (a stopped one, NULL, below a running one at the same
+         * step); an acknowledged alert escalates no more. */
+        [SQL_MERGE_ESCALATION] = "UPDATE alerts SET esc_step = ?2, esc_next_at = "
+                                 "CASE WHEN ack_at IS NULL THEN ?3 END WHERE id = ?1 AND "
+                                 "?2 IS NOT NULL AND (esc_step IS NULL OR (?2, ifnull(?3, -1)) > "
+                                 "(esc_step, ifnull(esc_next_at, -1)))",
+        [SQL_EXPORT_HISTORY] = "SELECT at, what, node, detail FROM history WHERE alert_id = ?1 "
+                               "ORDER BY at, what, node, detail",
+        [SQL_HISTORY_INSERT] = "INSERT OR IGNORE INTO history(alert_id, at, what, node, detail) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5)",
 };
 
 static int store_recount(Store *s);
 
 static const char *const delivery_state_table[_DELIVERY_STATE_MAX] = {
-	[DELIVERY_QUEUED] = "queued", [DELIVERY_SENDING] = "sending", [DELIVERY_SENT] = "sent",
-	[DELIVERY_FAILED] = "failed", [DELIVERY_EXPIRED] = "expired",
-	[DELIVERY_DELIVERED] = "delivered",
+        [DELIVERY_QUEUED] = "queued",   [DELIVERY_SENDING] = "sending",
+        [DELIVERY_SENT] = "sent",       [DELIVERY_FAILED] = "failed",
+        [DELIVERY_EXPIRED] = "expired", [DELIVERY_DELIVERED] = "delivered",
 };
 
 const char *delivery_state_to_string(DeliveryState s)
@@ -231,8 +238,8 @@ bool delivery_state_is_final(DeliveryState s)
 static int delivery_state_rank(DeliveryState s)
 {
 	static const int rank[_DELIVERY_STATE_MAX] = {
-		[DELIVERY_QUEUED] = 0, [DELIVERY_SENDING] = 1, [DELIVERY_EXPIRED] = 2,
-		[DELIVERY_FAILED] = 3, [DELIVERY_SENT] = 4, [DELIVERY_DELIVERED] = 5,
+	        [DELIVERY_QUEUED] = 0, [DELIVERY_SENDING] = 1, [DELIVERY_EXPIRED] = 2,
+	        [DELIVERY_FAILED] = 3, [DELIVERY_SENT] = 4,    [DELIVERY_DELIVERED] = 5,
 	};
 	return rank[s];
 }
@@ -280,7 +287,7 @@ sqlite3_stmt *store_cached(Store *s, const char *sql)
 		return NULL;
 	}
 	int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->cached[i].st,
-				    NULL);
+	                            NULL);
 	if (rc != SQLITE_OK) {
 		log_error("Store: cannot prepare '%s': %s", sql, sqlite3_errmsg(s->db));
 		return NULL;
@@ -293,16 +300,15 @@ static sqlite3_stmt *stmt(Store *s, int id)
 {
 	if (!s->stmt[id]) {
 		int rc = sqlite3_prepare_v3(s->db, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT,
-					    &s->stmt[id], NULL);
+		                            &s->stmt[id], NULL);
 		if (rc != SQLITE_OK) {
 			log_error("Store: cannot prepare '%s': %s", sql_text[id],
-				  sqlite3_errmsg(s->db));
+			          sqlite3_errmsg(s->db));
 			return NULL;
 		}
 	}
 	return s->stmt[id];
 }
-
 
 void stmt_done(sqlite3_stmt *st)
 {
@@ -362,55 +368,54 @@ int store_exec(Store *s, const char *sql)
 }
 
 static const char schema_v1[] =
-	"CREATE TABLE alerts("
-	" id TEXT PRIMARY KEY, key TEXT NOT NULL, text TEXT NOT NULL,"
-	" priority INTEGER NOT NULL, source TEXT, node TEXT NOT NULL,"
-	" accepted_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
-	" state TEXT NOT NULL, final INTEGER NOT NULL, final_at INTEGER,"
-	" ack_by TEXT, ack_via TEXT, ack_at INTEGER);"
-	"CREATE INDEX alerts_open ON alerts(final, expires_at);"
-	"CREATE INDEX alerts_accepted ON alerts(final, accepted_at);"
-	"CREATE INDEX alerts_final_at ON alerts(final_at) WHERE final = 1;"
-	"CREATE TABLE deliveries("
-	" alert_id TEXT NOT NULL, number TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL,"
-	" state TEXT NOT NULL, priority INTEGER NOT NULL, accepted_at INTEGER NOT NULL,"
-	" next_try_at INTEGER NOT NULL, node TEXT, modem TEXT,"
-	" permanent_failures INTEGER NOT NULL DEFAULT 0,"
-	" PRIMARY KEY(alert_id, number)) WITHOUT ROWID;"
-	"CREATE INDEX deliveries_order ON deliveries(state, priority DESC, accepted_at, seq);"
-	"CREATE INDEX deliveries_due ON deliveries(state, next_try_at);"
-	"CREATE TABLE attempts("
-	" alert_id TEXT NOT NULL, number TEXT NOT NULL, node TEXT NOT NULL, modem TEXT NOT NULL,"
-	" at INTEGER NOT NULL, result TEXT NOT NULL, error TEXT,"
-	" UNIQUE(alert_id, number, node, modem, at));"
-	"CREATE INDEX attempts_modem ON attempts(node, modem, at);"
-	"CREATE TABLE dedupe(key TEXT PRIMARY KEY, alert_id TEXT NOT NULL,"
-	" first_at INTEGER NOT NULL) WITHOUT ROWID;";
+        "CREATE TABLE alerts("
+        " id TEXT PRIMARY KEY, key TEXT NOT NULL, text TEXT NOT NULL,"
+        " priority INTEGER NOT NULL, source TEXT, node TEXT NOT NULL,"
+        " accepted_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
+        " state TEXT NOT NULL, final INTEGER NOT NULL, final_at INTEGER,"
+        " ack_by TEXT, ack_via TEXT, ack_at INTEGER);"
+        "CREATE INDEX alerts_open ON alerts(final, expires_at);"
+        "CREATE INDEX alerts_accepted ON alerts(final, accepted_at);"
+        "CREATE INDEX alerts_final_at ON alerts(final_at) WHERE final = 1;"
+        "CREATE TABLE deliveries("
+        " alert_id TEXT NOT NULL, number TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " state TEXT NOT NULL, priority INTEGER NOT NULL, accepted_at INTEGER NOT NULL,"
+        " next_try_at INTEGER NOT NULL, node TEXT, modem TEXT,"
+        " permanent_failures INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY(alert_id, number)) WITHOUT ROWID;"
+        "CREATE INDEX deliveries_order ON deliveries(state, priority DESC, accepted_at, seq);"
+        "CREATE INDEX deliveries_due ON deliveries(state, next_try_at);"
+        "CREATE TABLE attempts("
+        " alert_id TEXT NOT NULL, number TEXT NOT NULL, node TEXT NOT NULL, modem TEXT NOT NULL,"
+        " at INTEGER NOT NULL, result TEXT NOT NULL, error TEXT,"
+        " UNIQUE(alert_id, number, node, modem, at));"
+        "CREATE INDEX attempts_modem ON attempts(node, modem, at);"
+        "CREATE TABLE dedupe(key TEXT PRIMARY KEY, alert_id TEXT NOT NULL,"
+        " first_at INTEGER NOT NULL) WITHOUT ROWID;";
 
 /* v2: received SMS, and the message reference of each attempt for delivery reports. */
 static const char schema_v2[] =
-	"CREATE TABLE inbox("
-	" key TEXT PRIMARY KEY, node TEXT NOT NULL, modem TEXT NOT NULL, sender TEXT NOT NULL,"
-	" text TEXT NOT NULL, parts INTEGER NOT NULL, smsc_at INTEGER,"
-	" received_at INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE INDEX inbox_received ON inbox(received_at);"
-	"ALTER TABLE attempts ADD COLUMN message_ref INTEGER;"
-	"ALTER TABLE attempts ADD COLUMN report TEXT;"
-	"CREATE INDEX attempts_ref ON attempts(node, modem, message_ref);";
+        "CREATE TABLE inbox("
+        " key TEXT PRIMARY KEY, node TEXT NOT NULL, modem TEXT NOT NULL, sender TEXT NOT NULL,"
+        " text TEXT NOT NULL, parts INTEGER NOT NULL, smsc_at INTEGER,"
+        " received_at INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE INDEX inbox_received ON inbox(received_at);"
+        "ALTER TABLE attempts ADD COLUMN message_ref INTEGER;"
+        "ALTER TABLE attempts ADD COLUMN report TEXT;"
+        "CREATE INDEX attempts_ref ON attempts(node, modem, message_ref);";
 
 /* v3: voice calls made for an alert. */
 static const char schema_v3[] =
-	"CREATE TABLE calls("
-	" alert_id TEXT NOT NULL, number TEXT NOT NULL, node TEXT NOT NULL, modem TEXT NOT NULL,"
-	" at INTEGER NOT NULL, outcome TEXT NOT NULL, duration INTEGER NOT NULL, error TEXT,"
-	" dtmf_ack INTEGER NOT NULL DEFAULT 0, UNIQUE(alert_id, number, node, at));"
-	"CREATE INDEX calls_alert ON calls(alert_id);"
-	"CREATE INDEX calls_at ON calls(at);";
+        "CREATE TABLE calls("
+        " alert_id TEXT NOT NULL, number TEXT NOT NULL, node TEXT NOT NULL, modem TEXT NOT NULL,"
+        " at INTEGER NOT NULL, outcome TEXT NOT NULL, duration INTEGER NOT NULL, error TEXT,"
+        " dtmf_ack INTEGER NOT NULL DEFAULT 0, UNIQUE(alert_id, number, node, at));"
+        "CREATE INDEX calls_alert ON calls(alert_id);"
+        "CREATE INDEX calls_at ON calls(at);";
 
 /* v4: the cluster's nodes as seen here, for status and for the rejoin exchange. */
-static const char schema_v4[] =
-	"CREATE TABLE nodes(name TEXT PRIMARY KEY, nodeid INTEGER NOT NULL,"
-	" last_seen INTEGER NOT NULL) WITHOUT ROWID;";
+static const char schema_v4[] = "CREATE TABLE nodes(name TEXT PRIMARY KEY, nodeid INTEGER NOT NULL,"
+                                " last_seen INTEGER NOT NULL) WITHOUT ROWID;";
 
 /* v5: on-call. An alert's escalation (the step reached, the deadline of the next; NULL when it
  * does not escalate or has stopped), a delivery's round (an escalation step that pages the same
@@ -418,92 +423,92 @@ static const char schema_v4[] =
  * alert's history beyond attempts and calls (duplicates, escalation steps, acknowledgments,
  * replies), and the on-call overrides. */
 static const char schema_v5[] =
-	"ALTER TABLE alerts ADD COLUMN esc_step INTEGER;"
-	"ALTER TABLE alerts ADD COLUMN esc_next_at INTEGER;"
-	"CREATE INDEX alerts_escalation ON alerts(esc_next_at) WHERE esc_next_at IS NOT NULL;"
-	"ALTER TABLE deliveries ADD COLUMN round INTEGER NOT NULL DEFAULT 0;"
-	"ALTER TABLE deliveries ADD COLUMN bundle INTEGER NOT NULL DEFAULT 0;"
-	"CREATE INDEX deliveries_number ON deliveries(number, accepted_at);"
-	"CREATE TABLE history("
-	" alert_id TEXT NOT NULL, at INTEGER NOT NULL, what TEXT NOT NULL, node TEXT NOT NULL,"
-	" detail TEXT NOT NULL DEFAULT '', UNIQUE(alert_id, at, what, node, detail));"
-	"CREATE INDEX history_alert ON history(alert_id);"
-	"CREATE INDEX alerts_critical ON alerts(priority, expires_at);"
-	"CREATE TABLE overrides("
-	" role TEXT PRIMARY KEY, contact TEXT, until INTEGER NOT NULL, set_at INTEGER NOT NULL,"
-	" set_by TEXT) WITHOUT ROWID;";
+        "ALTER TABLE alerts ADD COLUMN esc_step INTEGER;"
+        "ALTER TABLE alerts ADD COLUMN esc_next_at INTEGER;"
+        "CREATE INDEX alerts_escalation ON alerts(esc_next_at) WHERE esc_next_at IS NOT NULL;"
+        "ALTER TABLE deliveries ADD COLUMN round INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE deliveries ADD COLUMN bundle INTEGER NOT NULL DEFAULT 0;"
+        "CREATE INDEX deliveries_number ON deliveries(number, accepted_at);"
+        "CREATE TABLE history("
+        " alert_id TEXT NOT NULL, at INTEGER NOT NULL, what TEXT NOT NULL, node TEXT NOT NULL,"
+        " detail TEXT NOT NULL DEFAULT '', UNIQUE(alert_id, at, what, node, detail));"
+        "CREATE INDEX history_alert ON history(alert_id);"
+        "CREATE INDEX alerts_critical ON alerts(priority, expires_at);"
+        "CREATE TABLE overrides("
+        " role TEXT PRIMARY KEY, contact TEXT, until INTEGER NOT NULL, set_at INTEGER NOT NULL,"
+        " set_by TEXT) WITHOUT ROWID;";
 
 /* v6: running tallies, kept by triggers in the same transactions as the rows they count, so
  * that status, metrics and the modems' counters cost the same at a million alerts as at ten
  * (they used to scan alerts and attempts). Purged rows leave the tallies as they leave the
  * tables. */
 static const char schema_v6[] =
-	"CREATE TABLE tallies(name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE TABLE modem_tallies(node TEXT NOT NULL, modem TEXT NOT NULL,"
-	" sent INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,"
-	" last_sent_at INTEGER, last_error TEXT, last_error_at INTEGER,"
-	" PRIMARY KEY(node, modem)) WITHOUT ROWID;"
-	"INSERT INTO tallies SELECT 'state:' || state, COUNT(*) FROM alerts GROUP BY state;"
-	"INSERT INTO tallies SELECT 'acked', COUNT(*) FROM alerts WHERE ack_at IS NOT NULL;"
-	"INSERT INTO tallies SELECT 'escalated', COUNT(*) FROM history WHERE what = 'escalated';"
-	"INSERT INTO tallies SELECT 'calls', COUNT(*) FROM calls;"
-	"INSERT INTO modem_tallies(node, modem, sent, failed, last_sent_at)"
-	" SELECT node, modem, SUM(result = 'sent'), SUM(result != 'sent'),"
-	" MAX(CASE WHEN result = 'sent' THEN at END) FROM attempts GROUP BY node, modem;"
-	"UPDATE modem_tallies SET (last_error, last_error_at) = (SELECT error, at FROM attempts a"
-	" WHERE a.node = modem_tallies.node AND a.modem = modem_tallies.modem"
-	" AND a.result != 'sent' ORDER BY at DESC LIMIT 1);"
-	"CREATE TRIGGER tally_alert_insert AFTER INSERT ON alerts BEGIN"
-	" INSERT INTO tallies VALUES ('state:' || NEW.state, 1)"
-	"  ON CONFLICT(name) DO UPDATE SET n = n + 1;"
-	" INSERT INTO tallies SELECT 'acked', 1 WHERE NEW.ack_at IS NOT NULL"
-	"  ON CONFLICT(name) DO UPDATE SET n = n + 1;"
-	"END;"
-	"CREATE TRIGGER tally_alert_state AFTER UPDATE OF state ON alerts"
-	" WHEN OLD.state IS NOT NEW.state BEGIN"
-	" UPDATE tallies SET n = n - 1 WHERE name = 'state:' || OLD.state;"
-	" INSERT INTO tallies VALUES ('state:' || NEW.state, 1)"
-	"  ON CONFLICT(name) DO UPDATE SET n = n + 1;"
-	"END;"
-	"CREATE TRIGGER tally_alert_ack AFTER UPDATE OF ack_at ON alerts"
-	" WHEN (OLD.ack_at IS NULL) != (NEW.ack_at IS NULL) BEGIN"
-	" INSERT INTO tallies VALUES ('acked', CASE WHEN NEW.ack_at IS NULL THEN -1 ELSE 1 END)"
-	"  ON CONFLICT(name) DO UPDATE SET n = n + excluded.n;"
-	"END;"
-	"CREATE TRIGGER tally_alert_delete AFTER DELETE ON alerts BEGIN"
-	" UPDATE tallies SET n = n - 1 WHERE name = 'state:' || OLD.state;"
-	" UPDATE tallies SET n = n - 1 WHERE name = 'acked' AND OLD.ack_at IS NOT NULL;"
-	"END;"
-	"CREATE TRIGGER tally_escalated AFTER INSERT ON history WHEN NEW.what = 'escalated' BEGIN"
-	" INSERT INTO tallies VALUES ('escalated', 1) ON CONFLICT(name) DO UPDATE SET n = n + 1;"
-	"END;"
-	"CREATE TRIGGER tally_escalated_delete AFTER DELETE ON history"
-	" WHEN OLD.what = 'escalated' BEGIN"
-	" UPDATE tallies SET n = n - 1 WHERE name = 'escalated';"
-	"END;"
-	"CREATE TRIGGER tally_call AFTER INSERT ON calls BEGIN"
-	" INSERT INTO tallies VALUES ('calls', 1) ON CONFLICT(name) DO UPDATE SET n = n + 1;"
-	"END;"
-	"CREATE TRIGGER tally_call_delete AFTER DELETE ON calls BEGIN"
-	" UPDATE tallies SET n = n - 1 WHERE name = 'calls';"
-	"END;"
-	"CREATE TRIGGER tally_attempt AFTER INSERT ON attempts BEGIN"
-	" INSERT INTO modem_tallies(node, modem) VALUES (NEW.node, NEW.modem)"
-	"  ON CONFLICT(node, modem) DO NOTHING;"
-	" UPDATE modem_tallies SET"
-	"  sent = sent + (NEW.result = 'sent'), failed = failed + (NEW.result != 'sent'),"
-	"  last_sent_at = CASE WHEN NEW.result = 'sent' AND (last_sent_at IS NULL OR"
-	"   NEW.at > last_sent_at) THEN NEW.at ELSE last_sent_at END,"
-	"  last_error = CASE WHEN NEW.result != 'sent' AND (last_error_at IS NULL OR"
-	"   NEW.at >= last_error_at) THEN NEW.error ELSE last_error END,"
-	"  last_error_at = CASE WHEN NEW.result != 'sent' AND (last_error_at IS NULL OR"
-	"   NEW.at >= last_error_at) THEN NEW.at ELSE last_error_at END"
-	"  WHERE node = NEW.node AND modem = NEW.modem;"
-	"END;"
-	"CREATE TRIGGER tally_attempt_delete AFTER DELETE ON attempts BEGIN"
-	" UPDATE modem_tallies SET sent = sent - (OLD.result = 'sent'),"
-	"  failed = failed - (OLD.result != 'sent') WHERE node = OLD.node AND modem = OLD.modem;"
-	"END;";
+        "CREATE TABLE tallies(name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE modem_tallies(node TEXT NOT NULL, modem TEXT NOT NULL,"
+        " sent INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,"
+        " last_sent_at INTEGER, last_error TEXT, last_error_at INTEGER,"
+        " PRIMARY KEY(node, modem)) WITHOUT ROWID;"
+        "INSERT INTO tallies SELECT 'state:' || state, COUNT(*) FROM alerts GROUP BY state;"
+        "INSERT INTO tallies SELECT 'acked', COUNT(*) FROM alerts WHERE ack_at IS NOT NULL;"
+        "INSERT INTO tallies SELECT 'escalated', COUNT(*) FROM history WHERE what = 'escalated';"
+        "INSERT INTO tallies SELECT 'calls', COUNT(*) FROM calls;"
+        "INSERT INTO modem_tallies(node, modem, sent, failed, last_sent_at)"
+        " SELECT node, modem, SUM(result = 'sent'), SUM(result != 'sent'),"
+        " MAX(CASE WHEN result = 'sent' THEN at END) FROM attempts GROUP BY node, modem;"
+        "UPDATE modem_tallies SET (last_error, last_error_at) = (SELECT error, at FROM attempts a"
+        " WHERE a.node = modem_tallies.node AND a.modem = modem_tallies.modem"
+        " AND a.result != 'sent' ORDER BY at DESC LIMIT 1);"
+        "CREATE TRIGGER tally_alert_insert AFTER INSERT ON alerts BEGIN"
+        " INSERT INTO tallies VALUES ('state:' || NEW.state, 1)"
+        "  ON CONFLICT(name) DO UPDATE SET n = n + 1;"
+        " INSERT INTO tallies SELECT 'acked', 1 WHERE NEW.ack_at IS NOT NULL"
+        "  ON CONFLICT(name) DO UPDATE SET n = n + 1;"
+        "END;"
+        "CREATE TRIGGER tally_alert_state AFTER UPDATE OF state ON alerts"
+        " WHEN OLD.state IS NOT NEW.state BEGIN"
+        " UPDATE tallies SET n = n - 1 WHERE name = 'state:' || OLD.state;"
+        " INSERT INTO tallies VALUES ('state:' || NEW.state, 1)"
+        "  ON CONFLICT(name) DO UPDATE SET n = n + 1;"
+        "END;"
+        "CREATE TRIGGER tally_alert_ack AFTER UPDATE OF ack_at ON alerts"
+        " WHEN (OLD.ack_at IS NULL) != (NEW.ack_at IS NULL) BEGIN"
+        " INSERT INTO tallies VALUES ('acked', CASE WHEN NEW.ack_at IS NULL THEN -1 ELSE 1 END)"
+        "  ON CONFLICT(name) DO UPDATE SET n = n + excluded.n;"
+        "END;"
+        "CREATE TRIGGER tally_alert_delete AFTER DELETE ON alerts BEGIN"
+        " UPDATE tallies SET n = n - 1 WHERE name = 'state:' || OLD.state;"
+        " UPDATE tallies SET n = n - 1 WHERE name = 'acked' AND OLD.ack_at IS NOT NULL;"
+        "END;"
+        "CREATE TRIGGER tally_escalated AFTER INSERT ON history WHEN NEW.what = 'escalated' BEGIN"
+        " INSERT INTO tallies VALUES ('escalated', 1) ON CONFLICT(name) DO UPDATE SET n = n + 1;"
+        "END;"
+        "CREATE TRIGGER tally_escalated_delete AFTER DELETE ON history"
+        " WHEN OLD.what = 'escalated' BEGIN"
+        " UPDATE tallies SET n = n - 1 WHERE name = 'escalated';"
+        "END;"
+        "CREATE TRIGGER tally_call AFTER INSERT ON calls BEGIN"
+        " INSERT INTO tallies VALUES ('calls', 1) ON CONFLICT(name) DO UPDATE SET n = n + 1;"
+        "END;"
+        "CREATE TRIGGER tally_call_delete AFTER DELETE ON calls BEGIN"
+        " UPDATE tallies SET n = n - 1 WHERE name = 'calls';"
+        "END;"
+        "CREATE TRIGGER tally_attempt AFTER INSERT ON attempts BEGIN"
+        " INSERT INTO modem_tallies(node, modem) VALUES (NEW.node, NEW.modem)"
+        "  ON CONFLICT(node, modem) DO NOTHING;"
+        " UPDATE modem_tallies SET"
+        "  sent = sent + (NEW.result = 'sent'), failed = failed + (NEW.result != 'sent'),"
+        "  last_sent_at = CASE WHEN NEW.result = 'sent' AND (last_sent_at IS NULL OR"
+        "   NEW.at > last_sent_at) THEN NEW.at ELSE last_sent_at END,"
+        "  last_error = CASE WHEN NEW.result != 'sent' AND (last_error_at IS NULL OR"
+        "   NEW.at >= last_error_at) THEN NEW.error ELSE last_error END,"
+        "  last_error_at = CASE WHEN NEW.result != 'sent' AND (last_error_at IS NULL OR"
+        "   NEW.at >= last_error_at) THEN NEW.at ELSE last_error_at END"
+        "  WHERE node = NEW.node AND modem = NEW.modem;"
+        "END;"
+        "CREATE TRIGGER tally_attempt_delete AFTER DELETE ON attempts BEGIN"
+        " UPDATE modem_tallies SET sent = sent - (OLD.result = 'sent'),"
+        "  failed = failed - (OLD.result != 'sent') WHERE node = OLD.node AND modem = OLD.modem;"
+        "END;";
 /* v7: quarantined received messages (never decoded) live in the inbox too: the reason here,
  * the raw PDU as the text. */
 static const char schema_v7[] = "ALTER TABLE inbox ADD COLUMN quarantine TEXT;";
@@ -520,9 +525,9 @@ static int store_migrate(Store *s)
 
 	if (version > SCHEMA_VERSION)
 		return log_error_errno(EPROTO,
-				       "Store: schema version %d is newer than this gatewayd (%d); "
-				       "refusing to touch it",
-				       version, SCHEMA_VERSION);
+		                       "Store: schema version %d is newer than this gatewayd (%d); "
+		                       "refusing to touch it",
+		                       version, SCHEMA_VERSION);
 	if (version == SCHEMA_VERSION)
 		return 0;
 
@@ -596,7 +601,7 @@ int store_open(const char *state_dir, Store **ret)
 	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
 		r = log_error_errno(sqlite_to_errno(rc), "Cannot open store '%s': %s", path,
-				    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		                    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 		store_close(s);
 		return r;
 	}
@@ -671,7 +676,7 @@ void store_rollback(Store *s)
 }
 
 int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_usec,
-		      char ret_id[static 33])
+                      char ret_id[static 33])
 {
 	sqlite3_stmt *st = stmt(s, SQL_DEDUPE_FIND);
 	int rc, found = 0;
@@ -701,12 +706,12 @@ int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_us
  * already waiting, else one window from now. Decided from replicated data alone, so every node
  * holds the same deliveries. */
 static int bundle_hold(Store *s, const char *number, uint64_t at, unsigned threshold,
-		       uint64_t window, uint64_t *ret_due)
+                       uint64_t window, uint64_t *ret_due)
 {
 	static const char count_sql[] = "SELECT COUNT(*) FROM deliveries WHERE number = ?1 AND "
-					"kind = 'to' AND accepted_at > ?2 AND accepted_at <= ?3";
+	                                "kind = 'to' AND accepted_at > ?2 AND accepted_at <= ?3";
 	static const char due_sql[] = "SELECT MIN(next_try_at) FROM deliveries WHERE number = ?1 "
-				      "AND bundle = 1 AND state = 'queued'";
+	                              "AND bundle = 1 AND state = 'queued'";
 	sqlite3_stmt *st = store_cached(s, count_sql);
 	uint64_t count = 0, due = 0;
 	int r;
@@ -785,7 +790,7 @@ int store_alert_insert(Store *s, const NewAlert *a)
 
 			if (kind == 0 && !a->critical && a->bundle_threshold > 0) {
 				r = bundle_hold(s, v[i], a->accepted_at, a->bundle_threshold,
-						a->bundle_window, &next_try_at);
+				                a->bundle_window, &next_try_at);
 				if (r < 0)
 					return r;
 				held = r > 0;
@@ -876,8 +881,8 @@ int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 		return store_fail(s, rc, "reading an alert's state");
 	bind_text(st, 1, alert_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		DeliveryState d = delivery_state_from_string(
-			(const char *)sqlite3_column_text(st, 0));
+		DeliveryState d =
+		        delivery_state_from_string((const char *)sqlite3_column_text(st, 0));
 
 		if (delivery_state_rank(d) > delivery_state_rank(furthest))
 			furthest = d;
@@ -909,7 +914,7 @@ int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 }
 
 static int delivery_get(Store *s, const char *alert_id, const char *number,
-			DeliveryState *ret_state, unsigned *ret_permanent)
+                        DeliveryState *ret_state, unsigned *ret_permanent)
 {
 	sqlite3_stmt *st = stmt(s, SQL_DELIVERY_GET);
 	int rc;
@@ -932,8 +937,8 @@ static int delivery_get(Store *s, const char *alert_id, const char *number,
 }
 
 static int delivery_set(Store *s, const char *alert_id, const char *number, DeliveryState state,
-			uint64_t next_try_at, const char *node, const char *modem,
-			unsigned permanent)
+                        uint64_t next_try_at, const char *node, const char *modem,
+                        unsigned permanent)
 {
 	sqlite3_stmt *st = stmt(s, SQL_DELIVERY_SET);
 
@@ -952,7 +957,7 @@ static int delivery_set(Store *s, const char *alert_id, const char *number, Deli
 int delivery_set_round(Store *s, const char *alert_id, const char *number, uint64_t round)
 {
 	static const char sql[] = "UPDATE deliveries SET round = ?3 WHERE alert_id = ?1 AND "
-				  "number = ?2 AND round < ?3";
+	                          "number = ?2 AND round < ?3";
 	sqlite3_stmt *st = store_cached(s, sql);
 
 	if (!st)
@@ -964,7 +969,7 @@ int delivery_set_round(Store *s, const char *alert_id, const char *number, uint6
 }
 
 int store_history_add(Store *s, const char *alert_id, uint64_t at, const char *what,
-		      const char *node, const char *detail)
+                      const char *node, const char *detail)
 {
 	sqlite3_stmt *st = stmt(s, SQL_HISTORY_INSERT);
 
@@ -979,7 +984,7 @@ int store_history_add(Store *s, const char *alert_id, uint64_t at, const char *w
 }
 
 int store_delivery_assign(Store *s, const char *alert_id, const char *number, const char *node,
-			  const char *modem, uint64_t at, DeliveryChange *ret_change)
+                          const char *modem, uint64_t at, DeliveryChange *ret_change)
 {
 	DeliveryState state;
 	unsigned permanent;
@@ -1001,7 +1006,7 @@ int store_delivery_assign(Store *s, const char *alert_id, const char *number, co
 }
 
 static int delivery_sending_elsewhere(Store *s, const char *alert_id, const char *number,
-				     const char *node, const char *modem)
+                                      const char *node, const char *modem)
 {
 	sqlite3_stmt *st = stmt(s, SQL_DELIVERY_SENDING_ELSEWHERE);
 	int rc;
@@ -1028,8 +1033,8 @@ static uint64_t backoff_usec(unsigned attempts, unsigned min_sec, unsigned max_s
 	return MIN(d, (uint64_t)max_sec) * USEC_PER_SEC;
 }
 
-int store_delivery_result(Store *s, const char *alert_id, const char *number,
-			  const SendResult *res, DeliveryChange *ret_change)
+int store_delivery_result(Store *s, const char *alert_id, const char *number, const SendResult *res,
+                          DeliveryChange *ret_change)
 {
 	DeliveryState state, new_state;
 	unsigned permanent;
@@ -1086,34 +1091,34 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number,
 			bind_text(st, 1, alert_id);
 			bind_text(st, 2, number);
 			attempts = sqlite3_step(st) == SQLITE_ROW
-					   ? (uint64_t)sqlite3_column_int64(st, 0)
-					   : 1;
+			                   ? (uint64_t)sqlite3_column_int64(st, 0)
+			                   : 1;
 			stmt_done(st);
-			next_try_at = res->at +
-				      backoff_usec((unsigned)attempts, res->retry_min, res->retry_max);
+			next_try_at = res->at + backoff_usec((unsigned)attempts, res->retry_min,
+			                                     res->retry_max);
 		}
 	}
 	r = delivery_set(s, alert_id, number, new_state, next_try_at, res->node, res->modem,
-			 permanent);
+	                 permanent);
 	if (r < 0)
 		return r;
 	r = store_alert_refresh(s, alert_id, res->at);
 	if (r < 0)
 		return r;
 	*ret_change = (DeliveryChange){
-		.old_state = state, .new_state = new_state, .next_try_at = next_try_at};
+	        .old_state = state, .new_state = new_state, .next_try_at = next_try_at};
 	return 1;
 }
 
 int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id[static 33],
-			  char ret_number[static 20])
+                          char ret_number[static 20])
 {
 	static const char find[] = "SELECT alert_id, number FROM attempts WHERE node = ?1 AND "
-				   "modem = ?2 AND message_ref = ?3 AND result = 'sent' "
-				   "ORDER BY at DESC LIMIT 1";
+	                           "modem = ?2 AND message_ref = ?3 AND result = 'sent' "
+	                           "ORDER BY at DESC LIMIT 1";
 	static const char mark[] = "UPDATE attempts SET report = ?5 WHERE node = ?1 AND "
-				   "modem = ?2 AND message_ref = ?3 AND alert_id = ?4 AND "
-				   "result = 'sent'";
+	                           "modem = ?2 AND message_ref = ?3 AND alert_id = ?4 AND "
+	                           "result = 'sent'";
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL, *up = NULL;
 	DeliveryState state;
 	unsigned permanent;
@@ -1153,7 +1158,7 @@ int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id
 	if (state == DELIVERY_DELIVERED)
 		return 0;
 	r = delivery_set(s, ret_alert_id, ret_number, DELIVERY_DELIVERED, rep->at, rep->node,
-			 rep->modem, permanent);
+	                 rep->modem, permanent);
 	if (r < 0)
 		return r;
 	r = store_alert_refresh(s, ret_alert_id, rep->at);
@@ -1187,7 +1192,7 @@ int store_inbox_insert(Store *s, const InboxMessage *m)
 static int escalation_stop(Store *s, const char *alert_id)
 {
 	static const char sql[] = "UPDATE alerts SET esc_next_at = NULL WHERE id = ?1 AND "
-				  "esc_next_at IS NOT NULL";
+	                          "esc_next_at IS NOT NULL";
 	sqlite3_stmt *st = store_cached(s, sql);
 	int r;
 
@@ -1201,7 +1206,7 @@ static int escalation_stop(Store *s, const char *alert_id)
 int store_alert_expire(Store *s, const char *alert_id, uint64_t at)
 {
 	static const char sql[] = "UPDATE deliveries SET state = 'expired' WHERE alert_id = ?1 "
-				  "AND state IN ('queued', 'sending')";
+	                          "AND state IN ('queued', 'sending')";
 	sqlite3_stmt *st;
 	int r, changed;
 
@@ -1275,8 +1280,8 @@ int step_u64(Store *s, sqlite3_stmt *st, const char *what, uint64_t *ret)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_fail(s, rc, what);
 }
 
-int each_row(Store *s, sqlite3_stmt *st, const char *what,
-		    int (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
+int each_row(Store *s, sqlite3_stmt *st, const char *what, int (*row)(sqlite3_stmt *st, void *ctx),
+             void *ctx)
 {
 	int rc, r = 0;
 
@@ -1312,7 +1317,7 @@ static int due_row(sqlite3_stmt *st, void *ctx)
 }
 
 int store_due_deliveries(Store *s, uint64_t now, size_t limit,
-			 int (*cb)(const DueDelivery *d, void *userdata), void *userdata)
+                         int (*cb)(const DueDelivery *d, void *userdata), void *userdata)
 {
 	sqlite3_stmt *st = stmt(s, SQL_DUE);
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
@@ -1347,7 +1352,7 @@ static int expired_row(sqlite3_stmt *st, void *ctx)
 }
 
 int store_expired_alerts(Store *s, uint64_t now, size_t limit,
-			 int (*cb)(const char *id, void *userdata), void *userdata)
+                         int (*cb)(const char *id, void *userdata), void *userdata)
 {
 	sqlite3_stmt *st = stmt(s, SQL_EXPIRED);
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
@@ -1366,13 +1371,13 @@ static int sending_row(sqlite3_stmt *st, void *ctx)
 	const char *modem = (const char *)sqlite3_column_text(st, 2);
 
 	return cb((const char *)sqlite3_column_text(st, 0),
-		  (const char *)sqlite3_column_text(st, 1), modem ? modem : "", rc->userdata);
+	          (const char *)sqlite3_column_text(st, 1), modem ? modem : "", rc->userdata);
 }
 
 int store_sending_on_node(Store *s, const char *node,
-			  int (*cb)(const char *alert_id, const char *number, const char *modem,
-				    void *userdata),
-			  void *userdata)
+                          int (*cb)(const char *alert_id, const char *number, const char *modem,
+                                    void *userdata),
+                          void *userdata)
 {
 	sqlite3_stmt *st = stmt(s, SQL_SENDING_ON_NODE);
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
@@ -1386,13 +1391,13 @@ int store_sending_on_node(Store *s, const char *node,
 int store_purge(Store *s, uint64_t before)
 {
 	static const char *const sql[] = {
-		"DELETE FROM attempts WHERE alert_id IN "
-		"(SELECT id FROM alerts WHERE final = 1 AND final_at < ?1)",
-		"DELETE FROM deliveries WHERE alert_id IN "
-		"(SELECT id FROM alerts WHERE final = 1 AND final_at < ?1)",
-		"DELETE FROM alerts WHERE final = 1 AND final_at < ?1",
-		"DELETE FROM dedupe WHERE alert_id NOT IN (SELECT id FROM alerts)",
-		"DELETE FROM inbox WHERE received_at < ?1",
+	        "DELETE FROM attempts WHERE alert_id IN "
+	        "(SELECT id FROM alerts WHERE final = 1 AND final_at < ?1)",
+	        "DELETE FROM deliveries WHERE alert_id IN "
+	        "(SELECT id FROM alerts WHERE final = 1 AND final_at < ?1)",
+	        "DELETE FROM alerts WHERE final = 1 AND final_at < ?1",
+	        "DELETE FROM dedupe WHERE alert_id NOT IN (SELECT id FROM alerts)",
+	        "DELETE FROM inbox WHERE received_at < ?1",
 	};
 	int purged = 0;
 
@@ -1441,11 +1446,11 @@ static int alert_attempts_json(Store *s, const char *id, const char *number, jso
 	bind_text(st, 1, id);
 	bind_text(st, 2, number);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *a = json_pack("{s:o, s:o, s:o, s:o, s:o}", "node", column_string(st, 0),
-				      "modem", column_string(st, 1), "at",
-				      json_time_or_null((uint64_t)sqlite3_column_int64(st, 2)),
-				      "result", column_string(st, 3), "error",
-				      column_string(st, 4));
+		json_t *a =
+		        json_pack("{s:o, s:o, s:o, s:o, s:o}", "node", column_string(st, 0),
+		                  "modem", column_string(st, 1), "at",
+		                  json_time_or_null((uint64_t)sqlite3_column_int64(st, 2)),
+		                  "result", column_string(st, 3), "error", column_string(st, 4));
 		if (a && sqlite3_column_type(st, 5) != SQLITE_NULL)
 			json_object_set_new(a, "report", column_string(st, 5));
 		if (!a || json_array_append_new(list, a) < 0) {
@@ -1465,7 +1470,7 @@ static int alert_attempts_json(Store *s, const char *id, const char *number, jso
 static int store_calls_json(Store *s, const char *id, json_t **ret)
 {
 	static const char sql[] = "SELECT number, node, modem, at, outcome, duration, error, "
-				  "dtmf_ack FROM calls WHERE alert_id = ?1 ORDER BY at";
+	                          "dtmf_ack FROM calls WHERE alert_id = ?1 ORDER BY at";
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
 	json_t *list = json_array();
 	int rc;
@@ -1479,14 +1484,13 @@ static int store_calls_json(Store *s, const char *id, json_t **ret)
 	}
 	bind_text(st, 1, id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *c = json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:b}", "number",
-				      column_string(st, 0), "node", column_string(st, 1), "modem",
-				      column_string(st, 2), "at",
-				      json_time_or_null((uint64_t)sqlite3_column_int64(st, 3)),
-				      "outcome", column_string(st, 4), "duration",
-				      (json_int_t)sqlite3_column_int64(st, 5), "error",
-				      column_string(st, 6), "acknowledged",
-				      sqlite3_column_int(st, 7) != 0);
+		json_t *c = json_pack(
+		        "{s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:b}", "number", column_string(st, 0),
+		        "node", column_string(st, 1), "modem", column_string(st, 2), "at",
+		        json_time_or_null((uint64_t)sqlite3_column_int64(st, 3)), "outcome",
+		        column_string(st, 4), "duration", (json_int_t)sqlite3_column_int64(st, 5),
+		        "error", column_string(st, 6), "acknowledged",
+		        sqlite3_column_int(st, 7) != 0);
 		if (!c || json_array_append_new(list, c) < 0) {
 			rc = SQLITE_NOMEM;
 			break;
@@ -1503,9 +1507,9 @@ static int store_calls_json(Store *s, const char *id, json_t **ret)
 static int history_row(sqlite3_stmt *st, void *ctx)
 {
 	json_t *h = json_pack("{s:o, s:o, s:o, s:o}", "at",
-			      json_time_or_null((uint64_t)sqlite3_column_int64(st, 0)), "what",
-			      column_string(st, 1), "node", column_string(st, 2), "detail",
-			      column_string(st, 3));
+	                      json_time_or_null((uint64_t)sqlite3_column_int64(st, 0)), "what",
+	                      column_string(st, 1), "node", column_string(st, 2), "detail",
+	                      column_string(st, 3));
 
 	return h && json_array_append_new(ctx, h) == 0 ? 0 : -ENOMEM;
 }
@@ -1548,23 +1552,23 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 		ack = json_null();
 	else
 		ack = json_pack("{s:o, s:o, s:o}", "by", column_string(st, 8), "via",
-				column_string(st, 9),
-				"at", json_time_or_null((uint64_t)sqlite3_column_int64(st, 10)));
+		                column_string(st, 9), "at",
+		                json_time_or_null((uint64_t)sqlite3_column_int64(st, 10)));
 	alert = json_pack("{s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:[]}", "id",
-			  column_string(st, 0), "state", column_string(st, 1), "priority",
-			  sqlite3_column_int(st, 2) ? "critical" : "normal", "text",
-			  column_string(st, 3), "key", column_string(st, 4), "source",
-			  column_string(st, 5), "accepted_at",
-			  json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)), "node",
-			  column_string(st, 7), "expires_at",
-			  json_time_or_null((uint64_t)sqlite3_column_int64(st, 11)), "ack",
-			  ack ? ack : json_null(), "calls");
+	                  column_string(st, 0), "state", column_string(st, 1), "priority",
+	                  sqlite3_column_int(st, 2) ? "critical" : "normal", "text",
+	                  column_string(st, 3), "key", column_string(st, 4), "source",
+	                  column_string(st, 5), "accepted_at",
+	                  json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)), "node",
+	                  column_string(st, 7), "expires_at",
+	                  json_time_or_null((uint64_t)sqlite3_column_int64(st, 11)), "ack",
+	                  ack ? ack : json_null(), "calls");
 	if (alert && sqlite3_column_type(st, 12) != SQLITE_NULL)
 		json_object_set_new(
-			alert, "escalation",
-			json_pack("{s:i, s:b, s:o}", "step", sqlite3_column_int(st, 12), "active",
-				  sqlite3_column_type(st, 13) != SQLITE_NULL, "next_at",
-				  json_time_or_null((uint64_t)sqlite3_column_int64(st, 13))));
+		        alert, "escalation",
+		        json_pack("{s:i, s:b, s:o}", "step", sqlite3_column_int(st, 12), "active",
+		                  sqlite3_column_type(st, 13) != SQLITE_NULL, "next_at",
+		                  json_time_or_null((uint64_t)sqlite3_column_int64(st, 13))));
 	else if (alert)
 		json_object_set_new(alert, "escalation", json_null());
 	stmt_done(st);
@@ -1580,7 +1584,7 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 	bind_text(st, 1, id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		json_t *d = json_pack("{s:o, s:o, s:o}", "to", column_string(st, 0), "state",
-				      column_string(st, 1), "kind", column_string(st, 2));
+		                      column_string(st, 1), "kind", column_string(st, 2));
 		if (!d || json_array_append_new(deliveries, d) < 0) {
 			rc = SQLITE_NOMEM;
 			break;
@@ -1599,8 +1603,8 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 		{
 			json_t *attempts = NULL;
 
-			r = alert_attempts_json(
-				s, id, json_string_value(json_object_get(d, "to")), &attempts);
+			r = alert_attempts_json(s, id, json_string_value(json_object_get(d, "to")),
+			                        &attempts);
 			if (r < 0)
 				goto fail;
 			json_object_set_new(d, "attempts", attempts);
@@ -1752,8 +1756,8 @@ int store_modem_counters(Store *s, const char *node, const char *modem, ModemCou
 int store_inbox_json(Store *s, size_t limit, json_t **ret)
 {
 	static const char sql[] = "SELECT key, node, modem, sender, text, parts, smsc_at, "
-				  "received_at, quarantine FROM inbox "
-				  "ORDER BY received_at DESC LIMIT ?1";
+	                          "received_at, quarantine FROM inbox "
+	                          "ORDER BY received_at DESC LIMIT ?1";
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
 	json_t *list = json_array();
 	int rc;
@@ -1768,12 +1772,12 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret)
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)limit);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		json_t *m = json_pack(
-			"{s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o}", "key", column_string(st, 0),
-			"node", column_string(st, 1), "modem", column_string(st, 2), "from",
-			column_string(st, 3), "text", column_string(st, 4), "parts",
-			sqlite3_column_int(st, 5), "sent_at",
-			json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)), "received_at",
-			json_time_or_null((uint64_t)sqlite3_column_int64(st, 7)));
+		        "{s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o}", "key", column_string(st, 0),
+		        "node", column_string(st, 1), "modem", column_string(st, 2), "from",
+		        column_string(st, 3), "text", column_string(st, 4), "parts",
+		        sqlite3_column_int(st, 5), "sent_at",
+		        json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)), "received_at",
+		        json_time_or_null((uint64_t)sqlite3_column_int64(st, 7)));
 		if (m && sqlite3_column_type(st, 8) != SQLITE_NULL &&
 		    json_object_set_new(m, "quarantined", column_string(st, 8)) < 0) {
 			json_decref(m);
@@ -1818,7 +1822,7 @@ int store_call_insert(Store *s, const CallRecord *c)
 int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16])
 {
 	static const char sql[] = "SELECT (SELECT n FROM tallies WHERE name = 'calls'), "
-				  "(SELECT outcome FROM calls ORDER BY at DESC LIMIT 1)";
+	                          "(SELECT outcome FROM calls ORDER BY at DESC LIMIT 1)";
 	sqlite3_stmt *st = store_cached(s, sql);
 	int rc;
 
@@ -1831,21 +1835,20 @@ int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16])
 	}
 	*ret_calls = (uint64_t)sqlite3_column_int64(st, 0);
 	snprintf(ret_last, 16, "%s",
-		 sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "");
+	         sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "");
 	stmt_done(st);
 	return 0;
 }
 
-int store_voice_candidate(Store *s, const char *alert_id, const char *number,
-			  VoiceCandidate *ret)
+int store_voice_candidate(Store *s, const char *alert_id, const char *number, VoiceCandidate *ret)
 {
 	static const char sql[] =
-		"SELECT a.priority, a.ack_at IS NOT NULL, d.state, d.kind, "
-		"(SELECT COUNT(*) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number) "
-		"FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
-		"WHERE a.id = ?1 AND d.number = ?2";
+	        "SELECT a.priority, a.ack_at IS NOT NULL, d.state, d.kind, "
+	        "(SELECT COUNT(*) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number) "
+	        "FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
+	        "WHERE a.id = ?1 AND d.number = ?2";
 	static const char failed_sql[] = "SELECT DISTINCT modem FROM attempts WHERE alert_id = ?1 "
-					 "AND number = ?2 AND node = ?3 AND result = 'error'";
+	                                 "AND number = ?2 AND node = ?3 AND result = 'error'";
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL, *fs = NULL;
 	VoiceCandidate v = {0};
 	int rc;
@@ -1874,20 +1877,20 @@ int store_voice_candidate(Store *s, const char *alert_id, const char *number,
 	bind_text(fs, 3, ret->node);
 	while ((rc = sqlite3_step(fs)) == SQLITE_ROW && v.n_failed_modems < VOICE_MAX_MODEMS)
 		snprintf(v.failed_modems[v.n_failed_modems++], sizeof(v.failed_modems[0]), "%s",
-			 sqlite3_column_text(fs, 0));
+		         sqlite3_column_text(fs, 0));
 	v.node = ret->node;
 	*ret = v;
 	return 0;
 }
 
-int store_open_critical(Store *s, int (*cb)(const char *alert_id, const char *number,
-					    void *userdata),
-			void *userdata)
+int store_open_critical(Store *s,
+                        int (*cb)(const char *alert_id, const char *number, void *userdata),
+                        void *userdata)
 {
 	static const char sql[] = "SELECT d.alert_id, d.number FROM deliveries d "
-				  "JOIN alerts a ON a.id = d.alert_id "
-				  "WHERE d.state IN ('queued', 'sending') AND d.priority = 1 AND "
-				  "d.kind = 'to' AND a.ack_at IS NULL LIMIT 1000";
+	                          "JOIN alerts a ON a.id = d.alert_id "
+	                          "WHERE d.state IN ('queued', 'sending') AND d.priority = 1 AND "
+	                          "d.kind = 'to' AND a.ack_at IS NULL LIMIT 1000";
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
 	int rc, r = 0;
 
@@ -1909,7 +1912,7 @@ static int node_row(sqlite3_stmt *st, void *ctx)
 	int (*cb)(const char *, uint32_t, uint64_t, void *) = rc->cb;
 
 	return cb((const char *)sqlite3_column_text(st, 0), (uint32_t)sqlite3_column_int64(st, 1),
-		  (uint64_t)sqlite3_column_int64(st, 2), rc->userdata);
+	          (uint64_t)sqlite3_column_int64(st, 2), rc->userdata);
 }
 
 int store_node_seen(Store *s, const char *name, uint32_t nodeid, uint64_t at)
@@ -1925,8 +1928,8 @@ int store_node_seen(Store *s, const char *name, uint32_t nodeid, uint64_t at)
 }
 
 int store_nodes(Store *s,
-		int (*cb)(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata),
-		void *userdata)
+                int (*cb)(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata),
+                void *userdata)
 {
 	sqlite3_stmt *st = stmt(s, SQL_NODES);
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
@@ -1968,54 +1971,87 @@ typedef struct Field {
 
 /* The first 8 are SQL_ALERT_INSERT's ?1..?8. */
 static const Field alert_fields[] = {
-	{"id", FIELD_TEXT}, {"key", FIELD_TEXT}, {"text", FIELD_TEXT}, {"prio", FIELD_INT},
-	{"src", FIELD_TEXT_OR_NULL}, {"node", FIELD_TEXT}, {"acc", FIELD_INT}, {"exp", FIELD_INT},
-	{"fin", FIELD_INT_OR_NULL}, {"ack_by", FIELD_TEXT_OR_NULL},
-	{"ack_via", FIELD_TEXT_OR_NULL}, {"ack_at", FIELD_INT_OR_NULL},
-	{"esc_step", FIELD_INT_OR_NULL}, {"esc_next", FIELD_INT_OR_NULL},
+        {"id", FIELD_TEXT},
+        {"key", FIELD_TEXT},
+        {"text", FIELD_TEXT},
+        {"prio", FIELD_INT},
+        {"src", FIELD_TEXT_OR_NULL},
+        {"node", FIELD_TEXT},
+        {"acc", FIELD_INT},
+        {"exp", FIELD_INT},
+        {"fin", FIELD_INT_OR_NULL},
+        {"ack_by", FIELD_TEXT_OR_NULL},
+        {"ack_via", FIELD_TEXT_OR_NULL},
+        {"ack_at", FIELD_INT_OR_NULL},
+        {"esc_step", FIELD_INT_OR_NULL},
+        {"esc_next", FIELD_INT_OR_NULL},
 };
 #define ALERT_INSERT_FIELDS 8
-#define ALERT_ACK_FIELDS 9 /* ack_by, ack_via, ack_at: SQL_MERGE_ACK's ?2..?4 */
-#define ALERT_ESC_FIELDS 12 /* esc_step, esc_next */
+#define ALERT_ACK_FIELDS    9  /* ack_by, ack_via, ack_at: SQL_MERGE_ACK's ?2..?4 */
+#define ALERT_ESC_FIELDS    12 /* esc_step, esc_next */
 
 /* SQL_MERGE_DELIVERY_INSERT's ?2..?11. */
 static const Field delivery_fields[] = {
-	{"to", FIELD_TEXT}, {"kind", FIELD_TEXT}, {"seq", FIELD_INT}, {"state", FIELD_TEXT},
-	{"next", FIELD_INT}, {"node", FIELD_TEXT_OR_NULL}, {"modem", FIELD_TEXT_OR_NULL},
-	{"pf", FIELD_INT}, {"acc", FIELD_INT}, {"prio", FIELD_INT}, {"round", FIELD_INT},
-	{"bundle", FIELD_INT},
+        {"to", FIELD_TEXT},
+        {"kind", FIELD_TEXT},
+        {"seq", FIELD_INT},
+        {"state", FIELD_TEXT},
+        {"next", FIELD_INT},
+        {"node", FIELD_TEXT_OR_NULL},
+        {"modem", FIELD_TEXT_OR_NULL},
+        {"pf", FIELD_INT},
+        {"acc", FIELD_INT},
+        {"prio", FIELD_INT},
+        {"round", FIELD_INT},
+        {"bundle", FIELD_INT},
 };
 
 /* SQL_HISTORY_INSERT's ?2..?6. */
 static const Field history_fields[] = {
-	{"at", FIELD_INT}, {"what", FIELD_TEXT}, {"node", FIELD_TEXT}, {"detail", FIELD_TEXT},
+        {"at", FIELD_INT},
+        {"what", FIELD_TEXT},
+        {"node", FIELD_TEXT},
+        {"detail", FIELD_TEXT},
 };
 
 /* SQL_ATTEMPT_INSERT's ?2..?8 (all but the report); the first 4 name the attempt. */
 static const Field attempt_fields[] = {
-	{"to", FIELD_TEXT}, {"node", FIELD_TEXT}, {"modem", FIELD_TEXT}, {"at", FIELD_INT},
-	{"result", FIELD_TEXT}, {"error", FIELD_TEXT_OR_NULL}, {"ref", FIELD_INT_OR_NULL},
-	{"report", FIELD_TEXT_OR_NULL},
+        {"to", FIELD_TEXT},         {"node", FIELD_TEXT},           {"modem", FIELD_TEXT},
+        {"at", FIELD_INT},          {"result", FIELD_TEXT},         {"error", FIELD_TEXT_OR_NULL},
+        {"ref", FIELD_INT_OR_NULL}, {"report", FIELD_TEXT_OR_NULL},
 };
 #define ATTEMPT_KEY_FIELDS 4
 
 /* SQL_CALL_INSERT's ?2..?9. */
 static const Field call_fields[] = {
-	{"to", FIELD_TEXT}, {"node", FIELD_TEXT}, {"modem", FIELD_TEXT}, {"at", FIELD_INT},
-	{"outcome", FIELD_TEXT}, {"dur", FIELD_INT}, {"error", FIELD_TEXT_OR_NULL},
-	{"dtmf", FIELD_INT},
+        {"to", FIELD_TEXT},
+        {"node", FIELD_TEXT},
+        {"modem", FIELD_TEXT},
+        {"at", FIELD_INT},
+        {"outcome", FIELD_TEXT},
+        {"dur", FIELD_INT},
+        {"error", FIELD_TEXT_OR_NULL},
+        {"dtmf", FIELD_INT},
 };
 
 /* SQL_MERGE_DEDUPE's ?1..?3. */
 static const Field dedupe_fields[] = {
-	{"key", FIELD_TEXT}, {"alert_id", FIELD_TEXT}, {"first_at", FIELD_INT},
+        {"key", FIELD_TEXT},
+        {"alert_id", FIELD_TEXT},
+        {"first_at", FIELD_INT},
 };
 
 /* SQL_INBOX_INSERT's ?1..?9. */
 static const Field inbox_fields[] = {
-	{"key", FIELD_TEXT}, {"node", FIELD_TEXT}, {"modem", FIELD_TEXT}, {"sender", FIELD_TEXT},
-	{"text", FIELD_TEXT}, {"parts", FIELD_INT}, {"smsc_at", FIELD_INT_OR_NULL},
-	{"received_at", FIELD_INT}, {"quarantine", FIELD_TEXT_OR_NULL},
+        {"key", FIELD_TEXT},
+        {"node", FIELD_TEXT},
+        {"modem", FIELD_TEXT},
+        {"sender", FIELD_TEXT},
+        {"text", FIELD_TEXT},
+        {"parts", FIELD_INT},
+        {"smsc_at", FIELD_INT_OR_NULL},
+        {"received_at", FIELD_INT},
+        {"quarantine", FIELD_TEXT_OR_NULL},
 };
 
 /* The lists inside an alert item. */
@@ -2025,10 +2061,10 @@ static const struct {
 	const Field *fields;
 	size_t n_fields;
 } alert_lists[] = {
-	{"dl", SQL_EXPORT_DELIVERIES, delivery_fields, ELEMENTSOF(delivery_fields)},
-	{"att", SQL_EXPORT_ATTEMPTS, attempt_fields, ELEMENTSOF(attempt_fields)},
-	{"calls", SQL_EXPORT_CALLS, call_fields, ELEMENTSOF(call_fields)},
-	{"hist", SQL_EXPORT_HISTORY, history_fields, ELEMENTSOF(history_fields)},
+        {"dl", SQL_EXPORT_DELIVERIES, delivery_fields, ELEMENTSOF(delivery_fields)},
+        {"att", SQL_EXPORT_ATTEMPTS, attempt_fields, ELEMENTSOF(attempt_fields)},
+        {"calls", SQL_EXPORT_CALLS, call_fields, ELEMENTSOF(call_fields)},
+        {"hist", SQL_EXPORT_HISTORY, history_fields, ELEMENTSOF(history_fields)},
 };
 
 static bool field_is_int(FieldType t)
@@ -2059,7 +2095,7 @@ static int row_json(sqlite3_stmt *st, const Field *fields, size_t n_fields, json
 			json_decref(o);
 			if (text && !utf8_is_valid(text, strlen(text)))
 				return log_error_errno(EILSEQ, "Store: '%s' is not valid UTF-8",
-						       fields[i].name);
+				                       fields[i].name);
 			return -ENOMEM;
 		}
 	}
@@ -2093,8 +2129,8 @@ static int alert_item_complete(Store *s, json_t *item)
 	for (size_t l = 0; l < ELEMENTSOF(alert_lists); l++) {
 		sqlite3_stmt *st = stmt(s, alert_lists[l].sql);
 		RowsJson ctx = {.list = json_array(),
-				.fields = alert_lists[l].fields,
-				.n_fields = alert_lists[l].n_fields};
+		                .fields = alert_lists[l].fields,
+		                .n_fields = alert_lists[l].n_fields};
 		int r;
 
 		if (!st || !ctx.list) {
@@ -2116,8 +2152,8 @@ static int alert_item_complete(Store *s, json_t *item)
 /* Walks the query (column 0 is the cursor, ?1 the cursor to start after) and gathers items
  * while the compact JSON array of them stays within max_bytes; the first always goes in. */
 static int export_rows(Store *s, int id, const char *after, const Field *fields, size_t n_fields,
-		       int (*complete)(Store *s, json_t *item), size_t max_bytes,
-		       json_t **ret_items, char **ret_last)
+                       int (*complete)(Store *s, json_t *item), size_t max_bytes,
+                       json_t **ret_items, char **ret_last)
 {
 	sqlite3_stmt *st = stmt(s, id);
 	json_t *list = json_array();
@@ -2176,14 +2212,14 @@ static int export_rows(Store *s, int id, const char *after, const Field *fields,
 }
 
 int store_export_alerts(Store *s, const char *after_id, size_t max_bytes, json_t **ret_items,
-			char ret_last_id[static 33])
+                        char ret_last_id[static 33])
 {
 	_cleanup_free_ char *last = NULL;
 	json_t *items;
 	int n;
 
 	n = export_rows(s, SQL_EXPORT_ALERTS, after_id, alert_fields, ELEMENTSOF(alert_fields),
-			alert_item_complete, max_bytes, &items, &last);
+	                alert_item_complete, max_bytes, &items, &last);
 	if (n < 0)
 		return n;
 	/* last is a copy: ret_last_id may be the after_id that was bound above */
@@ -2193,17 +2229,17 @@ int store_export_alerts(Store *s, const char *after_id, size_t max_bytes, json_t
 }
 
 int store_export_dedupe(Store *s, const char *after_key, size_t max_bytes, json_t **ret_items,
-			char **ret_last_key)
+                        char **ret_last_key)
 {
 	return export_rows(s, SQL_EXPORT_DEDUPE, after_key, dedupe_fields,
-			   ELEMENTSOF(dedupe_fields), NULL, max_bytes, ret_items, ret_last_key);
+	                   ELEMENTSOF(dedupe_fields), NULL, max_bytes, ret_items, ret_last_key);
 }
 
 int store_export_inbox(Store *s, const char *after_key, size_t max_bytes, json_t **ret_items,
-		       char **ret_last_key)
+                       char **ret_last_key)
 {
 	return export_rows(s, SQL_EXPORT_INBOX, after_key, inbox_fields, ELEMENTSOF(inbox_fields),
-			   NULL, max_bytes, ret_items, ret_last_key);
+	                   NULL, max_bytes, ret_items, ret_last_key);
 }
 
 /* Items come from the peer: every field is checked before anything is written. Integers are
@@ -2219,7 +2255,7 @@ static bool item_valid(json_t *o, const Field *fields, size_t n_fields)
 		    (fields[i].type == FIELD_TEXT_OR_NULL || fields[i].type == FIELD_INT_OR_NULL))
 			continue;
 		if (field_is_int(fields[i].type) ? !json_is_integer(v) || json_integer_value(v) < 0
-						 : !json_is_string(v))
+		                                 : !json_is_string(v))
 			return false;
 	}
 	return true;
@@ -2237,8 +2273,7 @@ static uint64_t item_u64(json_t *o, const char *name)
 }
 
 /* Binds fields[0..n_fields) of a checked item to ?first... */
-static void bind_item(sqlite3_stmt *st, int first, json_t *o, const Field *fields,
-		      size_t n_fields)
+static void bind_item(sqlite3_stmt *st, int first, json_t *o, const Field *fields, size_t n_fields)
 {
 	for (size_t i = 0; i < n_fields; i++) {
 		json_t *v = json_object_get(o, fields[i].name);
@@ -2377,11 +2412,11 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 {
 	sqlite3_stmt *st = stmt(s, SQL_MERGE_DELIVERY_GET);
 	DeliveryRow remote = {.state = (DeliveryState)delivery_state_parse(item_text(d, "state")),
-			      .next_try_at = item_u64(d, "next"),
-			      .node = item_text(d, "node"),
-			      .modem = item_text(d, "modem"),
-			      .round = item_u64(d, "round")},
-		    local;
+	                      .next_try_at = item_u64(d, "next"),
+	                      .node = item_text(d, "node"),
+	                      .modem = item_text(d, "modem"),
+	                      .round = item_u64(d, "round")},
+	            local;
 	uint64_t permanent = item_u64(d, "pf"), local_permanent;
 	bool wins;
 	int rc, r;
@@ -2404,19 +2439,19 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 		return r < 0 ? r : sqlite3_changes(s->db) > 0;
 	}
 	local = (DeliveryRow){
-		.state = delivery_state_from_string((const char *)sqlite3_column_text(st, 0)),
-		.next_try_at = (uint64_t)sqlite3_column_int64(st, 1),
-		.node = (const char *)sqlite3_column_text(st, 2),
-		.modem = (const char *)sqlite3_column_text(st, 3),
-		.round = (uint64_t)sqlite3_column_int64(st, 5)};
+	        .state = delivery_state_from_string((const char *)sqlite3_column_text(st, 0)),
+	        .next_try_at = (uint64_t)sqlite3_column_int64(st, 1),
+	        .node = (const char *)sqlite3_column_text(st, 2),
+	        .modem = (const char *)sqlite3_column_text(st, 3),
+	        .round = (uint64_t)sqlite3_column_int64(st, 5)};
 	local_permanent = (uint64_t)sqlite3_column_int64(st, 4);
 	wins = delivery_row_cmp(&remote, &local) > 0;
 	stmt_done(st); /* local's strings end here */
 
 	if (wins) {
 		r = delivery_set(s, alert_id, item_text(d, "to"), remote.state, remote.next_try_at,
-				 remote.node, remote.modem,
-				 (unsigned)MAX(permanent, local_permanent));
+		                 remote.node, remote.modem,
+		                 (unsigned)MAX(permanent, local_permanent));
 		if (r >= 0 && remote.round > local.round)
 			r = delivery_set_round(s, alert_id, item_text(d, "to"), remote.round);
 		return r < 0 ? r : 1;
@@ -2464,8 +2499,8 @@ static int merge_attempt(Store *s, const char *alert_id, json_t *a)
 }
 
 /* Lists that are sets: an item is inserted unless it is there (1 when it was not). */
-static int merge_insert(Store *s, int sql, const char *alert_id, json_t *item,
-			const Field *fields, size_t n_fields)
+static int merge_insert(Store *s, int sql, const char *alert_id, json_t *item, const Field *fields,
+                        size_t n_fields)
 {
 	sqlite3_stmt *st = stmt(s, sql);
 	int r;
@@ -2481,19 +2516,18 @@ static int merge_insert(Store *s, int sql, const char *alert_id, json_t *item,
 static int merge_history(Store *s, const char *alert_id, json_t *h)
 {
 	return merge_insert(s, SQL_HISTORY_INSERT, alert_id, h, history_fields,
-			    ELEMENTSOF(history_fields));
+	                    ELEMENTSOF(history_fields));
 }
 
 static int merge_call(Store *s, const char *alert_id, json_t *c)
 {
-	return merge_insert(s, SQL_CALL_INSERT, alert_id, c, call_fields,
-			    ELEMENTSOF(call_fields));
+	return merge_insert(s, SQL_CALL_INSERT, alert_id, c, call_fields, ELEMENTSOF(call_fields));
 }
 
 int store_merge_alert(Store *s, json_t *item)
 {
 	static int (*const merge_list[])(Store *, const char *, json_t *) = {
-		merge_delivery, merge_attempt, merge_call, merge_history};
+	        merge_delivery, merge_attempt, merge_call, merge_history};
 	AlertSummary before, after;
 	sqlite3_stmt *st;
 	const char *id;

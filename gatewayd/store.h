@@ -93,7 +93,7 @@ void store_rollback(Store *s);
 
 /* Dedupe: 1 with ret_id filled when key was first accepted less than window_usec before at. */
 int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_usec,
-		      char ret_id[static 33]);
+                      char ret_id[static 33]);
 /* -EINVAL when the id is not 32 hex digits or a recipient is empty (what a merge refuses). */
 int store_alert_insert(Store *s, const NewAlert *a);
 /* 1 if the alert exists, 0 if not. */
@@ -103,7 +103,7 @@ uint64_t store_open_alerts(const Store *s);
 
 /* Transitions. Each returns 1 if the delivery changed (ret_change filled), 0 if not. */
 int store_delivery_assign(Store *s, const char *alert_id, const char *number, const char *node,
-			  const char *modem, uint64_t at, DeliveryChange *ret_change);
+                          const char *modem, uint64_t at, DeliveryChange *ret_change);
 typedef struct SendResult {
 	const char *node, *modem;
 	uint64_t at;
@@ -115,8 +115,8 @@ typedef struct SendResult {
 } SendResult;
 /* A failed result for a delivery that is sending on another (node, modem) comes from an earlier
  * attempt: it is recorded, and the delivery stays with the modem that has it now (0). */
-int store_delivery_result(Store *s, const char *alert_id, const char *number,
-			  const SendResult *res, DeliveryChange *ret_change);
+int store_delivery_result(Store *s, const char *alert_id, const char *number, const SendResult *res,
+                          DeliveryChange *ret_change);
 /* Expires every non-final delivery of the alert; returns how many changed. */
 int store_alert_expire(Store *s, const char *alert_id, uint64_t at);
 /* 1 when newly acknowledged, 0 when it already was, -ENOENT when unknown. */
@@ -133,7 +133,7 @@ typedef struct DeliveryReport {
 /* 1 when a delivery became "delivered", 0 otherwise (the report is kept on the attempt);
  * ret_alert_id/ret_number name the delivery when one was found. */
 int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id[static 33],
-			  char ret_number[static 20]);
+                          char ret_number[static 20]);
 
 typedef struct InboxMessage {
 	const char *key; /* stable across re-reads of the same message: dedupes them */
@@ -153,8 +153,8 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret);
 int store_node_seen(Store *s, const char *name, uint32_t nodeid, uint64_t at);
 /* In name order; the callback returns <0 to stop (that value is returned). */
 int store_nodes(Store *s,
-		int (*cb)(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata),
-		void *userdata);
+                int (*cb)(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata),
+                void *userdata);
 
 /* Rejoin: each export fills one payload with items after a cursor, in cursor order, adding items
  * while the compact JSON array of them stays within max_bytes (one item always, however large).
@@ -171,12 +171,12 @@ int store_nodes(Store *s,
  * {"key", "node", "modem", "sender", "text", "parts", "smsc_at", "received_at", "quarantine"}
  * ("quarantine" may be absent: a peer before schema 6 sends none). */
 int store_export_alerts(Store *s, const char *after_id, size_t max_bytes, json_t **ret_items,
-			char ret_last_id[static 33]);
+                        char ret_last_id[static 33]);
 /* *ret_last_key is malloc'd: the caller frees it. */
 int store_export_dedupe(Store *s, const char *after_key, size_t max_bytes, json_t **ret_items,
-			char **ret_last_key);
+                        char **ret_last_key);
 int store_export_inbox(Store *s, const char *after_key, size_t max_bytes, json_t **ret_items,
-		       char **ret_last_key);
+                       char **ret_last_key);
 
 /* Merges one exported item, inside store_begin()/store_commit(). Each is a join: the same items
  * applied in any order, once or more, leave the same rows. 1 when something changed, 0 when
@@ -211,26 +211,25 @@ typedef struct VoiceCandidate {
 	char failed_modems[VOICE_MAX_MODEMS][33];
 	size_t n_failed_modems;
 } VoiceCandidate;
-int store_voice_candidate(Store *s, const char *alert_id, const char *number,
-			  VoiceCandidate *ret);
+int store_voice_candidate(Store *s, const char *alert_id, const char *number, VoiceCandidate *ret);
 /* Critical, unacknowledged deliveries to a recipient that are not final yet. */
 int store_open_critical(Store *s,
-			int (*cb)(const char *alert_id, const char *number, void *userdata),
-			void *userdata);
+                        int (*cb)(const char *alert_id, const char *number, void *userdata),
+                        void *userdata);
 
 /* Queries for dispatch. The callback returns <0 to stop. */
 int store_due_deliveries(Store *s, uint64_t now, size_t limit,
-			 int (*cb)(const DueDelivery *d, void *userdata), void *userdata);
+                         int (*cb)(const DueDelivery *d, void *userdata), void *userdata);
 /* Earliest next_try_at of a queued delivery; 0 when none. */
 int store_next_due(Store *s, uint64_t *ret);
 int store_next_expiry(Store *s, uint64_t *ret);
 int store_expired_alerts(Store *s, uint64_t now, size_t limit,
-			 int (*cb)(const char *id, void *userdata), void *userdata);
+                         int (*cb)(const char *id, void *userdata), void *userdata);
 /* Deliveries left "sending" by node (a restart interrupted them). */
 int store_sending_on_node(Store *s, const char *node,
-			  int (*cb)(const char *alert_id, const char *number, const char *modem,
-				    void *userdata),
-			  void *userdata);
+                          int (*cb)(const char *alert_id, const char *number, const char *modem,
+                                    void *userdata),
+                          void *userdata);
 /* Purges final alerts that became final before `before`; returns how many. */
 int store_purge(Store *s, uint64_t before);
 
@@ -240,21 +239,20 @@ int store_purge(Store *s, uint64_t before);
 int store_alert_refresh(Store *s, const char *alert_id, uint64_t at);
 /* One line of the alert's story beside attempts and calls (idempotent). */
 int store_history_add(Store *s, const char *alert_id, uint64_t at, const char *what,
-		      const char *node, const char *detail);
+                      const char *node, const char *detail);
 
 /* Escalating alerts whose step deadline is at or before now: (id, step reached). */
 int store_escalations_due(Store *s, uint64_t now, size_t limit,
-			  int (*cb)(const char *alert_id, unsigned step, void *userdata),
-			  void *userdata);
+                          int (*cb)(const char *alert_id, unsigned step, void *userdata),
+                          void *userdata);
 /* The earliest step deadline after `after`; 0 when none. */
 int store_next_escalation(Store *s, uint64_t after, uint64_t *ret);
 /* Moves an escalating alert from step-1 to step, paging `number` (a new delivery, or the
  * number's delivery again in a new round when it was final); the next deadline is next_at.
  * 1 when it moved (ret_paged: a delivery was queued), 0 when it had moved or stopped already;
  * -EINVAL without a number. */
-int store_escalate(Store *s, const char *alert_id, unsigned step, const char *number,
-		   uint64_t at, uint64_t next_at, const char *node, const char *detail,
-		   bool *ret_paged);
+int store_escalate(Store *s, const char *alert_id, unsigned step, const char *number, uint64_t at,
+                   uint64_t next_at, const char *node, const char *detail, bool *ret_paged);
 
 /* Critical alerts that an SMS reply may acknowledge: not expired at `at`, with one entry per
  * recipient (copies excluded). acked: acknowledged already. */
@@ -263,15 +261,15 @@ typedef struct AckableAlert {
 	bool acked;
 } AckableAlert;
 int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *userdata),
-		  void *userdata);
+                  void *userdata);
 /* How many answers to messages that did nothing (alerts from the gateway itself, source
  * "gatewayd", key "refusal:...") went to number after `since`. */
 int store_refusals_since(Store *s, const char *number, uint64_t since, uint64_t *ret);
 
 /* The held deliveries to number, oldest first, at most limit; ret_total counts all. */
 int store_bundle(Store *s, const char *number, size_t limit,
-		 int (*cb)(const char *alert_id, const char *text, void *userdata), void *userdata,
-		 uint64_t *ret_total);
+                 int (*cb)(const char *alert_id, const char *text, void *userdata), void *userdata,
+                 uint64_t *ret_total);
 
 /* Views for the protocol. */
 int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret);
@@ -298,7 +296,7 @@ typedef struct Override {
  * store_begin()/store_commit(). 1 when the row changed, 0 when the stored one wins, -EINVAL for
  * an empty role or a name longer than OVERRIDE_NAME_MAX. */
 int store_override_set(Store *s, const char *role, const char *contact, uint64_t until,
-		       uint64_t set_at, const char *set_by);
+                       uint64_t set_at, const char *set_by);
 /* 1 with *ret filled when role has an override in force at `at` (a contact, and until > at),
  * 0 when not. */
 int store_override_get(Store *s, const char *role, uint64_t at, Override *ret);
@@ -308,7 +306,7 @@ int store_overrides(Store *s, int (*cb)(const Override *o, void *userdata), void
 /* Rejoin, as store_export_dedupe(): items {"role", "contact", "until", "set_at", "set_by"}
  * (contact and set_by may be null), in role order after after_role. */
 int store_export_overrides(Store *s, const char *after_role, size_t max_bytes, json_t **ret_items,
-			   char **ret_last_role);
+                           char **ret_last_role);
 /* Merges one exported item through store_override_set(): 1 changed, 0 not, -EINVAL malformed. */
 int store_merge_override(Store *s, json_t *item);
 

@@ -45,7 +45,7 @@
 #include "watchdog.h"
 #include "worker.h"
 
-#define MODEM_QUEUE_MAX 1024
+#define MODEM_QUEUE_MAX   1024
 #define MODEM_CONFIRM_MAX 1024
 /* modem_stop() lets a send in progress finish for its send timeout and this long, then aborts
  * it: aborted earlier, an SMS the modem has already taken is sent again after the restart. */

@@ -1,8 +1,8 @@
 #include "call.h"
 
 static const char *const outcome_table[_CALL_OUTCOME_MAX] = {
-	[CALL_ANSWERED] = "answered", [CALL_BUSY] = "busy",   [CALL_NO_ANSWER] = "no_answer",
-	[CALL_REJECTED] = "rejected", [CALL_FAILED] = "failed",
+        [CALL_ANSWERED] = "answered", [CALL_BUSY] = "busy",     [CALL_NO_ANSWER] = "no_answer",
+        [CALL_REJECTED] = "rejected", [CALL_FAILED] = "failed",
 };
 
 const char *call_outcome_to_string(CallOutcome o)

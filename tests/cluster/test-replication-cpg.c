@@ -111,8 +111,8 @@ static void print_stats(Client *c)
 	       now_usec(), (unsigned long long)s.published, (unsigned long long)s.delivered,
 	       (unsigned long long)s.delivered_local, (unsigned long long)s.messages_sent,
 	       (unsigned long long)s.try_again, (unsigned long long)s.connections, s.backlog,
-	       replication_is_connected(c->replication),
-	       replication_is_quorate(c->replication), replication_nodeid(c->replication));
+	       replication_is_connected(c->replication), replication_is_quorate(c->replication),
+	       replication_nodeid(c->replication));
 	for (size_t i = 0; i < n_ring; i++)
 		printf("%s%u", i ? "," : "", ring[i]);
 	printf("\n");
@@ -220,16 +220,16 @@ static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"group", required_argument, NULL, 'g'},
-		{"label", required_argument, NULL, 'l'},
-		{"loopback", required_argument, NULL, 'L'},
-		{NULL, 0, NULL, 0},
+	        {"group", required_argument, NULL, 'g'},
+	        {"label", required_argument, NULL, 'l'},
+	        {"loopback", required_argument, NULL, 'L'},
+	        {NULL, 0, NULL, 0},
 	};
 	ReplicationCallbacks cb = {
-		.deliver = on_deliver,
-		.view = on_view,
-		.connection = on_connection,
-		.quorum = on_quorum,
+	        .deliver = on_deliver,
+	        .view = on_view,
+	        .connection = on_connection,
+	        .quorum = on_quorum,
 	};
 	Client c = {.label = "x", .per_turn = 10};
 	const char *group = "gatewayd-test";
@@ -269,7 +269,7 @@ int main(int argc, char **argv)
 		r = sd_event_add_io(c.event, NULL, STDIN_FILENO, EPOLLIN, on_stdin, &c);
 	if (r >= 0)
 		r = sd_event_add_time_relative(c.event, &c.publisher, CLOCK_MONOTONIC, 0, 0,
-					       on_publish_turn, &c);
+		                               on_publish_turn, &c);
 	if (r < 0)
 		goto fail;
 	sd_event_source_set_enabled(c.publisher, SD_EVENT_OFF);

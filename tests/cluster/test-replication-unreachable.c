@@ -74,7 +74,7 @@ static void run_for(sd_event *e, uint64_t usec)
 static void test_unreachable(void)
 {
 	ReplicationCallbacks cb = {
-		.deliver = on_deliver, .view = on_view, .connection = on_connection};
+	        .deliver = on_deliver, .view = on_view, .connection = on_connection};
 	_cleanup_(replication_freep) Replication *r = NULL;
 	sd_event *e = NULL;
 	Seen s = {0};
@@ -140,7 +140,7 @@ int main(void)
 {
 	if (unshare(CLONE_NEWNET) < 0)
 		fprintf(stderr, "unshare(CLONE_NEWNET): %s; using this namespace\n",
-			strerror(errno));
+		        strerror(errno));
 	run(test_unreachable);
 	return test_exit();
 }

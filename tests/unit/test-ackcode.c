@@ -30,7 +30,7 @@ static void expect(const char *text, ReplyKind kind, const char *code)
 
 	if (k != kind || (code && strcmp(got, code) != 0)) {
 		fprintf(stderr, "  '%s' -> %d '%s', expected %d '%s'\n", text, k, got, kind,
-			code ? code : "");
+		        code ? code : "");
 		test_failures++;
 	}
 }
@@ -59,9 +59,9 @@ static void test_answerable(void)
 {
 	check(reply_sender_answerable("+32470100001"));
 	check(reply_sender_answerable("0470100001"));
-	check(!reply_sender_answerable("1234"));        /* short code */
-	check(!reply_sender_answerable("+3212"));       /* short */
-	check(!reply_sender_answerable("Proximus"));    /* alphanumeric sender */
+	check(!reply_sender_answerable("1234"));              /* short code */
+	check(!reply_sender_answerable("+3212"));             /* short */
+	check(!reply_sender_answerable("Proximus"));          /* alphanumeric sender */
 	check(!reply_sender_answerable("+1234567890123456")); /* 16 digits */
 	check(!reply_sender_answerable(""));
 }

@@ -33,7 +33,7 @@ static void expect_error(const char *text, unsigned line, const char *what)
 	snprintf(prefix, sizeof(prefix), "%s:%u: ", path, line);
 	if (!err || strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err, what)) {
 		fprintf(stderr, "  got '%s', expected '%s...%s'\n", err ? err : "(null)", prefix,
-			what);
+		        what);
 		test_failures++;
 	}
 	free(err);
@@ -60,19 +60,20 @@ static void test_defaults(void)
 static void test_design_example(void)
 {
 	/* The example of DESIGN.md, as users will copy it. */
-	static const char text[] = "[node]\nname = a\nstate_dir = /var/lib/gatewayd\n\n"
-				   "[submit]\nbind = tcp://127.0.0.1:5570\n\n"
-				   "[events]\nbind = tcp://127.0.0.1:5571\n\n"
-				   "# false: solo mode\n[cluster]\nenabled = true\ngroup = gatewayd\n\n"
-				   "; a modem\n[modem gsm0]\ndevice = /dev/ttyUSB0\n"
-				   "connection = at115200\npin = 1234\n\n"
-				   "[voice]\nmodem = gsm0\ncontact_center = +3222000000\n"
-				   "ring_timeout = 45\n\n[dedupe]\nwindow = 600\n\n"
-				   "[contact alice]\nnumber = +32470100001\n"
-				   "[contact bob]\nnumber = +32470100002\n\n"
-				   "[role primary]\ncontacts = alice, bob\nrotation = weekly\n"
-				   "handoff = mon 09:00\n\n[escalation]\nsteps = primary\n"
-				   "step_timeout = 300\n";
+	static const char text[] =
+	        "[node]\nname = a\nstate_dir = /var/lib/gatewayd\n\n"
+	        "[submit]\nbind = tcp://127.0.0.1:5570\n\n"
+	        "[events]\nbind = tcp://127.0.0.1:5571\n\n"
+	        "# false: solo mode\n[cluster]\nenabled = true\ngroup = gatewayd\n\n"
+	        "; a modem\n[modem gsm0]\ndevice = /dev/ttyUSB0\n"
+	        "connection = at115200\npin = 1234\n\n"
+	        "[voice]\nmodem = gsm0\ncontact_center = +3222000000\n"
+	        "ring_timeout = 45\n\n[dedupe]\nwindow = 600\n\n"
+	        "[contact alice]\nnumber = +32470100001\n"
+	        "[contact bob]\nnumber = +32470100002\n\n"
+	        "[role primary]\ncontacts = alice, bob\nrotation = weekly\n"
+	        "handoff = mon 09:00\n\n[escalation]\nsteps = primary\n"
+	        "step_timeout = 300\n";
 	Config *c;
 	char *err;
 
@@ -101,13 +102,13 @@ static void test_errors(void)
 	expect_error("[submit]\n\nmax_parts = zero\n", 3, "bad value 'zero' for max_parts");
 	expect_error("[modem gsm0]\nconnection = at\n", 1, "[modem gsm0] needs 'device ='");
 	expect_error("[modem gsm0]\ndevice = /dev/x\n[modem gsm0]\ndevice = /dev/y\n", 3,
-		     "appears twice");
+	             "appears twice");
 	expect_error("[modem gsm0]\ndevice = /dev/x\npin = 12\n", 3, "a PIN is 4 to 8 digits");
 	expect_error("[voice]\nmodem = nope\n", 2, "names no [modem]");
 	expect_error("[modem a]\ndevice = /x\n[voice]\nmodem = a\ndevice = /y\n", 5, "not both");
 	expect_error("[contact alice]\nnumber = 0470\n", 2, "E.164");
 	expect_error("[contact a]\nnumber = +32470100001\n[role x]\ncontacts = a, zed\n", 3,
-		     "unknown contact 'zed'");
+	             "unknown contact 'zed'");
 	expect_error("name = a\n", 1, "outside of any section");
 	expect_error("[node]\nthis line is not a key\n", 2, "syntax error");
 	expect_error("[cluster]\nenabled = maybe\n", 2, "true or false");
@@ -129,9 +130,9 @@ static void test_bom_and_durations(void)
 	char *err;
 
 	check_int(load("\xEF\xBB\xBF[node]\nname = a\n[modem m]\ndevice = /x\n"
-		       "send_timeout = 2m\n  # an indented comment is fine\n",
-		       &c, &err),
-		  0);
+	               "send_timeout = 2m\n  # an indented comment is fine\n",
+	               &c, &err),
+	          0);
 	if (!c)
 		return;
 	check_int(c->modems[0].send_timeout, 120);
@@ -170,10 +171,10 @@ static void test_helpers(void)
 static void test_rotation(void)
 {
 	static const char text[] = "[contact alice]\nnumber = +32470100001\n"
-				   "[contact bob]\nnumber = +32470100002\n"
-				   "[role primary]\ncontacts = alice, bob\nrotation = daily\n"
-				   "handoff = 09:00\n"
-				   "[role fixed]\ncontacts = bob, alice\n";
+	                           "[contact bob]\nnumber = +32470100002\n"
+	                           "[role primary]\ncontacts = alice, bob\nrotation = daily\n"
+	                           "handoff = 09:00\n"
+	                           "[role fixed]\ncontacts = bob, alice\n";
 	Config *c;
 	char *err;
 	const ContactConfig *a, *b;
@@ -193,18 +194,18 @@ static void test_rotation(void)
  * (computed independently, with Python's zoneinfo), and each hand-over is checked one minute
  * before and one minute after. */
 static const char rotation_text[] = "[contact alice]\nnumber = +32470100001\n"
-				    "[contact bob]\nnumber = +32470100002\n"
-				    "[contact carol]\nnumber = +32470100003\n"
-				    "[role daily]\ncontacts = alice, bob, carol\nrotation = daily\n"
-				    "handoff = 09:00\n"
-				    "[role weekly]\ncontacts = alice, bob\nrotation = weekly\n"
-				    "handoff = mon 09:00\n"
-				    "[role night]\ncontacts = alice, bob, carol\n"
-				    "rotation = weekly\nhandoff = sun 02:30\n"
-				    "[role fixed]\ncontacts = bob, alice\n"
-				    "[role single]\ncontacts = carol\nrotation = daily\n";
+                                    "[contact bob]\nnumber = +32470100002\n"
+                                    "[contact carol]\nnumber = +32470100003\n"
+                                    "[role daily]\ncontacts = alice, bob, carol\nrotation = daily\n"
+                                    "handoff = 09:00\n"
+                                    "[role weekly]\ncontacts = alice, bob\nrotation = weekly\n"
+                                    "handoff = mon 09:00\n"
+                                    "[role night]\ncontacts = alice, bob, carol\n"
+                                    "rotation = weekly\nhandoff = sun 02:30\n"
+                                    "[role fixed]\ncontacts = bob, alice\n"
+                                    "[role single]\ncontacts = carol\nrotation = daily\n";
 
-#define SEC(t) ((uint64_t)(t) * 1000000ULL)
+#define SEC(t) ((uint64_t)(t)*1000000ULL)
 #define MINUTE 60
 
 static void set_tz(const char *tz)
@@ -231,7 +232,7 @@ static uint64_t next_handoff(Config *c, const char *role, uint64_t t)
 /* Who is on duty one minute before and one minute after hand-over t, and that the hand-over
  * is found as the next one from a minute before. */
 static void expect_handoff(Config *c, const char *role, uint64_t t, const char *before,
-			   const char *after)
+                           const char *after)
 {
 	check_str(duty(c, role, t - MINUTE), before);
 	check_str(duty(c, role, t - 1), before);
@@ -253,8 +254,8 @@ static void test_rotation_dst(void)
 	}
 	/* Daily at 09:00 local. 2026-03-28 is the last day of CET (UTC+1), 2026-03-29 the first
 	 * of CEST (UTC+2): the hand-over stays at 09:00 on the wall clock, 23 hours later. */
-	expect_handoff(c, "daily", 1774684800, "alice", "bob");  /* Sat 2026-03-28 09:00 CET */
-	expect_handoff(c, "daily", 1774767600, "bob", "carol");  /* Sun 2026-03-29 09:00 CEST */
+	expect_handoff(c, "daily", 1774684800, "alice", "bob");   /* Sat 2026-03-28 09:00 CET */
+	expect_handoff(c, "daily", 1774767600, "bob", "carol");   /* Sun 2026-03-29 09:00 CEST */
 	expect_handoff(c, "daily", 1774854000, "carol", "alice"); /* wrap-around, Mon 03-30 */
 	check_int(next_handoff(c, "daily", 1774684800 + MINUTE), 1774767600); /* 23 h later */
 	check_int(next_handoff(c, "daily", 1774684800), 1774767600);          /* strictly after */

@@ -17,7 +17,7 @@ static const char *field(const LogFields *f, const char *name, char *buf, size_t
 
 		if (f->iov[i].iov_len > len && memcmp(base, name, len) == 0 && base[len] == '=') {
 			snprintf(buf, size, "%.*s", (int)(f->iov[i].iov_len - len - 1),
-				 base + len + 1);
+			         base + len + 1);
 			return buf;
 		}
 	}
@@ -31,7 +31,7 @@ static void test_failed_send(void)
 	char v[256];
 
 	log_journal_fields(LOG_NOTICE, 0, log_ctx_id(&ctx, MESSAGE_ID_SEND_FAILED), "gateway.c", 42,
-			   "apply_result", "Send to +32470000001 failed (CMS 500), retrying", &f);
+	                   "apply_result", "Send to +32470000001 failed (CMS 500), retrying", &f);
 	check_str(field(&f, "MESSAGE_ID", v, sizeof(v)), "fc62f338018543c384994cf4140d915b");
 	check_str(field(&f, "GATEWAY_ALERT_ID", v, sizeof(v)), "3f0c6e0d9b7a4c1e8d2f5a6b7c8d9e0f");
 	check_str(field(&f, "GATEWAY_MODEM", v, sizeof(v)), "gsm0");
@@ -40,7 +40,7 @@ static void test_failed_send(void)
 	check_str(field(&f, "SYSLOG_IDENTIFIER", v, sizeof(v)), "gatewayd");
 	check_str(field(&f, "CODE_LINE", v, sizeof(v)), "42");
 	check_str(field(&f, "MESSAGE", v, sizeof(v)),
-		  "Send to +32470000001 failed (CMS 500), retrying");
+	          "Send to +32470000001 failed (CMS 500), retrying");
 	/* The old names are gone, and nothing is sent twice. */
 	check(!field(&f, "GATEWAYD_ALERT_ID", v, sizeof(v)));
 	check(!field(&f, "ERRNO", v, sizeof(v)));
@@ -75,9 +75,9 @@ static void test_long_message_cut_not_fields(void)
 
 	memset(message, 'x', sizeof(message) - 1);
 	log_journal_fields(LOG_INFO, 0,
-			   &((LogContext){.alert_id = "00000000000000000000000000000001",
-					  .message_id = MESSAGE_ID_SENT}),
-			   "x.c", 1, "f", message, &f);
+	                   &((LogContext){.alert_id = "00000000000000000000000000000001",
+	                                  .message_id = MESSAGE_ID_SENT}),
+	                   "x.c", 1, "f", message, &f);
 	check_str(field(&f, "MESSAGE_ID", v, sizeof(v)), MESSAGE_ID_SENT);
 	check_str(field(&f, "GATEWAY_ALERT_ID", v, sizeof(v)), "00000000000000000000000000000001");
 	for (size_t i = 0; i < f.n; i++)
@@ -89,11 +89,11 @@ static void test_long_message_cut_not_fields(void)
 static void test_ids_are_ids(void)
 {
 	const char *ids[] = {
-		MESSAGE_ID_ALERT_QUEUED, MESSAGE_ID_SENT,        MESSAGE_ID_SEND_FAILED,
-		MESSAGE_ID_FAILED,       MESSAGE_ID_EXPIRED,     MESSAGE_ID_ACKNOWLEDGED,
-		MESSAGE_ID_ESCALATED,    MESSAGE_ID_VOICE_CALL,  MESSAGE_ID_MODEM_DOWN,
-		MESSAGE_ID_MODEM_UP,     MESSAGE_ID_NODE_JOINED, MESSAGE_ID_NODE_LEFT,
-		MESSAGE_ID_PATH_DOWN};
+	        MESSAGE_ID_ALERT_QUEUED, MESSAGE_ID_SENT,        MESSAGE_ID_SEND_FAILED,
+	        MESSAGE_ID_FAILED,       MESSAGE_ID_EXPIRED,     MESSAGE_ID_ACKNOWLEDGED,
+	        MESSAGE_ID_ESCALATED,    MESSAGE_ID_VOICE_CALL,  MESSAGE_ID_MODEM_DOWN,
+	        MESSAGE_ID_MODEM_UP,     MESSAGE_ID_NODE_JOINED, MESSAGE_ID_NODE_LEFT,
+	        MESSAGE_ID_PATH_DOWN};
 
 	/* 32 lowercase hex digits (journalctl matches the field as written), all different. */
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {

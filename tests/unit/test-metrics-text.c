@@ -27,20 +27,20 @@ static void test_family_and_samples(void)
 	metrics_text_sample(t, INFINITY, NULL);
 	check_int(metrics_text_finish(t, &text, &len), 0);
 	check_str(text, "# HELP gatewayd_up 1 while running\n"
-			"# TYPE gatewayd_up gauge\n"
-			"gatewayd_up 1\n"
-			"# HELP gatewayd_alerts Alerts by state\n"
-			"# TYPE gatewayd_alerts gauge\n"
-			"gatewayd_alerts{state=\"sent\"} 12\n"
-			"gatewayd_alerts{state=\"failed\"} 0\n"
-			"# HELP gatewayd_queue_oldest_age_seconds Age\n"
-			"# TYPE gatewayd_queue_oldest_age_seconds gauge\n"
-			"gatewayd_queue_oldest_age_seconds 3.25\n"
-			"# HELP gatewayd_big Large\n"
-			"# TYPE gatewayd_big counter\n"
-			"gatewayd_big{node=\"a\",modem=\"gsm0\"} 123456789012345\n"
-			"gatewayd_big NaN\n"
-			"gatewayd_big +Inf\n");
+	                "# TYPE gatewayd_up gauge\n"
+	                "gatewayd_up 1\n"
+	                "# HELP gatewayd_alerts Alerts by state\n"
+	                "# TYPE gatewayd_alerts gauge\n"
+	                "gatewayd_alerts{state=\"sent\"} 12\n"
+	                "gatewayd_alerts{state=\"failed\"} 0\n"
+	                "# HELP gatewayd_queue_oldest_age_seconds Age\n"
+	                "# TYPE gatewayd_queue_oldest_age_seconds gauge\n"
+	                "gatewayd_queue_oldest_age_seconds 3.25\n"
+	                "# HELP gatewayd_big Large\n"
+	                "# TYPE gatewayd_big counter\n"
+	                "gatewayd_big{node=\"a\",modem=\"gsm0\"} 123456789012345\n"
+	                "gatewayd_big NaN\n"
+	                "gatewayd_big +Inf\n");
 	check_int(len, strlen(text));
 	metrics_text_free(t);
 }
@@ -57,9 +57,9 @@ static void test_escaping(void)
 	metrics_text_sample(t, 2, "utf8", "Proximus – ünïcode", NULL);
 	check_int(metrics_text_finish(t, &text, NULL), 0);
 	check_str(text, "# HELP m a \\\\ b\\nc \"d\"\n"
-			"# TYPE m gauge\n"
-			"m{op=\"Sim \\\"Net\\\"\\\\2\\nx\",empty=\"\"} 1\n"
-			"m{utf8=\"Proximus – ünïcode\"} 2\n");
+	                "# TYPE m gauge\n"
+	                "m{op=\"Sim \\\"Net\\\"\\\\2\\nx\",empty=\"\"} 1\n"
+	                "m{utf8=\"Proximus – ünïcode\"} 2\n");
 	metrics_text_free(t);
 }
 

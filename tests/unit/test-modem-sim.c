@@ -34,7 +34,7 @@
 
 #define wait_event harness_wait_event
 #define wait_state harness_wait_state
-#define untrack harness_untrack
+#define untrack    harness_untrack
 
 static Modem *new_modem(const char *name, const char *pin, unsigned health_interval,
                         unsigned send_timeout, unsigned command_timeout)
@@ -276,9 +276,9 @@ static bool sim_has_text(const char *name, const char *text)
 	bool found = false;
 	size_t i;
 
-	json_array_foreach(json_object_get(j, "messages"), i, msg)
-		if (streq_ptr(json_string_value(json_object_get(msg, "text")), text))
-			found = true;
+	json_array_foreach(json_object_get(j, "messages"), i,
+	                   msg) if (streq_ptr(json_string_value(json_object_get(msg, "text")),
+	                                      text)) found = true;
 	json_decref(j);
 	return found;
 }
@@ -506,7 +506,9 @@ int main(void)
 	/* 150 UCS-2 characters: 3 parts of at most 66 with a 16-bit reference. */
 	for (unsigned i = 0, n = 0; i < 150; i++)
 		n += (unsigned)snprintf(long_ucs2 + n, sizeof(long_ucs2) - n, "%s",
-		                        i % 3 == 0 ? "ж" : i % 3 == 1 ? "✓" : "z");
+		                        i % 3 == 0   ? "ж"
+		                        : i % 3 == 1 ? "✓"
+		                                     : "z");
 
 	check(sim_control(
 	        "{\"cmd\":\"pin\",\"modem\":\"gsm1\",\"required\":true,\"pin\":\"1234\"}"));
@@ -524,10 +526,8 @@ int main(void)
 	                                    .inbox_interval_sec = 600, /* indications only */
 	                                    .delivery_reports = true});
 	sim_path(dev4, sizeof(dev4), "gsm4");
-	m4 = harness_modem(&(ModemSettings){.name = "gsm4",
-	                                    .device = dev4,
-	                                    .inbox_interval_sec = 2,
-	                                    .delivery_reports = true});
+	m4 = harness_modem(&(ModemSettings){
+	        .name = "gsm4", .device = dev4, .inbox_interval_sec = 2, .delivery_reports = true});
 	if (!m0 || !m1 || !m2 || !m3 || !m4) {
 		check(!"modems created");
 		goto finish;

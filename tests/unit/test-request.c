@@ -45,7 +45,8 @@ static void test_codes(void)
 	expect("{\"to\":[\"+32470000001\"],\"text\":\"x\",\"priority\":\"urgent\"}", "bad_request");
 	expect("{\"to\":[\"+32470000001\"],\"text\":\"x\",\"ttl\":0}", "bad_request");
 	expect("{\"to\":[\"+32470000001\"],\"text\":\"x\",\"ttl\":\"60\"}", "bad_request");
-	expect("{\"to\":[\"+32470000001\"],\"text\":\"x\",\"priorty\":\"critical\"}", "bad_request");
+	expect("{\"to\":[\"+32470000001\"],\"text\":\"x\",\"priorty\":\"critical\"}",
+	       "bad_request");
 	expect("{\"to\":[\"0470000001\"],\"text\":\"x\"}", "invalid_number");
 	expect("{\"to\":[\"+12345\"],\"text\":\"x\"}", "invalid_number");
 	expect("{\"to\":[\"+32470000001\"],\"copy\":[\"bad\"],\"text\":\"x\"}", "invalid_number");
@@ -62,7 +63,7 @@ static void test_codes(void)
 static void test_fields(void)
 {
 	const char *json = "{\"to\":[\"+32470000001\",\"+32470000001\",\"+32470000002\"],"
-			   "\"text\":\"Ωμέγα\",\"priority\":\"critical\"}";
+	                   "\"text\":\"Ωμέγα\",\"priority\":\"critical\"}";
 	Request *r = NULL;
 	RequestError e;
 
@@ -158,7 +159,7 @@ static void test_oncall_fields(void)
 		request_free(r);
 	}
 	r = parse_ok("{\"op\":\"override\",\"role\":\"primary\",\"contact\":\"carol\","
-		     "\"until\":1774861200,\"by\":\"alice\"}");
+	             "\"until\":1774861200,\"by\":\"alice\"}");
 	if (r) {
 		check_int(r->op, OP_OVERRIDE);
 		check_str(r->role, "primary");
@@ -279,18 +280,18 @@ static void test_max_size(void)
 static void test_detail_utf8(void)
 {
 	static const char *const requests[] = {
-		/* 'a' then é: a cut at 40 bytes falls inside the 20th é. */
-		"{\"to\":[\"a\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
-		"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\"],"
-		"\"text\":\"x\"}",
-		"{\"to\":[\"role:\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac"
-		"\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\"],"
-		"\"text\":\"x\"}",
-		"{\"op\":\"x\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac"
-		"\u20ac\u20ac\u20ac\u20ac\"}",
-		"{\"to\":[\"+32470000001\"],\"text\":\"x\",\"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
-		"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
-		"\u00e9x\u00e9\":1}",
+	        /* 'a' then é: a cut at 40 bytes falls inside the 20th é. */
+	        "{\"to\":[\"a\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+	        "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\"],"
+	        "\"text\":\"x\"}",
+	        "{\"to\":[\"role:\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac"
+	        "\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\"],"
+	        "\"text\":\"x\"}",
+	        "{\"op\":\"x\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac"
+	        "\u20ac\u20ac\u20ac\u20ac\"}",
+	        "{\"to\":[\"+32470000001\"],\"text\":\"x\",\"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+	        "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+	        "\u00e9x\u00e9\":1}",
 	};
 
 	for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++) {

@@ -19,13 +19,13 @@ static const char *to1[] = {"+32470000001", "+32470000002"};
 static void insert_in(Store *s, const char *id, const char *key, uint64_t at)
 {
 	NewAlert a = {.id = id,
-		      .key = key,
-		      .text = "db01 DOWN",
-		      .node = "a",
-		      .accepted_at = at,
-		      .expires_at = at + 3600 * SEC,
-		      .to = to1,
-		      .n_to = 2};
+	              .key = key,
+	              .text = "db01 DOWN",
+	              .node = "a",
+	              .accepted_at = at,
+	              .expires_at = at + 3600 * SEC,
+	              .to = to1,
+	              .n_to = 2};
 
 	check_int(store_alert_insert(s, &a), 0);
 }
@@ -40,14 +40,14 @@ static void insert(Store *s, const char *id, const char *key, uint64_t at)
 static SendResult result(bool ok, bool permanent, uint64_t at)
 {
 	return (SendResult){.node = "a",
-			    .modem = "gsm0",
-			    .at = at,
-			    .ok = ok,
-			    .permanent = permanent,
-			    .error = ok ? NULL : "+CMS ERROR: 500",
-			    .retry_min = 5,
-			    .retry_max = 300,
-			    .max_permanent_failures = 2};
+	                    .modem = "gsm0",
+	                    .at = at,
+	                    .ok = ok,
+	                    .permanent = permanent,
+	                    .error = ok ? NULL : "+CMS ERROR: 500",
+	                    .retry_min = 5,
+	                    .retry_max = 300,
+	                    .max_permanent_failures = 2};
 }
 
 static void test_durability_settings(void)
@@ -89,41 +89,41 @@ static void test_lifecycle(void)
 
 	check_int(store_begin(s), 0);
 	check_int(store_delivery_assign(s, "00000000000000000000000000000001", "+32470000001", "a",
-					"gsm0", t0 + SEC, &ch),
-		  1);
+	                                "gsm0", t0 + SEC, &ch),
+	          1);
 	check_int(ch.new_state, DELIVERY_SENDING);
 	/* assigning again changes nothing */
 	check_int(store_delivery_assign(s, "00000000000000000000000000000001", "+32470000001", "a",
-					"gsm0", t0 + SEC, &ch),
-		  0);
+	                                "gsm0", t0 + SEC, &ch),
+	          0);
 	/* a transient failure requeues with backoff */
 	r = result(false, false, t0 + 2 * SEC);
 	check_int(store_delivery_result(s, "00000000000000000000000000000001", "+32470000001", &r,
-					&ch),
-		  1);
+	                                &ch),
+	          1);
 	check_int(ch.new_state, DELIVERY_QUEUED);
 	check_int(ch.next_try_at, t0 + 7 * SEC);
 	/* success */
 	r = result(true, false, t0 + 8 * SEC);
 	check_int(store_delivery_result(s, "00000000000000000000000000000001", "+32470000001", &r,
-					&ch),
-		  1);
+	                                &ch),
+	          1);
 	check_int(ch.new_state, DELIVERY_SENT);
 	/* a late failure never undoes "sent" */
 	r = result(false, true, t0 + 9 * SEC);
 	check_int(store_delivery_result(s, "00000000000000000000000000000001", "+32470000001", &r,
-					&ch),
-		  0);
+	                                &ch),
+	          0);
 	/* permanent failures of the second recipient: failed after max_permanent_failures */
 	r = result(false, true, t0 + 3 * SEC);
 	check_int(store_delivery_result(s, "00000000000000000000000000000001", "+32470000002", &r,
-					&ch),
-		  1);
+	                                &ch),
+	          1);
 	check_int(ch.new_state, DELIVERY_QUEUED);
 	r = result(false, true, t0 + 4 * SEC);
 	check_int(store_delivery_result(s, "00000000000000000000000000000001", "+32470000002", &r,
-					&ch),
-		  1);
+	                                &ch),
+	          1);
 	check_int(ch.new_state, DELIVERY_FAILED);
 	check_int(store_commit(s), 0);
 	check_int(store_open_alerts(s), 0);
@@ -135,8 +135,7 @@ static void test_lifecycle(void)
 	check_int(store_begin(s), 0);
 	check_int(store_alert_ack(s, "00000000000000000000000000000001", "me", "api", t0), 1);
 	check_int(store_alert_ack(s, "00000000000000000000000000000001", "you", "api", t0), 0);
-	check_int(store_alert_ack(s, "0000000000000000000000000000ffff", "me", "api", t0),
-		  -ENOENT);
+	check_int(store_alert_ack(s, "0000000000000000000000000000ffff", "me", "api", t0), -ENOENT);
 	check_int(store_commit(s), 0);
 	store_close(s);
 }
@@ -216,10 +215,19 @@ static void test_inbox_and_reports(void)
 	char id[33], number[20];
 	uint64_t t0 = 20000 * SEC;
 	SendResult r = result(true, false, t0 + SEC);
-	InboxMessage m = {.key = "k1", .node = "a", .modem = "gsm0", .sender = "+32470100001",
-			  .text = "ACK 1234", .parts = 1, .received_at = t0};
-	DeliveryReport rep = {.node = "a", .modem = "gsm0", .message_ref = 42, .delivered = true,
-			      .status = "delivered", .at = t0 + 5 * SEC};
+	InboxMessage m = {.key = "k1",
+	                  .node = "a",
+	                  .modem = "gsm0",
+	                  .sender = "+32470100001",
+	                  .text = "ACK 1234",
+	                  .parts = 1,
+	                  .received_at = t0};
+	DeliveryReport rep = {.node = "a",
+	                      .modem = "gsm0",
+	                      .message_ref = 42,
+	                      .delivered = true,
+	                      .status = "delivered",
+	                      .at = t0 + 5 * SEC};
 
 	if (store_open(dir, &s) < 0) {
 		check(!"the store opens");
@@ -229,16 +237,16 @@ static void test_inbox_and_reports(void)
 	check_int(store_begin(s), 0);
 	r.message_ref = 42;
 	check_int(store_delivery_result(s, "00000000000000000000000000000004", "+32470000001", &r,
-					&ch),
-		  1);
+	                                &ch),
+	          1);
 	check_int(store_delivery_report(s, &rep, id, number), 1);
 	check_str(id, "00000000000000000000000000000004");
 	check_str(number, "+32470000001");
 	check_int(store_delivery_report(s, &rep, id, number), 0); /* once */
 	/* a later "sent" never undoes "delivered" */
 	check_int(store_delivery_result(s, "00000000000000000000000000000004", "+32470000001", &r,
-					&ch),
-		  0);
+	                                &ch),
+	          0);
 	check_int(store_inbox_insert(s, &m), 1);
 	check_int(store_inbox_insert(s, &m), 0); /* the same message read again */
 	check_int(store_commit(s), 0);
@@ -274,9 +282,9 @@ static json_t *export_all(Store *s, size_t max_bytes, int *ret_chunks)
 
 		check_int(json_array_size(items), n);
 		check(n == 1 || strlen(text) <= max_bytes);
-		check_str(json_string_value(json_object_get(json_array_get(items, (size_t)n - 1),
-							    "id")),
-			  cursor);
+		check_str(json_string_value(
+		                  json_object_get(json_array_get(items, (size_t)n - 1), "id")),
+		          cursor);
 		free(text);
 		json_array_extend(all, items);
 		json_decref(items);
@@ -347,18 +355,18 @@ static const char *state_of(Store *s, const char *id, size_t delivery)
 		return state;
 	if (delivery == (size_t)-1)
 		snprintf(state, sizeof(state), "%s",
-			 json_string_value(json_object_get(o, "state")));
+		         json_string_value(json_object_get(o, "state")));
 	else
 		snprintf(state, sizeof(state), "%s",
-			 json_string_value(json_object_get(
-				 json_array_get(json_object_get(o, "deliveries"), delivery),
-				 "state")));
+		         json_string_value(json_object_get(
+		                 json_array_get(json_object_get(o, "deliveries"), delivery),
+		                 "state")));
 	json_decref(o);
 	return state;
 }
 
 static SendResult result_on(const char *node, const char *modem, bool ok, bool permanent,
-			    uint64_t at)
+                            uint64_t at)
 {
 	SendResult r = result(ok, permanent, at);
 
@@ -374,13 +382,26 @@ static void test_export_merge_copy(void)
 	Store *a = open_sub("copy-a"), *b = open_sub("copy-b");
 	uint64_t t0 = 30000 * SEC;
 	DeliveryChange ch;
-	DeliveryReport rep = {.node = "a", .modem = "gsm0", .message_ref = 7, .delivered = true,
-			      .status = "delivered", .at = t0 + 9 * SEC};
-	CallRecord call = {.alert_id = ID("06"), .number = "+32470000001", .node = "a",
-			   .modem = "gsm1", .at = t0 + 20 * SEC, .outcome = "answered",
-			   .duration_sec = 12, .dtmf_ack = true};
-	InboxMessage m = {.node = "a", .modem = "gsm0", .sender = "+32470100001", .text = "ACK",
-			  .parts = 1, .received_at = t0};
+	DeliveryReport rep = {.node = "a",
+	                      .modem = "gsm0",
+	                      .message_ref = 7,
+	                      .delivered = true,
+	                      .status = "delivered",
+	                      .at = t0 + 9 * SEC};
+	CallRecord call = {.alert_id = ID("06"),
+	                   .number = "+32470000001",
+	                   .node = "a",
+	                   .modem = "gsm1",
+	                   .at = t0 + 20 * SEC,
+	                   .outcome = "answered",
+	                   .duration_sec = 12,
+	                   .dtmf_ack = true};
+	InboxMessage m = {.node = "a",
+	                  .modem = "gsm0",
+	                  .sender = "+32470100001",
+	                  .text = "ACK",
+	                  .parts = 1,
+	                  .received_at = t0};
 	json_t *ea, *eb, *items;
 	char id[33], number[20], *cursor = NULL;
 	SendResult r;
@@ -398,9 +419,9 @@ static void test_export_merge_copy(void)
 	}
 	check_int(store_begin(a), 0);
 	/* 02: sending */
-	check_int(store_delivery_assign(a, ID("02"), "+32470000001", "a", "gsm0", t0 + 3 * SEC,
-					&ch),
-		  1);
+	check_int(
+	        store_delivery_assign(a, ID("02"), "+32470000001", "a", "gsm0", t0 + 3 * SEC, &ch),
+	        1);
 	/* 03: requeued after a permanent failure */
 	r = result(false, true, t0 + 4 * SEC);
 	check_int(store_delivery_result(a, ID("03"), "+32470000001", &r, &ch), 1);
@@ -474,7 +495,7 @@ static void test_export_merge_copy(void)
 			size_t i;
 
 			n = kind == 0 ? store_export_dedupe(a, cursor, 60, &items, &next)
-				      : store_export_inbox(a, cursor, 60, &items, &next);
+			              : store_export_inbox(a, cursor, 60, &items, &next);
 			check(n >= 0 && next);
 			free(cursor);
 			cursor = next;
@@ -487,11 +508,11 @@ static void test_export_merge_copy(void)
 			json_array_foreach(items, i, item)
 			{
 				check_int(kind == 0 ? store_merge_dedupe(b, item)
-						    : store_merge_inbox(b, item),
-					  1);
+				                    : store_merge_inbox(b, item),
+				          1);
 				check_int(kind == 0 ? store_merge_dedupe(b, item)
-						    : store_merge_inbox(b, item),
-					  0);
+				                    : store_merge_inbox(b, item),
+				          0);
 			}
 			check_int(store_commit(b), 0);
 			json_decref(items);
@@ -528,8 +549,8 @@ static void test_export_merge_copy(void)
  * records, in any order, ends with the same rows. */
 static void test_merge_converges(void)
 {
-	static const char *const names[] = {"conv-a", "conv-b", "conv-e", "conv-abe", "conv-eba",
-					    "conv-bea"};
+	static const char *const names[] = {"conv-a",   "conv-b",   "conv-e",
+	                                    "conv-abe", "conv-eba", "conv-bea"};
 	static const int order[3][3] = {{0, 1, 2}, {2, 1, 0}, {1, 2, 0}};
 	Store *s[6];
 	json_t *e[3];
@@ -557,8 +578,8 @@ static void test_merge_converges(void)
 	r = result_on("a", "gsm0", true, false, t0 + 2 * SEC);
 	check_int(store_delivery_result(s[0], ID("10"), "+32470000001", &r, &ch), 1);
 	check_int(store_delivery_assign(s[0], ID("10"), "+32470000002", "a", "gsm0", t0 + 2 * SEC,
-					&ch),
-		  1);
+	                                &ch),
+	          1);
 	r = result_on("a", "gsm0", false, false, t0 + 3 * SEC);
 	check_int(store_delivery_result(s[0], ID("10"), "+32470000002", &r, &ch), 1);
 	check_int(store_alert_ack(s[0], ID("10"), "alice", "api", t0 + 10 * SEC), 1);
@@ -566,9 +587,8 @@ static void test_merge_converges(void)
 	check_int(store_delivery_result(s[0], ID("11"), "+32470000001", &r, &ch), 1);
 	r = result_on("a", "gsm0", false, true, t0 + 3 * SEC);
 	check_int(store_delivery_result(s[0], ID("11"), "+32470000001", &r, &ch), 1);
-	check_int(store_delivery_assign(s[0], ID("12"), "+32470000001", "a", "gsm0", t0 + SEC,
-					&ch),
-		  1);
+	check_int(store_delivery_assign(s[0], ID("12"), "+32470000001", "a", "gsm0", t0 + SEC, &ch),
+	          1);
 	r = result_on("a", "gsm0", false, false, t0 + 60 * SEC);
 	check_int(store_delivery_result(s[0], ID("12"), "+32470000002", &r, &ch), 1);
 	r = result_on("a", "gsm0", true, false, t0 + 2 * SEC);
@@ -579,14 +599,12 @@ static void test_merge_converges(void)
 	 * retries 12's second sooner, after a permanent failure; failed 13's second recipient */
 	check_int(store_begin(s[1]), 0);
 	check_int(store_alert_ack(s[1], ID("10"), "bob", "sms", t0 + 5 * SEC), 1);
-	check_int(store_delivery_assign(s[1], ID("10"), "+32470000001", "b", "gsm1", t0 + SEC,
-					&ch),
-		  1);
+	check_int(store_delivery_assign(s[1], ID("10"), "+32470000001", "b", "gsm1", t0 + SEC, &ch),
+	          1);
 	check_int(store_alert_expire(s[1], ID("10"), t0 + 3600 * SEC), 2);
 	check_int(store_alert_expire(s[1], ID("11"), t0 + 3601 * SEC), 2);
-	check_int(store_delivery_assign(s[1], ID("12"), "+32470000001", "b", "gsm0", t0 + SEC,
-					&ch),
-		  1);
+	check_int(store_delivery_assign(s[1], ID("12"), "+32470000001", "b", "gsm0", t0 + SEC, &ch),
+	          1);
 	r = result_on("b", "gsm0", false, true, t0 + 2 * SEC);
 	check_int(store_delivery_result(s[1], ID("12"), "+32470000002", &r, &ch), 1);
 	for (int i = 0; i < 2; i++) {
@@ -633,8 +651,8 @@ static void test_merge_converges(void)
 	check_str(json_string_value(json_object_get(json_object_get(o, "ack"), "by")), "bea");
 	/* every attempt of both halves */
 	check_int(json_array_size(json_object_get(
-			  json_array_get(json_object_get(o, "deliveries"), 0), "attempts")),
-		  2);
+	                  json_array_get(json_object_get(o, "deliveries"), 0), "attempts")),
+	          2);
 	json_decref(o);
 	/* the sending tie goes to the greater (node, modem); the queued one to the later retry,
 	 * with the most permanent failures; 13 became final only in the merge, and no side knew
@@ -652,7 +670,7 @@ static void test_merge_converges(void)
 		check_str(json_string_value(json_object_get(json_array_get(dl, 0), "node")), "b");
 		check_str(json_string_value(json_object_get(json_array_get(dl, 1), "node")), "a");
 		check_int(json_integer_value(json_object_get(json_array_get(dl, 1), "next")),
-			  t0 + 65 * SEC);
+		          t0 + 65 * SEC);
 		check_int(json_integer_value(json_object_get(json_array_get(dl, 1), "pf")), 1);
 	}
 	json_decref(o);
@@ -671,11 +689,11 @@ static void test_merge_dedupe(void)
 	Store *s = open_sub("dedupe");
 	uint64_t t0 = 50000 * SEC;
 	json_t *late = json_pack("{s:s, s:s, s:I}", "key", "k", "alert_id", ID("22"), "first_at",
-				 (json_int_t)(t0 + 5 * SEC)),
+	                         (json_int_t)(t0 + 5 * SEC)),
 	       *early = json_pack("{s:s, s:s, s:I}", "key", "k", "alert_id", ID("23"), "first_at",
-				  (json_int_t)t0),
+	                          (json_int_t)t0),
 	       *tie = json_pack("{s:s, s:s, s:I}", "key", "k", "alert_id", ID("21"), "first_at",
-				(json_int_t)t0);
+	                        (json_int_t)t0);
 	char id[33];
 
 	if (!s)
@@ -704,34 +722,34 @@ static void test_merge_dedupe(void)
 static void test_merge_rejects_malformed(void)
 {
 	static const char *const bad_alerts[] = {
-		"[]",
-		"{}",
-		"{\"id\": \"nothex\"}",
+	        "[]",
+	        "{}",
+	        "{\"id\": \"nothex\"}",
 	};
 	/* each replaces one field of a good item */
 	static const char *const bad_fields[][2] = {
-		{"id", "\"0000000000000000000000000000003Z\""},
-		{"id", "null"},
-		{"text", "42"},
-		{"prio", "\"critical\""},
-		{"acc", "-1"},
-		{"exp", "1.5"},
-		{"fin", "\"soon\""},
-		{"ack_at", "true"},
-		{"dl", "null"},
-		{"dl", "[{}]"},
-		{"dl", "[{\"to\": \"+1\", \"kind\": \"to\", \"seq\": 0, \"state\": \"lost\", "
-		       "\"next\": 0, \"node\": null, \"modem\": null, \"pf\": 0, \"acc\": 0, "
-		       "\"prio\": 0}]"},
-		{"dl", "[{\"to\": \"+1\", \"kind\": \"bcc\", \"seq\": 0, \"state\": \"queued\", "
-		       "\"next\": 0, \"node\": null, \"modem\": null, \"pf\": 0, \"acc\": 0, "
-		       "\"prio\": 0}]"},
-		{"att", "[{\"to\": \"+1\", \"node\": null, \"modem\": \"gsm0\", \"at\": 1, "
-			"\"result\": \"sent\", \"error\": null, \"ref\": null, \"report\": null}]"},
-		{"att", "{}"},
-		{"calls", "[1]"},
-		{"calls", "[{\"to\": \"\", \"node\": \"a\", \"modem\": \"gsm0\", \"at\": 1, "
-			  "\"outcome\": \"busy\", \"dur\": 0, \"error\": null, \"dtmf\": 0}]"},
+	        {"id", "\"0000000000000000000000000000003Z\""},
+	        {"id", "null"},
+	        {"text", "42"},
+	        {"prio", "\"critical\""},
+	        {"acc", "-1"},
+	        {"exp", "1.5"},
+	        {"fin", "\"soon\""},
+	        {"ack_at", "true"},
+	        {"dl", "null"},
+	        {"dl", "[{}]"},
+	        {"dl", "[{\"to\": \"+1\", \"kind\": \"to\", \"seq\": 0, \"state\": \"lost\", "
+	               "\"next\": 0, \"node\": null, \"modem\": null, \"pf\": 0, \"acc\": 0, "
+	               "\"prio\": 0}]"},
+	        {"dl", "[{\"to\": \"+1\", \"kind\": \"bcc\", \"seq\": 0, \"state\": \"queued\", "
+	               "\"next\": 0, \"node\": null, \"modem\": null, \"pf\": 0, \"acc\": 0, "
+	               "\"prio\": 0}]"},
+	        {"att", "[{\"to\": \"+1\", \"node\": null, \"modem\": \"gsm0\", \"at\": 1, "
+	                "\"result\": \"sent\", \"error\": null, \"ref\": null, \"report\": null}]"},
+	        {"att", "{}"},
+	        {"calls", "[1]"},
+	        {"calls", "[{\"to\": \"\", \"node\": \"a\", \"modem\": \"gsm0\", \"at\": 1, "
+	                  "\"outcome\": \"busy\", \"dur\": 0, \"error\": null, \"dtmf\": 0}]"},
 	};
 	Store *a = open_sub("bad-a"), *b = open_sub("bad-b");
 	json_t *items = NULL, *good, *o;
@@ -752,11 +770,11 @@ static void test_merge_rejects_malformed(void)
 	check_int(store_merge_alert(b, NULL), -EINVAL);
 	for (size_t i = 0; i < ELEMENTSOF(bad_fields); i++) {
 		o = json_deep_copy(good);
-		json_object_set_new(o, bad_fields[i][0], json_loads(bad_fields[i][1],
-								    JSON_DECODE_ANY, NULL));
+		json_object_set_new(o, bad_fields[i][0],
+		                    json_loads(bad_fields[i][1], JSON_DECODE_ANY, NULL));
 		if (store_merge_alert(b, o) != -EINVAL)
 			fprintf(stderr, "accepted a bad \"%s\": %s\n", bad_fields[i][0],
-				bad_fields[i][1]);
+			        bad_fields[i][1]);
 		check_int(store_merge_alert(b, o), -EINVAL);
 		json_decref(o);
 	}
@@ -779,8 +797,8 @@ static void test_merge_rejects_malformed(void)
 	check_int(store_merge_inbox(b, NULL), -EINVAL);
 	/* a peer before schema 7 sends no "quarantine": still a good item */
 	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:n, s:I}", "key", "old-peer", "node", "b",
-		      "modem", "gsm0", "sender", "+32470100001", "text", "hi", "parts", 1,
-		      "smsc_at", "received_at", (json_int_t)1);
+	              "modem", "gsm0", "sender", "+32470100001", "text", "hi", "parts", 1,
+	              "smsc_at", "received_at", (json_int_t)1);
 	check_int(store_merge_inbox(b, o), 1);
 	json_decref(o);
 
@@ -806,7 +824,7 @@ static void test_stale_failure(void)
 	insert(s, ID("40"), "stale", t0);
 	check_int(store_begin(s), 0);
 	check_int(store_delivery_assign(s, ID("40"), "+32470000001", "a", "gsm1", t0 + SEC, &ch),
-		  1);
+	          1);
 	/* an earlier attempt's failure, from another modem or another node: kept, not applied */
 	r = result_on("a", "gsm0", false, false, t0 + 2 * SEC);
 	check_int(store_delivery_result(s, ID("40"), "+32470000001", &r, &ch), 0);
@@ -819,15 +837,15 @@ static void test_stale_failure(void)
 	check_int(ch.new_state, DELIVERY_QUEUED);
 	/* a success wins from anywhere */
 	check_int(store_delivery_assign(s, ID("40"), "+32470000002", "a", "gsm1", t0 + SEC, &ch),
-		  1);
+	          1);
 	r = result_on("b", "gsm0", true, false, t0 + 5 * SEC);
 	check_int(store_delivery_result(s, ID("40"), "+32470000002", &r, &ch), 1);
 	check_int(ch.new_state, DELIVERY_SENT);
 	check_int(store_commit(s), 0);
 	check_int(store_alert_json(s, ID("40"), true, &o), 0);
 	check_int(json_array_size(json_object_get(
-			  json_array_get(json_object_get(o, "deliveries"), 0), "attempts")),
-		  3);
+	                  json_array_get(json_object_get(o, "deliveries"), 0), "attempts")),
+	          3);
 	json_decref(o);
 	store_close(s);
 }
@@ -889,19 +907,19 @@ static void test_nodes(void)
 	snprintf(path, sizeof(path), "%s/nodes/gatewayd.db", dir);
 	check(sqlite3_open(path, &db) == SQLITE_OK);
 	check(sqlite3_exec(db,
-			   "DROP TRIGGER tally_alert_insert; DROP TRIGGER tally_alert_state;"
-			   "DROP TRIGGER tally_alert_ack; DROP TRIGGER tally_alert_delete;"
-			   "DROP TRIGGER tally_call; DROP TRIGGER tally_call_delete;"
-			   "DROP TRIGGER tally_attempt; DROP TRIGGER tally_attempt_delete;"
-			   "DROP TABLE tallies; DROP TABLE modem_tallies;"
-			   "DROP TABLE nodes; DROP TABLE history; DROP TABLE overrides;"
-			   "DROP INDEX alerts_escalation; DROP INDEX alerts_critical;"
-			   "DROP INDEX deliveries_number; ALTER TABLE alerts DROP COLUMN esc_step;"
-			   "ALTER TABLE alerts DROP COLUMN esc_next_at;"
-			   "ALTER TABLE deliveries DROP COLUMN round;"
-			   "ALTER TABLE deliveries DROP COLUMN bundle;"
-			   "ALTER TABLE inbox DROP COLUMN quarantine; PRAGMA user_version = 3",
-			   NULL, NULL, NULL) == SQLITE_OK);
+	                   "DROP TRIGGER tally_alert_insert; DROP TRIGGER tally_alert_state;"
+	                   "DROP TRIGGER tally_alert_ack; DROP TRIGGER tally_alert_delete;"
+	                   "DROP TRIGGER tally_call; DROP TRIGGER tally_call_delete;"
+	                   "DROP TRIGGER tally_attempt; DROP TRIGGER tally_attempt_delete;"
+	                   "DROP TABLE tallies; DROP TABLE modem_tallies;"
+	                   "DROP TABLE nodes; DROP TABLE history; DROP TABLE overrides;"
+	                   "DROP INDEX alerts_escalation; DROP INDEX alerts_critical;"
+	                   "DROP INDEX deliveries_number; ALTER TABLE alerts DROP COLUMN esc_step;"
+	                   "ALTER TABLE alerts DROP COLUMN esc_next_at;"
+	                   "ALTER TABLE deliveries DROP COLUMN round;"
+	                   "ALTER TABLE deliveries DROP COLUMN bundle;"
+	                   "ALTER TABLE inbox DROP COLUMN quarantine; PRAGMA user_version = 3",
+	                   NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 	s = open_sub("nodes");
 	if (!s)
@@ -910,7 +928,6 @@ static void test_nodes(void)
 	check_int(store_override_set(s, "primary", "carol", 300, 200, "alice"), 1);
 	store_close(s);
 }
-
 
 static int count_steps(void *userdata)
 {
@@ -970,14 +987,15 @@ static void test_tallies(void)
 		check_int(store_begin(s), 0);
 		for (int i = 0; i < n; i++) {
 			NewAlert a = {.id = id,
-				      .key = id,
-				      .text = "disk full",
-				      .node = "a",
-				      .accepted_at = t0 + (uint64_t)i,
-				      .expires_at = t0 + 3600 * SEC,
-				      .to = to1,
-				      .n_to = 2};
-			SendResult ok = result(true, false, t0 + SEC), bad = result(false, true, t0 + SEC);
+			              .key = id,
+			              .text = "disk full",
+			              .node = "a",
+			              .accepted_at = t0 + (uint64_t)i,
+			              .expires_at = t0 + 3600 * SEC,
+			              .to = to1,
+			              .n_to = 2};
+			SendResult ok = result(true, false, t0 + SEC),
+			           bad = result(false, true, t0 + SEC);
 
 			snprintf(id, sizeof(id), "%08x%024d", round, i);
 			check_int(store_alert_insert(s, &a), 0);
@@ -1007,19 +1025,20 @@ static void test_tallies(void)
 	check_int(store_counts(s, &c), 0);
 	check_int(c.queued, direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'queued'"));
 	check_int(c.sending,
-		  direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'sending'"));
+	          direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'sending'"));
 	check_int(c.sent, direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'sent'"));
 	check_int(c.expired,
-		  direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'expired'"));
+	          direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'expired'"));
 	check_int(c.queued + c.sending + c.sent + c.expired + c.failed + c.delivered, 4040);
 	check_int(store_modem_counters(s, "a", "gsm0", &mc), 0);
 	check_int(mc.sent, direct_count(s, "SELECT COUNT(*) FROM attempts WHERE result = 'sent'"));
-	check_int(mc.failed, direct_count(s, "SELECT COUNT(*) FROM attempts WHERE result != 'sent'"));
+	check_int(mc.failed,
+	          direct_count(s, "SELECT COUNT(*) FROM attempts WHERE result != 'sent'"));
 	check_str(mc.last_error, "+CMS ERROR: 500"); /* the latest failure, i = 3998 */
 	check_int(mc.last_sent_at, t0 + SEC);
 	check_int(store_metrics(s, &m), 0);
 	check_int(m.acknowledged,
-		  direct_count(s, "SELECT COUNT(*) FROM alerts WHERE ack_at IS NOT NULL"));
+	          direct_count(s, "SELECT COUNT(*) FROM alerts WHERE ack_at IS NOT NULL"));
 
 	/* a rolled-back transaction leaves the tallies as they were */
 	check_int(store_begin(s), 0);
@@ -1056,8 +1075,8 @@ static void test_digest_and_probe(void)
 		insert_in(s, "00000000000000000000000000000011", "k11", t0);
 		insert_in(s, "00000000000000000000000000000012", "k12", t0);
 		check_int(store_delivery_assign(s, "00000000000000000000000000000011", to1[0], "a",
-						"gsm0", t0, &ch),
-			  1);
+		                                "gsm0", t0, &ch),
+		          1);
 		check_int(store_commit(s), 0);
 	}
 	check_int(store_digest(a, da, &open_a), 0);
@@ -1067,8 +1086,8 @@ static void test_digest_and_probe(void)
 	check_int(open_b, 2);
 	check_int(store_begin(b), 0);
 	check_int(store_delivery_assign(b, "00000000000000000000000000000012", to1[1], "b", "gsm1",
-					t0, &ch),
-		  1);
+	                                t0, &ch),
+	          1);
 	check_int(store_commit(b), 0);
 	check_int(store_digest(b, db, NULL), 0);
 	check(strcmp(da, db) != 0);
@@ -1151,7 +1170,7 @@ static int override_cb(const Override *o, void *userdata)
 	char *old = *text;
 
 	if (asprintf(text, "%s%s=%s,%llu,%llu,%s;", old ? old : "", o->role, o->contact,
-		     (unsigned long long)o->until, (unsigned long long)o->set_at, o->set_by) < 0)
+	             (unsigned long long)o->until, (unsigned long long)o->set_at, o->set_by) < 0)
 		*text = NULL;
 	free(old);
 	return 0;
@@ -1226,15 +1245,15 @@ static void test_overrides_converge(void)
 		uint64_t until, set_at;
 		const char *by;
 	} w[] = {
-		{"primary", "carol", 900, 100, "alice"}, {"primary", NULL, 0, 100, "bob"},
-		{"primary", "bob", 800, 100, "alice"},   {"primary", "bob", 700, 100, "alice"},
-		{"primary", "bob", 800, 100, "zed"},     {"primary", NULL, 0, 90, "carol"},
-		{"secondary", "alice", 500, 10, NULL},   {"secondary", NULL, 0, 20, NULL},
+	        {"primary", "carol", 900, 100, "alice"}, {"primary", NULL, 0, 100, "bob"},
+	        {"primary", "bob", 800, 100, "alice"},   {"primary", "bob", 700, 100, "alice"},
+	        {"primary", "bob", 800, 100, "zed"},     {"primary", NULL, 0, 90, "carol"},
+	        {"secondary", "alice", 500, 10, NULL},   {"secondary", NULL, 0, 20, NULL},
 	};
 	static const int orders[][ELEMENTSOF(w)] = {
-		{0, 1, 2, 3, 4, 5, 6, 7},
-		{7, 6, 5, 4, 3, 2, 1, 0},
-		{3, 5, 0, 7, 2, 6, 4, 1},
+	        {0, 1, 2, 3, 4, 5, 6, 7},
+	        {7, 6, 5, 4, 3, 2, 1, 0},
+	        {3, 5, 0, 7, 2, 6, 4, 1},
 	};
 	char *texts[ELEMENTSOF(orders)] = {0};
 
@@ -1251,7 +1270,7 @@ static void test_overrides_converge(void)
 			int j = orders[k][i];
 
 			check(store_override_set(s, w[j].role, w[j].contact, w[j].until,
-						 w[j].set_at, w[j].by) >= 0);
+			                         w[j].set_at, w[j].by) >= 0);
 		}
 		check_int(store_commit(s), 0);
 		texts[k] = overrides_text(s);
@@ -1281,8 +1300,8 @@ static void test_overrides_export_merge(void)
 
 		snprintf(role, sizeof(role), "role%d", i);
 		check_int(store_override_set(a, role, i % 3 ? "carol" : NULL, 1000 + (uint64_t)i,
-					     100, i % 2 ? "alice" : NULL),
-			  1);
+		                             100, i % 2 ? "alice" : NULL),
+		          1);
 	}
 	check_int(store_commit(a), 0);
 	/* b has a later word on one role, which the merge must keep. */
@@ -1310,8 +1329,8 @@ static void test_overrides_export_merge(void)
 		check_int(store_begin(b), 0);
 		json_array_foreach(items, i, item)
 		{
-			bool later_in_b = streq(json_string_value(json_object_get(item, "role")),
-						"role1");
+			bool later_in_b =
+			        streq(json_string_value(json_object_get(item, "role")), "role1");
 
 			check_int(store_merge_override(b, item), later_in_b ? 0 : 1);
 			check_int(store_merge_override(b, item), 0);
@@ -1324,17 +1343,17 @@ static void test_overrides_export_merge(void)
 	ta = overrides_text(a);
 	tb = overrides_text(b);
 	check_str(tb, "role0=,0,100,;role1=bob,5000,400,bob;role2=carol,1002,100,;"
-		      "role3=,0,100,alice;role4=carol,1004,100,;role5=carol,1005,100,alice;"
-		      "role6=,0,100,;");
+	              "role3=,0,100,alice;role4=carol,1004,100,;role5=carol,1005,100,alice;"
+	              "role6=,0,100,;");
 	check(!streq(ta, tb));
 
 	bad[0] = json_pack("{s:s, s:I}", "contact", "carol", "until", (json_int_t)1);
 	bad[1] = json_pack("{s:s, s:i, s:I, s:I}", "role", "r", "contact", 5, "until",
-			   (json_int_t)1, "set_at", (json_int_t)1);
+	                   (json_int_t)1, "set_at", (json_int_t)1);
 	bad[2] = json_pack("{s:s, s:s, s:I, s:I}", "role", "r", "contact", "carol", "until",
-			   (json_int_t)-1, "set_at", (json_int_t)1);
+	                   (json_int_t)-1, "set_at", (json_int_t)1);
 	bad[3] = json_pack("{s:s, s:s, s:I}", "role", "r", "contact", "carol", "until",
-			   (json_int_t)1);
+	                   (json_int_t)1);
 	bad[4] = json_pack("[s]", "r");
 	check_int(store_begin(b), 0);
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -1356,11 +1375,11 @@ static void test_writes_refuse_unmergeable(void)
 	json_t *items = NULL, *copy;
 	Store *s;
 	NewAlert a = {.key = "unmergeable",
-		      .text = "db01 DOWN",
-		      .node = "a",
-		      .accepted_at = 1000 * SEC,
-		      .to = to1,
-		      .n_to = 2};
+	              .text = "db01 DOWN",
+	              .node = "a",
+	              .accepted_at = 1000 * SEC,
+	              .to = to1,
+	              .n_to = 2};
 
 	check_int(store_open(dir, &s), 0);
 	check_int(store_begin(s), 0);

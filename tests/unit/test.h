@@ -20,8 +20,8 @@ static int test_failures;
 	do {                                                                                       \
 		long long _a = (long long)(a), _b = (long long)(b);                                \
 		if (_a != _b) {                                                                    \
-			fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__,   \
-				#a, _a, _b);                                                       \
+			fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__,  \
+			        #a, _a, _b);                                                       \
 			test_failures++;                                                           \
 		}                                                                                  \
 	} while (0)
@@ -30,8 +30,8 @@ static int test_failures;
 	do {                                                                                       \
 		const char *_a = (a), *_b = (b);                                                   \
 		if (!_a || !_b || strcmp(_a, _b) != 0) {                                           \
-			fprintf(stderr, "%s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__,          \
-				__LINE__, #a, _a ? _a : "(null)", _b ? _b : "(null)");              \
+			fprintf(stderr, "%s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__,        \
+			        __LINE__, #a, _a ? _a : "(null)", _b ? _b : "(null)");             \
 			test_failures++;                                                           \
 		}                                                                                  \
 	} while (0)
