@@ -41,6 +41,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import waiting  # noqa: E402
+
 NODES = {
     "a": {"nodeid": 1, "addr": "192.0.2.1"},
     "b": {"nodeid": 2, "addr": "192.0.2.2"},
@@ -71,15 +74,8 @@ def skip_exit(reason: str) -> None:
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Polls predicate until it returns a true value (returned), at most timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise LabError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)
+    """Polls predicate until it returns a true value (returned); LabError after timeout."""
+    return waiting.wait_until(predicate, timeout, what, interval, error=LabError)
 
 
 def pid_alive(pid: int) -> bool:

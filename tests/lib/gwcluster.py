@@ -73,6 +73,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corosync_lab import Lab, LabError, Skip, pid_alive  # noqa: E402
 from modemsim_client import Sim  # noqa: E402
+import waiting  # noqa: E402
 
 try:
     import zmq
@@ -115,16 +116,9 @@ class WaitTimeout(AssertionError):
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Polls predicate until it returns a true value (returned); AssertionError after timeout.
+    """Polls predicate until it returns a true value (returned); WaitTimeout after timeout.
     A predicate may raise AssertionError to abort at once (a daemon died)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    return waiting.wait_until(predicate, timeout, what, interval, error=WaitTimeout)
 
 
 def _tail(path: str, lines: int) -> str:

@@ -30,6 +30,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modemsim_client import Sim  # noqa: E402
+from waiting import wait_until  # noqa: E402,F401 (tests import it from here)
 
 try:
     import zmq
@@ -64,17 +65,6 @@ VOICE_CENTER = "+3222000000"  # the contact center of Harness.voice_gateway()
 def ack_code(alert_id: str, digits: int = 4) -> str:
     """The acknowledgment code an SMS of a critical alert carries (gatewayd/ackcode.h)."""
     return str(int(alert_id[:16], 16) % 10 ** digits).zfill(digits)
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Client:
