@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """gatewayd benchmarks, side by side with smstools3 and gammu-smsd on the modem simulator.
 
-    cd /work/main && ninja -C build && /usr/bin/python3 tests/bench/bench.py [--quick]
+    ninja -C build && /usr/bin/python3 tests/bench/bench.py [--quick]
         [--only latency|throughput|sms|rss|faults|voice|cluster] [--seed N] [--keep]
 
 This is a measurement, not a test: it prints tables and exits 0 whatever the figures are

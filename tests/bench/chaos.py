@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The chaos run at scale: 10,000 alerts and 50 seeded random faults on the two-node cluster.
 
-    cd /work/main && ninja -C build
+    ninja -C build                 # from the root of the checkout
     /usr/bin/python3 tests/bench/chaos.py [--alerts 10000] [--faults 50] [--seed N]
         [--modems 4] [--rate 8] [--clients 8] [--skip lock_db] [--keep]
 

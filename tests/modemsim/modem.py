@@ -1553,7 +1553,10 @@ class Modem:
         self.flood_timer = None
         if not self.flood_lines or self.flood_interval <= 0:
             return
-        if not self.busy:  # a real modem holds URCs while it executes a command
+        # A real modem holds URCs while it executes a command, and while a command line is being
+        # typed: a URC inside the echo ("A\r\n+CREG: 1\r\nT+CSCS=?") leaves gammu waiting for
+        # a reply it has already received.
+        if not self.busy and not self.line and not self.prompt:
             self.urc(self._next_flood_line(), log=False)
         self.flood_timer = self.loop.call_later(self.flood_interval, self._flood_tick)
 
