@@ -14,6 +14,10 @@
 
 uint64_t now_realtime_usec(void);
 uint64_t now_monotonic_usec(void);
+/* For tests that drive time by hand: when set, the two functions above return what it returns
+ * for CLOCK_REALTIME or CLOCK_MONOTONIC instead of reading the clock. NULL (the default) in the
+ * daemon; set it before any thread starts. */
+extern uint64_t (*now_usec_hook)(int clock);
 
 /* A random 128-bit id as 32 lowercase hex digits (getrandom, never a counter), so that ids stay
  * unique cluster-wide even after a node restarts with an empty disk. */

@@ -1,0 +1,805 @@
+/* Unit tests of the core state machine: two gateways in one process, fed the same replicated
+ * payloads through the real apply path (apply_payload(), the handlers of change_kinds[], the
+ * store), with time read from a fake clock (now_usec_hook). No corosync, no sockets, no modems,
+ * no sleeps; each node's replication is the loop-back backend, whose view the test reports by
+ * hand (replication_report_view()) to play a peer leaving.
+ *
+ * What a node publishes (escalation steps, takeover's requeues) is taken from its outbox and
+ * applied to both nodes in one agreed order, as the replication layer would; changes that a
+ * request or a modem would cause are built here in the shape gateway.c builds them and must
+ * pass the schema (change_check()) before they are applied.
+ *
+ * Checked: two stores that apply the same sequence end equal (digest and full export), even
+ * with their clocks apart while they apply; payloads applied twice change no alert, delivery,
+ * attempt or key (only the alert's story gains a line, see test_replay_is_idempotent), and a
+ * state exchange applied twice changes nothing; two histories merged in either order end equal;
+ * which node owns a delivery, before and after its peer leaves; a departed node's send taken
+ * over; escalation steps after N seconds of fake time, one node publishing each, and none after
+ * an acknowledgment.
+ *
+ * Not here: dispatch to modems (no modem), the grace period after a reconnect and the state
+ * exchange that a newcomer starts (both need the corosync backend), voice and SMS replies. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway-internal.h"
+#include "replication-backend.h"
+#include "test.h"
+
+#define SEC        1000000ULL
+#define T0         (1780000000ULL * SEC) /* 2026-05-28, a Thursday */
+#define STEP       300                   /* [escalation] step_timeout */
+#define DUMP_BYTES (1u << 20)
+
+static char base[] = "/tmp/test-core-XXXXXX";
+
+/* ---- the fake clock ---- */
+
+static uint64_t fake_now = T0;
+/* While a node applies a payload its clock is off by this much (each node by another amount):
+ * a decision taken from the applying node's clock instead of the change's own timestamps would
+ * make the stores differ. */
+static uint64_t apply_skew;
+
+static uint64_t fake_clock(int clock)
+{
+	/* Monotonic time only measures intervals here: the same value does. */
+	return (clock == CLOCK_REALTIME ? fake_now : fake_now - T0 + SEC) + apply_skew;
+}
+
+/* ---- a node: a Gateway without sockets or modems ---- */
+
+typedef struct Node {
+	const char *name;
+	uint32_t nodeid;
+	char dir[128];
+	Config *config;
+	sd_event *event;
+	Gateway *g;
+	uint64_t seq;
+} Node;
+
+static const char config_text[] = "[node]\n"
+                                  "name = %s\n"
+                                  "state_dir = %s\n"
+                                  "[cluster]\n"
+                                  "enabled = false\n"
+                                  "[dedupe]\n"
+                                  "window = 600\n"
+                                  "[delivery]\n"
+                                  "retry_min = 5\n"
+                                  "retry_max = 300\n"
+                                  "[contact alice]\n"
+                                  "number = +32470100001\n"
+                                  "[contact bob]\n"
+                                  "number = +32470100002\n"
+                                  "[contact carol]\n"
+                                  "number = +32470100003\n"
+                                  "[role primary]\n"
+                                  "contacts = alice\n"
+                                  "[role secondary]\n"
+                                  "contacts = bob\n"
+                                  "[role management]\n"
+                                  "contacts = carol\n"
+                                  "[escalation]\n"
+                                  "steps = primary, secondary, management\n"
+                                  "step_timeout = 300\n";
+
+static int noop_defer(sd_event_source *s, void *userdata)
+{
+	return 0;
+}
+
+static int noop_time(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	return 0;
+}
+
+static void node_open(Node *n, const char *name, uint32_t nodeid)
+{
+	char conf[160], *err = NULL;
+	FILE *f;
+
+	static unsigned opened;
+
+	*n = (Node){.name = name, .nodeid = nodeid};
+	snprintf(n->dir, sizeof(n->dir), "%s/%s%u", base, name, ++opened);
+	check(mkdir(n->dir, 0700) == 0);
+	snprintf(conf, sizeof(conf), "%s.conf", n->dir);
+	f = fopen(conf, "we");
+	check(f != NULL);
+	if (!f)
+		abort();
+	fprintf(f, config_text, name, n->dir);
+	fclose(f);
+	check_int(config_load(conf, &n->config, &err), 0);
+	if (err)
+		fprintf(stderr, "%s\n", err);
+	free(err);
+	check_int(sd_event_new(&n->event), 0);
+	check_int(gateway_new(n->event, n->config, &n->g), 0);
+	if (!n->g)
+		abort();
+	n->g->nodeid = nodeid;
+	members_self(&n->g->members)->nodeid = nodeid;
+	/* What self_health_changed() says of a node with one healthy modem. */
+	members_self(&n->g->members)->usable_modems = 1;
+	/* The sources apply_payload() and on_view() poke; the loop never runs here. */
+	check_int(sd_event_add_defer(n->event, &n->g->dispatch_defer, noop_defer, NULL), 0);
+	sd_event_source_set_enabled(n->g->dispatch_defer, SD_EVENT_OFF);
+	check_int(sd_event_add_time(n->event, &n->g->timer, CLOCK_REALTIME, 0, 0, noop_time, NULL),
+	          0);
+	sd_event_source_set_enabled(n->g->timer, SD_EVENT_OFF);
+	/* [cluster] enabled = false: the loop-back backend, with the gateway's own callbacks. */
+	check_int(gateway_start_cluster(n->g), 0);
+}
+
+static void node_close(Node *n)
+{
+	n->g = gateway_free(n->g);
+	n->event = sd_event_unref(n->event);
+	n->config = config_free(n->config);
+}
+
+/* ---- replication by hand ---- */
+
+/* Applies one payload of `from` to each of `to` in turn, as its delivery in agreed order.
+ * Takes changes. */
+static void deliver(Node *from, json_t *changes, Node **to, size_t n_to)
+{
+	_cleanup_(json_decrefp) json_t *payload = NULL;
+	_cleanup_free_ char *text = NULL;
+
+	check(changes != NULL);
+	payload = json_pack("{s:i, s:I, s:s, s:o}", "v", PROTOCOL_VERSION, "seq",
+	                    (json_int_t)++from->seq, "node", from->name, "changes", changes);
+	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+	check(text != NULL);
+	for (size_t i = 0; text && i < n_to; i++) {
+		apply_skew = to[i]->nodeid * 700 * (SEC / 1000);
+		check_int(apply_payload(to[i]->g, from->nodeid, text, strlen(text)), 0);
+	}
+	apply_skew = 0;
+}
+
+/* Takes what `from` published this turn (its outbox) and delivers it; returns how many changes
+ * there were. */
+static size_t flush(Node *from, Node **to, size_t n_to)
+{
+	Gateway *g = from->g;
+	size_t n = json_array_size(g->outbox);
+	json_t *changes;
+
+	if (n == 0)
+		return 0;
+	changes = json_deep_copy(g->outbox);
+	for (size_t i = 0; i < n; i++) {
+		free(g->outbox_pending[i]);
+		g->outbox_pending[i] = NULL;
+	}
+	json_array_clear(g->outbox);
+	deliver(from, changes, to, n_to);
+	return n;
+}
+
+/* One change built here: it must pass the schema, as gatewayd's own do. */
+static json_t *valid(json_t *c)
+{
+	char why[200] = "";
+
+	check(c != NULL);
+	if (change_check(c, NULL, why, sizeof(why)) < 0) {
+		fprintf(stderr, "invalid change: %s\n", why);
+		test_failures++;
+	}
+	return c;
+}
+
+/* The changes in the shapes handle_send(), dispatch_one(), job_results() and handle_ack() of
+ * gateway.c give them. */
+static json_t *submit(const char *id, const char *key, bool critical, const char *to,
+                      const char *node, uint64_t at, bool escalate)
+{
+	json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:[s], s:[], s:s, s:s, s:I}", "t",
+	                      "submit", "id", id, "key", key, "text", "db01 is DOWN", "critical",
+	                      critical, "ttl", (json_int_t)3600, "to", to, "copy", "source",
+	                      "nagios-1", "node", node, "at", (json_int_t)at);
+
+	if (c && escalate)
+		json_object_set_new(c, "escalate", json_true());
+	return valid(c);
+}
+
+static json_t *assign(const char *id, const char *to, const char *node, uint64_t at)
+{
+	return valid(json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "assign", "id", id, "to", to,
+	                       "node", node, "modem", "gsm0", "at", (json_int_t)at));
+}
+
+static json_t *result(const char *id, const char *to, const char *node, uint64_t at, bool ok,
+                      bool permanent)
+{
+	return valid(json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s?}", "t", "result",
+	                       "id", id, "to", to, "node", node, "modem", "gsm0", "at",
+	                       (json_int_t)at, "ok", ok, "permanent", permanent, "retry_now", 0,
+	                       "error", ok ? NULL : "+CMS ERROR: 500"));
+}
+
+static json_t *ack(const char *id, const char *by, const char *node, uint64_t at)
+{
+	return valid(json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", id, "by", by,
+	                       "via", "api", "node", node, "at", (json_int_t)at));
+}
+
+static json_t *expire(const char *id, uint64_t at)
+{
+	return valid(json_pack("{s:s, s:s, s:I}", "t", "expire", "id", id, "at", (json_int_t)at));
+}
+
+static json_t *hello(const Node *n)
+{
+	return valid(json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:b, s:[{s:s, s:s, s:s}]}", "t",
+	                       "hello", "node", n->name, "nodeid", (json_int_t)n->nodeid, "at",
+	                       (json_int_t)fake_now, "fingerprint", "", "version", PROTOCOL_VERSION,
+	                       "voice", 0, "modems", "node", n->name, "name", "gsm0", "state",
+	                       "ok"));
+}
+
+/* A payload of one or more changes (the array takes them). */
+#define changes(fmt, ...) json_pack("[" fmt "]", __VA_ARGS__)
+
+static void publish1(Node *from, json_t *c, Node **to, size_t n_to)
+{
+	json_t *v = json_array();
+
+	json_array_append_new(v, c);
+	deliver(from, v, to, n_to);
+}
+
+/* ---- what a store holds ---- */
+
+/* Everything a node would hand over in a state exchange: alerts with their deliveries,
+ * attempts, calls and escalation, the dedupe keys, the inbox and the overrides. */
+static json_t *dump(Node *n)
+{
+	json_t *all = json_object(), *items = NULL;
+	char last_id[33] = "";
+	char *last = NULL;
+
+	check_int(store_export_alerts(n->g->store, "", DUMP_BYTES, &items, last_id) >= 0, 1);
+	json_object_set_new(all, "alerts", items ? items : json_null());
+	items = NULL;
+	check_int(store_export_dedupe(n->g->store, "", DUMP_BYTES, &items, &last) >= 0, 1);
+	json_object_set_new(all, "dedupe", items ? items : json_null());
+	free(last);
+	last = NULL;
+	items = NULL;
+	check_int(store_export_inbox(n->g->store, "", DUMP_BYTES, &items, &last) >= 0, 1);
+	json_object_set_new(all, "inbox", items ? items : json_null());
+	free(last);
+	last = NULL;
+	items = NULL;
+	check_int(store_export_overrides(n->g->store, "", DUMP_BYTES, &items, &last) >= 0, 1);
+	json_object_set_new(all, "overrides", items ? items : json_null());
+	free(last);
+	return all;
+}
+
+static json_t *dump_without_history(Node *n)
+{
+	json_t *all = dump(n), *alert;
+	size_t i;
+
+	json_array_foreach(json_object_get(all, "alerts"), i, alert) json_object_del(alert, "hist");
+	return all;
+}
+
+static void digest(Node *n, char ret[static 33])
+{
+	uint64_t open = 0;
+
+	check_int(store_digest(n->g->store, ret, &open), 0);
+}
+
+static bool same_dump(Node *a, Node *b, bool verbose)
+{
+	_cleanup_(json_decrefp) json_t *da = dump(a), *db = dump(b);
+	bool same = json_equal(da, db);
+
+	if (!same && verbose) {
+		_cleanup_free_ char *ta = json_dumps(da, JSON_SORT_KEYS | JSON_INDENT(1));
+		_cleanup_free_ char *tb = json_dumps(db, JSON_SORT_KEYS | JSON_INDENT(1));
+
+		fprintf(stderr, "--- %s:\n%s\n--- %s:\n%s\n", a->name, ta, b->name, tb);
+	}
+	return same;
+}
+
+static void check_same(Node *a, Node *b)
+{
+	char da[33], db[33];
+
+	digest(a, da);
+	digest(b, db);
+	check_str(da, db);
+	check(same_dump(a, b, true));
+}
+
+/* The exported record of one alert (the caller's), NULL when the store has none. */
+static json_t *alert_record(Node *n, const char *id)
+{
+	_cleanup_(json_decrefp) json_t *items = NULL;
+	json_t *item;
+	char last[33] = "";
+	size_t i;
+
+	if (store_export_alerts(n->g->store, "", DUMP_BYTES, &items, last) < 0)
+		return NULL;
+	json_array_foreach(items, i, item)
+	{
+		if (streq(jstr(item, "id"), id))
+			return json_incref(item);
+	}
+	return NULL;
+}
+
+static const char *delivery_state(Node *n, const char *id, const char *to, char buf[static 16])
+{
+	_cleanup_(json_decrefp) json_t *a = alert_record(n, id);
+	json_t *d;
+	size_t i;
+
+	snprintf(buf, 16, "(none)");
+	json_array_foreach(json_object_get(a, "dl"), i, d)
+	{
+		if (streq(jstr(d, "to"), to)) {
+			json_t *state = json_object_get(d, "state");
+
+			if (json_is_string(state))
+				snprintf(buf, 16, "%s", json_string_value(state));
+			else if (json_is_integer(state))
+				snprintf(buf, 16, "%s",
+				         delivery_state_to_string(
+				                 (DeliveryState)json_integer_value(state)));
+		}
+	}
+	return buf;
+}
+
+/* The escalation step an alert is on (0: none taken), -1 without escalation. */
+static long long esc_step(Node *n, const char *id)
+{
+	_cleanup_(json_decrefp) json_t *a = alert_record(n, id);
+	json_t *step = json_object_get(a, "esc_step");
+
+	return json_is_integer(step) ? json_integer_value(step) : -1;
+}
+
+/* ---- the scenarios ---- */
+
+#define ID_X  "0000000000000000000000000000000a"
+#define ID_Y  "0000000000000000000000000000000b"
+#define ID_Z  "0000000000000000000000000000000c"
+#define ID_W  "0000000000000000000000000000000d"
+#define ID_V  "0000000000000000000000000000000e"
+#define ALICE "+32470100001"
+#define BOB   "+32470100002"
+#define CAROL "+32470100003"
+#define N1    "+32470000001"
+#define N2    "+32470000002"
+
+static void open_pair(Node *a, Node *b)
+{
+	Node *both[] = {a, b};
+	ReplicationMember view[] = {{.nodeid = 1, .pid = 100}, {.nodeid = 2, .pid = 200}};
+
+	node_open(a, "a", 1);
+	node_open(b, "b", 2);
+	/* Both see both, then each announces itself in agreed order (REASON_NONE: nobody new,
+	 * so no state exchange starts). */
+	check_int(replication_report_view(a->g->replication, view, 2, NULL, 0, true), 0);
+	check_int(replication_report_view(b->g->replication, view, 2, NULL, 0, true), 0);
+	publish1(a, hello(a), both, 2);
+	publish1(b, hello(b), both, 2);
+}
+
+/* A history of every kind the store keeps for an alert: submit, duplicate, assign, results,
+ * ack, expiry; from both nodes, interleaved. */
+static void history(Node *a, Node *b, Node **to, size_t n_to)
+{
+	deliver(a,
+	        changes("o, o, o", submit(ID_X, "db01/ping", true, N1, "a", T0, true),
+	                submit(ID_Y, "web/http", false, N2, "a", T0 + 1, false),
+	                submit(ID_Z, "db01/ping", true, N1, "a", T0 + 2, true)),
+	        to, n_to);
+	publish1(b, assign(ID_X, N1, "b", T0 + SEC), to, n_to);
+	publish1(b, result(ID_X, N1, "b", T0 + 2 * SEC, false, false), to, n_to);
+	deliver(a,
+	        changes("o, o", assign(ID_Y, N2, "a", T0 + 3 * SEC),
+	                assign(ID_X, N1, "a", T0 + 8 * SEC)),
+	        to, n_to);
+	publish1(a, result(ID_X, N1, "a", T0 + 9 * SEC, true, false), to, n_to);
+	publish1(b, ack(ID_X, "alice", "b", T0 + 10 * SEC), to, n_to);
+	publish1(a, result(ID_Y, N2, "a", T0 + 11 * SEC, false, true), to, n_to);
+	publish1(b, expire(ID_Y, T0 + 3601 * SEC), to, n_to);
+}
+
+static void test_same_changes_same_store(void)
+{
+	Node a, b, c;
+	Node *both[2] = {&a, &b};
+	char state[16], dc[33], da[33];
+
+	fake_now = T0;
+	open_pair(&a, &b);
+	history(&a, &b, both, 2);
+
+	check_same(&a, &b);
+	/* And what they agree on is the history's outcome, not just anything alike. */
+	check_str(delivery_state(&a, ID_X, N1, state), "sent");
+	check_str(delivery_state(&b, ID_Y, N2, state), "expired");
+	check_str(delivery_state(&b, ID_Z, N1, state), "(none)"); /* a duplicate of X */
+	{
+		char first[33] = "";
+
+		check_int(
+		        store_dedupe_find(b.g->store, "db01/ping", T0 + 5 * SEC, 600 * SEC, first),
+		        1);
+		check_str(first, ID_X);
+	}
+	{
+		_cleanup_(json_decrefp) json_t *x = alert_record(&b, ID_X);
+
+		check_str(jstr(x, "ack_by"), "alice");
+		check_int(json_array_size(json_object_get(x, "att")), 2);
+	}
+
+	/* The comparison can tell: a third store that stopped after the assignment differs. */
+	node_open(&c, "c", 3);
+	{
+		Node *one[] = {&c};
+
+		deliver(&a, changes("o", submit(ID_X, "db01/ping", true, N1, "a", T0, true)), one,
+		        1);
+		publish1(&a, assign(ID_X, N1, "a", T0 + 8 * SEC), one, 1);
+	}
+	digest(&a, da);
+	digest(&c, dc);
+	check(strcmp(da, dc) != 0);
+	check(!same_dump(&a, &c, false));
+	node_close(&c);
+	node_close(&a);
+	node_close(&b);
+}
+
+/* A payload delivered twice (a local delivery that had reached the peer after all) and a state
+ * exchange applied twice change nothing. */
+static void test_replay_is_idempotent(void)
+{
+	Node a, b, c;
+	Node *both[2] = {&a, &b}, *only_b[] = {&b}, *only_c[] = {&c};
+	_cleanup_(json_decrefp) json_t *before = NULL, *after = NULL, *items = NULL;
+	char last[33] = "", da[33], dc[33];
+
+	fake_now = T0;
+	open_pair(&a, &b);
+	history(&a, &b, both, 2);
+
+	/* The same history again, to b alone: no alert, delivery, attempt, key or digest moves.
+	 * The alerts' stories ("hist") are left out: a submit applied again finds its own key and
+	 * is told as a "duplicate" of itself there (apply_submit()), a line the other node lacks
+	 * until the next exchange, which joins the stories. */
+	digest(&b, da);
+	before = dump_without_history(&b);
+	history(&a, &b, only_b, 1);
+	after = dump_without_history(&b);
+	check(json_equal(before, after));
+	digest(&b, dc);
+	check_str(da, dc);
+	json_decref(TAKE_PTR(after));
+	json_decref(TAKE_PTR(before));
+	before = dump(&b);
+
+	/* A state exchange of a's alerts into b, which holds them already: nothing moves. */
+	check(store_export_alerts(a.g->store, "", DUMP_BYTES, &items, last) > 0);
+	publish1(&a,
+	         valid(json_pack("{s:s, s:s, s:i, s:s, s:O}", "t", "merge", "node", "a", "round", 1,
+	                         "kind", "alerts", "items", items)),
+	         only_b, 1);
+	after = dump(&b);
+	check(json_equal(before, after));
+	json_decref(TAKE_PTR(after));
+
+	/* Into an empty node c, twice: it ends as a after the first, and the second is a no-op. */
+	node_open(&c, "c", 3);
+	for (int round = 1; round <= 2; round++) {
+		_cleanup_(json_decrefp) json_t *dedupe = NULL;
+		char *key = NULL;
+
+		check(store_export_dedupe(a.g->store, "", DUMP_BYTES, &dedupe, &key) > 0);
+		free(key);
+		deliver(&a,
+		        changes("o, o",
+		                valid(json_pack("{s:s, s:s, s:i, s:s, s:O}", "t", "merge", "node",
+		                                "a", "round", round, "kind", "alerts", "items",
+		                                items)),
+		                valid(json_pack("{s:s, s:s, s:i, s:s, s:O}", "t", "merge", "node",
+		                                "a", "round", round, "kind", "dedupe", "items",
+		                                dedupe))),
+		        only_c, 1);
+		check(same_dump(&a, &c, true));
+	}
+	digest(&a, da);
+	digest(&c, dc);
+	check_str(da, dc);
+	node_close(&c);
+	node_close(&a);
+	node_close(&b);
+}
+
+/* The state exchange of one node into the other, as merge changes. */
+static void exchange(Node *from, Node *to)
+{
+	Node *dest[] = {to};
+	_cleanup_(json_decrefp) json_t *alerts = NULL, *dedupe = NULL;
+	char last[33] = "", *key = NULL;
+
+	check(store_export_alerts(from->g->store, "", DUMP_BYTES, &alerts, last) >= 0);
+	check(store_export_dedupe(from->g->store, "", DUMP_BYTES, &dedupe, &key) >= 0);
+	free(key);
+	deliver(from,
+	        changes("o, o",
+	                valid(json_pack("{s:s, s:s, s:i, s:s, s:O}", "t", "merge", "node",
+	                                from->name, "round", 1, "kind", "alerts", "items", alerts)),
+	                valid(json_pack("{s:s, s:s, s:i, s:s, s:O}", "t", "merge", "node",
+	                                from->name, "round", 1, "kind", "dedupe", "items",
+	                                dedupe))),
+	        dest, 1);
+}
+
+/* A partition: each half takes the same alert over and sends it (so it may go out twice), and
+ * each has an alert of its own. Merged both ways, in either order, the halves end equal, with
+ * "sent" winning over the other half's failure. */
+static void test_partition_merge_order_independent(void)
+{
+	Node a, b, a2, b2;
+	Node *both[2] = {&a, &b}, *pair2[2] = {&a2, &b2};
+	Node *halves[2][2] = {{&a, &a2}, {&b, &b2}};
+	char state[16];
+
+	fake_now = T0;
+	open_pair(&a, &b);
+	open_pair(&a2, &b2);
+	/* Before the cut, both pairs hold the same alert X. */
+	publish1(&a, submit(ID_X, "k/x", true, N1, "a", T0, false), both, 2);
+	publish1(&a2, submit(ID_X, "k/x", true, N1, "a", T0, false), pair2, 2);
+	/* The cut: a's half and b's half (each as two copies, to merge in both orders). */
+	for (int i = 0; i < 2; i++) {
+		Node *ha = halves[0][i], *hb = halves[1][i];
+		Node *only_a[] = {ha}, *only_b[] = {hb};
+
+		publish1(ha, assign(ID_X, N1, "a", T0 + SEC), only_a, 1);
+		publish1(ha, result(ID_X, N1, "a", T0 + 2 * SEC, false, true), only_a, 1);
+		publish1(ha, submit(ID_Y, "k/y", false, N2, "a", T0 + 3 * SEC, false), only_a, 1);
+		publish1(hb, assign(ID_X, N1, "b", T0 + SEC), only_b, 1);
+		publish1(hb, result(ID_X, N1, "b", T0 + 4 * SEC, true, false), only_b, 1);
+		publish1(hb, submit(ID_W, "k/w", false, N2, "b", T0 + 5 * SEC, false), only_b, 1);
+		/* One key to both halves: each queued it; the merge keeps the first. */
+		publish1(ha, submit(ID_Z, "k/z", false, N1, "a", T0 + 6 * SEC, false), only_a, 1);
+		publish1(hb, submit(ID_V, "k/z", false, N1, "b", T0 + 7 * SEC, false), only_b, 1);
+	}
+	check(!same_dump(&a, &b, false));
+	/* Heal: pair 1 exchanges a then b, pair 2 b then a. */
+	exchange(&a, &b);
+	exchange(&b, &a);
+	exchange(&b2, &a2);
+	exchange(&a2, &b2);
+	check_same(&a, &b);
+	check_same(&a2, &b2);
+	check_same(&a, &a2);
+	check_str(delivery_state(&a, ID_X, N1, state), "sent");
+	check_str(delivery_state(&b, ID_Y, N2, state), "queued");
+	check_str(delivery_state(&a, ID_W, N2, state), "queued");
+	{
+		char first[33] = "";
+
+		check_int(store_dedupe_find(b.g->store, "k/z", T0 + 8 * SEC, 600 * SEC, first), 1);
+		check_str(first, ID_Z);
+		check_int(store_dedupe_find(a2.g->store, "k/z", T0 + 8 * SEC, 600 * SEC, first), 1);
+		check_str(first, ID_Z);
+	}
+	{
+		_cleanup_(json_decrefp) json_t *x = alert_record(&b, ID_X);
+
+		/* Attempts are append-only: both halves' are kept. */
+		check_int(json_array_size(json_object_get(x, "att")), 2);
+	}
+	node_close(&a);
+	node_close(&b);
+	node_close(&a2);
+	node_close(&b2);
+}
+
+static void test_ownership_and_takeover(void)
+{
+	Node a, b;
+	Node *both[2] = {&a, &b}, *only_a[] = {&a};
+	ReplicationMember alone[] = {{.nodeid = 1, .pid = 100}};
+	ReplicationMember gone[] = {
+	        {.nodeid = 2, .pid = 200, .reason = REPLICATION_REASON_NODEDOWN}};
+	char id[33], state[16];
+	unsigned owned_a = 0, owned_b = 0, disagree = 0;
+	const char *victim = NULL;
+	char victim_id[33] = "";
+
+	fake_now = T0;
+	open_pair(&a, &b);
+	/* Both nodes name the same owner for every delivery, and each owns a share. */
+	for (unsigned i = 0; i < 64; i++) {
+		const char *oa, *ob;
+
+		snprintf(id, sizeof(id), "%032x", i + 1);
+		oa = members_owner(&a.g->members, id, N1, "", false);
+		ob = members_owner(&b.g->members, id, N1, "", false);
+		if (!oa || !ob || !streq(oa, ob)) {
+			disagree++;
+			continue;
+		}
+		owned_a += streq(oa, "a");
+		owned_b += streq(oa, "b");
+		if (streq(oa, "b") && !victim) {
+			victim = "b";
+			snprintf(victim_id, sizeof(victim_id), "%s", id);
+		}
+	}
+	check_int(disagree, 0);
+	check(owned_a > 0 && owned_b > 0);
+	check_int(owned_a + owned_b, 64);
+	check(victim != NULL);
+
+	/* b owns victim_id's delivery and has it in hand. */
+	publish1(&a, submit(victim_id, "k/victim", true, N1, "a", T0, false), both, 2);
+	publish1(&b, assign(victim_id, N1, "b", T0 + SEC), both, 2);
+	check_str(delivery_state(&a, victim_id, N1, state), "sending");
+	check_int(json_array_size(a.g->outbox), 0);
+
+	/* b dies: a's view loses it. a now owns everything, and publishes b's send back to the
+	 * queue, to be sent again at once. */
+	fake_now = T0 + 5 * SEC;
+	check_int(replication_report_view(a.g->replication, alone, 1, gone, 1, true), 0);
+	check(!members_get(&a.g->members, "b", false)->in_view);
+	check_str(members_owner(&a.g->members, victim_id, N1, "", false), "a");
+	for (unsigned i = 0; i < 64; i++) {
+		snprintf(id, sizeof(id), "%032x", i + 1);
+		check_str(members_owner(&a.g->members, id, N1, "", false), "a");
+	}
+	check_int(json_array_size(a.g->outbox), 1);
+	{
+		json_t *c = json_array_get(a.g->outbox, 0);
+
+		check_str(jstr(c, "t"), "result");
+		check_str(jstr(c, "id"), victim_id);
+		check_str(jstr(c, "node"), "b");
+		check(json_is_true(json_object_get(c, "retry_now")));
+	}
+	check_int(flush(&a, only_a, 1), 1);
+	check_str(delivery_state(&a, victim_id, N1, state), "queued");
+	{
+		uint64_t due = 0;
+
+		check_int(store_next_due(a.g->store, &due), 0);
+		check_int(due, T0 + 5 * SEC); /* at once, not after a backoff */
+	}
+	/* The view changing again with nothing in hand elsewhere publishes nothing more. */
+	check_int(replication_report_view(a.g->replication, alone, 1, NULL, 0, true), 0);
+	check_int(json_array_size(a.g->outbox), 0);
+	node_close(&a);
+	node_close(&b);
+}
+
+/* Runs escalation on both nodes at fake time t and replicates what they publish; returns how
+ * many escalate changes were published in all. */
+static size_t escalate_at(Node *a, Node *b, uint64_t t)
+{
+	Node *both[2] = {a, b};
+	size_t n;
+
+	fake_now = t;
+	escalation_run(a->g);
+	escalation_run(b->g);
+	n = flush(a, both, 2);
+	n += flush(b, both, 2);
+	return n;
+}
+
+static void test_escalation_by_the_clock(void)
+{
+	Node a, b;
+	Node *both[2] = {&a, &b};
+	_cleanup_(json_decrefp) json_t *x = NULL;
+	char state[16];
+
+	fake_now = T0;
+	open_pair(&a, &b);
+	/* To role:primary, resolved when accepted: alice is paged first (step 0). Y, a minute
+	 * later, is never acknowledged. */
+	publish1(&a, submit(ID_X, "k/esc", true, ALICE, "a", T0, true), both, 2);
+	publish1(&b, submit(ID_Y, "k/esc2", true, ALICE, "b", T0 + 60 * SEC, true), both, 2);
+	check_int(esc_step(&a, ID_X), 0);
+	check_int(esc_step(&b, ID_Y), 0);
+
+	/* Nothing before step_timeout has passed. */
+	check_int(escalate_at(&a, &b, T0 + (STEP - 1) * SEC), 0);
+	check_int(esc_step(&a, ID_X), 0);
+
+	/* At step_timeout exactly one node (the owner) publishes step 1: the secondary, bob. */
+	check_int(escalate_at(&a, &b, T0 + STEP * SEC), 1);
+	check_int(esc_step(&a, ID_X), 1);
+	check_int(esc_step(&b, ID_X), 1);
+	check_str(delivery_state(&b, ID_X, BOB, state), "queued");
+	check_str(delivery_state(&b, ID_X, CAROL, state), "(none)");
+	/* Running again at the same instant changes nothing: the step is taken. */
+	check_int(escalate_at(&a, &b, T0 + STEP * SEC), 0);
+	check_int(escalate_at(&a, &b, T0 + (STEP + 59) * SEC), 0);
+	check_int(esc_step(&a, ID_Y), 0);
+
+	/* Y's first step, a minute after X's. */
+	check_int(escalate_at(&a, &b, T0 + (STEP + 60) * SEC), 1);
+	check_int(esc_step(&a, ID_Y), 1);
+	check_int(escalate_at(&a, &b, T0 + (2 * STEP - 1) * SEC), 0);
+
+	/* One step_timeout after X's first: its step 2, management, carol. */
+	check_int(escalate_at(&a, &b, T0 + 2 * STEP * SEC), 1);
+	check_int(esc_step(&a, ID_X), 2);
+	check_str(delivery_state(&a, ID_X, CAROL, state), "queued");
+	check_same(&a, &b);
+
+	/* X acknowledged: no further step for it, however long it waits. Y goes on, one step
+	 * per step_timeout: management, then management again (the last step repeats). */
+	publish1(&b, ack(ID_X, "bob", "b", T0 + 2 * STEP * SEC + 10 * SEC), both, 2);
+	check_int(escalate_at(&a, &b, T0 + (2 * STEP + 60) * SEC), 1);
+	check_int(esc_step(&b, ID_Y), 2);
+	check_str(delivery_state(&b, ID_Y, CAROL, state), "queued");
+	check_int(escalate_at(&a, &b, T0 + (3 * STEP + 60) * SEC), 1);
+	check_int(esc_step(&b, ID_Y), 3);
+	check_int(escalate_at(&a, &b, T0 + (3 * STEP + 61) * SEC), 0);
+	check_int(esc_step(&a, ID_X), 2);
+	check_int(esc_step(&b, ID_X), 2);
+	x = alert_record(&a, ID_X);
+	check_str(jstr(x, "ack_by"), "bob");
+	check_same(&a, &b);
+	node_close(&a);
+	node_close(&b);
+}
+
+static void cleanup(void)
+{
+	char cmd[64];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", base);
+}
+
+int main(void)
+{
+	log_set_max_level(LOG_CRIT);
+	if (!mkdtemp(base)) {
+		perror("mkdtemp");
+		return EXIT_FAILURE;
+	}
+	now_usec_hook = fake_clock;
+	run(test_same_changes_same_store);
+	run(test_replay_is_idempotent);
+	run(test_partition_merge_order_independent);
+	run(test_ownership_and_takeover);
+	run(test_escalation_by_the_clock);
+	now_usec_hook = NULL;
+	cleanup();
+	return test_exit();
+}
