@@ -48,6 +48,7 @@ ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1])
 	char buf[64];
 	size_t n = 0, digits = 0, i = 0;
 
+	ret_code[0] = 0; /* empty for every kind but REPLY_ACK, whatever the text */
 	/* Letters lowered, digits kept, everything else a single space. */
 	for (const char *p = text; *p && n < sizeof(buf) - 1; p++) {
 		if (isalnum((unsigned char)*p))
@@ -60,7 +61,6 @@ ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1])
 	while (n > 0 && buf[n - 1] == ' ')
 		n--;
 	buf[n] = 0;
-	ret_code[0] = 0;
 
 	if (strcmp(buf, "ack") == 0)
 		return REPLY_ACK_BARE;

@@ -27,7 +27,7 @@ typedef enum ReplyKind {
 	REPLY_ACK_BARE, /* "ACK" alone */
 } ReplyKind;
 /* Reads an SMS reply (case-insensitive, surrounding spaces and punctuation ignored); for
- * REPLY_ACK ret_code holds the digits. */
+ * REPLY_ACK ret_code holds the digits, for any other kind it is the empty string. */
 ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1]);
 
 /* Whether an automatic SMS may go to this sender: a phone number of 8 to 15 digits (with or
