@@ -32,24 +32,24 @@ sqlite3_stmt *store_cached(Store *s, const char *sql);
 int store_fail(Store *s, int rc, const char *what);
 int store_exec(Store *s, const char *sql);
 /* Resets a statement and clears its bindings for the next use. */
-void stmt_done(sqlite3_stmt *st);
-void bind_text(sqlite3_stmt *st, int i, const char *v); /* NULL binds NULL */
-void bind_u64(sqlite3_stmt *st, int i, uint64_t v);
+void store_stmt_done(sqlite3_stmt *st);
+void store_bind_text(sqlite3_stmt *st, int i, const char *v); /* NULL binds NULL */
+void store_bind_u64(sqlite3_stmt *st, int i, uint64_t v);
 /* Runs a statement that returns no rows, and resets it. */
-int step_done(Store *s, sqlite3_stmt *st, const char *what);
+int store_step_done(Store *s, sqlite3_stmt *st, const char *what);
 /* Steps a bound statement through its rows, handing each to row(); row() returns <0 to stop
  * early (that value is returned). Resets the statement in every case. */
-int each_row(Store *s, sqlite3_stmt *st, const char *what, int (*row)(sqlite3_stmt *st, void *ctx),
-             void *ctx);
+int store_each_row(Store *s, sqlite3_stmt *st, const char *what,
+                   int (*row)(sqlite3_stmt *st, void *ctx), void *ctx);
 /* Steps a bound statement that returns one number (a COUNT, a MIN: 0 when NULL or no row), and
  * resets it. */
-int step_u64(Store *s, sqlite3_stmt *st, const char *what, uint64_t *ret);
-/* A row callback's user function and its data, for each_row(). */
+int store_step_u64(Store *s, sqlite3_stmt *st, const char *what, uint64_t *ret);
+/* A row callback's user function and its data, for store_each_row(). */
 typedef struct RowCallback {
 	void *cb;
 	void *userdata;
 } RowCallback;
-json_t *json_time_or_null(uint64_t usec);       /* RFC 3339, or null for 0 */
-json_t *column_string(sqlite3_stmt *st, int i); /* text, or null */
+json_t *store_json_time_or_null(uint64_t usec);       /* RFC 3339, or null for 0 */
+json_t *store_column_string(sqlite3_stmt *st, int i); /* text, or null */
 /* Raises a delivery's round (never lowers it). */
-int delivery_set_round(Store *s, const char *alert_id, const char *number, uint64_t round);
+int store_delivery_set_round(Store *s, const char *alert_id, const char *number, uint64_t round);

@@ -215,7 +215,7 @@ static const char *const delivery_state_table[_DELIVERY_STATE_MAX] = {
         [DELIVERY_EXPIRED] = "expired", [DELIVERY_DELIVERED] = "delivered",
 };
 
-const char *delivery_state_to_string(DeliveryState s)
+const char *store_delivery_state_to_string(DeliveryState s)
 {
 	return s < _DELIVERY_STATE_MAX ? delivery_state_table[s] : "unknown";
 }
@@ -228,7 +228,7 @@ static DeliveryState delivery_state_from_string(const char *s)
 	return DELIVERY_QUEUED;
 }
 
-bool delivery_state_is_final(DeliveryState s)
+bool store_delivery_state_is_final(DeliveryState s)
 {
 	return s == DELIVERY_SENT || s == DELIVERY_FAILED || s == DELIVERY_EXPIRED ||
 	       s == DELIVERY_DELIVERED;
@@ -310,13 +310,13 @@ static sqlite3_stmt *stmt(Store *s, int id)
 	return s->stmt[id];
 }
 
-void stmt_done(sqlite3_stmt *st)
+void store_stmt_done(sqlite3_stmt *st)
 {
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 }
 
-void bind_text(sqlite3_stmt *st, int i, const char *v)
+void store_bind_text(sqlite3_stmt *st, int i, const char *v)
 {
 	if (v)
 		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
@@ -324,7 +324,7 @@ void bind_text(sqlite3_stmt *st, int i, const char *v)
 		sqlite3_bind_null(st, i);
 }
 
-void bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+void store_bind_u64(sqlite3_stmt *st, int i, uint64_t v)
 {
 	/* Saturates: a time past INT64_MAX usec (a replicated "at" plus a huge ttl) would be
 	 * stored negative, which every later comparison, the export and a peer's merge get
@@ -333,11 +333,11 @@ void bind_u64(sqlite3_stmt *st, int i, uint64_t v)
 }
 
 /* Runs a statement that returns no rows. */
-int step_done(Store *s, sqlite3_stmt *st, const char *what)
+int store_step_done(Store *s, sqlite3_stmt *st, const char *what)
 {
 	int rc = sqlite3_step(st);
 
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_DONE)
 		return store_fail(s, rc, what);
 	return 0;
@@ -683,7 +683,7 @@ int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_us
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, key);
+	store_bind_text(st, 1, key);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		uint64_t first_at = (uint64_t)sqlite3_column_int64(st, 1);
@@ -694,10 +694,10 @@ int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_us
 			found = 1;
 		}
 	} else if (rc != SQLITE_DONE) {
-		stmt_done(st);
+		store_stmt_done(st);
 		return store_fail(s, rc, "dedupe lookup");
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	return found;
 }
 
@@ -718,18 +718,18 @@ static int bundle_hold(Store *s, const char *number, uint64_t at, unsigned thres
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, number);
-	bind_u64(st, 2, at - MIN(at, window));
-	bind_u64(st, 3, at);
-	r = step_u64(s, st, "counting recent alerts", &count);
+	store_bind_text(st, 1, number);
+	store_bind_u64(st, 2, at - MIN(at, window));
+	store_bind_u64(st, 3, at);
+	r = store_step_u64(s, st, "counting recent alerts", &count);
 	if (r < 0 || count < threshold)
 		return r;
 
 	st = store_cached(s, due_sql);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, number);
-	r = step_u64(s, st, "reading a bundle", &due);
+	store_bind_text(st, 1, number);
+	r = store_step_u64(s, st, "reading a bundle", &due);
 	if (r < 0)
 		return r;
 	*ret_due = due ? due : at + window;
@@ -761,19 +761,19 @@ int store_alert_insert(Store *s, const NewAlert *a)
 	st = stmt(s, SQL_ALERT_INSERT);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, a->id);
-	bind_text(st, 2, a->key);
-	bind_text(st, 3, a->text);
+	store_bind_text(st, 1, a->id);
+	store_bind_text(st, 2, a->key);
+	store_bind_text(st, 3, a->text);
 	sqlite3_bind_int(st, 4, a->critical ? 1 : 0);
-	bind_text(st, 5, a->source);
-	bind_text(st, 6, a->node);
-	bind_u64(st, 7, a->accepted_at);
-	bind_u64(st, 8, a->expires_at);
+	store_bind_text(st, 5, a->source);
+	store_bind_text(st, 6, a->node);
+	store_bind_u64(st, 7, a->accepted_at);
+	store_bind_u64(st, 8, a->expires_at);
 	if (a->esc_next_at) {
 		sqlite3_bind_int(st, 9, 0);
-		bind_u64(st, 10, a->esc_next_at);
+		store_bind_u64(st, 10, a->esc_next_at);
 	}
-	r = step_done(s, st, "inserting an alert");
+	r = store_step_done(s, st, "inserting an alert");
 	if (r < 0)
 		return r;
 	if (sqlite3_changes(s->db) == 0)
@@ -798,15 +798,15 @@ int store_alert_insert(Store *s, const NewAlert *a)
 			st = stmt(s, SQL_DELIVERY_INSERT);
 			if (!st)
 				return -EIO;
-			bind_text(st, 1, a->id);
-			bind_text(st, 2, v[i]);
-			bind_text(st, 3, kind == 0 ? "to" : "copy");
+			store_bind_text(st, 1, a->id);
+			store_bind_text(st, 2, v[i]);
+			store_bind_text(st, 3, kind == 0 ? "to" : "copy");
 			sqlite3_bind_int(st, 4, seq++);
 			sqlite3_bind_int(st, 5, a->critical ? 1 : 0);
-			bind_u64(st, 6, a->accepted_at);
-			bind_u64(st, 7, next_try_at);
+			store_bind_u64(st, 6, a->accepted_at);
+			store_bind_u64(st, 7, next_try_at);
 			sqlite3_bind_int(st, 8, held);
-			r = step_done(s, st, "inserting a delivery");
+			r = store_step_done(s, st, "inserting a delivery");
 			if (r < 0)
 				return r;
 		}
@@ -815,10 +815,10 @@ int store_alert_insert(Store *s, const NewAlert *a)
 	st = stmt(s, SQL_DEDUPE_SET);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, a->key);
-	bind_text(st, 2, a->id);
-	bind_u64(st, 3, a->accepted_at);
-	return step_done(s, st, "recording a dedupe key");
+	store_bind_text(st, 1, a->key);
+	store_bind_text(st, 2, a->id);
+	store_bind_u64(st, 3, a->accepted_at);
+	return store_step_done(s, st, "recording a dedupe key");
 }
 
 static int query_u64(Store *s, int id, const char *arg, uint64_t *ret)
@@ -829,14 +829,14 @@ static int query_u64(Store *s, int id, const char *arg, uint64_t *ret)
 	if (!st)
 		return -EIO;
 	if (arg)
-		bind_text(st, 1, arg);
+		store_bind_text(st, 1, arg);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		stmt_done(st);
+		store_stmt_done(st);
 		return store_fail(s, rc, "query");
 	}
 	*ret = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	stmt_done(st);
+	store_stmt_done(st);
 	return rc == SQLITE_ROW;
 }
 
@@ -870,40 +870,40 @@ int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 
 	if (!st || !fst)
 		return -EIO;
-	bind_text(fst, 1, alert_id);
+	store_bind_text(fst, 1, alert_id);
 	rc = sqlite3_step(fst);
 	if (rc == SQLITE_ROW) {
 		was_final = sqlite3_column_int(fst, 0) != 0;
 		final = sqlite3_column_int(fst, 1) == 0; /* escalating: open until it stops */
 	}
-	stmt_done(fst);
+	store_stmt_done(fst);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_fail(s, rc, "reading an alert's state");
-	bind_text(st, 1, alert_id);
+	store_bind_text(st, 1, alert_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		DeliveryState d =
 		        delivery_state_from_string((const char *)sqlite3_column_text(st, 0));
 
 		if (delivery_state_rank(d) > delivery_state_rank(furthest))
 			furthest = d;
-		if (!delivery_state_is_final(d))
+		if (!store_delivery_state_is_final(d))
 			final = false;
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_DONE)
 		return store_fail(s, rc, "reading delivery states");
 
 	st = stmt(s, SQL_ALERT_SET_STATE);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, delivery_state_to_string(furthest));
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, store_delivery_state_to_string(furthest));
 	sqlite3_bind_int(st, 3, final);
 	if (final)
-		bind_u64(st, 4, at);
+		store_bind_u64(st, 4, at);
 	else
 		sqlite3_bind_null(st, 4);
-	rc = step_done(s, st, "updating an alert's state");
+	rc = store_step_done(s, st, "updating an alert's state");
 	if (rc >= 0 && final != was_final) {
 		if (final && s->open_alerts > 0)
 			s->open_alerts--;
@@ -921,14 +921,14 @@ static int delivery_get(Store *s, const char *alert_id, const char *number,
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, number);
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, number);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*ret_state = delivery_state_from_string((const char *)sqlite3_column_text(st, 0));
 		*ret_permanent = (unsigned)sqlite3_column_int(st, 1);
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc == SQLITE_DONE)
 		return -ENOENT;
 	if (rc != SQLITE_ROW)
@@ -944,17 +944,17 @@ static int delivery_set(Store *s, const char *alert_id, const char *number, Deli
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, number);
-	bind_text(st, 3, delivery_state_to_string(state));
-	bind_u64(st, 4, next_try_at);
-	bind_text(st, 5, node);
-	bind_text(st, 6, modem);
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, number);
+	store_bind_text(st, 3, store_delivery_state_to_string(state));
+	store_bind_u64(st, 4, next_try_at);
+	store_bind_text(st, 5, node);
+	store_bind_text(st, 6, modem);
 	sqlite3_bind_int(st, 7, (int)permanent);
-	return step_done(s, st, "updating a delivery");
+	return store_step_done(s, st, "updating a delivery");
 }
 
-int delivery_set_round(Store *s, const char *alert_id, const char *number, uint64_t round)
+int store_delivery_set_round(Store *s, const char *alert_id, const char *number, uint64_t round)
 {
 	static const char sql[] = "UPDATE deliveries SET round = ?3 WHERE alert_id = ?1 AND "
 	                          "number = ?2 AND round < ?3";
@@ -962,10 +962,10 @@ int delivery_set_round(Store *s, const char *alert_id, const char *number, uint6
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, number);
-	bind_u64(st, 3, round);
-	return step_done(s, st, "setting a delivery's round");
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, number);
+	store_bind_u64(st, 3, round);
+	return store_step_done(s, st, "setting a delivery's round");
 }
 
 int store_history_add(Store *s, const char *alert_id, uint64_t at, const char *what,
@@ -975,12 +975,12 @@ int store_history_add(Store *s, const char *alert_id, uint64_t at, const char *w
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_u64(st, 2, at);
-	bind_text(st, 3, what);
-	bind_text(st, 4, node);
-	bind_text(st, 5, detail ? detail : "");
-	return step_done(s, st, "recording history");
+	store_bind_text(st, 1, alert_id);
+	store_bind_u64(st, 2, at);
+	store_bind_text(st, 3, what);
+	store_bind_text(st, 4, node);
+	store_bind_text(st, 5, detail ? detail : "");
+	return store_step_done(s, st, "recording history");
 }
 
 int store_delivery_assign(Store *s, const char *alert_id, const char *number, const char *node,
@@ -1013,12 +1013,12 @@ static int delivery_sending_elsewhere(Store *s, const char *alert_id, const char
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, number);
-	bind_text(st, 3, node);
-	bind_text(st, 4, modem);
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, number);
+	store_bind_text(st, 3, node);
+	store_bind_text(st, 4, modem);
 	rc = sqlite3_step(st);
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_fail(s, rc, "checking who sends a delivery");
 	return rc == SQLITE_ROW;
@@ -1050,18 +1050,18 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number, co
 	st = stmt(s, SQL_ATTEMPT_INSERT);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, number);
-	bind_text(st, 3, res->node);
-	bind_text(st, 4, res->modem);
-	bind_u64(st, 5, res->at);
-	bind_text(st, 6, res->ok ? "sent" : "error");
-	bind_text(st, 7, res->ok ? NULL : res->error);
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, number);
+	store_bind_text(st, 3, res->node);
+	store_bind_text(st, 4, res->modem);
+	store_bind_u64(st, 5, res->at);
+	store_bind_text(st, 6, res->ok ? "sent" : "error");
+	store_bind_text(st, 7, res->ok ? NULL : res->error);
 	if (res->ok && res->message_ref >= 0)
 		sqlite3_bind_int(st, 8, res->message_ref);
 	else
 		sqlite3_bind_null(st, 8);
-	r = step_done(s, st, "recording an attempt");
+	r = store_step_done(s, st, "recording an attempt");
 	if (r < 0)
 		return r;
 
@@ -1070,7 +1070,7 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number, co
 			return 0;
 		new_state = DELIVERY_SENT; /* sent beats failed and expired */
 	} else {
-		if (delivery_state_is_final(state))
+		if (store_delivery_state_is_final(state))
 			return 0;
 		if (state == DELIVERY_SENDING) {
 			/* Another modem has it now: this failure belongs to an earlier attempt, and
@@ -1088,12 +1088,12 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number, co
 			st = stmt(s, SQL_ATTEMPT_COUNT);
 			if (!st)
 				return -EIO;
-			bind_text(st, 1, alert_id);
-			bind_text(st, 2, number);
+			store_bind_text(st, 1, alert_id);
+			store_bind_text(st, 2, number);
 			attempts = sqlite3_step(st) == SQLITE_ROW
 			                   ? (uint64_t)sqlite3_column_int64(st, 0)
 			                   : 1;
-			stmt_done(st);
+			store_stmt_done(st);
 			next_try_at = res->at + backoff_usec((unsigned)attempts, res->retry_min,
 			                                     res->retry_max);
 		}
@@ -1127,8 +1127,8 @@ int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id
 	rc = sqlite3_prepare_v2(s->db, find, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return store_fail(s, rc, "preparing a report lookup");
-	bind_text(st, 1, rep->node);
-	bind_text(st, 2, rep->modem);
+	store_bind_text(st, 1, rep->node);
+	store_bind_text(st, 2, rep->modem);
 	sqlite3_bind_int(st, 3, rep->message_ref);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
@@ -1141,11 +1141,11 @@ int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id
 	rc = sqlite3_prepare_v2(s->db, mark, -1, &up, NULL);
 	if (rc != SQLITE_OK)
 		return store_fail(s, rc, "preparing a report");
-	bind_text(up, 1, rep->node);
-	bind_text(up, 2, rep->modem);
+	store_bind_text(up, 1, rep->node);
+	store_bind_text(up, 2, rep->modem);
 	sqlite3_bind_int(up, 3, rep->message_ref);
-	bind_text(up, 4, ret_alert_id);
-	bind_text(up, 5, rep->status);
+	store_bind_text(up, 4, ret_alert_id);
+	store_bind_text(up, 5, rep->status);
 	rc = sqlite3_step(up);
 	if (rc != SQLITE_DONE)
 		return store_fail(s, rc, "recording a report");
@@ -1172,19 +1172,19 @@ int store_inbox_insert(Store *s, const InboxMessage *m)
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, m->key);
-	bind_text(st, 2, m->node);
-	bind_text(st, 3, m->modem);
-	bind_text(st, 4, m->sender);
-	bind_text(st, 5, m->text);
+	store_bind_text(st, 1, m->key);
+	store_bind_text(st, 2, m->node);
+	store_bind_text(st, 3, m->modem);
+	store_bind_text(st, 4, m->sender);
+	store_bind_text(st, 5, m->text);
 	sqlite3_bind_int(st, 6, (int)m->parts);
 	if (m->smsc_at)
-		bind_u64(st, 7, m->smsc_at);
+		store_bind_u64(st, 7, m->smsc_at);
 	else
 		sqlite3_bind_null(st, 7);
-	bind_u64(st, 8, m->received_at);
-	bind_text(st, 9, m->quarantine);
-	r = step_done(s, st, "storing a received SMS");
+	store_bind_u64(st, 8, m->received_at);
+	store_bind_text(st, 9, m->quarantine);
+	r = store_step_done(s, st, "storing a received SMS");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
 
@@ -1198,8 +1198,8 @@ static int escalation_stop(Store *s, const char *alert_id)
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	r = step_done(s, st, "stopping an escalation");
+	store_bind_text(st, 1, alert_id);
+	r = store_step_done(s, st, "stopping an escalation");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
 
@@ -1213,7 +1213,7 @@ int store_alert_expire(Store *s, const char *alert_id, uint64_t at)
 	r = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	if (r != SQLITE_OK)
 		return store_fail(s, r, "preparing expiry");
-	bind_text(st, 1, alert_id);
+	store_bind_text(st, 1, alert_id);
 	r = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (r != SQLITE_DONE)
@@ -1238,29 +1238,29 @@ int store_alert_ack(Store *s, const char *id, const char *by, const char *via, u
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, id);
+	store_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
-		stmt_done(st);
+		store_stmt_done(st);
 		return -ENOENT;
 	}
 	if (rc != SQLITE_ROW) {
-		stmt_done(st);
+		store_stmt_done(st);
 		return store_fail(s, rc, "reading an acknowledgment");
 	}
 	acked = sqlite3_column_type(st, 0) != SQLITE_NULL;
-	stmt_done(st);
+	store_stmt_done(st);
 	if (acked)
 		return 0;
 
 	st = stmt(s, SQL_ALERT_ACK_SET);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, id);
-	bind_text(st, 2, by);
-	bind_text(st, 3, via);
-	bind_u64(st, 4, at);
-	rc = step_done(s, st, "acknowledging");
+	store_bind_text(st, 1, id);
+	store_bind_text(st, 2, by);
+	store_bind_text(st, 3, via);
+	store_bind_u64(st, 4, at);
+	rc = store_step_done(s, st, "acknowledging");
 	if (rc < 0)
 		return rc;
 	rc = escalation_stop(s, id);
@@ -1271,17 +1271,17 @@ int store_alert_ack(Store *s, const char *id, const char *by, const char *via, u
 
 /* Steps a bound statement through its rows, handing each to row(); row() returns <0 to stop
  * early (that value is returned). Resets the statement in every case. */
-int step_u64(Store *s, sqlite3_stmt *st, const char *what, uint64_t *ret)
+int store_step_u64(Store *s, sqlite3_stmt *st, const char *what, uint64_t *ret)
 {
 	int rc = sqlite3_step(st);
 
 	*ret = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	stmt_done(st);
+	store_stmt_done(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_fail(s, rc, what);
 }
 
-int each_row(Store *s, sqlite3_stmt *st, const char *what, int (*row)(sqlite3_stmt *st, void *ctx),
-             void *ctx)
+int store_each_row(Store *s, sqlite3_stmt *st, const char *what,
+                   int (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
 {
 	int rc, r = 0;
 
@@ -1290,7 +1290,7 @@ int each_row(Store *s, sqlite3_stmt *st, const char *what, int (*row)(sqlite3_st
 		if (r < 0)
 			break;
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_fail(s, rc, what);
 	return r < 0 ? r : 0;
@@ -1324,9 +1324,9 @@ int store_due_deliveries(Store *s, uint64_t now, size_t limit,
 
 	if (!st)
 		return -EIO;
-	bind_u64(st, 1, now);
+	store_bind_u64(st, 1, now);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-	return each_row(s, st, "listing due deliveries", due_row, &ctx);
+	return store_each_row(s, st, "listing due deliveries", due_row, &ctx);
 }
 
 int store_next_due(Store *s, uint64_t *ret)
@@ -1359,9 +1359,9 @@ int store_expired_alerts(Store *s, uint64_t now, size_t limit,
 
 	if (!st)
 		return -EIO;
-	bind_u64(st, 1, now);
+	store_bind_u64(st, 1, now);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-	return each_row(s, st, "listing expired alerts", expired_row, &ctx);
+	return store_each_row(s, st, "listing expired alerts", expired_row, &ctx);
 }
 
 static int sending_row(sqlite3_stmt *st, void *ctx)
@@ -1384,8 +1384,8 @@ int store_sending_on_node(Store *s, const char *node,
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, node);
-	return each_row(s, st, "listing interrupted sends", sending_row, &ctx);
+	store_bind_text(st, 1, node);
+	return store_each_row(s, st, "listing interrupted sends", sending_row, &ctx);
 }
 
 int store_purge(Store *s, uint64_t before)
@@ -1408,7 +1408,7 @@ int store_purge(Store *s, uint64_t before)
 		if (rc != SQLITE_OK)
 			return store_fail(s, rc, "preparing purge");
 		if (i != 3)
-			bind_u64(st, 1, before);
+			store_bind_u64(st, 1, before);
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
@@ -1419,14 +1419,14 @@ int store_purge(Store *s, uint64_t before)
 	return purged;
 }
 
-json_t *json_time_or_null(uint64_t usec)
+json_t *store_json_time_or_null(uint64_t usec)
 {
 	char buf[RFC3339_MAX];
 
 	return usec ? json_string(format_rfc3339(usec, buf)) : json_null();
 }
 
-json_t *column_string(sqlite3_stmt *st, int i)
+json_t *store_column_string(sqlite3_stmt *st, int i)
 {
 	const char *v = (const char *)sqlite3_column_text(st, i);
 
@@ -1443,22 +1443,22 @@ static int alert_attempts_json(Store *s, const char *id, const char *number, jso
 		json_decref(list);
 		return -ENOMEM;
 	}
-	bind_text(st, 1, id);
-	bind_text(st, 2, number);
+	store_bind_text(st, 1, id);
+	store_bind_text(st, 2, number);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *a =
-		        json_pack("{s:o, s:o, s:o, s:o, s:o}", "node", column_string(st, 0),
-		                  "modem", column_string(st, 1), "at",
-		                  json_time_or_null((uint64_t)sqlite3_column_int64(st, 2)),
-		                  "result", column_string(st, 3), "error", column_string(st, 4));
+		json_t *a = json_pack(
+		        "{s:o, s:o, s:o, s:o, s:o}", "node", store_column_string(st, 0), "modem",
+		        store_column_string(st, 1), "at",
+		        store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 2)), "result",
+		        store_column_string(st, 3), "error", store_column_string(st, 4));
 		if (a && sqlite3_column_type(st, 5) != SQLITE_NULL)
-			json_object_set_new(a, "report", column_string(st, 5));
+			json_object_set_new(a, "report", store_column_string(st, 5));
 		if (!a || json_array_append_new(list, a) < 0) {
 			rc = SQLITE_NOMEM;
 			break;
 		}
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_DONE) {
 		json_decref(list);
 		return store_fail(s, rc, "reading attempts");
@@ -1482,15 +1482,16 @@ static int store_calls_json(Store *s, const char *id, json_t **ret)
 		json_decref(list);
 		return store_fail(s, rc, "preparing calls");
 	}
-	bind_text(st, 1, id);
+	store_bind_text(st, 1, id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		json_t *c = json_pack(
-		        "{s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:b}", "number", column_string(st, 0),
-		        "node", column_string(st, 1), "modem", column_string(st, 2), "at",
-		        json_time_or_null((uint64_t)sqlite3_column_int64(st, 3)), "outcome",
-		        column_string(st, 4), "duration", (json_int_t)sqlite3_column_int64(st, 5),
-		        "error", column_string(st, 6), "acknowledged",
-		        sqlite3_column_int(st, 7) != 0);
+		        "{s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:b}", "number",
+		        store_column_string(st, 0), "node", store_column_string(st, 1), "modem",
+		        store_column_string(st, 2), "at",
+		        store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 3)), "outcome",
+		        store_column_string(st, 4), "duration",
+		        (json_int_t)sqlite3_column_int64(st, 5), "error",
+		        store_column_string(st, 6), "acknowledged", sqlite3_column_int(st, 7) != 0);
 		if (!c || json_array_append_new(list, c) < 0) {
 			rc = SQLITE_NOMEM;
 			break;
@@ -1507,9 +1508,9 @@ static int store_calls_json(Store *s, const char *id, json_t **ret)
 static int history_row(sqlite3_stmt *st, void *ctx)
 {
 	json_t *h = json_pack("{s:o, s:o, s:o, s:o}", "at",
-	                      json_time_or_null((uint64_t)sqlite3_column_int64(st, 0)), "what",
-	                      column_string(st, 1), "node", column_string(st, 2), "detail",
-	                      column_string(st, 3));
+	                      store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 0)),
+	                      "what", store_column_string(st, 1), "node",
+	                      store_column_string(st, 2), "detail", store_column_string(st, 3));
 
 	return h && json_array_append_new(ctx, h) == 0 ? 0 : -ENOMEM;
 }
@@ -1524,8 +1525,8 @@ static int history_json(Store *s, const char *id, json_t **ret)
 		json_decref(list);
 		return -ENOMEM;
 	}
-	bind_text(st, 1, id);
-	r = each_row(s, st, "reading history", history_row, list);
+	store_bind_text(st, 1, id);
+	r = store_each_row(s, st, "reading history", history_row, list);
 	if (r < 0) {
 		json_decref(list);
 		return r;
@@ -1542,36 +1543,36 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, id);
+	store_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		stmt_done(st);
+		store_stmt_done(st);
 		return rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc, "reading an alert");
 	}
 	if (sqlite3_column_type(st, 10) == SQLITE_NULL)
 		ack = json_null();
 	else
-		ack = json_pack("{s:o, s:o, s:o}", "by", column_string(st, 8), "via",
-		                column_string(st, 9), "at",
-		                json_time_or_null((uint64_t)sqlite3_column_int64(st, 10)));
+		ack = json_pack("{s:o, s:o, s:o}", "by", store_column_string(st, 8), "via",
+		                store_column_string(st, 9), "at",
+		                store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 10)));
 	alert = json_pack("{s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:[]}", "id",
-	                  column_string(st, 0), "state", column_string(st, 1), "priority",
-	                  sqlite3_column_int(st, 2) ? "critical" : "normal", "text",
-	                  column_string(st, 3), "key", column_string(st, 4), "source",
-	                  column_string(st, 5), "accepted_at",
-	                  json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)), "node",
-	                  column_string(st, 7), "expires_at",
-	                  json_time_or_null((uint64_t)sqlite3_column_int64(st, 11)), "ack",
+	                  store_column_string(st, 0), "state", store_column_string(st, 1),
+	                  "priority", sqlite3_column_int(st, 2) ? "critical" : "normal", "text",
+	                  store_column_string(st, 3), "key", store_column_string(st, 4), "source",
+	                  store_column_string(st, 5), "accepted_at",
+	                  store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)), "node",
+	                  store_column_string(st, 7), "expires_at",
+	                  store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 11)), "ack",
 	                  ack ? ack : json_null(), "calls");
 	if (alert && sqlite3_column_type(st, 12) != SQLITE_NULL)
 		json_object_set_new(
 		        alert, "escalation",
 		        json_pack("{s:i, s:b, s:o}", "step", sqlite3_column_int(st, 12), "active",
 		                  sqlite3_column_type(st, 13) != SQLITE_NULL, "next_at",
-		                  json_time_or_null((uint64_t)sqlite3_column_int64(st, 13))));
+		                  store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 13))));
 	else if (alert)
 		json_object_set_new(alert, "escalation", json_null());
-	stmt_done(st);
+	store_stmt_done(st);
 	if (!alert)
 		return -ENOMEM;
 
@@ -1581,16 +1582,17 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 		r = -ENOMEM;
 		goto fail;
 	}
-	bind_text(st, 1, id);
+	store_bind_text(st, 1, id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *d = json_pack("{s:o, s:o, s:o}", "to", column_string(st, 0), "state",
-		                      column_string(st, 1), "kind", column_string(st, 2));
+		json_t *d =
+		        json_pack("{s:o, s:o, s:o}", "to", store_column_string(st, 0), "state",
+		                  store_column_string(st, 1), "kind", store_column_string(st, 2));
 		if (!d || json_array_append_new(deliveries, d) < 0) {
 			rc = SQLITE_NOMEM;
 			break;
 		}
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_DONE) {
 		r = store_fail(s, rc, "reading deliveries");
 		goto fail;
@@ -1646,7 +1648,7 @@ int store_queue_json(Store *s, size_t limit, json_t **ret)
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)limit);
 	ids = calloc(limit ? limit : 1, sizeof(char *));
 	if (!ids) {
-		stmt_done(st);
+		store_stmt_done(st);
 		json_decref(list);
 		return -ENOMEM;
 	}
@@ -1656,7 +1658,7 @@ int store_queue_json(Store *s, size_t limit, json_t **ret)
 			break;
 		n++;
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	for (size_t i = 0; i < n && r >= 0; i++) {
 		json_t *a;
 
@@ -1714,7 +1716,7 @@ int store_counts(Store *s, QueueCounts *ret)
 			break;
 		}
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_DONE)
 		return store_fail(s, rc, "counting alerts");
 	*ret = c;
@@ -1729,26 +1731,26 @@ int store_modem_counters(Store *s, const char *node, const char *modem, ModemCou
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, node);
-	bind_text(st, 2, modem);
+	store_bind_text(st, 1, node);
+	store_bind_text(st, 2, modem);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		c.sent = (uint64_t)sqlite3_column_int64(st, 0);
 		c.failed = (uint64_t)sqlite3_column_int64(st, 1);
 		c.last_sent_at = (uint64_t)sqlite3_column_int64(st, 2);
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_fail(s, rc, "counting a modem's sends");
 
 	st = stmt(s, SQL_MODEM_LAST_ERROR);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, node);
-	bind_text(st, 2, modem);
+	store_bind_text(st, 1, node);
+	store_bind_text(st, 2, modem);
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
 		snprintf(c.last_error, sizeof(c.last_error), "%s", sqlite3_column_text(st, 0));
-	stmt_done(st);
+	store_stmt_done(st);
 	*ret = c;
 	return 0;
 }
@@ -1772,14 +1774,15 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret)
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)limit);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		json_t *m = json_pack(
-		        "{s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o}", "key", column_string(st, 0),
-		        "node", column_string(st, 1), "modem", column_string(st, 2), "from",
-		        column_string(st, 3), "text", column_string(st, 4), "parts",
-		        sqlite3_column_int(st, 5), "sent_at",
-		        json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)), "received_at",
-		        json_time_or_null((uint64_t)sqlite3_column_int64(st, 7)));
+		        "{s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o}", "key",
+		        store_column_string(st, 0), "node", store_column_string(st, 1), "modem",
+		        store_column_string(st, 2), "from", store_column_string(st, 3), "text",
+		        store_column_string(st, 4), "parts", sqlite3_column_int(st, 5), "sent_at",
+		        store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 6)),
+		        "received_at",
+		        store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 7)));
 		if (m && sqlite3_column_type(st, 8) != SQLITE_NULL &&
-		    json_object_set_new(m, "quarantined", column_string(st, 8)) < 0) {
+		    json_object_set_new(m, "quarantined", store_column_string(st, 8)) < 0) {
 			json_decref(m);
 			m = NULL;
 		}
@@ -1806,16 +1809,16 @@ int store_call_insert(Store *s, const CallRecord *c)
 	st = stmt(s, SQL_CALL_INSERT);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, c->alert_id);
-	bind_text(st, 2, c->number);
-	bind_text(st, 3, c->node);
-	bind_text(st, 4, c->modem);
-	bind_u64(st, 5, c->at);
-	bind_text(st, 6, c->outcome);
-	bind_u64(st, 7, c->duration_sec);
-	bind_text(st, 8, c->error && *c->error ? c->error : NULL);
+	store_bind_text(st, 1, c->alert_id);
+	store_bind_text(st, 2, c->number);
+	store_bind_text(st, 3, c->node);
+	store_bind_text(st, 4, c->modem);
+	store_bind_u64(st, 5, c->at);
+	store_bind_text(st, 6, c->outcome);
+	store_bind_u64(st, 7, c->duration_sec);
+	store_bind_text(st, 8, c->error && *c->error ? c->error : NULL);
 	sqlite3_bind_int(st, 9, c->dtmf_ack);
-	r = step_done(s, st, "recording a call");
+	r = store_step_done(s, st, "recording a call");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
 
@@ -1830,13 +1833,13 @@ int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16])
 		return -EIO;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		stmt_done(st);
+		store_stmt_done(st);
 		return store_fail(s, rc, "reading the voice summary");
 	}
 	*ret_calls = (uint64_t)sqlite3_column_int64(st, 0);
 	snprintf(ret_last, 16, "%s",
 	         sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "");
-	stmt_done(st);
+	store_stmt_done(st);
 	return 0;
 }
 
@@ -1856,8 +1859,8 @@ int store_voice_candidate(Store *s, const char *alert_id, const char *number, Vo
 	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return store_fail(s, rc, "preparing a voice check");
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, number);
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, number);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
 		return -ENOENT;
@@ -1872,9 +1875,9 @@ int store_voice_candidate(Store *s, const char *alert_id, const char *number, Vo
 	rc = sqlite3_prepare_v2(s->db, failed_sql, -1, &fs, NULL);
 	if (rc != SQLITE_OK)
 		return store_fail(s, rc, "preparing failed modems");
-	bind_text(fs, 1, alert_id);
-	bind_text(fs, 2, number);
-	bind_text(fs, 3, ret->node);
+	store_bind_text(fs, 1, alert_id);
+	store_bind_text(fs, 2, number);
+	store_bind_text(fs, 3, ret->node);
 	while ((rc = sqlite3_step(fs)) == SQLITE_ROW && v.n_failed_modems < VOICE_MAX_MODEMS)
 		snprintf(v.failed_modems[v.n_failed_modems++], sizeof(v.failed_modems[0]), "%s",
 		         sqlite3_column_text(fs, 0));
@@ -1921,10 +1924,10 @@ int store_node_seen(Store *s, const char *name, uint32_t nodeid, uint64_t at)
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, name);
-	bind_u64(st, 2, nodeid);
-	bind_u64(st, 3, at);
-	return step_done(s, st, "recording a node");
+	store_bind_text(st, 1, name);
+	store_bind_u64(st, 2, nodeid);
+	store_bind_u64(st, 3, at);
+	return store_step_done(s, st, "recording a node");
 }
 
 int store_nodes(Store *s,
@@ -1936,7 +1939,7 @@ int store_nodes(Store *s,
 
 	if (!st)
 		return -EIO;
-	return each_row(s, st, "listing nodes", node_row, &ctx);
+	return store_each_row(s, st, "listing nodes", node_row, &ctx);
 }
 
 /* Rejoin: export and merge.
@@ -2137,8 +2140,8 @@ static int alert_item_complete(Store *s, json_t *item)
 			json_decref(ctx.list);
 			return st ? -ENOMEM : -EIO;
 		}
-		bind_text(st, 1, id);
-		r = each_row(s, st, "exporting an alert", rows_json_row, &ctx);
+		store_bind_text(st, 1, id);
+		r = store_each_row(s, st, "exporting an alert", rows_json_row, &ctx);
 		if (r >= 0 && json_object_set_new(item, alert_lists[l].name, ctx.list) < 0)
 			r = -ENOMEM;
 		else if (r < 0)
@@ -2166,7 +2169,7 @@ static int export_rows(Store *s, int id, const char *after, const Field *fields,
 		json_decref(list);
 		return st ? -ENOMEM : -EIO;
 	}
-	bind_text(st, 1, after ? after : "");
+	store_bind_text(st, 1, after ? after : "");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		bool first = json_array_size(list) == 0;
 		json_t *item = NULL;
@@ -2196,7 +2199,7 @@ static int export_rows(Store *s, int id, const char *after, const Field *fields,
 		if (used >= max_bytes)
 			break;
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (r >= 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
 		r = store_fail(s, rc, "exporting");
 	cursor = r >= 0 ? strdup(last ? last : after ? after : "") : NULL;
@@ -2280,7 +2283,7 @@ static void bind_item(sqlite3_stmt *st, int first, json_t *o, const Field *field
 		int at = first + (int)i;
 
 		if (json_is_string(v))
-			bind_text(st, at, json_string_value(v));
+			store_bind_text(st, at, json_string_value(v));
 		else if (json_is_integer(v))
 			sqlite3_bind_int64(st, at, (sqlite3_int64)json_integer_value(v));
 		else
@@ -2343,7 +2346,7 @@ static int alert_summary(Store *s, const char *id, AlertSummary *ret)
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, id);
+	store_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		a.exists = true;
@@ -2353,7 +2356,7 @@ static int alert_summary(Store *s, const char *id, AlertSummary *ret)
 		a.final_at = (uint64_t)sqlite3_column_int64(st, 2);
 		a.accepted_at = (uint64_t)sqlite3_column_int64(st, 3);
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_fail(s, rc, "reading an alert to merge");
 	*ret = a;
@@ -2423,19 +2426,19 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, item_text(d, "to"));
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, item_text(d, "to"));
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		stmt_done(st);
+		store_stmt_done(st);
 		if (rc != SQLITE_DONE)
 			return store_fail(s, rc, "reading a delivery to merge");
 		st = stmt(s, SQL_MERGE_DELIVERY_INSERT);
 		if (!st)
 			return -EIO;
-		bind_text(st, 1, alert_id);
+		store_bind_text(st, 1, alert_id);
 		bind_item(st, 2, d, delivery_fields, ELEMENTSOF(delivery_fields));
-		r = step_done(s, st, "merging a delivery");
+		r = store_step_done(s, st, "merging a delivery");
 		return r < 0 ? r : sqlite3_changes(s->db) > 0;
 	}
 	local = (DeliveryRow){
@@ -2446,14 +2449,14 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 	        .round = (uint64_t)sqlite3_column_int64(st, 5)};
 	local_permanent = (uint64_t)sqlite3_column_int64(st, 4);
 	wins = delivery_row_cmp(&remote, &local) > 0;
-	stmt_done(st); /* local's strings end here */
+	store_stmt_done(st); /* local's strings end here */
 
 	if (wins) {
 		r = delivery_set(s, alert_id, item_text(d, "to"), remote.state, remote.next_try_at,
 		                 remote.node, remote.modem,
 		                 (unsigned)MAX(permanent, local_permanent));
 		if (r >= 0 && remote.round > local.round)
-			r = delivery_set_round(s, alert_id, item_text(d, "to"), remote.round);
+			r = store_delivery_set_round(s, alert_id, item_text(d, "to"), remote.round);
 		return r < 0 ? r : 1;
 	}
 	if (permanent <= local_permanent)
@@ -2461,10 +2464,10 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 	st = stmt(s, SQL_MERGE_DELIVERY_FAILURES);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, item_text(d, "to"));
-	bind_u64(st, 3, permanent);
-	r = step_done(s, st, "merging permanent failures");
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, item_text(d, "to"));
+	store_bind_u64(st, 3, permanent);
+	r = store_step_done(s, st, "merging permanent failures");
 	return r < 0 ? r : 1;
 }
 
@@ -2477,9 +2480,9 @@ static int merge_attempt(Store *s, const char *alert_id, json_t *a)
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
+	store_bind_text(st, 1, alert_id);
 	bind_item(st, 2, a, attempt_fields, ELEMENTSOF(attempt_fields) - 1);
-	r = step_done(s, st, "merging an attempt");
+	r = store_step_done(s, st, "merging an attempt");
 	if (r < 0)
 		return r;
 	changed = sqlite3_changes(s->db) > 0;
@@ -2489,10 +2492,10 @@ static int merge_attempt(Store *s, const char *alert_id, json_t *a)
 	st = stmt(s, SQL_MERGE_ATTEMPT_REPORT);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
+	store_bind_text(st, 1, alert_id);
 	bind_item(st, 2, a, attempt_fields, ATTEMPT_KEY_FIELDS);
-	bind_text(st, 6, report);
-	r = step_done(s, st, "merging a report");
+	store_bind_text(st, 6, report);
+	r = store_step_done(s, st, "merging a report");
 	if (r < 0)
 		return r;
 	return changed || sqlite3_changes(s->db) > 0;
@@ -2507,9 +2510,9 @@ static int merge_insert(Store *s, int sql, const char *alert_id, json_t *item, c
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
+	store_bind_text(st, 1, alert_id);
 	bind_item(st, 2, item, fields, n_fields);
-	r = step_done(s, st, "merging an alert's list");
+	r = store_step_done(s, st, "merging an alert's list");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
 
@@ -2548,7 +2551,7 @@ int store_merge_alert(Store *s, json_t *item)
 		if (!st)
 			return -EIO;
 		bind_item(st, 1, item, alert_fields, ALERT_INSERT_FIELDS);
-		r = step_done(s, st, "merging an alert");
+		r = store_step_done(s, st, "merging an alert");
 		if (r < 0)
 			return r;
 		s->open_alerts++; /* inserted open: alert_refresh() below settles it */
@@ -2558,9 +2561,9 @@ int store_merge_alert(Store *s, json_t *item)
 		st = stmt(s, SQL_MERGE_ACK);
 		if (!st)
 			return -EIO;
-		bind_text(st, 1, id);
+		store_bind_text(st, 1, id);
 		bind_item(st, 2, item, alert_fields + ALERT_ACK_FIELDS, 3);
-		r = step_done(s, st, "merging an acknowledgment");
+		r = store_step_done(s, st, "merging an acknowledgment");
 		if (r < 0)
 			return r;
 		if (sqlite3_changes(s->db) > 0)
@@ -2569,9 +2572,9 @@ int store_merge_alert(Store *s, json_t *item)
 	st = stmt(s, SQL_MERGE_ESCALATION);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, id);
+	store_bind_text(st, 1, id);
 	bind_item(st, 2, item, alert_fields + ALERT_ESC_FIELDS, 2);
-	r = step_done(s, st, "merging an escalation");
+	r = store_step_done(s, st, "merging an escalation");
 	if (r < 0)
 		return r;
 	if (sqlite3_changes(s->db) > 0)
@@ -2618,7 +2621,7 @@ int store_merge_dedupe(Store *s, json_t *item)
 	if (!st)
 		return -EIO;
 	bind_item(st, 1, item, dedupe_fields, ELEMENTSOF(dedupe_fields));
-	r = step_done(s, st, "merging a dedupe key");
+	r = store_step_done(s, st, "merging a dedupe key");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
 
@@ -2637,6 +2640,6 @@ int store_merge_inbox(Store *s, json_t *item)
 	if (!st)
 		return -EIO;
 	bind_item(st, 1, item, inbox_fields, ELEMENTSOF(inbox_fields));
-	r = step_done(s, st, "merging a received SMS");
+	r = store_step_done(s, st, "merging a received SMS");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
