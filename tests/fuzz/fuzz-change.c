@@ -1,4 +1,4 @@
-/* fuzz-change: the store's apply and merge layer (gatewayd/store*.c) on arbitrary replicated
+/* fuzz-change: the store's apply and merge layer (gatewayd/store/) on arbitrary replicated
  * payloads. A payload is what a peer multicasts, {"v":2,"seq":N,"node":"a","changes":[...]}
  * (a bare change object or an array of them is taken too); each change that passes the schema
  * (change_check(), as gatewayd's apply_payload() checks it) is handed to the store functions

@@ -23,7 +23,7 @@ int store_metrics(Store *s, StoreMetrics *ret)
 		m.escalations = (uint64_t)sqlite3_column_int64(st, 1);
 		m.acknowledged = (uint64_t)sqlite3_column_int64(st, 2);
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (rc != SQLITE_ROW)
 		return store_fail(s, rc, "reading the metrics");
 	*ret = m;

@@ -33,9 +33,9 @@ int store_escalations_due(Store *s, uint64_t now, size_t limit,
 
 	if (!st)
 		return -EIO;
-	bind_u64(st, 1, now);
+	store_bind_u64(st, 1, now);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-	return each_row(s, st, "listing due escalations", due_row, &ctx);
+	return store_each_row(s, st, "listing due escalations", due_row, &ctx);
 }
 
 int store_next_escalation(Store *s, uint64_t after, uint64_t *ret)
@@ -45,8 +45,8 @@ int store_next_escalation(Store *s, uint64_t after, uint64_t *ret)
 
 	if (!st)
 		return -EIO;
-	bind_u64(st, 1, after);
-	return step_u64(s, st, "finding the next escalation", ret);
+	store_bind_u64(st, 1, after);
+	return store_step_u64(s, st, "finding the next escalation", ret);
 }
 
 /* Runs one of page()'s statements: ?1 alert, ?2 number, ?3 time, ?4 step. */
@@ -57,11 +57,11 @@ static int page_step(Store *s, const char *sql, const char *alert_id, const char
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, alert_id);
-	bind_text(st, 2, number);
-	bind_u64(st, 3, at);
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, number);
+	store_bind_u64(st, 3, at);
 	sqlite3_bind_int(st, 4, (int)step);
-	return step_done(s, st, what);
+	return store_step_done(s, st, what);
 }
 
 /* Queues the page of one step: a new delivery, or the number's earlier one again. */
@@ -92,7 +92,7 @@ static int page(Store *s, const char *alert_id, const char *number, unsigned ste
 		return r;
 	*ret_paged = sqlite3_changes(s->db) > 0;
 	if (!*ret_paged)
-		return delivery_set_round(s, alert_id, number, step);
+		return store_delivery_set_round(s, alert_id, number, step);
 	return 0;
 }
 
@@ -111,10 +111,10 @@ int store_escalate(Store *s, const char *alert_id, unsigned step, const char *nu
 		return -EIO;
 	if (step == 0)
 		return 0;
-	bind_text(st, 1, alert_id);
+	store_bind_text(st, 1, alert_id);
 	sqlite3_bind_int(st, 2, (int)step);
-	bind_u64(st, 3, next_at);
-	r = step_done(s, st, "escalating");
+	store_bind_u64(st, 3, next_at);
+	r = store_step_done(s, st, "escalating");
 	if (r < 0)
 		return r;
 	if (sqlite3_changes(s->db) == 0)
@@ -155,8 +155,8 @@ int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *
 
 	if (!st)
 		return -EIO;
-	bind_u64(st, 1, at);
-	return each_row(s, st, "listing what may be acknowledged", ackable_row, &ctx);
+	store_bind_u64(st, 1, at);
+	return store_each_row(s, st, "listing what may be acknowledged", ackable_row, &ctx);
 }
 
 int store_refusals_since(Store *s, const char *number, uint64_t since, uint64_t *ret)
@@ -168,9 +168,9 @@ int store_refusals_since(Store *s, const char *number, uint64_t since, uint64_t 
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, number);
-	bind_u64(st, 2, since);
-	return step_u64(s, st, "counting refusals", ret);
+	store_bind_text(st, 1, number);
+	store_bind_u64(st, 2, since);
+	return store_step_u64(s, st, "counting refusals", ret);
 }
 
 static int bundle_row(sqlite3_stmt *st, void *ctx)
@@ -198,14 +198,14 @@ int store_bundle(Store *s, const char *number, size_t limit,
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, number);
-	r = step_u64(s, st, "counting a bundle", ret_total);
+	store_bind_text(st, 1, number);
+	r = store_step_u64(s, st, "counting a bundle", ret_total);
 	if (r < 0)
 		return r;
 	st = store_cached(s, list_sql);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, number);
+	store_bind_text(st, 1, number);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-	return each_row(s, st, "listing a bundle", bundle_row, &ctx);
+	return store_each_row(s, st, "listing a bundle", bundle_row, &ctx);
 }

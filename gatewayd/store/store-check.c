@@ -35,7 +35,7 @@ int store_digest(Store *s, char ret[static 33], uint64_t *ret_open)
 		return -EIO;
 	f = open_memstream(&buf, &len);
 	if (!f) {
-		stmt_done(st);
+		store_stmt_done(st);
 		return -ENOMEM;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -51,7 +51,7 @@ int store_digest(Store *s, char ret[static 33], uint64_t *ret_open)
 		        (const char *)sqlite3_column_text(st, 4),
 		        (long long)sqlite3_column_int64(st, 5));
 	}
-	stmt_done(st);
+	store_stmt_done(st);
 	if (fclose(f) != 0)
 		return -ENOMEM;
 	if (rc != SQLITE_DONE)
@@ -77,9 +77,9 @@ int store_probe(Store *s, uint64_t now)
 		store_rollback(s);
 		return -EIO;
 	}
-	bind_u64(st, 1, now);
+	store_bind_u64(st, 1, now);
 	r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-	stmt_done(st);
+	store_stmt_done(st);
 	if (r < 0) {
 		store_rollback(s);
 		return r;

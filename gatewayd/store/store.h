@@ -30,8 +30,8 @@ typedef enum DeliveryState {
 	_DELIVERY_STATE_MAX,
 } DeliveryState;
 
-const char *delivery_state_to_string(DeliveryState s);
-bool delivery_state_is_final(DeliveryState s);
+const char *store_delivery_state_to_string(DeliveryState s);
+bool store_delivery_state_is_final(DeliveryState s);
 
 /* What store_delivery_result() etc. changed; the gateway turns these into events. */
 typedef struct DeliveryChange {

@@ -55,12 +55,12 @@ int store_override_set(Store *s, const char *role, const char *contact, uint64_t
 	st = store_cached(s, sql_override_set);
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, role);
-	bind_text(st, 2, contact);
-	bind_u64(st, 3, contact ? until : 0);
-	bind_u64(st, 4, set_at);
-	bind_text(st, 5, set_by);
-	r = step_done(s, st, "setting an on-call override");
+	store_bind_text(st, 1, role);
+	store_bind_text(st, 2, contact);
+	store_bind_u64(st, 3, contact ? until : 0);
+	store_bind_u64(st, 4, set_at);
+	store_bind_text(st, 5, set_by);
+	r = store_step_done(s, st, "setting an on-call override");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }
 
@@ -94,9 +94,9 @@ int store_override_get(Store *s, const char *role, uint64_t at, Override *ret)
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, role);
-	bind_u64(st, 2, at);
-	r = each_row(s, st, "reading an on-call override", get_row, &o);
+	store_bind_text(st, 1, role);
+	store_bind_u64(st, 2, at);
+	r = store_each_row(s, st, "reading an on-call override", get_row, &o);
 	if (r < 0)
 		return r;
 	if (!o.role[0])
@@ -126,7 +126,7 @@ int store_overrides(Store *s, int (*cb)(const Override *o, void *userdata), void
 
 	if (!st)
 		return -EIO;
-	return each_row(s, st, "listing on-call overrides", list_row, &ctx);
+	return store_each_row(s, st, "listing on-call overrides", list_row, &ctx);
 }
 
 static json_t *override_item(const Override *o)
@@ -182,8 +182,8 @@ int store_export_overrides(Store *s, const char *after_role, size_t max_bytes, j
 		return st ? -ENOMEM : -EIO;
 	}
 	snprintf(e.last, sizeof(e.last), "%s", after_role ? after_role : "");
-	bind_text(st, 1, after_role ? after_role : "");
-	r = each_row(s, st, "exporting on-call overrides", export_row, &e);
+	store_bind_text(st, 1, after_role ? after_role : "");
+	r = store_each_row(s, st, "exporting on-call overrides", export_row, &e);
 	if (r == -ENOBUFS)
 		r = 0; /* the rest goes in the next payload */
 	cursor = r >= 0 ? strdup(e.last) : NULL;
