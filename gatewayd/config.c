@@ -23,6 +23,7 @@
 #include "macro.h"
 #include "request.h"
 #include "util.h"
+#include "validate.h"
 
 /* Rows of the table, with room to grow (a static assertion below keeps it true). */
 #define CONFIG_ITEMS_MAX 96
@@ -57,21 +58,6 @@ static int parser_fail(Parser *p, unsigned line, const char *format, ...)
 	if (asprintf(&p->error, "%s:%u: %s", p->path, line, reason) < 0)
 		p->error = NULL;
 	return 0; /* inih: stop treating this line as good */
-}
-
-bool phone_number_is_valid(const char *s)
-{
-	size_t n;
-
-	if (!s || s[0] != '+')
-		return false;
-	n = strlen(s + 1);
-	if (n < 6 || n > 15)
-		return false;
-	for (const char *c = s + 1; *c; c++)
-		if (!isdigit((unsigned char)*c))
-			return false;
-	return true;
 }
 
 static int parse_bool(const char *s, bool *ret)
@@ -109,18 +95,6 @@ static int parse_seconds(const char *s, unsigned min, unsigned max, unsigned *re
 		return -ERANGE;
 	*ret = (unsigned)d;
 	return 0;
-}
-
-static bool name_is_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > CONFIG_NAME_MAX)
-		return false;
-	for (const char *c = s; *c; c++)
-		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.')
-			return false;
-	return true;
 }
 
 static int set_string(char **field, const char *value)
@@ -237,7 +211,7 @@ static int config_parse_path(ConfigParser *p, const ConfigItem *item, void *fiel
 static int config_parse_name(ConfigParser *p, const ConfigItem *item, void *field,
                              const char *value)
 {
-	if (!name_is_valid(value))
+	if (!validate_name(value))
 		return -EINVAL;
 	return config_parse_string(p, item, field, value);
 }
@@ -245,7 +219,7 @@ static int config_parse_name(ConfigParser *p, const ConfigItem *item, void *fiel
 static int config_parse_phone(ConfigParser *p, const ConfigItem *item, void *field,
                               const char *value)
 {
-	if (!phone_number_is_valid(value))
+	if (!validate_phone_number(value))
 		return -EINVAL;
 	return config_parse_string(p, item, field, value);
 }
@@ -672,7 +646,7 @@ static int begin_section(Parser *p, const char *section)
 
 	snprintf(p->kind, sizeof(p->kind), "%.*s", (int)(space - section), section);
 	name = space + 1;
-	if (!name_is_valid(name))
+	if (!validate_name(name))
 		return parser_fail(
 		        p, p->line,
 		        "bad name '%s' in [%s]: use up to %d letters, digits, '-', '_', '.'", name,
@@ -943,7 +917,7 @@ static int config_defaults(Config *c)
 {
 	char host[256];
 
-	if (gethostname(host, sizeof(host)) < 0 || !name_is_valid(host))
+	if (gethostname(host, sizeof(host)) < 0 || !validate_name(host))
 		snprintf(host, sizeof(host), "gateway");
 	host[strcspn(host, ".")] = 0;
 	if (!c->node_name && set_string(&c->node_name, host) < 0)

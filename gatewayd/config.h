@@ -11,8 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "validate.h"
+
 #define CONFIG_DEFAULT_PATH "/etc/gatewayd/gatewayd.conf"
-#define CONFIG_NAME_MAX     32
+#define CONFIG_NAME_MAX     VALIDATE_NAME_MAX
 
 typedef struct ModemConfig {
 	char *name;
@@ -176,6 +178,3 @@ void config_fingerprint(const Config *c, char ret[static 33]);
 /* Whether endpoint listens beyond this host: any tcp:// (or other network transport) whose
  * host is not a loopback address, "localhost" or "lo". ipc:// and inproc:// are local. */
 bool config_endpoint_is_remote(const char *endpoint);
-
-/* "+" followed by 6 to 15 digits. */
-bool phone_number_is_valid(const char *s);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "macro.h"
 #include "util.h"
+#include "validate.h"
 #include "test.h"
 
 static char path[] = "/tmp/test-config-XXXXXX";
@@ -158,12 +159,12 @@ static void test_helpers(void)
 {
 	uint64_t d;
 
-	check(phone_number_is_valid("+32470123456"));
-	check(phone_number_is_valid("+123456"));
-	check(!phone_number_is_valid("+12345"));
-	check(!phone_number_is_valid("+1234567890123456"));
-	check(!phone_number_is_valid("32470123456"));
-	check(!phone_number_is_valid("+3247012345a"));
+	check(validate_phone_number("+32470123456"));
+	check(validate_phone_number("+123456"));
+	check(!validate_phone_number("+12345"));
+	check(!validate_phone_number("+1234567890123456"));
+	check(!validate_phone_number("32470123456"));
+	check(!validate_phone_number("+3247012345a"));
 	check(parse_duration("600", &d) == 0 && d == 600);
 	check(parse_duration("10m", &d) == 0 && d == 600);
 	check(parse_duration("30d", &d) == 0 && d == 30 * 86400);
