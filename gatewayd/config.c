@@ -195,8 +195,6 @@ static int parse_rate(const char *value, unsigned *ret)
 static int config_parse_string(ConfigParser *p, const ConfigItem *item, void *field,
                                const char *value)
 {
-	(void)p;
-	(void)item;
 	return set_string(field, value);
 }
 
@@ -238,15 +236,12 @@ static int config_parse_digits(ConfigParser *p, const ConfigItem *item, void *fi
 static int config_parse_boolean(ConfigParser *p, const ConfigItem *item, void *field,
                                 const char *value)
 {
-	(void)p;
-	(void)item;
 	return parse_bool(value, field) < 0 ? -EINVAL : 0;
 }
 
 static int config_parse_uint(ConfigParser *p, const ConfigItem *item, void *field,
                              const char *value)
 {
-	(void)p;
 	return parse_uint(value, (unsigned)item->min, (unsigned)item->max, field) < 0 ? -EINVAL : 0;
 }
 
@@ -254,7 +249,6 @@ static int config_parse_uint(ConfigParser *p, const ConfigItem *item, void *fiel
 static int config_parse_seconds(ConfigParser *p, const ConfigItem *item, void *field,
                                 const char *value)
 {
-	(void)p;
 	return parse_seconds(value, (unsigned)item->min, (unsigned)item->max, field) < 0 ? -EINVAL
 	                                                                                 : 0;
 }
@@ -265,7 +259,6 @@ static int config_parse_duration(ConfigParser *p, const ConfigItem *item, void *
 {
 	uint64_t d;
 
-	(void)p;
 	if (parse_duration(value, &d) < 0 || d < item->min || d > item->max)
 		return -EINVAL;
 	*(uint64_t *)field = d;
@@ -278,7 +271,6 @@ static int config_parse_seconds_or_off(ConfigParser *p, const ConfigItem *item, 
 {
 	uint64_t d;
 
-	(void)p;
 	if (parse_duration(value, &d) < 0 || (d != 0 && (d < item->min || d > item->max)))
 		return -EINVAL;
 	*(unsigned *)field = (unsigned)d;
@@ -288,8 +280,6 @@ static int config_parse_seconds_or_off(ConfigParser *p, const ConfigItem *item, 
 static int config_parse_rate(ConfigParser *p, const ConfigItem *item, void *field,
                              const char *value)
 {
-	(void)p;
-	(void)item;
 	return parse_rate(value, field) < 0 ? -EINVAL : 0;
 }
 
@@ -298,7 +288,6 @@ static int config_parse_min_signal(ConfigParser *p, const ConfigItem *item, void
 {
 	unsigned v;
 
-	(void)p;
 	if (streq(value, "none")) {
 		*(int *)field = -1;
 		return 0;
@@ -316,7 +305,6 @@ static int config_parse_list(ConfigParser *p, const ConfigItem *item, void *fiel
 	char ***v = field;
 	size_t *n = (size_t *)((char *)field - item->offset + item->offset_n);
 
-	(void)p;
 	free_list(*v, *n);
 	*v = NULL;
 	*n = 0;
@@ -330,8 +318,6 @@ static int config_parse_rotation(ConfigParser *p, const ConfigItem *item, void *
 {
 	Rotation *rotation = field;
 
-	(void)p;
-	(void)item;
 	if (streq(value, "none"))
 		*rotation = ROTATION_NONE;
 	else if (streq(value, "daily"))
@@ -349,8 +335,6 @@ static int config_parse_handoff(ConfigParser *p, const ConfigItem *item, void *f
 {
 	RoleConfig *role = field;
 
-	(void)p;
-	(void)item;
 	return parse_handoff(value, &role->handoff_wday, &role->handoff_minutes);
 }
 
