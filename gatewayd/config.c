@@ -23,29 +23,25 @@
 #include "macro.h"
 #include "request.h"
 #include "util.h"
+#include "validate.h"
 
-/* A listening socket's keys as the parser sees them: where they stand, for later errors. */
-typedef struct Listener {
-	unsigned bind_line;
-	unsigned *max_clients;
-	bool *insecure_remote;
-} Listener;
+/* Rows of the table, with room to grow (a static assertion below keeps it true). */
+#define CONFIG_ITEMS_MAX 96
 
-typedef struct Parser {
+typedef struct ConfigParser {
 	Config *config;
 	FILE *file;
 	const char *path;
 	unsigned line;
 	char *error; /* first error, "file:line: reason" */
-	/* The section being read: kind and, for [modem x] etc., the object it fills. */
+	/* The section being read, its kind ("modem" for [modem x]) and, for a section with a name,
+	 * the object it fills. */
 	char section[128];
-	ModemConfig *modem;
-	ContactConfig *contact;
-	RoleConfig *role;
-	unsigned voice_modem_line, voice_device_line;
-	unsigned escalation_line;
-	unsigned retry_line;
-	Listener submit, events, control;
+	char kind[128];
+	void *object;
+	/* Where each row of the table was first and last given, for the checks after parsing. */
+	unsigned first_line[CONFIG_ITEMS_MAX];
+	unsigned last_line[CONFIG_ITEMS_MAX];
 } Parser;
 
 static int parser_fail(Parser *p, unsigned line, const char *format, ...) _printf_(3, 4);
@@ -62,21 +58,6 @@ static int parser_fail(Parser *p, unsigned line, const char *format, ...)
 	if (asprintf(&p->error, "%s:%u: %s", p->path, line, reason) < 0)
 		p->error = NULL;
 	return 0; /* inih: stop treating this line as good */
-}
-
-bool phone_number_is_valid(const char *s)
-{
-	size_t n;
-
-	if (!s || s[0] != '+')
-		return false;
-	n = strlen(s + 1);
-	if (n < 6 || n > 15)
-		return false;
-	for (const char *c = s + 1; *c; c++)
-		if (!isdigit((unsigned char)*c))
-			return false;
-	return true;
 }
 
 static int parse_bool(const char *s, bool *ret)
@@ -114,18 +95,6 @@ static int parse_seconds(const char *s, unsigned min, unsigned max, unsigned *re
 		return -ERANGE;
 	*ret = (unsigned)d;
 	return 0;
-}
-
-static bool name_is_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > CONFIG_NAME_MAX)
-		return false;
-	for (const char *c = s; *c; c++)
-		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.')
-			return false;
-	return true;
 }
 
 static int set_string(char **field, const char *value)
@@ -204,93 +173,6 @@ static int parse_handoff(const char *s, int *ret_wday, int *ret_minutes)
 	return 0;
 }
 
-/* Sections whose name carries an object: [modem NAME], [contact NAME], [role NAME]. */
-static int begin_section(Parser *p, const char *section)
-{
-	const char *space = strchr(section, ' ');
-	char kind[32];
-	const char *name;
-
-	p->modem = NULL;
-	p->contact = NULL;
-	p->role = NULL;
-	snprintf(p->section, sizeof(p->section), "%s", section);
-
-	if (!space) {
-		static const char *plain[] = {"node",     "submit",   "events", "cluster",
-		                              "voice",    "dedupe",   "store",  "escalation",
-		                              "delivery", "selftest", "bundle", "control",
-		                              "metrics"};
-		for (size_t i = 0; i < ELEMENTSOF(plain); i++)
-			if (streq(section, plain[i]))
-				return 1;
-		return parser_fail(p, p->line, "unknown section [%s]", section);
-	}
-
-	snprintf(kind, sizeof(kind), "%.*s", (int)(space - section), section);
-	name = space + 1;
-	if (!name_is_valid(name))
-		return parser_fail(
-		        p, p->line,
-		        "bad name '%s' in [%s]: use up to %d letters, digits, '-', '_', '.'", name,
-		        section, CONFIG_NAME_MAX);
-
-	if (streq(kind, "modem")) {
-		ModemConfig *v;
-
-		if (config_find_modem(p->config, name))
-			return parser_fail(p, p->line, "[modem %s] appears twice", name);
-		v = realloc(p->config->modems, (p->config->n_modems + 1) * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		p->config->modems = v;
-		p->modem = &v[p->config->n_modems++];
-		*p->modem = (ModemConfig){
-		        .name = strdup(name),
-		        .send_timeout = 60,
-		        .command_timeout = 10,
-		        .health_interval = 30,
-		        .inbox_interval = 15,
-		        .min_signal = 5,
-		        .max_consecutive_failures = 3,
-		        .line = p->line,
-		};
-		return p->modem->name ? 1 : -ENOMEM;
-	}
-	if (streq(kind, "contact")) {
-		ContactConfig *v;
-
-		if (config_find_contact(p->config, name))
-			return parser_fail(p, p->line, "[contact %s] appears twice", name);
-		v = realloc(p->config->contacts, (p->config->n_contacts + 1) * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		p->config->contacts = v;
-		p->contact = &v[p->config->n_contacts++];
-		*p->contact = (ContactConfig){.name = strdup(name), .line = p->line};
-		return p->contact->name ? 1 : -ENOMEM;
-	}
-	if (streq(kind, "role")) {
-		RoleConfig *v;
-
-		if (config_find_role(p->config, name))
-			return parser_fail(p, p->line, "[role %s] appears twice", name);
-		v = realloc(p->config->roles, (p->config->n_roles + 1) * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		p->config->roles = v;
-		p->role = &v[p->config->n_roles++];
-		*p->role = (RoleConfig){.name = strdup(name),
-		                        .handoff_wday = 1,
-		                        .handoff_minutes = 9 * 60,
-		                        .line = p->line};
-		return p->role->name ? 1 : -ENOMEM;
-	}
-	return parser_fail(p, p->line, "unknown section [%s]", section);
-}
-
-#define BAD_VALUE(what) parser_fail(p, p->line, "bad value '%s' for %s: %s", value, key, what)
-
 /* "20/s", "20 per second" or "20"; 0 turns the limit off. */
 static int parse_rate(const char *value, unsigned *ret)
 {
@@ -308,77 +190,395 @@ static int parse_rate(const char *value, unsigned *ret)
 	return parse_uint(number, 0, 1000000, ret);
 }
 
-static int parse_ops(Parser *p, const char *key, const char *value)
+/* The parse callbacks of the table. Each gets the field at the row's offset. */
+
+static int config_parse_string(ConfigParser *p, const ConfigItem *item, void *field,
+                               const char *value)
+{
+	return set_string(field, value);
+}
+
+static int config_parse_path(ConfigParser *p, const ConfigItem *item, void *field,
+                             const char *value)
+{
+	if (value[0] != '/')
+		return -EINVAL;
+	return config_parse_string(p, item, field, value);
+}
+
+static int config_parse_name(ConfigParser *p, const ConfigItem *item, void *field,
+                             const char *value)
+{
+	if (!validate_name(value))
+		return -EINVAL;
+	return config_parse_string(p, item, field, value);
+}
+
+static int config_parse_phone(ConfigParser *p, const ConfigItem *item, void *field,
+                              const char *value)
+{
+	if (!validate_phone_number(value))
+		return -EINVAL;
+	return config_parse_string(p, item, field, value);
+}
+
+/* min to max digits: a PIN, an IMEI. */
+static int config_parse_digits(ConfigParser *p, const ConfigItem *item, void *field,
+                               const char *value)
+{
+	size_t n = strlen(value);
+
+	if (n < item->min || n > item->max || strspn(value, "0123456789") != n)
+		return -EINVAL;
+	return config_parse_string(p, item, field, value);
+}
+
+static int config_parse_boolean(ConfigParser *p, const ConfigItem *item, void *field,
+                                const char *value)
+{
+	return parse_bool(value, field) < 0 ? -EINVAL : 0;
+}
+
+static int config_parse_uint(ConfigParser *p, const ConfigItem *item, void *field,
+                             const char *value)
+{
+	return parse_uint(value, (unsigned)item->min, (unsigned)item->max, field) < 0 ? -EINVAL : 0;
+}
+
+/* A duration (see parse_duration) within [min, max] seconds, into an unsigned. */
+static int config_parse_seconds(ConfigParser *p, const ConfigItem *item, void *field,
+                                const char *value)
+{
+	return parse_seconds(value, (unsigned)item->min, (unsigned)item->max, field) < 0 ? -EINVAL
+	                                                                                 : 0;
+}
+
+/* The same into a uint64_t. */
+static int config_parse_duration(ConfigParser *p, const ConfigItem *item, void *field,
+                                 const char *value)
+{
+	uint64_t d;
+
+	if (parse_duration(value, &d) < 0 || d < item->min || d > item->max)
+		return -EINVAL;
+	*(uint64_t *)field = d;
+	return 0;
+}
+
+/* 0 turns it off; otherwise a duration within [min, max]. */
+static int config_parse_seconds_or_off(ConfigParser *p, const ConfigItem *item, void *field,
+                                       const char *value)
+{
+	uint64_t d;
+
+	if (parse_duration(value, &d) < 0 || (d != 0 && (d < item->min || d > item->max)))
+		return -EINVAL;
+	*(unsigned *)field = (unsigned)d;
+	return 0;
+}
+
+static int config_parse_rate(ConfigParser *p, const ConfigItem *item, void *field,
+                             const char *value)
+{
+	return parse_rate(value, field) < 0 ? -EINVAL : 0;
+}
+
+static int config_parse_min_signal(ConfigParser *p, const ConfigItem *item, void *field,
+                                   const char *value)
+{
+	unsigned v;
+
+	if (streq(value, "none")) {
+		*(int *)field = -1;
+		return 0;
+	}
+	if (parse_uint(value, (unsigned)item->min, (unsigned)item->max, &v) < 0)
+		return -EINVAL;
+	*(int *)field = (int)v;
+	return 0;
+}
+
+/* "a, b, c" into a vector at offset and its count at offset_n; at least min names. */
+static int config_parse_list(ConfigParser *p, const ConfigItem *item, void *field,
+                             const char *value)
+{
+	char ***v = field;
+	size_t *n = (size_t *)((char *)field - item->offset + item->offset_n);
+
+	free_list(*v, *n);
+	*v = NULL;
+	*n = 0;
+	if (parse_list(value, v, n) < 0)
+		return -ENOMEM;
+	return *n < item->min ? -EINVAL : 0;
+}
+
+static int config_parse_rotation(ConfigParser *p, const ConfigItem *item, void *field,
+                                 const char *value)
+{
+	Rotation *rotation = field;
+
+	if (streq(value, "none"))
+		*rotation = ROTATION_NONE;
+	else if (streq(value, "daily"))
+		*rotation = ROTATION_DAILY;
+	else if (streq(value, "weekly"))
+		*rotation = ROTATION_WEEKLY;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* The row's offset is 0: the whole RoleConfig, for its two fields. */
+static int config_parse_handoff(ConfigParser *p, const ConfigItem *item, void *field,
+                                const char *value)
+{
+	RoleConfig *role = field;
+
+	return parse_handoff(value, &role->handoff_wday, &role->handoff_minutes);
+}
+
+static int config_parse_ops(ConfigParser *p, const ConfigItem *item, void *field, const char *value)
 {
 	_cleanup_free_ char **ops = NULL;
 	size_t n = 0;
 	unsigned mask = 0;
-	int op;
+	int op, r = 0;
 
 	if (parse_list(value, &ops, &n) < 0)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && r == 0; i++) {
 		op = request_op_from_string(ops[i]);
 		if (op < 0) {
 			parser_fail(p, p->line, "bad value '%s' for %s: unknown op '%s'", value,
-			            key, ops[i]);
-			break;
+			            item->key, ops[i]);
+			r = -EINVAL;
 		}
-		mask |= 1u << op;
+		mask |= op < 0 ? 0 : 1u << op;
 	}
 	for (size_t i = 0; i < n; i++)
 		free(ops[i]);
-	if (p->error)
-		return 0;
+	if (r < 0)
+		return r;
 	if (mask == 0)
-		return parser_fail(p, p->line, "bad value '%s' for %s: name at least one op", value,
-		                   key);
-	p->config->submit_ops = mask;
-	return 1;
+		return -EINVAL;
+	*(unsigned *)field = mask;
+	return 0;
 }
 
-/* The CURVE keys of [submit] and [events]; false when key is not one of them. */
-static bool parse_curve_key(Parser *p, CurveConfig *curve, const char *key, const char *value,
-                            int *ret)
-{
-	char **field;
+#define ITEM(sect, k, fn, type, field)                                                             \
+	.section = sect, .key = k, .parse = config_parse_##fn, .offset = offsetof(type, field)
+#define MAIN(sect, k, fn, field) ITEM(sect, k, fn, Config, field)
+#define MODEM(k, fn, field)      ITEM("modem", k, fn, ModemConfig, field)
+#define RANGE(lo, hi)            .min = (lo), .max = (hi)
+#define DURATION_WHAT(lo, hi)    "a duration from " lo " to " hi
+#define E164_WHAT                "an E.164 number is '+' and 6 to 15 digits"
+#define NAME_WHAT                "up to 32 letters, digits, '-', '_', '.'"
+#define LISTENER(sect, prefix, clients)                                                            \
+	{MAIN(sect, "max_clients", uint, prefix##_max_clients), RANGE(1, 100000), .def = clients,  \
+	 .what = "1 to 100000 connections", .doc = "connections the socket holds at once"},        \
+	{                                                                                          \
+		MAIN(sect, "allow_insecure_remote", boolean, prefix##_insecure_remote),            \
+		        .def = "false", .what = "true or false",                                   \
+		        .doc = "listen beyond loopback without CURVE, at the operator's risk"      \
+	}
+#define CURVE(sect, prefix)                                                                        \
+	{MAIN(sect, "curve_secret_key_file", path, prefix##_curve.secret_key_file),                \
+	 .what = "an absolute path",                                                               \
+	 .doc = "the server's CURVE certificate, as gatewayctl keygen writes it"},                 \
+	{                                                                                          \
+		MAIN(sect, "curve_clients_dir", path, prefix##_curve.clients_dir),                 \
+		        .what = "an absolute path",                                                \
+		        .doc = "the public certificates of the clients let in"                     \
+	}
 
-	if (streq(key, "curve_secret_key_file"))
-		field = &curve->secret_key_file;
-	else if (streq(key, "curve_clients_dir"))
-		field = &curve->clients_dir;
-	else
-		return false;
-	if (!curve->line)
-		curve->line = p->line;
-	if (value[0] != '/')
-		*ret = parser_fail(p, p->line, "bad value '%s' for %s: an absolute path", value,
-		                   key);
-	else
-		*ret = set_string(field, value) < 0 ? -ENOMEM : 1;
-	return true;
+static const ConfigItem config_table[] = {
+        {MAIN("node", "name", name, node_name), .what = NAME_WHAT,
+         .doc = "the node's name; the default is the host name up to its first dot"},
+        {MAIN("node", "state_dir", path, state_dir), .def = "/var/lib/gatewayd",
+         .what = "an absolute path", .doc = "the directory of the store"},
+
+        {MAIN("submit", "bind", string, submit_bind), .def = "tcp://127.0.0.1:5570",
+         .doc = "the endpoint of the request socket"},
+        LISTENER("submit", submit, "256"),
+        {MAIN("submit", "read_rate", rate, submit_read_rate), .def = "20/s",
+         .what = "reads per second, e.g. '20/s', 0 for no limit",
+         .doc = "reads per second per submitter"},
+        {MAIN("submit", "read_burst", uint, submit_read_burst), RANGE(1, 1000000),
+         .what = "1 to 1000000 reads",
+         .doc = "reads a submitter may make at once; the default is twice the read rate"},
+        {MAIN("submit", "max_parts", uint, max_parts), RANGE(1, 255), .def = "10",
+         .what = "1 to 255 SMS parts", .doc = "the longest text accepted, in SMS parts"},
+        {MAIN("submit", "max_queue", uint, max_queue), RANGE(1, 10000000), .def = "1000000",
+         .what = "1 to 10000000 alerts", .doc = "alerts waiting before queue_full"},
+        {MAIN("submit", "rate", rate, submit_rate), .def = "0",
+         .what = "sends per second, e.g. '20/s', 0 for no limit",
+         .doc = "sends per second per submitter"},
+        {MAIN("submit", "burst", uint, submit_burst), RANGE(1, 1000000),
+         .what = "1 to 1000000 sends",
+         .doc = "sends a submitter may make at once; the default is the rate"},
+        {MAIN("submit", "ops", ops, submit_ops), .what = "name at least one op",
+         .doc = "the ops this socket serves; the default is all of them"},
+        CURVE("submit", submit),
+
+        {MAIN("events", "bind", string, events_bind), .def = "tcp://127.0.0.1:5571",
+         .doc = "the endpoint of the event socket"},
+        LISTENER("events", events, "128"),
+        CURVE("events", events),
+
+        {MAIN("control", "bind", string, control_bind),
+         .doc = "the endpoint of the control socket; none by default"},
+        LISTENER("control", control, "32"),
+
+        {MAIN("cluster", "enabled", boolean, cluster_enabled), .def = "false",
+         .what = "true or false", .doc = "whether this node is part of a cluster"},
+        {MAIN("cluster", "group", name, cluster_group), .def = "gatewayd", .what = NAME_WHAT,
+         .doc = "the corosync CPG group of the cluster"},
+        {MAIN("cluster", "peer_grace", seconds, peer_grace), RANGE(0, 3600), .def = "10s",
+         .what = DURATION_WHAT("0s", "1h"),
+         .doc = "how long a lone node leaves the other node's deliveries to it"},
+        {MAIN("cluster", "check_interval", seconds, check_interval), RANGE(0, 86400), .def = "60s",
+         .what = DURATION_WHAT("0s (off)", "1d"),
+         .doc = "how often the nodes compare a digest of their stores"},
+
+        {MODEM("device", string, device), .doc = "the modem's serial device; required"},
+        {MODEM("connection", string, connection), .def = "at",
+         .doc = "the libgammu connection type"},
+        {MODEM("pin", digits, pin), RANGE(4, 8), .what = "a PIN is 4 to 8 digits",
+         .doc = "the SIM PIN"},
+        {MODEM("send_timeout", seconds, send_timeout), RANGE(5, 3600), .def = "60",
+         .what = DURATION_WHAT("5s", "1h"), .doc = "the longest one SMS may take"},
+        {MODEM("command_timeout", seconds, command_timeout), RANGE(1, 600), .def = "10",
+         .what = DURATION_WHAT("1s", "10m"), .doc = "the longest any other command may take"},
+        {MODEM("health_interval", seconds, health_interval), RANGE(1, 3600), .def = "30",
+         .what = DURATION_WHAT("1s", "1h"),
+         .doc = "how often the SIM, signal and registration are read"},
+        {MODEM("inbox_interval", seconds, inbox_interval), RANGE(1, 3600), .def = "15",
+         .what = DURATION_WHAT("1s", "1h"), .doc = "how often the SIM is read for received SMS"},
+        {MODEM("imei", digits, imei), RANGE(14, 17), .what = "an IMEI is 14 to 17 digits",
+         .doc = "find this modem by its IMEI among the serial ports"},
+        {MODEM("min_signal", min_signal, min_signal), RANGE(0, 31), .def = "5",
+         .what = "a CSQ value from 0 to 31, or none",
+         .doc = "the signal below which the modem is degraded"},
+        {MODEM("max_consecutive_failures", uint, max_consecutive_failures), RANGE(1, 100),
+         .def = "3", .what = "1 to 100",
+         .doc = "send errors in a row before the modem is re-initialised"},
+        {MODEM("delivery_reports", boolean, delivery_reports), .def = "no", .what = "yes or no",
+         .doc = "ask the network for a status report on every SMS"},
+        {MODEM("number", phone, number), .what = E164_WHAT,
+         .doc = "this SIM's number, the target of the other node's self-test"},
+
+        {MAIN("selftest", "interval", seconds_or_off, selftest_interval), RANGE(10, 30 * 86400),
+         .def = "24h", .what = "0 (off) or a duration from 10s to 30d",
+         .doc = "how often the path self-test runs"},
+        {MAIN("selftest", "timeout", seconds, selftest_timeout), RANGE(5, 86400), .def = "10m",
+         .what = DURATION_WHAT("5s", "1d"), .doc = "how long a test SMS may take to arrive"},
+
+        {MAIN("voice", "modem", string, voice_modem),
+         .doc = "the [modem] that dials when every SMS path failed"},
+        {MAIN("voice", "device", string, voice_device),
+         .doc = "a serial device of its own for dialling"},
+        {MAIN("voice", "contact_center", phone, voice_contact_center), .what = E164_WHAT,
+         .doc = "the number called after the recipient"},
+        {MAIN("voice", "ring_timeout", seconds, voice_ring_timeout), RANGE(2, 300), .def = "45",
+         .what = DURATION_WHAT("2s", "5m"), .doc = "how long a call rings"},
+        {MAIN("voice", "hold", seconds, voice_hold), RANGE(1, 300), .def = "10",
+         .what = DURATION_WHAT("1s", "5m"), .doc = "how long an answered call stays up"},
+        {MAIN("voice", "retries", uint, voice_retries), RANGE(0, 20), .def = "3", .what = "0 to 20",
+         .doc = "calls again on busy or no answer"},
+        {MAIN("voice", "retry_delay", seconds, voice_retry_delay), RANGE(1, 3600), .def = "30",
+         .what = DURATION_WHAT("1s", "1h"), .doc = "before the first retry; doubles each time"},
+
+        {MAIN("dedupe", "window", duration, dedupe_window), RANGE(0, 7 * 86400), .def = "600",
+         .what = "a duration up to 7d (e.g. 600, 10m)",
+         .doc = "how long a dedupe key makes a new alert a duplicate"},
+
+        {MAIN("store", "retention", duration, retention), RANGE(3600, UINT64_MAX), .def = "30d",
+         .what = "a duration of at least 1h (e.g. 30d)", .doc = "how long final alerts are kept"},
+
+        {MAIN("delivery", "retry_min", seconds, retry_min), RANGE(1, 86400), .def = "5",
+         .what = DURATION_WHAT("1s", "1d"), .doc = "before the first retry of a delivery"},
+        {MAIN("delivery", "retry_max", seconds, retry_max), RANGE(1, 86400), .def = "300",
+         .what = DURATION_WHAT("1s", "1d"), .doc = "the cap of the exponential backoff"},
+        {MAIN("delivery", "max_permanent_failures", uint, max_permanent_failures), RANGE(1, 100),
+         .def = "3", .what = "1 to 100", .doc = "permanent refusals before a delivery is failed"},
+
+        {ITEM("contact", "number", phone, ContactConfig, number), .what = E164_WHAT,
+         .doc = "the contact's phone number; required"},
+
+        {ITEM("role", "contacts", list, RoleConfig, contacts),
+         .offset_n = offsetof(RoleConfig, n_contacts), RANGE(1, 0),
+         .what = "a list of [contact] names", .doc = "the contacts who take turns, in order"},
+        {ITEM("role", "rotation", rotation, RoleConfig, rotation), .def = "none",
+         .what = "none, daily or weekly", .doc = "how the duty passes on"},
+        {.section = "role",
+         .key = "handoff",
+         .parse = config_parse_handoff,
+         .offset = 0,
+         .def = "mon 09:00",
+         .what = "'HH:MM' or 'mon HH:MM'",
+         .doc = "the hand-over, in local time"},
+
+        {MAIN("escalation", "steps", list, escalation_steps),
+         .offset_n = offsetof(Config, n_escalation_steps),
+         .doc = "the [role] sections to go through, in order"},
+        {MAIN("escalation", "step_timeout", seconds, escalation_step_timeout), RANGE(5, 86400),
+         .def = "300", .what = DURATION_WHAT("5s", "1d"),
+         .doc = "how long each step waits for an acknowledgment"},
+
+        {MAIN("bundle", "threshold", uint, bundle_threshold), RANGE(0, 1000), .def = "5",
+         .what = "0 (off) to 1000", .doc = "alerts for one number before holding"},
+        {MAIN("bundle", "window", seconds, bundle_window), RANGE(1, 3600), .def = "60",
+         .what = DURATION_WHAT("1s", "1h"), .doc = "the window of the threshold"},
+
+        {MAIN("metrics", "textfile", path, metrics_textfile), .what = "an absolute path",
+         .doc = "the Prometheus text file rewritten every interval"},
+        {MAIN("metrics", "interval", seconds, metrics_interval), RANGE(1, 3600), .def = "5",
+         .what = DURATION_WHAT("1s", "1h"), .doc = "how often the file is rewritten"},
+};
+
+_Static_assert(ELEMENTSOF(config_table) <= CONFIG_ITEMS_MAX, "raise CONFIG_ITEMS_MAX");
+
+const ConfigItem *config_items(size_t *ret_n)
+{
+	*ret_n = ELEMENTSOF(config_table);
+	return config_table;
 }
 
-/* max_clients and allow_insecure_remote, the keys every listening section has. */
-static bool parse_listener_key(Parser *p, Listener *l, const char *key, const char *value, int *ret)
+/* Where a key of a section without a name was last (or first) given; 0: not in the file. */
+static unsigned parser_key_line(const Parser *p, const char *section, const char *key, bool first)
 {
-	if (streq(key, "max_clients")) {
-		if (parse_uint(value, 1, 100000, l->max_clients) < 0)
-			*ret = parser_fail(p, p->line,
-			                   "bad value '%s' for %s: 1 to 100000 connections", value,
-			                   key);
-		else
-			*ret = 1;
-		return true;
+	for (size_t i = 0; i < ELEMENTSOF(config_table); i++)
+		if (streq(config_table[i].section, section) && streq(config_table[i].key, key))
+			return first ? p->first_line[i] : p->last_line[i];
+	return 0;
+}
+
+/* The table's defaults of one section into its object. A default that does not parse is a bug
+ * of the table, which the unit test would catch first. */
+static int apply_defaults(Parser *p, const char *section, void *object)
+{
+	for (size_t i = 0; i < ELEMENTSOF(config_table); i++) {
+		const ConfigItem *item = &config_table[i];
+		int r;
+
+		if (!item->def || !streq(item->section, section))
+			continue;
+		r = item->parse(p, item, (char *)object + item->offset, item->def);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			return parser_fail(p, 0, "internal: bad default '%s' for %s in [%s]",
+			                   item->def, item->key, section);
 	}
-	if (streq(key, "allow_insecure_remote")) {
-		if (parse_bool(value, l->insecure_remote) < 0)
-			*ret = parser_fail(p, p->line, "bad value '%s' for %s: true or false",
-			                   value, key);
-		else
-			*ret = 1;
-		return true;
-	}
+	return 0;
+}
+
+static bool section_is_known(const char *section)
+{
+	for (size_t i = 0; i < ELEMENTSOF(config_table); i++)
+		if (streq(config_table[i].section, section))
+			return true;
 	return false;
 }
 
@@ -409,304 +609,102 @@ bool config_endpoint_is_remote(const char *endpoint)
 	return true;
 }
 
+/* Sections whose name carries an object: [modem NAME], [contact NAME], [role NAME]. Each new
+ * object starts from the table's defaults of its kind. */
+static int begin_section(Parser *p, const char *section)
+{
+	const char *space = strchr(section, ' ');
+	const char *name;
+	Config *c = p->config;
+
+	p->object = NULL;
+	snprintf(p->section, sizeof(p->section), "%s", section);
+	snprintf(p->kind, sizeof(p->kind), "%s", section);
+
+	if (!space) {
+		if (!streq(section, "modem") && !streq(section, "contact") &&
+		    !streq(section, "role") && section_is_known(section))
+			return 1;
+		return parser_fail(p, p->line, "unknown section [%s]", section);
+	}
+
+	snprintf(p->kind, sizeof(p->kind), "%.*s", (int)(space - section), section);
+	name = space + 1;
+	if (!validate_name(name))
+		return parser_fail(
+		        p, p->line,
+		        "bad name '%s' in [%s]: use up to %d letters, digits, '-', '_', '.'", name,
+		        section, CONFIG_NAME_MAX);
+
+	if (streq(p->kind, "modem")) {
+		ModemConfig *v;
+
+		if (config_find_modem(c, name))
+			return parser_fail(p, p->line, "[modem %s] appears twice", name);
+		v = realloc(c->modems, (c->n_modems + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		c->modems = v;
+		v = &v[c->n_modems++];
+		*v = (ModemConfig){.name = strdup(name), .line = p->line};
+		p->object = v;
+		return v->name ? apply_defaults(p, "modem", v) : -ENOMEM;
+	}
+	if (streq(p->kind, "contact")) {
+		ContactConfig *v;
+
+		if (config_find_contact(c, name))
+			return parser_fail(p, p->line, "[contact %s] appears twice", name);
+		v = realloc(c->contacts, (c->n_contacts + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		c->contacts = v;
+		v = &v[c->n_contacts++];
+		*v = (ContactConfig){.name = strdup(name), .line = p->line};
+		p->object = v;
+		return v->name ? apply_defaults(p, "contact", v) : -ENOMEM;
+	}
+	if (streq(p->kind, "role")) {
+		RoleConfig *v;
+
+		if (config_find_role(c, name))
+			return parser_fail(p, p->line, "[role %s] appears twice", name);
+		v = realloc(c->roles, (c->n_roles + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		c->roles = v;
+		v = &v[c->n_roles++];
+		*v = (RoleConfig){.name = strdup(name), .line = p->line};
+		p->object = v;
+		return v->name ? apply_defaults(p, "role", v) : -ENOMEM;
+	}
+	return parser_fail(p, p->line, "unknown section [%s]", section);
+}
+
+/* One key: its row of the table, in the section's kind ([modem x] is "modem"). */
 static int handle_key(Parser *p, const char *section, const char *key, const char *value)
 {
-	Config *c = p->config;
-	uint64_t d;
-	bool b;
-	int r;
+	void *object = p->object ? p->object : (void *)p->config;
 
 	if (!streq(section, p->section))
 		return parser_fail(p, p->line, "internal: section mismatch");
 
-	if (p->modem) {
-		ModemConfig *m = p->modem;
+	for (size_t i = 0; i < ELEMENTSOF(config_table); i++) {
+		const ConfigItem *item = &config_table[i];
+		int r;
 
-		if (streq(key, "device"))
-			return set_string(&m->device, value) < 0 ? -ENOMEM : 1;
-		if (streq(key, "connection"))
-			return set_string(&m->connection, value) < 0 ? -ENOMEM : 1;
-		if (streq(key, "pin")) {
-			size_t n = strlen(value);
-			if (n < 4 || n > 8 || strspn(value, "0123456789") != n)
-				return BAD_VALUE("a PIN is 4 to 8 digits");
-			return set_string(&m->pin, value) < 0 ? -ENOMEM : 1;
-		}
-		if (streq(key, "send_timeout"))
-			return parse_seconds(value, 5, 3600, &m->send_timeout) < 0
-			               ? BAD_VALUE("a duration from 5s to 1h")
-			               : 1;
-		if (streq(key, "command_timeout"))
-			return parse_seconds(value, 1, 600, &m->command_timeout) < 0
-			               ? BAD_VALUE("a duration from 1s to 10m")
-			               : 1;
-		if (streq(key, "inbox_interval"))
-			return parse_seconds(value, 1, 3600, &m->inbox_interval) < 0
-			               ? BAD_VALUE("a duration from 1s to 1h")
-			               : 1;
-		if (streq(key, "imei")) {
-			size_t n = strlen(value);
-			if (n < 14 || n > 17 || strspn(value, "0123456789") != n)
-				return BAD_VALUE("an IMEI is 14 to 17 digits");
-			return set_string(&m->imei, value) < 0 ? -ENOMEM : 1;
-		}
-		if (streq(key, "min_signal")) {
-			unsigned v;
-			if (streq(value, "none")) {
-				m->min_signal = -1;
-				return 1;
-			}
-			if (parse_uint(value, 0, 31, &v) < 0)
-				return BAD_VALUE("a CSQ value from 0 to 31, or none");
-			m->min_signal = (int)v;
-			return 1;
-		}
-		if (streq(key, "max_consecutive_failures"))
-			return parse_uint(value, 1, 100, &m->max_consecutive_failures) < 0
-			               ? BAD_VALUE("1 to 100")
-			               : 1;
-		if (streq(key, "delivery_reports")) {
-			bool b2;
-			if (parse_bool(value, &b2) < 0)
-				return BAD_VALUE("yes or no");
-			m->delivery_reports = b2;
-			return 1;
-		}
-		if (streq(key, "health_interval"))
-			return parse_seconds(value, 1, 3600, &m->health_interval) < 0
-			               ? BAD_VALUE("a duration from 1s to 1h")
-			               : 1;
-		if (streq(key, "number")) {
-			if (!phone_number_is_valid(value))
-				return BAD_VALUE("an E.164 number is '+' and 6 to 15 digits");
-			return set_string(&m->number, value) < 0 ? -ENOMEM : 1;
-		}
-	} else if (p->contact) {
-		if (streq(key, "number")) {
-			if (!phone_number_is_valid(value))
-				return BAD_VALUE("an E.164 number is '+' and 6 to 15 digits");
-			return set_string(&p->contact->number, value) < 0 ? -ENOMEM : 1;
-		}
-	} else if (p->role) {
-		RoleConfig *role = p->role;
-
-		if (streq(key, "contacts")) {
-			free_list(role->contacts, role->n_contacts);
-			role->contacts = NULL;
-			role->n_contacts = 0;
-			if (parse_list(value, &role->contacts, &role->n_contacts) < 0)
-				return -ENOMEM;
-			if (role->n_contacts == 0)
-				return BAD_VALUE("a list of [contact] names");
-			return 1;
-		}
-		if (streq(key, "rotation")) {
-			if (streq(value, "none"))
-				role->rotation = ROTATION_NONE;
-			else if (streq(value, "daily"))
-				role->rotation = ROTATION_DAILY;
-			else if (streq(value, "weekly"))
-				role->rotation = ROTATION_WEEKLY;
-			else
-				return BAD_VALUE("none, daily or weekly");
-			return 1;
-		}
-		if (streq(key, "handoff")) {
-			if (parse_handoff(value, &role->handoff_wday, &role->handoff_minutes) < 0)
-				return BAD_VALUE("'HH:MM' or 'mon HH:MM'");
-			return 1;
-		}
-	} else if (streq(section, "node")) {
-		if (streq(key, "name")) {
-			if (!name_is_valid(value))
-				return BAD_VALUE("up to 32 letters, digits, '-', '_', '.'");
-			return set_string(&c->node_name, value) < 0 ? -ENOMEM : 1;
-		}
-		if (streq(key, "state_dir")) {
-			if (value[0] != '/')
-				return BAD_VALUE("an absolute path");
-			return set_string(&c->state_dir, value) < 0 ? -ENOMEM : 1;
-		}
-	} else if (streq(section, "submit")) {
-		if (streq(key, "bind")) {
-			p->submit.bind_line = p->line;
-			return set_string(&c->submit_bind, value) < 0 ? -ENOMEM : 1;
-		}
-		if (streq(key, "max_parts"))
-			return parse_uint(value, 1, 255, &c->max_parts) < 0
-			               ? BAD_VALUE("1 to 255 SMS parts")
-			               : 1;
-		if (streq(key, "max_queue"))
-			return parse_uint(value, 1, 10000000, &c->max_queue) < 0
-			               ? BAD_VALUE("1 to 10000000 alerts")
-			               : 1;
-		if (streq(key, "rate"))
-			return parse_rate(value, &c->submit_rate) < 0
-			               ? BAD_VALUE("sends per second, e.g. '20/s', 0 for no limit")
-			               : 1;
-		if (streq(key, "burst"))
-			return parse_uint(value, 1, 1000000, &c->submit_burst) < 0
-			               ? BAD_VALUE("1 to 1000000 sends")
-			               : 1;
-		if (streq(key, "ops"))
-			return parse_ops(p, key, value);
-		if (streq(key, "read_rate"))
-			return parse_rate(value, &c->submit_read_rate) < 0
-			               ? BAD_VALUE("reads per second, e.g. '20/s', 0 for no limit")
-			               : 1;
-		if (streq(key, "read_burst"))
-			return parse_uint(value, 1, 1000000, &c->submit_read_burst) < 0
-			               ? BAD_VALUE("1 to 1000000 reads")
-			               : 1;
-		if (parse_curve_key(p, &c->submit_curve, key, value, &r))
+		if (!streq(item->section, p->kind) || !streq(item->key, key))
+			continue;
+		if (!p->first_line[i])
+			p->first_line[i] = p->line;
+		p->last_line[i] = p->line;
+		r = item->parse(p, item, (char *)object + item->offset, value);
+		if (r == -ENOMEM)
 			return r;
-		if (parse_listener_key(p, &p->submit, key, value, &r))
-			return r;
-	} else if (streq(section, "events")) {
-		if (streq(key, "bind")) {
-			p->events.bind_line = p->line;
-			return set_string(&c->events_bind, value) < 0 ? -ENOMEM : 1;
-		}
-		if (parse_curve_key(p, &c->events_curve, key, value, &r))
-			return r;
-		if (parse_listener_key(p, &p->events, key, value, &r))
-			return r;
-	} else if (streq(section, "control")) {
-		if (streq(key, "bind")) {
-			p->control.bind_line = p->line;
-			return set_string(&c->control_bind, value) < 0 ? -ENOMEM : 1;
-		}
-		if (parse_listener_key(p, &p->control, key, value, &r))
-			return r;
-	} else if (streq(section, "cluster")) {
-		if (streq(key, "enabled")) {
-			if (parse_bool(value, &b) < 0)
-				return BAD_VALUE("true or false");
-			c->cluster_enabled = b;
-			return 1;
-		}
-		if (streq(key, "group")) {
-			if (!name_is_valid(value))
-				return BAD_VALUE("up to 32 letters, digits, '-', '_', '.'");
-			return set_string(&c->cluster_group, value) < 0 ? -ENOMEM : 1;
-		}
-		if (streq(key, "peer_grace"))
-			return parse_seconds(value, 0, 3600, &c->peer_grace) < 0
-			               ? BAD_VALUE("a duration from 0s to 1h")
-			               : 1;
-		if (streq(key, "check_interval"))
-			return parse_seconds(value, 0, 86400, &c->check_interval) < 0
-			               ? BAD_VALUE("a duration from 0s (off) to 1d")
-			               : 1;
-	} else if (streq(section, "voice")) {
-		if (streq(key, "modem")) {
-			p->voice_modem_line = p->line;
-			return set_string(&c->voice_modem, value) < 0 ? -ENOMEM : 1;
-		}
-		if (streq(key, "device")) {
-			p->voice_device_line = p->line;
-			return set_string(&c->voice_device, value) < 0 ? -ENOMEM : 1;
-		}
-		if (streq(key, "contact_center")) {
-			if (!phone_number_is_valid(value))
-				return BAD_VALUE("an E.164 number is '+' and 6 to 15 digits");
-			return set_string(&c->voice_contact_center, value) < 0 ? -ENOMEM : 1;
-		}
-		if (streq(key, "ring_timeout"))
-			return parse_seconds(value, 2, 300, &c->voice_ring_timeout) < 0
-			               ? BAD_VALUE("a duration from 2s to 5m")
-			               : 1;
-		if (streq(key, "hold"))
-			return parse_seconds(value, 1, 300, &c->voice_hold) < 0
-			               ? BAD_VALUE("a duration from 1s to 5m")
-			               : 1;
-		if (streq(key, "retry_delay"))
-			return parse_seconds(value, 1, 3600, &c->voice_retry_delay) < 0
-			               ? BAD_VALUE("a duration from 1s to 1h")
-			               : 1;
-		if (streq(key, "retries"))
-			return parse_uint(value, 0, 20, &c->voice_retries) < 0
-			               ? BAD_VALUE("0 to 20")
-			               : 1;
-	} else if (streq(section, "dedupe")) {
-		if (streq(key, "window")) {
-			if (parse_duration(value, &d) < 0 || d > 7 * 86400)
-				return BAD_VALUE("a duration up to 7d (e.g. 600, 10m)");
-			c->dedupe_window = d;
-			return 1;
-		}
-	} else if (streq(section, "store")) {
-		if (streq(key, "retention")) {
-			if (parse_duration(value, &d) < 0 || d < 3600)
-				return BAD_VALUE("a duration of at least 1h (e.g. 30d)");
-			c->retention = d;
-			return 1;
-		}
-	} else if (streq(section, "selftest")) {
-		if (streq(key, "interval")) {
-			if (parse_duration(value, &d) < 0 || (d != 0 && (d < 10 || d > 30 * 86400)))
-				return BAD_VALUE("0 (off) or a duration from 10s to 30d");
-			c->selftest_interval = (unsigned)d;
-			return 1;
-		}
-		if (streq(key, "timeout"))
-			return parse_seconds(value, 5, 86400, &c->selftest_timeout) < 0
-			               ? BAD_VALUE("a duration from 5s to 1d")
-			               : 1;
-	} else if (streq(section, "delivery")) {
-		unsigned *field = NULL;
-
-		if (streq(key, "retry_min"))
-			field = &c->retry_min;
-		else if (streq(key, "retry_max"))
-			field = &c->retry_max;
-		if (field) {
-			p->retry_line = p->line;
-			if (parse_duration(value, &d) < 0 || d < 1 || d > 86400)
-				return BAD_VALUE("a duration from 1s to 1d");
-			*field = (unsigned)d;
-			return 1;
-		}
-		if (streq(key, "max_permanent_failures"))
-			return parse_uint(value, 1, 100, &c->max_permanent_failures) < 0
-			               ? BAD_VALUE("1 to 100")
-			               : 1;
-	} else if (streq(section, "escalation")) {
-		if (streq(key, "steps")) {
-			p->escalation_line = p->line;
-			free_list(c->escalation_steps, c->n_escalation_steps);
-			c->escalation_steps = NULL;
-			c->n_escalation_steps = 0;
-			r = parse_list(value, &c->escalation_steps, &c->n_escalation_steps);
-			return r < 0 ? r : 1;
-		}
-		if (streq(key, "step_timeout")) {
-			if (parse_duration(value, &d) < 0 || d < 5 || d > 86400)
-				return BAD_VALUE("a duration from 5s to 1d");
-			c->escalation_step_timeout = (unsigned)d;
-			return 1;
-		}
-	} else if (streq(section, "bundle")) {
-		if (streq(key, "threshold"))
-			return parse_uint(value, 0, 1000, &c->bundle_threshold) < 0
-			               ? BAD_VALUE("0 (off) to 1000")
-			               : 1;
-		if (streq(key, "window")) {
-			if (parse_duration(value, &d) < 0 || d < 1 || d > 3600)
-				return BAD_VALUE("a duration from 1s to 1h");
-			c->bundle_window = (unsigned)d;
-			return 1;
-		}
-	} else if (streq(section, "metrics")) {
-		if (streq(key, "textfile")) {
-			if (value[0] != '/')
-				return BAD_VALUE("an absolute path");
-			return set_string(&c->metrics_textfile, value) < 0 ? -ENOMEM : 1;
-		}
-		if (streq(key, "interval"))
-			return parse_seconds(value, 1, 3600, &c->metrics_interval) < 0
-			               ? BAD_VALUE("a duration from 1s to 1h")
-			               : 1;
+		if (r < 0)
+			return parser_fail(p, p->line, "bad value '%s' for %s: %s", value, key,
+			                   item->what ? item->what : "not valid here");
+		return 1;
 	}
 	return parser_fail(p, p->line, "unknown key '%s' in [%s]", key, section);
 }
@@ -803,13 +801,15 @@ static int validate_curve(Parser *p, const char *section, const CurveConfig *cur
  * is per frame), make the daemon hold any amount of memory. Refused unless the operator says so
  * in so many words. */
 static int validate_exposure(Parser *p, const char *section, const char *bind,
-                             const CurveConfig *curve, const Listener *l)
+                             const CurveConfig *curve, bool insecure_remote)
 {
-	if (!bind || !config_endpoint_is_remote(bind) || *l->insecure_remote)
+	unsigned line = parser_key_line(p, section, "bind", false);
+
+	if (!bind || !config_endpoint_is_remote(bind) || insecure_remote)
 		return 0;
 	if (curve && curve->secret_key_file)
 		return 0;
-	return parser_fail(p, l->bind_line ? l->bind_line : p->line,
+	return parser_fail(p, line ? line : p->line,
 	                   "[%s] bind = %s listens beyond loopback without CURVE: anyone who "
 	                   "reaches it could send requests and flood the daemon's memory; %s"
 	                   "bind to 127.0.0.1, or set 'allow_insecure_remote = true' in [%s] to "
@@ -821,17 +821,28 @@ static int validate_exposure(Parser *p, const char *section, const char *bind,
 	                   section);
 }
 
+/* The line of the first of the two CURVE keys of section, for the errors about the pair. */
+static unsigned curve_line(const Parser *p, const char *section)
+{
+	unsigned a = parser_key_line(p, section, "curve_secret_key_file", true);
+	unsigned b = parser_key_line(p, section, "curve_clients_dir", true);
+
+	return a && b ? MIN(a, b) : MAX(a, b);
+}
+
 static int config_validate(Parser *p)
 {
 	Config *c = p->config;
 
+	c->submit_curve.line = curve_line(p, "submit");
+	c->events_curve.line = curve_line(p, "events");
 	validate_curve(p, "submit", &c->submit_curve);
 	validate_curve(p, "events", &c->events_curve);
 	if (p->error)
 		return 0;
-	validate_exposure(p, "submit", c->submit_bind, &c->submit_curve, &p->submit);
-	validate_exposure(p, "events", c->events_bind, &c->events_curve, &p->events);
-	validate_exposure(p, "control", c->control_bind, NULL, &p->control);
+	validate_exposure(p, "submit", c->submit_bind, &c->submit_curve, c->submit_insecure_remote);
+	validate_exposure(p, "events", c->events_bind, &c->events_curve, c->events_insecure_remote);
+	validate_exposure(p, "control", c->control_bind, NULL, c->control_insecure_remote);
 	if (p->error)
 		return 0;
 	if (c->submit_burst == 0)
@@ -844,8 +855,6 @@ static int config_validate(Parser *p)
 
 		if (!m->device)
 			return parser_fail(p, m->line, "[modem %s] needs 'device ='", m->name);
-		if (!m->connection && set_string(&m->connection, "at") < 0)
-			return -ENOMEM;
 	}
 	for (size_t i = 0; i < c->n_contacts; i++)
 		if (!c->contacts[i].number)
@@ -870,36 +879,32 @@ static int config_validate(Parser *p)
 	}
 	for (size_t i = 0; i < c->n_escalation_steps; i++)
 		if (!config_find_role(c, c->escalation_steps[i]))
-			return parser_fail(p, p->escalation_line,
+			return parser_fail(p, parser_key_line(p, "escalation", "steps", false),
 			                   "escalation step '%s' names no [role]",
 			                   c->escalation_steps[i]);
 	if (c->voice_modem && c->voice_device)
-		return parser_fail(p, p->voice_device_line,
+		return parser_fail(p, parser_key_line(p, "voice", "device", false),
 		                   "[voice] takes either 'modem =' or 'device =', not both");
 	if (c->voice_modem && !config_find_modem(c, c->voice_modem))
-		return parser_fail(p, p->voice_modem_line, "[voice] modem '%s' names no [modem]",
-		                   c->voice_modem);
+		return parser_fail(p, parser_key_line(p, "voice", "modem", false),
+		                   "[voice] modem '%s' names no [modem]", c->voice_modem);
 	if (c->retry_max < c->retry_min)
-		return parser_fail(p, p->retry_line, "[delivery] retry_max is below retry_min");
+		return parser_fail(p,
+		                   MAX(parser_key_line(p, "delivery", "retry_min", false),
+		                       parser_key_line(p, "delivery", "retry_max", false)),
+		                   "[delivery] retry_max is below retry_min");
 	return 0;
 }
 
+/* The one default the table cannot hold: the host's name. */
 static int config_defaults(Config *c)
 {
 	char host[256];
 
-	if (gethostname(host, sizeof(host)) < 0 || !name_is_valid(host))
+	if (gethostname(host, sizeof(host)) < 0 || !validate_name(host))
 		snprintf(host, sizeof(host), "gateway");
 	host[strcspn(host, ".")] = 0;
 	if (!c->node_name && set_string(&c->node_name, host) < 0)
-		return -ENOMEM;
-	if (!c->state_dir && set_string(&c->state_dir, "/var/lib/gatewayd") < 0)
-		return -ENOMEM;
-	if (!c->submit_bind && set_string(&c->submit_bind, "tcp://127.0.0.1:5570") < 0)
-		return -ENOMEM;
-	if (!c->events_bind && set_string(&c->events_bind, "tcp://127.0.0.1:5571") < 0)
-		return -ENOMEM;
-	if (!c->cluster_group && set_string(&c->cluster_group, "gatewayd") < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -913,37 +918,26 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->max_parts = 10;
-	c->max_queue = 1000000;
 	c->submit_ops = ~0u;
-	c->submit_read_rate = 20;
-	c->submit_max_clients = 256;
-	c->events_max_clients = 128;
-	c->control_max_clients = 32;
-	c->voice_ring_timeout = 45;
-	c->voice_hold = 10;
-	c->voice_retries = 3;
-	c->voice_retry_delay = 30;
-	c->dedupe_window = 600;
-	c->retention = 30 * 86400;
-	c->retry_min = 5;
-	c->peer_grace = 10;
-	c->check_interval = 60;
-	c->selftest_interval = 86400;
-	c->selftest_timeout = 600;
-	c->retry_max = 300;
-	c->max_permanent_failures = 3;
-	c->escalation_step_timeout = 300;
-	c->bundle_threshold = 5;
-	c->bundle_window = 60;
-	c->metrics_interval = 5;
 	p.config = c;
-	p.submit = (Listener){.max_clients = &c->submit_max_clients,
-	                      .insecure_remote = &c->submit_insecure_remote};
-	p.events = (Listener){.max_clients = &c->events_max_clients,
-	                      .insecure_remote = &c->events_insecure_remote};
-	p.control = (Listener){.max_clients = &c->control_max_clients,
-	                       .insecure_remote = &c->control_insecure_remote};
+	for (size_t i = 0; i < ELEMENTSOF(config_table); i++) {
+		const char *section = config_table[i].section;
+
+		if (streq(section, "modem") || streq(section, "contact") || streq(section, "role"))
+			continue;
+		if (i > 0 && streq(section, config_table[i - 1].section))
+			continue;
+		r = apply_defaults(&p, section, c);
+		if (r < 0 || p.error) {
+			if (r >= 0 && ret_error) {
+				*ret_error = p.error;
+				p.error = NULL;
+			}
+			free(p.error);
+			config_free(c);
+			return r < 0 ? r : -EINVAL;
+		}
+	}
 
 	c->path = strdup(path);
 	if (!c->path) {

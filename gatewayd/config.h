@@ -11,8 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "validate.h"
+
 #define CONFIG_DEFAULT_PATH "/etc/gatewayd/gatewayd.conf"
-#define CONFIG_NAME_MAX     32
+#define CONFIG_NAME_MAX     VALIDATE_NAME_MAX
 
 typedef struct ModemConfig {
 	char *name;
@@ -126,6 +128,34 @@ typedef struct Config {
 	unsigned metrics_interval; /* seconds */
 } Config;
 
+/* The keys of gatewayd.conf, one row each: config_load() walks this table to parse a key and to
+ * fill the defaults, and tests/unit/test-config.c holds it against gatewayd.conf(5). Keys with
+ * their own grammar (lists, handoff, ops) have a parse callback of their own in the row. */
+typedef struct ConfigParser ConfigParser;
+typedef struct ConfigItem ConfigItem;
+
+/* Parses value into field (the Config, or the [modem]/[contact]/[role] object, at the row's
+ * offset). Returns 0; -EINVAL for a bad value, which the caller reports as "bad value 'V' for K:
+ * <what>" unless the callback reported something more precise itself; -ENOMEM. */
+typedef int (*ConfigParseFn)(ConfigParser *p, const ConfigItem *item, void *field,
+                             const char *value);
+
+struct ConfigItem {
+	const char *section; /* "submit", or "modem" for every [modem NAME], etc. */
+	const char *key;
+	ConfigParseFn parse;
+	size_t offset;     /* of the field in Config, ModemConfig, ContactConfig or RoleConfig */
+	size_t offset_n;   /* lists: of the element count beside the vector */
+	uint64_t min, max; /* numbers and durations (seconds): the range; text: its length */
+	const char *def;   /* the default as it would be written in the file; NULL: none, or
+	                    * derived from other keys (gatewayd.conf(5) says how) */
+	const char *what;  /* why a value is bad: "a duration from 1s to 1h" */
+	const char *doc;   /* one line, as gatewayd.conf(5) describes it */
+};
+
+/* The table, in the order of gatewayd.conf(5); static storage. */
+const ConfigItem *config_items(size_t *ret_n);
+
 /* Returns 0, or -errno with *ret_error set to a malloc'd "file:line: reason". */
 int config_load(const char *path, Config **ret, char **ret_error);
 Config *config_free(Config *c);
@@ -148,6 +178,3 @@ void config_fingerprint(const Config *c, char ret[static 33]);
 /* Whether endpoint listens beyond this host: any tcp:// (or other network transport) whose
  * host is not a loopback address, "localhost" or "lo". ipc:// and inproc:// are local. */
 bool config_endpoint_is_remote(const char *endpoint);
-
-/* "+" followed by 6 to 15 digits. */
-bool phone_number_is_valid(const char *s);

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "macro.h"
 #include "util.h"
+#include "validate.h"
 
 static int fail(RequestError *e, const char *code, const char *format, ...) _printf_(3, 4);
 static int fail(RequestError *e, const char *code, const char *format, ...)
@@ -62,19 +62,6 @@ Request *request_free(Request *r)
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Request, request_free)
 
-static bool role_name_is_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > CONFIG_NAME_MAX)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
-			return false;
-	return true;
-}
-
 /* A list of recipients: numbers always, roles only where allow_roles. */
 static int parse_recipients(json_t *v, const char *field, bool allow_roles, char ***ret,
                             size_t *ret_n, RequestError *e)
@@ -107,12 +94,12 @@ static int parse_recipients(json_t *v, const char *field, bool allow_roles, char
 				return fail(e, "bad_request", "'%s' takes phone numbers only",
 				            field);
 			}
-			if (!role_name_is_valid(s + 5)) {
+			if (!validate_name(s + 5)) {
 				*ret_n = n;
 				return fail(e, "unknown_role", "no role named '%.*s'",
 				            quote_len(s + 5, 64), s + 5);
 			}
-		} else if (!phone_number_is_valid(s)) {
+		} else if (!validate_phone_number(s)) {
 			*ret_n = n;
 			return fail(e, "invalid_number",
 			            "'%.*s' is not an E.164 number ('+' and 6 to 15 digits)",
@@ -275,7 +262,7 @@ static int parse_override(json_t *o, Request *r, RequestError *e)
 	rc = get_string(o, "role", 64, true, &r->role, e);
 	if (rc < 0)
 		return rc;
-	if (!role_name_is_valid(r->role))
+	if (!validate_name(r->role))
 		return fail(e, "unknown_role", "no role named '%.*s'", quote_len(r->role, 64),
 		            r->role);
 	rc = get_string(o, "by", 64, false, &r->by, e);
@@ -296,7 +283,7 @@ static int parse_override(json_t *o, Request *r, RequestError *e)
 		return rc;
 	/* Contact names follow the rules of role names; whether it is configured is the
 	 * gateway's to say. */
-	if (!role_name_is_valid(r->contact))
+	if (!validate_name(r->contact))
 		return fail(e, "bad_request", "no contact named '%.*s'", quote_len(r->contact, 64),
 		            r->contact);
 	return get_time(o, "until", true, &r->until, e);
@@ -395,7 +382,8 @@ size_t request_max_size(unsigned max_parts)
 	/* The send request is the largest op: its eight members, each name escaped too. */
 	size = 2 + 7 + 8;                /* braces, commas between members, colons */
 	size += escaped(2) + escaped(4); /* "op": "send" */
-	size += escaped(2) + escaped_list(REQUEST_MAX_RECIPIENTS, 5 + CONFIG_NAME_MAX); /* role:N */
+	size += escaped(2) +
+	        escaped_list(REQUEST_MAX_RECIPIENTS, 5 + VALIDATE_NAME_MAX); /* role:N */
 	size += escaped(4) + escaped(chars);
 	size += escaped(3) + escaped(REQUEST_MAX_KEY);
 	size += escaped(8) + escaped(8);                               /* "priority": "critical" */

@@ -1,12 +1,18 @@
-/* Unit tests of config: every error names file:line and the cause; defaults are filled. */
+/* Unit tests of config: every error names file:line and the cause; defaults are filled; the
+ * table of keys agrees with gatewayd.conf(5). */
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "macro.h"
 #include "util.h"
+#include "validate.h"
 #include "test.h"
 
 static char path[] = "/tmp/test-config-XXXXXX";
@@ -153,12 +159,12 @@ static void test_helpers(void)
 {
 	uint64_t d;
 
-	check(phone_number_is_valid("+32470123456"));
-	check(phone_number_is_valid("+123456"));
-	check(!phone_number_is_valid("+12345"));
-	check(!phone_number_is_valid("+1234567890123456"));
-	check(!phone_number_is_valid("32470123456"));
-	check(!phone_number_is_valid("+3247012345a"));
+	check(validate_phone_number("+32470123456"));
+	check(validate_phone_number("+123456"));
+	check(!validate_phone_number("+12345"));
+	check(!validate_phone_number("+1234567890123456"));
+	check(!validate_phone_number("32470123456"));
+	check(!validate_phone_number("+3247012345a"));
 	check(parse_duration("600", &d) == 0 && d == 600);
 	check(parse_duration("10m", &d) == 0 && d == 600);
 	check(parse_duration("30d", &d) == 0 && d == 30 * 86400);
@@ -356,6 +362,185 @@ static void test_listeners(void)
 	check(config_endpoint_is_remote("ws://127.0.0.1:5570"));
 }
 
+/* gatewayd.conf(5) and the table agree: every key in one is in the other, and where the man page
+ * states a default in a key's paragraph, the table's default is written there. */
+typedef struct ManKey {
+	char section[32];
+	char key[64];
+	char text[4096]; /* the paragraph, troff stripped */
+	bool seen;
+} ManKey;
+
+/* Appends a troff line to text without its request name, quotes and font escapes. */
+static void man_append(char *text, size_t size, const char *line)
+{
+	size_t n = strlen(text);
+
+	if (line[0] == '.') {
+		line += strcspn(line, " \n");
+		if (*line == ' ')
+			line++;
+	}
+	for (const char *s = line; *s && *s != '\n' && n + 2 < size; s++) {
+		if (*s == '"')
+			continue;
+		if (s[0] == '\\' && s[1] == 'f' && s[2]) {
+			s += 2;
+			continue;
+		}
+		if (s[0] == '\\' && s[1] == '(' && s[2] && s[3]) {
+			s += 3;
+			text[n++] = ' ';
+			continue;
+		}
+		if (s[0] == '\\' && s[1]) {
+			s++;
+			text[n++] = *s;
+			continue;
+		}
+		text[n++] = *s;
+	}
+	text[n++] = ' ';
+	text[n] = 0;
+}
+
+/* Whether word occurs in text with no letter or digit right before or after it. */
+static bool man_has_word(const char *text, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *s = strstr(text, word); s; s = strstr(s + 1, word)) {
+		bool before = s > text && isalnum((unsigned char)s[-1]);
+		bool after = isalnum((unsigned char)s[n]);
+
+		if (!before && !after)
+			return true;
+	}
+	return false;
+}
+
+static void test_man_page(void)
+{
+	static ManKey keys[128];
+	size_t n_keys = 0, n_items;
+	const ConfigItem *items = config_items(&n_items);
+	FILE *f = fopen(MAN_PATH, "re");
+	char line[1024], section[32] = "";
+	size_t first = 0; /* the keys of the paragraph being read: [first, n_keys) */
+
+	check(f != NULL);
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, ".SH", 3) == 0 || strncmp(line, ".SS", 3) == 0) {
+			const char *b = strchr(line, '[');
+
+			section[0] = 0;
+			if (strncmp(line, ".SS [", 5) == 0 && b)
+				snprintf(section, sizeof(section), "%.*s",
+				         (int)strcspn(b + 1, " ]"), b + 1);
+			first = n_keys;
+			continue;
+		}
+		if (strncmp(line, ".TP", 3) == 0) {
+			first = n_keys;
+			continue;
+		}
+		/* ".BI "key = " value" right after .TP names the keys of the paragraph. */
+		if (section[0] && first == n_keys && strncmp(line, ".BI \"", 5) == 0 &&
+		    strstr(line, " = ")) {
+			for (const char *s = line + 4; (s = strstr(s, " = ")); s += 3) {
+				const char *k = s;
+
+				while (k > line && (islower((unsigned char)k[-1]) || k[-1] == '_'))
+					k--;
+				if (k == s || n_keys >= ELEMENTSOF(keys))
+					continue;
+				snprintf(keys[n_keys].section, sizeof(keys[n_keys].section), "%s",
+				         section);
+				snprintf(keys[n_keys].key, sizeof(keys[n_keys].key), "%.*s",
+				         (int)(s - k), k);
+				n_keys++;
+			}
+			continue;
+		}
+		for (size_t i = first; i < n_keys; i++)
+			man_append(keys[i].text, sizeof(keys[i].text), line);
+	}
+	fclose(f);
+	check(n_keys > 0);
+
+	for (size_t i = 0; i < n_items; i++) {
+		const ConfigItem *item = &items[i];
+		ManKey *m = NULL;
+
+		check(item->doc && item->doc[0]);
+		for (size_t j = 0; j < n_keys; j++)
+			if (streq(keys[j].section, item->section) && streq(keys[j].key, item->key))
+				m = &keys[j];
+		if (!m) {
+			fprintf(stderr, "  [%s] %s is not in gatewayd.conf(5)\n", item->section,
+			        item->key);
+			test_failures++;
+			continue;
+		}
+		m->seen = true;
+		if (item->def && strcasestr(m->text, "default") &&
+		    !man_has_word(m->text, item->def)) {
+			fprintf(stderr,
+			        "  [%s] %s: the default '%s' is not what gatewayd.conf(5) says: "
+			        "%s\n",
+			        item->section, item->key, item->def, m->text);
+			test_failures++;
+		}
+	}
+	for (size_t j = 0; j < n_keys; j++)
+		if (!keys[j].seen) {
+			fprintf(stderr, "  [%s] %s is in gatewayd.conf(5) but not in the table\n",
+			        keys[j].section, keys[j].key);
+			test_failures++;
+		}
+}
+
+/* Every default of the table parses as its own key would in a file, and gives what a file
+ * without the key gives: a table row whose default drifted from its range fails here. */
+static void test_table_defaults(void)
+{
+	size_t n_items;
+	const ConfigItem *items = config_items(&n_items);
+
+	for (size_t i = 0; i < n_items; i++) {
+		const ConfigItem *item = &items[i];
+		char text[512];
+		Config *c;
+		char *err;
+
+		if (!item->def)
+			continue;
+		if (streq(item->section, "modem"))
+			snprintf(text, sizeof(text), "[modem m]\ndevice = /dev/null\n%s = %s\n",
+			         item->key, item->def);
+		else if (streq(item->section, "contact"))
+			snprintf(text, sizeof(text), "[contact c]\nnumber = +4912345678\n%s = %s\n",
+			         item->key, item->def);
+		else if (streq(item->section, "role"))
+			snprintf(text, sizeof(text),
+			         "[contact c]\nnumber = +4912345678\n[role r]\ncontacts = c\n%s = "
+			         "%s\n",
+			         item->key, item->def);
+		else
+			snprintf(text, sizeof(text), "[%s]\n%s = %s\n", item->section, item->key,
+			         item->def);
+		if (load(text, &c, &err) < 0) {
+			fprintf(stderr, "  [%s] %s = %s: %s\n", item->section, item->key, item->def,
+			        err ? err : "(null)");
+			test_failures++;
+		}
+		free(err);
+		config_free(c);
+	}
+}
+
 int main(void)
 {
 	int fd = mkstemp(path);
@@ -370,6 +555,8 @@ int main(void)
 	run(test_missing_file);
 	run(test_helpers);
 	run(test_listeners);
+	run(test_table_defaults);
+	run(test_man_page);
 	run(test_rotation);
 	run(test_rotation_dst);
 	run(test_rotation_utc);
