@@ -72,8 +72,6 @@ int ctl_command_check_utf8(const CtlCommand *cmd, const char *what, const char *
 	return 0;
 }
 
-/* Positional arguments reach the option loops in order (optstring "-..."), so that `send TO...
- * -m TEXT` works whatever POSIXLY_CORRECT says. */
 int ctl_command_take_positional(const CtlCommand *cmd, const char *name, const char **slot,
                                 const char *arg)
 {
@@ -83,49 +81,79 @@ int ctl_command_take_positional(const CtlCommand *cmd, const char *name, const c
 	return 0;
 }
 
-/* The options of the commands that only look: --json and --help, and at most one positional
- * argument called pos_name (NULL: none), which is then required. */
-int ctl_command_parse_look_options(const CtlCommand *cmd, int argc, char **argv,
-                                   const char *pos_name, const char **ret_pos, bool *ret_json)
+int ctl_command_parse(const CtlCommand *cmd, const char *optstring,
+                      const struct option *long_options, int argc, char **argv, CtlOptionFn fn,
+                      void *userdata)
 {
-	static const struct option options[] = {
-	        {"json", no_argument, NULL, ARG_JSON},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	const char *pos = NULL;
-	bool json = false;
 	int c, r;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "-:h", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, optstring, long_options, NULL)) >= 0) {
 		switch (c) {
-		case 1:
-			r = ctl_command_take_positional(cmd, pos_name, &pos, optarg);
-			if (r < 0)
-				return r;
-			break;
-		case ARG_JSON:
-			json = true;
-			break;
 		case 'h':
 			ctl_command_help(cmd);
 			return CTL_HELP;
-		default:
+		case ':':
+		case '?':
 			return ctl_command_option_error(cmd, c, argv);
+		default:
+			r = fn(cmd, c, optarg, userdata);
+			if (r < 0)
+				return r;
 		}
 	}
 	for (; optind < argc; optind++) {
-		r = ctl_command_take_positional(cmd, pos_name, &pos, argv[optind]);
+		r = fn(cmd, 1, argv[optind], userdata);
 		if (r < 0)
 			return r;
 	}
-	if (pos_name && !pos)
+	return 0;
+}
+
+int ctl_command_parse_row(const CtlCommand *cmd, int argc, char **argv, CtlOptionFn fn,
+                          void *userdata)
+{
+	return ctl_command_parse(cmd, cmd->optstring, cmd->long_options, argc, argv, fn, userdata);
+}
+
+const struct option ctl_command_look_options[] = {
+        {"json", no_argument, NULL, ARG_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
+
+typedef struct LookArgs {
+	const char *pos_name;
+	const char *pos;
+	bool json;
+} LookArgs;
+
+static int look_option(const CtlCommand *cmd, int c, const char *arg, void *userdata)
+{
+	LookArgs *look = userdata;
+
+	if (c == ARG_JSON) {
+		look->json = true;
+		return 0;
+	}
+	return ctl_command_take_positional(cmd, look->pos_name, &look->pos, arg);
+}
+
+int ctl_command_parse_look_options(const CtlCommand *cmd, int argc, char **argv,
+                                   const char *pos_name, const char **ret_pos, bool *ret_json)
+{
+	LookArgs look = {.pos_name = pos_name};
+	int r;
+
+	r = ctl_command_parse_row(cmd, argc, argv, look_option, &look);
+	if (r != 0)
+		return r;
+	if (pos_name && !look.pos)
 		return ctl_command_usage_error(cmd, "missing %s", pos_name);
 
 	if (ret_pos)
-		*ret_pos = pos;
-	*ret_json = json;
+		*ret_pos = look.pos;
+	*ret_json = look.json;
 	return 0;
 }
 

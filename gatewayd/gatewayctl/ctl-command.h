@@ -7,6 +7,7 @@
  * 0 when done, -errno when failed (already reported), or one of the positive codes below. */
 #pragma once
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 
@@ -51,7 +52,9 @@ struct CtlCommand {
 	const char *name;
 	const char *synopsis;
 	const char *summary;
-	const char *options; /* help lines of the command's options, or NULL */
+	const char *options;   /* help lines of the command's options, or NULL */
+	const char *optstring; /* for getopt_long(): "-:" first, see ctl_command_parse() */
+	const struct option *long_options; /* ends with a zero row; --help is 'h' */
 	int (*run)(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
 };
 
@@ -66,6 +69,26 @@ void ctl_command_help(const CtlCommand *cmd);
 int ctl_command_check_utf8(const CtlCommand *cmd, const char *what, const char *s);
 int ctl_command_take_positional(const CtlCommand *cmd, const char *name, const char **slot,
                                 const char *arg);
+/* Called by ctl_command_parse() once per option, in command-line order: c is what getopt_long()
+ * returned for it (a short letter or an ARG_*), or 1 for a positional argument. Returns 0 or
+ * -errno (reported). */
+typedef int (*CtlOptionFn)(const CtlCommand *cmd, int c, const char *arg, void *userdata);
+
+/* The one option loop of the commands: hands every option and positional argument of argv, with
+ * the option set optstring/long_options, to fn; answers --help (CTL_HELP) and reports unknown
+ * options and missing values itself. optstring starts with "-:" so that positionals come in
+ * order (`send TO... -m TEXT` whatever POSIXLY_CORRECT says) and getopt stays quiet. */
+int ctl_command_parse(const CtlCommand *cmd, const char *optstring,
+                      const struct option *long_options, int argc, char **argv, CtlOptionFn fn,
+                      void *userdata);
+/* ctl_command_parse() with the command's own row of the table. */
+int ctl_command_parse_row(const CtlCommand *cmd, int argc, char **argv, CtlOptionFn fn,
+                          void *userdata);
+/* The options of the commands that only look, for their rows of the table: --json and --help.
+ * ctl_command_parse_look_options() parses them with the row, and takes at most one positional
+ * argument called pos_name (NULL: none), which is then required. */
+extern const struct option ctl_command_look_options[];
+#define CTL_LOOK_OPTSTRING "-:h"
 int ctl_command_parse_look_options(const CtlCommand *cmd, int argc, char **argv,
                                    const char *pos_name, const char **ret_pos, bool *ret_json);
 int ctl_command_parse_id(const CtlCommand *cmd, const char *arg, char ret[static ID_HEX_LEN + 1]);

@@ -198,17 +198,14 @@ int ctl_curve_keygen(const char *basename, bool force)
 
 int ctl_curve_keygen_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
 {
-	static const struct option options[] = {
-	        {"force", no_argument, NULL, ARG_FORCE},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
 	const char *basename = NULL;
 	bool force = false;
 	int c, r;
 
+	/* Its own loop, not ctl_command_parse(): keygen has always ignored what follows "--", and a
+	 * script that relies on that keeps working. */
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "-:h", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, cmd->optstring, cmd->long_options, NULL)) >= 0) {
 		switch (c) {
 		case 1:
 			r = ctl_command_take_positional(cmd, "BASENAME", &basename, optarg);

@@ -125,52 +125,61 @@ static int oncall_positional(const CtlCommand *cmd, bool clear, const char **rol
 }
 
 /* oncall override ROLE CONTACT --until TIME [--by WHO] and oncall clear ROLE [--by WHO]. */
+typedef struct ChangeArgs {
+	bool clear;
+	const char *role, *contact, *by, *until;
+} ChangeArgs;
+
+static int change_option(const CtlCommand *cmd, int c, const char *arg, void *userdata)
+{
+	ChangeArgs *args = userdata;
+	int r;
+
+	switch (c) {
+	case 1:
+		return oncall_positional(cmd, args->clear, &args->role, &args->contact, arg);
+	case ARG_UNTIL:
+		if (args->clear)
+			return ctl_command_usage_error(cmd, "clear takes no --until");
+		args->until = arg;
+		return 0;
+	case ARG_BY:
+		r = ctl_command_check_utf8(cmd, "--by", arg);
+		if (r < 0)
+			return r;
+		args->by = arg;
+		return 0;
+	default:
+		return -EINVAL; /* not in change_options */
+	}
+}
+
+/* oncall override ROLE CONTACT --until TIME [--by WHO] and oncall clear ROLE [--by WHO]: options
+ * of their own, beside those of the table's row (which only looks). */
+static const struct option change_options[] = {
+        {"until", required_argument, NULL, ARG_UNTIL},
+        {"by", required_argument, NULL, ARG_BY},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
+
 static int oncall_change(Ctl *ctl, const CtlCommand *cmd, bool clear, int argc, char **argv)
 {
-	static const struct option options[] = {
-	        {"until", required_argument, NULL, ARG_UNTIL},
-	        {"by", required_argument, NULL, ARG_BY},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
 	_cleanup_(json_decrefp) json_t *reply = NULL;
-	const char *role = NULL, *contact = NULL, *by = NULL, *until_arg = NULL;
+	ChangeArgs args = {.clear = clear};
+	const char *role, *contact, *by, *until_arg;
 	char when[CTL_TIME_MAX];
 	json_int_t until = 0;
 	json_t *request;
-	int c, r;
+	int r;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "-:h", options, NULL)) >= 0) {
-		switch (c) {
-		case 1:
-			r = oncall_positional(cmd, clear, &role, &contact, optarg);
-			if (r < 0)
-				return r;
-			break;
-		case ARG_UNTIL:
-			if (clear)
-				return ctl_command_usage_error(cmd, "clear takes no --until");
-			until_arg = optarg;
-			break;
-		case ARG_BY:
-			r = ctl_command_check_utf8(cmd, "--by", optarg);
-			if (r < 0)
-				return r;
-			by = optarg;
-			break;
-		case 'h':
-			ctl_command_help(cmd);
-			return CTL_HELP;
-		default:
-			return ctl_command_option_error(cmd, c, argv);
-		}
-	}
-	for (; optind < argc; optind++) {
-		r = oncall_positional(cmd, clear, &role, &contact, argv[optind]);
-		if (r < 0)
-			return r;
-	}
+	r = ctl_command_parse(cmd, "-:h", change_options, argc, argv, change_option, &args);
+	if (r != 0)
+		return r;
+	role = args.role;
+	contact = args.contact;
+	by = args.by;
+	until_arg = args.until;
 	if (!role)
 		return ctl_command_usage_error(cmd, "missing ROLE");
 	r = ctl_command_check_utf8(cmd, "ROLE", role);
@@ -207,19 +216,40 @@ static int oncall_change(Ctl *ctl, const CtlCommand *cmd, bool clear, int argc, 
 	return 0;
 }
 
+typedef struct ShowArgs {
+	json_int_t at;
+	bool at_given;
+	bool json;
+} ShowArgs;
+
+static int show_option(const CtlCommand *cmd, int c, const char *arg, void *userdata)
+{
+	ShowArgs *args = userdata;
+	int r;
+
+	switch (c) {
+	case ARG_AT:
+		r = parse_time_arg(cmd, "--at", arg, &args->at);
+		if (r < 0)
+			return r;
+		args->at_given = true;
+		return 0;
+	case ARG_JSON:
+		args->json = true;
+		return 0;
+	default:
+		return ctl_command_usage_error(cmd, "unexpected argument '%s'", arg);
+	}
+}
+
 int ctl_oncall_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
 {
-	static const struct option options[] = {
-	        {"at", required_argument, NULL, ARG_AT},
-	        {"json", no_argument, NULL, ARG_JSON},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
 	_cleanup_(json_decrefp) json_t *reply = NULL;
 	_cleanup_(json_decrefp) json_t *request = NULL;
-	json_int_t at = 0;
-	bool json = false, at_given = false;
-	int c, r;
+	ShowArgs args = {.at_given = false};
+	json_int_t at;
+	bool json, at_given;
+	int r;
 
 	/* The sub-commands that change something come first, like the commands themselves. */
 	if (argc > 1 && streq(argv[1], "override"))
@@ -227,29 +257,12 @@ int ctl_oncall_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
 	if (argc > 1 && streq(argv[1], "clear"))
 		return oncall_change(ctl, cmd, true, argc - 1, argv + 1);
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "-:h", options, NULL)) >= 0) {
-		switch (c) {
-		case 1:
-			return ctl_command_usage_error(cmd, "unexpected argument '%s'", optarg);
-		case ARG_AT:
-			r = parse_time_arg(cmd, "--at", optarg, &at);
-			if (r < 0)
-				return r;
-			at_given = true;
-			break;
-		case ARG_JSON:
-			json = true;
-			break;
-		case 'h':
-			ctl_command_help(cmd);
-			return CTL_HELP;
-		default:
-			return ctl_command_option_error(cmd, c, argv);
-		}
-	}
-	if (optind < argc)
-		return ctl_command_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	r = ctl_command_parse_row(cmd, argc, argv, show_option, &args);
+	if (r != 0)
+		return r;
+	at = args.at;
+	at_given = args.at_given;
+	json = args.json;
 
 	request = json_pack("{s:s}", "op", "oncall");
 	if (!request || (at_given && json_object_set_new(request, "at", json_integer(at)) < 0))

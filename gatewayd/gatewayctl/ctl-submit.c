@@ -14,45 +14,40 @@
 #include "macro.h"
 #include "util.h"
 
-int ctl_submit_ack_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
-{
-	static const struct option options[] = {
-	        {"by", required_argument, NULL, ARG_BY},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	_cleanup_(json_decrefp) json_t *reply = NULL;
-	const char *arg = NULL, *by = NULL;
-	const json_t *ack;
-	char id[ID_HEX_LEN + 1];
-	int c, r;
+typedef struct AckArgs {
+	const char *id;
+	const char *by;
+} AckArgs;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "-:h", options, NULL)) >= 0) {
-		switch (c) {
-		case 1:
-			r = ctl_command_take_positional(cmd, "ID", &arg, optarg);
-			if (r < 0)
-				return r;
-			break;
-		case ARG_BY:
-			r = ctl_command_check_utf8(cmd, "--by", optarg);
-			if (r < 0)
-				return r;
-			by = optarg;
-			break;
-		case 'h':
-			ctl_command_help(cmd);
-			return CTL_HELP;
-		default:
-			return ctl_command_option_error(cmd, c, argv);
-		}
-	}
-	for (; optind < argc; optind++) {
-		r = ctl_command_take_positional(cmd, "ID", &arg, argv[optind]);
+static int ack_option(const CtlCommand *cmd, int c, const char *arg, void *userdata)
+{
+	AckArgs *args = userdata;
+	int r;
+
+	if (c == ARG_BY) {
+		r = ctl_command_check_utf8(cmd, "--by", arg);
 		if (r < 0)
 			return r;
+		args->by = arg;
+		return 0;
 	}
+	return ctl_command_take_positional(cmd, "ID", &args->id, arg);
+}
+
+int ctl_submit_ack_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
+{
+	_cleanup_(json_decrefp) json_t *reply = NULL;
+	AckArgs args = {.id = NULL};
+	const char *arg, *by;
+	const json_t *ack;
+	char id[ID_HEX_LEN + 1];
+	int r;
+
+	r = ctl_command_parse_row(cmd, argc, argv, ack_option, &args);
+	if (r != 0)
+		return r;
+	arg = args.id;
+	by = args.by;
 	if (!arg)
 		return ctl_command_usage_error(cmd, "missing ID");
 	r = ctl_command_parse_id(cmd, arg, id);
@@ -101,87 +96,80 @@ static int add_string(const CtlCommand *cmd, json_t *array, const char *what, co
 	return 0;
 }
 
+typedef struct SendArgs {
+	json_t *to;
+	json_t *copy;
+	const char *text, *key, *priority, *source;
+	json_int_t ttl;
+} SendArgs;
+
+static int send_option(const CtlCommand *cmd, int c, const char *arg, void *userdata)
+{
+	SendArgs *args = userdata;
+	int r;
+
+	switch (c) {
+	case 1:
+		return add_string(cmd, args->to, "a recipient", arg);
+	case 'm':
+		if (args->text)
+			return ctl_command_usage_error(cmd, "-m given twice");
+		r = ctl_command_check_utf8(cmd, "the text", arg);
+		if (r < 0)
+			return r;
+		args->text = arg;
+		return 0;
+	case ARG_KEY:
+		r = ctl_command_check_utf8(cmd, "--key", arg);
+		if (r < 0)
+			return r;
+		args->key = arg;
+		return 0;
+	case ARG_PRIORITY:
+		r = ctl_command_check_utf8(cmd, "--priority", arg);
+		if (r < 0)
+			return r;
+		args->priority = arg;
+		return 0;
+	case ARG_TTL:
+		return parse_ttl(cmd, arg, &args->ttl);
+	case ARG_COPY:
+		return add_string(cmd, args->copy, "--copy", arg);
+	case ARG_SOURCE:
+		r = ctl_command_check_utf8(cmd, "--source", arg);
+		if (r < 0)
+			return r;
+		args->source = arg;
+		return 0;
+	default:
+		return -EINVAL; /* not in the row's options */
+	}
+}
+
 int ctl_submit_send_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
 {
-	static const struct option options[] = {
-	        {"message", required_argument, NULL, 'm'},
-	        {"key", required_argument, NULL, ARG_KEY},
-	        {"priority", required_argument, NULL, ARG_PRIORITY},
-	        {"ttl", required_argument, NULL, ARG_TTL},
-	        {"copy", required_argument, NULL, ARG_COPY},
-	        {"source", required_argument, NULL, ARG_SOURCE},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
 	_cleanup_(json_decrefp) json_t *to = json_array();
 	_cleanup_(json_decrefp) json_t *copy = json_array();
 	_cleanup_(json_decrefp) json_t *request = json_object();
 	_cleanup_(json_decrefp) json_t *reply = NULL;
-	const char *text = NULL, *key = NULL, *priority = NULL, *source = NULL;
+	const char *text, *key, *priority, *source;
 	char default_source[sizeof("gatewayctl@") + HOST_NAME_MAX + 1];
-	json_int_t ttl = 0;
+	json_int_t ttl;
+	SendArgs args = {.to = to, .copy = copy};
 	const json_t *id, *status;
-	int c, r;
+	int r;
 
 	if (!to || !copy || !request)
 		return ctl_command_oom();
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "-:m:h", options, NULL)) >= 0) {
-		switch (c) {
-		case 1:
-			r = add_string(cmd, to, "a recipient", optarg);
-			if (r < 0)
-				return r;
-			break;
-		case 'm':
-			if (text)
-				return ctl_command_usage_error(cmd, "-m given twice");
-			r = ctl_command_check_utf8(cmd, "the text", optarg);
-			if (r < 0)
-				return r;
-			text = optarg;
-			break;
-		case ARG_KEY:
-			r = ctl_command_check_utf8(cmd, "--key", optarg);
-			if (r < 0)
-				return r;
-			key = optarg;
-			break;
-		case ARG_PRIORITY:
-			r = ctl_command_check_utf8(cmd, "--priority", optarg);
-			if (r < 0)
-				return r;
-			priority = optarg;
-			break;
-		case ARG_TTL:
-			r = parse_ttl(cmd, optarg, &ttl);
-			if (r < 0)
-				return r;
-			break;
-		case ARG_COPY:
-			r = add_string(cmd, copy, "--copy", optarg);
-			if (r < 0)
-				return r;
-			break;
-		case ARG_SOURCE:
-			r = ctl_command_check_utf8(cmd, "--source", optarg);
-			if (r < 0)
-				return r;
-			source = optarg;
-			break;
-		case 'h':
-			ctl_command_help(cmd);
-			return CTL_HELP;
-		default:
-			return ctl_command_option_error(cmd, c, argv);
-		}
-	}
-	for (; optind < argc; optind++) {
-		r = add_string(cmd, to, "a recipient", argv[optind]);
-		if (r < 0)
-			return r;
-	}
+	r = ctl_command_parse_row(cmd, argc, argv, send_option, &args);
+	if (r != 0)
+		return r;
+	text = args.text;
+	key = args.key;
+	priority = args.priority;
+	source = args.source;
+	ttl = args.ttl;
 	if (json_array_size(to) == 0)
 		return ctl_command_usage_error(cmd, "no recipient given");
 	if (!text)

@@ -5,9 +5,10 @@
  * Nagios plugin can do too, and the daemon keeps one front door. The tool holds no state and no
  * knowledge of the cluster beyond what a reply says; printing is all it adds.
  *
- * Commands are rows of one table: name, synopsis, help text and a function that parses the
- * command's own options, builds one request, and prints the reply either for a human (aligned,
- * sanitised against terminal escapes, see ctl-format) or, with --json, as the daemon sent it.
+ * Commands are rows of one table: name, synopsis, help text, the command's options and a
+ * function that takes those options through the one shared loop (ctl_command_parse), builds one
+ * request, and prints the reply either for a human (aligned, sanitised against terminal escapes,
+ * see ctl-format) or, with --json, as the daemon sent it.
  * A new op of the daemon is a new row and one function. The functions live one group per file
  * (ctl-status, ctl-alerts, ctl-submit, ctl-oncall, and keygen in ctl-curve); what they share,
  * from usage errors to the request itself, is ctl-command. This file holds the table, the global
@@ -51,6 +52,35 @@
 #define EXIT_REFUSED   1
 #define EXIT_NO_ANSWER 2 /* also usage errors */
 
+/* The options of each command, beside its help lines in the table; the command's file says what
+ * each does. */
+static const struct option send_options[] = {
+        {"message", required_argument, NULL, 'm'},
+        {"key", required_argument, NULL, ARG_KEY},
+        {"priority", required_argument, NULL, ARG_PRIORITY},
+        {"ttl", required_argument, NULL, ARG_TTL},
+        {"copy", required_argument, NULL, ARG_COPY},
+        {"source", required_argument, NULL, ARG_SOURCE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
+static const struct option ack_options[] = {
+        {"by", required_argument, NULL, ARG_BY},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
+static const struct option oncall_options[] = {
+        {"at", required_argument, NULL, ARG_AT},
+        {"json", no_argument, NULL, ARG_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
+static const struct option keygen_options[] = {
+        {"force", no_argument, NULL, ARG_FORCE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
+
 static const CtlCommand commands[] = {
         {
                 .name = "status",
@@ -58,6 +88,8 @@ static const CtlCommand commands[] = {
                 .summary = "Show this node, the cluster, every modem, the queue and the voice "
                            "fallback.",
                 .options = "      --json    print the daemon's reply as JSON\n",
+                .optstring = CTL_LOOK_OPTSTRING,
+                .long_options = ctl_command_look_options,
                 .run = ctl_status_command,
         },
         {
@@ -75,6 +107,8 @@ static const CtlCommand commands[] = {
                            "(repeatable)\n"
                            "      --source=S       where the alert comes from (default: "
                            "gatewayctl@HOSTNAME)\n",
+                .optstring = "-:m:h",
+                .long_options = send_options,
                 .run = ctl_submit_send_command,
         },
         {
@@ -83,6 +117,8 @@ static const CtlCommand commands[] = {
                 .summary = "Show one alert: its deliveries with every attempt, voice calls and "
                            "acknowledgment.",
                 .options = "      --json    print the daemon's reply as JSON\n",
+                .optstring = CTL_LOOK_OPTSTRING,
+                .long_options = ctl_command_look_options,
                 .run = ctl_alerts_show_command,
         },
         {
@@ -90,6 +126,8 @@ static const CtlCommand commands[] = {
                 .synopsis = "[--by WHO] ID",
                 .summary = "Acknowledge an alert, which stops its escalation.",
                 .options = "      --by=WHO   who acknowledges (default: the login name)\n",
+                .optstring = "-:h",
+                .long_options = ack_options,
                 .run = ctl_submit_ack_command,
         },
         {
@@ -97,6 +135,8 @@ static const CtlCommand commands[] = {
                 .synopsis = "[--json]",
                 .summary = "List the alerts not yet final, newest first.",
                 .options = "      --json    print the daemon's reply as JSON\n",
+                .optstring = CTL_LOOK_OPTSTRING,
+                .long_options = ctl_command_look_options,
                 .run = ctl_alerts_queue_command,
         },
         {
@@ -104,6 +144,8 @@ static const CtlCommand commands[] = {
                 .synopsis = "[--json]",
                 .summary = "List the SMS the modems received, newest first.",
                 .options = "      --json    print the daemon's reply as JSON\n",
+                .optstring = CTL_LOOK_OPTSTRING,
+                .long_options = ctl_command_look_options,
                 .run = ctl_status_inbox_command,
         },
         {
@@ -123,6 +165,8 @@ static const CtlCommand commands[] = {
                            "days)\n"
                            "      --by=WHO       who sets the override (default: the login "
                            "name)\n",
+                .optstring = "-:h",
+                .long_options = oncall_options,
                 .run = ctl_oncall_command,
         },
         {
@@ -132,6 +176,8 @@ static const CtlCommand commands[] = {
                            "the other side),\n"
                            "BASENAME_secret both keys (mode 0600). Asks no daemon.",
                 .options = "      --force   replace existing files\n",
+                .optstring = "-:h",
+                .long_options = keygen_options,
                 .run = ctl_curve_keygen_command,
         },
 };
