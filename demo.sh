@@ -98,7 +98,7 @@ CONF
 echo "== Starting gatewayd -c $run/gatewayd.conf (log: $run/gatewayd.log)"
 build/gatewayd/gatewayd -c "$run/gatewayd.conf" >"$run/gatewayd.log" 2>&1 &
 gw_pid=$!
-ctl() { build/gatewayd/gatewayctl -c "$run/gatewayd.conf" "$@"; }
+ctl() { build/gatewayd/gatewayctl/gatewayctl -c "$run/gatewayd.conf" "$@"; }
 i=0
 until ctl status --json 2>/dev/null | grep -c '"state": "ok"' | grep -q 2; do
 	i=$((i + 1))
@@ -165,6 +165,6 @@ ctl show "$id"
 if [ $serve = yes ]; then
 	echo
 	echo "== Serving on tcp://127.0.0.1:5570 until Ctrl-C. Try:"
-	echo "   build/gatewayd/gatewayctl -c $run/gatewayd.conf send +32470000042 -m 'hello'"
+	echo "   build/gatewayd/gatewayctl/gatewayctl -c $run/gatewayd.conf send +32470000042 -m 'hello'"
 	wait "$gw_pid"
 fi

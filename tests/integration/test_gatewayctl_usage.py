@@ -283,6 +283,20 @@ def main():
         t.check(f"usage error {args} says why on stderr",
                 p.stderr.startswith("gatewayctl: "), p.stderr)
 
+    # The exact words of the one option loop the commands share, and of what follows "--":
+    # positionals for every command, ignored by keygen (as it always was).
+    for args, why in (
+        (["ack", "--bogus"], "unknown or misused option '--bogus'"),
+        (["send", "-q", "+32470123456", "-m", "x"], "unknown option '-q'"),
+        (["oncall", "--at"], "option '--at' needs a value"),
+        (["send", "+32470123456", "-m", "a", "-m", "b"], "-m given twice"),
+        (["show", "--", "a", "b"], "unexpected argument 'b'"),
+        (["keygen", "--", "somewhere"], "BASENAME is missing"),
+    ):
+        t.expect(f"usage error {args} says exactly why", args, 2, stdout="",
+                 stderr=f"gatewayctl: {args[0]}: {why}\n"
+                 f"Try 'gatewayctl {args[0]} --help' for more information.\n")
+
     with FakeDaemon() as d:
         ep = ["-e", d.endpoint["answer"]]
 

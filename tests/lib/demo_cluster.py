@@ -65,7 +65,7 @@ def why_not() -> str | None:
         from corosync_lab import Lab, Skip, tool
     except SystemExit:
         return "python3-zmq is not installed (apt-get install python3-zmq)"
-    for p in ("build/gatewayd/gatewayd", "build/gatewayd/gatewayctl"):
+    for p in ("build/gatewayd/gatewayd", "build/gatewayd/gatewayctl/gatewayctl"):
         if not os.access(p, os.X_OK):
             return f"{p} is not built (ninja -C build)"
     try:

@@ -82,7 +82,7 @@ except ImportError:  # pragma: no cover
     sys.exit(77)
 
 GATEWAYD = os.path.abspath(os.environ.get("GATEWAYD", "build/gatewayd/gatewayd"))
-GATEWAYCTL = os.path.abspath(os.environ.get("GATEWAYCTL", "build/gatewayd/gatewayctl"))
+GATEWAYCTL = os.path.abspath(os.environ.get("GATEWAYCTL", "build/gatewayd/gatewayctl/gatewayctl"))
 
 NODE_NAMES = ("a", "b")
 NODE_IDS = {"a": 1, "b": 2}

@@ -39,7 +39,7 @@ except ImportError:  # pragma: no cover
     sys.exit(77)
 
 GATEWAYD = os.environ.get("GATEWAYD", "build/gatewayd/gatewayd")
-GATEWAYCTL = os.environ.get("GATEWAYCTL", "build/gatewayd/gatewayctl")
+GATEWAYCTL = os.environ.get("GATEWAYCTL", "build/gatewayd/gatewayctl/gatewayctl")
 
 
 class Skip(Exception):

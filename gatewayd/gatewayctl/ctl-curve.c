@@ -10,6 +10,9 @@
  * symbolic link, even with --force: a dangling link in a shared directory would otherwise make
  * it create a secret key wherever the link's owner chose. */
 #include "ctl-curve.h"
+#include "ctl-command.h"
+#include <getopt.h>
+#include <stdio.h>
 
 #include <czmq.h>
 /* czmq's streq() macro would shadow the function of common/macro.h. */
@@ -191,4 +194,39 @@ int ctl_curve_keygen(const char *basename, bool force)
 	    ((unlink(basename) < 0 && errno != ENOENT) || (unlink(secret) < 0 && errno != ENOENT)))
 		return log_error_errno(errno, "cannot remove the old key: %s", strerror(errno));
 	return keygen_write(basename, secret);
+}
+
+int ctl_curve_keygen_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
+{
+	const char *basename = NULL;
+	bool force = false;
+	int c, r;
+
+	/* Its own loop, not ctl_command_parse(): keygen has always ignored what follows "--", and a
+	 * script that relies on that keeps working. */
+	optind = 0;
+	while ((c = getopt_long(argc, argv, cmd->optstring, cmd->long_options, NULL)) >= 0) {
+		switch (c) {
+		case 1:
+			r = ctl_command_take_positional(cmd, "BASENAME", &basename, optarg);
+			if (r < 0)
+				return r;
+			break;
+		case ARG_FORCE:
+			force = true;
+			break;
+		case 'h':
+			ctl_command_help(cmd);
+			return CTL_HELP;
+		default:
+			return ctl_command_option_error(cmd, c, argv);
+		}
+	}
+	if (!basename || !*basename)
+		return ctl_command_usage_error(cmd, "BASENAME is missing");
+	r = ctl_curve_keygen(basename, force);
+	if (r < 0)
+		return r;
+	printf("%s\n%s_secret\n", basename, basename);
+	return 0;
 }
