@@ -364,7 +364,7 @@ static const char *delivery_state(Node *n, const char *id, const char *to, char 
 				snprintf(buf, 16, "%s", json_string_value(state));
 			else if (json_is_integer(state))
 				snprintf(buf, 16, "%s",
-				         delivery_state_to_string(
+				         store_delivery_state_to_string(
 				                 (DeliveryState)json_integer_value(state)));
 		}
 	}
