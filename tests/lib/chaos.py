@@ -52,7 +52,9 @@ that left a modem of the killed node in the 3 s before a kill_gatewayd, or the h
 the 3 s before a hang_modem, was a send in flight there and allows one more copy (DESIGN 2);
 copies sent from 3 s before a partition or kill_corosync to 12 s after its end allow all but
 one of them (DESIGN 4: alerts pending at a cut may go out once on each side, and nothing either
-side sent is sent again after the merge). Other extra copies are violations.
+side sent is sent again after the merge). A node down (killed) when a cut began and back only
+during it was out of touch from its kill on, so for that cut the window opens 3 s before the
+kill. Other extra copies are violations.
 """
 
 from __future__ import annotations
@@ -610,10 +612,29 @@ class Chaos:
                        <= t0 + 0.5)
         if f.kind in ("kill_corosync", "partition"):
             # Pending at the cut: each side may send it once while they are apart (and in the
-            # few seconds until their histories have merged).
+            # few seconds until their histories have merged). A node that was down when the
+            # cut began and came back during it was out of touch since it went down: what
+            # the other side sent meanwhile was pending for it too.
+            t0 = self.t0 + self._out_of_touch_since(f)
             around = sum(1 for m in copies if t0 - 3.0 <= m["mono"] <= t1 + 12.0)
             return max(0, around - 1)
         return 0
+
+    def _out_of_touch_since(self, cut: Fault) -> float:
+        """When the cut `cut` began for the node that saw least: its own start, or earlier
+        when a node was down (gatewayd or corosync killed) at that start and came back only
+        while the cut lasted; followed back through such faults in a chain."""
+        start = cut.t_start
+        changed = True
+        while changed:
+            changed = False
+            for g in self.faults:
+                if (g is not cut and g.kind in ("kill_gatewayd", "kill_corosync")
+                        and g.t_start is not None and g.t_end is not None
+                        and g.t_start < start <= g.t_end
+                        and (cut.t_end is None or g.t_end <= cut.t_end)):
+                    start, changed = g.t_start, True
+        return start
 
     def collect(self) -> None:
         copies = self._copies()
