@@ -525,6 +525,8 @@ static const ConfigItem config_table[] = {
         {MAIN("escalation", "step_timeout", seconds, escalation_step_timeout), RANGE(5, 86400),
          .def = "300", .what = DURATION_WHAT("5s", "1d"),
          .doc = "how long each step waits for an acknowledgment"},
+        {MAIN("escalation", "repeat", uint, escalation_repeat), RANGE(0, 100), .def = "2",
+         .what = "0 to 100", .doc = "rounds of the whole chain after the first"},
 
         {MAIN("bundle", "threshold", uint, bundle_threshold), RANGE(0, 1000), .def = "5",
          .what = "0 (off) to 1000", .doc = "alerts for one number before holding"},
@@ -1181,7 +1183,7 @@ void config_fingerprint(const Config *c, char ret[static 33])
 		fputc('\n', f);
 	}
 	fprintf(f, "bundle %u %u\n", c->bundle_threshold, c->bundle_window);
-	fprintf(f, "escalation %u", c->escalation_step_timeout);
+	fprintf(f, "escalation %u %u", c->escalation_step_timeout, c->escalation_repeat);
 	for (size_t i = 0; i < c->n_escalation_steps; i++)
 		fprintf(f, " %s", c->escalation_steps[i]);
 	fprintf(f, "\ndedupe %llu\ndelivery %u %u %u\n", (unsigned long long)c->dedupe_window,

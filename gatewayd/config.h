@@ -120,6 +120,7 @@ typedef struct Config {
 	char **escalation_steps;
 	size_t n_escalation_steps;
 	unsigned escalation_step_timeout;
+	unsigned escalation_repeat; /* rounds of the whole chain after the first */
 
 	unsigned bundle_threshold; /* alerts for one number within the window before holding */
 	unsigned bundle_window;    /* seconds */

@@ -434,13 +434,27 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 
 /* ---- escalation ---- */
 
+/* The chain is the configured steps, then the whole of it again `repeat` times: step N (from
+ * 0) pages steps[N % n], and the last of all is followed by nothing. */
+static size_t chain_length(Gateway *g)
+{
+	return g->config->n_escalation_steps * (1 + (size_t)g->config->escalation_repeat);
+}
+
 static const RoleConfig *step_role(Gateway *g, unsigned step)
 {
 	size_t n = g->config->n_escalation_steps;
 
 	if (n == 0)
 		return NULL;
-	return config_find_role(g->config, g->config->escalation_steps[MIN((size_t)step, n - 1)]);
+	return config_find_role(g->config, g->config->escalation_steps[step % n]);
+}
+
+uint64_t escalation_next_at(Gateway *g, unsigned step, uint64_t at)
+{
+	if ((size_t)step + 1 >= chain_length(g))
+		return 0;
+	return at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC;
 }
 
 static int escalate_one(const char *alert_id, unsigned step, void *userdata)
@@ -492,13 +506,15 @@ int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	json_object_del(g->escalating, id);
 	utf8_snprintf(detail, sizeof(detail), "step %u: %s, %s %s", step + 1, jstr(c, "role"),
 	              jstr(c, "contact"), to);
-	r = store_escalate(g->store, id, step, to, at,
-	                   at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC,
+	r = store_escalate(g->store, id, step, to, at, escalation_next_at(g, step, at),
 	                   jstr(c, "node"), detail, &paged);
 	if (r <= 0)
 		return r;
 	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = id, .message_id = MESSAGE_ID_ESCALATED}),
-	        "Not acknowledged: escalated to %s", detail);
+	        "Not acknowledged: escalated to %s%s", detail,
+	        escalation_next_at(g, step, at)
+	                ? ""
+	                : " (the last step of the last round: no further page)");
 	event_add(g, "escalated",
 	          json_pack("{s:s, s:i, s:s, s:s, s:s}", "id", id, "step", (int)step + 1, "role",
 	                    jstr(c, "role"), "contact", jstr(c, "contact"), "to", to));

@@ -314,6 +314,9 @@ int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin);
 
 /* gateway-escalation.c: escalation, acknowledgment by SMS, replies, flood summaries */
 bool escalation_wanted(Gateway *g, const Request *req);
+/* When step `step` (from 0), begun at `at`, escalates to the next one; 0 after the last step
+ * of the last round ([escalation] repeat), when the chain stops. */
+uint64_t escalation_next_at(Gateway *g, unsigned step, uint64_t at);
 void escalation_run(Gateway *g);
 void escalation_forget(Gateway *g);
 int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin);

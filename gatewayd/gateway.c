@@ -382,8 +382,7 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 
 	a.expires_at = a.accepted_at + ju64(c, "ttl") * USEC_PER_SEC;
 	if (json_is_true(json_object_get(c, "escalate")))
-		a.esc_next_at =
-		        a.accepted_at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC;
+		a.esc_next_at = escalation_next_at(g, 0, a.accepted_at);
 	a.bundle_threshold = g->config->bundle_threshold;
 	a.bundle_window = (uint64_t)g->config->bundle_window * USEC_PER_SEC;
 	r = store_dedupe_find(g->store, a.key, a.accepted_at,

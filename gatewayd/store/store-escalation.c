@@ -113,7 +113,10 @@ int store_escalate(Store *s, const char *alert_id, unsigned step, const char *nu
 		return 0;
 	store_bind_text(st, 1, alert_id);
 	sqlite3_bind_int(st, 2, (int)step);
-	store_bind_u64(st, 3, next_at);
+	if (next_at)
+		store_bind_u64(st, 3, next_at);
+	else
+		sqlite3_bind_null(st, 3); /* the chain's last step: nothing after it */
 	r = store_step_done(s, st, "escalating");
 	if (r < 0)
 		return r;

@@ -248,7 +248,8 @@ int store_escalations_due(Store *s, uint64_t now, size_t limit,
 /* The earliest step deadline after `after`; 0 when none. */
 int store_next_escalation(Store *s, uint64_t after, uint64_t *ret);
 /* Moves an escalating alert from step-1 to step, paging `number` (a new delivery, or the
- * number's delivery again in a new round when it was final); the next deadline is next_at.
+ * number's delivery again in a new round when it was final); the next deadline is next_at,
+ * 0 for none (the last step of the chain).
  * 1 when it moved (ret_paged: a delivery was queued), 0 when it had moved or stopped already;
  * -EINVAL without a number. */
 int store_escalate(Store *s, const char *alert_id, unsigned step, const char *number, uint64_t at,

@@ -14,8 +14,8 @@
  * attempt or key (only the alert's story gains a line, see test_replay_is_idempotent), and a
  * state exchange applied twice changes nothing; two histories merged in either order end equal;
  * which node owns a delivery, before and after its peer leaves; a departed node's send taken
- * over; escalation steps after N seconds of fake time, one node publishing each, and none after
- * an acknowledgment.
+ * over; escalation steps after N seconds of fake time, one node publishing each, none after
+ * an acknowledgment, and none after the last round of the chain ([escalation] repeat).
  *
  * Not here: dispatch to modems (no modem), the grace period after a reconnect and the state
  * exchange that a newcomer starts (both need the corosync backend), voice and SMS replies. */
@@ -88,7 +88,8 @@ static const char config_text[] = "[node]\n"
                                   "contacts = carol\n"
                                   "[escalation]\n"
                                   "steps = primary, secondary, management\n"
-                                  "step_timeout = 300\n";
+                                  "step_timeout = 300\n"
+                                  "repeat = 1\n";
 
 static int noop_defer(sd_event_source *s, void *userdata)
 {
@@ -760,14 +761,25 @@ static void test_escalation_by_the_clock(void)
 	check_same(&a, &b);
 
 	/* X acknowledged: no further step for it, however long it waits. Y goes on, one step
-	 * per step_timeout: management, then management again (the last step repeats). */
+	 * per step_timeout: management, then the whole chain once more ([escalation] repeat = 1):
+	 * primary, secondary, management; then it stops. */
 	publish1(&b, ack(ID_X, "bob", "b", T0 + 2 * STEP * SEC + 10 * SEC), both, 2);
 	check_int(escalate_at(&a, &b, T0 + (2 * STEP + 60) * SEC), 1);
 	check_int(esc_step(&b, ID_Y), 2);
 	check_str(delivery_state(&b, ID_Y, CAROL, state), "queued");
-	check_int(escalate_at(&a, &b, T0 + (3 * STEP + 60) * SEC), 1);
-	check_int(esc_step(&b, ID_Y), 3);
-	check_int(escalate_at(&a, &b, T0 + (3 * STEP + 61) * SEC), 0);
+	for (unsigned step = 3; step <= 5; step++) {
+		check_int(escalate_at(&a, &b, T0 + ((uint64_t)step * STEP + 60) * SEC), 1);
+		check_int(esc_step(&a, ID_Y), step);
+		check_int(esc_step(&b, ID_Y), step);
+	}
+	{
+		_cleanup_(json_decrefp) json_t *y = alert_record(&b, ID_Y);
+
+		check(json_is_null(json_object_get(y, "esc_next"))); /* the chain is over */
+	}
+	check_int(escalate_at(&a, &b, T0 + (6 * STEP + 60) * SEC), 0);
+	check_int(escalate_at(&a, &b, T0 + (100 * STEP) * SEC), 0);
+	check_int(esc_step(&b, ID_Y), 5);
 	check_int(esc_step(&a, ID_X), 2);
 	check_int(esc_step(&b, ID_X), 2);
 	x = alert_record(&a, ID_X);
