@@ -18,6 +18,7 @@
 
 #include "admission.h"
 #include "change.h"
+#include "handlers.h"
 #include "log.h"
 #include "macro.h"
 #include "message-ids.h"

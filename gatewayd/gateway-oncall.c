@@ -21,7 +21,7 @@
 
 static void reply_refusal(Gateway *g, const ServerPeer *peer, const char *code, const char *detail)
 {
-	_cleanup_free_ char *text = reply_error(code, detail);
+	_cleanup_free_ char *text = request_reply_error(code, detail);
 
 	if (text)
 		server_reply(g->server, peer, text);

@@ -51,7 +51,7 @@ int outbox_add(Gateway *g, json_t *change, Pending *pending)
 
 static void reply_pending_error(Gateway *g, Pending *p, const char *code, const char *detail)
 {
-	_cleanup_free_ char *reply = reply_error(code, detail);
+	_cleanup_free_ char *reply = request_reply_error(code, detail);
 
 	if (reply && p)
 		server_reply(g->server, &p->peer, reply);
@@ -742,7 +742,7 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 			break;
 		r = change_check(c, &kind, why, sizeof(why));
 		if (r >= 0) {
-			r = kind->apply(g, c, &origin);
+			r = handlers_apply(g, kind, c, &origin);
 			if (r == -EINVAL)
 				snprintf(why, sizeof(why), "change '%s': refused by the store",
 				         kind->name);
@@ -1307,7 +1307,7 @@ static void reply_now(Gateway *g, const ServerPeer *peer, json_t *reply)
 	_cleanup_free_ char *text = NULL;
 
 	if (!reply) {
-		text = reply_error("storage_error", "out of memory");
+		text = request_reply_error("storage_error", "out of memory");
 	} else {
 		json_object_set_new(reply, "ok", json_true());
 		text = json_dumps(reply, JSON_COMPACT);
@@ -1319,7 +1319,7 @@ static void reply_now(Gateway *g, const ServerPeer *peer, json_t *reply)
 
 void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail)
 {
-	_cleanup_free_ char *text = reply_error(code, detail);
+	_cleanup_free_ char *text = request_reply_error(code, detail);
 
 	if (text)
 		server_reply(g->server, peer, text);

@@ -90,7 +90,7 @@ static void server_reply_framing(Server *s, ServerChannel channel, zmq_msg_t *id
                                  const char *detail)
 {
 	void *router = s->routers[channel];
-	_cleanup_free_ char *json = reply_error("bad_request", detail);
+	_cleanup_free_ char *json = request_reply_error("bad_request", detail);
 
 	if (!json || zmq_msg_size(id) > SERVER_PEER_ID_MAX)
 		return;

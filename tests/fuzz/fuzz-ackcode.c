@@ -1,4 +1,4 @@
-/* fuzz-ackcode: the SMS reply parser (gatewayd/ackcode.c) on arbitrary reply texts and
+/* fuzz-ackcode: the SMS reply parser (gatewayd/protocol/ackcode.c) on arbitrary reply texts and
  * senders, as a modem hands them over (any bytes, a NUL ends the text). An acknowledgment's
  * code must be 4 to 12 digits, and an alert whose code it is must match it. */
 #include "ackcode.h"

@@ -4,8 +4,8 @@
  *
  * Seeds: tests/fuzz/corpus/request/ (valid requests of every op and typical mistakes). By hand:
  *   clang-14 -g -O1 -fsanitize=fuzzer,address,undefined -std=c17 -D_GNU_SOURCE -Icommon \
- *     -Igatewayd tests/fuzz/fuzz-request.c gatewayd/request.c common/validate.c \
- *     common/util.c common/log.c -ljansson -lsystemd -o fuzz-request
+ *     -Igatewayd/protocol tests/fuzz/fuzz-request.c gatewayd/protocol/request.c \
+ *     common/validate.c common/util.c common/log.c -ljansson -lsystemd -o fuzz-request
  *   ./fuzz-request -max_total_time=30 -max_len=70000 NEW_CORPUS tests/fuzz/corpus/request */
 #include <errno.h>
 #include <stdbool.h>

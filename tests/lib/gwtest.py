@@ -63,7 +63,7 @@ VOICE_CENTER = "+3222000000"  # the contact center of Harness.voice_gateway()
 
 
 def ack_code(alert_id: str, digits: int = 4) -> str:
-    """The acknowledgment code an SMS of a critical alert carries (gatewayd/ackcode.h)."""
+    """The acknowledgment code an SMS of a critical alert carries (gatewayd/protocol/ackcode.h)."""
     return str(int(alert_id[:16], 16) % 10 ** digits).zfill(digits)
 
 

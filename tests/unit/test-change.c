@@ -1,5 +1,6 @@
-/* test-change: the schema of the replicated changes (gatewayd/change.c), and doc/replication.md
- * printed from it. `test-change --doc` prints the generated part of the document. */
+/* test-change: the schema of the replicated changes (gatewayd/protocol/change.c), and
+ * doc/replication.md printed from it. `test-change --doc` prints the generated part of the
+ * document. */
 #include "change.h"
 
 #include <errno.h>
@@ -233,7 +234,7 @@ static void test_doc(void)
 	check(doc);
 	if (doc && !strstr(doc, generated)) {
 		fprintf(stderr,
-		        "%s does not match the table in gatewayd/change.c: paste the "
+		        "%s does not match the table in gatewayd/protocol/change.c: paste the "
 		        "output of `test-change --doc` into it\n",
 		        DOC_PATH);
 		check(false);

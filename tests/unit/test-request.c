@@ -1,10 +1,10 @@
 /* Unit tests of request: every error code of the protocol that needs no state. */
 #include <errno.h>
 
-#include "config.h"
 #include "request.h"
 #include "test.h"
 #include "util.h"
+#include "validate.h"
 
 static void expect(const char *json, const char *code)
 {
@@ -245,7 +245,7 @@ static void test_max_size(void)
 		memset(text, 'x', chars);
 		memset(key, 'k', REQUEST_MAX_KEY);
 		memset(source, 's', REQUEST_MAX_SOURCE);
-		snprintf(role, sizeof(role), "role:%0*d", CONFIG_NAME_MAX - 2, 0);
+		snprintf(role, sizeof(role), "role:%0*d", VALIDATE_NAME_MAX - 2, 0);
 		snprintf(number, sizeof(number), "+3247012345678");
 
 		*p++ = '{';

@@ -1,21 +1,18 @@
 /* change: the schema of every replicated change, the wire contract between the nodes.
  *
  * A change is a JSON object whose "t" names its kind; change_kinds[] lists each kind with its
- * fields (key, type, required or not), the handler that applies it and a line of meaning.
- * change_check() validates a change against it, change_doc() prints it as markdown (the
- * source of doc/replication.md). Main thread only; everything returned points into the static
- * table. Keys not in the table are allowed (a later version may send more), so adding an
- * optional field needs no protocol version; changing a key or a type does. */
+ * fields (key, type, required or not) and a line of meaning. change_check() validates a change
+ * against it, change_doc() prints it as markdown (the source of doc/replication.md). Which
+ * function applies each kind is the gateway's business (gatewayd/handlers.c), not the
+ * schema's. Main thread only; everything returned points into the static table. Keys not in the
+ * table are allowed (a later version may send more), so adding an optional field needs no
+ * protocol version; changing a key or a type does. */
 #pragma once
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
-
-typedef struct Gateway Gateway;
-typedef struct Pending Pending;
 
 typedef enum ChangeType {
 	CHANGE_STRING,
@@ -31,19 +28,11 @@ typedef struct ChangeField {
 	bool optional; /* may be absent: only some senders, or some versions, send it */
 } ChangeField;
 
-/* Where the change being applied comes from. */
-typedef struct ChangeOrigin {
-	Pending *pending; /* the client of this node waiting for it, or NULL */
-	uint32_t nodeid;  /* the corosync node that published it */
-	bool self;        /* published by this node */
-} ChangeOrigin;
-
 #define CHANGE_FIELDS_MAX 12
 
 typedef struct ChangeKind {
 	const char *name;
 	const char *meaning;
-	int (*apply)(Gateway *g, json_t *c, const ChangeOrigin *origin);
 	ChangeField fields[CHANGE_FIELDS_MAX]; /* ends at the first without a key */
 } ChangeKind;
 

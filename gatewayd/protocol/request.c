@@ -393,7 +393,7 @@ size_t request_max_size(unsigned max_parts)
 	return size + REQUEST_WHITESPACE;
 }
 
-char *reply_error(const char *code, const char *detail)
+char *request_reply_error(const char *code, const char *detail)
 {
 	_cleanup_(json_decrefp) json_t *o =
 	        json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "detail", detail);

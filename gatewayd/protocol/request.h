@@ -77,4 +77,4 @@ const char *request_op_to_string(RequestOp op);
 bool request_op_writes(RequestOp op);
 
 /* Error reply frame: {"ok":false,"error":code,"detail":detail}, malloc'd, NUL-terminated. */
-char *reply_error(const char *code, const char *detail);
+char *request_reply_error(const char *code, const char *detail);

@@ -6,14 +6,19 @@
  * it had said nothing. Here each kind lists its fields once: apply_payload() refuses a change
  * that does not match (skipped alike on every node, since all apply the same check to the same
  * bytes), outbox_add() checks what this node builds, and doc/replication.md is printed from it.
- * The handlers still read with jstr()/ju64(), which can no longer meet a missing field. */
+ * The handlers still read with jstr()/ju64(), which can no longer meet a missing field.
+ *
+ * The table is pure schema: it lives in the protocol room with no I/O and nothing of the
+ * Gateway, so the unit tests and fuzz targets link it alone; gatewayd/handlers.c says which
+ * gateway function applies each kind. */
 #include "change.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
 
-#include "gateway-internal.h"
+#include "log.h"
+#include "macro.h"
 
 #define S(k)                                                                                       \
 	{                                                                                          \
@@ -40,7 +45,6 @@ const ChangeKind change_kinds[] = {
         {"submit",
          "An alert accepted by node `node` at `at`: queued for `to` and `copy` unless its `key` "
          "was seen within the dedupe window (then recorded as a duplicate of the first).",
-         apply_submit,
          {S("id"),
           S("key"),
           S("text"),
@@ -54,12 +58,10 @@ const ChangeKind change_kinds[] = {
           {"escalate", CHANGE_BOOLEAN, true}}},
         {"assign",
          "Node `node` hands the delivery of alert `id` to `to` to its modem `modem`.",
-         apply_assign,
          {S("id"), S("to"), S("node"), S("modem"), I("at")}},
         {"result",
          "A send attempt of the delivery of alert `id` to `to` ended: sent (`ok`), failed for good "
          "(`permanent`) or to be retried (at once with `retry_now`).",
-         apply_result,
          {S("id"),
           S("to"),
           S("node"),
@@ -72,75 +74,60 @@ const ChangeKind change_kinds[] = {
           {"ref", CHANGE_INTEGER, true}}},
         {"expire",
          "Alert `id`'s time to live ran out: its deliveries not yet final expire.",
-         apply_expire,
          {S("id"), I("at")}},
         {"ack",
          "Alert `id` is acknowledged by `by` via `api`, `sms` or `voice`; once only.",
-         apply_ack,
          {S("id"), S("by"), S("via"), {"node", CHANGE_STRING, true}, I("at")}},
         {"escalate",
          "Alert `id` moves to escalation step `step` (from 1): `contact` of `role` is paged at "
          "`to`.",
-         apply_escalate,
          {S("id"), I("step"), S("role"), S("contact"), S("to"), S("node"), I("at")}},
         {"sms_in",
          "An SMS received by `modem` of `node`; the modem deletes it from the SIM (`token`) once "
          "this is committed.",
-         apply_sms_in,
          {S("key"), S("node"), S("modem"), S("from"), S("text"), I("parts"), I("smsc_at"), I("at"),
           I("token")}},
         {"report",
          "A delivery report received by `modem` of `node` for the message with reference `ref`.",
-         apply_report,
          {S("key"), S("node"), S("modem"), I("ref"), B("delivered"), B("permanent"), S("status"),
           I("at"), I("token")}},
         {"sms_quarantined",
          "A received message that was never decoded, kept as its raw `pdu` with the `reason`.",
-         apply_sms_quarantined,
          {S("key"), S("node"), S("modem"), S("pdu"), S("reason"), S("slot"), I("at"), I("token")}},
         {"call",
          "A voice call about alert `id` to `number` ended with `outcome`; `dtmf_ack` when the "
          "callee acknowledged by key press.",
-         apply_call,
          {S("id"), S("number"), S("node"), S("modem"), I("at"), S("outcome"), I("duration"),
           SN("error"), B("dtmf_ack")}},
         {"override",
          "`contact` is on duty for `role` until `until`, set by `by`; a null `contact` clears the "
          "override.",
-         apply_override,
          {S("role"), SN("contact"), I("until"), S("by"), S("node"), I("at")}},
         {"hello",
          "Node `node` announces itself: protocol `version`, configuration `fingerprint`, voice, "
          "its modems.",
-         apply_hello,
          {S("node"), I("nodeid"), I("at"), S("fingerprint"), I("version"), B("voice"),
           A("modems")}},
-        {"health", "Node `node`'s modems changed state.", apply_health, {S("node"), A("modems")}},
+        {"health", "Node `node`'s modems changed state.", {S("node"), A("modems")}},
         {"confirm",
          "Node `node` has committed the payloads of node `origin` up to `seq` (cumulative).",
-         apply_confirm,
          {S("node"), S("origin"), I("seq")}},
         {"merge",
          "A chunk of node `node`'s state in exchange round `round`: `items` of `kind` `alerts`, "
          "`dedupe`, `inbox` or `overrides`, merged as joins.",
-         apply_merge,
          {S("node"), I("round"), S("kind"), A("items")}},
         {"synced",
          "Node `node` has sent all its state (`records` records) in exchange round `round`.",
-         apply_synced,
          {S("node"), I("round"), I("records")}},
         {"check",
          "Node `node` asks every node for the digest of its store at this point of the order.",
-         apply_check,
          {S("node"), S("round"), I("at")}},
         {"digest",
          "Node `node`'s store digest `value` (and `open` alerts) for the check `check` "
          "(`node/round` of the check).",
-         apply_digest,
          {S("node"), S("check"), S("value"), I("open")}},
         {"resync",
          "Node `node` found the stores apart: every node exchanges its state.",
-         apply_resync,
          {S("node")}},
 };
 
