@@ -294,3 +294,130 @@ void apply_stop(Gateway *g)
 		stall_pop(g);
 	g->stall_timer = sd_event_source_disable_unref(g->stall_timer);
 }
+
+/* A field of a change or payload: "" and 0 when absent or of another type. */
+const char *jstr(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+uint64_t ju64(json_t *o, const char *k)
+{
+	json_int_t v = json_integer_value(json_object_get(o, k));
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+/* Applies one delivered payload in one transaction. 0 when applied (or refused as
+ * incompatible: payload_compatible() said why); <0 when the store could not commit it: then
+ * nothing of it is stored, its side effects are forgotten and its clients still wait, for the
+ * caller to try the same payload again (gateway-apply.c). */
+int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len)
+{
+	_cleanup_(json_decrefp) json_t *payload = NULL;
+	PendingBatch *batch = NULL;
+	json_error_t err;
+	json_t *changes, *c;
+	MemberNode *sender;
+	bool from_self;
+	size_t i, skipped = 0;
+	int r;
+
+	payload = json_loadb(data, len, 0, &err);
+	if (!payload_compatible(g, payload, from_nodeid, len, &err))
+		return 0;
+	from_self = from_nodeid == g->nodeid && streq(jstr(payload, "node"), g->config->node_name);
+	if (from_self && g->batches_head && g->batches_head->seq == ju64(payload, "seq"))
+		batch = g->batches_head; /* taken off the list only once committed */
+	sender = from_self ? NULL : members_get(&g->members, jstr(payload, "node"), false);
+	if (sender && !sender->self)
+		sender->last_seen = now_realtime_usec();
+
+	changes = json_object_get(payload, "changes");
+	r = store_begin(g->store);
+	json_array_foreach(changes, i, c)
+	{
+		ChangeOrigin origin = {.pending = batch && i < batch->n ? batch->by_index[i] : NULL,
+		                       .nodeid = from_nodeid,
+		                       .self = from_self};
+		const ChangeKind *kind;
+		char why[200];
+
+		if (r < 0)
+			break;
+		r = change_check(c, &kind, why, sizeof(why));
+		if (r >= 0) {
+			r = kind->apply(g, c, &origin);
+			if (r == -EINVAL)
+				snprintf(why, sizeof(why), "change '%s': refused by the store",
+				         kind->name);
+		}
+		if (r == -EINVAL) {
+			/* Malformed, or of a kind this build does not know: refused alike on every
+			 * node, so skipping it keeps the replicas equal, while a retry would stall
+			 * this node for nothing. */
+			log_warning("Skipping a change from node '%s': %s", jstr(payload, "node"),
+			            why);
+			skipped++;
+			r = 0;
+		}
+	}
+	if (r >= 0)
+		r = store_commit(g->store);
+	else
+		store_rollback(g->store);
+
+	if (r < 0) {
+		/* Nothing of this payload is stored: forget its side effects; it is applied again
+		 * later, whole, and its clients wait until then. */
+		json_array_clear(g->events);
+		json_array_clear(g->tokens);
+		json_array_clear(g->voice_checks);
+		json_object_clear(g->digests_due);
+		g->resync_wanted = false;
+		escalation_forget(g);
+		for (Job *j = g->jobs, *next; j; j = next) {
+			next = j->next;
+			if (j->assigned && j->text)
+				j->assigned = false;
+		}
+		for (size_t k = 0; batch && k < batch->n; k++)
+			if (batch->by_index[k])
+				batch->by_index[k]->duplicate = false;
+		return r;
+	}
+	g->changes_skipped += skipped;
+	if (batch) {
+		g->batches_head = batch->next;
+		if (!g->batches_head)
+			g->batches_tail = NULL;
+		/* Committed here; "queued" once every other member has committed it too. */
+		batch->n_waiting = view_others(g, batch->waiting);
+		if (batch->n_waiting == 0)
+			answer_batch(g, batch, 0);
+		else {
+			batch->next = g->awaiting;
+			g->awaiting = batch;
+		}
+	}
+	/* Confirmed only now, and payloads are applied in order and never skipped: the sequence
+	 * number confirmed covers exactly what this node has committed. */
+	if (!from_self && json_is_true(json_object_get(payload, "confirm")))
+		json_object_set_new(g->confirm_due, jstr(payload, "node"),
+		                    json_integer((json_int_t)ju64(payload, "seq")));
+	events_publish(g);
+	confirm_tokens(g);
+	voice_run_checks(g);
+	jobs_start_assigned(g);
+	check_after_commit(g);
+	if (g->sync_chunk_back) {
+		g->sync_chunk_back = false;
+		sync_continue(g);
+	}
+	if (g->dispatch_wanted) {
+		g->dispatch_wanted = false;
+		sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	}
+	dispatch_schedule(g);
+	return 0;
+}

@@ -1,11 +1,16 @@
 /* gateway-internal: what the rooms of the gateway share; private to gatewayd/.
  *
- * The Gateway is one object, in files by concern: gateway.c (the replicated state machine:
- * outbox, applying payloads, dispatch, modems, requests, life cycle), gateway-cluster.c (the
- * nodes, commit confirmations, the state exchange after a join, takeover), gateway-voice.c
- * (dialing out when every SMS path failed), gateway-selftest.c (test SMS between the nodes'
- * SIMs), gateway-oncall.c (who is on duty, and overrides) and gateway-metrics.c (the Prometheus
- * text file). Everything here runs on the main thread. */
+ * The Gateway is one object, in files by concern: gateway.c (life cycle and wiring),
+ * gateway-publish.c (the outbox, its payloads, the answers once committed), gateway-apply.c
+ * (payloads applied in agreed order, a failed commit retried), gateway-alerts.c (the changes of
+ * an alert's life), gateway-dispatch.c (jobs, and due deliveries handed to modems),
+ * gateway-modems.c (this node's modem slots and their events), gateway-requests.c (the submit
+ * socket's requests), gateway-cluster.c (the nodes, commit confirmations, the state exchange
+ * after a join, takeover), gateway-check.c (digest checks of the replicas), gateway-escalation.c,
+ * gateway-voice.c (dialing out when every SMS path failed), gateway-selftest.c (test SMS between
+ * the nodes' SIMs), gateway-oncall.c (who is on duty, and overrides), gateway-quarantine.c,
+ * gateway-reload.c and gateway-metrics.c (the Prometheus text file). Everything here runs on the
+ * main thread. */
 #pragma once
 
 #include "gateway.h"
@@ -260,28 +265,18 @@ struct Gateway {
 	bool metrics_failing;           /* the last write failed (logged once per streak) */
 };
 
-/* gateway.c: the state machine, its outbox and dispatch */
+/* gateway-publish.c: the outbox, its payloads, and the answers once they are committed */
 int outbox_add(Gateway *g, json_t *change, Pending *pending);
 void event_add(Gateway *g, const char *topic, json_t *object);
 void events_publish(Gateway *g);
-Job *job_find_delivery(Gateway *g, const char *alert_id, const char *number);
-const char *jstr(json_t *o, const char *k);
-uint64_t ju64(json_t *o, const char *k);
-ModemSlot *slot_by_name(Gateway *g, const char *name);
 void answer_batch(Gateway *g, PendingBatch *batch, int commit_result);
-int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len);
-/* The handlers of change_kinds[] (change.h) that live in gateway.c. */
-int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin);
-int apply_assign(Gateway *g, json_t *c, const ChangeOrigin *origin);
-int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin);
-int apply_expire(Gateway *g, json_t *c, const ChangeOrigin *origin);
-int apply_sms_in(Gateway *g, json_t *c, const ChangeOrigin *origin);
-int apply_report(Gateway *g, json_t *c, const ChangeOrigin *origin);
-/* After work was held back: dispatch, and re-arm the timer of retries and expiries. */
-void gateway_kick(Gateway *g);
-void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail);
+int publish_start(Gateway *g);
+void publish_free(Gateway *g);
 
 /* gateway-apply.c: payloads applied in agreed order, a failed commit retried, never skipped */
+const char *jstr(json_t *o, const char *k);
+uint64_t ju64(json_t *o, const char *k);
+int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len);
 void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len);
 /* True while delivered payloads wait for the store, or this node is out of its group for it. */
 bool store_stalled(const Gateway *g);
@@ -291,6 +286,57 @@ bool stall_refuses(Gateway *g, const ServerPeer *peer);
 json_t *stall_json(Gateway *g);
 int apply_start(Gateway *g);
 void apply_stop(Gateway *g);
+
+/* gateway-alerts.c: the handlers of change_kinds[] (change.h) for an alert's life */
+int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_assign(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_expire(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_sms_in(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_report(Gateway *g, json_t *c, const ChangeOrigin *origin);
+
+/* gateway-dispatch.c: the jobs in flight, and due deliveries handed to the modems */
+Job *job_find(Gateway *g, uint64_t id);
+Job *job_find_delivery(Gateway *g, const char *alert_id, const char *number);
+/* Leaves a delivery out of a summary job (handled meanwhile); false when none is left. */
+bool job_uncover(Job *j, const char *alert_id);
+void job_remove(Gateway *g, Job *job);
+/* One result change per delivery the job carried (one, or each of a summary's); takes result. */
+int job_results(Gateway *g, Job *job, json_t *result);
+/* After a commit: hands the jobs whose assignment was committed to their modems. */
+void jobs_start_assigned(Gateway *g);
+/* After work was held back: dispatch, and re-arm the timer of retries and expiries. */
+void gateway_kick(Gateway *g);
+/* One realtime timer for the earliest retry or expiry; re-armed after every commit. */
+void dispatch_schedule(Gateway *g);
+int dispatch_start(Gateway *g);
+void dispatch_free(Gateway *g);
+
+/* gateway-modems.c: this node's modem slots and their events */
+bool modem_usable(const ModemSlot *slot);
+ModemSlot *slot_by_name(Gateway *g, const char *name);
+/* This node's modem may delete the message behind the change's token from its SIM, once the
+ * change is committed. */
+void token_confirm_later(Gateway *g, json_t *c);
+/* After a commit: the modems delete from their SIMs what is now stored. */
+void confirm_tokens(Gateway *g);
+void self_health_changed(Gateway *g);
+int modem_slot_start(Gateway *g, size_t i);
+/* This node's modems as status objects (also announced to the other nodes). */
+json_t *local_modems_json(Gateway *g);
+int modems_start(Gateway *g);
+/* Stops the modems (a send in progress may finish) and turns their last events into changes. */
+void modems_stop(Gateway *g);
+void modems_free(Gateway *g);
+
+/* gateway-requests.c: the requests of the submit socket */
+void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail);
+/* The reply to {"op": "status"}. */
+json_t *status_json(Gateway *g);
+/* Creates the admission control and the server, which delivers requests from now on. */
+int requests_start(Gateway *g);
+void requests_free(Gateway *g);
 
 /* gateway-check.c: digest checks of the replicas, the sweep of orphaned sends */
 int apply_check(Gateway *g, json_t *c, const ChangeOrigin *origin);
@@ -303,14 +349,6 @@ void check_request(Gateway *g);
 void check_json(Gateway *g, json_t *warnings, json_t *cluster);
 int check_start(Gateway *g);
 void check_stop(Gateway *g);
-bool modem_usable(const ModemSlot *slot);
-void self_health_changed(Gateway *g);
-int modem_slot_start(Gateway *g, size_t i);
-json_t *local_modems_json(Gateway *g);
-/* The reply to {"op": "status"}. */
-json_t *status_json(Gateway *g);
-
-int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin);
 
 /* gateway-escalation.c: escalation, acknowledgment by SMS, replies, flood summaries */
 bool escalation_wanted(Gateway *g, const Request *req);
@@ -360,18 +398,14 @@ int voice_start(Gateway *g);
 
 /* gateway-selftest.c: the path self-test */
 void selftest_arrived(Gateway *g, const InboxMessage *m);
-
-/* gateway-quarantine.c: received messages never decoded. */
-int quarantine_modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
-int apply_sms_quarantined(Gateway *g, json_t *c, const ChangeOrigin *origin);
-/* This node's modem may delete the message behind the change's token from its SIM, once the
- * change is committed. */
-void token_confirm_later(Gateway *g, json_t *c);
 void selftest_pump(Gateway *g);
 bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
 int selftest_start(Gateway *g);
 
-/* gateway-metrics.c: the Prometheus text file */
+/* gateway-quarantine.c: received messages never decoded. */
+int quarantine_modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
+int apply_sms_quarantined(Gateway *g, json_t *c, const ChangeOrigin *origin);
+
 /* gateway-reload.c: re-reads path; refuses (and keeps the running Config) when a setting that
  * needs a restart changed (-EBUSY) or the file is wrong (config_load()'s error). */
 int gateway_reload_config(Gateway *g, const char *path);
@@ -379,6 +413,7 @@ int gateway_reload_config(Gateway *g, const char *path);
 json_t *reload_status_json(const Gateway *g);
 void reload_free(Gateway *g);
 
+/* gateway-metrics.c: the Prometheus text file */
 int metrics_start(Gateway *g);
 /* Marks the file down (gatewayd_up 0) and stops its timer; nothing when metrics are off. */
 void metrics_stop(Gateway *g);

@@ -6,7 +6,7 @@
  *
  * What a node publishes (escalation steps, takeover's requeues) is taken from its outbox and
  * applied to both nodes in one agreed order, as the replication layer would; changes that a
- * request or a modem would cause are built here in the shape gateway.c builds them and must
+ * request or a modem would cause are built here in the shapes the gateway builds them and must
  * pass the schema (change_check()) before they are applied.
  *
  * Checked: two stores that apply the same sequence end equal (digest and full export), even
@@ -200,8 +200,8 @@ static json_t *valid(json_t *c)
 	return c;
 }
 
-/* The changes in the shapes handle_send(), dispatch_one(), job_results() and handle_ack() of
- * gateway.c give them. */
+/* The changes in the shapes handle_send(), dispatch_one(), job_results() and handle_ack()
+ * (gateway-requests.c, gateway-dispatch.c) give them. */
 static json_t *submit(const char *id, const char *key, bool critical, const char *to,
                       const char *node, uint64_t at, bool escalate)
 {
