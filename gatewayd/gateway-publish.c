@@ -52,7 +52,7 @@ static char *payload_text(Gateway *g, bool waited, const char *changes)
 {
 	char *text = NULL;
 
-	/* Node names are letters, digits, '-', '_' and '.' (config.c): nothing to escape. */
+	/* Node names are letters, digits, '-', '_' and '.' (config-table.c): nothing to escape. */
 	if (asprintf(&text,
 	             "{\"v\":%d,\"seq\":%llu,\"node\":\"%s\",\"confirm\":%s,\"changes\":[%s]}",
 	             PROTOCOL_VERSION, (unsigned long long)g->next_seq, g->config->node_name,
