@@ -72,7 +72,7 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	r = store_alert_insert(g->store, &a);
 	if (r < 0)
 		return r;
-	g->dispatch_wanted = true;
+	g->dispatch.wanted = true;
 	event_add(g, "queued",
 	          json_pack("{s:s, s:O, s:O, s:s, s:s?, s:s, s:s}", "id", a.id, "to",
 	                    json_object_get(c, "to"), "copy", json_object_get(c, "copy"),
@@ -106,7 +106,7 @@ int apply_assign(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	if (r == 0) {
 		/* Expired or handled meanwhile: the job is moot. */
 		job_remove(g, job);
-		g->dispatch_wanted = true;
+		g->dispatch.wanted = true;
 		return 0;
 	}
 	job->assigned = true; /* handed to the modem after the commit */
@@ -136,7 +136,7 @@ int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	r = store_delivery_result(g->store, id, to, &res, &change);
 	if (r <= 0)
 		return r;
-	g->dispatch_wanted = true;
+	g->dispatch.wanted = true;
 	if (change.new_state == DELIVERY_SENT) {
 		log_ctx(LOG_INFO, log_ctx_id(&ctx, MESSAGE_ID_SENT), "Sent to %s", to);
 		event_add(g, "sent",

@@ -20,7 +20,7 @@ static bool job_covers(const Job *j, const char *alert_id)
 
 Job *job_find_delivery(Gateway *g, const char *alert_id, const char *number)
 {
-	for (Job *j = g->jobs; j; j = j->next)
+	for (Job *j = g->dispatch.jobs; j; j = j->next)
 		if (streq(j->number, number) && job_covers(j, alert_id))
 			return j;
 	return NULL;
@@ -48,7 +48,7 @@ static void job_free(Job *job)
 
 Job *job_find(Gateway *g, uint64_t id)
 {
-	for (Job *j = g->jobs; j; j = j->next)
+	for (Job *j = g->dispatch.jobs; j; j = j->next)
 		if (j->id == id)
 			return j;
 	return NULL;
@@ -56,7 +56,7 @@ Job *job_find(Gateway *g, uint64_t id)
 
 void job_remove(Gateway *g, Job *job)
 {
-	for (Job **p = &g->jobs; *p; p = &(*p)->next)
+	for (Job **p = &g->dispatch.jobs; *p; p = &(*p)->next)
 		if (*p == job) {
 			*p = job->next;
 			break;
@@ -86,7 +86,7 @@ int job_results(Gateway *g, Job *job, json_t *result)
 
 void jobs_start_assigned(Gateway *g)
 {
-	for (Job *j = g->jobs, *next; j; j = next) {
+	for (Job *j = g->dispatch.jobs, *next; j; j = next) {
 		ModemSlot *slot;
 		int r;
 
@@ -114,7 +114,7 @@ void jobs_start_assigned(Gateway *g)
 
 void gateway_kick(Gateway *g)
 {
-	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
 	dispatch_schedule(g);
 }
 
@@ -174,7 +174,7 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	job = calloc(1, sizeof(*job));
 	if (!job)
 		return -ENOMEM;
-	job->id = ++g->next_job;
+	job->id = ++g->dispatch.next_job;
 	snprintf(job->alert_id, sizeof(job->alert_id), "%s", d->alert_id);
 	snprintf(job->number, sizeof(job->number), "%s", d->number);
 	job->modem = (size_t)m;
@@ -199,8 +199,8 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 			return -ENOMEM;
 		}
 	}
-	job->next = g->jobs;
-	g->jobs = job;
+	job->next = g->dispatch.jobs;
+	g->dispatch.jobs = job;
 	g->modems[m].inflight++;
 	return 0;
 }
@@ -218,7 +218,7 @@ static void gateway_dispatch(Gateway *g)
 		}
 	if (capacity == 0)
 		return;
-	for (Job *j = g->jobs; j; j = j->next)
+	for (Job *j = g->dispatch.jobs; j; j = j->next)
 		inflight++;
 	/* Deliveries already in flight come back from the query too, and so do those another
 	 * node owns: ask for enough. */
@@ -274,11 +274,11 @@ void dispatch_schedule(Gateway *g)
 	if (step && (!next || step < next))
 		next = step;
 	if (!next) {
-		sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);
+		sd_event_source_set_enabled(g->dispatch.timer, SD_EVENT_OFF);
 		return;
 	}
-	sd_event_source_set_time(g->timer, MAX(next, now));
-	sd_event_source_set_enabled(g->timer, SD_EVENT_ONESHOT);
+	sd_event_source_set_time(g->dispatch.timer, MAX(next, now));
+	sd_event_source_set_enabled(g->dispatch.timer, SD_EVENT_ONESHOT);
 }
 
 static int on_purge(sd_event_source *s, uint64_t usec, void *userdata)
@@ -299,15 +299,16 @@ int dispatch_start(Gateway *g)
 {
 	int r;
 
-	r = sd_event_add_defer(g->event, &g->dispatch_defer, on_dispatch_defer, g);
+	r = sd_event_add_defer(g->event, &g->dispatch.defer, on_dispatch_defer, g);
 	if (r < 0)
 		return r;
-	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_OFF);
-	r = sd_event_add_time(g->event, &g->timer, CLOCK_REALTIME, 0, USEC_PER_MSEC, on_timer, g);
+	sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_OFF);
+	r = sd_event_add_time(g->event, &g->dispatch.timer, CLOCK_REALTIME, 0, USEC_PER_MSEC,
+	                      on_timer, g);
 	if (r < 0)
 		return r;
-	sd_event_source_set_enabled(g->timer, SD_EVENT_OFF);
-	r = sd_event_add_time_relative(g->event, &g->purge_timer, CLOCK_MONOTONIC,
+	sd_event_source_set_enabled(g->dispatch.timer, SD_EVENT_OFF);
+	r = sd_event_add_time_relative(g->event, &g->dispatch.purge_timer, CLOCK_MONOTONIC,
 	                               60 * USEC_PER_SEC, USEC_PER_SEC, on_purge, g);
 	if (r < 0)
 		return r;
@@ -316,12 +317,12 @@ int dispatch_start(Gateway *g)
 
 void dispatch_free(Gateway *g)
 {
-	while (g->jobs) {
-		Job *j = g->jobs;
-		g->jobs = j->next;
+	while (g->dispatch.jobs) {
+		Job *j = g->dispatch.jobs;
+		g->dispatch.jobs = j->next;
 		job_free(j);
 	}
-	g->dispatch_defer = sd_event_source_disable_unref(g->dispatch_defer);
-	g->timer = sd_event_source_disable_unref(g->timer);
-	g->purge_timer = sd_event_source_disable_unref(g->purge_timer);
+	g->dispatch.defer = sd_event_source_disable_unref(g->dispatch.defer);
+	g->dispatch.timer = sd_event_source_disable_unref(g->dispatch.timer);
+	g->dispatch.purge_timer = sd_event_source_disable_unref(g->dispatch.purge_timer);
 }

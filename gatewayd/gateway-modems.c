@@ -89,8 +89,8 @@ static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus 
 			json_decref(e);
 		}
 		if (is)
-			sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
-		else if (g->dialer) {
+			sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
+		else if (g->voice.dialer) {
 			/* Maybe the last healthy modem: the open critical alerts may need a call.
 			 */
 			store_open_critical(g->store, consider_one, g);
@@ -166,7 +166,7 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 		json_object_set_new(c, "ref", json_integer(ev->message_ref));
 	r = job_results(g, job, c);
 	job_remove(g, job);
-	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
 	return r;
 }
 

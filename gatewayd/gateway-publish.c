@@ -11,31 +11,31 @@
 
 int outbox_add(Gateway *g, json_t *change, Pending *pending)
 {
-	size_t i = json_array_size(g->outbox);
+	size_t i = json_array_size(g->publish.outbox);
 
 	if (!change) {
 		free(pending);
 		return -ENOMEM;
 	}
 	change_check_own(change);
-	if (i >= g->outbox_pending_cap) {
-		size_t cap = MAX(64u, g->outbox_pending_cap * 2);
-		Pending **v = realloc(g->outbox_pending, cap * sizeof(Pending *));
+	if (i >= g->publish.pending_cap) {
+		size_t cap = MAX(64u, g->publish.pending_cap * 2);
+		Pending **v = realloc(g->publish.pending, cap * sizeof(Pending *));
 
 		if (!v) {
 			json_decref(change);
 			free(pending);
 			return -ENOMEM;
 		}
-		memset(v + g->outbox_pending_cap, 0, (cap - g->outbox_pending_cap) * sizeof(*v));
-		g->outbox_pending = v;
-		g->outbox_pending_cap = cap;
+		memset(v + g->publish.pending_cap, 0, (cap - g->publish.pending_cap) * sizeof(*v));
+		g->publish.pending = v;
+		g->publish.pending_cap = cap;
 	}
-	if (json_array_append_new(g->outbox, change) < 0) {
+	if (json_array_append_new(g->publish.outbox, change) < 0) {
 		free(pending);
 		return -ENOMEM;
 	}
-	g->outbox_pending[i] = pending;
+	g->publish.pending[i] = pending;
 	return 0;
 }
 
@@ -55,8 +55,8 @@ static char *payload_text(Gateway *g, bool waited, const char *changes)
 	/* Node names are letters, digits, '-', '_' and '.' (config-table.c): nothing to escape. */
 	if (asprintf(&text,
 	             "{\"v\":%d,\"seq\":%llu,\"node\":\"%s\",\"confirm\":%s,\"changes\":[%s]}",
-	             PROTOCOL_VERSION, (unsigned long long)g->next_seq, g->config->node_name,
-	             waited ? "true" : "false", changes) < 0)
+	             PROTOCOL_VERSION, (unsigned long long)g->publish.next_seq,
+	             g->config->node_name, waited ? "true" : "false", changes) < 0)
 		return NULL;
 	return text;
 }
@@ -71,7 +71,7 @@ static int publish_range(Gateway *g, size_t from, size_t to, const char *joined,
 	int r;
 
 	for (size_t i = from; i < to; i++)
-		waited |= g->outbox_pending[i] != NULL;
+		waited |= g->publish.pending[i] != NULL;
 	if (asprintf(&changes, "%s%s%s", joined, *joined && *extra ? "," : "", extra) < 0)
 		return -ENOMEM;
 	text = payload_text(g, waited, changes);
@@ -81,17 +81,17 @@ static int publish_range(Gateway *g, size_t from, size_t to, const char *joined,
 		free(batch);
 		return r;
 	}
-	batch->seq = g->next_seq++;
+	batch->seq = g->publish.next_seq++;
 	batch->n = to - from;
 	for (size_t i = from; i < to; i++) {
-		batch->by_index[i - from] = g->outbox_pending[i];
-		g->outbox_pending[i] = NULL;
+		batch->by_index[i - from] = g->publish.pending[i];
+		g->publish.pending[i] = NULL;
 	}
-	if (g->batches_tail)
-		g->batches_tail->next = batch;
+	if (g->publish.batches_tail)
+		g->publish.batches_tail->next = batch;
 	else
-		g->batches_head = batch;
-	g->batches_tail = batch;
+		g->publish.batches_head = batch;
+	g->publish.batches_tail = batch;
 	return 0;
 }
 
@@ -106,8 +106,8 @@ static void confirmations_restore(Gateway *g, json_t *confirms)
 	size_t i;
 	json_t *c;
 
-	json_array_foreach(confirms, i, c)
-	        json_object_set(g->confirm_due, jstr(c, "origin"), json_object_get(c, "seq"));
+	json_array_foreach(confirms, i, c) json_object_set(
+	        g->cluster.confirm_due, jstr(c, "origin"), json_object_get(c, "seq"));
 }
 
 /* Runs after the other sources of a loop turn: whatever was decided this turn leaves in as few
@@ -118,14 +118,14 @@ static void confirmations_restore(Gateway *g, json_t *confirms)
 static int gateway_flush(sd_event_source *s, void *userdata)
 {
 	Gateway *g = userdata;
-	size_t n = json_array_size(g->outbox), from = 0;
+	size_t n = json_array_size(g->publish.outbox), from = 0;
 	_cleanup_(json_decrefp) json_t *confirms = NULL, *keep = NULL;
 	_cleanup_free_ char *extra = NULL;
 	bool extra_sent = false;
 	char **texts;
 	int r = 0;
 
-	if (n == 0 || (g->syncing && !g->stopping)) {
+	if (n == 0 || (g->sync.active && !g->stopping)) {
 		publish_confirmations(g);
 		return 0;
 	}
@@ -139,15 +139,15 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 		if (confirms)
 			confirmations_restore(g, confirms);
 		log_error("Out of memory publishing %zu change(s): trying again", n);
-		sd_event_source_set_time_relative(g->flush_retry, 10 * USEC_PER_MSEC);
-		sd_event_source_set_enabled(g->flush_retry, SD_EVENT_ONESHOT);
+		sd_event_source_set_time_relative(g->publish.flush_retry, 10 * USEC_PER_MSEC);
+		sd_event_source_set_enabled(g->publish.flush_retry, SD_EVENT_ONESHOT);
 		return 0;
 	}
 	extra[strlen(extra) - 1] = 0; /* the array's items, without its brackets */
 	memmove(extra, extra + 1, strlen(extra));
 
 	for (size_t i = 0; i < n && r >= 0; i++)
-		if (!(texts[i] = json_dumps(json_array_get(g->outbox, i), JSON_COMPACT)))
+		if (!(texts[i] = json_dumps(json_array_get(g->publish.outbox, i), JSON_COMPACT)))
 			r = -ENOMEM;
 	while (r >= 0 && from < n) {
 		_cleanup_free_ char *joined = NULL;
@@ -181,7 +181,7 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 		/* What could not be published: clients are told, the rest tries again. */
 		log_error_errno(r, "Cannot publish %zu change(s): %m", n - from);
 		for (size_t i = from; i < n; i++) {
-			Pending *p = g->outbox_pending[i];
+			Pending *p = g->publish.pending[i];
 
 			if (p) {
 				reply_pending_error(g, p, "storage_error",
@@ -202,7 +202,7 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 				        strlen(texts[i]));
 				sd_event_exit(g->event, -EMSGSIZE);
 			}
-			json_array_append(keep, json_array_get(g->outbox, i));
+			json_array_append(keep, json_array_get(g->publish.outbox, i));
 		}
 	}
 	for (size_t i = 0; i < n; i++)
@@ -213,12 +213,12 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 		if (r >= 0)
 			publish_confirmations(g);
 	}
-	memset(g->outbox_pending, 0, n * sizeof(Pending *));
-	json_array_clear(g->outbox);
+	memset(g->publish.pending, 0, n * sizeof(Pending *));
+	json_array_clear(g->publish.outbox);
 	if (json_array_size(keep) > 0) {
-		json_array_extend(g->outbox, keep);
-		sd_event_source_set_time_relative(g->flush_retry, 10 * USEC_PER_MSEC);
-		sd_event_source_set_enabled(g->flush_retry, SD_EVENT_ONESHOT);
+		json_array_extend(g->publish.outbox, keep);
+		sd_event_source_set_time_relative(g->publish.flush_retry, 10 * USEC_PER_MSEC);
+		sd_event_source_set_enabled(g->publish.flush_retry, SD_EVENT_ONESHOT);
 	}
 	return 0;
 }
@@ -229,7 +229,7 @@ void event_add(Gateway *g, const char *topic, json_t *object)
 {
 	if (!object)
 		return;
-	json_array_append_new(g->events, json_pack("[s, o]", topic, object));
+	json_array_append_new(g->publish.events, json_pack("[s, o]", topic, object));
 }
 
 void events_publish(Gateway *g)
@@ -237,7 +237,7 @@ void events_publish(Gateway *g)
 	size_t i;
 	json_t *e;
 
-	json_array_foreach(g->events, i, e)
+	json_array_foreach(g->publish.events, i, e)
 	{
 		_cleanup_free_ char *text =
 		        json_dumps(json_array_get(e, 1), JSON_COMPACT | JSON_SORT_KEYS);
@@ -246,7 +246,7 @@ void events_publish(Gateway *g)
 		if (text && g->server)
 			server_publish(g->server, json_string_value(json_array_get(e, 0)), text);
 	}
-	json_array_clear(g->events);
+	json_array_clear(g->publish.events);
 }
 
 void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
@@ -291,14 +291,14 @@ int publish_start(Gateway *g)
 
 	/* Always on: sd-event marks post sources pending only if they are enabled when another
 	 * source is dispatched, i.e. before the request that fills the outbox is read. */
-	r = sd_event_add_post(g->event, &g->flush, gateway_flush, g);
+	r = sd_event_add_post(g->event, &g->publish.flush, gateway_flush, g);
 	if (r < 0)
 		return r;
-	r = sd_event_add_time_relative(g->event, &g->flush_retry, CLOCK_MONOTONIC,
+	r = sd_event_add_time_relative(g->event, &g->publish.flush_retry, CLOCK_MONOTONIC,
 	                               10 * USEC_PER_MSEC, USEC_PER_MSEC, on_flush_retry, g);
 	if (r < 0)
 		return r;
-	sd_event_source_set_enabled(g->flush_retry, SD_EVENT_OFF);
+	sd_event_source_set_enabled(g->publish.flush_retry, SD_EVENT_OFF);
 	return 0;
 }
 
@@ -316,18 +316,18 @@ static void batches_free(PendingBatch *b)
 
 void publish_free(Gateway *g)
 {
-	batches_free(g->batches_head);
-	g->batches_head = g->batches_tail = NULL;
-	batches_free(g->awaiting);
-	g->awaiting = NULL;
-	for (size_t i = 0; i < json_array_size(g->outbox); i++)
-		free(g->outbox_pending[i]);
-	free(g->outbox_pending);
-	g->outbox_pending = NULL;
-	g->flush = sd_event_source_disable_unref(g->flush);
-	g->flush_retry = sd_event_source_disable_unref(g->flush_retry);
-	json_decref(g->outbox);
-	g->outbox = NULL;
-	json_decref(g->events);
-	g->events = NULL;
+	batches_free(g->publish.batches_head);
+	g->publish.batches_head = g->publish.batches_tail = NULL;
+	batches_free(g->publish.awaiting);
+	g->publish.awaiting = NULL;
+	for (size_t i = 0; i < json_array_size(g->publish.outbox); i++)
+		free(g->publish.pending[i]);
+	free(g->publish.pending);
+	g->publish.pending = NULL;
+	g->publish.flush = sd_event_source_disable_unref(g->publish.flush);
+	g->publish.flush_retry = sd_event_source_disable_unref(g->publish.flush_retry);
+	json_decref(g->publish.outbox);
+	g->publish.outbox = NULL;
+	json_decref(g->publish.events);
+	g->publish.events = NULL;
 }

@@ -124,7 +124,7 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 
 	if (stall_refuses(g, peer))
 		return;
-	if (g->syncing && json_array_size(g->outbox) >= OUTBOX_HELD_MAX) {
+	if (g->sync.active && json_array_size(g->publish.outbox) >= OUTBOX_HELD_MAX) {
 		reply_err(g, peer, "queue_full",
 		          "the cluster is exchanging state with a node that joined; try again in a "
 		          "moment");

@@ -19,11 +19,12 @@ static int on_exit_check(sd_event_source *s, uint64_t usec, void *userdata)
 	/* Exit once the last results have been published and applied (committed); or at once
 	 * when the store cannot commit: what waits for it was never answered "queued", and a
 	 * send whose result is lost is resumed after the restart. */
-	if (json_array_size(g->outbox) == 0 && (!g->batches_head || store_stalled(g))) {
+	if (json_array_size(g->publish.outbox) == 0 &&
+	    (!g->publish.batches_head || store_stalled(g))) {
 		if (store_stalled(g))
 			log_warning("Stopping while the store cannot commit: %zu payload(s) not "
 			            "applied here",
-			            g->n_stalled);
+			            g->apply.n_stalled);
 		return sd_event_exit(g->event, 0);
 	}
 	sd_event_source_set_time_relative(s, USEC_PER_MSEC);
@@ -72,24 +73,24 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 		return -ENOMEM;
 	g->event = sd_event_ref(event);
 	g->config = config;
-	g->config_loaded_at = now_realtime_usec();
+	g->reload.loaded_at = now_realtime_usec();
 	g->nodeid = SOLO_NODEID;
-	g->next_seq = 1;
-	g->outbox = json_array();
-	g->events = json_array();
+	g->publish.next_seq = 1;
+	g->publish.outbox = json_array();
+	g->publish.events = json_array();
 	g->tokens = json_array();
-	g->voice_checks = json_array();
-	g->confirm_due = json_object();
-	g->escalating = json_object();
-	g->digests_due = json_object();
-	g->digests_mine = json_object();
-	g->orphans = json_object();
+	g->voice.checks = json_array();
+	g->cluster.confirm_due = json_object();
+	g->escalation.published = json_object();
+	g->check.digests_due = json_object();
+	g->check.digests_mine = json_object();
+	g->check.orphans = json_object();
 	members_init(&g->members, config->node_name);
 	if (members_self(&g->members))
 		members_self(&g->members)->nodeid = SOLO_NODEID;
-	if (!g->outbox || !g->events || !g->tokens || !g->voice_checks || !g->confirm_due ||
-	    !g->escalating || !g->digests_due || !g->digests_mine || !g->orphans ||
-	    !members_self(&g->members)) {
+	if (!g->publish.outbox || !g->publish.events || !g->tokens || !g->voice.checks ||
+	    !g->cluster.confirm_due || !g->escalation.published || !g->check.digests_due ||
+	    !g->check.digests_mine || !g->check.orphans || !members_self(&g->members)) {
 		gateway_free(g);
 		return -ENOMEM;
 	}
@@ -141,13 +142,13 @@ int gateway_start(Gateway *g)
 		return r;
 
 	/* Alone, sends a crash interrupted are resumed at once; in a cluster once caught up. */
-	if (!g->resume_pending) {
+	if (!g->cluster.resume_pending) {
 		r = store_sending_on_node(g->store, g->config->node_name, resume_one, g);
 		if (r < 0)
 			return r;
 	}
 	dispatch_schedule(g);
-	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
 	log_info("Node '%s' serving on %s, events on %s, %zu modem(s), %llu alert(s) open",
 	         g->config->node_name, g->config->submit_bind, g->config->events_bind, g->n_modems,
 	         (unsigned long long)store_open_alerts(g->store));
@@ -162,39 +163,25 @@ Gateway *gateway_free(Gateway *g)
 	check_stop(g);
 	apply_stop(g);
 	reload_free(g);
-	dialer_free(g->dialer);
-	free(g->call);
-	while (g->calls) {
-		VoiceCall *v = g->calls;
-		g->calls = v->next;
-		free(v);
-	}
-	sd_event_source_disable_unref(g->voice_timer);
-	sd_event_source_disable_unref(g->selftest_timer);
-	sd_event_source_disable_unref(g->selftest_check);
-	while (g->selftests) {
-		SelfTest *t = g->selftests;
-		g->selftests = t->next;
-		free(t);
-	}
+	voice_free(g);
+	selftest_free(g);
 	modems_free(g);
 	dispatch_free(g);
 	publish_free(g);
-	sd_event_source_disable_unref(g->grace_timer);
-	sd_event_source_disable_unref(g->sync_timer);
-	free(g->sync_key_cursor);
-	json_decref(g->confirm_due);
+	sd_event_source_disable_unref(g->cluster.grace_timer);
+	sd_event_source_disable_unref(g->sync.timer);
+	free(g->sync.key_cursor);
+	json_decref(g->cluster.confirm_due);
 	members_done(&g->members);
 	sd_event_source_disable_unref(g->exit_check);
 	requests_free(g);
 	replication_free(g->replication);
 	store_close(g->store);
 	json_decref(g->tokens);
-	json_decref(g->voice_checks);
-	json_decref(g->escalating);
-	json_decref(g->digests_due);
-	json_decref(g->digests_mine);
-	json_decref(g->orphans);
+	json_decref(g->escalation.published);
+	json_decref(g->check.digests_due);
+	json_decref(g->check.digests_mine);
+	json_decref(g->check.orphans);
 	sd_event_unref(g->event);
 	free(g);
 	return NULL;
