@@ -23,19 +23,19 @@
  * wait cures (a full disk, an I/O error). */
 static bool stall_hopeless(const Gateway *g, uint64_t now)
 {
-	return g->stall_error != -EBUSY || now - g->stall_since >= STALL_GIVE_UP_USEC ||
-	       g->stalled_bytes >= STALL_BYTES_MAX;
+	return g->apply.stall_error != -EBUSY || now - g->apply.stall_since >= STALL_GIVE_UP_USEC ||
+	       g->apply.stalled_bytes >= STALL_BYTES_MAX;
 }
 
 static void stall_arm(Gateway *g, uint64_t usec)
 {
-	sd_event_source_set_time_relative(g->stall_timer, usec);
-	sd_event_source_set_enabled(g->stall_timer, SD_EVENT_ONESHOT);
+	sd_event_source_set_time_relative(g->apply.stall_timer, usec);
+	sd_event_source_set_enabled(g->apply.stall_timer, SD_EVENT_ONESHOT);
 }
 
 bool store_stalled(const Gateway *g)
 {
-	return g->stalled_head || g->held;
+	return g->apply.stalled_head || g->apply.held;
 }
 
 static int stall_push(Gateway *g, uint32_t from_nodeid, unsigned flags, const void *data,
@@ -50,25 +50,25 @@ static int stall_push(Gateway *g, uint32_t from_nodeid, unsigned flags, const vo
 	               .since = now_monotonic_usec(),
 	               .len = len};
 	memcpy(p->data, data, len);
-	if (g->stalled_tail)
-		g->stalled_tail->next = p;
+	if (g->apply.stalled_tail)
+		g->apply.stalled_tail->next = p;
 	else
-		g->stalled_head = p;
-	g->stalled_tail = p;
-	g->n_stalled++;
-	g->stalled_bytes += len;
+		g->apply.stalled_head = p;
+	g->apply.stalled_tail = p;
+	g->apply.n_stalled++;
+	g->apply.stalled_bytes += len;
 	return 0;
 }
 
 static void stall_pop(Gateway *g)
 {
-	Stalled *p = g->stalled_head;
+	Stalled *p = g->apply.stalled_head;
 
-	g->stalled_head = p->next;
-	if (!g->stalled_head)
-		g->stalled_tail = NULL;
-	g->n_stalled--;
-	g->stalled_bytes -= p->len;
+	g->apply.stalled_head = p->next;
+	if (!g->apply.stalled_head)
+		g->apply.stalled_tail = NULL;
+	g->apply.n_stalled--;
+	g->apply.stalled_bytes -= p->len;
 	free(p);
 }
 
@@ -82,15 +82,15 @@ static PendingBatch *stalled_batch_take(Gateway *g, const Stalled *p)
 	if (!payload || p->from_nodeid != g->nodeid ||
 	    !streq(jstr(payload, "node"), g->config->node_name) || seq == 0)
 		return NULL;
-	for (PendingBatch *b = g->batches_head; b; prev = b, b = b->next) {
+	for (PendingBatch *b = g->publish.batches_head; b; prev = b, b = b->next) {
 		if (b->seq != seq)
 			continue;
 		if (prev)
 			prev->next = b->next;
 		else
-			g->batches_head = b->next;
-		if (g->batches_tail == b)
-			g->batches_tail = prev;
+			g->publish.batches_head = b->next;
+		if (g->publish.batches_tail == b)
+			g->publish.batches_tail = prev;
 		b->next = NULL;
 		return b;
 	}
@@ -101,30 +101,30 @@ static void stall_give_up(Gateway *g, uint64_t now);
 
 static void stall_begin(Gateway *g, int error)
 {
-	g->stall_since = now_monotonic_usec();
-	g->stall_error = error;
-	g->stall_tries = 0;
+	g->apply.stall_since = now_monotonic_usec();
+	g->apply.stall_error = error;
+	g->apply.stall_tries = 0;
 	log_ctx_errno(LOG_ERR, error, &((LogContext){.message_id = MESSAGE_ID_STORE_STALLED}),
 	              "The store cannot commit (%m): applying nothing further until it can; "
 	              "retrying, and leaving the cluster group after %llu s",
 	              (unsigned long long)(STALL_GIVE_UP_USEC / USEC_PER_SEC));
 	sd_notifyf(0, "STATUS=The store cannot commit: %s; retrying", strerror(-error));
-	stall_give_up(g, g->stall_since); /* answers at once unless it is a lock */
+	stall_give_up(g, g->apply.stall_since); /* answers at once unless it is a lock */
 	stall_arm(g, STALL_RETRY_MIN_USEC);
 }
 
 static void stall_end(Gateway *g)
 {
-	uint64_t took = now_monotonic_usec() - g->stall_since;
+	uint64_t took = now_monotonic_usec() - g->apply.stall_since;
 
 	log_ctx(LOG_NOTICE, &((LogContext){.message_id = MESSAGE_ID_STORE_RESUMED}),
 	        "The store commits again after %.1f s and %u retries: applying in order",
-	        (double)took / USEC_PER_SEC, g->stall_tries);
+	        (double)took / USEC_PER_SEC, g->apply.stall_tries);
 	sd_notify(0, "STATUS=Serving");
-	g->stall_since = 0;
-	g->stall_error = 0;
-	g->stall_tries = 0;
-	sd_event_source_set_enabled(g->stall_timer, SD_EVENT_OFF);
+	g->apply.stall_since = 0;
+	g->apply.stall_error = 0;
+	g->apply.stall_tries = 0;
+	sd_event_source_set_enabled(g->apply.stall_timer, SD_EVENT_OFF);
 	gateway_kick(g);
 }
 
@@ -132,31 +132,31 @@ static void stall_end(Gateway *g)
 static void stall_give_up(Gateway *g, uint64_t now)
 {
 	bool leave = replication_is_clustered(g->replication) &&
-	             replication_is_connected(g->replication) && !g->held;
+	             replication_is_connected(g->replication) && !g->apply.held;
 
-	for (Stalled *p = g->stalled_head; p; p = p->next) {
+	for (Stalled *p = g->apply.stalled_head; p; p = p->next) {
 		PendingBatch *b;
 
 		if (p->answered ||
-		    (g->stall_error == -EBUSY && now - p->since < STALL_GIVE_UP_USEC))
+		    (g->apply.stall_error == -EBUSY && now - p->since < STALL_GIVE_UP_USEC))
 			continue;
 		p->answered = true;
 		b = stalled_batch_take(g, p);
 		if (b)
-			answer_batch(g, b, g->stall_error);
+			answer_batch(g, b, g->apply.stall_error);
 	}
-	if (!leave ||
-	    (now - g->stall_since < STALL_GIVE_UP_USEC && g->stalled_bytes < STALL_BYTES_MAX))
+	if (!leave || (now - g->apply.stall_since < STALL_GIVE_UP_USEC &&
+	               g->apply.stalled_bytes < STALL_BYTES_MAX))
 		return;
 
-	log_ctx_errno(LOG_CRIT, g->stall_error,
+	log_ctx_errno(LOG_CRIT, g->apply.stall_error,
 	              &((LogContext){.message_id = MESSAGE_ID_STORE_STALLED}),
 	              "The store has not committed for %.0f s (%m): leaving the cluster group "
 	              "until it does; the other node carries on, and this one catches up when it "
 	              "rejoins",
-	              (double)(now - g->stall_since) / USEC_PER_SEC);
+	              (double)(now - g->apply.stall_since) / USEC_PER_SEC);
 	/* What the group delivered, every member has: this node gets it back from them. */
-	for (Stalled **pp = &g->stalled_head; *pp;) {
+	for (Stalled **pp = &g->apply.stalled_head; *pp;) {
 		Stalled *p = *pp;
 		PendingBatch *b;
 
@@ -166,19 +166,19 @@ static void stall_give_up(Gateway *g, uint64_t now)
 		}
 		b = p->answered ? NULL : stalled_batch_take(g, p);
 		if (b)
-			answer_batch(g, b, g->stall_error);
+			answer_batch(g, b, g->apply.stall_error);
 		*pp = p->next;
-		g->n_stalled--;
-		g->stalled_bytes -= p->len;
+		g->apply.n_stalled--;
+		g->apply.stalled_bytes -= p->len;
 		free(p);
 	}
-	g->stalled_tail = NULL;
-	for (Stalled *p = g->stalled_head; p; p = p->next)
-		g->stalled_tail = p;
-	g->held = true;
+	g->apply.stalled_tail = NULL;
+	for (Stalled *p = g->apply.stalled_head; p; p = p->next)
+		g->apply.stalled_tail = p;
+	g->apply.held = true;
 	replication_hold(g->replication, true);
 	sd_notifyf(0, "STATUS=Out of the cluster: the store cannot commit (%s)",
-	           strerror(-g->stall_error));
+	           strerror(-g->apply.stall_error));
 }
 
 static int on_stall_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -189,10 +189,10 @@ static int on_stall_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	int r = 0;
 
 	/* The probe first: a store that still fails costs no attempt (and no log) per payload. */
-	if (n == 0 && g->stall_since)
+	if (n == 0 && g->apply.stall_since)
 		r = store_probe(g->store, now_realtime_usec());
-	while (r >= 0 && g->stalled_head && n < STALL_APPLY_PER_TURN) {
-		Stalled *p = g->stalled_head;
+	while (r >= 0 && g->apply.stalled_head && n < STALL_APPLY_PER_TURN) {
+		Stalled *p = g->apply.stalled_head;
 
 		r = apply_payload(g, p->from_nodeid, p->data, p->len);
 		if (r < 0)
@@ -200,23 +200,24 @@ static int on_stall_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		stall_pop(g);
 		n++;
 	}
-	if (r >= 0 && g->stalled_head) {
+	if (r >= 0 && g->apply.stalled_head) {
 		stall_arm(g, 0); /* more applied on the next turn: the loop gets its turn */
 		return 0;
 	}
-	if (r >= 0 && g->held) {
+	if (r >= 0 && g->apply.held) {
 		log_notice("The store takes writes again: rejoining the cluster group");
-		g->held = false;
+		g->apply.held = false;
 		replication_hold(g->replication, false);
 	}
 	if (r >= 0) {
 		stall_end(g);
 		return 0;
 	}
-	g->stall_error = r;
-	g->stall_tries++;
+	g->apply.stall_error = r;
+	g->apply.stall_tries++;
 	stall_give_up(g, now);
-	stall_arm(g, MIN(STALL_RETRY_MIN_USEC << MIN(g->stall_tries, 8u), STALL_RETRY_MAX_USEC));
+	stall_arm(g,
+	          MIN(STALL_RETRY_MIN_USEC << MIN(g->apply.stall_tries, 8u), STALL_RETRY_MAX_USEC));
 	return 0;
 }
 
@@ -230,7 +231,7 @@ void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t l
 		r = stall_push(g, from_nodeid, flags, data, len);
 		if (r < 0)
 			goto fatal;
-		if (!g->held && g->stalled_bytes >= STALL_BYTES_MAX)
+		if (!g->apply.held && g->apply.stalled_bytes >= STALL_BYTES_MAX)
 			stall_give_up(g, now_monotonic_usec());
 		return;
 	}
@@ -255,11 +256,12 @@ bool stall_refuses(Gateway *g, const ServerPeer *peer)
 
 	if (!store_stalled(g))
 		return false;
-	if (!g->held && !stall_hopeless(g, now))
+	if (!g->apply.held && !stall_hopeless(g, now))
 		return false; /* a lock that goes away is a delay: wait behind it */
 	snprintf(detail, sizeof(detail),
 	         "this node's store cannot commit (%s) for %.0f s; nothing was stored%s",
-	         strerror(-g->stall_error), (double)(now - g->stall_since) / USEC_PER_SEC,
+	         strerror(-g->apply.stall_error),
+	         (double)(now - g->apply.stall_since) / USEC_PER_SEC,
 	         replication_is_clustered(g->replication) ? ": submit to the other node" : "");
 	reply_err(g, peer, "storage_error", detail);
 	return true;
@@ -269,28 +271,156 @@ json_t *stall_json(Gateway *g)
 {
 	if (!store_stalled(g))
 		return json_pack("{s:b, s:I}", "ok", 1, "skipped_changes",
-		                 (json_int_t)g->changes_skipped);
+		                 (json_int_t)g->apply.changes_skipped);
 	return json_pack("{s:b, s:s, s:f, s:I, s:b, s:I}", "ok", 0, "error",
-	                 strerror(-g->stall_error), "failing_for",
-	                 (double)(now_monotonic_usec() - g->stall_since) / USEC_PER_SEC, "waiting",
-	                 (json_int_t)g->n_stalled, "out_of_cluster", g->held, "skipped_changes",
-	                 (json_int_t)g->changes_skipped);
+	                 strerror(-g->apply.stall_error), "failing_for",
+	                 (double)(now_monotonic_usec() - g->apply.stall_since) / USEC_PER_SEC,
+	                 "waiting", (json_int_t)g->apply.n_stalled, "out_of_cluster", g->apply.held,
+	                 "skipped_changes", (json_int_t)g->apply.changes_skipped);
 }
 
 int apply_start(Gateway *g)
 {
-	int r = sd_event_add_time_relative(g->event, &g->stall_timer, CLOCK_MONOTONIC,
+	int r = sd_event_add_time_relative(g->event, &g->apply.stall_timer, CLOCK_MONOTONIC,
 	                                   STALL_RETRY_MIN_USEC, USEC_PER_MSEC, on_stall_timer, g);
 
 	if (r < 0)
 		return r;
-	sd_event_source_set_enabled(g->stall_timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(g->apply.stall_timer, SD_EVENT_OFF);
 	return 0;
 }
 
 void apply_stop(Gateway *g)
 {
-	while (g->stalled_head)
+	while (g->apply.stalled_head)
 		stall_pop(g);
-	g->stall_timer = sd_event_source_disable_unref(g->stall_timer);
+	g->apply.stall_timer = sd_event_source_disable_unref(g->apply.stall_timer);
+}
+
+/* A field of a change or payload: "" and 0 when absent or of another type. */
+const char *jstr(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+uint64_t ju64(json_t *o, const char *k)
+{
+	json_int_t v = json_integer_value(json_object_get(o, k));
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+/* Applies one delivered payload in one transaction. 0 when applied (or refused as
+ * incompatible: payload_compatible() said why); <0 when the store could not commit it: then
+ * nothing of it is stored, its side effects are forgotten and its clients still wait, for the
+ * caller to try the same payload again (gateway-apply.c). */
+int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len)
+{
+	_cleanup_(json_decrefp) json_t *payload = NULL;
+	PendingBatch *batch = NULL;
+	json_error_t err;
+	json_t *changes, *c;
+	MemberNode *sender;
+	bool from_self;
+	size_t i, skipped = 0;
+	int r;
+
+	payload = json_loadb(data, len, 0, &err);
+	if (!payload_compatible(g, payload, from_nodeid, len, &err))
+		return 0;
+	from_self = from_nodeid == g->nodeid && streq(jstr(payload, "node"), g->config->node_name);
+	if (from_self && g->publish.batches_head &&
+	    g->publish.batches_head->seq == ju64(payload, "seq"))
+		batch = g->publish.batches_head; /* taken off the list only once committed */
+	sender = from_self ? NULL : members_get(&g->members, jstr(payload, "node"), false);
+	if (sender && !sender->self)
+		sender->last_seen = now_realtime_usec();
+
+	changes = json_object_get(payload, "changes");
+	r = store_begin(g->store);
+	json_array_foreach(changes, i, c)
+	{
+		ChangeOrigin origin = {.pending = batch && i < batch->n ? batch->by_index[i] : NULL,
+		                       .nodeid = from_nodeid,
+		                       .self = from_self};
+		const ChangeKind *kind;
+		char why[200];
+
+		if (r < 0)
+			break;
+		r = change_check(c, &kind, why, sizeof(why));
+		if (r >= 0) {
+			r = handlers_apply(g, kind, c, &origin);
+			if (r == -EINVAL)
+				snprintf(why, sizeof(why), "change '%s': refused by the store",
+				         kind->name);
+		}
+		if (r == -EINVAL) {
+			/* Malformed, or of a kind this build does not know: refused alike on every
+			 * node, so skipping it keeps the replicas equal, while a retry would stall
+			 * this node for nothing. */
+			log_warning("Skipping a change from node '%s': %s", jstr(payload, "node"),
+			            why);
+			skipped++;
+			r = 0;
+		}
+	}
+	if (r >= 0)
+		r = store_commit(g->store);
+	else
+		store_rollback(g->store);
+
+	if (r < 0) {
+		/* Nothing of this payload is stored: forget its side effects; it is applied again
+		 * later, whole, and its clients wait until then. */
+		json_array_clear(g->publish.events);
+		json_array_clear(g->tokens);
+		json_array_clear(g->voice.checks);
+		json_object_clear(g->check.digests_due);
+		g->check.resync_wanted = false;
+		escalation_forget(g);
+		for (Job *j = g->dispatch.jobs, *next; j; j = next) {
+			next = j->next;
+			if (j->assigned && j->text)
+				j->assigned = false;
+		}
+		for (size_t k = 0; batch && k < batch->n; k++)
+			if (batch->by_index[k])
+				batch->by_index[k]->duplicate = false;
+		return r;
+	}
+	g->apply.changes_skipped += skipped;
+	if (batch) {
+		g->publish.batches_head = batch->next;
+		if (!g->publish.batches_head)
+			g->publish.batches_tail = NULL;
+		/* Committed here; "queued" once every other member has committed it too. */
+		batch->n_waiting = view_others(g, batch->waiting);
+		if (batch->n_waiting == 0)
+			answer_batch(g, batch, 0);
+		else {
+			batch->next = g->publish.awaiting;
+			g->publish.awaiting = batch;
+		}
+	}
+	/* Confirmed only now, and payloads are applied in order and never skipped: the sequence
+	 * number confirmed covers exactly what this node has committed. */
+	if (!from_self && json_is_true(json_object_get(payload, "confirm")))
+		json_object_set_new(g->cluster.confirm_due, jstr(payload, "node"),
+		                    json_integer((json_int_t)ju64(payload, "seq")));
+	events_publish(g);
+	confirm_tokens(g);
+	voice_run_checks(g);
+	jobs_start_assigned(g);
+	check_after_commit(g);
+	if (g->sync.chunk_back) {
+		g->sync.chunk_back = false;
+		sync_continue(g);
+	}
+	if (g->dispatch.wanted) {
+		g->dispatch.wanted = false;
+		sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
+	}
+	dispatch_schedule(g);
+	return 0;
 }

@@ -32,10 +32,10 @@ void check_request(Gateway *g)
 	char round[32];
 
 	if (!replication_is_clustered(g->replication) ||
-	    !replication_is_connected(g->replication) || g->syncing || store_stalled(g) ||
+	    !replication_is_connected(g->replication) || g->sync.active || store_stalled(g) ||
 	    g->stopping || !others_online(g) || !cluster_is_lowest(g))
 		return;
-	snprintf(round, sizeof(round), "%llu", (unsigned long long)++g->check_round);
+	snprintf(round, sizeof(round), "%llu", (unsigned long long)++g->check.round);
 	outbox_add(g,
 	           json_pack("{s:s, s:s, s:s, s:I}", "t", "check", "node", g->config->node_name,
 	                     "round", round, "at", (json_int_t)now_realtime_usec()),
@@ -59,39 +59,42 @@ int apply_check(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	if (r < 0)
 		return r;
 	/* Ours, to compare the others' with; kept for the last few checks only. */
-	while (json_object_size(g->digests_mine) >= CHECKS_KEPT) {
-		void *it = json_object_iter(g->digests_mine);
+	while (json_object_size(g->check.digests_mine) >= CHECKS_KEPT) {
+		void *it = json_object_iter(g->check.digests_mine);
 
-		json_object_del(g->digests_mine, json_object_iter_key(it));
+		json_object_del(g->check.digests_mine, json_object_iter_key(it));
 	}
-	json_object_set_new(g->digests_mine, id, json_string(digest));
-	json_object_set_new(g->digests_due, id, json_pack("[s, I]", digest, (json_int_t)open));
+	json_object_set_new(g->check.digests_mine, id, json_string(digest));
+	json_object_set_new(g->check.digests_due, id,
+	                    json_pack("[s, I]", digest, (json_int_t)open));
 	return 0;
 }
 
 int apply_digest(Gateway *g, json_t *c, const ChangeOrigin *origin)
 {
 	const char *node = jstr(c, "node"), *check = jstr(c, "check");
-	const char *mine = json_string_value(json_object_get(g->digests_mine, check));
+	const char *mine = json_string_value(json_object_get(g->check.digests_mine, check));
 	char prefix[96];
 
 	if (streq(node, g->config->node_name) || !mine)
 		return 0; /* ours, or a check made before we were there */
 	if (streq(mine, jstr(c, "value"))) {
-		g->digest_problem[0] = 0;
-		g->digest_agreed_at = now_realtime_usec();
+		g->check.digest_problem[0] = 0;
+		g->check.digest_agreed_at = now_realtime_usec();
 		return 0;
 	}
-	snprintf(g->digest_problem, sizeof(g->digest_problem),
+	snprintf(g->check.digest_problem, sizeof(g->check.digest_problem),
 	         "the stores of this node and node %s differ (%llu open alert(s) there)", node,
 	         (unsigned long long)ju64(c, "open"));
 	log_ctx(LOG_ERR, &((LogContext){.message_id = MESSAGE_ID_DIGEST_MISMATCH}),
-	        "Digest check %s: %s; exchanging state to repair it", check, g->digest_problem);
+	        "Digest check %s: %s; exchanging state to repair it", check,
+	        g->check.digest_problem);
 	/* The node that asked for the check asks for the repair: one resync, not one per node. */
 	snprintf(prefix, sizeof(prefix), "%s/", g->config->node_name);
 	if (strncmp(check, prefix, strlen(prefix)) == 0 &&
-	    (g->resync_at == 0 || now_monotonic_usec() - g->resync_at >= RESYNC_MIN_USEC))
-		g->resync_wanted = true;
+	    (g->check.resync_at == 0 ||
+	     now_monotonic_usec() - g->check.resync_at >= RESYNC_MIN_USEC))
+		g->check.resync_wanted = true;
 	return 0;
 }
 
@@ -107,15 +110,15 @@ void check_after_commit(Gateway *g)
 	const char *id;
 	json_t *v;
 
-	json_object_foreach(g->digests_due, id, v) outbox_add(
+	json_object_foreach(g->check.digests_due, id, v) outbox_add(
 	        g,
 	        json_pack("{s:s, s:s, s:s, s:O, s:O}", "t", "digest", "node", g->config->node_name,
 	                  "check", id, "value", json_array_get(v, 0), "open", json_array_get(v, 1)),
 	        NULL);
-	json_object_clear(g->digests_due);
-	if (g->resync_wanted) {
-		g->resync_wanted = false;
-		g->resync_at = now_monotonic_usec();
+	json_object_clear(g->check.digests_due);
+	if (g->check.resync_wanted) {
+		g->check.resync_wanted = false;
+		g->check.resync_at = now_monotonic_usec();
 		outbox_add(g, json_pack("{s:s, s:s}", "t", "resync", "node", g->config->node_name),
 		           NULL);
 	}
@@ -125,12 +128,13 @@ void check_json(Gateway *g, json_t *warnings, json_t *cluster)
 {
 	char at[RFC3339_MAX];
 
-	if (g->digest_problem[0])
-		json_array_append_new(warnings, json_string(g->digest_problem));
+	if (g->check.digest_problem[0])
+		json_array_append_new(warnings, json_string(g->check.digest_problem));
 	json_object_set_new(
 	        cluster, "digest",
-	        json_pack("{s:b, s:s?}", "agreed", g->digest_problem[0] == 0, "checked_at",
-	                  g->digest_agreed_at ? format_rfc3339(g->digest_agreed_at, at) : NULL));
+	        json_pack("{s:b, s:s?}", "agreed", g->check.digest_problem[0] == 0, "checked_at",
+	                  g->check.digest_agreed_at ? format_rfc3339(g->check.digest_agreed_at, at)
+	                                            : NULL));
 }
 
 /* ---- the sweep of orphaned sends ---- */
@@ -150,7 +154,7 @@ static int sweep_one(const char *alert_id, const char *number, const char *modem
 		return 0;
 	if (asprintf(&key, "%s %s", alert_id, number) < 0)
 		return -ENOMEM;
-	if (!json_object_get(g->orphans, key)) {
+	if (!json_object_get(g->check.orphans, key)) {
 		json_object_set_new(w->seen, key, json_true());
 		return 0; /* maybe its result is on the way: look again next time */
 	}
@@ -171,10 +175,10 @@ static void sweep(Gateway *g)
 
 	if (!w.seen)
 		return;
-	if (!g->stopping && !store_stalled(g) && cluster_settled(g) && !g->resume_pending)
+	if (!g->stopping && !store_stalled(g) && cluster_settled(g) && !g->cluster.resume_pending)
 		store_sending_on_node(g->store, g->config->node_name, sweep_one, &w);
-	json_decref(g->orphans);
-	g->orphans = w.seen;
+	json_decref(g->check.orphans);
+	g->check.orphans = w.seen;
 }
 
 /* Every SWEEP_USEC, or every check_interval when that is shorter. */
@@ -207,19 +211,19 @@ int check_start(Gateway *g)
 {
 	int r;
 
-	r = sd_event_add_time_relative(g->event, &g->sweep_timer, CLOCK_MONOTONIC,
+	r = sd_event_add_time_relative(g->event, &g->check.sweep_timer, CLOCK_MONOTONIC,
 	                               sweep_interval(g), USEC_PER_MSEC, on_sweep_timer, g);
 	if (r < 0)
 		return r;
 	if (!replication_is_clustered(g->replication) || g->config->check_interval == 0)
 		return 0;
-	return sd_event_add_time_relative(g->event, &g->check_timer, CLOCK_MONOTONIC,
+	return sd_event_add_time_relative(g->event, &g->check.timer, CLOCK_MONOTONIC,
 	                                  (uint64_t)g->config->check_interval * USEC_PER_SEC,
 	                                  USEC_PER_MSEC, on_check_timer, g);
 }
 
 void check_stop(Gateway *g)
 {
-	g->sweep_timer = sd_event_source_disable_unref(g->sweep_timer);
-	g->check_timer = sd_event_source_disable_unref(g->check_timer);
+	g->check.sweep_timer = sd_event_source_disable_unref(g->check.sweep_timer);
+	g->check.timer = sd_event_source_disable_unref(g->check.timer);
 }

@@ -40,13 +40,13 @@ json_t *confirmations_take(Gateway *g)
 	const char *origin;
 	json_t *seq, *changes;
 
-	if (json_object_size(g->confirm_due) == 0)
+	if (json_object_size(g->cluster.confirm_due) == 0)
 		return NULL;
 	changes = json_array();
-	json_object_foreach(g->confirm_due, origin, seq) json_array_append_new(
+	json_object_foreach(g->cluster.confirm_due, origin, seq) json_array_append_new(
 	        changes, json_pack("{s:s, s:s, s:s, s:O}", "t", "confirm", "node",
 	                           g->config->node_name, "origin", origin, "seq", seq));
-	json_object_clear(g->confirm_due);
+	json_object_clear(g->cluster.confirm_due);
 	return changes;
 }
 
@@ -60,7 +60,7 @@ void publish_confirmations(Gateway *g)
 
 static bool in_grace(const Gateway *g)
 {
-	return g->grace_until && now_monotonic_usec() < g->grace_until;
+	return g->cluster.grace_until && now_monotonic_usec() < g->cluster.grace_until;
 }
 
 bool member_online(const MemberNode *n)
@@ -74,7 +74,7 @@ bool member_online(const MemberNode *n)
  * behind what the peer sent meanwhile), so nothing is sent from a picture that may be stale. */
 bool cluster_settled(const Gateway *g)
 {
-	if (g->syncing || store_stalled(g))
+	if (g->sync.active || store_stalled(g))
 		return false;
 	if (!in_grace(g))
 		return true;
@@ -118,7 +118,7 @@ static json_t *hello_change(Gateway *g)
 	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:b, s:o}", "t", "hello", "node",
 	                 g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
 	                 (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
-	                 PROTOCOL_VERSION, "voice", g->dialer != NULL, "modems",
+	                 PROTOCOL_VERSION, "voice", g->voice.dialer != NULL, "modems",
 	                 local_modems_json(g));
 }
 
@@ -162,7 +162,7 @@ int apply_hello(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	n->modems = json_incref(json_object_get(c, "modems"));
 	n->usable_modems = count_usable(n->modems);
 	n->last_seen = now_realtime_usec();
-	g->dispatch_wanted = true;
+	g->dispatch.wanted = true;
 
 	config_fingerprint(g->config, fp);
 	if (!was_online && n->announced) {
@@ -194,14 +194,14 @@ int apply_health(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	json_decref(n->modems);
 	n->modems = json_incref(json_object_get(c, "modems"));
 	n->usable_modems = count_usable(n->modems);
-	g->dispatch_wanted = true; /* the owners of some deliveries changed */
+	g->dispatch.wanted = true; /* the owners of some deliveries changed */
 	return 0;
 }
 
 /* Answers the batches that no longer wait for anyone. */
 static void awaiting_answer_ready(Gateway *g)
 {
-	for (PendingBatch **p = &g->awaiting; *p;) {
+	for (PendingBatch **p = &g->publish.awaiting; *p;) {
 		PendingBatch *b = *p;
 
 		if (b->n_waiting == 0) {
@@ -227,7 +227,7 @@ int apply_confirm(Gateway *g, json_t *c, const ChangeOrigin *origin)
 
 	if (!streq(jstr(c, "origin"), g->config->node_name))
 		return 0;
-	for (PendingBatch *b = g->awaiting; b; b = b->next)
+	for (PendingBatch *b = g->publish.awaiting; b; b = b->next)
 		if (b->seq <= seq)
 			batch_unwait(b, origin->nodeid);
 	awaiting_answer_ready(g);
@@ -236,8 +236,8 @@ int apply_confirm(Gateway *g, json_t *c, const ChangeOrigin *origin)
 
 static bool node_refused(const Gateway *g, uint32_t nodeid)
 {
-	for (size_t i = 0; i < g->n_refused; i++)
-		if (g->refused[i] == nodeid)
+	for (size_t i = 0; i < g->cluster.n_refused; i++)
+		if (g->cluster.refused[i] == nodeid)
 			return true;
 	return false;
 }
@@ -283,9 +283,9 @@ int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin)
 
 	if (origin->self) {
 		/* Ours came back: the next chunk may go. */
-		if (g->syncing && ju64(c, "round") == g->sync_round) {
-			g->sync_sent += json_array_size(items);
-			g->sync_chunk_back = true;
+		if (g->sync.active && ju64(c, "round") == g->sync.round) {
+			g->sync.sent += json_array_size(items);
+			g->sync.chunk_back = true;
 		}
 		return 0;
 	}
@@ -308,28 +308,28 @@ int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin)
 			return r;
 		changed += r;
 	}
-	g->sync_received += json_array_size(items);
+	g->sync.received += json_array_size(items);
 	if (changed)
-		g->dispatch_wanted = true;
-	if (g->syncing)
-		sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
+		g->dispatch.wanted = true;
+	if (g->sync.active)
+		sd_event_source_set_time_relative(g->sync.timer, SYNC_STALL_USEC);
 	return 0;
 }
 
 /* The exchange no longer waits for nodeid; it ends when it waits for no one. */
 static void sync_unwait(Gateway *g, uint32_t nodeid)
 {
-	if (!g->syncing)
+	if (!g->sync.active)
 		return;
-	for (size_t i = 0; i < g->n_sync_waiting; i++)
-		if (g->sync_waiting[i] == nodeid) {
-			g->sync_waiting[i] = g->sync_waiting[--g->n_sync_waiting];
+	for (size_t i = 0; i < g->sync.n_waiting; i++)
+		if (g->sync.waiting[i] == nodeid) {
+			g->sync.waiting[i] = g->sync.waiting[--g->sync.n_waiting];
 			break;
 		}
-	if (g->n_sync_waiting == 0)
+	if (g->sync.n_waiting == 0)
 		sync_finish(g, NULL);
 	else
-		sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
+		sd_event_source_set_time_relative(g->sync.timer, SYNC_STALL_USEC);
 }
 
 int apply_synced(Gateway *g, json_t *c, const ChangeOrigin *origin)
@@ -358,10 +358,10 @@ bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_
 	log_error("Refusing node '%s' (corosync node %u): it speaks protocol version %lld, this "
 	          "node version %d; run the same gatewayd release on both nodes",
 	          jstr(payload, "node"), from_nodeid, (long long)v, PROTOCOL_VERSION);
-	if (g->n_refused < MEMBERS_MAX)
-		g->refused[g->n_refused++] = from_nodeid;
+	if (g->cluster.n_refused < MEMBERS_MAX)
+		g->cluster.refused[g->cluster.n_refused++] = from_nodeid;
 	/* No confirmation and no "synced" will come from it. */
-	for (PendingBatch *b = g->awaiting; b; b = b->next)
+	for (PendingBatch *b = g->publish.awaiting; b; b = b->next)
 		batch_unwait(b, from_nodeid);
 	awaiting_answer_ready(g);
 	sync_unwait(g, from_nodeid);
@@ -375,38 +375,38 @@ void sync_continue(Gateway *g)
 	char *key_cursor = NULL;
 	int n = 0;
 
-	while (g->syncing && g->sync_stage != SYNC_DONE) {
+	while (g->sync.active && g->sync.stage != SYNC_DONE) {
 		json_decref(TAKE_PTR(items));
-		switch (g->sync_stage) {
+		switch (g->sync.stage) {
 		case SYNC_ALERTS:
 			kind = "alerts";
-			n = store_export_alerts(g->store, g->sync_alert_cursor, SYNC_CHUNK_BYTES,
-			                        &items, g->sync_alert_cursor);
+			n = store_export_alerts(g->store, g->sync.alert_cursor, SYNC_CHUNK_BYTES,
+			                        &items, g->sync.alert_cursor);
 			break;
 		case SYNC_DEDUPE:
 			kind = "dedupe";
 			n = store_export_dedupe(g->store,
-			                        g->sync_key_cursor ? g->sync_key_cursor : "",
+			                        g->sync.key_cursor ? g->sync.key_cursor : "",
 			                        SYNC_CHUNK_BYTES, &items, &key_cursor);
 			break;
 		case SYNC_INBOX:
 			kind = "inbox";
 			n = store_export_inbox(g->store,
-			                       g->sync_key_cursor ? g->sync_key_cursor : "",
+			                       g->sync.key_cursor ? g->sync.key_cursor : "",
 			                       SYNC_CHUNK_BYTES, &items, &key_cursor);
 			break;
 		case SYNC_OVERRIDES:
 			kind = "overrides";
 			n = store_export_overrides(g->store,
-			                           g->sync_key_cursor ? g->sync_key_cursor : "",
+			                           g->sync.key_cursor ? g->sync.key_cursor : "",
 			                           SYNC_CHUNK_BYTES, &items, &key_cursor);
 			break;
 		case SYNC_DONE:
 			break;
 		}
 		if (key_cursor) {
-			free(g->sync_key_cursor);
-			g->sync_key_cursor = TAKE_PTR(key_cursor);
+			free(g->sync.key_cursor);
+			g->sync.key_cursor = TAKE_PTR(key_cursor);
 		}
 		if (n < 0) {
 			log_error_errno(n, "Cannot read the %s to send to the cluster: %m", kind);
@@ -414,20 +414,20 @@ void sync_continue(Gateway *g)
 		}
 		if (n > 0)
 			break;
-		g->sync_stage++;
-		g->sync_key_cursor = mfree(g->sync_key_cursor);
+		g->sync.stage++;
+		g->sync.key_cursor = mfree(g->sync.key_cursor);
 	}
-	if (!g->syncing)
+	if (!g->sync.active)
 		return;
-	if (g->sync_stage == SYNC_DONE) {
+	if (g->sync.stage == SYNC_DONE) {
 		publish_control(g,
 		                json_pack("[{s:s, s:s, s:I, s:I}]", "t", "synced", "node",
-		                          g->config->node_name, "round", (json_int_t)g->sync_round,
-		                          "records", (json_int_t)g->sync_sent));
+		                          g->config->node_name, "round", (json_int_t)g->sync.round,
+		                          "records", (json_int_t)g->sync.sent));
 		return;
 	}
 	publish_control(g, json_pack("[{s:s, s:s, s:I, s:s, s:O}]", "t", "merge", "node",
-	                             g->config->node_name, "round", (json_int_t)g->sync_round,
+	                             g->config->node_name, "round", (json_int_t)g->sync.round,
 	                             "kind", kind, "items", items));
 }
 
@@ -436,20 +436,20 @@ static void sync_start(Gateway *g)
 {
 	const ReplicationView *v = replication_get_view(g->replication);
 
-	g->syncing = true;
-	g->sync_round++;
-	g->sync_stage = SYNC_ALERTS;
-	g->sync_alert_cursor[0] = 0;
-	g->sync_key_cursor = mfree(g->sync_key_cursor);
-	g->sync_sent = g->sync_received = 0;
-	g->sync_chunk_back = false;
-	g->n_sync_waiting = view_nodeids(g, true, g->sync_waiting); /* ourselves included */
+	g->sync.active = true;
+	g->sync.round++;
+	g->sync.stage = SYNC_ALERTS;
+	g->sync.alert_cursor[0] = 0;
+	g->sync.key_cursor = mfree(g->sync.key_cursor);
+	g->sync.sent = g->sync.received = 0;
+	g->sync.chunk_back = false;
+	g->sync.n_waiting = view_nodeids(g, true, g->sync.waiting); /* ourselves included */
 	log_info("A node joined the view (%zu member(s)): exchanging state before anyone sends",
 	         v->n_members);
 	sd_notify(0, "STATUS=Exchanging state with the cluster");
 	publish_control(g, json_pack("[o]", hello_change(g)));
-	sd_event_source_set_time_relative(g->sync_timer, SYNC_STALL_USEC);
-	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_ONESHOT);
+	sd_event_source_set_time_relative(g->sync.timer, SYNC_STALL_USEC);
+	sd_event_source_set_enabled(g->sync.timer, SD_EVENT_ONESHOT);
 	sync_continue(g);
 }
 
@@ -457,7 +457,7 @@ void cluster_resync(Gateway *g)
 {
 	uint32_t ids[MEMBERS_MAX];
 
-	if (g->syncing || !replication_is_connected(g->replication) ||
+	if (g->sync.active || !replication_is_connected(g->replication) ||
 	    view_nodeids(g, true, ids) <= 1)
 		return;
 	sync_start(g);
@@ -476,19 +476,19 @@ bool cluster_is_lowest(Gateway *g)
 
 static void sync_finish(Gateway *g, const char *why)
 {
-	if (!g->syncing)
+	if (!g->sync.active)
 		return;
-	g->syncing = false;
-	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_OFF);
+	g->sync.active = false;
+	sd_event_source_set_enabled(g->sync.timer, SD_EVENT_OFF);
 	if (why)
 		log_warning("Ending the state exchange: %s", why);
 	else
 		log_info("In step with the cluster: sent %llu record(s), received %llu",
-		         (unsigned long long)g->sync_sent, (unsigned long long)g->sync_received);
+		         (unsigned long long)g->sync.sent, (unsigned long long)g->sync.received);
 	sd_notify(0, "STATUS=Serving");
 	takeover(g, true);
-	g->dispatch_wanted = true;
-	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	g->dispatch.wanted = true;
+	sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
 	/* Both sides should now hold the same: check it at once. */
 	check_request(g);
 }
@@ -515,7 +515,7 @@ int requeue(Gateway *g, const char *alert_id, const char *number, const char *no
 static int takeover_one(const char *alert_id, const char *number, const char *modem, void *userdata)
 {
 	Gateway *g = userdata;
-	const char *node = g->takeover_node;
+	const char *node = g->cluster.takeover_node;
 
 	if (streq(node, g->config->node_name)) {
 		/* Ours by the (merged) history, but no modem here has it: a send a restart
@@ -541,19 +541,19 @@ static int takeover_one(const char *alert_id, const char *number, const char *mo
  * this one was down is not marked interrupted. */
 static void takeover(Gateway *g, bool merged)
 {
-	bool own = merged || g->resume_pending;
+	bool own = merged || g->cluster.resume_pending;
 
 	if (g->stopping || !cluster_settled(g))
 		return;
-	g->resume_pending = false;
+	g->cluster.resume_pending = false;
 	for (size_t i = 0; i < g->members.n; i++) {
 		MemberNode *n = &g->members.nodes[i];
 
 		if (n->self ? !own : n->in_view)
 			continue;
-		g->takeover_node = n->name;
+		g->cluster.takeover_node = n->name;
 		store_sending_on_node(g->store, n->name, takeover_one, g);
-		g->takeover_node = NULL;
+		g->cluster.takeover_node = NULL;
 	}
 	/* Steps a departed node owned are ours now; and a step we published may have been lost
 	 * with a corosync restart: publish again (a step applies once). */
@@ -607,33 +607,33 @@ static void on_view(void *userdata, const ReplicationMember *members, size_t n_m
 	}
 	events_publish(g);
 	members_set_view(&g->members, ids, n_ids);
-	g->n_refused = keep_in_view(g->refused, g->n_refused, ids, n_ids);
+	g->cluster.n_refused = keep_in_view(g->cluster.refused, g->cluster.n_refused, ids, n_ids);
 	log_info("Cluster view: %zu member(s)%s", n_members,
 	         v->connected ? "" : " (the local corosync is unreachable)");
 
 	/* Confirmations are no longer awaited from those who left. */
-	for (PendingBatch *b = g->awaiting; b; b = b->next)
+	for (PendingBatch *b = g->publish.awaiting; b; b = b->next)
 		b->n_waiting = keep_in_view(b->waiting, b->n_waiting, ids, n_ids);
 	awaiting_answer_ready(g);
 
 	if (v->connected && n_ids > 1 && newcomer)
 		sync_start(g);
-	else if (g->syncing) {
-		g->n_sync_waiting = keep_in_view(g->sync_waiting, g->n_sync_waiting, ids, n_ids);
-		if (g->n_sync_waiting == 0 || n_ids <= 1)
+	else if (g->sync.active) {
+		g->sync.n_waiting = keep_in_view(g->sync.waiting, g->sync.n_waiting, ids, n_ids);
+		if (g->sync.n_waiting == 0 || n_ids <= 1)
 			sync_finish(g, NULL);
 	}
 	takeover(g, false);
-	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
 }
 
 static void grace_restart(Gateway *g)
 {
 	if (!replication_is_clustered(g->replication) || g->config->peer_grace == 0)
 		return;
-	g->grace_until = now_monotonic_usec() + g->config->peer_grace * USEC_PER_SEC;
-	sd_event_source_set_time(g->grace_timer, g->grace_until);
-	sd_event_source_set_enabled(g->grace_timer, SD_EVENT_ONESHOT);
+	g->cluster.grace_until = now_monotonic_usec() + g->config->peer_grace * USEC_PER_SEC;
+	sd_event_source_set_time(g->cluster.grace_timer, g->cluster.grace_until);
+	sd_event_source_set_enabled(g->cluster.grace_timer, SD_EVENT_ONESHOT);
 }
 
 static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -647,7 +647,7 @@ static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata)
 			        "deliveries",
 			        g->members.nodes[i].name, g->config->peer_grace);
 	takeover(g, false);
-	sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+	sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
 	return 0;
 }
 
@@ -662,7 +662,7 @@ static void on_connection(void *userdata, bool connected)
 			self->nodeid = g->nodeid;
 		log_info("Joined the cluster group '%s' as corosync node %u",
 		         g->config->cluster_group, g->nodeid);
-	} else if (!g->held)
+	} else if (!g->apply.held)
 		log_warning("Lost the local corosync: accepting and delivering alone until it is "
 		            "back");
 	/* A restarted corosync first sees itself alone: do not take a live peer's work. */
@@ -732,19 +732,20 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 	if (clustered && !replication_is_connected(g->replication))
 		json_array_append_new(
 		        warnings, json_string("the local corosync is unreachable: working alone"));
-	if (g->syncing)
+	if (g->sync.active)
 		json_array_append_new(warnings,
 		                      json_string("exchanging state with a node that joined"));
 	if (store_stalled(g))
 		json_array_append_new(
 		        warnings,
 		        json_sprintf("this node's store cannot commit (%s)%s",
-		                     strerror(-g->stall_error),
-		                     g->held ? ": out of the cluster group until it can" : ""));
+		                     strerror(-g->apply.stall_error),
+		                     g->apply.held ? ": out of the cluster group until it can"
+		                                   : ""));
 	json_t *cluster =
 	        json_pack("{s:b, s:b, s:b, s:b, s:s, s:o}", "enabled", clustered, "connected",
 	                  replication_is_connected(g->replication), "quorate",
-	                  replication_is_quorate(g->replication) == 1, "syncing", g->syncing,
+	                  replication_is_quorate(g->replication) == 1, "syncing", g->sync.active,
 	                  "group", clustered ? g->config->cluster_group : "", "members", members);
 	if (cluster && clustered)
 		check_json(g, warnings, cluster);
@@ -786,17 +787,17 @@ int gateway_start_cluster(Gateway *g)
 	if (r < 0)
 		return r;
 	/* Sends a crash interrupted are resumed once this node has caught up (takeover()). */
-	g->resume_pending = true;
-	r = sd_event_add_time(g->event, &g->grace_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
+	g->cluster.resume_pending = true;
+	r = sd_event_add_time(g->event, &g->cluster.grace_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
 	                      on_grace_timer, g);
 	if (r < 0)
 		return r;
-	sd_event_source_set_enabled(g->grace_timer, SD_EVENT_OFF);
-	r = sd_event_add_time_relative(g->event, &g->sync_timer, CLOCK_MONOTONIC, SYNC_STALL_USEC,
+	sd_event_source_set_enabled(g->cluster.grace_timer, SD_EVENT_OFF);
+	r = sd_event_add_time_relative(g->event, &g->sync.timer, CLOCK_MONOTONIC, SYNC_STALL_USEC,
 	                               USEC_PER_SEC, on_sync_timer, g);
 	if (r < 0)
 		return r;
-	sd_event_source_set_enabled(g->sync_timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(g->sync.timer, SD_EVENT_OFF);
 	g->nodeid = 0; /* corosync's, once connected */
 	r = replication_new_corosync(g->event, g->config->cluster_group, &cb, g, &g->replication);
 	if (r < 0)

@@ -213,7 +213,7 @@ static int reply_queue(Gateway *g, const char *kind, const char *seed, const cha
 	          json_pack("{s:s, s:[s], s:[], s:s, s:s, s:s, s:s}", "id", id, "to", number,
 	                    "copy", "priority", "normal", "source", "gatewayd", "node", node,
 	                    "text", text));
-	g->dispatch_wanted = true;
+	g->dispatch.wanted = true;
 	return 0;
 }
 
@@ -470,7 +470,8 @@ static int escalate_one(const char *alert_id, unsigned step, void *userdata)
 	 * applied once), for the voice fallback of the next step's contact. */
 	if ((owner && !streq(owner, g->config->node_name)) || !role)
 		return 0;
-	if (json_integer_value(json_object_get(g->escalating, alert_id)) == (json_int_t)step + 1)
+	if (json_integer_value(json_object_get(g->escalation.published, alert_id)) ==
+	    (json_int_t)step + 1)
 		return 0;                             /* published already, not applied yet */
 	contact = oncall_on_duty(g, role, now, NULL); /* overrides included */
 	if (!contact)
@@ -478,7 +479,7 @@ static int escalate_one(const char *alert_id, unsigned step, void *userdata)
 	c = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "t", "escalate", "id", alert_id,
 	              "step", (int)step + 1, "role", role->name, "contact", contact->name, "to",
 	              contact->number, "node", g->config->node_name, "at", (json_int_t)now);
-	json_object_set_new(g->escalating, alert_id, json_integer((json_int_t)step + 1));
+	json_object_set_new(g->escalation.published, alert_id, json_integer((json_int_t)step + 1));
 	return outbox_add(g, c, NULL);
 }
 
@@ -491,7 +492,7 @@ void escalation_run(Gateway *g)
 
 void escalation_forget(Gateway *g)
 {
-	json_object_clear(g->escalating);
+	json_object_clear(g->escalation.published);
 }
 
 int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin)
@@ -503,7 +504,7 @@ int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	bool paged;
 	int r;
 
-	json_object_del(g->escalating, id);
+	json_object_del(g->escalation.published, id);
 	utf8_snprintf(detail, sizeof(detail), "step %u: %s, %s %s", step + 1, jstr(c, "role"),
 	              jstr(c, "contact"), to);
 	r = store_escalate(g->store, id, step, to, at, escalation_next_at(g, step, at),
@@ -519,7 +520,7 @@ int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	          json_pack("{s:s, s:i, s:s, s:s, s:s}", "id", id, "step", (int)step + 1, "role",
 	                    jstr(c, "role"), "contact", jstr(c, "contact"), "to", to));
 	if (paged) {
-		g->dispatch_wanted = true;
+		g->dispatch.wanted = true;
 		voice_check_later(g, id, to);
 	}
 	return 0;

@@ -1,11 +1,17 @@
 /* gateway-internal: what the rooms of the gateway share; private to gatewayd/.
  *
- * The Gateway is one object, in files by concern: gateway.c (the replicated state machine:
- * outbox, applying payloads, dispatch, modems, requests, life cycle), gateway-cluster.c (the
- * nodes, commit confirmations, the state exchange after a join, takeover), gateway-voice.c
- * (dialing out when every SMS path failed), gateway-selftest.c (test SMS between the nodes'
- * SIMs), gateway-oncall.c (who is on duty, and overrides) and gateway-metrics.c (the Prometheus
- * text file). Everything here runs on the main thread. */
+ * The Gateway is one object, in files by concern: gateway.c (life cycle and wiring),
+ * gateway-publish.c (the outbox, its payloads, the answers once committed), gateway-apply.c
+ * (payloads applied in agreed order, a failed commit retried), gateway-alerts.c (the changes of
+ * an alert's life), gateway-dispatch.c (jobs, and due deliveries handed to modems),
+ * gateway-modems.c (this node's modem slots and their events), gateway-requests.c (the submit
+ * socket's requests), gateway-cluster.c (the nodes, commit confirmations, the state exchange
+ * after a join, takeover), gateway-check.c (digest checks of the replicas), gateway-escalation.c,
+ * gateway-voice.c (dialing out when every SMS path failed), gateway-selftest.c (test SMS between
+ * the nodes' SIMs), gateway-oncall.c (who is on duty, and overrides), gateway-quarantine.c,
+ * gateway-reload.c and gateway-metrics.c (the Prometheus text file). Each room's state is a
+ * struct declared with its functions below; struct Gateway, at the end, holds what they all
+ * reach and the state of each. Everything here runs on the main thread. */
 #pragma once
 
 #include "gateway.h"
@@ -150,93 +156,34 @@ typedef struct SelfTest {
 
 #define SELFTEST_PREFIX "gatewayd self-test "
 
-struct Gateway {
-	sd_event *event;
-	const Config *config;
-	/* SIGHUP (gateway-reload.c): the Configs loaded since start, all kept; when it was last
-	 * loaded (realtime usec), and why the last reload was refused (NULL: it was not). */
-	Config **configs_owned;
-	size_t n_configs_owned;
-	uint64_t config_loaded_at;
-	char *reload_refused;
-	Store *store;
-	Replication *replication;
-	Server *server;
-	Admission *admission; /* ops served and rate per submitter on the submit socket */
-	uint32_t nodeid;
-
-	ModemSlot *modems;
-	size_t n_modems;
-
-	/* This turn's changes, published as one payload by the post source. */
+/* gateway-publish.c: the outbox, its payloads, and the answers once they are committed */
+typedef struct GatewayPublish {
+	/* This turn's changes, published as one payload by the post source; by the same index,
+	 * the client waiting for each (NULL where none waits). */
 	json_t *outbox;
-	Pending **outbox_pending;
-	size_t outbox_pending_cap;
+	Pending **pending;
+	size_t pending_cap;
 	uint64_t next_seq;
-	PendingBatch *batches_head, *batches_tail;
+	PendingBatch *batches_head, *batches_tail; /* published, not committed here yet */
 	PendingBatch *awaiting; /* committed here, waiting for the peers' confirmations */
-	json_t *confirm_due;    /* {origin node: seq}: payloads to confirm this turn */
 	sd_event_source *flush;
 	sd_event_source *flush_retry; /* changes that could not be published try again */
+	json_t *events;               /* [[topic, object], ...]: collected while applying */
+} GatewayPublish;
 
-	/* The cluster as this node sees it. */
-	Members members;
-	uint64_t grace_until; /* monotonic usec: absent peers keep their share until then */
-	sd_event_source *grace_timer;
-	bool resume_pending; /* this node's interrupted sends wait until it has caught up */
-	/* Members whose protocol this build does not speak: nothing is awaited from them. */
-	uint32_t refused[MEMBERS_MAX];
-	size_t n_refused;
-	const char *takeover_node; /* while takeover() walks a node's deliveries */
+int outbox_add(Gateway *g, json_t *change, Pending *pending);
+void event_add(Gateway *g, const char *topic, json_t *object);
+void events_publish(Gateway *g);
+void answer_batch(Gateway *g, PendingBatch *batch, int commit_result);
+int publish_start(Gateway *g);
+void publish_free(Gateway *g);
 
-	/* Rejoin: after a view change that brought a newcomer, every member sends what it has
-	 * (in chunks, one in flight) and then "synced"; the exchange ends, at the same point of
-	 * the agreed order everywhere, with the last member's "synced". Until then no node
-	 * dispatches and new changes are held, so that nothing is decided on half a history. */
-	bool syncing;
-	uint64_t sync_round;
-	uint32_t sync_waiting[MEMBERS_MAX];
-	size_t n_sync_waiting;
-	SyncStage sync_stage;
-	char sync_alert_cursor[ID_HEX_LEN + 1];
-	char *sync_key_cursor;
-	uint64_t sync_sent, sync_received;
-	bool sync_chunk_back; /* our last chunk was delivered: send the next */
-	sd_event_source *sync_timer;
-
-	/* After-commit work collected while applying. */
-	json_t *events; /* [[topic, object], ...] */
-	json_t *tokens; /* [[modem, token], ...]: SIM messages to delete once committed */
-	bool dispatch_wanted;
-
-	Job *jobs;
-	uint64_t next_job;
-	sd_event_source *dispatch_defer;
-	sd_event_source *timer;
-	sd_event_source *purge_timer;
-	sd_event_source *exit_check;
-	bool stopping;
-
-	/* Voice fallback: one call at a time, from a queue. */
-	Dialer *dialer;
-	VoiceCall *calls; /* waiting, in order */
-	VoiceCall *call;  /* in progress */
-	ModemSlot *lent;  /* the modem lent to the call, given back afterwards */
-	sd_event_source *voice_timer;
-
-	json_t *voice_checks; /* [[alert, number], ...] to consider after the commit */
-
-	json_t *escalating; /* {alert id: step}: escalations published, not applied yet */
-
-	/* Path self-tests. */
-	SelfTest *selftests;
-	sd_event_source *selftest_timer; /* the next round */
-	sd_event_source *selftest_check; /* the earliest deadline */
-
-	/* Payloads the store could not commit yet, in delivery order (gateway-apply.c). While any
-	 * waits, nothing else is applied and nobody dispatches; past STALL_GIVE_UP_USEC its
-	 * clients are answered storage_error and, in a cluster, this node leaves the group
-	 * (held) until its store takes writes again, then rejoins through the state exchange. */
+/* gateway-apply.c: payloads applied in agreed order, a failed commit retried, never skipped */
+typedef struct GatewayApply {
+	/* Payloads the store could not commit yet, in delivery order. While any waits, nothing
+	 * else is applied and nobody dispatches; past STALL_GIVE_UP_USEC its clients are answered
+	 * storage_error and, in a cluster, this node leaves the group (held) until its store takes
+	 * writes again, then rejoins through the state exchange. */
 	Stalled *stalled_head, *stalled_tail;
 	size_t n_stalled, stalled_bytes;
 	uint64_t stall_since; /* monotonic usec of the first failure; 0 when none */
@@ -245,44 +192,11 @@ struct Gateway {
 	bool held;
 	sd_event_source *stall_timer;
 	uint64_t changes_skipped; /* malformed or of an unknown kind, in committed payloads */
+} GatewayApply;
 
-	/* Digest checks of the replicas and the sweep of orphaned sends (gateway-check.c). */
-	json_t *digests_due;  /* {check: [digest, open]}: computed while applying, to publish */
-	json_t *digests_mine; /* {check: digest}: ours, for the others' to be compared with */
-	bool resync_wanted;   /* a check we asked for differs: a state exchange after commit */
-	uint64_t check_round;
-	uint64_t resync_at;        /* monotonic usec of the last exchange a difference asked for */
-	char digest_problem[192];  /* the last check differed: with whom, "" when it agreed */
-	uint64_t digest_agreed_at; /* realtime usec of the last check that agreed */
-	json_t *orphans; /* {"alert number": true}: sending here, no job, at the last sweep */
-	sd_event_source *check_timer, *sweep_timer;
-
-	sd_event_source *metrics_timer; /* rewrites [metrics] textfile */
-	bool metrics_failing;           /* the last write failed (logged once per streak) */
-};
-
-/* gateway.c: the state machine, its outbox and dispatch */
-int outbox_add(Gateway *g, json_t *change, Pending *pending);
-void event_add(Gateway *g, const char *topic, json_t *object);
-void events_publish(Gateway *g);
-Job *job_find_delivery(Gateway *g, const char *alert_id, const char *number);
 const char *jstr(json_t *o, const char *k);
 uint64_t ju64(json_t *o, const char *k);
-ModemSlot *slot_by_name(Gateway *g, const char *name);
-void answer_batch(Gateway *g, PendingBatch *batch, int commit_result);
 int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len);
-/* The handlers of change_kinds[] (change.h) that live in gateway.c. */
-int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin);
-int apply_assign(Gateway *g, json_t *c, const ChangeOrigin *origin);
-int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin);
-int apply_expire(Gateway *g, json_t *c, const ChangeOrigin *origin);
-int apply_sms_in(Gateway *g, json_t *c, const ChangeOrigin *origin);
-int apply_report(Gateway *g, json_t *c, const ChangeOrigin *origin);
-/* After work was held back: dispatch, and re-arm the timer of retries and expiries. */
-void gateway_kick(Gateway *g);
-void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail);
-
-/* gateway-apply.c: payloads applied in agreed order, a failed commit retried, never skipped */
 void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len);
 /* True while delivered payloads wait for the store, or this node is out of its group for it. */
 bool store_stalled(const Gateway *g);
@@ -293,7 +207,79 @@ json_t *stall_json(Gateway *g);
 int apply_start(Gateway *g);
 void apply_stop(Gateway *g);
 
+/* gateway-alerts.c: the handlers of change_kinds[] (change.h) for an alert's life */
+int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_assign(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_expire(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_sms_in(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_report(Gateway *g, json_t *c, const ChangeOrigin *origin);
+
+/* gateway-dispatch.c: the jobs in flight, and due deliveries handed to the modems */
+typedef struct GatewayDispatch {
+	Job *jobs;
+	uint64_t next_job;
+	bool wanted; /* set while applying: dispatch once committed */
+	sd_event_source *defer;
+	sd_event_source *timer; /* realtime: the earliest retry, expiry or escalation step */
+	sd_event_source *purge_timer;
+} GatewayDispatch;
+
+Job *job_find(Gateway *g, uint64_t id);
+Job *job_find_delivery(Gateway *g, const char *alert_id, const char *number);
+/* Leaves a delivery out of a summary job (handled meanwhile); false when none is left. */
+bool job_uncover(Job *j, const char *alert_id);
+void job_remove(Gateway *g, Job *job);
+/* One result change per delivery the job carried (one, or each of a summary's); takes result. */
+int job_results(Gateway *g, Job *job, json_t *result);
+/* After a commit: hands the jobs whose assignment was committed to their modems. */
+void jobs_start_assigned(Gateway *g);
+/* After work was held back: dispatch, and re-arm the timer of retries and expiries. */
+void gateway_kick(Gateway *g);
+/* One realtime timer for the earliest retry or expiry; re-armed after every commit. */
+void dispatch_schedule(Gateway *g);
+int dispatch_start(Gateway *g);
+void dispatch_free(Gateway *g);
+
+/* gateway-modems.c: this node's modem slots and their events */
+bool modem_usable(const ModemSlot *slot);
+ModemSlot *slot_by_name(Gateway *g, const char *name);
+/* This node's modem may delete the message behind the change's token from its SIM, once the
+ * change is committed. */
+void token_confirm_later(Gateway *g, json_t *c);
+/* After a commit: the modems delete from their SIMs what is now stored. */
+void confirm_tokens(Gateway *g);
+void self_health_changed(Gateway *g);
+int modem_slot_start(Gateway *g, size_t i);
+/* This node's modems as status objects (also announced to the other nodes). */
+json_t *local_modems_json(Gateway *g);
+int modems_start(Gateway *g);
+/* Stops the modems (a send in progress may finish) and turns their last events into changes. */
+void modems_stop(Gateway *g);
+void modems_free(Gateway *g);
+
+/* gateway-requests.c: the requests of the submit socket */
+void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail);
+/* The reply to {"op": "status"}. */
+json_t *status_json(Gateway *g);
+/* Creates the admission control and the server, which delivers requests from now on. */
+int requests_start(Gateway *g);
+void requests_free(Gateway *g);
+
 /* gateway-check.c: digest checks of the replicas, the sweep of orphaned sends */
+typedef struct GatewayCheck {
+	json_t *digests_due;  /* {check: [digest, open]}: computed while applying, to publish */
+	json_t *digests_mine; /* {check: digest}: ours, for the others' to be compared with */
+	bool resync_wanted;   /* a check we asked for differs: a state exchange after commit */
+	uint64_t round;
+	uint64_t resync_at;        /* monotonic usec of the last exchange a difference asked for */
+	char digest_problem[192];  /* the last check differed: with whom, "" when it agreed */
+	uint64_t digest_agreed_at; /* realtime usec of the last check that agreed */
+	json_t *orphans; /* {"alert number": true}: sending here, no job, at the last sweep */
+	sd_event_source *timer, *sweep_timer;
+} GatewayCheck;
+
 int apply_check(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_digest(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_resync(Gateway *g, json_t *c, const ChangeOrigin *origin);
@@ -304,16 +290,12 @@ void check_request(Gateway *g);
 void check_json(Gateway *g, json_t *warnings, json_t *cluster);
 int check_start(Gateway *g);
 void check_stop(Gateway *g);
-bool modem_usable(const ModemSlot *slot);
-void self_health_changed(Gateway *g);
-int modem_slot_start(Gateway *g, size_t i);
-json_t *local_modems_json(Gateway *g);
-/* The reply to {"op": "status"}. */
-json_t *status_json(Gateway *g);
-
-int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin);
 
 /* gateway-escalation.c: escalation, acknowledgment by SMS, replies, flood summaries */
+typedef struct GatewayEscalation {
+	json_t *published; /* {alert id: step}: escalations published, not applied yet */
+} GatewayEscalation;
+
 bool escalation_wanted(Gateway *g, const Request *req);
 /* When step `step` (from 0), begun at `at`, escalates to the next one; 0 after the last step
  * of the last round ([escalation] repeat), when the chain stops. */
@@ -332,6 +314,34 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m);
 int bundle_fill(Gateway *g, Job *job);
 
 /* gateway-cluster.c: announcements, confirmations, the rejoin exchange, takeover */
+typedef struct GatewayCluster {
+	uint64_t grace_until; /* monotonic usec: absent peers keep their share until then */
+	sd_event_source *grace_timer;
+	bool resume_pending; /* this node's interrupted sends wait until it has caught up */
+	/* Members whose protocol this build does not speak: nothing is awaited from them. */
+	uint32_t refused[MEMBERS_MAX];
+	size_t n_refused;
+	const char *takeover_node; /* while takeover() walks a node's deliveries */
+	json_t *confirm_due;       /* {origin node: seq}: payloads to confirm this turn */
+} GatewayCluster;
+
+/* Rejoin: after a view change that brought a newcomer, every member sends what it has (in
+ * chunks, one in flight) and then "synced"; the exchange ends, at the same point of the agreed
+ * order everywhere, with the last member's "synced". Until then no node dispatches and new
+ * changes are held, so that nothing is decided on half a history. */
+typedef struct GatewaySync {
+	bool active;
+	uint64_t round;
+	uint32_t waiting[MEMBERS_MAX];
+	size_t n_waiting;
+	SyncStage stage;
+	char alert_cursor[ID_HEX_LEN + 1];
+	char *key_cursor;
+	uint64_t sent, received;
+	bool chunk_back; /* our last chunk was delivered: send the next */
+	sd_event_source *timer;
+} GatewaySync;
+
 json_t *confirmations_take(Gateway *g);
 void publish_confirmations(Gateway *g);
 bool member_online(const MemberNode *n);
@@ -355,33 +365,63 @@ json_t *cluster_json(Gateway *g, json_t *modems);
 int gateway_start_cluster(Gateway *g);
 
 /* gateway-voice.c: the voice fallback */
+/* One call at a time, from a queue. */
+typedef struct GatewayVoice {
+	Dialer *dialer;
+	VoiceCall *calls; /* waiting, in order */
+	VoiceCall *call;  /* in progress */
+	ModemSlot *lent;  /* the modem lent to the call, given back afterwards */
+	sd_event_source *timer;
+	json_t *checks; /* [[alert, number], ...] to consider after the commit */
+} GatewayVoice;
+
 void voice_check_later(Gateway *g, const char *alert_id, const char *number);
 int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin);
 void voice_drop_alert(Gateway *g, const char *alert_id);
 void voice_run_checks(Gateway *g);
 int consider_one(const char *alert_id, const char *number, void *userdata);
 int voice_start(Gateway *g);
+void voice_free(Gateway *g);
 
 /* gateway-selftest.c: the path self-test */
+typedef struct GatewaySelfTests {
+	SelfTest *tests;
+	sd_event_source *timer; /* the next round */
+	sd_event_source *check; /* the earliest deadline */
+} GatewaySelfTests;
+
 void selftest_arrived(Gateway *g, const InboxMessage *m);
+void selftest_pump(Gateway *g);
+bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
+int selftest_start(Gateway *g);
+void selftest_free(Gateway *g);
 
 /* gateway-quarantine.c: received messages never decoded. */
 int quarantine_modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
 int apply_sms_quarantined(Gateway *g, json_t *c, const ChangeOrigin *origin);
-/* This node's modem may delete the message behind the change's token from its SIM, once the
- * change is committed. */
-void token_confirm_later(Gateway *g, json_t *c);
-void selftest_pump(Gateway *g);
-bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev);
-int selftest_start(Gateway *g);
 
-/* gateway-metrics.c: the Prometheus text file */
-/* gateway-reload.c: re-reads path; refuses (and keeps the running Config) when a setting that
- * needs a restart changed (-EBUSY) or the file is wrong (config_load()'s error). */
+/* gateway-reload.c: SIGHUP */
+typedef struct GatewayReload {
+	/* The Configs loaded since start, all kept; when it was last loaded (realtime usec), and
+	 * why the last reload was refused (NULL: it was not). */
+	Config **configs_owned;
+	size_t n_configs_owned;
+	uint64_t loaded_at;
+	char *refused;
+} GatewayReload;
+
+/* Re-reads path; refuses (and keeps the running Config) when a setting that needs a restart
+ * changed (-EBUSY) or the file is wrong (config_load()'s error). */
 int gateway_reload_config(Gateway *g, const char *path);
 /* {"loaded_at": seconds, "reload_refused": "why"} for the status reply. */
 json_t *reload_status_json(const Gateway *g);
 void reload_free(Gateway *g);
+
+/* gateway-metrics.c: the Prometheus text file */
+typedef struct GatewayMetrics {
+	sd_event_source *timer; /* rewrites [metrics] textfile */
+	bool failing;           /* the last write failed (logged once per streak) */
+} GatewayMetrics;
 
 int metrics_start(Gateway *g);
 /* Marks the file down (gatewayd_up 0) and stops its timer; nothing when metrics are off. */
@@ -396,3 +436,32 @@ void oncall_handle_query(Gateway *g, const ServerPeer *peer, Request *req);
 void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req);
 int apply_override(Gateway *g, json_t *c, const ChangeOrigin *origin);
 json_t *oncall_override_reply(const Pending *p);
+
+/* The wiring: what every room reaches, and each room's own state. */
+struct Gateway {
+	sd_event *event;
+	const Config *config;
+	Store *store;
+	Replication *replication;
+	Server *server;
+	Admission *admission; /* ops served and rate per submitter on the submit socket */
+	uint32_t nodeid;
+	Members members; /* the cluster as this node sees it */
+	ModemSlot *modems;
+	size_t n_modems;
+	json_t *tokens; /* [[modem, token], ...]: SIM messages to delete once committed */
+	sd_event_source *exit_check;
+	bool stopping;
+
+	GatewayPublish publish;
+	GatewayApply apply;
+	GatewayDispatch dispatch;
+	GatewayCheck check;
+	GatewayEscalation escalation;
+	GatewayCluster cluster;
+	GatewaySync sync;
+	GatewayVoice voice;
+	GatewaySelfTests selftest;
+	GatewayReload reload;
+	GatewayMetrics metrics;
+};

@@ -191,17 +191,17 @@ static void metrics_update(Gateway *g, bool up)
 		r = write_atomically(path, text, len);
 	if (r < 0) {
 		/* Once per streak: a full disk must not also fill the journal. */
-		if (!g->metrics_failing)
+		if (!g->metrics.failing)
 			log_warning_errno(r,
 			                  "Cannot write the metrics file '%s' (said once until "
 			                  "it works again): %m",
 			                  path);
-		g->metrics_failing = true;
+		g->metrics.failing = true;
 		return;
 	}
-	if (g->metrics_failing)
+	if (g->metrics.failing)
 		log_info("Writing the metrics file '%s' works again", path);
-	g->metrics_failing = false;
+	g->metrics.failing = false;
 }
 
 static int on_metrics_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -242,14 +242,14 @@ int metrics_start(Gateway *g)
 		return 0;
 	metrics_check_directory(g->config->metrics_textfile);
 	/* The first file at once, so that it exists as soon as the daemon serves. */
-	return sd_event_add_time_relative(g->event, &g->metrics_timer, CLOCK_MONOTONIC, 0,
+	return sd_event_add_time_relative(g->event, &g->metrics.timer, CLOCK_MONOTONIC, 0,
 	                                  METRICS_ACCURACY_USEC, on_metrics_timer, g);
 }
 
 void metrics_stop(Gateway *g)
 {
-	if (!g->metrics_timer)
+	if (!g->metrics.timer)
 		return;
-	g->metrics_timer = sd_event_source_disable_unref(g->metrics_timer);
+	g->metrics.timer = sd_event_source_disable_unref(g->metrics.timer);
 	metrics_update(g, false);
 }

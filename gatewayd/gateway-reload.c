@@ -83,8 +83,8 @@ static void reload_refuse(Gateway *g, char *reason)
 {
 	log_warning("Reload of '%s' refused, the running configuration stays: %s", g->config->path,
 	            reason);
-	free(g->reload_refused);
-	g->reload_refused = reason;
+	free(g->reload.refused);
+	g->reload.refused = reason;
 }
 
 int gateway_reload_config(Gateway *g, const char *path)
@@ -110,23 +110,24 @@ int gateway_reload_config(Gateway *g, const char *path)
 		config_free(c);
 		return -EBUSY;
 	}
-	configs = reallocarray(g->configs_owned, g->n_configs_owned + 1, sizeof(*configs));
+	configs = reallocarray(g->reload.configs_owned, g->reload.n_configs_owned + 1,
+	                       sizeof(*configs));
 	if (!configs) {
 		config_free(c);
 		return log_error_errno(-ENOMEM, "Reload failed: %m");
 	}
-	g->configs_owned = configs;
+	g->reload.configs_owned = configs;
 	r = admission_new(c, &admission);
 	if (r < 0) {
 		config_free(c);
 		return log_error_errno(r, "Reload failed: %m");
 	}
-	g->configs_owned[g->n_configs_owned++] = c;
+	g->reload.configs_owned[g->reload.n_configs_owned++] = c;
 	admission_free(g->admission);
 	g->admission = admission;
 	g->config = c;
-	g->config_loaded_at = now_realtime_usec();
-	g->reload_refused = mfree(g->reload_refused);
+	g->reload.loaded_at = now_realtime_usec();
+	g->reload.refused = mfree(g->reload.refused);
 	server_reload(g->server);
 	log_info("Reloaded '%s': %zu contact(s), %zu role(s), %zu escalation step(s)", path,
 	         c->n_contacts, c->n_roles, c->n_escalation_steps);
@@ -136,18 +137,18 @@ int gateway_reload_config(Gateway *g, const char *path)
 json_t *reload_status_json(const Gateway *g)
 {
 	json_t *o =
-	        json_pack("{s:I}", "loaded_at", (json_int_t)(g->config_loaded_at / USEC_PER_SEC));
+	        json_pack("{s:I}", "loaded_at", (json_int_t)(g->reload.loaded_at / USEC_PER_SEC));
 
-	if (o && g->reload_refused)
-		json_object_set_new(o, "reload_refused", json_string(g->reload_refused));
+	if (o && g->reload.refused)
+		json_object_set_new(o, "reload_refused", json_string(g->reload.refused));
 	return o;
 }
 
 void reload_free(Gateway *g)
 {
-	for (size_t i = 0; i < g->n_configs_owned; i++)
-		config_free(g->configs_owned[i]);
-	g->configs_owned = mfree(g->configs_owned);
-	g->n_configs_owned = 0;
-	g->reload_refused = mfree(g->reload_refused);
+	for (size_t i = 0; i < g->reload.n_configs_owned; i++)
+		config_free(g->reload.configs_owned[i]);
+	g->reload.configs_owned = mfree(g->reload.configs_owned);
+	g->reload.n_configs_owned = 0;
+	g->reload.refused = mfree(g->reload.refused);
 }

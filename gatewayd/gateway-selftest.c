@@ -13,20 +13,20 @@ static void selftest_arm_check(Gateway *g)
 {
 	uint64_t next = 0;
 
-	for (SelfTest *t = g->selftests; t; t = t->next)
+	for (SelfTest *t = g->selftest.tests; t; t = t->next)
 		if (t->deadline && (!next || t->deadline < next))
 			next = t->deadline;
 	if (!next) {
-		sd_event_source_set_enabled(g->selftest_check, SD_EVENT_OFF);
+		sd_event_source_set_enabled(g->selftest.check, SD_EVENT_OFF);
 		return;
 	}
-	sd_event_source_set_time(g->selftest_check, next);
-	sd_event_source_set_enabled(g->selftest_check, SD_EVENT_ONESHOT);
+	sd_event_source_set_time(g->selftest.check, next);
+	sd_event_source_set_enabled(g->selftest.check, SD_EVENT_ONESHOT);
 }
 
 static void selftest_remove(Gateway *g, SelfTest *t)
 {
-	for (SelfTest **p = &g->selftests; *p; p = &(*p)->next)
+	for (SelfTest **p = &g->selftest.tests; *p; p = &(*p)->next)
 		if (*p == t) {
 			*p = t->next;
 			break;
@@ -66,7 +66,7 @@ void selftest_arrived(Gateway *g, const InboxMessage *m)
 {
 	const char *token = strrchr(m->text, ' ');
 
-	for (SelfTest *t = g->selftests; token && t; t = t->next)
+	for (SelfTest *t = g->selftest.tests; token && t; t = t->next)
 		if (streq(t->token, token + 1)) {
 			ModemSlot *slot = &g->modems[t->modem];
 
@@ -81,7 +81,7 @@ void selftest_arrived(Gateway *g, const InboxMessage *m)
 /* Starts the self-tests waiting for their modem, on modems with nothing in flight. */
 void selftest_pump(Gateway *g)
 {
-	for (SelfTest *t = g->selftests, *next; t; t = next) {
+	for (SelfTest *t = g->selftest.tests, *next; t; t = next) {
 		ModemSlot *slot = &g->modems[t->modem];
 		char text[128];
 		int r;
@@ -93,7 +93,7 @@ void selftest_pump(Gateway *g)
 		snprintf(text, sizeof(text), SELFTEST_PREFIX "%s/%s to %s/%s %s",
 		         g->config->node_name, slot->config->name, t->to_node, t->to_modem,
 		         t->token);
-		t->job = ++g->next_job;
+		t->job = ++g->dispatch.next_job;
 		r = modem_send(slot->modem, t->job, t->number, text);
 		if (r < 0) {
 			selftest_failed(g, t, "could not be handed to the modem");
@@ -105,12 +105,12 @@ void selftest_pump(Gateway *g)
 
 bool selftest_sent(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 {
-	for (SelfTest *t = g->selftests; t; t = t->next) {
+	for (SelfTest *t = g->selftest.tests; t; t = t->next) {
 		if (t->job != ev->job)
 			continue;
 		if (slot->inflight > 0)
 			slot->inflight--;
-		sd_event_source_set_enabled(g->dispatch_defer, SD_EVENT_ONESHOT);
+		sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
 		if (ev->result < 0) {
 			char why[160];
 
@@ -134,7 +134,7 @@ static int on_selftest_check(sd_event_source *s, uint64_t usec, void *userdata)
 	char why[64];
 
 	snprintf(why, sizeof(why), "did not arrive within %u s", g->config->selftest_timeout);
-	for (SelfTest *t = g->selftests, *next; t; t = next) {
+	for (SelfTest *t = g->selftest.tests, *next; t; t = next) {
 		next = t->next;
 		if (t->deadline && t->deadline <= now)
 			selftest_failed(g, t, why);
@@ -148,7 +148,7 @@ static void selftest_add(Gateway *g, size_t modem, const MemberNode *n, json_t *
 	SelfTest *t;
 	char id[ID_HEX_LEN + 1];
 
-	for (t = g->selftests; t; t = t->next)
+	for (t = g->selftest.tests; t; t = t->next)
 		if (t->modem == modem && streq(t->to_node, n->name) &&
 		    streq(t->to_modem, jstr(target, "name")))
 			return; /* the previous one is still under way */
@@ -162,8 +162,8 @@ static void selftest_add(Gateway *g, size_t modem, const MemberNode *n, json_t *
 	snprintf(t->to_node, sizeof(t->to_node), "%s", n->name);
 	snprintf(t->to_modem, sizeof(t->to_modem), "%s", jstr(target, "name"));
 	snprintf(t->number, sizeof(t->number), "%s", jstr(target, "number"));
-	t->next = g->selftests;
-	g->selftests = t;
+	t->next = g->selftest.tests;
+	g->selftest.tests = t;
 }
 
 static int on_selftest_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -208,14 +208,25 @@ int selftest_start(Gateway *g)
 	/* The first round soon after start (the peer's modems must be known), then each interval.
 	 */
 	first = MIN(g->config->selftest_interval, 300u);
-	r = sd_event_add_time_relative(g->event, &g->selftest_timer, CLOCK_MONOTONIC,
+	r = sd_event_add_time_relative(g->event, &g->selftest.timer, CLOCK_MONOTONIC,
 	                               first * USEC_PER_SEC, USEC_PER_SEC, on_selftest_timer, g);
 	if (r < 0)
 		return r;
-	r = sd_event_add_time(g->event, &g->selftest_check, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
+	r = sd_event_add_time(g->event, &g->selftest.check, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
 	                      on_selftest_check, g);
 	if (r < 0)
 		return r;
-	sd_event_source_set_enabled(g->selftest_check, SD_EVENT_OFF);
+	sd_event_source_set_enabled(g->selftest.check, SD_EVENT_OFF);
 	return 0;
+}
+
+void selftest_free(Gateway *g)
+{
+	g->selftest.timer = sd_event_source_disable_unref(g->selftest.timer);
+	g->selftest.check = sd_event_source_disable_unref(g->selftest.check);
+	while (g->selftest.tests) {
+		SelfTest *t = g->selftest.tests;
+		g->selftest.tests = t->next;
+		free(t);
+	}
 }

@@ -10,8 +10,8 @@ static void voice_next(Gateway *g);
 /* After the commit, see whether this recipient's SMS paths have all failed (voice_consider). */
 void voice_check_later(Gateway *g, const char *alert_id, const char *number)
 {
-	if (g->dialer)
-		json_array_append_new(g->voice_checks, json_pack("[s, s]", alert_id, number));
+	if (g->voice.dialer)
+		json_array_append_new(g->voice.checks, json_pack("[s, s]", alert_id, number));
 }
 
 int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin)
@@ -50,7 +50,7 @@ int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin)
 /* An acknowledged alert needs no more calls. */
 void voice_drop_alert(Gateway *g, const char *alert_id)
 {
-	for (VoiceCall **p = &g->calls; *p;) {
+	for (VoiceCall **p = &g->voice.calls; *p;) {
 		VoiceCall *v = *p;
 
 		if (streq(v->alert_id, alert_id)) {
@@ -63,9 +63,10 @@ void voice_drop_alert(Gateway *g, const char *alert_id)
 
 static bool voice_queued(Gateway *g, const char *alert_id, const char *number)
 {
-	if (g->call && streq(g->call->alert_id, alert_id) && streq(g->call->number, number))
+	if (g->voice.call && streq(g->voice.call->alert_id, alert_id) &&
+	    streq(g->voice.call->number, number))
 		return true;
-	for (VoiceCall *v = g->calls; v; v = v->next)
+	for (VoiceCall *v = g->voice.calls; v; v = v->next)
 		if (streq(v->alert_id, alert_id) && streq(v->number, number))
 			return true;
 	return false;
@@ -86,7 +87,7 @@ static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
 	v->contact_center = center;
 	v->attempt = attempt;
 	v->not_before = not_before;
-	for (tail = &g->calls; *tail; tail = &(*tail)->next)
+	for (tail = &g->voice.calls; *tail; tail = &(*tail)->next)
 		;
 	*tail = v;
 }
@@ -129,7 +130,7 @@ static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 	size_t usable = 0, failed = 0;
 	const char *dialer;
 
-	if (!g->dialer || g->stopping || voice_queued(g, alert_id, number))
+	if (!g->voice.dialer || g->stopping || voice_queued(g, alert_id, number))
 		return;
 	dialer = members_dialer(&g->members, alert_id, number, true);
 	if (!dialer || !streq(dialer, g->config->node_name))
@@ -163,10 +164,10 @@ void voice_run_checks(Gateway *g)
 	size_t i;
 	json_t *c;
 
-	json_array_foreach(g->voice_checks, i, c)
+	json_array_foreach(g->voice.checks, i, c)
 	        voice_consider(g, json_string_value(json_array_get(c, 0)),
 	                       json_string_value(json_array_get(c, 1)));
-	json_array_clear(g->voice_checks);
+	json_array_clear(g->voice.checks);
 }
 
 int consider_one(const char *alert_id, const char *number, void *userdata)
@@ -198,27 +199,27 @@ static int voice_borrow(Gateway *g)
 	slot->modem = modem_free(slot->modem);
 	slot->status.state = MODEM_STATE_ABSENT;
 	snprintf(slot->status.reason, sizeof(slot->status.reason), "lent to a voice call");
-	g->lent = slot;
+	g->voice.lent = slot;
 	self_health_changed(g);
 	return 0;
 }
 
 static void voice_give_back(Gateway *g)
 {
-	if (!g->lent)
+	if (!g->voice.lent)
 		return;
-	modem_slot_start(g, (size_t)(g->lent - g->modems));
-	g->lent = NULL;
+	modem_slot_start(g, (size_t)(g->voice.lent - g->modems));
+	g->voice.lent = NULL;
 }
 
 static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata)
 {
 	Gateway *g = userdata;
-	VoiceCall *v = g->call;
+	VoiceCall *v = g->voice.call;
 	const char *outcome = call_outcome_to_string(rep->outcome);
 	json_t *c;
 
-	g->call = NULL;
+	g->voice.call = NULL;
 	voice_give_back(g);
 	if (!v)
 		return;
@@ -258,9 +259,9 @@ static void voice_next(Gateway *g)
 	VoiceCall **p;
 	int r;
 
-	if (!g->dialer || g->call || g->stopping)
+	if (!g->voice.dialer || g->voice.call || g->stopping)
 		return;
-	for (p = &g->calls; *p;) {
+	for (p = &g->voice.calls; *p;) {
 		VoiceCall *v = *p;
 		DialerOptions opt = {
 		        .ring_timeout_usec = g->config->voice_ring_timeout * USEC_PER_SEC,
@@ -287,11 +288,11 @@ static void voice_next(Gateway *g)
 			break;
 		}
 		*p = v->next;
-		g->call = v;
-		r = dialer_call(g->dialer, v->number, &opt, on_call_done, g);
+		g->voice.call = v;
+		r = dialer_call(g->voice.dialer, v->number, &opt, on_call_done, g);
 		if (r < 0) {
 			log_error_errno(r, "Cannot start a voice call to %s: %m", v->number);
-			g->call = NULL;
+			g->voice.call = NULL;
 			voice_give_back(g);
 			free(v);
 			continue;
@@ -299,8 +300,8 @@ static void voice_next(Gateway *g)
 		return;
 	}
 	if (wake) {
-		sd_event_source_set_time(g->voice_timer, wake);
-		sd_event_source_set_enabled(g->voice_timer, SD_EVENT_ONESHOT);
+		sd_event_source_set_time(g->voice.timer, wake);
+		sd_event_source_set_enabled(g->voice.timer, SD_EVENT_ONESHOT);
 	}
 }
 
@@ -317,16 +318,31 @@ int voice_start(Gateway *g)
 	if (!device)
 		return 0;
 	r = dialer_new(g->event, device, g->config->voice_modem ? g->config->voice_modem : "voice",
-	               &g->dialer);
+	               &g->voice.dialer);
 	if (r < 0)
 		return log_error_errno(r, "Cannot set up voice dial-out on '%s': %m", device);
-	r = sd_event_add_time(g->event, &g->voice_timer, CLOCK_REALTIME, 0, USEC_PER_MSEC,
+	r = sd_event_add_time(g->event, &g->voice.timer, CLOCK_REALTIME, 0, USEC_PER_MSEC,
 	                      on_voice_timer, g);
 	if (r < 0)
 		return r;
-	sd_event_source_set_enabled(g->voice_timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(g->voice.timer, SD_EVENT_OFF);
 	/* Critical alerts left open by a restart are looked at again. */
 	store_open_critical(g->store, consider_one, g);
 	log_info("Voice fallback dials out on %s", device);
 	return 0;
+}
+
+void voice_free(Gateway *g)
+{
+	g->voice.dialer = dialer_free(g->voice.dialer);
+	free(g->voice.call);
+	g->voice.call = NULL;
+	while (g->voice.calls) {
+		VoiceCall *v = g->voice.calls;
+		g->voice.calls = v->next;
+		free(v);
+	}
+	g->voice.timer = sd_event_source_disable_unref(g->voice.timer);
+	json_decref(g->voice.checks);
+	g->voice.checks = NULL;
 }

@@ -1,4 +1,4 @@
-/* fuzz-config: the config parser (gatewayd/config.c, INI through inih) on arbitrary file
+/* fuzz-config: the config parser (gatewayd/config*.c, INI through inih) on arbitrary file
  * contents. The bytes go into a memfd that config_load() opens by its /proc path, as it would
  * open /etc/gatewayd/gatewayd.conf. The parser must either return a complete Config, or fail
  * with exactly one message of the form "file:line: reason" whose line is one of the file's. A

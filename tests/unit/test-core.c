@@ -6,7 +6,7 @@
  *
  * What a node publishes (escalation steps, takeover's requeues) is taken from its outbox and
  * applied to both nodes in one agreed order, as the replication layer would; changes that a
- * request or a modem would cause are built here in the shape gateway.c builds them and must
+ * request or a modem would cause are built here in the shapes the gateway builds them and must
  * pass the schema (change_check()) before they are applied.
  *
  * Checked: two stores that apply the same sequence end equal (digest and full export), even
@@ -131,11 +131,12 @@ static void node_open(Node *n, const char *name, uint32_t nodeid)
 	/* What self_health_changed() says of a node with one healthy modem. */
 	members_self(&n->g->members)->usable_modems = 1;
 	/* The sources apply_payload() and on_view() poke; the loop never runs here. */
-	check_int(sd_event_add_defer(n->event, &n->g->dispatch_defer, noop_defer, NULL), 0);
-	sd_event_source_set_enabled(n->g->dispatch_defer, SD_EVENT_OFF);
-	check_int(sd_event_add_time(n->event, &n->g->timer, CLOCK_REALTIME, 0, 0, noop_time, NULL),
+	check_int(sd_event_add_defer(n->event, &n->g->dispatch.defer, noop_defer, NULL), 0);
+	sd_event_source_set_enabled(n->g->dispatch.defer, SD_EVENT_OFF);
+	check_int(sd_event_add_time(n->event, &n->g->dispatch.timer, CLOCK_REALTIME, 0, 0,
+	                            noop_time, NULL),
 	          0);
-	sd_event_source_set_enabled(n->g->timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(n->g->dispatch.timer, SD_EVENT_OFF);
 	/* [cluster] enabled = false: the loop-back backend, with the gateway's own callbacks. */
 	check_int(gateway_start_cluster(n->g), 0);
 }
@@ -173,17 +174,17 @@ static void deliver(Node *from, json_t *changes, Node **to, size_t n_to)
 static size_t flush(Node *from, Node **to, size_t n_to)
 {
 	Gateway *g = from->g;
-	size_t n = json_array_size(g->outbox);
+	size_t n = json_array_size(g->publish.outbox);
 	json_t *changes;
 
 	if (n == 0)
 		return 0;
-	changes = json_deep_copy(g->outbox);
+	changes = json_deep_copy(g->publish.outbox);
 	for (size_t i = 0; i < n; i++) {
-		free(g->outbox_pending[i]);
-		g->outbox_pending[i] = NULL;
+		free(g->publish.pending[i]);
+		g->publish.pending[i] = NULL;
 	}
-	json_array_clear(g->outbox);
+	json_array_clear(g->publish.outbox);
 	deliver(from, changes, to, n_to);
 	return n;
 }
@@ -201,8 +202,8 @@ static json_t *valid(json_t *c)
 	return c;
 }
 
-/* The changes in the shapes handle_send(), dispatch_one(), job_results() and handle_ack() of
- * gateway.c give them. */
+/* The changes in the shapes handle_send(), dispatch_one(), job_results() and handle_ack()
+ * (gateway-requests.c, gateway-dispatch.c) give them. */
 static json_t *submit(const char *id, const char *key, bool critical, const char *to,
                       const char *node, uint64_t at, bool escalate)
 {
@@ -679,7 +680,7 @@ static void test_ownership_and_takeover(void)
 	publish1(&a, submit(victim_id, "k/victim", true, N1, "a", T0, false), both, 2);
 	publish1(&b, assign(victim_id, N1, "b", T0 + SEC), both, 2);
 	check_str(delivery_state(&a, victim_id, N1, state), "sending");
-	check_int(json_array_size(a.g->outbox), 0);
+	check_int(json_array_size(a.g->publish.outbox), 0);
 
 	/* b dies: a's view loses it. a now owns everything, and publishes b's send back to the
 	 * queue, to be sent again at once. */
@@ -691,9 +692,9 @@ static void test_ownership_and_takeover(void)
 		snprintf(id, sizeof(id), "%032x", i + 1);
 		check_str(members_owner(&a.g->members, id, N1, "", false), "a");
 	}
-	check_int(json_array_size(a.g->outbox), 1);
+	check_int(json_array_size(a.g->publish.outbox), 1);
 	{
-		json_t *c = json_array_get(a.g->outbox, 0);
+		json_t *c = json_array_get(a.g->publish.outbox, 0);
 
 		check_str(jstr(c, "t"), "result");
 		check_str(jstr(c, "id"), victim_id);
@@ -710,7 +711,7 @@ static void test_ownership_and_takeover(void)
 	}
 	/* The view changing again with nothing in hand elsewhere publishes nothing more. */
 	check_int(replication_report_view(a.g->replication, alone, 1, NULL, 0, true), 0);
-	check_int(json_array_size(a.g->outbox), 0);
+	check_int(json_array_size(a.g->publish.outbox), 0);
 	node_close(&a);
 	node_close(&b);
 }
