@@ -46,6 +46,8 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	                      g->config->dedupe_window * USEC_PER_SEC, first_id);
 	if (r < 0)
 		return r;
+	if (r > 0 && streq(first_id, a.id))
+		return 0; /* this very submit, applied again (a replay, an exchange): nothing new */
 	if (r > 0) {
 		char detail[160];
 
