@@ -102,9 +102,10 @@ typedef struct Config {
 	char *voice_device;
 	char *voice_contact_center;
 	unsigned voice_ring_timeout;
-	unsigned voice_hold;        /* seconds an answered call stays up */
-	unsigned voice_retries;     /* busy/no answer: calls again this many times */
-	unsigned voice_retry_delay; /* seconds before the first retry; doubles each time */
+	unsigned voice_hold;          /* seconds an answered call stays up */
+	unsigned voice_connect_grace; /* seconds a modem (re)connecting is not a failed path */
+	unsigned voice_retries;       /* busy/no answer: calls again this many times */
+	unsigned voice_retry_delay;   /* seconds before the first retry; doubles each time */
 
 	uint64_t dedupe_window; /* seconds */
 	uint64_t retention;     /* seconds */

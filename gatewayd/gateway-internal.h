@@ -141,7 +141,8 @@ typedef struct ModemSlot {
 	ModemStatus status;
 	sd_event_source *io;
 	size_t inflight;
-	char path_problem[224]; /* the last path self-test from this modem failed: why */
+	char path_problem[224];  /* the last path self-test from this modem failed: why */
+	uint64_t unusable_since; /* monotonic usec: (re)started, or went from usable to not */
 } ModemSlot;
 
 /* A path self-test: a test SMS from one of our modems to the SIM of another node's modem. */
@@ -244,6 +245,10 @@ void dispatch_free(Gateway *g);
 
 /* gateway-modems.c: this node's modem slots and their events */
 bool modem_usable(const ModemSlot *slot);
+/* Until when (realtime usec) a modem that is not usable counts as still connecting, within
+ * [voice] connect_grace of its (re)start or of losing its usability: not a failed SMS path.
+ * 0 when it does not (usable, lent to a call, or past the grace). */
+uint64_t modem_connecting_until(Gateway *g, const ModemSlot *slot);
 ModemSlot *slot_by_name(Gateway *g, const char *name);
 /* This node's modem may delete the message behind the change's token from its SIM, once the
  * change is committed. */
@@ -372,7 +377,8 @@ typedef struct GatewayVoice {
 	VoiceCall *call;  /* in progress */
 	ModemSlot *lent;  /* the modem lent to the call, given back afterwards */
 	sd_event_source *timer;
-	json_t *checks; /* [[alert, number], ...] to consider after the commit */
+	sd_event_source *grace; /* looks again when a modem's connect_grace ends */
+	json_t *checks;         /* [[alert, number], ...] to consider after the commit */
 } GatewayVoice;
 
 void voice_check_later(Gateway *g, const char *alert_id, const char *number);

@@ -11,6 +11,16 @@ bool modem_usable(const ModemSlot *slot)
 	return slot->status.state == MODEM_STATE_OK || slot->status.state == MODEM_STATE_DEGRADED;
 }
 
+uint64_t modem_connecting_until(Gateway *g, const ModemSlot *slot)
+{
+	uint64_t grace = (uint64_t)g->config->voice_connect_grace * USEC_PER_SEC,
+	         since = now_monotonic_usec() - slot->unusable_since;
+
+	if (modem_usable(slot) || !slot->modem || g->voice.lent == slot || since >= grace)
+		return 0;
+	return now_realtime_usec() + (grace - since);
+}
+
 ModemSlot *slot_by_name(Gateway *g, const char *name)
 {
 	for (size_t i = 0; i < g->n_modems; i++)
@@ -67,6 +77,8 @@ static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus 
 
 	slot->status = *st;
 	is = modem_usable(slot);
+	if (was && !is)
+		slot->unusable_since = now_monotonic_usec(); /* reconnecting: see connect_grace */
 	if (changed)
 		self_health_changed(g);
 	if (was != is) {
@@ -216,6 +228,7 @@ int modem_slot_start(Gateway *g, size_t i)
 	snprintf(slot->status.reason, sizeof(slot->status.reason), "starting");
 	slot->status.signal = 99;
 	slot->inflight = 0;
+	slot->unusable_since = now_monotonic_usec();
 	r = modem_new(&settings, &slot->modem);
 	if (r < 0)
 		return log_error_errno(r, "Cannot set up modem '%s': %m", mc->name);
@@ -260,7 +273,8 @@ json_t *local_modems_json(Gateway *g)
 	for (size_t i = 0; modems && i < g->n_modems; i++) {
 		ModemSlot *slot = &g->modems[i];
 		ModemCounters mc = {0};
-		char last[RFC3339_MAX];
+		char last[RFC3339_MAX], connecting[RFC3339_MAX];
+		uint64_t connecting_until = modem_connecting_until(g, slot);
 
 		store_modem_counters(g->store, g->config->node_name, slot->config->name, &mc);
 		if (slot->status.last_send_usec > mc.last_sent_at)
@@ -288,6 +302,12 @@ json_t *local_modems_json(Gateway *g)
 		        "delivery_reports", slot->config->delivery_reports,
 		        "delivery_reports_supported", slot->status.delivery_reports_supported,
 		        "number", slot->config->number);
+		if (m)
+			json_object_set_new(
+			        m, "connecting_until",
+			        connecting_until
+			                ? json_string(format_rfc3339(connecting_until, connecting))
+			                : json_null());
 		json_array_append_new(modems, m);
 	}
 	return modems ? modems : json_array();

@@ -6,6 +6,7 @@
 
 static void voice_consider(Gateway *g, const char *alert_id, const char *number);
 static void voice_next(Gateway *g);
+static void voice_grace_until(Gateway *g, uint64_t until);
 
 /* After the commit, see whether this recipient's SMS paths have all failed (voice_consider). */
 void voice_check_later(Gateway *g, const char *alert_id, const char *number)
@@ -92,10 +93,18 @@ static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
 	*tail = v;
 }
 
-/* Counts the usable modems of one node and how many of them have failed this delivery. */
+/* The SMS paths of one node for a delivery: its usable modems, how many of them have failed
+ * this delivery, and the earliest end of a connect_grace among those still connecting (0: none
+ * is; a path that may come up soon is not a failed one). */
+typedef struct VoicePaths {
+	size_t usable, failed;
+	uint64_t connecting_until;
+} VoicePaths;
+
 static int voice_paths(Gateway *g, const char *alert_id, const char *number, const char *node,
-                       json_t *modems, VoiceCandidate *ret, size_t *usable, size_t *failed)
+                       json_t *modems, VoiceCandidate *ret, VoicePaths *paths)
 {
+	uint64_t now = now_realtime_usec();
 	size_t i;
 	json_t *m;
 	int r;
@@ -107,13 +116,21 @@ static int voice_paths(Gateway *g, const char *alert_id, const char *number, con
 	json_array_foreach(modems, i, m)
 	{
 		const char *state = jstr(m, "state"), *name = jstr(m, "name");
+		uint64_t until;
 
-		if (!streq(state, "ok") && !streq(state, "degraded"))
+		if (!streq(state, "ok") && !streq(state, "degraded")) {
+			/* Announced by its node as an absolute time: it ends even if that node says
+			 * nothing more. */
+			if (parse_rfc3339(jstr(m, "connecting_until"), &until) == 0 &&
+			    until > now &&
+			    (!paths->connecting_until || until < paths->connecting_until))
+				paths->connecting_until = until;
 			continue;
-		(*usable)++;
+		}
+		paths->usable++;
 		for (size_t j = 0; j < ret->n_failed_modems; j++)
 			if (streq(ret->failed_modems[j], name)) {
-				(*failed)++;
+				paths->failed++;
 				break;
 			}
 	}
@@ -127,7 +144,7 @@ static int voice_paths(Gateway *g, const char *alert_id, const char *number, con
 static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 {
 	VoiceCandidate v = {0};
-	size_t usable = 0, failed = 0;
+	VoicePaths paths = {0};
 	const char *dialer;
 
 	if (!g->voice.dialer || g->stopping || voice_queued(g, alert_id, number))
@@ -142,14 +159,25 @@ static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 		if (!member_online(n))
 			continue;
 		modems = n->self ? local_modems_json(g) : json_incref(n->modems);
-		if (voice_paths(g, alert_id, number, n->name, modems, &v, &usable, &failed) < 0)
+		if (voice_paths(g, alert_id, number, n->name, modems, &v, &paths) < 0)
 			return;
 	}
 	if (!v.critical || v.acknowledged || v.copy || v.calls > 0 || v.state == DELIVERY_SENT ||
 	    v.state == DELIVERY_DELIVERED)
 		return;
-	if (usable > 0 && failed < usable)
+	if (paths.usable > 0 && paths.failed < paths.usable)
 		return;
+	if (paths.connecting_until) {
+		/* Right after a start or a reconnect the modems are still coming up: the SMS goes
+		 * out once one is, a call now would take its place (and, after a reboot with a
+		 * backlog, ring every engineer at once). Looked at again when the grace ends. */
+		log_ctx(LOG_INFO, &((LogContext){.alert_id = alert_id}),
+		        "No SMS path to %s yet, modems still connecting: not calling before the "
+		        "connect grace ends",
+		        number);
+		voice_grace_until(g, paths.connecting_until);
+		return;
+	}
 	log_ctx(LOG_WARNING, &((LogContext){.alert_id = alert_id}),
 	        "Every SMS path to %s failed: calling", number);
 	voice_enqueue(g, alert_id, number, number, false, 0, 0);
@@ -180,6 +208,32 @@ static int on_voice_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	voice_next(userdata);
 	return 0;
+}
+
+/* A connect grace has ended: the open critical alerts are looked at again. */
+static int on_voice_grace(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Gateway *g = userdata;
+
+	store_open_critical(g->store, consider_one, g);
+	voice_run_checks(g);
+	return 0;
+}
+
+/* Wakes on_voice_grace() just after `until` (realtime usec), or earlier if it is set to. */
+static void voice_grace_until(Gateway *g, uint64_t until)
+{
+	uint64_t wake = until + 100 * USEC_PER_MSEC, current = 0;
+	int enabled = SD_EVENT_OFF;
+
+	if (!g->voice.grace)
+		return;
+	sd_event_source_get_enabled(g->voice.grace, &enabled);
+	if (enabled != SD_EVENT_OFF && sd_event_source_get_time(g->voice.grace, &current) >= 0 &&
+	    current <= wake)
+		return;
+	sd_event_source_set_time(g->voice.grace, wake);
+	sd_event_source_set_enabled(g->voice.grace, SD_EVENT_ONESHOT);
 }
 
 /* The modem named by [voice] modem is lent to the dialer only while idle; it is stopped (its
@@ -326,6 +380,11 @@ int voice_start(Gateway *g)
 	if (r < 0)
 		return r;
 	sd_event_source_set_enabled(g->voice.timer, SD_EVENT_OFF);
+	r = sd_event_add_time(g->event, &g->voice.grace, CLOCK_REALTIME, 0, USEC_PER_MSEC,
+	                      on_voice_grace, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->voice.grace, SD_EVENT_OFF);
 	/* Critical alerts left open by a restart are looked at again. */
 	store_open_critical(g->store, consider_one, g);
 	log_info("Voice fallback dials out on %s", device);
@@ -343,6 +402,7 @@ void voice_free(Gateway *g)
 		free(v);
 	}
 	g->voice.timer = sd_event_source_disable_unref(g->voice.timer);
+	g->voice.grace = sd_event_source_disable_unref(g->voice.grace);
 	json_decref(g->voice.checks);
 	g->voice.checks = NULL;
 }

@@ -105,5 +105,50 @@ def test_borrowed_sms_modem_dials_and_comes_back(h):
                                                 "to acknowledge"], h.sim.sms()
 
 
+def voice_config(h) -> str:
+    return (f"[voice]\ndevice = {h.sim.device('voice0')}\ncontact_center = {CENTER}\n"
+            "ring_timeout = 5\nhold = 1\nretries = 0\n")
+
+
+def test_critical_alert_while_the_modem_connects_goes_out_as_sms(h):
+    # The SMS modem answers slowly, so it is still connecting when a critical alert comes
+    # (as after a reboot): that is not a failed path. No call; the SMS leaves once it is up.
+    h.start_sim(["gsm0", "voice0"])
+    h.sim.control({"cmd": "call_outcome", "modem": "voice0", "outcome": "answer", "after": 1.0,
+                   "persist": True})
+    h.sim.control({"cmd": "set", "modem": "gsm0", "reply_delay": 0.3})
+    gw = h.gateway(modems=["gsm0"], extra=voice_config(h), wait_modems=False)
+    modem = gw.status()["modems"][0]
+    assert modem["state"] != "ok" and modem["connecting_until"], modem
+    r = gw.send(["+32470000009"], "db09 DOWN", priority="critical")
+    gw.wait_state(r["id"], "sent", timeout=90)
+    time.sleep(2)
+    assert h.dials() == [], h.dials()
+    assert gw.get(r["id"])["calls"] == []
+    assert [m["text"] for m in h.sim.sms()] == [f"db09 DOWN\nReply ACK {ack_code(r['id'])} "
+                                                "to acknowledge"], h.sim.sms()
+    assert gw.status()["modems"][0]["connecting_until"] is None
+
+
+def test_a_modem_that_never_comes_up_is_a_failed_path_once_the_grace_ends(h):
+    # The SIM wants a PIN nobody configured: the modem never comes up. The alert waits for
+    # the connect grace (5 s from the start), then the recipient is called.
+    h.start_sim(["gsm0", "voice0"])
+    h.sim.control({"cmd": "call_outcome", "modem": "voice0", "outcome": "answer", "after": 1.0,
+                   "persist": True})
+    h.sim.control({"cmd": "pin", "modem": "gsm0", "required": True, "pin": "1234"})
+    gw = h.gateway(modems=["gsm0"], extra=voice_config(h) + "connect_grace = 5\n",
+                   wait_modems=False)
+    t0 = time.monotonic()
+    r = gw.send(["+32470000010"], "db10 DOWN", priority="critical")
+    time.sleep(1.0)
+    assert h.dials() == [], "called while the modem could still come up"
+    wait_until(lambda: h.dials(), 30, "a call once the grace ended")
+    print(f"    call {time.monotonic() - t0:.1f} s after the alert (grace 5 s)", flush=True)
+    assert h.dials()[0] == "+32470000010", h.dials()
+    assert gw.status()["modems"][0]["state"] != "ok"
+    assert gw.get(r["id"])["deliveries"][0]["state"] != "sent"
+
+
 if __name__ == "__main__":
     main(globals())
