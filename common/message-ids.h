@@ -22,6 +22,8 @@
 #define MESSAGE_ID_EXPIRED "40e79967c26846ed9257b952abba79f8"
 /* An alert was acknowledged (through the API, by SMS reply or by DTMF during a call). */
 #define MESSAGE_ID_ACKNOWLEDGED "809b36309193495f9cb0ea8bb3da963d"
+/* An alert was resolved (through the API, an integration's recovery, or by SMS reply). */
+#define MESSAGE_ID_RESOLVED "f815733e7ce44698bce8450d6a014642"
 /* An unacknowledged critical alert moved to the next escalation step. */
 #define MESSAGE_ID_ESCALATED "f7185462888a4fb6b6f2854e3270c833"
 /* A voice call of the fallback ended, with its outcome. */

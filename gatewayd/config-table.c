@@ -488,6 +488,8 @@ static const ConfigItem config_table[] = {
          .doc = "how long each step waits for an acknowledgment"},
         {MAIN("escalation", "repeat", uint, escalation_repeat), RANGE(0, 100), .def = "2",
          .what = "0 to 100", .doc = "rounds of the whole chain after the first"},
+        {MAIN("escalation", "notify_resolved", boolean, escalation_notify_resolved), .def = "yes",
+         .what = "yes or no", .doc = "an all-clear to those an alert reached, when it is resolved"},
 
         {MAIN("bundle", "threshold", uint, bundle_threshold), RANGE(0, 1000), .def = "5",
          .what = "0 (off) to 1000", .doc = "alerts for one number before holding"},

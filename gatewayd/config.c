@@ -692,7 +692,8 @@ void config_fingerprint(const Config *c, char ret[static 33])
 		fputc('\n', f);
 	}
 	fprintf(f, "bundle %u %u\n", c->bundle_threshold, c->bundle_window);
-	fprintf(f, "escalation %u %u", c->escalation_step_timeout, c->escalation_repeat);
+	fprintf(f, "escalation %u %u %d", c->escalation_step_timeout, c->escalation_repeat,
+	        (int)c->escalation_notify_resolved);
 	for (size_t i = 0; i < c->n_escalation_steps; i++)
 		fprintf(f, " %s", c->escalation_steps[i]);
 	fprintf(f, "\ndedupe %llu\ndelivery %u %u %u\n", (unsigned long long)c->dedupe_window,

@@ -121,7 +121,8 @@ typedef struct Config {
 	char **escalation_steps;
 	size_t n_escalation_steps;
 	unsigned escalation_step_timeout;
-	unsigned escalation_repeat; /* rounds of the whole chain after the first */
+	unsigned escalation_repeat;      /* rounds of the whole chain after the first */
+	bool escalation_notify_resolved; /* all-clear SMS to those a resolved alert reached */
 
 	unsigned bundle_threshold; /* alerts for one number within the window before holding */
 	unsigned bundle_window;    /* seconds */

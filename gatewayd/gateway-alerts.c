@@ -144,6 +144,13 @@ int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		          json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", id, "to", to, "node",
 		                    res.node, "modem", res.modem, "at",
 		                    (json_int_t)(res.at / USEC_PER_MSEC)));
+		/* A page that was on its way when the alert was resolved reached someone: they
+		 * get the all-clear too. */
+		r = store_alert_is_resolved(g->store, id);
+		if (r > 0)
+			r = resolve_notify(g, id, to, res.node, res.at);
+		if (r < 0)
+			return r;
 	} else if (change.new_state == DELIVERY_FAILED) {
 		log_ctx(LOG_WARNING, log_ctx_id(&ctx, MESSAGE_ID_FAILED),
 		        "Failed for good to %s: %s", to, res.error ? res.error : "?");
@@ -198,6 +205,56 @@ int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		          json_pack("{s:s, s:s, s:s, s:s}", "id", id, "by", jstr(c, "by"), "via",
 		                    jstr(c, "via"), "at", format_rfc3339(ju64(c, "at"), at)));
 	}
+	return 0;
+}
+
+static int collect_number(const char *number, void *userdata)
+{
+	return json_array_append_new(userdata, json_string(number)) < 0 ? -ENOMEM : 0;
+}
+
+int apply_resolve(Gateway *g, json_t *c, const ChangeOrigin *origin)
+{
+	const char *id = jstr(c, "id"), *by = jstr(c, "by"), *via = jstr(c, "via"),
+	           *node = jstr(c, "node");
+	uint64_t at = ju64(c, "at");
+	_cleanup_(json_decrefp) json_t *paged = json_array();
+	char detail[192], when[RFC3339_MAX];
+	unsigned cancelled, calls;
+	size_t i;
+	json_t *v;
+	int r;
+
+	if (!paged)
+		return -ENOMEM;
+	r = store_alert_resolve(g->store, id, by, via, at, &cancelled);
+	if (r == -ENOENT || r == 0)
+		return 0; /* unknown here, or resolved already: once only */
+	if (r < 0)
+		return r;
+	calls = voice_drop_alert(g, id);
+	r = store_alert_paged(g->store, id, collect_number, paged);
+	if (r < 0)
+		return r;
+	utf8_snprintf(detail, sizeof(detail), "by %s via %s; %u delivery(ies) cancelled", by, via,
+	              cancelled);
+	r = store_history_add(g->store, id, at, "resolved", node, detail);
+	if (r < 0)
+		return r;
+	json_array_foreach(paged, i, v)
+	{
+		r = resolve_notify(g, id, json_string_value(v), node, at);
+		if (r < 0)
+			return r;
+	}
+	log_ctx(LOG_INFO, &((LogContext){.alert_id = id, .message_id = MESSAGE_ID_RESOLVED}),
+	        "Resolved by %s via %s: %u delivery(ies) and %u voice call(s) not made, %zu "
+	        "number(s) it reached to be told",
+	        by, via, cancelled, calls,
+	        g->config->escalation_notify_resolved ? json_array_size(paged) : 0);
+	event_add(g, "resolved",
+	          json_pack("{s:s, s:s, s:s, s:s, s:i}", "id", id, "by", by, "via", via, "at",
+	                    format_rfc3339(at, when), "cancelled", (int)cancelled));
 	return 0;
 }
 

@@ -23,8 +23,10 @@
 #define ESCALATE_BATCH            256
 /* What a summary SMS quotes of each held alert, and of how many. */
 #define BUNDLE_QUOTE_CHARS 40
-#define BUNDLE_QUOTED_MAX  8
-#define BUNDLE_MEMBERS_MAX 500
+/* "RESOLVED: " and the alert's text in one SMS of 160 GSM characters. */
+#define ALL_CLEAR_QUOTE_CHARS 140
+#define BUNDLE_QUOTED_MAX     8
+#define BUNDLE_MEMBERS_MAX    500
 
 /* ---- who is who ---- */
 
@@ -251,7 +253,7 @@ static int reply_refusal(Gateway *g, const InboxMessage *m, const char *text)
 
 /* A short quote of an alert's text for a reply: at most BUNDLE_QUOTE_CHARS bytes of whole UTF-8
  * characters, "..." when cut, on one line. */
-static void quote(const char *text, char ret[static BUNDLE_QUOTE_CHARS + 4])
+static void quote_max(const char *text, size_t max, char *ret)
 {
 	size_t bytes = 0;
 
@@ -260,7 +262,7 @@ static void quote(const char *text, char ret[static BUNDLE_QUOTE_CHARS + 4])
 
 		while ((text[bytes + len] & 0xc0) == 0x80)
 			len++;
-		if (bytes + len > BUNDLE_QUOTE_CHARS)
+		if (bytes + len > max)
 			break;
 		bytes += len;
 	}
@@ -269,6 +271,11 @@ static void quote(const char *text, char ret[static BUNDLE_QUOTE_CHARS + 4])
 	for (char *p = ret; *p; p++)
 		if (*p == '\n')
 			*p = ' ';
+}
+
+static void quote(const char *text, char ret[static BUNDLE_QUOTE_CHARS + 4])
+{
+	quote_max(text, BUNDLE_QUOTE_CHARS, ret);
 }
 
 /* ---- acknowledgment ---- */
@@ -295,6 +302,33 @@ int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *no
 	             q) < 0)
 		return -ENOMEM;
 	return reply_queue(g, "reply", seed, contact->number, text, node, at);
+}
+
+/* ---- resolve ---- */
+
+int resolve_notify(Gateway *g, const char *alert_id, const char *number, const char *node,
+                   uint64_t at)
+{
+	_cleanup_free_ char *seed = NULL, *text = NULL;
+	_cleanup_(json_decrefp) json_t *alert = NULL;
+	char q[ALL_CLEAR_QUOTE_CHARS + 4];
+	int r;
+
+	if (!g->config->escalation_notify_resolved)
+		return 0;
+	r = store_alert_json(g->store, alert_id, false, &alert);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r;
+	if (streq_ptr(jstr(alert, "source"), "gatewayd"))
+		return 0; /* the gateway's own replies and summaries get no all-clear */
+	quote_max(jstr(alert, "text"), ALL_CLEAR_QUOTE_CHARS, q);
+	if (asprintf(&seed, "resolved\n%s\n%s", alert_id, number) < 0 ||
+	    asprintf(&text, "RESOLVED: %s", q) < 0)
+		return -ENOMEM;
+	r = reply_queue(g, "reply", seed, number, text, node, at);
+	if (r < 0)
+		return r;
+	return store_history_add(g->store, alert_id, at, "all-clear", node, number);
 }
 
 static int ack_publish_now(Gateway *g, const char *alert_id, const ContactConfig *contact,

@@ -37,7 +37,7 @@
 #include "store.h"
 #include "util.h"
 
-#define PROTOCOL_VERSION    2 /* 2: escalation, alert history, rounds and bundles */
+#define PROTOCOL_VERSION    3 /* 2: escalation, alert history, rounds and bundles; 3: resolve */
 #define MODEM_INFLIGHT      1 /* one job per modem: nothing waits behind a send that may hang */
 #define EXPIRE_BATCH        256
 #define PURGE_INTERVAL_USEC (3600 * USEC_PER_SEC)
@@ -63,7 +63,12 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Request, request_free)
 
-typedef enum PendingKind { PENDING_SEND, PENDING_ACK, PENDING_OVERRIDE } PendingKind;
+typedef enum PendingKind {
+	PENDING_SEND,
+	PENDING_ACK,
+	PENDING_RESOLVE,
+	PENDING_OVERRIDE
+} PendingKind;
 
 /* A client waiting for the commit of the change it caused. */
 typedef struct Pending {
@@ -214,6 +219,7 @@ int apply_assign(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_expire(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_resolve(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_sms_in(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_report(Gateway *g, json_t *c, const ChangeOrigin *origin);
 
@@ -313,6 +319,10 @@ int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **r
 /* Adds to an alert's JSON what on-call knows: its escalation's step (from 1) and role, and for
  * a critical alert "ack_code", what its SMS asks to reply. */
 void alert_add_oncall(Gateway *g, json_t *alert);
+/* The all-clear to a number a resolved alert reached ("RESOLVED: <text>", unless [escalation]
+ * notify_resolved is off): once per alert and number, whoever asks, and in the alert's story. */
+int resolve_notify(Gateway *g, const char *alert_id, const char *number, const char *node,
+                   uint64_t at);
 int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *node, uint64_t at);
 int oncall_sms_received(Gateway *g, const InboxMessage *m);
 /* Fills a summary job with the deliveries held for its number; returns how many. */
@@ -383,7 +393,8 @@ typedef struct GatewayVoice {
 
 void voice_check_later(Gateway *g, const char *alert_id, const char *number);
 int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin);
-void voice_drop_alert(Gateway *g, const char *alert_id);
+/* Forgets the calls queued for the alert (acknowledged or resolved); returns how many. */
+unsigned voice_drop_alert(Gateway *g, const char *alert_id);
 void voice_run_checks(Gateway *g);
 int consider_one(const char *alert_id, const char *number, void *userdata);
 int voice_start(Gateway *g);

@@ -273,6 +273,9 @@ void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
 				                  p->duplicate ? "duplicate" : "queued");
 			else if (p->kind == PENDING_OVERRIDE)
 				reply = oncall_override_reply(p);
+			else if (p->kind == PENDING_RESOLVE)
+				reply = json_pack("{s:b, s:s, s:s}", "ok", 1, "id", p->id, "status",
+				                  "resolved");
 			else
 				reply = json_pack("{s:b, s:s, s:b}", "ok", 1, "id", p->id,
 				                  "acknowledged", 1);

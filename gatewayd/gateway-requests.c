@@ -1,9 +1,9 @@
 /* gateway-requests: the requests of the submit socket.
  *
  * A request is parsed (request.h) and admitted (admission.h) here; one that changes state (send,
- * ack, override) becomes a change in the outbox with a Pending for its client, answered once the
- * change is committed everywhere (gateway-publish.c); one that reads (status, get, inbox, queue,
- * oncall) is answered at once from the store. */
+ * ack, resolve, override) becomes a change in the outbox with a Pending for its client, answered
+ * once the change is committed everywhere (gateway-publish.c); one that reads (status, get, inbox,
+ * queue, oncall) is answered at once from the store. */
 #include "gateway-internal.h"
 
 static int resolve_recipients(Gateway *g, Request *req, uint64_t at, json_t **ret,
@@ -213,6 +213,53 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 		reply_err(g, peer, "storage_error", "out of memory");
 }
 
+/* The alert a resolve names, by id or by dedupe key: one not yet resolved or expired. */
+static int resolve_target(Gateway *g, const Request *req, char ret_id[static ID_HEX_LEN + 1],
+                          const char **ret_why)
+{
+	int r;
+
+	if (req->key) {
+		r = store_alert_resolvable_by_key(g->store, req->key, ret_id);
+		*ret_why = "no open alert with this key";
+		return r;
+	}
+	r = store_alert_resolvable(g->store, req->id);
+	*ret_why =
+	        r == -ENOENT ? "no alert with this id" : "the alert is resolved or expired already";
+	if (r > 0)
+		snprintf(ret_id, ID_HEX_LEN + 1, "%s", req->id);
+	return r == -ENOENT ? 0 : r;
+}
+
+static void handle_resolve(Gateway *g, const ServerPeer *peer, Request *req)
+{
+	char id[ID_HEX_LEN + 1];
+	const char *why;
+	Pending *p;
+	int r;
+
+	if (stall_refuses(g, peer))
+		return;
+	r = resolve_target(g, req, id, &why);
+	if (r <= 0) {
+		reply_err(g, peer, r < 0 ? "storage_error" : "unknown_id",
+		          r < 0 ? "the store could not be read" : why);
+		return;
+	}
+	p = pending_new(peer, PENDING_RESOLVE, id);
+	if (!p) {
+		reply_err(g, peer, "storage_error", "out of memory");
+		return;
+	}
+	if (outbox_add(g,
+	               json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "resolve", "id", id, "by",
+	                         req->by ? req->by : "unknown", "via", "api", "node",
+	                         g->config->node_name, "at", (json_int_t)now_realtime_usec()),
+	               p) < 0)
+		reply_err(g, peer, "storage_error", "out of memory");
+}
+
 json_t *status_json(Gateway *g)
 {
 	json_t *modems = local_modems_json(g), *status;
@@ -223,14 +270,14 @@ json_t *status_json(Gateway *g)
 	store_counts(g->store, &counts);
 	store_voice_summary(g->store, &voice_calls, last_outcome);
 	status = json_pack("{s:{s:s, s:I}, s:o, s:O, "
-	                   "s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
+	                   "s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
 	                   "node", "name", g->config->node_name, "id", (json_int_t)g->nodeid,
 	                   "cluster", cluster_json(g, modems), "modems", modems, "queue", "queued",
 	                   (json_int_t)counts.queued, "sending", (json_int_t)counts.sending, "sent",
 	                   (json_int_t)counts.sent, "delivered", (json_int_t)counts.delivered,
 	                   "failed", (json_int_t)counts.failed, "expired",
-	                   (json_int_t)counts.expired, "voice", "calls", (int)voice_calls,
-	                   "last_outcome");
+	                   (json_int_t)counts.expired, "resolved", (json_int_t)counts.resolved,
+	                   "voice", "calls", (int)voice_calls, "last_outcome");
 	json_decref(modems);
 	if (status)
 		json_object_set_new(status, "store", stall_json(g));
@@ -266,6 +313,9 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 		break;
 	case OP_ACK:
 		handle_ack(g, peer, req);
+		break;
+	case OP_RESOLVE:
+		handle_resolve(g, peer, req);
 		break;
 	case OP_STATUS:
 		reply_now(g, peer, status_json(g));

@@ -49,17 +49,21 @@ int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin)
 }
 
 /* An acknowledged alert needs no more calls. */
-void voice_drop_alert(Gateway *g, const char *alert_id)
+unsigned voice_drop_alert(Gateway *g, const char *alert_id)
 {
+	unsigned n = 0;
+
 	for (VoiceCall **p = &g->voice.calls; *p;) {
 		VoiceCall *v = *p;
 
 		if (streq(v->alert_id, alert_id)) {
 			*p = v->next;
 			free(v);
+			n++;
 		} else
 			p = &v->next;
 	}
+	return n;
 }
 
 static bool voice_queued(Gateway *g, const char *alert_id, const char *number)

@@ -14,25 +14,16 @@ static const struct {
 	const char *name;
 	ChangeHandler apply;
 } handlers[] = {
-        {"submit", apply_submit},
-        {"assign", apply_assign},
-        {"result", apply_result},
-        {"expire", apply_expire},
-        {"ack", apply_ack},
-        {"escalate", apply_escalate},
-        {"sms_in", apply_sms_in},
-        {"report", apply_report},
-        {"sms_quarantined", apply_sms_quarantined},
-        {"call", apply_call},
-        {"override", apply_override},
-        {"hello", apply_hello},
-        {"health", apply_health},
-        {"confirm", apply_confirm},
-        {"merge", apply_merge},
-        {"synced", apply_synced},
-        {"check", apply_check},
-        {"digest", apply_digest},
-        {"resync", apply_resync},
+        {"submit", apply_submit},     {"assign", apply_assign},
+        {"result", apply_result},     {"expire", apply_expire},
+        {"ack", apply_ack},           {"resolve", apply_resolve},
+        {"escalate", apply_escalate}, {"sms_in", apply_sms_in},
+        {"report", apply_report},     {"sms_quarantined", apply_sms_quarantined},
+        {"call", apply_call},         {"override", apply_override},
+        {"hello", apply_hello},       {"health", apply_health},
+        {"confirm", apply_confirm},   {"merge", apply_merge},
+        {"synced", apply_synced},     {"check", apply_check},
+        {"digest", apply_digest},     {"resync", apply_resync},
 };
 
 ChangeHandler handlers_find(const char *name)

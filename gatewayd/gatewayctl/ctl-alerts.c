@@ -169,6 +169,12 @@ static int print_alert(const json_t *alert)
 		       FIELD(ack, "via"), FIELD(ack, "at"));
 	else
 		printf("%12s: no\n", "Acknowledged");
+	if (json_is_object(json_object_get(alert, "resolved"))) {
+		const json_t *res = json_object_get(alert, "resolved");
+
+		printf("%12s: by %s via %s at %s\n", "Resolved", FIELD(res, "by"),
+		       FIELD(res, "via"), FIELD(res, "at"));
+	}
 
 	if (json_is_object(json_object_get(alert, "escalation"))) {
 		const json_t *esc = json_object_get(alert, "escalation");

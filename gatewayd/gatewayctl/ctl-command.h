@@ -105,5 +105,6 @@ int ctl_alerts_queue_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **a
 int ctl_alerts_show_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
 int ctl_submit_send_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
 int ctl_submit_ack_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
+int ctl_submit_resolve_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
 int ctl_oncall_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
 int ctl_curve_keygen_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);

@@ -1,5 +1,5 @@
-/* ctl-submit: the commands that change an alert: send (submit one, as an upstream system would)
- * and ack (acknowledge one, which stops its escalation). */
+/* ctl-submit: the commands that change an alert: send (submit one, as an upstream system would),
+ * ack (acknowledge one, which stops its escalation) and resolve (the problem is gone). */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -67,6 +67,60 @@ int ctl_submit_ack_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **arg
 		printf("%s acknowledged by %s at %s\n", id, FIELD(ack, "by"), FIELD(ack, "at"));
 	else
 		printf("%s acknowledged\n", id);
+	return 0;
+}
+
+typedef struct ResolveArgs {
+	const char *id;
+	const char *key;
+	const char *by;
+} ResolveArgs;
+
+static int resolve_option(const CtlCommand *cmd, int c, const char *arg, void *userdata)
+{
+	ResolveArgs *args = userdata;
+	int r;
+
+	if (c == ARG_BY || c == ARG_KEY) {
+		r = ctl_command_check_utf8(cmd, c == ARG_BY ? "--by" : "--key", arg);
+		if (r < 0)
+			return r;
+		if (c == ARG_KEY && !*arg)
+			return ctl_command_usage_error(cmd, "--key is empty");
+		*(c == ARG_BY ? &args->by : &args->key) = arg;
+		return 0;
+	}
+	return ctl_command_take_positional(cmd, "ID", &args->id, arg);
+}
+
+int ctl_submit_resolve_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
+{
+	_cleanup_(json_decrefp) json_t *reply = NULL;
+	ResolveArgs args = {.id = NULL};
+	const char *by;
+	char id[ID_HEX_LEN + 1];
+	int r;
+
+	r = ctl_command_parse_row(cmd, argc, argv, resolve_option, &args);
+	if (r != 0)
+		return r;
+	if (!args.id == !args.key)
+		return ctl_command_usage_error(cmd, args.id ? "give ID or --key, not both"
+		                                            : "missing ID (or --key KEY)");
+	if (args.id) {
+		r = ctl_command_parse_id(cmd, args.id, id);
+		if (r < 0)
+			return r;
+	}
+	by = args.by ? args.by : ctl_command_default_by();
+	r = ctl_command_call(
+	        ctl,
+	        args.id ? json_pack("{s:s, s:s, s:s}", "op", "resolve", "id", id, "by", by)
+	                : json_pack("{s:s, s:s, s:s}", "op", "resolve", "key", args.key, "by", by),
+	        &reply);
+	if (r != 0)
+		return r;
+	printf("%s resolved\n", FIELD(reply, "id"));
 	return 0;
 }
 

@@ -69,6 +69,12 @@ static const struct option ack_options[] = {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
+static const struct option resolve_options[] = {
+        {"key", required_argument, NULL, ARG_KEY},
+        {"by", required_argument, NULL, ARG_BY},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
 static const struct option oncall_options[] = {
         {"at", required_argument, NULL, ARG_AT},
         {"json", no_argument, NULL, ARG_JSON},
@@ -129,6 +135,17 @@ static const CtlCommand commands[] = {
                 .optstring = "-:h",
                 .long_options = ack_options,
                 .run = ctl_submit_ack_command,
+        },
+        {
+                .name = "resolve",
+                .synopsis = "[--by WHO] ID | --key KEY",
+                .summary = "Resolve an alert: its escalation stops, what was not sent is "
+                           "cancelled, those it reached get an all-clear.",
+                .options = "      --key=KEY  the open alert with this dedupe key, instead of ID\n"
+                           "      --by=WHO   who resolves (default: the login name)\n",
+                .optstring = "-:h",
+                .long_options = resolve_options,
+                .run = ctl_submit_resolve_command,
         },
         {
                 .name = "queue",

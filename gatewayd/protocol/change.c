@@ -78,6 +78,11 @@ const ChangeKind change_kinds[] = {
         {"ack",
          "Alert `id` is acknowledged by `by` via `api`, `sms` or `voice`; once only.",
          {S("id"), S("by"), S("via"), {"node", CHANGE_STRING, true}, I("at")}},
+        {"resolve",
+         "Alert `id` is resolved by `by` via `api` or `sms`; once only (the earlier wins in a "
+         "merge). Its escalation stops, its deliveries not yet sent become `cancelled`, and "
+         "those it reached get an all-clear.",
+         {S("id"), S("by"), S("via"), S("node"), I("at")}},
         {"escalate",
          "Alert `id` moves to escalation step `step` (from 1): `contact` of `role` is paged at "
          "`to`.",

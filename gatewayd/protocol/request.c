@@ -289,6 +289,33 @@ static int parse_override(json_t *o, Request *r, RequestError *e)
 	return get_time(o, "until", true, &r->until, e);
 }
 
+/* {"op":"resolve"} names its alert by "id" or by "key" (the open alert with that dedupe key),
+ * exactly one of them. */
+static int parse_resolve(json_t *o, Request *r, RequestError *e)
+{
+	static const char *const fields[] = {"op", "id", "key", "by", NULL};
+	int rc;
+
+	rc = check_fields(o, fields, e);
+	if (rc < 0)
+		return rc;
+	if (!json_object_get(o, "id") == !json_object_get(o, "key"))
+		return fail(e, "bad_request", "name the alert by 'id' or by 'key', one of them");
+	if (json_object_get(o, "id")) {
+		rc = get_string(o, "id", 64, true, &r->id, e);
+		if (rc >= 0 && !id_is_valid(r->id))
+			rc = fail(e, "unknown_id", "'%.*s' is not an alert id",
+			          quote_len(r->id, 40), r->id);
+	} else {
+		rc = get_string(o, "key", REQUEST_MAX_KEY, true, &r->key, e);
+		if (rc >= 0 && strlen(r->key) != json_string_length(json_object_get(o, "key")))
+			rc = fail(e, "bad_request", "'key' contains a NUL character");
+	}
+	if (rc < 0)
+		return rc;
+	return get_string(o, "by", 64, false, &r->by, e);
+}
+
 int request_parse(const void *data, size_t len, Request **ret, RequestError *ret_error)
 {
 	_cleanup_(json_decrefp) json_t *o = NULL;
@@ -337,6 +364,9 @@ int request_parse(const void *data, size_t len, Request **ret, RequestError *ret
 			          quote_len(r->id, 40), r->id);
 		if (rc >= 0 && r->op == OP_ACK)
 			rc = get_string(o, "by", 64, false, &r->by, ret_error);
+	} else if (streq(op, "resolve")) {
+		r->op = OP_RESOLVE;
+		rc = parse_resolve(o, r, ret_error);
 	} else if (streq(op, "oncall")) {
 		static const char *const fields[] = {"op", "at", NULL};
 
@@ -404,7 +434,7 @@ char *request_reply_error(const char *code, const char *detail)
 static const char *const op_names[] = {
         [OP_SEND] = "send",     [OP_STATUS] = "status",     [OP_GET] = "get",
         [OP_QUEUE] = "queue",   [OP_ACK] = "ack",           [OP_INBOX] = "inbox",
-        [OP_ONCALL] = "oncall", [OP_OVERRIDE] = "override",
+        [OP_ONCALL] = "oncall", [OP_OVERRIDE] = "override", [OP_RESOLVE] = "resolve",
 };
 
 int request_op_from_string(const char *s)
@@ -417,7 +447,7 @@ int request_op_from_string(const char *s)
 
 bool request_op_writes(RequestOp op)
 {
-	return op == OP_SEND || op == OP_ACK || op == OP_OVERRIDE;
+	return op == OP_SEND || op == OP_ACK || op == OP_OVERRIDE || op == OP_RESOLVE;
 }
 
 const char *request_op_to_string(RequestOp op)

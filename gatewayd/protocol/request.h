@@ -28,6 +28,7 @@ typedef enum RequestOp {
 	OP_INBOX,
 	OP_ONCALL,
 	OP_OVERRIDE,
+	OP_RESOLVE,
 } RequestOp;
 
 typedef struct Request {
@@ -38,11 +39,11 @@ typedef struct Request {
 	char **copy;
 	size_t n_copy;
 	char *text;
-	char *key; /* NULL: the gateway derives one */
+	char *key; /* NULL: the gateway derives one; resolve: the alert's key, or NULL for id */
 	bool critical;
 	uint64_t ttl; /* seconds */
 	char *source;
-	/* get, ack */
+	/* get, ack, resolve (id or key) */
 	char *id;
 	char *by; /* also override */
 	/* oncall, override: times are realtime usec, from RFC 3339 or integer Unix seconds */
@@ -73,7 +74,7 @@ Request *request_free(Request *r);
 /* The op named s ("send", "status", ...), or -EINVAL. */
 int request_op_from_string(const char *s);
 const char *request_op_to_string(RequestOp op);
-/* Whether op changes state (send, ack, override) rather than only reads it. */
+/* Whether op changes state (send, ack, resolve, override) rather than only reads it. */
 bool request_op_writes(RequestOp op);
 
 /* Error reply frame: {"ok":false,"error":code,"detail":detail}, malloc'd, NUL-terminated. */

@@ -202,12 +202,27 @@ uint64_t store_open_alerts(const Store *s)
 }
 
 /* Recomputes the alert's summary state after one of its deliveries changed. */
+/* Cancels the alert's deliveries that wait to be sent; returns how many. */
+static int cancel_queued(Store *s, const char *alert_id)
+{
+	static const char sql[] = "UPDATE deliveries SET state = 'cancelled' WHERE alert_id = ?1 "
+	                          "AND state = 'queued'";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int r;
+
+	if (!st)
+		return -EIO;
+	store_bind_text(st, 1, alert_id);
+	r = store_step_done(s, st, "cancelling deliveries");
+	return r < 0 ? r : sqlite3_changes(s->db);
+}
+
 int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 {
 	sqlite3_stmt *st = store_stmt(s, SQL_ALERT_DELIVERY_STATES);
 	DeliveryState furthest = DELIVERY_QUEUED;
 	sqlite3_stmt *fst = store_stmt(s, SQL_ALERT_FINAL);
-	bool final = true, was_final = false;
+	bool final = true, was_final = false, resolved = false;
 	int rc;
 
 	if (!st || !fst)
@@ -217,10 +232,18 @@ int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 	if (rc == SQLITE_ROW) {
 		was_final = sqlite3_column_int(fst, 0) != 0;
 		final = sqlite3_column_int(fst, 1) == 0; /* escalating: open until it stops */
+		resolved = sqlite3_column_int(fst, 2) != 0;
 	}
 	store_stmt_done(fst);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_fail(s, rc, "reading an alert's state");
+	if (resolved) {
+		/* Whatever queued a delivery of a resolved alert again (a retry, a takeover, a
+		 * merge) is undone here, in the same transaction. */
+		rc = cancel_queued(s, alert_id);
+		if (rc < 0)
+			return rc;
+	}
 	store_bind_text(st, 1, alert_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		DeliveryState d =
@@ -235,11 +258,13 @@ int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 	if (rc != SQLITE_DONE)
 		return store_fail(s, rc, "reading delivery states");
 
+	if (resolved)
+		final = true; /* a final state of its own; what is still sending ends as it ends */
 	st = store_stmt(s, SQL_ALERT_SET_STATE);
 	if (!st)
 		return -EIO;
 	store_bind_text(st, 1, alert_id);
-	store_bind_text(st, 2, store_delivery_state_to_string(furthest));
+	store_bind_text(st, 2, resolved ? "resolved" : store_delivery_state_to_string(furthest));
 	sqlite3_bind_int(st, 3, final);
 	if (final)
 		store_bind_u64(st, 4, at);
@@ -610,6 +635,117 @@ int store_alert_ack(Store *s, const char *id, const char *by, const char *via, u
 	if (rc > 0)
 		rc = store_alert_refresh(s, id, at);
 	return rc < 0 ? rc : 1;
+}
+
+int store_alert_resolve(Store *s, const char *id, const char *by, const char *via, uint64_t at,
+                        unsigned *ret_cancelled)
+{
+	static const char set_sql[] = "UPDATE alerts SET res_by = ?2, res_via = ?3, res_at = ?4 "
+	                              "WHERE id = ?1 AND res_at IS NULL";
+	sqlite3_stmt *st;
+	int r;
+
+	*ret_cancelled = 0;
+	r = store_alert_exists(s, id);
+	if (r <= 0)
+		return r < 0 ? r : -ENOENT;
+	st = store_cached(s, set_sql);
+	if (!st)
+		return -EIO;
+	store_bind_text(st, 1, id);
+	store_bind_text(st, 2, by);
+	store_bind_text(st, 3, via);
+	store_bind_u64(st, 4, at);
+	r = store_step_done(s, st, "resolving");
+	if (r < 0)
+		return r;
+	if (sqlite3_changes(s->db) == 0)
+		return 0;
+	r = store_escalation_stop(s, id);
+	if (r < 0)
+		return r;
+	r = cancel_queued(s, id);
+	if (r < 0)
+		return r;
+	*ret_cancelled = (unsigned)r;
+	r = store_alert_refresh(s, id, at);
+	return r < 0 ? r : 1;
+}
+
+int store_alert_resolvable(Store *s, const char *id)
+{
+	static const char sql[] = "SELECT res_at IS NULL AND state != 'expired' FROM alerts "
+	                          "WHERE id = ?1";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int rc, r = -ENOENT;
+
+	if (!st)
+		return -EIO;
+	store_bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		r = sqlite3_column_int(st, 0) != 0;
+	else if (rc != SQLITE_DONE)
+		r = store_fail(s, rc, "reading an alert");
+	store_stmt_done(st);
+	return r;
+}
+
+int store_alert_resolvable_by_key(Store *s, const char *key, char ret_id[static 33])
+{
+	static const char sql[] = "SELECT id FROM alerts WHERE key = ?1 AND res_at IS NULL AND "
+	                          "state != 'expired' ORDER BY accepted_at DESC, id DESC LIMIT 1";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int rc, r = 0;
+
+	if (!st)
+		return -EIO;
+	store_bind_text(st, 1, key);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		snprintf(ret_id, 33, "%s", (const char *)sqlite3_column_text(st, 0));
+		r = 1;
+	} else if (rc != SQLITE_DONE)
+		r = store_fail(s, rc, "finding an alert by its key");
+	store_stmt_done(st);
+	return r;
+}
+
+int store_alert_is_resolved(Store *s, const char *id)
+{
+	static const char sql[] = "SELECT 1 FROM alerts WHERE id = ?1 AND res_at IS NOT NULL";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int rc, r = 0;
+
+	if (!st)
+		return -EIO;
+	store_bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		r = 1;
+	else if (rc != SQLITE_DONE)
+		r = store_fail(s, rc, "reading an alert");
+	store_stmt_done(st);
+	return r;
+}
+
+int store_alert_paged(Store *s, const char *id, int (*cb)(const char *number, void *userdata),
+                      void *userdata)
+{
+	static const char sql[] = "SELECT number FROM deliveries WHERE alert_id = ?1 AND "
+	                          "state IN ('sent', 'delivered') ORDER BY seq, number";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int rc, r = 0;
+
+	if (!st)
+		return -EIO;
+	store_bind_text(st, 1, id);
+	while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		r = cb((const char *)sqlite3_column_text(st, 0), userdata);
+	if (r >= 0 && rc != SQLITE_DONE)
+		r = store_fail(s, rc, "listing who was paged");
+	store_stmt_done(st);
+	return r;
 }
 
 static int due_row(sqlite3_stmt *st, void *ctx)

@@ -149,10 +149,12 @@ static int ackable_row(sqlite3_stmt *st, void *ctx)
 int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *userdata),
                   void *userdata)
 {
-	static const char sql[] = "SELECT a.id, d.number, a.text, a.ack_at IS NOT NULL "
-	                          "FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
-	                          "WHERE a.priority = 1 AND a.expires_at > ?1 AND d.kind = 'to' "
-	                          "ORDER BY a.accepted_at, a.id, d.seq";
+	static const char sql[] =
+	        "SELECT a.id, d.number, a.text, a.ack_at IS NOT NULL "
+	        "FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
+	        "WHERE a.priority = 1 AND a.expires_at > ?1 AND d.kind = 'to' AND "
+	        "a.res_at IS NULL "
+	        "ORDER BY a.accepted_at, a.id, d.seq";
 	sqlite3_stmt *st = store_cached(s, sql);
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 

@@ -4,7 +4,8 @@
  * empty disk has nothing; either way the two replicas meet again by sending each other their
  * rows and merging what they receive. A merge is a join in a semilattice: every field only moves
  * up an order that both nodes share (a delivery's state by rank, then a fixed tie-break;
- * attempts, calls and inbox messages by set union; the earliest acknowledgment; the earliest
+ * attempts, calls and inbox messages by set union; the earliest acknowledgment and the earliest
+ * resolve; the earliest
  * dedupe row), so the same items applied in any order, once or twice, leave identical rows on
  * both nodes. The alert's summary is derived again by alert_refresh(), with final_at the latest
  * that either side recorded, and never before acceptance (the fallback when the alert became
@@ -55,10 +56,14 @@ static const Field alert_fields[] = {
         {"ack_at", FIELD_INT_OR_NULL},
         {"esc_step", FIELD_INT_OR_NULL},
         {"esc_next", FIELD_INT_OR_NULL},
+        {"res_by", FIELD_TEXT_OR_NULL},
+        {"res_via", FIELD_TEXT_OR_NULL},
+        {"res_at", FIELD_INT_OR_NULL},
 };
 #define ALERT_INSERT_FIELDS 8
 #define ALERT_ACK_FIELDS    9  /* ack_by, ack_via, ack_at: SQL_MERGE_ACK's ?2..?4 */
 #define ALERT_ESC_FIELDS    12 /* esc_step, esc_next */
+#define ALERT_RES_FIELDS    14 /* res_by, res_via, res_at: SQL_MERGE_RESOLVE's ?2..?4 */
 
 /* SQL_MERGE_DELIVERY_INSERT's ?2..?11. */
 static const Field delivery_fields[] = {
@@ -437,9 +442,9 @@ static bool alert_summary_equal(const AlertSummary *a, const AlertSummary *b)
 	       streq(a->state, b->state);
 }
 
-/* A delivery's place in the join: the state's rank first (delivered > sent > failed > expired >
- * sending > queued), then a tie-break between equal states that both nodes make alike: a queued
- * delivery keeps its later retry, a sending one the (node, modem) that sorts greater. */
+/* A delivery's place in the join: the state's rank first (delivered > sent > failed > cancelled >
+ * expired > sending > queued), then a tie-break between equal states that both nodes make alike: a
+ * queued delivery keeps its later retry, a sending one the (node, modem) that sorts greater. */
 typedef struct DeliveryRow {
 	uint64_t round; /* a later round (an escalation paging the number again) wins whole */
 	DeliveryState state;
@@ -488,7 +493,7 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 	                      .round = item_u64(d, "round")},
 	            local;
 	uint64_t permanent = item_u64(d, "pf"), local_permanent;
-	bool wins;
+	bool wins, earlier;
 	int rc, r;
 
 	if (!st)
@@ -518,6 +523,18 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 	wins = delivery_row_cmp(&remote, &local) > 0;
 	store_stmt_done(st); /* local's strings end here */
 
+	/* The earlier acceptance (of an alert both sides made, see SQL_MERGE_ALERT_ORIGIN). */
+	st = store_stmt(s, SQL_MERGE_DELIVERY_ORIGIN);
+	if (!st)
+		return -EIO;
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, item_text(d, "to"));
+	store_bind_u64(st, 3, item_u64(d, "acc"));
+	r = store_step_done(s, st, "merging a delivery's acceptance");
+	if (r < 0)
+		return r;
+	earlier = sqlite3_changes(s->db) > 0;
+
 	if (wins) {
 		r = store_delivery_set(s, alert_id, item_text(d, "to"), remote.state,
 		                       remote.next_try_at, remote.node, remote.modem,
@@ -527,7 +544,7 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 		return r < 0 ? r : 1;
 	}
 	if (permanent <= local_permanent)
-		return 0;
+		return earlier;
 	st = store_stmt(s, SQL_MERGE_DELIVERY_FAILURES);
 	if (!st)
 		return -EIO;
@@ -623,6 +640,19 @@ int store_merge_alert(Store *s, json_t *item)
 			return r;
 		s->open_alerts++; /* inserted open: alert_refresh() below settles it */
 		changed = 1;
+	} else {
+		st = store_stmt(s, SQL_MERGE_ALERT_ORIGIN);
+		if (!st)
+			return -EIO;
+		store_bind_text(st, 1, id);
+		store_bind_u64(st, 2, item_u64(item, "acc"));
+		store_bind_u64(st, 3, item_u64(item, "exp"));
+		store_bind_text(st, 4, item_text(item, "node"));
+		r = store_step_done(s, st, "merging an alert's origin");
+		if (r < 0)
+			return r;
+		if (sqlite3_changes(s->db) > 0)
+			changed = 1;
 	}
 	if (!json_is_null(json_object_get(item, "ack_at"))) {
 		st = store_stmt(s, SQL_MERGE_ACK);
@@ -646,8 +676,23 @@ int store_merge_alert(Store *s, json_t *item)
 		return r;
 	if (sqlite3_changes(s->db) > 0)
 		changed = 1;
-	if (!json_is_null(json_object_get(item, "ack_at"))) {
-		r = store_escalation_stop(s, id); /* acknowledged on the other side */
+	if (!json_is_null(json_object_get(item, "res_at"))) {
+		st = store_stmt(s, SQL_MERGE_RESOLVE);
+		if (!st)
+			return -EIO;
+		store_bind_text(st, 1, id);
+		bind_item(st, 2, item, alert_fields + ALERT_RES_FIELDS, 3);
+		r = store_step_done(s, st, "merging a resolve");
+		if (r < 0)
+			return r;
+		if (sqlite3_changes(s->db) > 0)
+			changed = 1;
+	}
+	if (!json_is_null(json_object_get(item, "ack_at")) ||
+	    !json_is_null(json_object_get(item, "res_at"))) {
+		/* acknowledged or resolved on the other side; alert_refresh() below cancels what
+		 * a resolved alert still had queued */
+		r = store_escalation_stop(s, id);
 		if (r < 0)
 			return r;
 	}

@@ -119,7 +119,7 @@ static int history_json(Store *s, const char *id, json_t **ret)
 int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 {
 	sqlite3_stmt *st = store_stmt(s, SQL_ALERT_GET);
-	json_t *alert = NULL, *deliveries = NULL, *ack, *calls = NULL;
+	json_t *alert = NULL, *deliveries = NULL, *ack, *resolved, *calls = NULL;
 	int rc, r;
 
 	if (!st)
@@ -130,6 +130,13 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 		store_stmt_done(st);
 		return rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc, "reading an alert");
 	}
+	if (sqlite3_column_type(st, 16) == SQLITE_NULL)
+		resolved = json_null();
+	else
+		resolved =
+		        json_pack("{s:o, s:o, s:o}", "by", store_column_string(st, 14), "via",
+		                  store_column_string(st, 15), "at",
+		                  store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 16)));
 	if (sqlite3_column_type(st, 10) == SQLITE_NULL)
 		ack = json_null();
 	else
@@ -153,6 +160,10 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 		                  store_json_time_or_null((uint64_t)sqlite3_column_int64(st, 13))));
 	else if (alert)
 		json_object_set_new(alert, "escalation", json_null());
+	if (alert)
+		json_object_set_new(alert, "resolved", resolved ? resolved : json_null());
+	else
+		json_decref(resolved);
 	store_stmt_done(st);
 	if (!alert)
 		return -ENOMEM;
@@ -274,6 +285,10 @@ int store_counts(Store *s, QueueCounts *ret)
 		const char *state = (const char *)sqlite3_column_text(st, 0);
 		uint64_t n = (uint64_t)sqlite3_column_int64(st, 1);
 
+		if (streq(state, "resolved")) { /* an alert's own final state */
+			c.resolved += n;
+			continue;
+		}
 		switch (store_delivery_state_from_string(state)) {
 		case DELIVERY_QUEUED:
 			c.queued += n;

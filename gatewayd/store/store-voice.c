@@ -59,7 +59,7 @@ int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16])
 int store_voice_candidate(Store *s, const char *alert_id, const char *number, VoiceCandidate *ret)
 {
 	static const char sql[] =
-	        "SELECT a.priority, a.ack_at IS NOT NULL, d.state, d.kind, "
+	        "SELECT a.priority, a.ack_at IS NOT NULL OR a.res_at IS NOT NULL, d.state, d.kind, "
 	        "(SELECT COUNT(*) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number) "
 	        "FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
 	        "WHERE a.id = ?1 AND d.number = ?2";
@@ -106,7 +106,8 @@ int store_open_critical(Store *s,
 	static const char sql[] = "SELECT d.alert_id, d.number FROM deliveries d "
 	                          "JOIN alerts a ON a.id = d.alert_id "
 	                          "WHERE d.state IN ('queued', 'sending') AND d.priority = 1 AND "
-	                          "d.kind = 'to' AND a.ack_at IS NULL LIMIT 1000";
+	                          "d.kind = 'to' AND a.ack_at IS NULL AND a.res_at IS NULL "
+	                          "LIMIT 1000";
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
 	int rc, r = 0;
 

@@ -24,7 +24,7 @@
 #include "macro.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 /* How long a write waits for another process's lock (a backup, an operator's sqlite3 shell)
  * before the commit fails with -EBUSY and the gateway retries it later: short, since the loop
  * waits with it. */
@@ -57,7 +57,8 @@ static const char *const sql_text[_SQL_MAX] = {
         [SQL_ALERT_DELIVERY_STATES] = "SELECT state FROM deliveries WHERE alert_id = ?1",
         [SQL_ALERT_SET_STATE] = "UPDATE alerts SET state = ?2, final = ?3, final_at = ?4 "
                                 "WHERE id = ?1",
-        [SQL_ALERT_FINAL] = "SELECT final, esc_next_at IS NOT NULL FROM alerts WHERE id = ?1",
+        [SQL_ALERT_FINAL] = "SELECT final, esc_next_at IS NOT NULL, res_at IS NOT NULL "
+                            "FROM alerts WHERE id = ?1",
         [SQL_ALERT_ACK_GET] = "SELECT ack_at FROM alerts WHERE id = ?1",
         [SQL_ALERT_ACK_SET] = "UPDATE alerts SET ack_by = ?2, ack_via = ?3, ack_at = ?4 "
                               "WHERE id = ?1 AND ack_at IS NULL",
@@ -74,8 +75,8 @@ static const char *const sql_text[_SQL_MAX] = {
                                 "WHERE state = 'sending' AND node = ?1",
         [SQL_ALERT_GET] =
                 "SELECT id, state, priority, text, key, source, accepted_at, node, ack_by, "
-                "ack_via, ack_at, expires_at, esc_step, esc_next_at FROM alerts "
-                "WHERE id = ?1",
+                "ack_via, ack_at, expires_at, esc_step, esc_next_at, res_by, res_via, res_at "
+                "FROM alerts WHERE id = ?1",
         [SQL_ALERT_DELIVERIES] = "SELECT number, state, kind FROM deliveries WHERE alert_id = ?1 "
                                  "ORDER BY seq",
         [SQL_ALERT_ATTEMPTS] = "SELECT node, modem, at, result, error, report FROM attempts "
@@ -104,8 +105,8 @@ static const char *const sql_text[_SQL_MAX] = {
         /* The export SELECTs list their columns in the order of the field tables further down. */
         [SQL_EXPORT_ALERTS] =
                 "SELECT id, key, text, priority, source, node, accepted_at, "
-                "expires_at, final_at, ack_by, ack_via, ack_at, esc_step, esc_next_at "
-                "FROM alerts WHERE id > ?1 ORDER BY id",
+                "expires_at, final_at, ack_by, ack_via, ack_at, esc_step, esc_next_at, "
+                "res_by, res_via, res_at FROM alerts WHERE id > ?1 ORDER BY id",
         [SQL_EXPORT_DELIVERIES] = "SELECT number, kind, seq, state, next_try_at, node, modem, "
                                   "permanent_failures, accepted_at, priority, round, bundle "
                                   "FROM deliveries "
@@ -127,6 +128,17 @@ static const char *const sql_text[_SQL_MAX] = {
         [SQL_MERGE_ACK] = "UPDATE alerts SET ack_by = ?2, ack_via = ?3, ack_at = ?4 WHERE id = ?1 "
                           "AND (ack_at IS NULL OR (?4, ifnull(?2, -1), ifnull(?3, -1)) < "
                           "(ack_at, ifnull(ack_by, -1), ifnull(ack_via, -1)))",
+        /* An alert both sides made on their own (a reply or all-clear, whose id derives from
+         * what it answers) keeps the earlier origin; a submitted alert has one already. */
+        [SQL_MERGE_ALERT_ORIGIN] = "UPDATE alerts SET accepted_at = ?2, expires_at = ?3, "
+                                   "node = ?4 WHERE id = ?1 AND (?2, ?4) < (accepted_at, node)",
+        [SQL_MERGE_DELIVERY_ORIGIN] = "UPDATE deliveries SET accepted_at = ?3 WHERE "
+                                      "alert_id = ?1 AND number = ?2 AND accepted_at > ?3",
+        /* The earlier resolve wins, as the earlier acknowledgment does. */
+        [SQL_MERGE_RESOLVE] = "UPDATE alerts SET res_by = ?2, res_via = ?3, res_at = ?4 "
+                              "WHERE id = ?1 AND (res_at IS NULL OR "
+                              "(?4, ifnull(?2, -1), ifnull(?3, -1)) < "
+                              "(res_at, ifnull(res_by, -1), ifnull(res_via, -1)))",
         [SQL_MERGE_DELIVERY_GET] = "SELECT state, next_try_at, node, modem, permanent_failures, "
                                    "round FROM deliveries WHERE alert_id = ?1 AND number = ?2",
         [SQL_MERGE_DELIVERY_INSERT] = "INSERT OR IGNORE INTO deliveries(alert_id, number, kind, "
@@ -158,9 +170,10 @@ static const char *const sql_text[_SQL_MAX] = {
 };
 
 static const char *const delivery_state_table[_DELIVERY_STATE_MAX] = {
-        [DELIVERY_QUEUED] = "queued",   [DELIVERY_SENDING] = "sending",
-        [DELIVERY_SENT] = "sent",       [DELIVERY_FAILED] = "failed",
-        [DELIVERY_EXPIRED] = "expired", [DELIVERY_DELIVERED] = "delivered",
+        [DELIVERY_QUEUED] = "queued",       [DELIVERY_SENDING] = "sending",
+        [DELIVERY_SENT] = "sent",           [DELIVERY_FAILED] = "failed",
+        [DELIVERY_EXPIRED] = "expired",     [DELIVERY_DELIVERED] = "delivered",
+        [DELIVERY_CANCELLED] = "cancelled",
 };
 
 const char *store_delivery_state_to_string(DeliveryState s)
@@ -179,15 +192,16 @@ DeliveryState store_delivery_state_from_string(const char *s)
 bool store_delivery_state_is_final(DeliveryState s)
 {
 	return s == DELIVERY_SENT || s == DELIVERY_FAILED || s == DELIVERY_EXPIRED ||
-	       s == DELIVERY_DELIVERED;
+	       s == DELIVERY_DELIVERED || s == DELIVERY_CANCELLED;
 }
 
 /* How far a delivery got: the alert shows the furthest of its deliveries. */
 int store_delivery_state_rank(DeliveryState s)
 {
 	static const int rank[_DELIVERY_STATE_MAX] = {
-	        [DELIVERY_QUEUED] = 0, [DELIVERY_SENDING] = 1, [DELIVERY_EXPIRED] = 2,
-	        [DELIVERY_FAILED] = 3, [DELIVERY_SENT] = 4,    [DELIVERY_DELIVERED] = 5,
+	        [DELIVERY_QUEUED] = 0,    [DELIVERY_SENDING] = 1, [DELIVERY_EXPIRED] = 2,
+	        [DELIVERY_CANCELLED] = 3, [DELIVERY_FAILED] = 4,  [DELIVERY_SENT] = 5,
+	        [DELIVERY_DELIVERED] = 6,
 	};
 	return rank[s];
 }
@@ -461,6 +475,12 @@ static const char schema_v6[] =
  * the raw PDU as the text. */
 static const char schema_v7[] = "ALTER TABLE inbox ADD COLUMN quarantine TEXT;";
 
+/* v8: resolved alerts (who, how, when; once only like an acknowledgment), found by their key. */
+static const char schema_v8[] = "ALTER TABLE alerts ADD COLUMN res_by TEXT;"
+                                "ALTER TABLE alerts ADD COLUMN res_via TEXT;"
+                                "ALTER TABLE alerts ADD COLUMN res_at INTEGER;"
+                                "CREATE INDEX alerts_key ON alerts(key, accepted_at);";
+
 static int store_migrate(Store *s)
 {
 	sqlite3_stmt *st;
@@ -514,6 +534,11 @@ static int store_migrate(Store *s)
 	}
 	if (version < 7) {
 		r = store_exec(s, schema_v7);
+		if (r < 0)
+			goto fail;
+	}
+	if (version < 8) {
+		r = store_exec(s, schema_v8);
 		if (r < 0)
 			goto fail;
 	}

@@ -27,6 +27,7 @@ typedef enum DeliveryState {
 	DELIVERY_FAILED,
 	DELIVERY_EXPIRED,
 	DELIVERY_DELIVERED, /* the SMS centre reported it delivered to the handset */
+	DELIVERY_CANCELLED, /* its alert was resolved before it left */
 	_DELIVERY_STATE_MAX,
 } DeliveryState;
 
@@ -73,6 +74,7 @@ typedef struct DueDelivery {
 
 typedef struct QueueCounts {
 	uint64_t queued, sending, sent, delivered, failed, expired;
+	uint64_t resolved; /* alerts resolved (their own state), not deliveries */
 } QueueCounts;
 
 typedef struct ModemCounters {
@@ -121,6 +123,23 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number, co
 int store_alert_expire(Store *s, const char *alert_id, uint64_t at);
 /* 1 when newly acknowledged, 0 when it already was, -ENOENT when unknown. */
 int store_alert_ack(Store *s, const char *id, const char *by, const char *via, uint64_t at);
+/* Resolves the alert (once only, like an acknowledgment): its escalation stops and its deliveries
+ * not yet sent are cancelled, now and whenever one would be queued again. 1 when newly resolved
+ * (*ret_cancelled: deliveries cancelled), 0 when it already was, -ENOENT when unknown. */
+int store_alert_resolve(Store *s, const char *id, const char *by, const char *via, uint64_t at,
+                        unsigned *ret_cancelled);
+/* Whether a resolve can act on the alert: 1 when it exists and is neither resolved nor expired,
+ * 0 when not, -ENOENT when unknown. */
+int store_alert_resolvable(Store *s, const char *id);
+/* The latest alert with this dedupe key that store_alert_resolvable() accepts: 1 with ret_id
+ * set, 0 when there is none. */
+int store_alert_resolvable_by_key(Store *s, const char *key, char ret_id[static 33]);
+/* 1 when the alert is resolved, 0 when not or unknown. */
+int store_alert_is_resolved(Store *s, const char *id);
+/* Calls cb for each number a delivery of the alert reached (sent or delivered): those an
+ * all-clear goes to. */
+int store_alert_paged(Store *s, const char *id, int (*cb)(const char *number, void *userdata),
+                      void *userdata);
 
 /* A status report from the SMS centre, matched to the attempt that carried message_ref. */
 typedef struct DeliveryReport {
@@ -205,7 +224,7 @@ int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16])
  * the call: failed_modems are this node's modems whose attempts for it ended in error. */
 typedef struct VoiceCandidate {
 	const char *node;
-	bool critical, acknowledged, copy;
+	bool critical, acknowledged, copy; /* acknowledged: or resolved, either way no call */
 	DeliveryState state;
 	unsigned calls;
 	char failed_modems[VOICE_MAX_MODEMS][33];

@@ -1,5 +1,5 @@
 /* fuzz-change: the store's apply and merge layer (gatewayd/store/) on arbitrary replicated
- * payloads. A payload is what a peer multicasts, {"v":2,"seq":N,"node":"a","changes":[...]}
+ * payloads. A payload is what a peer multicasts, {"v":3,"seq":N,"node":"a","changes":[...]}
  * (a bare change object or an array of them is taken too); each change that passes the schema
  * (change_check(), as gatewayd's apply_payload() checks it) is handed to the store functions
  * that its handler calls, with the same field mapping and the example config's settings, and a
@@ -154,7 +154,12 @@ static void apply_change(json_t *c)
 	else if (streq(t, "ack"))
 		(void)store_alert_ack(store, jstr(c, "id"), jstr(c, "by"), jstr(c, "via"),
 		                      ju64(c, "at"));
-	else if (streq(t, "escalate")) {
+	else if (streq(t, "resolve")) {
+		unsigned cancelled;
+
+		(void)store_alert_resolve(store, jstr(c, "id"), jstr(c, "by"), jstr(c, "via"),
+		                          ju64(c, "at"), &cancelled);
+	} else if (streq(t, "escalate")) {
 		bool paged;
 		uint64_t at = ju64(c, "at");
 

@@ -31,6 +31,8 @@ static const char *const wire[] = {
         "{\"t\":\"ack\",\"id\":\"5f0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"by\":\"alice\",\"via\":"
         "\"api\","
         "\"node\":\"a\",\"at\":1767225660000000}",
+        "{\"t\":\"resolve\",\"id\":\"5f0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"by\":\"nagios\","
+        "\"via\":\"api\",\"node\":\"b\",\"at\":1767225720000000}",
         /* the previous release's acknowledgments by SMS and voice named no node */
         "{\"t\":\"ack\",\"id\":\"5f0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"by\":\"+32470100001\","
         "\"via\":\"sms\",\"at\":1767225660000000}",

@@ -238,6 +238,12 @@ static json_t *ack(const char *id, const char *by, const char *node, uint64_t at
 	                       "via", "api", "node", node, "at", (json_int_t)at));
 }
 
+static json_t *resolve(const char *id, const char *by, const char *node, uint64_t at)
+{
+	return valid(json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "resolve", "id", id, "by", by,
+	                       "via", "api", "node", node, "at", (json_int_t)at));
+}
+
 static json_t *expire(const char *id, uint64_t at)
 {
 	return valid(json_pack("{s:s, s:s, s:I}", "t", "expire", "id", id, "at", (json_int_t)at));
@@ -628,6 +634,94 @@ static void test_partition_merge_order_independent(void)
 	node_close(&b2);
 }
 
+/* How many lines of the alert's story say what. */
+static size_t story_count(Node *n, const char *id, const char *what)
+{
+	_cleanup_(json_decrefp) json_t *a = alert_record(n, id);
+	json_t *h;
+	size_t i, count = 0;
+
+	json_array_foreach(json_object_get(a, "hist"), i, h) count += streq(jstr(h, "what"), what);
+	return count;
+}
+
+/* Resolve: stops the escalation, cancels what waits (and what a retry queues later), tells the
+ * number that was reached, including one reached by a page already on its way; a resolve in each
+ * half of a partition merges to the earlier one, in either order. */
+static void test_resolve(void)
+{
+	Node a, b, a2, b2;
+	Node *both[2] = {&a, &b}, *pair2[2] = {&a2, &b2};
+	Node *halves[2][2] = {{&a, &a2}, {&b, &b2}};
+	char state[16];
+
+	fake_now = T0;
+	open_pair(&a, &b);
+	open_pair(&a2, &b2);
+	for (int i = 0; i < 2; i++) {
+		Node **to = i == 0 ? both : pair2;
+		Node *na = halves[0][i];
+
+		/* X reached N1; Y failed once and waits for its retry; Z is on its way to N1. */
+		deliver(na,
+		        changes("o, o, o", submit(ID_X, "k/x", true, N1, "a", T0, true),
+		                submit(ID_Y, "k/y", false, N2, "a", T0 + 1, false),
+		                submit(ID_Z, "k/z", false, N1, "a", T0 + 2, false)),
+		        to, 2);
+		publish1(na, assign(ID_X, N1, "a", T0 + SEC), to, 2);
+		publish1(na, result(ID_X, N1, "a", T0 + 2 * SEC, true, false), to, 2);
+		publish1(na, assign(ID_Y, N2, "a", T0 + SEC), to, 2);
+		publish1(na, result(ID_Y, N2, "a", T0 + 2 * SEC, false, false), to, 2);
+		publish1(na, assign(ID_Z, N1, "a", T0 + 3 * SEC), to, 2);
+		publish1(na, resolve(ID_Z, "nagios", "a", T0 + 4 * SEC), to, 2);
+		publish1(na, result(ID_Z, N1, "a", T0 + 5 * SEC, true, false), to, 2);
+	}
+	check_same(&a, &b);
+	check_str(delivery_state(&a, ID_Z, N1, state), "sent");
+	check_int(story_count(&b, ID_Z, "resolved"), 1);
+	check_int(story_count(&b, ID_Z, "all-clear"), 1); /* the page on its way landed */
+
+	/* The cut: each half resolves X, b a little later; only b resolves Y, and a's retry of Y
+	 * fails again and queues it once more. */
+	for (int i = 0; i < 2; i++) {
+		Node *ha = halves[0][i], *hb = halves[1][i];
+		Node *only_a[] = {ha}, *only_b[] = {hb};
+
+		publish1(ha, resolve(ID_X, "nagios", "a", T0 + 10 * SEC), only_a, 1);
+		publish1(hb, resolve(ID_X, "zabbix", "b", T0 + 12 * SEC), only_b, 1);
+		publish1(hb, resolve(ID_Y, "zabbix", "b", T0 + 13 * SEC), only_b, 1);
+		publish1(ha, assign(ID_Y, N2, "a", T0 + 14 * SEC), only_a, 1);
+		publish1(ha, result(ID_Y, N2, "a", T0 + 15 * SEC, false, false), only_a, 1);
+		/* Resolved already: once only. */
+		publish1(hb, resolve(ID_X, "again", "b", T0 + 16 * SEC), only_b, 1);
+	}
+	check_str(delivery_state(&a, ID_Y, N2, state), "queued");
+	check_str(delivery_state(&b, ID_Y, N2, state), "cancelled");
+	check_int(story_count(&a, ID_X, "all-clear"), 1);
+	check_int(story_count(&b, ID_X, "resolved"), 1);
+	check_int(esc_step(&b, ID_X), 0);
+	exchange(&a, &b);
+	exchange(&b, &a);
+	exchange(&b2, &a2);
+	exchange(&a2, &b2);
+	check_same(&a, &b);
+	check_same(&a2, &b2);
+	check_same(&a, &a2);
+	/* The resolve of b reached a: what a queued again is cancelled there too. */
+	check_str(delivery_state(&a, ID_Y, N2, state), "cancelled");
+	{
+		_cleanup_(json_decrefp) json_t *x = alert_record(&a, ID_X);
+
+		check_str(jstr(x, "res_by"), "nagios"); /* the earlier of the two */
+		check_int(json_integer_value(json_object_get(x, "res_at")),
+		          (long long)(T0 + 10 * SEC));
+	}
+	node_close(&a);
+	node_close(&b);
+	node_close(&a2);
+	node_close(&b2);
+}
+
 static void test_ownership_and_takeover(void)
 {
 	Node a, b;
@@ -812,6 +906,7 @@ int main(void)
 	run(test_same_changes_same_store);
 	run(test_replay_is_idempotent);
 	run(test_partition_merge_order_independent);
+	run(test_resolve);
 	run(test_ownership_and_takeover);
 	run(test_escalation_by_the_clock);
 	now_usec_hook = NULL;

@@ -93,7 +93,7 @@ static void test_ids_are_ids(void)
 	        MESSAGE_ID_FAILED,       MESSAGE_ID_EXPIRED,     MESSAGE_ID_ACKNOWLEDGED,
 	        MESSAGE_ID_ESCALATED,    MESSAGE_ID_VOICE_CALL,  MESSAGE_ID_MODEM_DOWN,
 	        MESSAGE_ID_MODEM_UP,     MESSAGE_ID_NODE_JOINED, MESSAGE_ID_NODE_LEFT,
-	        MESSAGE_ID_PATH_DOWN};
+	        MESSAGE_ID_PATH_DOWN,    MESSAGE_ID_RESOLVED};
 
 	/* 32 lowercase hex digits (journalctl matches the field as written), all different. */
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {

@@ -1,0 +1,145 @@
+"""An alert's whole life after it is accepted: resolved over ZeroMQ or with gatewayctl (by id or
+by its dedupe key), which stops its escalation, cancels what was not sent and tells those it
+reached that it is over; end to end through the daemon and the simulated modem."""
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from gwtest import GATEWAYCTL, main, recv_events, wait_until  # noqa: E402
+from oncall_fixture import ALICE, BOB, CAROL, oncall_config  # noqa: E402
+
+STEP = 5  # step_timeout, seconds
+OTHER = "+32470555111"
+
+
+def texts_to(h, number):
+    return [m["text"] for m in h.sim.sms() if m["to"] == number]
+
+
+def wait_texts(h, number, count, timeout=30):
+    return wait_until(lambda: (lambda t: t if len(t) >= count else None)(texts_to(h, number)),
+                      timeout, f"{count} SMS to {number}")
+
+
+def ctl(gw, *args):
+    return subprocess.run([GATEWAYCTL, "-e", gw.endpoint, *args], capture_output=True,
+                          text=True, timeout=20)
+
+
+def story(gw, alert):
+    out = ctl(gw, "show", alert)
+    assert out.returncode == 0, out.stderr
+    return [line.split(None, 3)[1:] for line in out.stdout.splitlines()
+            if re.match(r"^\s*\d{4}-\d\d-\d\d", line)]
+
+
+def test_resolve_stops_the_escalation_and_tells_who_was_paged(h):
+    gw = h.gateway(extra=oncall_config(STEP))
+    sub = gw.subscribe(("resolved", "escalated"))
+    r = gw.send(["role:primary"], "db01 is DOWN", priority="critical", key="db01/ping")
+    assert r["status"] == "queued", r
+    alert = r["id"]
+    wait_texts(h, ALICE, 1)
+    out = ctl(gw, "resolve", "--by", "nagios", alert)
+    assert out.returncode == 0 and out.stdout == f"{alert} resolved\n", (out.stdout, out.stderr)
+    a = gw.get(alert)
+    assert a["state"] == "resolved", a
+    assert a["resolved"]["by"] == "nagios" and a["resolved"]["via"] == "api", a["resolved"]
+    assert not a["escalation"]["active"], a["escalation"]
+    # The primary hears that it is over, once; nobody further up is ever paged.
+    assert wait_texts(h, ALICE, 2)[1] == "RESOLVED: db01 is DOWN"
+    time.sleep(2 * STEP + 1)
+    assert texts_to(h, BOB) == [] and texts_to(h, CAROL) == [], h.sim.sms()
+    assert len(texts_to(h, ALICE)) == 2, texts_to(h, ALICE)
+    events = recv_events(sub, 3, until=lambda ev: any(t == "resolved" for t, _ in ev))
+    res = [e for t, e in events if t == "resolved"]
+    assert [(e["id"], e["by"], e["via"]) for e in res] == [(alert, "nagios", "api")], events
+    assert not [e for t, e in events if t == "escalated"], events
+    # Once only: a second resolve has nothing open to act on.
+    again = ctl(gw, "resolve", alert)
+    assert again.returncode == 1 and "unknown_id" in again.stderr, (again.stdout, again.stderr)
+    # Gone from the queue; its story tells the resolve and the all-clear.
+    q = gw.request({"op": "queue"})
+    assert alert not in [x["id"] for x in q["alerts"]], q
+    kinds = [s[0] for s in story(gw, alert)]
+    assert "resolved" in kinds and "all-clear" in kinds, kinds
+    assert kinds.index("resolved") <= kinds.index("all-clear"), kinds
+    assert gw.request({"op": "status"})["queue"]["resolved"] == 1
+
+
+def test_resolve_by_key_cancels_what_was_not_sent(h):
+    gw = h.gateway()
+    h.sim.control({"cmd": "fail_sends", "modem": "gsm0", "count": -1, "cms": 500})
+    r = gw.send([OTHER], "web01 HTTP CRITICAL", key="web01/HTTP")
+    alert = r["id"]
+    wait_until(lambda: any(at["result"] != "sent" for d in gw.get(alert)["deliveries"]
+                           for at in d["attempts"]), 30, "a failed attempt")
+    rep = gw.request({"op": "resolve", "key": "web01/HTTP", "by": "zabbix"})
+    assert rep == {"ok": True, "id": alert, "status": "resolved"}, rep
+    a = gw.get(alert)
+    assert [d["state"] for d in a["deliveries"]] == ["cancelled"], a["deliveries"]
+    # The modem works again: the cancelled SMS never leaves, and nobody was reached, so no
+    # all-clear either.
+    h.sim.control({"cmd": "fail_sends", "modem": "gsm0", "count": 0, "cms": 500})
+    marker = gw.send([OTHER], "marker after the resolve")
+    wait_texts(h, OTHER, 1)
+    time.sleep(2)
+    assert texts_to(h, OTHER) == ["marker after the resolve"], texts_to(h, OTHER)
+    assert gw.get(marker["id"])["state"] == "sent"
+    assert gw.get(alert)["deliveries"][0]["state"] == "cancelled"
+    # Nothing open any more under that key; a key never seen is as unknown.
+    for key in ("web01/HTTP", "never-seen"):
+        rep = gw.request({"op": "resolve", "key": key})
+        assert rep["ok"] is False and rep["error"] == "unknown_id", rep
+
+
+def test_a_recovery_for_a_new_firing_resolves_only_the_open_one(h):
+    gw = h.gateway(extra="[dedupe]\nwindow = 1\n")
+    first = gw.send([OTHER], "disk full on db02", key="db02/disk")["id"]
+    wait_texts(h, OTHER, 1)
+    assert gw.request({"op": "resolve", "key": "db02/disk"})["id"] == first
+    time.sleep(1.2)  # past the dedupe window: the same key fires again, a new alert
+    second = gw.send([OTHER], "disk full on db02 again", key="db02/disk")["id"]
+    assert second != first
+    wait_texts(h, OTHER, 3)
+    rep = gw.request({"op": "resolve", "key": "db02/disk"})
+    assert rep["ok"] and rep["id"] == second, rep
+    assert gw.get(first)["resolved"] is not None and gw.get(second)["state"] == "resolved"
+
+
+def test_no_all_clear_when_notify_resolved_is_off(h):
+    extra = oncall_config(STEP).replace("[escalation]\n", "[escalation]\nnotify_resolved = no\n")
+    gw = h.gateway(extra=extra)
+    alert = gw.send(["role:primary"], "db03 is DOWN", priority="critical")["id"]
+    wait_texts(h, ALICE, 1)
+    assert gw.request({"op": "resolve", "id": alert})["status"] == "resolved"
+    time.sleep(3)
+    assert len(texts_to(h, ALICE)) == 1, texts_to(h, ALICE)
+    assert gw.get(alert)["state"] == "resolved"
+
+
+def test_bad_resolve_requests_are_named(h):
+    gw = h.gateway()
+    cases = [
+        ({"op": "resolve"}, "bad_request"),
+        ({"op": "resolve", "id": "0" * 32, "key": "k"}, "bad_request"),
+        ({"op": "resolve", "key": ""}, "bad_request"),
+        ({"op": "resolve", "key": 7}, "bad_request"),
+        ({"op": "resolve", "id": "nope"}, "unknown_id"),
+        ({"op": "resolve", "id": "0" * 32}, "unknown_id"),
+        ({"op": "resolve", "key": "k", "extra": 1}, "bad_request"),
+    ]
+    for req, code in cases:
+        rep = gw.request(req)
+        assert rep["ok"] is False and rep["error"] == code, (req, rep)
+    usage = ctl(gw, "resolve")
+    assert usage.returncode == 2 and "missing ID" in usage.stderr, usage.stderr
+    both = ctl(gw, "resolve", "0" * 32, "--key", "k")
+    assert both.returncode == 2 and "not both" in both.stderr, both.stderr
+
+
+if __name__ == "__main__":
+    main(globals())
