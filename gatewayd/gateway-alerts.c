@@ -218,6 +218,7 @@ int apply_resolve(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	const char *id = jstr(c, "id"), *by = jstr(c, "by"), *via = jstr(c, "via"),
 	           *node = jstr(c, "node");
 	uint64_t at = ju64(c, "at");
+	const ContactConfig *resolver = streq(via, "sms") ? contact_by_word(g, by) : NULL;
 	_cleanup_(json_decrefp) json_t *paged = json_array();
 	char detail[192], when[RFC3339_MAX];
 	unsigned cancelled, calls;
@@ -243,6 +244,9 @@ int apply_resolve(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		return r;
 	json_array_foreach(paged, i, v)
 	{
+		/* Who resolved it by SMS gets a confirmation instead (gateway-commands.c). */
+		if (resolver && streq(resolver->number, json_string_value(v)))
+			continue;
 		r = resolve_notify(g, id, json_string_value(v), node, at);
 		if (r < 0)
 			return r;

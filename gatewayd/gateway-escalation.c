@@ -1,6 +1,6 @@
 /* gateway-escalation: on-call work on top of the state machine — escalation steps, the
- * acknowledgment an engineer sends back by SMS, the gateway's own short replies, and the
- * summary SMS of a flood.
+ * acknowledgment codes, the gateway's own short replies (confirmations, all-clears), and the
+ * summary SMS of a flood; the commands engineers text back are gateway-commands.c's.
  *
  * Everything here is decided while applying replicated changes, from the data inside them and
  * the store as it stands at that point of the agreed order, so every node decides alike without
@@ -21,8 +21,6 @@
 #define REFUSAL_LIMIT             5
 #define REFUSAL_LIMIT_WINDOW_USEC (3600 * USEC_PER_SEC)
 #define ESCALATE_BATCH            256
-/* What a summary SMS quotes of each held alert, and of how many. */
-#define BUNDLE_QUOTE_CHARS 40
 /* "RESOLVED: " and the alert's text in one SMS of 160 GSM characters. */
 #define ALL_CLEAR_QUOTE_CHARS 140
 #define BUNDLE_QUOTED_MAX     8
@@ -30,7 +28,7 @@
 
 /* ---- who is who ---- */
 
-static const ContactConfig *contact_by_number(Gateway *g, const char *number)
+const ContactConfig *contact_by_number(Gateway *g, const char *number)
 {
 	for (size_t i = 0; i < g->config->n_contacts; i++)
 		if (streq(g->config->contacts[i].number, number))
@@ -39,7 +37,7 @@ static const ContactConfig *contact_by_number(Gateway *g, const char *number)
 }
 
 /* A contact named by name or by number (what `op ack`'s "by" may carry). */
-static const ContactConfig *contact_by_word(Gateway *g, const char *word)
+const ContactConfig *contact_by_word(Gateway *g, const char *word)
 {
 	const ContactConfig *c = config_find_contact(g->config, word);
 
@@ -59,19 +57,7 @@ bool escalation_wanted(Gateway *g, const Request *req)
 
 /* ---- acknowledgment codes ---- */
 
-typedef struct Ackable {
-	char id[ID_HEX_LEN + 1];
-	char number[20];
-	char *text;
-	bool acked;
-} Ackable;
-
-typedef struct AckableList {
-	Ackable *v;
-	size_t n, cap;
-} AckableList;
-
-static void ackable_list_done(AckableList *l)
+void ackable_list_done(AckableList *l)
 {
 	for (size_t i = 0; i < l->n; i++)
 		free(l->v[i].text);
@@ -79,7 +65,7 @@ static void ackable_list_done(AckableList *l)
 	*l = (AckableList){0};
 }
 
-static int ackable_add(const AckableAlert *a, void *userdata)
+int ackable_add(const AckableAlert *a, void *userdata)
 {
 	AckableList *l = userdata;
 
@@ -105,8 +91,8 @@ static int ackable_add(const AckableAlert *a, void *userdata)
 
 /* The shortest code of `id` that no other alert of the list shares (unacknowledged ones, or
  * all of them with `all`). */
-static void code_unique(const AckableList *l, const char *id, bool all,
-                        char ret[static ACK_CODE_MAX + 1])
+void ack_code_unique(const AckableList *l, const char *id, bool all,
+                     char ret[static ACK_CODE_MAX + 1])
 {
 	for (unsigned digits = ACK_CODE_MIN; digits <= ACK_CODE_MAX; digits++) {
 		bool clash = false;
@@ -129,11 +115,9 @@ int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **r
 	r = store_ackable(g->store, now_realtime_usec(), ackable_add, &l);
 	if (r < 0)
 		return r;
-	code_unique(&l, alert_id, false, code);
+	ack_code_unique(&l, alert_id, false, code);
 	return asprintf(ret, "%s\nReply ACK %s to acknowledge", text, code) < 0 ? -ENOMEM : 0;
 }
-
-static const RoleConfig *step_role(Gateway *g, unsigned step);
 
 /* An acknowledgment by SMS names the number it came from ("from"), as its line in the alert's
  * history ("by NAME from NUMBER via sms ...") records it. */
@@ -165,7 +149,7 @@ void alert_add_oncall(Gateway *g, json_t *alert)
 	/* Steps as people count them: the first step is 1. */
 	if (json_is_object(esc)) {
 		unsigned step = (unsigned)ju64(esc, "step");
-		const RoleConfig *role = step_role(g, step);
+		const RoleConfig *role = escalation_step_role(g, step);
 
 		json_object_set_new(esc, "step", json_integer((json_int_t)step + 1));
 		json_object_set_new(esc, "role", role ? json_string(role->name) : json_null());
@@ -174,7 +158,7 @@ void alert_add_oncall(Gateway *g, json_t *alert)
 	if (!streq(jstr(alert, "priority"), "critical") ||
 	    store_ackable(g->store, now_realtime_usec(), ackable_add, &l) < 0)
 		return;
-	code_unique(&l, jstr(alert, "id"), false, code);
+	ack_code_unique(&l, jstr(alert, "id"), false, code);
 	json_object_set_new(alert, "ack_code", json_string(code));
 }
 
@@ -184,8 +168,8 @@ void alert_add_oncall(Gateway *g, json_t *alert)
  * `seed`, so every node applying the same change queues the same one. Its key starts with
  * `kind` ("reply" for a confirmation, "refusal" for an answer to a message that did nothing),
  * which is what the refusal limit counts. */
-static int reply_queue(Gateway *g, const char *kind, const char *seed, const char *number,
-                       const char *text, const char *node, uint64_t at)
+int reply_queue(Gateway *g, const char *kind, const char *seed, const char *number,
+                const char *text, const char *node, uint64_t at)
 {
 	char id[ID_HEX_LEN + 1], key[48];
 	const char *to[] = {number};
@@ -223,7 +207,7 @@ static int reply_queue(Gateway *g, const char *kind, const char *seed, const cha
  * number (the caller checks), never to one that cannot take a reply, and no more once
  * REFUSAL_LIMIT such answers went to it within the window: no loops with an automatic sender,
  * no cost surprises. */
-static int reply_refusal(Gateway *g, const InboxMessage *m, const char *text)
+int reply_refusal(Gateway *g, const InboxMessage *m, const char *text)
 {
 	_cleanup_free_ char *seed = NULL;
 	uint64_t recent = 0;
@@ -273,7 +257,7 @@ static void quote_max(const char *text, size_t max, char *ret)
 			*p = ' ';
 }
 
-static void quote(const char *text, char ret[static BUNDLE_QUOTE_CHARS + 4])
+void reply_quote(const char *text, char ret[static BUNDLE_QUOTE_CHARS + 4])
 {
 	quote_max(text, BUNDLE_QUOTE_CHARS, ret);
 }
@@ -295,7 +279,7 @@ int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *no
 	r = store_alert_json(g->store, alert_id, false, &alert);
 	if (r < 0)
 		return r == -ENOENT ? 0 : r;
-	quote(jstr(alert, "text"), q);
+	reply_quote(jstr(alert, "text"), q);
 	ack_code(alert_id, ACK_CODE_MIN, code);
 	if (asprintf(&seed, "ack\n%s", alert_id) < 0 ||
 	    asprintf(&text, "Acknowledged (%s) by %s: %s. Escalation stopped.", code, contact->name,
@@ -331,151 +315,16 @@ int resolve_notify(Gateway *g, const char *alert_id, const char *number, const c
 	return store_history_add(g->store, alert_id, at, "all-clear", node, number);
 }
 
-static int ack_publish_now(Gateway *g, const char *alert_id, const ContactConfig *contact,
-                           const InboxMessage *m)
-{
-	char detail[160];
-	json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", alert_id, "by",
-	                      contact->name, "via", "sms", "node", m->node, "at",
-	                      (json_int_t)m->received_at);
-	int r;
-
-	if (!c)
-		return -ENOMEM;
-	/* Applied here and now, inside the same transaction as the message: the decision is part
-	 * of applying the message, on every node alike. */
-	r = apply_ack(g, c, NULL); /* no origin: apply_ack() reads none */
-	json_decref(c);
-	if (r < 0)
-		return r;
-	/* Who sent it, in the alert's story (replicated with it): the contact and the number the
-	 * acknowledgment came from, and where it was received. */
-	utf8_snprintf(detail, sizeof(detail), "by %s from %s via sms (modem %s)", contact->name,
-	              m->sender, m->modem);
-	return store_history_add(g->store, alert_id, m->received_at, "acknowledged", m->node,
-	                         detail);
-}
-
-/* Lists the matches with the codes that tell them apart. */
-static int reply_choices(Gateway *g, const InboxMessage *m, const AckableList *l,
-                         const Ackable *const *matches, size_t n, const char *intro)
-{
-	_cleanup_free_ char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-
-	if (!f)
-		return -ENOMEM;
-	fputs(intro, f);
-	for (size_t i = 0; i < n && i < 4; i++) {
-		char code[ACK_CODE_MAX + 1], q[BUNDLE_QUOTE_CHARS + 4];
-
-		code_unique(l, matches[i]->id, true, code);
-		quote(matches[i]->text, q);
-		fprintf(f, "%s ACK %s (%s)", i ? "," : "", code, q);
-	}
-	if (n > 4)
-		fprintf(f, " and %zu more", n - 4);
-	if (fclose(f) != 0)
-		return -ENOMEM;
-	return reply_refusal(g, m, text);
-}
-
-/* An SMS arrived (stored, and new): an acknowledgment, or something to answer.
- *
- * Only a configured contact's own number is acted on or answered; anything else stays in the
- * inbox and nothing more. A contact acknowledges only an alert they were paged for: one with a
- * delivery (not a copy) to their number, which the deliveries table holds alike on every node. */
-int oncall_sms_received(Gateway *g, const InboxMessage *m)
-{
-	_cleanup_(ackable_list_done) AckableList l = {0};
-	_cleanup_free_ const Ackable **matches = NULL;
-	const ContactConfig *contact = contact_by_number(g, m->sender);
-	char code[ACK_CODE_MAX + 1], detail[160];
-	ReplyKind kind = reply_parse(m->text, code);
-	size_t n = 0, n_open = 0;
-	int r;
-
-	if (!contact) {
-		log_info(
-		        "SMS from %s: not an on-call contact; recorded, not acted on, not answered",
-		        m->sender);
-		return 0;
-	}
-	if (kind == REPLY_OTHER)
-		return reply_refusal(g, m,
-		                     "Not understood. To acknowledge an alert, reply ACK and "
-		                     "its code, e.g. ACK 1234.");
-
-	r = store_ackable(g->store, m->received_at, ackable_add, &l);
-	if (r < 0)
-		return r;
-	matches = calloc(l.n + 1, sizeof(*matches));
-	if (!matches)
-		return -ENOMEM;
-	/* The alerts paged to this contact that the reply names, open ones first: an acknowledged
-	 * alert that shares the digits does not make the code ambiguous. */
-	for (int pass = 0; pass < 2; pass++)
-		for (size_t i = 0; i < l.n; i++) {
-			bool dup = false;
-
-			if (l.v[i].acked != (pass == 1) || !streq(l.v[i].number, contact->number) ||
-			    (kind == REPLY_ACK ? !ack_code_matches(l.v[i].id, code) : l.v[i].acked))
-				continue;
-			for (size_t j = 0; j < n; j++)
-				dup |= streq(matches[j]->id, l.v[i].id);
-			if (!dup) {
-				matches[n++] = &l.v[i];
-				n_open += pass == 0;
-			}
-		}
-
-	if (kind == REPLY_ACK_BARE && n_open == 0)
-		return reply_refusal(g, m, "No open alert of yours to acknowledge.");
-	if (kind == REPLY_ACK_BARE && n_open > 1) {
-		utf8_snprintf(detail, sizeof(detail),
-		              "You have %zu open alerts; reply with a code:", n_open);
-		return reply_choices(g, m, &l, matches, n_open, detail);
-	}
-	if (n == 0) {
-		log_info("ACK %s from %s (%s): no alert paged to this contact has this code", code,
-		         contact->name, m->sender);
-		utf8_snprintf(detail, sizeof(detail),
-		              "ACK %s: no alert sent to you has this code; nothing was "
-		              "acknowledged.",
-		              code);
-		return reply_refusal(g, m, detail);
-	}
-	if (n_open > 1) {
-		utf8_snprintf(detail, sizeof(detail), "ACK %s fits %zu open alerts; reply", code,
-		              n_open);
-		return reply_choices(g, m, &l, matches, n_open, detail);
-	}
-	if (n_open == 0) {
-		_cleanup_(json_decrefp) json_t *alert = NULL;
-
-		r = store_alert_json(g->store, matches[0]->id, false, &alert);
-		if (r < 0)
-			return r;
-		utf8_snprintf(detail, sizeof(detail), "ACK %s: already acknowledged by %s.", code,
-		              jstr(json_object_get(alert, "ack"), "by"));
-		return reply_refusal(g, m, detail);
-	}
-	log_ctx(LOG_INFO, &((LogContext){.alert_id = matches[0]->id}),
-	        "Acknowledged by SMS from %s (%s)", contact->name, m->sender);
-	return ack_publish_now(g, matches[0]->id, contact, m);
-}
-
 /* ---- escalation ---- */
 
 /* The chain is the configured steps, then the whole of it again `repeat` times: step N (from
  * 0) pages steps[N % n], and the last of all is followed by nothing. */
-static size_t chain_length(Gateway *g)
+size_t escalation_chain_length(Gateway *g)
 {
 	return g->config->n_escalation_steps * (1 + (size_t)g->config->escalation_repeat);
 }
 
-static const RoleConfig *step_role(Gateway *g, unsigned step)
+const RoleConfig *escalation_step_role(Gateway *g, unsigned step)
 {
 	size_t n = g->config->n_escalation_steps;
 
@@ -486,7 +335,7 @@ static const RoleConfig *step_role(Gateway *g, unsigned step)
 
 uint64_t escalation_next_at(Gateway *g, unsigned step, uint64_t at)
 {
-	if ((size_t)step + 1 >= chain_length(g))
+	if ((size_t)step + 1 >= escalation_chain_length(g))
 		return 0;
 	return at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC;
 }
@@ -496,7 +345,7 @@ static int escalate_one(const char *alert_id, unsigned step, void *userdata)
 	Gateway *g = userdata;
 	const char *owner = members_owner(&g->members, alert_id, "escalation", "", false);
 	uint64_t now = now_realtime_usec();
-	const RoleConfig *role = step_role(g, step + 1);
+	const RoleConfig *role = escalation_step_role(g, step + 1);
 	const ContactConfig *contact;
 	json_t *c;
 
@@ -581,7 +430,7 @@ static int bundle_add(const char *alert_id, const char *text, void *userdata)
 	if (b->quoted < BUNDLE_QUOTED_MAX) {
 		char q[BUNDLE_QUOTE_CHARS + 4];
 
-		quote(text, q);
+		reply_quote(text, q);
 		fprintf(b->f, "%s%s", b->quoted ? " | " : " ", q);
 		b->quoted++;
 	}

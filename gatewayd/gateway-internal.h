@@ -7,6 +7,7 @@
  * gateway-modems.c (this node's modem slots and their events), gateway-requests.c (the submit
  * socket's requests), gateway-cluster.c (the nodes, commit confirmations, the state exchange
  * after a join, takeover), gateway-check.c (digest checks of the replicas), gateway-escalation.c,
+ * gateway-commands.c (an incident run by SMS),
  * gateway-voice.c (dialing out when every SMS path failed), gateway-selftest.c (test SMS between
  * the nodes' SIMs), gateway-oncall.c (who is on duty, and overrides), gateway-quarantine.c,
  * gateway-reload.c and gateway-metrics.c (the Prometheus text file). Each room's state is a
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "ackcode.h"
 #include "admission.h"
 #include "change.h"
 #include "handlers.h"
@@ -324,9 +326,53 @@ void alert_add_oncall(Gateway *g, json_t *alert);
 int resolve_notify(Gateway *g, const char *alert_id, const char *number, const char *node,
                    uint64_t at);
 int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *node, uint64_t at);
-int oncall_sms_received(Gateway *g, const InboxMessage *m);
 /* Fills a summary job with the deliveries held for its number; returns how many. */
 int bundle_fill(Gateway *g, Job *job);
+/* What gateway-commands.c shares with it: who is who, the chain, the alerts a code may name,
+ * and the gateway's own SMS. */
+const ContactConfig *contact_by_number(Gateway *g, const char *number);
+/* A contact named by name or by number (what `op ack`'s "by" may carry). */
+const ContactConfig *contact_by_word(Gateway *g, const char *word);
+/* The chain is the configured steps, then the whole of it again `repeat` times: step N (from
+ * 0) pages the role of steps[N % n], and the last of all is followed by nothing. */
+size_t escalation_chain_length(Gateway *g);
+const RoleConfig *escalation_step_role(Gateway *g, unsigned step);
+typedef struct Ackable {
+	char id[ID_HEX_LEN + 1];
+	char number[20];
+	char *text;
+	bool acked;
+} Ackable;
+
+typedef struct AckableList {
+	Ackable *v;
+	size_t n, cap;
+} AckableList;
+void ackable_list_done(AckableList *l);
+/* store_ackable()'s callback filling an AckableList. */
+int ackable_add(const AckableAlert *a, void *userdata);
+/* The shortest code of `id` that no other alert of the list shares (unacknowledged ones, or
+ * all of them with `all`). */
+void ack_code_unique(const AckableList *l, const char *id, bool all,
+                     char ret[static ACK_CODE_MAX + 1]);
+/* What a reply quotes of an alert's text. */
+#define BUNDLE_QUOTE_CHARS 40
+/* A short quote of an alert's text for a reply: at most BUNDLE_QUOTE_CHARS bytes of whole UTF-8
+ * characters, "..." when cut, on one line. */
+void reply_quote(const char *text, char ret[static BUNDLE_QUOTE_CHARS + 4]);
+/* Queues an SMS of the gateway's own to number: an alert whose id derives from `seed`, so every
+ * node applying the same change queues the same one. Its key starts with `kind` ("reply" for a
+ * confirmation, "refusal" for an answer to a message that did nothing), which is what the
+ * refusal limit counts. */
+int reply_queue(Gateway *g, const char *kind, const char *seed, const char *number,
+                const char *text, const char *node, uint64_t at);
+/* An answer to a message from a contact that did nothing; at most a few an hour per number. */
+int reply_refusal(Gateway *g, const InboxMessage *m, const char *text);
+
+/* gateway-commands.c: an incident run by SMS (ACK, RES, ESC, WHO, TAKE, HELP) */
+/* TAKE without a duration, for a role that never hands over. */
+#define TAKE_DEFAULT_USEC (12 * 3600 * USEC_PER_SEC)
+int oncall_sms_received(Gateway *g, const InboxMessage *m);
 
 /* gateway-cluster.c: announcements, confirmations, the rejoin exchange, takeover */
 typedef struct GatewayCluster {

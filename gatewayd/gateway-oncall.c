@@ -19,7 +19,8 @@
 /* An override is for covering a shift or a holiday, not a new rotation. */
 #define OVERRIDE_MAX_AHEAD_USEC (90 * 86400 * USEC_PER_SEC)
 
-static void reply_refusal(Gateway *g, const ServerPeer *peer, const char *code, const char *detail)
+static void override_refusal(Gateway *g, const ServerPeer *peer, const char *code,
+                             const char *detail)
 {
 	_cleanup_free_ char *text = request_reply_error(code, detail);
 
@@ -134,7 +135,7 @@ void oncall_handle_query(Gateway *g, const ServerPeer *peer, Request *req)
 		json_t *r = role_json(g, &g->config->roles[i], at);
 
 		if (!r || json_array_append_new(roles, r) < 0) {
-			reply_refusal(g, peer, "storage_error", "out of memory");
+			override_refusal(g, peer, "storage_error", "out of memory");
 			return;
 		}
 	}
@@ -146,7 +147,7 @@ void oncall_handle_query(Gateway *g, const ServerPeer *peer, Request *req)
 		                  (json_int_t)g->config->escalation_step_timeout);
 	text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
 	if (!text) {
-		reply_refusal(g, peer, "storage_error", "out of memory");
+		override_refusal(g, peer, "storage_error", "out of memory");
 		return;
 	}
 	server_reply(g->server, peer, text);
@@ -165,7 +166,7 @@ void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req)
 		return;
 	if (!role) {
 		utf8_snprintf(detail, sizeof(detail), "no role named '%s'", req->role);
-		reply_refusal(g, peer, "unknown_role", detail);
+		override_refusal(g, peer, "unknown_role", detail);
 		return;
 	}
 	if (!req->clear) {
@@ -177,21 +178,21 @@ void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req)
 			        detail, sizeof(detail),
 			        "no contact named '%s' (a [contact] section of gatewayd.conf)",
 			        req->contact);
-			reply_refusal(g, peer, "bad_request", detail);
+			override_refusal(g, peer, "bad_request", detail);
 			return;
 		}
 		if (req->until <= now || req->until > now + OVERRIDE_MAX_AHEAD_USEC) {
 			snprintf(detail, sizeof(detail), "'until' (%s) is %s",
 			         format_rfc3339(req->until, until),
 			         req->until <= now ? "in the past" : "more than 90 days ahead");
-			reply_refusal(g, peer, "bad_request", detail);
+			override_refusal(g, peer, "bad_request", detail);
 			return;
 		}
 	}
 
 	p = calloc(1, sizeof(*p));
 	if (!p) {
-		reply_refusal(g, peer, "storage_error", "out of memory");
+		override_refusal(g, peer, "storage_error", "out of memory");
 		return;
 	}
 	p->peer = *peer;
@@ -204,7 +205,7 @@ void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req)
 	              "by", req->by ? req->by : "unknown", "node", g->config->node_name, "at",
 	              (json_int_t)now);
 	if (outbox_add(g, c, p) < 0)
-		reply_refusal(g, peer, "storage_error", "out of memory");
+		override_refusal(g, peer, "storage_error", "out of memory");
 }
 
 int apply_override(Gateway *g, json_t *c, const ChangeOrigin *origin)

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "macro.h"
+
 void ack_code(const char *alert_id, unsigned digits, char ret[static ACK_CODE_MAX + 1])
 {
 	uint64_t v = 0;
@@ -43,12 +45,68 @@ static bool is_filler(char c)
 	       c == '-' || c == '#';
 }
 
-ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1])
+/* "90m", "2h", "1d": whole minutes, hours or days, up to REPLY_TAKE_MAX; 0 when not one. */
+static unsigned parse_duration(const char *s)
 {
-	char buf[64];
-	size_t n = 0, digits = 0, i = 0;
+	unsigned long v = 0, unit;
+	size_t n = 0;
 
-	ret_code[0] = 0; /* empty for every kind but REPLY_ACK, whatever the text */
+	while (isdigit((unsigned char)s[n]) && n < 6)
+		v = v * 10 + (unsigned long)(s[n++] - '0');
+	unit = s[n] == 'm' ? 60 : s[n] == 'h' ? 3600 : s[n] == 'd' ? 86400 : 0;
+	if (n == 0 || v == 0 || unit == 0 || s[n + 1] != 0 || v > REPLY_TAKE_MAX / unit)
+		return 0;
+	return (unsigned)(v * unit);
+}
+
+/* buf starts with word (and a space or a digit, or ends there): the length to skip, else 0. */
+static size_t command_word(const char *buf, const char *word)
+{
+	size_t n = strlen(word);
+
+	if (strncmp(buf, word, n) != 0)
+		return 0;
+	if (buf[n] == ' ')
+		return n + 1;
+	return buf[n] == 0 || isdigit((unsigned char)buf[n]) ? n : 0;
+}
+
+/* "<word> <code>" as a whole: the code's digits into ret_code. */
+static bool code_after(const char *rest, char ret_code[static ACK_CODE_MAX + 1])
+{
+	size_t digits = 0;
+
+	while (isdigit((unsigned char)rest[digits]))
+		digits++;
+	if (digits < ACK_CODE_MIN || digits > ACK_CODE_MAX || rest[digits] != 0)
+		return false;
+	memcpy(ret_code, rest, digits);
+	ret_code[digits] = 0;
+	return true;
+}
+
+ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1],
+                      unsigned *ret_seconds)
+{
+	static const struct {
+		const char *word;
+		ReplyKind kind;
+	} coded[] = {
+	        {"resolve", REPLY_RESOLVE},
+	        {"res", REPLY_RESOLVE},
+	        {"escalate", REPLY_ESCALATE},
+	        {"esc", REPLY_ESCALATE},
+	};
+	char buf[64];
+	size_t n = 0, digits = 0, i = 0, skip;
+
+	/* empty, and 0, for every kind but those that carry them, whatever the text */
+	ret_code[0] = 0;
+	if (ret_seconds)
+		*ret_seconds = 0;
+	text += strspn(text, " \t\r\n");
+	if (text[0] == '?' && text[1 + strspn(text + 1, " \t\r\n")] == 0)
+		return REPLY_HELP; /* "?" alone */
 	/* Letters lowered, digits kept, everything else a single space. */
 	for (const char *p = text; *p && n < sizeof(buf) - 1; p++) {
 		if (isalnum((unsigned char)*p))
@@ -64,6 +122,29 @@ ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1])
 
 	if (strcmp(buf, "ack") == 0)
 		return REPLY_ACK_BARE;
+	if (strcmp(buf, "who") == 0)
+		return REPLY_WHO;
+	if (strcmp(buf, "help") == 0)
+		return REPLY_HELP;
+	skip = command_word(buf, "take");
+	if (skip > 0 || strcmp(buf, "take") == 0) {
+		unsigned seconds = 0;
+
+		if (buf[skip] != 0) {
+			seconds = parse_duration(buf + skip);
+			if (seconds == 0)
+				return REPLY_OTHER;
+		}
+		if (ret_seconds)
+			*ret_seconds = seconds;
+		return REPLY_TAKE;
+	}
+	for (size_t k = 0; k < ELEMENTSOF(coded); k++) {
+		skip = command_word(buf, coded[k].word);
+		if (skip > 0)
+			return code_after(buf + skip, ret_code) ? coded[k].kind : REPLY_OTHER;
+	}
+
 	if (strncmp(buf, "ack", 3) == 0) {
 		i = 3;
 		if (buf[i] == ' ')

@@ -1,5 +1,5 @@
 /* ackcode: the short codes an engineer types to acknowledge an alert from a phone, and the
- * parsing of the replies that carry them.
+ * parsing of the replies that carry them and of the other commands an engineer may text.
  *
  * A code is derived from the alert id alone — the low decimal digits of its first 64 bits — so
  * both halves of a partitioned cluster give an alert the same code without talking to each
@@ -22,13 +22,25 @@ void ack_code(const char *alert_id, unsigned digits, char ret[static ACK_CODE_MA
 bool ack_code_matches(const char *alert_id, const char *code);
 
 typedef enum ReplyKind {
-	REPLY_OTHER,    /* not an acknowledgment */
+	REPLY_OTHER,    /* nothing this parser knows: answered with the help text */
 	REPLY_ACK,      /* "ACK 1234", "ack1234", "1234A", "1234 a" */
 	REPLY_ACK_BARE, /* "ACK" alone */
+	REPLY_RESOLVE,  /* "RES 1234", "resolve 1234": the problem is gone */
+	REPLY_ESCALATE, /* "ESC 1234", "escalate 1234": page the next step now */
+	REPLY_WHO,      /* "WHO": who is on call now */
+	REPLY_TAKE,     /* "TAKE", "TAKE 2h": take over the first role of the chain */
+	REPLY_HELP,     /* "HELP", "?" */
 } ReplyKind;
-/* Reads an SMS reply (case-insensitive, surrounding spaces and punctuation ignored); for
- * REPLY_ACK ret_code holds the digits, for any other kind it is the empty string. */
-ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1]);
+
+/* The longest TAKE, in seconds: the 90 days an override may run. */
+#define REPLY_TAKE_MAX (90u * 86400u)
+
+/* Reads an SMS reply (case-insensitive, surrounding spaces and punctuation ignored). For
+ * REPLY_ACK, REPLY_RESOLVE and REPLY_ESCALATE ret_code holds the digits, for any other kind it is
+ * the empty string. For REPLY_TAKE *ret_seconds is the duration asked for ("90m", "2h", "1d"; 0
+ * when none was given), else 0; ret_seconds may be NULL. */
+ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1],
+                      unsigned *ret_seconds);
 
 /* Whether an automatic SMS may go to this sender: a phone number of 8 to 15 digits (with or
  * without "+"), never an alphanumeric sender or a short code. */

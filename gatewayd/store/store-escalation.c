@@ -96,6 +96,27 @@ static int page(Store *s, const char *alert_id, const char *number, unsigned ste
 	return 0;
 }
 
+int store_alert_escalation(Store *s, const char *alert_id, unsigned *ret_step, bool *ret_active)
+{
+	static const char sql[] = "SELECT esc_step, esc_next_at IS NOT NULL FROM alerts "
+	                          "WHERE id = ?1";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int rc, r = -ENOENT;
+
+	if (!st)
+		return -EIO;
+	store_bind_text(st, 1, alert_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		r = sqlite3_column_type(st, 0) != SQLITE_NULL;
+		*ret_step = (unsigned)sqlite3_column_int(st, 0);
+		*ret_active = sqlite3_column_int(st, 1) != 0;
+	} else if (rc != SQLITE_DONE)
+		r = store_fail(s, rc, "reading an escalation");
+	store_stmt_done(st);
+	return r;
+}
+
 int store_escalate(Store *s, const char *alert_id, unsigned step, const char *number, uint64_t at,
                    uint64_t next_at, const char *node, const char *detail, bool *ret_paged)
 {

@@ -271,6 +271,9 @@ int store_next_escalation(Store *s, uint64_t after, uint64_t *ret);
  * 0 for none (the last step of the chain).
  * 1 when it moved (ret_paged: a delivery was queued), 0 when it had moved or stopped already;
  * -EINVAL without a number. */
+/* The step an alert's escalation has reached (0: the first) and whether it still runs: 1, or 0
+ * when the alert does not escalate; -ENOENT when unknown. */
+int store_alert_escalation(Store *s, const char *alert_id, unsigned *ret_step, bool *ret_active);
 int store_escalate(Store *s, const char *alert_id, unsigned step, const char *number, uint64_t at,
                    uint64_t next_at, const char *node, const char *detail, bool *ret_paged);
 

@@ -29,7 +29,10 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
   m. a peer announces a clock 5 s ahead and other shared settings: status warns of both;
   n. the node that owns a critical alert's escalation is killed before the step deadline: the
      other pages the secondary on time; the secondary's SMS "ACK <code>" stops it; the dead
-     node, back, agrees.
+     node, back, agrees;
+  o. a hostile PDU is quarantined and replicated, also through a rejoin;
+  p. a critical alert accepted on a is resolved on b by its key: both nodes show it resolved,
+     the primary gets exactly one all-clear, and nobody further up the chain is paged.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -50,7 +53,7 @@ from gwcluster import (FINAL, NODE_IDS, SIM_MODEM, NodeDown, WaitTimeout, main, 
 from oncall_fixture import ALICE, BOB, DAVE, oncall_config  # noqa: E402
 
 # The replication protocol version of this build (gatewayd/gateway-internal.h).
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 SETTLE = 2.0  # seconds to let an extra (duplicate) text show up before counting
 
 
@@ -689,6 +692,35 @@ def test_o_quarantined_sms_replicated_and_exchanged_on_rejoin(rig):
     assert all(m["quarantined"] for m in got), got
     summary("two hostile PDUs on a's SIM: quarantined, not decoded; the first replicated to b, "
             "the second (b down) carried by the rejoin exchange")
+
+
+def test_p_resolve_on_the_other_node(rig):
+    """A critical alert accepted on a, resolved on b by its dedupe key (as an integration's
+    recovery does): both nodes agree it is resolved, the primary hears "RESOLVED" once (both
+    nodes queue the same all-clear), and the escalation never reaches the secondary."""
+    oncall = oncall_config(6)
+    c = rig.cluster(extra={"a": oncall, "b": oncall})
+    c.start_both()
+    c.wait_members()
+    alert = queued(c.send("a", ["role:primary"], "db07 is DOWN", priority="critical",
+                          key="db07/ping"), "the page")
+    to = lambda n: [m["text"] for m in c.sms() if m["to"] == n]  # noqa: E731
+    wait_until(lambda: to(ALICE), 30, "the primary's SMS")
+    r = c.node("b").request({"op": "resolve", "key": "db07/ping", "by": "icinga"})
+    assert r == {"ok": True, "id": alert, "status": "resolved"}, r
+    for n in "ab":
+        got = wait_until(lambda: (lambda a: a if a["state"] == "resolved" else None)(
+            c.get(n, alert)), 20, f"{n} to show the alert resolved")
+        assert got["resolved"]["by"] == "icinga", got["resolved"]
+    wait_until(lambda: "RESOLVED: db07 is DOWN" in to(ALICE), 30, "the all-clear")
+    time.sleep(6 + SETTLE + 2)  # past the step deadline
+    assert to(ALICE).count("RESOLVED: db07 is DOWN") == 1, to(ALICE)
+    assert to(BOB) == [], to(BOB)
+    assert c.get("a", alert)["resolved"] == c.get("b", alert)["resolved"]
+    again = c.node("a").request({"op": "resolve", "key": "db07/ping"})
+    assert again["ok"] is False and again["error"] == "unknown_id", again
+    summary("alert accepted on a resolved on b by key: resolved on both, one all-clear, "
+            "no escalation")
 
 
 if __name__ == "__main__":

@@ -16,14 +16,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char code[ACK_CODE_MAX + 1], again[ACK_CODE_MAX + 1];
 	char *text = malloc(size + 1);
 	ReplyKind kind;
+	unsigned seconds;
 
 	if (!text)
 		return 0;
 	memcpy(text, data, size);
 	text[size] = 0;
 
-	kind = reply_parse(text, code);
-	assert(kind == REPLY_OTHER || kind == REPLY_ACK || kind == REPLY_ACK_BARE);
+	kind = reply_parse(text, code, &seconds);
+	assert(kind >= REPLY_OTHER && kind <= REPLY_HELP);
+	assert(kind == REPLY_TAKE ? seconds <= REPLY_TAKE_MAX : seconds == 0);
+	assert((kind == REPLY_ACK || kind == REPLY_RESOLVE || kind == REPLY_ESCALATE) ==
+	       (code[0] != 0));
 	if (kind == REPLY_ACK) {
 		size_t n = strlen(code);
 		char id[33];
@@ -32,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < n; i++)
 			assert(isdigit((unsigned char)code[i]));
 		/* The same reply parses the same way twice. */
-		assert(reply_parse(text, again) == REPLY_ACK && strcmp(code, again) == 0);
+		assert(reply_parse(text, again, NULL) == REPLY_ACK && strcmp(code, again) == 0);
 		/* The code of an id made of the input's bytes, as hex, matches that id. */
 		for (size_t i = 0; i < 32; i++)
 			id[i] = "0123456789abcdef"[i < size ? data[i] & 15 : 0];

@@ -150,6 +150,56 @@ def test_replies_that_do_not_acknowledge_are_answered_and_never_act(h):
     assert len(inbox) == 7, inbox
 
 
+def test_an_incident_run_by_sms(h):
+    # A long step: whatever moves the chain here is a command, not the clock.
+    gw = h.gateway(extra=oncall_config(300), modem_extra=FAST_INBOX)
+    alert = page(gw)
+    code = ack_code(alert)
+    wait_texts(h, ALICE, 1)
+    reply(h, ALICE, "who")
+    who = wait_texts(h, ALICE, 2)[1]
+    assert who == (f"On call: primary alice {ALICE}, secondary bob {BOB}, "
+                   f"management carol {CAROL}"), who
+    reply(h, ALICE, "HELP")
+    assert wait_texts(h, ALICE, 3)[2].startswith("Reply ACK <code>, RES <code> (resolved)")
+    # ESC: the secondary is paged now, not in 300 s.
+    reply(h, ALICE, f"ESC {code}")
+    assert wait_texts(h, BOB, 1) == [f"db01 DOWN\nReply ACK {code} to acknowledge"]
+    assert wait_texts(h, ALICE, 4)[3] == f"ESC {code}: paging bob (secondary) now."
+    assert gw.get(alert)["escalation"]["step"] == 2
+    # RES from the secondary: resolved, confirmed to bob, the all-clear to alice only.
+    reply(h, BOB, f"res {code}")
+    a = wait_until(lambda: (lambda a: a if a["resolved"] else None)(gw.get(alert)), 20,
+                   "the resolve by SMS")
+    assert (a["state"], a["resolved"]["by"], a["resolved"]["via"]) == ("resolved", "bob", "sms")
+    assert wait_texts(h, BOB, 2)[1] == f"Resolved ({code}) by bob: db01 DOWN. Escalation stopped."
+    assert wait_texts(h, ALICE, 5)[4] == "RESOLVED: db01 DOWN"
+    # TAKE: carol takes over the primary role for two hours.
+    reply(h, CAROL, "TAKE 2h")
+    took = wait_texts(h, CAROL, 1)[0]
+    assert took.startswith("TAKE: you are on call for primary until "), took
+    primary = [r for r in gw.request({"op": "oncall"})["roles"] if r["role"] == "primary"][0]
+    assert (primary["contact"], primary["source"]) == ("carol", "override"), primary
+    # A stranger's commands do nothing and get nothing.
+    for text in ("WHO", "TAKE", f"RES {code}", "HELP"):
+        reply(h, "+32499999999", text)
+    wait_until(lambda: len(gw.request({"op": "inbox"})["messages"]) >= 9, 30, "the inbox")
+    time.sleep(4)
+    assert not [m for m in h.sim.sms() if m["to"] == "+32499999999"], h.sim.sms()
+    primary = [r for r in gw.request({"op": "oncall"})["roles"] if r["role"] == "primary"][0]
+    assert primary["contact"] == "carol", primary
+    story = ctl_story(gw, alert)
+    assert "escalation asked" in story and "resolved" in story, story
+    assert len(texts_to(h, BOB)) == 2 and len(texts_to(h, ALICE)) == 5, h.sim.sms()
+
+
+def ctl_story(gw, alert):
+    out = subprocess.run([GATEWAYCTL, "-e", gw.endpoint, "show", alert], capture_output=True,
+                         text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_strangers_are_recorded_never_answered_never_obeyed(h):
     gw = gateway(h)
     alert = page(gw)

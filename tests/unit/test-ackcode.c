@@ -23,17 +23,23 @@ static void test_codes(void)
 	check_str(c6 + 3, c4);
 }
 
-static void expect(const char *text, ReplyKind kind, const char *code)
+static void expect_take(const char *text, ReplyKind kind, const char *code, unsigned seconds)
 {
 	char got[ACK_CODE_MAX + 1] = "junk"; /* whatever the caller's buffer held */
-	ReplyKind k = reply_parse(text, got);
+	unsigned got_seconds = 12345;
+	ReplyKind k = reply_parse(text, got, &got_seconds);
 
-	/* Every kind but REPLY_ACK leaves an empty code, however early the text is refused. */
-	if (k != kind || strcmp(got, code ? code : "") != 0) {
-		fprintf(stderr, "  '%s' -> %d '%s', expected %d '%s'\n", text, k, got, kind,
-		        code ? code : "");
+	/* Every kind without a code leaves an empty one, however early the text is refused. */
+	if (k != kind || strcmp(got, code ? code : "") != 0 || got_seconds != seconds) {
+		fprintf(stderr, "  '%s' -> %d '%s' %u, expected %d '%s' %u\n", text, k, got,
+		        got_seconds, kind, code ? code : "", seconds);
 		test_failures++;
 	}
+}
+
+static void expect(const char *text, ReplyKind kind, const char *code)
+{
+	expect_take(text, kind, code, 0);
 }
 
 static void test_replies(void)
@@ -56,6 +62,42 @@ static void test_replies(void)
 	expect("ACK ✓", REPLY_OTHER, NULL);
 }
 
+static void test_commands(void)
+{
+	expect("RES 1234", REPLY_RESOLVE, "1234");
+	expect("res1234", REPLY_RESOLVE, "1234");
+	expect("Resolve 001234.", REPLY_RESOLVE, "001234");
+	expect("ESC 1234", REPLY_ESCALATE, "1234");
+	expect("escalate 1234", REPLY_ESCALATE, "1234");
+	expect("RES", REPLY_OTHER, NULL); /* which one? */
+	expect("RES 12", REPLY_OTHER, NULL);
+	expect("RES 1234 now", REPLY_OTHER, NULL);
+	expect("rescue 1234", REPLY_OTHER, NULL);
+	expect("WHO", REPLY_WHO, NULL);
+	expect("who?", REPLY_OTHER, NULL);
+	expect("Who.", REPLY_WHO, NULL);
+	expect("HELP", REPLY_HELP, NULL);
+	expect(" ? ", REPLY_HELP, NULL);
+	expect("??", REPLY_OTHER, NULL);
+	expect("TAKE", REPLY_TAKE, NULL);
+	expect_take("take 90m", REPLY_TAKE, NULL, 5400);
+	expect_take("TAKE 2h", REPLY_TAKE, NULL, 7200);
+	expect_take("take 1d", REPLY_TAKE, NULL, 86400);
+	expect_take("take 90d", REPLY_TAKE, NULL, REPLY_TAKE_MAX);
+	expect("take 91d", REPLY_OTHER, NULL);
+	expect("take 0h", REPLY_OTHER, NULL);
+	expect("take 2 h", REPLY_OTHER, NULL);
+	expect("take 2w", REPLY_OTHER, NULL);
+	expect("take 9999999999h", REPLY_OTHER, NULL);
+	expect("takeover", REPLY_OTHER, NULL);
+	/* A NULL ret_seconds is allowed. */
+	{
+		char code[ACK_CODE_MAX + 1];
+
+		check_int(reply_parse("take 2h", code, NULL), REPLY_TAKE);
+	}
+}
+
 static void test_answerable(void)
 {
 	check(reply_sender_answerable("+32470100001"));
@@ -71,6 +113,7 @@ int main(void)
 {
 	run(test_codes);
 	run(test_replies);
+	run(test_commands);
 	run(test_answerable);
 	return test_exit();
 }
