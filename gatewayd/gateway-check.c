@@ -37,8 +37,8 @@ void check_request(Gateway *g)
 		return;
 	snprintf(round, sizeof(round), "%llu", (unsigned long long)++g->check.round);
 	outbox_add(g,
-	           json_pack("{s:s, s:s, s:s, s:I}", "t", "check", "node", g->config->node_name,
-	                     "round", round, "at", (json_int_t)now_realtime_usec()),
+	           change_pack("check", "{s:s, s:s, s:I}", "node", g->config->node_name, "round",
+	                       round, "at", (json_int_t)now_realtime_usec()),
 	           NULL);
 }
 
@@ -112,15 +112,14 @@ void check_after_commit(Gateway *g)
 
 	json_object_foreach(g->check.digests_due, id, v) outbox_add(
 	        g,
-	        json_pack("{s:s, s:s, s:s, s:O, s:O}", "t", "digest", "node", g->config->node_name,
-	                  "check", id, "value", json_array_get(v, 0), "open", json_array_get(v, 1)),
+	        change_pack("digest", "{s:s, s:s, s:O, s:O}", "node", g->config->node_name, "check",
+	                    id, "value", json_array_get(v, 0), "open", json_array_get(v, 1)),
 	        NULL);
 	json_object_clear(g->check.digests_due);
 	if (g->check.resync_wanted) {
 		g->check.resync_wanted = false;
 		g->check.resync_at = now_monotonic_usec();
-		outbox_add(g, json_pack("{s:s, s:s}", "t", "resync", "node", g->config->node_name),
-		           NULL);
+		outbox_add(g, change_pack("resync", "{s:s}", "node", g->config->node_name), NULL);
 	}
 }
 

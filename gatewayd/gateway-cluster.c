@@ -17,13 +17,10 @@ static int publish_control(Gateway *g, json_t *changes)
 {
 	_cleanup_(json_decrefp) json_t *payload = NULL;
 	_cleanup_free_ char *text = NULL;
-	json_t *c;
-	size_t i;
 	int r;
 
 	if (!changes)
 		return -ENOMEM;
-	json_array_foreach(changes, i, c) change_check_own(c);
 	payload = json_pack("{s:i, s:I, s:s, s:o}", "v", PROTOCOL_VERSION, "seq", (json_int_t)0,
 	                    "node", g->config->node_name, "changes", changes);
 	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
@@ -44,8 +41,8 @@ json_t *confirmations_take(Gateway *g)
 		return NULL;
 	changes = json_array();
 	json_object_foreach(g->cluster.confirm_due, origin, seq) json_array_append_new(
-	        changes, json_pack("{s:s, s:s, s:s, s:O}", "t", "confirm", "node",
-	                           g->config->node_name, "origin", origin, "seq", seq));
+	        changes, change_pack("confirm", "{s:s, s:s, s:O}", "node", g->config->node_name,
+	                             "origin", origin, "seq", seq));
 	json_object_clear(g->cluster.confirm_due);
 	return changes;
 }
@@ -115,11 +112,11 @@ static json_t *hello_change(Gateway *g)
 	char fp[33];
 
 	config_fingerprint(g->config, fp);
-	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:b, s:o}", "t", "hello", "node",
-	                 g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
-	                 (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
-	                 PROTOCOL_VERSION, "voice", g->voice.dialer != NULL, "modems",
-	                 local_modems_json(g));
+	return change_pack("hello", "{s:s, s:I, s:I, s:s, s:i, s:b, s:o}", "node",
+	                   g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
+	                   (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
+	                   PROTOCOL_VERSION, "voice", g->voice.dialer != NULL, "modems",
+	                   local_modems_json(g));
 }
 
 static void node_event(Gateway *g, const char *topic, const MemberNode *n, const char *reason)
@@ -421,14 +418,16 @@ void sync_continue(Gateway *g)
 		return;
 	if (g->sync.stage == SYNC_DONE) {
 		publish_control(g,
-		                json_pack("[{s:s, s:s, s:I, s:I}]", "t", "synced", "node",
-		                          g->config->node_name, "round", (json_int_t)g->sync.round,
-		                          "records", (json_int_t)g->sync.sent));
+		                json_pack("[o]", change_pack("synced", "{s:s, s:I, s:I}", "node",
+		                                             g->config->node_name, "round",
+		                                             (json_int_t)g->sync.round, "records",
+		                                             (json_int_t)g->sync.sent)));
 		return;
 	}
-	publish_control(g, json_pack("[{s:s, s:s, s:I, s:s, s:O}]", "t", "merge", "node",
-	                             g->config->node_name, "round", (json_int_t)g->sync.round,
-	                             "kind", kind, "items", items));
+	publish_control(g, json_pack("[o]", change_pack("merge", "{s:s, s:I, s:s, s:O}", "node",
+	                                                g->config->node_name, "round",
+	                                                (json_int_t)g->sync.round, "kind", kind,
+	                                                "items", items)));
 }
 
 /* A newcomer is in the view: everyone sends what it has, then "synced". */
@@ -505,10 +504,10 @@ int requeue(Gateway *g, const char *alert_id, const char *number, const char *no
             const char *modem, const char *why)
 {
 	return outbox_add(g,
-	                  json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}", "t",
-	                            "result", "id", alert_id, "to", number, "node", node, "modem",
-	                            modem, "at", (json_int_t)now_realtime_usec(), "ok", 0,
-	                            "permanent", 0, "retry_now", 1, "error", why),
+	                  change_pack("result", "{s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}",
+	                              "id", alert_id, "to", number, "node", node, "modem", modem,
+	                              "at", (json_int_t)now_realtime_usec(), "ok", 0, "permanent",
+	                              0, "retry_now", 1, "error", why),
 	                  NULL);
 }
 

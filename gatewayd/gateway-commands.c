@@ -13,9 +13,9 @@ static int ack_publish_now(Gateway *g, const char *alert_id, const ContactConfig
                            const InboxMessage *m)
 {
 	char detail[160];
-	json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", alert_id, "by",
-	                      contact->name, "via", "sms", "node", m->node, "at",
-	                      (json_int_t)m->received_at);
+	json_t *c =
+	        change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id", alert_id, "by", contact->name,
+	                    "via", "sms", "node", m->node, "at", (json_int_t)m->received_at);
 	int r;
 
 	if (!c)
@@ -133,9 +133,9 @@ static int take_now(Gateway *g, const ContactConfig *contact, const InboxMessage
 	                : config_role_next_handoff(role, m->received_at);
 	if (until <= m->received_at)
 		until = m->received_at + TAKE_DEFAULT_USEC;
-	c = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I}", "t", "override", "role", role->name,
-	              "contact", contact->name, "until", (json_int_t)until, "by", contact->name,
-	              "node", m->node, "at", (json_int_t)m->received_at);
+	c = change_pack("override", "{s:s, s:s, s:I, s:s, s:s, s:I}", "role", role->name, "contact",
+	                contact->name, "until", (json_int_t)until, "by", contact->name, "node",
+	                m->node, "at", (json_int_t)m->received_at);
 	if (!c)
 		return -ENOMEM;
 	r = apply_override(g, c, NULL); /* no origin: apply_override() reads none */
@@ -154,9 +154,9 @@ static int resolve_now(Gateway *g, const Ackable *a, const ContactConfig *contac
                        const InboxMessage *m, const char *code)
 {
 	char q[BUNDLE_QUOTE_CHARS + 4], text[200];
-	json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "resolve", "id", a->id, "by",
-	                      contact->name, "via", "sms", "node", m->node, "at",
-	                      (json_int_t)m->received_at);
+	json_t *c = change_pack("resolve", "{s:s, s:s, s:s, s:s, s:I}", "id", a->id, "by",
+	                        contact->name, "via", "sms", "node", m->node, "at",
+	                        (json_int_t)m->received_at);
 	int r;
 
 	if (!c)
@@ -199,9 +199,9 @@ static int escalate_now(Gateway *g, const Ackable *a, const ContactConfig *conta
 		utf8_snprintf(text, sizeof(text), "ESC %s: there is no next step to page.", code);
 		return reply_refusal(g, m, text);
 	}
-	c = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "t", "escalate", "id", a->id,
-	              "step", (int)step + 1, "role", role->name, "contact", next->name, "to",
-	              next->number, "node", m->node, "at", (json_int_t)m->received_at);
+	c = change_pack("escalate", "{s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "id", a->id, "step",
+	                (int)step + 1, "role", role->name, "contact", next->name, "to",
+	                next->number, "node", m->node, "at", (json_int_t)m->received_at);
 	if (!c)
 		return -ENOMEM;
 	r = apply_escalate(g, c, NULL); /* no origin: apply_escalate() reads none */

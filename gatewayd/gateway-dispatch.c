@@ -102,11 +102,12 @@ void jobs_start_assigned(Gateway *g)
 			              "Modem refused a job: %m");
 			/* Treated like a failed send: the result change requeues it. */
 			job_results(g, j,
-			            json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:s}", "t",
-			                      "result", "id", j->alert_id, "to", j->number, "node",
-			                      g->config->node_name, "modem", slot->config->name,
-			                      "at", (json_int_t)now_realtime_usec(), "ok", 0,
-			                      "permanent", 0, "error", "modem queue full"));
+			            change_pack("result",
+			                        "{s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:s}", "id",
+			                        j->alert_id, "to", j->number, "node",
+			                        g->config->node_name, "modem", slot->config->name,
+			                        "at", (json_int_t)now_realtime_usec(), "ok", 0,
+			                        "permanent", 0, "error", "modem queue full"));
 			job_remove(g, j);
 		}
 	}
@@ -190,10 +191,10 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 		return r;
 	}
 	for (size_t i = 0; i < MAX(job->n_bundle, 1u); i++) {
-		c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "assign", "id",
-		              job->n_bundle ? job->bundle[i] : d->alert_id, "to", d->number, "node",
-		              g->config->node_name, "modem", g->modems[m].config->name, "at",
-		              (json_int_t)now_realtime_usec());
+		c = change_pack("assign", "{s:s, s:s, s:s, s:s, s:I}", "id",
+		                job->n_bundle ? job->bundle[i] : d->alert_id, "to", d->number,
+		                "node", g->config->node_name, "modem", g->modems[m].config->name,
+		                "at", (json_int_t)now_realtime_usec());
 		if (outbox_add(g, c, NULL) < 0) {
 			job_free(job);
 			return -ENOMEM;
@@ -239,8 +240,8 @@ static int expire_one(const char *id, void *userdata)
 	Gateway *g = userdata;
 
 	return outbox_add(g,
-	                  json_pack("{s:s, s:s, s:I}", "t", "expire", "id", id, "at",
-	                            (json_int_t)now_realtime_usec()),
+	                  change_pack("expire", "{s:s, s:I}", "id", id, "at",
+	                              (json_int_t)now_realtime_usec()),
 	                  NULL);
 }
 

@@ -359,9 +359,9 @@ static int escalate_one(const char *alert_id, unsigned step, void *userdata)
 	contact = oncall_on_duty(g, role, now, NULL); /* overrides included */
 	if (!contact)
 		return 0;
-	c = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "t", "escalate", "id", alert_id,
-	              "step", (int)step + 1, "role", role->name, "contact", contact->name, "to",
-	              contact->number, "node", g->config->node_name, "at", (json_int_t)now);
+	c = change_pack("escalate", "{s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "id", alert_id, "step",
+	                (int)step + 1, "role", role->name, "contact", contact->name, "to",
+	                contact->number, "node", g->config->node_name, "at", (json_int_t)now);
 	json_object_set_new(g->escalation.published, alert_id, json_integer((json_int_t)step + 1));
 	return outbox_add(g, c, NULL);
 }

@@ -66,8 +66,8 @@ void self_health_changed(Gateway *g)
 		self->usable_modems = usable;
 	if (replication_is_clustered(g->replication) && !g->stopping)
 		outbox_add(g,
-		           json_pack("{s:s, s:s, s:o}", "t", "health", "node", g->config->node_name,
-		                     "modems", local_modems_json(g)),
+		           change_pack("health", "{s:s, s:o}", "node", g->config->node_name,
+		                       "modems", local_modems_json(g)),
 		           NULL);
 }
 
@@ -118,21 +118,20 @@ static int modem_message(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 	json_t *c;
 
 	if (ev->type == MODEM_EVENT_SMS_RECEIVED)
-		c = json_pack(
-		        "{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I}", "t", "sms_in", "key",
-		        ev->key, "node", g->config->node_name, "modem", slot->config->name, "from",
-		        ev->from, "text", ev->text ? ev->text : "", "parts", (int)ev->parts,
-		        "smsc_at", (json_int_t)ev->smsc_time_usec, "at",
+		c = change_pack(
+		        "sms_in", "{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I}", "key", ev->key,
+		        "node", g->config->node_name, "modem", slot->config->name, "from", ev->from,
+		        "text", ev->text ? ev->text : "", "parts", (int)ev->parts, "smsc_at",
+		        (json_int_t)ev->smsc_time_usec, "at",
 		        (json_int_t)(ev->received_usec ? ev->received_usec : now_realtime_usec()),
 		        "token", (json_int_t)ev->token);
 	else
-		c = json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:I, s:I}", "t", "report",
-		              "key", ev->key, "node", g->config->node_name, "modem",
-		              slot->config->name, "ref", ev->message_ref, "delivered",
-		              ev->delivered, "permanent", ev->permanent, "status",
-		              ev->delivery_status, "at",
-		              (json_int_t)(ev->at_usec ? ev->at_usec : now_realtime_usec()),
-		              "token", (json_int_t)ev->token);
+		c = change_pack("report", "{s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:I, s:I}", "key",
+		                ev->key, "node", g->config->node_name, "modem", slot->config->name,
+		                "ref", ev->message_ref, "delivered", ev->delivered, "permanent",
+		                ev->permanent, "status", ev->delivery_status, "at",
+		                (json_int_t)(ev->at_usec ? ev->at_usec : now_realtime_usec()),
+		                "token", (json_int_t)ev->token);
 	return outbox_add(g, c, NULL);
 }
 
@@ -167,13 +166,14 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 		if (!g->members.nodes[i].self &&
 		    members_eligible(&g->members, &g->members.nodes[i], false))
 			elsewhere = true; /* the other node's modems take the next try */
-	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s?}", "t", "result", "id",
-	              job->alert_id, "to", job->number, "node", g->config->node_name, "modem",
-	              slot->config->name, "at", (json_int_t)now_realtime_usec(), "ok",
-	              ev->result >= 0, "permanent", ev->permanent, "retry_now",
-	              elsewhere || ev->result == -ESHUTDOWN || ev->result == -ENODEV ||
-	                      ev->result == -ENOTCONN,
-	              "error", ev->result >= 0 ? NULL : (ev->error[0] ? ev->error : "send failed"));
+	c = change_pack("result", "{s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s?}", "id",
+	                job->alert_id, "to", job->number, "node", g->config->node_name, "modem",
+	                slot->config->name, "at", (json_int_t)now_realtime_usec(), "ok",
+	                ev->result >= 0, "permanent", ev->permanent, "retry_now",
+	                elsewhere || ev->result == -ESHUTDOWN || ev->result == -ENODEV ||
+	                        ev->result == -ENOTCONN,
+	                "error",
+	                ev->result >= 0 ? NULL : (ev->error[0] ? ev->error : "send failed"));
 	if (c && ev->result >= 0 && ev->message_ref >= 0)
 		json_object_set_new(c, "ref", json_integer(ev->message_ref));
 	r = job_results(g, job, c);

@@ -200,10 +200,10 @@ void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req)
 	snprintf(p->role, sizeof(p->role), "%s", role->name);
 	snprintf(p->contact, sizeof(p->contact), "%s", contact ? contact->name : "");
 	p->until = contact ? req->until : 0;
-	c = json_pack("{s:s, s:s, s:s?, s:I, s:s, s:s, s:I}", "t", "override", "role", role->name,
-	              "contact", contact ? contact->name : NULL, "until", (json_int_t)p->until,
-	              "by", req->by ? req->by : "unknown", "node", g->config->node_name, "at",
-	              (json_int_t)now);
+	c = change_pack("override", "{s:s, s:s?, s:I, s:s, s:s, s:I}", "role", role->name,
+	                "contact", contact ? contact->name : NULL, "until", (json_int_t)p->until,
+	                "by", req->by ? req->by : "unknown", "node", g->config->node_name, "at",
+	                (json_int_t)now);
 	if (outbox_add(g, c, p) < 0)
 		override_refusal(g, peer, "storage_error", "out of memory");
 }

@@ -11,13 +11,13 @@
 
 int quarantine_modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 {
-	json_t *c =
-	        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "t", "sms_quarantined",
-	                  "key", ev->key, "node", g->config->node_name, "modem", slot->config->name,
-	                  "pdu", ev->text ? ev->text : "", "reason",
-	                  ev->error[0] ? ev->error : "not decoded", "slot", ev->slot, "at",
-	                  (json_int_t)(ev->received_usec ? ev->received_usec : now_realtime_usec()),
-	                  "token", (json_int_t)ev->token);
+	json_t *c = change_pack(
+	        "sms_quarantined", "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "key", ev->key,
+	        "node", g->config->node_name, "modem", slot->config->name, "pdu",
+	        ev->text ? ev->text : "", "reason", ev->error[0] ? ev->error : "not decoded",
+	        "slot", ev->slot, "at",
+	        (json_int_t)(ev->received_usec ? ev->received_usec : now_realtime_usec()), "token",
+	        (json_int_t)ev->token);
 
 	return outbox_add(g, c, NULL);
 }

@@ -177,10 +177,10 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		reply_err(g, peer, "storage_error", "out of memory");
 		return;
 	}
-	c = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:O, s:O, s:s?, s:s, s:I}", "t", "submit",
-	              "id", id, "key", req->key ? req->key : key, "text", req->text, "critical",
-	              req->critical, "ttl", (json_int_t)req->ttl, "to", to, "copy", copy, "source",
-	              req->source, "node", g->config->node_name, "at", (json_int_t)at);
+	c = change_pack("submit", "{s:s, s:s, s:s, s:b, s:I, s:O, s:O, s:s?, s:s, s:I}", "id", id,
+	                "key", req->key ? req->key : key, "text", req->text, "critical",
+	                req->critical, "ttl", (json_int_t)req->ttl, "to", to, "copy", copy,
+	                "source", req->source, "node", g->config->node_name, "at", (json_int_t)at);
 	if (c && escalation_wanted(g, req))
 		json_object_set_new(c, "escalate", json_true());
 	if (outbox_add(g, c, p) < 0)
@@ -206,9 +206,9 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 		return;
 	}
 	if (outbox_add(g,
-	               json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", req->id, "by",
-	                         req->by ? req->by : "unknown", "via", "api", "node",
-	                         g->config->node_name, "at", (json_int_t)now_realtime_usec()),
+	               change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id", req->id, "by",
+	                           req->by ? req->by : "unknown", "via", "api", "node",
+	                           g->config->node_name, "at", (json_int_t)now_realtime_usec()),
 	               p) < 0)
 		reply_err(g, peer, "storage_error", "out of memory");
 }
@@ -253,9 +253,9 @@ static void handle_resolve(Gateway *g, const ServerPeer *peer, Request *req)
 		return;
 	}
 	if (outbox_add(g,
-	               json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "resolve", "id", id, "by",
-	                         req->by ? req->by : "unknown", "via", "api", "node",
-	                         g->config->node_name, "at", (json_int_t)now_realtime_usec()),
+	               change_pack("resolve", "{s:s, s:s, s:s, s:s, s:I}", "id", id, "by",
+	                           req->by ? req->by : "unknown", "via", "api", "node",
+	                           g->config->node_name, "at", (json_int_t)now_realtime_usec()),
 	               p) < 0)
 		reply_err(g, peer, "storage_error", "out of memory");
 }

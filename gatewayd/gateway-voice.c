@@ -281,20 +281,20 @@ static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata
 	voice_give_back(g);
 	if (!v)
 		return;
-	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:s?, s:b}", "t", "call", "id",
-	              v->alert_id, "number", v->number, "node", g->config->node_name, "modem",
-	              g->config->voice_modem ? g->config->voice_modem : "voice", "at",
-	              (json_int_t)rep->started_at, "outcome", outcome, "duration",
-	              (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
-	              rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
-	              rep->acknowledged_by_dtmf);
+	c = change_pack("call", "{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:s?, s:b}", "id", v->alert_id,
+	                "number", v->number, "node", g->config->node_name, "modem",
+	                g->config->voice_modem ? g->config->voice_modem : "voice", "at",
+	                (json_int_t)rep->started_at, "outcome", outcome, "duration",
+	                (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
+	                rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
+	                rep->acknowledged_by_dtmf);
 	outbox_add(g, c, NULL);
 	if (rep->acknowledged_by_dtmf) {
 		voice_drop_alert(g, v->alert_id);
 		outbox_add(g,
-		           json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id",
-		                     v->alert_id, "by", v->number, "via", "voice", "node",
-		                     g->config->node_name, "at", (json_int_t)now_realtime_usec()),
+		           change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id", v->alert_id, "by",
+		                       v->number, "via", "voice", "node", g->config->node_name,
+		                       "at", (json_int_t)now_realtime_usec()),
 		           NULL);
 	} else if ((rep->outcome == CALL_BUSY || rep->outcome == CALL_NO_ANSWER ||
 	            rep->outcome == CALL_FAILED) &&

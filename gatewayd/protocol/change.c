@@ -204,14 +204,26 @@ int change_check(const json_t *c, const ChangeKind **ret_kind, char *err, size_t
 	return 0;
 }
 
-void change_check_own(const json_t *c)
+json_t *change_pack(const char *kind, const char *fmt, ...)
 {
 	char why[200];
+	json_t *c;
+	va_list ap;
 
+	va_start(ap, fmt);
+	c = json_vpack_ex(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (!c)
+		return NULL;
+	if (json_object_set_new(c, "t", json_string(kind)) < 0) {
+		json_decref(c);
+		return NULL;
+	}
 	if (change_check(c, NULL, why, sizeof(why)) < 0)
 		log_error("Bug: this node built a change that breaks the replication schema, which "
 		          "every node will skip: %s",
 		          why);
+	return c;
 }
 
 int change_doc(FILE *f)

@@ -1,8 +1,9 @@
 /* change: the schema of every replicated change, the wire contract between the nodes.
  *
  * A change is a JSON object whose "t" names its kind; change_kinds[] lists each kind with its
- * fields (key, type, required or not) and a line of meaning. change_check() validates a change
- * against it, change_doc() prints it as markdown (the source of doc/replication.md). Which
+ * fields (key, type, required or not) and a line of meaning. change_pack() builds a change
+ * (the one encoder), change_check() validates one against the table (the decoder's first step),
+ * change_doc() prints the table as markdown (the source of doc/replication.md). Which
  * function applies each kind is the gateway's business (gatewayd/handlers.c), not the
  * schema's. Main thread only; everything returned points into the static table. Keys not in the
  * table are allowed (a later version may send more), so adding an optional field needs no
@@ -44,9 +45,11 @@ extern const size_t change_kinds_n;
  * missing"). ret_kind and err may be NULL. */
 int change_check(const json_t *c, const ChangeKind **ret_kind, char *err, size_t errsize);
 
-/* For a change this node built, before it is published: logs loudly when it does not satisfy its
- * own schema (a bug: every node would skip it). */
-void change_check_own(const json_t *c);
+/* The one way a node builds a change: json_pack()'s `fmt` and arguments give the fields of a
+ * change of kind `kind` (without "t", which this adds). The result is checked against the
+ * table, and a change that breaks it is logged loudly as the bug it is (every node would skip
+ * it) but returned all the same. NULL only when out of memory or when fmt does not pack. */
+json_t *change_pack(const char *kind, const char *fmt, ...);
 
 /* The table as markdown: a section per kind. */
 int change_doc(FILE *f);

@@ -207,10 +207,10 @@ static json_t *valid(json_t *c)
 static json_t *submit(const char *id, const char *key, bool critical, const char *to,
                       const char *node, uint64_t at, bool escalate)
 {
-	json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:[s], s:[], s:s, s:s, s:I}", "t",
-	                      "submit", "id", id, "key", key, "text", "db01 is DOWN", "critical",
-	                      critical, "ttl", (json_int_t)3600, "to", to, "copy", "source",
-	                      "nagios-1", "node", node, "at", (json_int_t)at);
+	json_t *c = change_pack("submit", "{s:s, s:s, s:s, s:b, s:I, s:[s], s:[], s:s, s:s, s:I}",
+	                        "id", id, "key", key, "text", "db01 is DOWN", "critical", critical,
+	                        "ttl", (json_int_t)3600, "to", to, "copy", "source", "nagios-1",
+	                        "node", node, "at", (json_int_t)at);
 
 	if (c && escalate)
 		json_object_set_new(c, "escalate", json_true());
@@ -219,43 +219,43 @@ static json_t *submit(const char *id, const char *key, bool critical, const char
 
 static json_t *assign(const char *id, const char *to, const char *node, uint64_t at)
 {
-	return valid(json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "assign", "id", id, "to", to,
-	                       "node", node, "modem", "gsm0", "at", (json_int_t)at));
+	return valid(change_pack("assign", "{s:s, s:s, s:s, s:s, s:I}", "id", id, "to", to, "node",
+	                         node, "modem", "gsm0", "at", (json_int_t)at));
 }
 
 static json_t *result(const char *id, const char *to, const char *node, uint64_t at, bool ok,
                       bool permanent)
 {
-	return valid(json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s?}", "t", "result",
-	                       "id", id, "to", to, "node", node, "modem", "gsm0", "at",
-	                       (json_int_t)at, "ok", ok, "permanent", permanent, "retry_now", 0,
-	                       "error", ok ? NULL : "+CMS ERROR: 500"));
+	return valid(change_pack("result", "{s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s?}", "id",
+	                         id, "to", to, "node", node, "modem", "gsm0", "at", (json_int_t)at,
+	                         "ok", ok, "permanent", permanent, "retry_now", 0, "error",
+	                         ok ? NULL : "+CMS ERROR: 500"));
 }
 
 static json_t *ack(const char *id, const char *by, const char *node, uint64_t at)
 {
-	return valid(json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "ack", "id", id, "by", by,
-	                       "via", "api", "node", node, "at", (json_int_t)at));
+	return valid(change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id", id, "by", by, "via",
+	                         "api", "node", node, "at", (json_int_t)at));
 }
 
 static json_t *resolve(const char *id, const char *by, const char *node, uint64_t at)
 {
-	return valid(json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "t", "resolve", "id", id, "by", by,
-	                       "via", "api", "node", node, "at", (json_int_t)at));
+	return valid(change_pack("resolve", "{s:s, s:s, s:s, s:s, s:I}", "id", id, "by", by, "via",
+	                         "api", "node", node, "at", (json_int_t)at));
 }
 
 static json_t *expire(const char *id, uint64_t at)
 {
-	return valid(json_pack("{s:s, s:s, s:I}", "t", "expire", "id", id, "at", (json_int_t)at));
+	return valid(change_pack("expire", "{s:s, s:I}", "id", id, "at", (json_int_t)at));
 }
 
 static json_t *hello(const Node *n)
 {
-	return valid(json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:b, s:[{s:s, s:s, s:s}]}", "t",
-	                       "hello", "node", n->name, "nodeid", (json_int_t)n->nodeid, "at",
-	                       (json_int_t)fake_now, "fingerprint", "", "version", PROTOCOL_VERSION,
-	                       "voice", 0, "modems", "node", n->name, "name", "gsm0", "state",
-	                       "ok"));
+	return valid(change_pack("hello", "{s:s, s:I, s:I, s:s, s:i, s:b, s:[{s:s, s:s, s:s}]}",
+	                         "node", n->name, "nodeid", (json_int_t)n->nodeid, "at",
+	                         (json_int_t)fake_now, "fingerprint", "", "version",
+	                         PROTOCOL_VERSION, "voice", 0, "modems", "node", n->name, "name",
+	                         "gsm0", "state", "ok"));
 }
 
 /* A payload of one or more changes (the array takes them). */
@@ -517,8 +517,8 @@ static void test_replay_is_idempotent(void)
 	/* A state exchange of a's alerts into b, which holds them already: nothing moves. */
 	check(store_export_alerts(a.g->store, "", DUMP_BYTES, &items, last) > 0);
 	publish1(&a,
-	         valid(json_pack("{s:s, s:s, s:i, s:s, s:O}", "t", "merge", "node", "a", "round", 1,
-	                         "kind", "alerts", "items", items)),
+	         valid(change_pack("merge", "{s:s, s:i, s:s, s:O}", "node", "a", "round", 1, "kind",
+	                           "alerts", "items", items)),
 	         only_b, 1);
 	after = dump(&b);
 	check(json_equal(before, after));
@@ -534,12 +534,12 @@ static void test_replay_is_idempotent(void)
 		free(key);
 		deliver(&a,
 		        changes("o, o",
-		                valid(json_pack("{s:s, s:s, s:i, s:s, s:O}", "t", "merge", "node",
-		                                "a", "round", round, "kind", "alerts", "items",
-		                                items)),
-		                valid(json_pack("{s:s, s:s, s:i, s:s, s:O}", "t", "merge", "node",
-		                                "a", "round", round, "kind", "dedupe", "items",
-		                                dedupe))),
+		                valid(change_pack("merge", "{s:s, s:i, s:s, s:O}", "node", "a",
+		                                  "round", round, "kind", "alerts", "items",
+		                                  items)),
+		                valid(change_pack("merge", "{s:s, s:i, s:s, s:O}", "node", "a",
+		                                  "round", round, "kind", "dedupe", "items",
+		                                  dedupe))),
 		        only_c, 1);
 		check(same_dump(&a, &c, true));
 	}
@@ -563,11 +563,10 @@ static void exchange(Node *from, Node *to)
 	free(key);
 	deliver(from,
 	        changes("o, o",
-	                valid(json_pack("{s:s, s:s, s:i, s:s, s:O}", "t", "merge", "node",
-	                                from->name, "round", 1, "kind", "alerts", "items", alerts)),
-	                valid(json_pack("{s:s, s:s, s:i, s:s, s:O}", "t", "merge", "node",
-	                                from->name, "round", 1, "kind", "dedupe", "items",
-	                                dedupe))),
+	                valid(change_pack("merge", "{s:s, s:i, s:s, s:O}", "node", from->name,
+	                                  "round", 1, "kind", "alerts", "items", alerts)),
+	                valid(change_pack("merge", "{s:s, s:i, s:s, s:O}", "node", from->name,
+	                                  "round", 1, "kind", "dedupe", "items", dedupe))),
 	        dest, 1);
 }
 
