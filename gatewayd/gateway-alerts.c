@@ -187,7 +187,7 @@ int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	int r;
 
 	r = store_alert_ack(g->store, id, jstr(c, "by"), jstr(c, "via"), ju64(c, "at"));
-	if (r == -ENOENT)
+	if (r == STORE_NOT_FOUND)
 		return 0;
 	if (r < 0)
 		return r;
@@ -229,7 +229,7 @@ int apply_resolve(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	if (!paged)
 		return -ENOMEM;
 	r = store_alert_resolve(g->store, id, by, via, at, &cancelled);
-	if (r == -ENOENT || r == 0)
+	if (r == STORE_NOT_FOUND || r == 0)
 		return 0; /* unknown here, or resolved already: once only */
 	if (r < 0)
 		return r;

@@ -23,7 +23,8 @@
  * wait cures (a full disk, an I/O error). */
 static bool stall_hopeless(const Gateway *g, uint64_t now)
 {
-	return g->apply.stall_error != -EBUSY || now - g->apply.stall_since >= STALL_GIVE_UP_USEC ||
+	return g->apply.stall_error != STORE_LOCKED ||
+	       now - g->apply.stall_since >= STALL_GIVE_UP_USEC ||
 	       g->apply.stalled_bytes >= STALL_BYTES_MAX;
 }
 
@@ -138,7 +139,7 @@ static void stall_give_up(Gateway *g, uint64_t now)
 		PendingBatch *b;
 
 		if (p->answered ||
-		    (g->apply.stall_error == -EBUSY && now - p->since < STALL_GIVE_UP_USEC))
+		    (g->apply.stall_error == STORE_LOCKED && now - p->since < STALL_GIVE_UP_USEC))
 			continue;
 		p->answered = true;
 		b = stalled_batch_take(g, p);
@@ -351,11 +352,11 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 		r = change_check(c, &kind, why, sizeof(why));
 		if (r >= 0) {
 			r = handlers_apply(g, kind, c, &origin);
-			if (r == -EINVAL)
+			if (r == STORE_INVALID)
 				snprintf(why, sizeof(why), "change '%s': refused by the store",
 				         kind->name);
 		}
-		if (r == -EINVAL) {
+		if (r == STORE_INVALID) {
 			/* Malformed, or of a kind this build does not know: refused alike on every
 			 * node, so skipping it keeps the replicas equal, while a retry would stall
 			 * this node for nothing. */

@@ -296,7 +296,7 @@ int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin)
 			r = store_merge_inbox(g->store, item);
 		else if (streq(kind, "overrides"))
 			r = store_merge_override(g->store, item);
-		if (r == -EINVAL) {
+		if (r == STORE_INVALID) {
 			log_warning("Skipping a malformed %s record from node '%s'", kind,
 			            jstr(c, "node"));
 			continue;

@@ -186,7 +186,7 @@ static int escalate_now(Gateway *g, const Ackable *a, const ContactConfig *conta
 	int r;
 
 	r = store_alert_escalation(g->store, a->id, &step, &active);
-	if (r < 0 && r != -ENOENT)
+	if (r < 0 && r != STORE_NOT_FOUND)
 		return r;
 	if (r <= 0 || !active) {
 		utf8_snprintf(text, sizeof(text), "ESC %s: %s; nobody else was paged.", code,

@@ -278,7 +278,7 @@ int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *no
 		return 0; /* acknowledged by someone who is not a contact: nobody to tell */
 	r = store_alert_json(g->store, alert_id, false, &alert);
 	if (r < 0)
-		return r == -ENOENT ? 0 : r;
+		return r == STORE_NOT_FOUND ? 0 : r;
 	reply_quote(jstr(alert, "text"), q);
 	ack_code(alert_id, ACK_CODE_MIN, code);
 	if (asprintf(&seed, "ack\n%s", alert_id) < 0 ||
@@ -302,7 +302,7 @@ int resolve_notify(Gateway *g, const char *alert_id, const char *number, const c
 		return 0;
 	r = store_alert_json(g->store, alert_id, false, &alert);
 	if (r < 0)
-		return r == -ENOENT ? 0 : r;
+		return r == STORE_NOT_FOUND ? 0 : r;
 	if (streq_ptr(jstr(alert, "source"), "gatewayd"))
 		return 0; /* the gateway's own replies and summaries get no all-clear */
 	quote_max(jstr(alert, "text"), ALL_CLEAR_QUOTE_CHARS, q);

@@ -217,7 +217,7 @@ int apply_override(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	int r;
 
 	r = store_override_set(g->store, role, contact, until, ju64(c, "at"), by);
-	if (r == -EINVAL) {
+	if (r == STORE_INVALID) {
 		log_warning("Ignoring a malformed on-call override from node '%s'",
 		            jstr(c, "node"));
 		return 0;

@@ -260,8 +260,8 @@ void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
 		if (commit_result < 0) {
 			reply_pending_error(
 			        g, p, "storage_error",
-			        commit_result == -ENOSPC ? "the disk is full; nothing was stored"
-			        : commit_result == -EBUSY
+			        commit_result == STORE_FULL ? "the disk is full; nothing was stored"
+			        : commit_result == STORE_LOCKED
 			                ? "the database is locked by another process; "
 			                  "nothing was stored"
 			                : "the store could not commit; nothing was stored");

@@ -225,11 +225,11 @@ static int resolve_target(Gateway *g, const Request *req, char ret_id[static ID_
 		return r;
 	}
 	r = store_alert_resolvable(g->store, req->id);
-	*ret_why =
-	        r == -ENOENT ? "no alert with this id" : "the alert is resolved or expired already";
+	*ret_why = r == STORE_NOT_FOUND ? "no alert with this id"
+	                                : "the alert is resolved or expired already";
 	if (r > 0)
 		snprintf(ret_id, ID_HEX_LEN + 1, "%s", req->id);
-	return r == -ENOENT ? 0 : r;
+	return r == STORE_NOT_FOUND ? 0 : r;
 }
 
 static void handle_resolve(Gateway *g, const ServerPeer *peer, Request *req)
@@ -322,7 +322,7 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 		break;
 	case OP_GET:
 		r = store_alert_json(g->store, req->id, true, &o);
-		if (r == -ENOENT)
+		if (r == STORE_NOT_FOUND)
 			reply_err(g, peer, "unknown_id", "no alert with this id");
 		else if (r < 0)
 			reply_err(g, peer, "storage_error", "the store could not be read");

@@ -24,7 +24,7 @@ int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_us
 	int rc, found = 0;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, key);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -59,7 +59,7 @@ static int bundle_hold(Store *s, const char *number, uint64_t at, unsigned thres
 	int r;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, number);
 	store_bind_u64(st, 2, at - MIN(at, window));
 	store_bind_u64(st, 3, at);
@@ -69,7 +69,7 @@ static int bundle_hold(Store *s, const char *number, uint64_t at, unsigned thres
 
 	st = store_cached(s, due_sql);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, number);
 	r = store_step_u64(s, st, "reading a bundle", &due);
 	if (r < 0)
@@ -99,10 +99,10 @@ int store_alert_insert(Store *s, const NewAlert *a)
 	int r, seq = 0;
 
 	if (!new_alert_valid(a))
-		return -EINVAL;
+		return STORE_INVALID;
 	st = store_stmt(s, SQL_ALERT_INSERT);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, a->id);
 	store_bind_text(st, 2, a->key);
 	store_bind_text(st, 3, a->text);
@@ -139,7 +139,7 @@ int store_alert_insert(Store *s, const NewAlert *a)
 			}
 			st = store_stmt(s, SQL_DELIVERY_INSERT);
 			if (!st)
-				return -EIO;
+				return STORE_IO;
 			store_bind_text(st, 1, a->id);
 			store_bind_text(st, 2, v[i]);
 			store_bind_text(st, 3, kind == 0 ? "to" : "copy");
@@ -156,7 +156,7 @@ int store_alert_insert(Store *s, const NewAlert *a)
 
 	st = store_stmt(s, SQL_DEDUPE_SET);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, a->key);
 	store_bind_text(st, 2, a->id);
 	store_bind_u64(st, 3, a->accepted_at);
@@ -169,7 +169,7 @@ static int query_u64(Store *s, int id, const char *arg, uint64_t *ret)
 	int rc;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	if (arg)
 		store_bind_text(st, 1, arg);
 	rc = sqlite3_step(st);
@@ -211,7 +211,7 @@ static int cancel_queued(Store *s, const char *alert_id)
 	int r;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	r = store_step_done(s, st, "cancelling deliveries");
 	return r < 0 ? r : sqlite3_changes(s->db);
@@ -226,7 +226,7 @@ int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 	int rc;
 
 	if (!st || !fst)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(fst, 1, alert_id);
 	rc = sqlite3_step(fst);
 	if (rc == SQLITE_ROW) {
@@ -262,7 +262,7 @@ int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 		final = true; /* a final state of its own; what is still sending ends as it ends */
 	st = store_stmt(s, SQL_ALERT_SET_STATE);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_text(st, 2, resolved ? "resolved" : store_delivery_state_to_string(furthest));
 	sqlite3_bind_int(st, 3, final);
@@ -287,7 +287,7 @@ static int delivery_get(Store *s, const char *alert_id, const char *number,
 	int rc;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_text(st, 2, number);
 	rc = sqlite3_step(st);
@@ -298,7 +298,7 @@ static int delivery_get(Store *s, const char *alert_id, const char *number,
 	}
 	store_stmt_done(st);
 	if (rc == SQLITE_DONE)
-		return -ENOENT;
+		return STORE_NOT_FOUND;
 	if (rc != SQLITE_ROW)
 		return store_fail(s, rc, "reading a delivery");
 	return 0;
@@ -311,7 +311,7 @@ int store_delivery_set(Store *s, const char *alert_id, const char *number, Deliv
 	sqlite3_stmt *st = store_stmt(s, SQL_DELIVERY_SET);
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_text(st, 2, number);
 	store_bind_text(st, 3, store_delivery_state_to_string(state));
@@ -329,7 +329,7 @@ int store_delivery_set_round(Store *s, const char *alert_id, const char *number,
 	sqlite3_stmt *st = store_cached(s, sql);
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_text(st, 2, number);
 	store_bind_u64(st, 3, round);
@@ -342,7 +342,7 @@ int store_history_add(Store *s, const char *alert_id, uint64_t at, const char *w
 	sqlite3_stmt *st = store_stmt(s, SQL_HISTORY_INSERT);
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_u64(st, 2, at);
 	store_bind_text(st, 3, what);
@@ -360,7 +360,7 @@ int store_delivery_assign(Store *s, const char *alert_id, const char *number, co
 
 	r = delivery_get(s, alert_id, number, &state, &permanent);
 	if (r < 0)
-		return r == -ENOENT ? 0 : r;
+		return r == STORE_NOT_FOUND ? 0 : r;
 	if (state != DELIVERY_QUEUED)
 		return 0;
 	r = store_delivery_set(s, alert_id, number, DELIVERY_SENDING, at, node, modem, permanent);
@@ -380,7 +380,7 @@ static int delivery_sending_elsewhere(Store *s, const char *alert_id, const char
 	int rc;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_text(st, 2, number);
 	store_bind_text(st, 3, node);
@@ -412,12 +412,12 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number, co
 
 	r = delivery_get(s, alert_id, number, &state, &permanent);
 	if (r < 0)
-		return r == -ENOENT ? 0 : r;
+		return r == STORE_NOT_FOUND ? 0 : r;
 
 	/* The attempt is history whatever the state: append it (idempotently). */
 	st = store_stmt(s, SQL_ATTEMPT_INSERT);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_text(st, 2, number);
 	store_bind_text(st, 3, res->node);
@@ -455,7 +455,7 @@ int store_delivery_result(Store *s, const char *alert_id, const char *number, co
 			new_state = DELIVERY_QUEUED;
 			st = store_stmt(s, SQL_ATTEMPT_COUNT);
 			if (!st)
-				return -EIO;
+				return STORE_IO;
 			store_bind_text(st, 1, alert_id);
 			store_bind_text(st, 2, number);
 			attempts = sqlite3_step(st) == SQLITE_ROW
@@ -522,7 +522,7 @@ int store_delivery_report(Store *s, const DeliveryReport *rep, char ret_alert_id
 		return 0;
 	r = delivery_get(s, ret_alert_id, ret_number, &state, &permanent);
 	if (r < 0)
-		return r == -ENOENT ? 0 : r;
+		return r == STORE_NOT_FOUND ? 0 : r;
 	if (state == DELIVERY_DELIVERED)
 		return 0;
 	r = store_delivery_set(s, ret_alert_id, ret_number, DELIVERY_DELIVERED, rep->at, rep->node,
@@ -539,7 +539,7 @@ int store_inbox_insert(Store *s, const InboxMessage *m)
 	int r;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, m->key);
 	store_bind_text(st, 2, m->node);
 	store_bind_text(st, 3, m->modem);
@@ -565,7 +565,7 @@ int store_escalation_stop(Store *s, const char *alert_id)
 	int r;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	r = store_step_done(s, st, "stopping an escalation");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
@@ -605,12 +605,12 @@ int store_alert_ack(Store *s, const char *id, const char *by, const char *via, u
 	int rc;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		store_stmt_done(st);
-		return -ENOENT;
+		return STORE_NOT_FOUND;
 	}
 	if (rc != SQLITE_ROW) {
 		store_stmt_done(st);
@@ -623,7 +623,7 @@ int store_alert_ack(Store *s, const char *id, const char *by, const char *via, u
 
 	st = store_stmt(s, SQL_ALERT_ACK_SET);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, id);
 	store_bind_text(st, 2, by);
 	store_bind_text(st, 3, via);
@@ -648,10 +648,10 @@ int store_alert_resolve(Store *s, const char *id, const char *by, const char *vi
 	*ret_cancelled = 0;
 	r = store_alert_exists(s, id);
 	if (r <= 0)
-		return r < 0 ? r : -ENOENT;
+		return r < 0 ? r : STORE_NOT_FOUND;
 	st = store_cached(s, set_sql);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, id);
 	store_bind_text(st, 2, by);
 	store_bind_text(st, 3, via);
@@ -677,10 +677,10 @@ int store_alert_resolvable(Store *s, const char *id)
 	static const char sql[] = "SELECT res_at IS NULL AND state != 'expired' FROM alerts "
 	                          "WHERE id = ?1";
 	sqlite3_stmt *st = store_cached(s, sql);
-	int rc, r = -ENOENT;
+	int rc, r = STORE_NOT_FOUND;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -699,7 +699,7 @@ int store_alert_resolvable_by_key(Store *s, const char *key, char ret_id[static 
 	int rc, r = 0;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, key);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -718,7 +718,7 @@ int store_alert_is_resolved(Store *s, const char *id)
 	int rc, r = 0;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -738,7 +738,7 @@ int store_alert_paged(Store *s, const char *id, int (*cb)(const char *number, vo
 	int rc, r = 0;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, id);
 	while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		r = cb((const char *)sqlite3_column_text(st, 0), userdata);
@@ -775,7 +775,7 @@ int store_due_deliveries(Store *s, uint64_t now, size_t limit,
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_u64(st, 1, now);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
 	return store_each_row(s, st, "listing due deliveries", due_row, &ctx);
@@ -810,7 +810,7 @@ int store_expired_alerts(Store *s, uint64_t now, size_t limit,
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_u64(st, 1, now);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
 	return store_each_row(s, st, "listing expired alerts", expired_row, &ctx);
@@ -835,7 +835,7 @@ int store_sending_on_node(Store *s, const char *node,
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, node);
 	return store_each_row(s, st, "listing interrupted sends", sending_row, &ctx);
 }

@@ -32,7 +32,7 @@ int store_digest(Store *s, char ret[static 33], uint64_t *ret_open)
 	int rc;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	f = open_memstream(&buf, &len);
 	if (!f) {
 		store_stmt_done(st);
@@ -75,10 +75,10 @@ int store_probe(Store *s, uint64_t now)
 	st = store_cached(s, sql);
 	if (!st) {
 		store_rollback(s);
-		return -EIO;
+		return STORE_IO;
 	}
 	store_bind_u64(st, 1, now);
-	r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+	r = sqlite3_step(st) == SQLITE_DONE ? 0 : STORE_IO;
 	store_stmt_done(st);
 	if (r < 0) {
 		store_rollback(s);

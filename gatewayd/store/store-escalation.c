@@ -32,7 +32,7 @@ int store_escalations_due(Store *s, uint64_t now, size_t limit,
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_u64(st, 1, now);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
 	return store_each_row(s, st, "listing due escalations", due_row, &ctx);
@@ -44,7 +44,7 @@ int store_next_escalation(Store *s, uint64_t after, uint64_t *ret)
 	sqlite3_stmt *st = store_cached(s, sql);
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_u64(st, 1, after);
 	return store_step_u64(s, st, "finding the next escalation", ret);
 }
@@ -56,7 +56,7 @@ static int page_step(Store *s, const char *sql, const char *alert_id, const char
 	sqlite3_stmt *st = store_cached(s, sql);
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_text(st, 2, number);
 	store_bind_u64(st, 3, at);
@@ -101,10 +101,10 @@ int store_alert_escalation(Store *s, const char *alert_id, unsigned *ret_step, b
 	static const char sql[] = "SELECT esc_step, esc_next_at IS NOT NULL FROM alerts "
 	                          "WHERE id = ?1";
 	sqlite3_stmt *st = store_cached(s, sql);
-	int rc, r = -ENOENT;
+	int rc, r = STORE_NOT_FOUND;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -127,9 +127,9 @@ int store_escalate(Store *s, const char *alert_id, unsigned step, const char *nu
 
 	*ret_paged = false;
 	if (!number || !*number)
-		return -EINVAL; /* paging nobody: a peer's merge would refuse the alert */
+		return STORE_INVALID; /* paging nobody: a peer's merge would refuse the alert */
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	if (step == 0)
 		return 0;
 	store_bind_text(st, 1, alert_id);
@@ -180,7 +180,7 @@ int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_u64(st, 1, at);
 	return store_each_row(s, st, "listing what may be acknowledged", ackable_row, &ctx);
 }
@@ -193,7 +193,7 @@ int store_refusals_since(Store *s, const char *number, uint64_t since, uint64_t 
 	sqlite3_stmt *st = store_cached(s, sql);
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, number);
 	store_bind_u64(st, 2, since);
 	return store_step_u64(s, st, "counting refusals", ret);
@@ -223,14 +223,14 @@ int store_bundle(Store *s, const char *number, size_t limit,
 	int r;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, number);
 	r = store_step_u64(s, st, "counting a bundle", ret_total);
 	if (r < 0)
 		return r;
 	st = store_cached(s, list_sql);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, number);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
 	return store_each_row(s, st, "listing a bundle", bundle_row, &ctx);

@@ -16,7 +16,7 @@ int store_metrics(Store *s, StoreMetrics *ret)
 	int rc;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		m.oldest_open_at = (uint64_t)sqlite3_column_int64(st, 0); /* NULL reads as 0 */

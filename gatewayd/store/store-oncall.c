@@ -51,10 +51,10 @@ int store_override_set(Store *s, const char *role, const char *contact, uint64_t
 
 	if (!name_fits(role, false) || (contact && !name_fits(contact, false)) ||
 	    (set_by && !name_fits(set_by, true)))
-		return -EINVAL;
+		return STORE_INVALID;
 	st = store_cached(s, sql_override_set);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, role);
 	store_bind_text(st, 2, contact);
 	store_bind_u64(st, 3, contact ? until : 0);
@@ -93,7 +93,7 @@ int store_override_get(Store *s, const char *role, uint64_t at, Override *ret)
 	int r;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, role);
 	store_bind_u64(st, 2, at);
 	r = store_each_row(s, st, "reading an on-call override", get_row, &o);
@@ -125,7 +125,7 @@ int store_overrides(Store *s, int (*cb)(const Override *o, void *userdata), void
 	ListCallback ctx = {.cb = cb, .userdata = userdata};
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	return store_each_row(s, st, "listing on-call overrides", list_row, &ctx);
 }
 
@@ -179,7 +179,7 @@ int store_export_overrides(Store *s, const char *after_role, size_t max_bytes, j
 
 	if (!st || !e.items) {
 		json_decref(e.items);
-		return st ? -ENOMEM : -EIO;
+		return st ? -ENOMEM : STORE_IO;
 	}
 	snprintf(e.last, sizeof(e.last), "%s", after_role ? after_role : "");
 	store_bind_text(st, 1, after_role ? after_role : "");
@@ -231,6 +231,6 @@ int store_merge_override(Store *s, json_t *item)
 	    !item_string(item, "contact", true, &contact) ||
 	    !item_string(item, "set_by", true, &set_by) || !item_time(item, "until", &until) ||
 	    !item_time(item, "set_at", &set_at))
-		return -EINVAL;
+		return STORE_INVALID;
 	return store_override_set(s, role, contact, until, set_at, set_by);
 }

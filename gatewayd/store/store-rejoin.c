@@ -210,7 +210,7 @@ static int alert_item_complete(Store *s, json_t *item)
 
 		if (!st || !ctx.list) {
 			json_decref(ctx.list);
-			return st ? -ENOMEM : -EIO;
+			return st ? -ENOMEM : STORE_IO;
 		}
 		store_bind_text(st, 1, id);
 		r = store_each_row(s, st, "exporting an alert", rows_json_row, &ctx);
@@ -239,7 +239,7 @@ static int export_rows(Store *s, int id, const char *after, const Field *fields,
 
 	if (!st || !list) {
 		json_decref(list);
-		return st ? -ENOMEM : -EIO;
+		return st ? -ENOMEM : STORE_IO;
 	}
 	store_bind_text(st, 1, after ? after : "");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -369,7 +369,7 @@ static int delivery_state_parse(const char *s)
 	for (int i = 0; i < _DELIVERY_STATE_MAX; i++)
 		if (s && streq(s, store_delivery_state_to_string((DeliveryState)i)))
 			return i;
-	return -EINVAL;
+	return STORE_INVALID;
 }
 
 static int alert_item_check(json_t *item)
@@ -379,17 +379,17 @@ static int alert_item_check(json_t *item)
 
 	if (!item_valid(item, alert_fields, ELEMENTSOF(alert_fields)) ||
 	    !id_is_valid(item_text(item, "id")))
-		return -EINVAL;
+		return STORE_INVALID;
 	for (size_t l = 0; l < ELEMENTSOF(alert_lists); l++) {
 		json_t *list = json_object_get(item, alert_lists[l].name);
 
 		if (!json_is_array(list))
-			return -EINVAL;
+			return STORE_INVALID;
 		json_array_foreach(list, i, e)
 		{
 			if (!item_valid(e, alert_lists[l].fields, alert_lists[l].n_fields) ||
 			    (alert_lists[l].fields[0].name[0] == 't' && !*item_text(e, "to")))
-				return -EINVAL;
+				return STORE_INVALID;
 		}
 	}
 	json_array_foreach(json_object_get(item, "dl"), i, e)
@@ -398,7 +398,7 @@ static int alert_item_check(json_t *item)
 
 		if (delivery_state_parse(item_text(e, "state")) < 0 ||
 		    !(streq(kind, "to") || streq(kind, "copy")))
-			return -EINVAL;
+			return STORE_INVALID;
 	}
 	return 0;
 }
@@ -417,7 +417,7 @@ static int alert_summary(Store *s, const char *id, AlertSummary *ret)
 	int rc;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -497,7 +497,7 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 	int rc, r;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_text(st, 2, item_text(d, "to"));
 	rc = sqlite3_step(st);
@@ -507,7 +507,7 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 			return store_fail(s, rc, "reading a delivery to merge");
 		st = store_stmt(s, SQL_MERGE_DELIVERY_INSERT);
 		if (!st)
-			return -EIO;
+			return STORE_IO;
 		store_bind_text(st, 1, alert_id);
 		bind_item(st, 2, d, delivery_fields, ELEMENTSOF(delivery_fields));
 		r = store_step_done(s, st, "merging a delivery");
@@ -526,7 +526,7 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 	/* The earlier acceptance (of an alert both sides made, see SQL_MERGE_ALERT_ORIGIN). */
 	st = store_stmt(s, SQL_MERGE_DELIVERY_ORIGIN);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_text(st, 2, item_text(d, "to"));
 	store_bind_u64(st, 3, item_u64(d, "acc"));
@@ -547,7 +547,7 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 		return earlier;
 	st = store_stmt(s, SQL_MERGE_DELIVERY_FAILURES);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	store_bind_text(st, 2, item_text(d, "to"));
 	store_bind_u64(st, 3, permanent);
@@ -563,7 +563,7 @@ static int merge_attempt(Store *s, const char *alert_id, json_t *a)
 	int r, changed;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	bind_item(st, 2, a, attempt_fields, ELEMENTSOF(attempt_fields) - 1);
 	r = store_step_done(s, st, "merging an attempt");
@@ -575,7 +575,7 @@ static int merge_attempt(Store *s, const char *alert_id, json_t *a)
 
 	st = store_stmt(s, SQL_MERGE_ATTEMPT_REPORT);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	bind_item(st, 2, a, attempt_fields, ATTEMPT_KEY_FIELDS);
 	store_bind_text(st, 6, report);
@@ -593,7 +593,7 @@ static int merge_insert(Store *s, int sql, const char *alert_id, json_t *item, c
 	int r;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
 	bind_item(st, 2, item, fields, n_fields);
 	r = store_step_done(s, st, "merging an alert's list");
@@ -633,7 +633,7 @@ int store_merge_alert(Store *s, json_t *item)
 	if (!before.exists) {
 		st = store_stmt(s, SQL_ALERT_INSERT);
 		if (!st)
-			return -EIO;
+			return STORE_IO;
 		bind_item(st, 1, item, alert_fields, ALERT_INSERT_FIELDS);
 		r = store_step_done(s, st, "merging an alert");
 		if (r < 0)
@@ -643,7 +643,7 @@ int store_merge_alert(Store *s, json_t *item)
 	} else {
 		st = store_stmt(s, SQL_MERGE_ALERT_ORIGIN);
 		if (!st)
-			return -EIO;
+			return STORE_IO;
 		store_bind_text(st, 1, id);
 		store_bind_u64(st, 2, item_u64(item, "acc"));
 		store_bind_u64(st, 3, item_u64(item, "exp"));
@@ -657,7 +657,7 @@ int store_merge_alert(Store *s, json_t *item)
 	if (!json_is_null(json_object_get(item, "ack_at"))) {
 		st = store_stmt(s, SQL_MERGE_ACK);
 		if (!st)
-			return -EIO;
+			return STORE_IO;
 		store_bind_text(st, 1, id);
 		bind_item(st, 2, item, alert_fields + ALERT_ACK_FIELDS, 3);
 		r = store_step_done(s, st, "merging an acknowledgment");
@@ -668,7 +668,7 @@ int store_merge_alert(Store *s, json_t *item)
 	}
 	st = store_stmt(s, SQL_MERGE_ESCALATION);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, id);
 	bind_item(st, 2, item, alert_fields + ALERT_ESC_FIELDS, 2);
 	r = store_step_done(s, st, "merging an escalation");
@@ -679,7 +679,7 @@ int store_merge_alert(Store *s, json_t *item)
 	if (!json_is_null(json_object_get(item, "res_at"))) {
 		st = store_stmt(s, SQL_MERGE_RESOLVE);
 		if (!st)
-			return -EIO;
+			return STORE_IO;
 		store_bind_text(st, 1, id);
 		bind_item(st, 2, item, alert_fields + ALERT_RES_FIELDS, 3);
 		r = store_step_done(s, st, "merging a resolve");
@@ -728,10 +728,10 @@ int store_merge_dedupe(Store *s, json_t *item)
 
 	if (!item_valid(item, dedupe_fields, ELEMENTSOF(dedupe_fields)) ||
 	    !id_is_valid(item_text(item, "alert_id")))
-		return -EINVAL;
+		return STORE_INVALID;
 	st = store_stmt(s, SQL_MERGE_DEDUPE);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	bind_item(st, 1, item, dedupe_fields, ELEMENTSOF(dedupe_fields));
 	r = store_step_done(s, st, "merging a dedupe key");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
@@ -747,10 +747,10 @@ int store_merge_inbox(Store *s, json_t *item)
 	if (json_is_object(item) && !json_object_get(item, "quarantine"))
 		n_fields--;
 	if (!item_valid(item, inbox_fields, n_fields))
-		return -EINVAL;
+		return STORE_INVALID;
 	st = store_stmt(s, SQL_INBOX_INSERT);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	bind_item(st, 1, item, inbox_fields, ELEMENTSOF(inbox_fields));
 	r = store_step_done(s, st, "merging a received SMS");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;

@@ -123,12 +123,12 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 	int rc, r;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		store_stmt_done(st);
-		return rc == SQLITE_DONE ? -ENOENT : store_fail(s, rc, "reading an alert");
+		return rc == SQLITE_DONE ? STORE_NOT_FOUND : store_fail(s, rc, "reading an alert");
 	}
 	if (sqlite3_column_type(st, 16) == SQLITE_NULL)
 		resolved = json_null();
@@ -255,7 +255,7 @@ int store_queue_json(Store *s, size_t limit, json_t **ret)
 		json_t *a;
 
 		r = store_alert_json(s, ids[i], false, &a);
-		if (r == -ENOENT) {
+		if (r == STORE_NOT_FOUND) {
 			r = 0;
 			continue;
 		}
@@ -280,7 +280,7 @@ int store_counts(Store *s, QueueCounts *ret)
 	int rc;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *state = (const char *)sqlite3_column_text(st, 0);
 		uint64_t n = (uint64_t)sqlite3_column_int64(st, 1);
@@ -326,7 +326,7 @@ int store_modem_counters(Store *s, const char *node, const char *modem, ModemCou
 	int rc;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, node);
 	store_bind_text(st, 2, modem);
 	rc = sqlite3_step(st);
@@ -341,7 +341,7 @@ int store_modem_counters(Store *s, const char *node, const char *modem, ModemCou
 
 	st = store_stmt(s, SQL_MODEM_LAST_ERROR);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, node);
 	store_bind_text(st, 2, modem);
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
@@ -409,7 +409,7 @@ int store_node_seen(Store *s, const char *name, uint32_t nodeid, uint64_t at)
 	sqlite3_stmt *st = store_stmt(s, SQL_NODE_SEEN);
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, name);
 	store_bind_u64(st, 2, nodeid);
 	store_bind_u64(st, 3, at);
@@ -424,6 +424,6 @@ int store_nodes(Store *s,
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	return store_each_row(s, st, "listing nodes", node_row, &ctx);
 }

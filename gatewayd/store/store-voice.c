@@ -18,10 +18,10 @@ int store_call_insert(Store *s, const CallRecord *c)
 	int r;
 
 	if (!c->number || !*c->number)
-		return -EINVAL; /* a call to nobody: a peer's merge would refuse the alert */
+		return STORE_INVALID; /* a call to nobody: a peer's merge would refuse the alert */
 	st = store_stmt(s, SQL_CALL_INSERT);
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	store_bind_text(st, 1, c->alert_id);
 	store_bind_text(st, 2, c->number);
 	store_bind_text(st, 3, c->node);
@@ -43,7 +43,7 @@ int store_voice_summary(Store *s, uint64_t *ret_calls, char ret_last[static 16])
 	int rc;
 
 	if (!st)
-		return -EIO;
+		return STORE_IO;
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		store_stmt_done(st);
@@ -76,7 +76,7 @@ int store_voice_candidate(Store *s, const char *alert_id, const char *number, Vo
 	store_bind_text(st, 2, number);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
-		return -ENOENT;
+		return STORE_NOT_FOUND;
 	if (rc != SQLITE_ROW)
 		return store_fail(s, rc, "checking for a voice call");
 	v.critical = sqlite3_column_int(st, 0) != 0;

@@ -26,7 +26,7 @@
 
 #define SCHEMA_VERSION 8
 /* How long a write waits for another process's lock (a backup, an operator's sqlite3 shell)
- * before the commit fails with -EBUSY and the gateway retries it later: short, since the loop
+ * before the commit fails with STORE_LOCKED and the gateway retries it later: short, since the loop
  * waits with it. */
 #define STORE_BUSY_TIMEOUT_MS 200
 #define STRINGIFY_(x)         #x
@@ -210,22 +210,22 @@ static int sqlite_to_errno(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_FULL:
-		return -ENOSPC;
+		return STORE_FULL;
 	case SQLITE_READONLY:
 	case SQLITE_PERM:
 	case SQLITE_AUTH:
-		return -EROFS;
+		return STORE_READ_ONLY;
 	case SQLITE_NOMEM:
 		return -ENOMEM;
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
-		return -EBUSY;
+		return STORE_LOCKED;
 	case SQLITE_CONSTRAINT:
 		return -EEXIST;
 	case SQLITE_NOTFOUND:
-		return -ENOENT;
+		return STORE_NOT_FOUND;
 	default:
-		return -EIO;
+		return STORE_IO;
 	}
 }
 
@@ -580,7 +580,7 @@ int store_open(const char *state_dir, Store **ret)
 	}
 	sqlite3_extended_result_codes(s->db, 1);
 	/* A lock held by another process is a delay: wait a little, then fail the commit with
-	 * -EBUSY so that the gateway retries it from its loop (gateway-apply.c). */
+	 * STORE_LOCKED so that the gateway retries it from its loop (gateway-apply.c). */
 	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 	/* WAL + FULL: each COMMIT fsyncs the WAL before returning; this is the durability promise
 	 * behind every "queued" reply. */

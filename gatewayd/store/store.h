@@ -13,12 +13,27 @@
  * Threads: main thread only. Ownership: json_t results belong to the caller (json_decref). */
 #pragma once
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct Store Store;
+
+/* What a store function returns when it fails, by name: a caller must tell "not there" from
+ * "the disk said no", and a lock from a full disk (retry later, or tell the client nothing was
+ * stored). They are negative errno values, so strerror() and log_*_errno() still read them;
+ * success is 0 or a count, as each function says. */
+enum {
+	STORE_NOT_FOUND = -ENOENT, /* no such alert (or delivery, ...) */
+	STORE_INVALID = -EINVAL,   /* a malformed name, item or change: refused alike everywhere */
+	STORE_LOCKED = -EBUSY,     /* another process holds the database's lock (a backup, ...) */
+	STORE_FULL = -ENOSPC,      /* the disk, or the database's size limit, is full */
+	STORE_READ_ONLY = -EROFS,  /* the database or its folder cannot be written */
+	STORE_NO_MEMORY = -ENOMEM,
+	STORE_IO = -EIO, /* any other failure of SQLite or the disk */
+};
 
 typedef enum DeliveryState {
 	DELIVERY_QUEUED,
