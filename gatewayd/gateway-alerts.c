@@ -74,11 +74,11 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	if (r < 0)
 		return r;
 	g->dispatch.wanted = true;
-	event_add(g, "queued",
-	          json_pack("{s:s, s:O, s:O, s:s, s:s?, s:s, s:s}", "id", a.id, "to",
-	                    json_object_get(c, "to"), "copy", json_object_get(c, "copy"),
-	                    "priority", a.critical ? "critical" : "normal", "source", a.source,
-	                    "node", a.node, "text", a.text));
+	publish_event(g, "queued",
+	              json_pack("{s:s, s:O, s:O, s:s, s:s?, s:s, s:s}", "id", a.id, "to",
+	                        json_object_get(c, "to"), "copy", json_object_get(c, "copy"),
+	                        "priority", a.critical ? "critical" : "normal", "source", a.source,
+	                        "node", a.node, "text", a.text));
 	log_ctx(LOG_INFO, &((LogContext){.alert_id = a.id, .message_id = MESSAGE_ID_ALERT_QUEUED}),
 	        "Queued for %zu recipient(s) from %s", a.n_to + a.n_copy,
 	        a.source ? a.source : "?");
@@ -140,23 +140,23 @@ int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	g->dispatch.wanted = true;
 	if (change.new_state == DELIVERY_SENT) {
 		log_ctx(LOG_INFO, log_ctx_id(&ctx, MESSAGE_ID_SENT), "Sent to %s", to);
-		event_add(g, "sent",
-		          json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", id, "to", to, "node",
-		                    res.node, "modem", res.modem, "at",
-		                    (json_int_t)(res.at / USEC_PER_MSEC)));
+		publish_event(g, "sent",
+		              json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", id, "to", to, "node",
+		                        res.node, "modem", res.modem, "at",
+		                        (json_int_t)(res.at / USEC_PER_MSEC)));
 		/* A page that was on its way when the alert was resolved reached someone: they
 		 * get the all-clear too. */
 		r = store_alert_is_resolved(g->store, id);
 		if (r > 0)
-			r = resolve_notify(g, id, to, res.node, res.at);
+			r = escalation_all_clear(g, id, to, res.node, res.at);
 		if (r < 0)
 			return r;
 	} else if (change.new_state == DELIVERY_FAILED) {
 		log_ctx(LOG_WARNING, log_ctx_id(&ctx, MESSAGE_ID_FAILED),
 		        "Failed for good to %s: %s", to, res.error ? res.error : "?");
-		event_add(g, "failed",
-		          json_pack("{s:s, s:s, s:s, s:s, s:s?}", "id", id, "to", to, "node",
-		                    res.node, "modem", res.modem, "error", res.error));
+		publish_event(g, "failed",
+		              json_pack("{s:s, s:s, s:s, s:s, s:s?}", "id", id, "to", to, "node",
+		                        res.node, "modem", res.modem, "error", res.error));
 	} else
 		log_ctx(LOG_NOTICE, log_ctx_id(&ctx, MESSAGE_ID_SEND_FAILED),
 		        "Send to %s failed (%s), retrying in %llu s", to,
@@ -177,7 +177,7 @@ int apply_expire(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		return r;
 	log_ctx(LOG_WARNING, &((LogContext){.alert_id = id, .message_id = MESSAGE_ID_EXPIRED}),
 	        "Expired: its time to live ran out before %d delivery(ies) went out", r);
-	event_add(g, "expired", json_pack("{s:s, s:i}", "id", id, "deliveries", r));
+	publish_event(g, "expired", json_pack("{s:s, s:i}", "id", id, "deliveries", r));
 	return 0;
 }
 
@@ -201,9 +201,10 @@ int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		r = ack_confirm(g, id, jstr(c, "by"), jstr(c, "node"), ju64(c, "at"));
 		if (r < 0)
 			return r;
-		event_add(g, "acknowledged",
-		          json_pack("{s:s, s:s, s:s, s:s}", "id", id, "by", jstr(c, "by"), "via",
-		                    jstr(c, "via"), "at", format_rfc3339(ju64(c, "at"), at)));
+		publish_event(g, "acknowledged",
+		              json_pack("{s:s, s:s, s:s, s:s}", "id", id, "by", jstr(c, "by"),
+		                        "via", jstr(c, "via"), "at",
+		                        format_rfc3339(ju64(c, "at"), at)));
 	}
 	return 0;
 }
@@ -247,7 +248,7 @@ int apply_resolve(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		/* Who resolved it by SMS gets a confirmation instead (gateway-commands.c). */
 		if (resolver && streq(resolver->number, json_string_value(v)))
 			continue;
-		r = resolve_notify(g, id, json_string_value(v), node, at);
+		r = escalation_all_clear(g, id, json_string_value(v), node, at);
 		if (r < 0)
 			return r;
 	}
@@ -256,9 +257,9 @@ int apply_resolve(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	        "number(s) it reached to be told",
 	        by, via, cancelled, calls,
 	        g->config->escalation_notify_resolved ? json_array_size(paged) : 0);
-	event_add(g, "resolved",
-	          json_pack("{s:s, s:s, s:s, s:s, s:i}", "id", id, "by", by, "via", via, "at",
-	                    format_rfc3339(at, when), "cancelled", (int)cancelled));
+	publish_event(g, "resolved",
+	              json_pack("{s:s, s:s, s:s, s:s, s:i}", "id", id, "by", by, "via", via, "at",
+	                        format_rfc3339(at, when), "cancelled", (int)cancelled));
 	return 0;
 }
 
@@ -279,24 +280,24 @@ int apply_sms_in(Gateway *g, json_t *c, const ChangeOrigin *origin)
 
 	if (strncmp(m.text, SELFTEST_PREFIX, strlen(SELFTEST_PREFIX)) == 0) {
 		/* A path self-test arrived: not a message for anyone's inbox. */
-		token_confirm_later(g, c);
+		modems_token_confirm_later(g, c);
 		selftest_arrived(g, &m);
 		return 0;
 	}
 	r = store_inbox_insert(g->store, &m);
 	if (r < 0)
 		return r;
-	token_confirm_later(g, c);
+	modems_token_confirm_later(g, c);
 	if (r == 0)
 		return 0; /* read again after a reconnect: stored already */
 	/* What people write stays out of the journal but at debug level. */
 	log_ctx(LOG_INFO, &((LogContext){.modem = m.modem}), "SMS from %s (%zu bytes)", m.sender,
 	        strlen(m.text));
 	log_ctx(LOG_DEBUG, &((LogContext){.modem = m.modem}), "SMS from %s: %s", m.sender, m.text);
-	event_add(g, "sms_received",
-	          json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "key", m.key, "node", m.node,
-	                    "modem", m.modem, "from", m.sender, "text", m.text, "parts",
-	                    (int)m.parts, "received_at", format_rfc3339(m.received_at, at)));
+	publish_event(g, "sms_received",
+	              json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "key", m.key, "node", m.node,
+	                        "modem", m.modem, "from", m.sender, "text", m.text, "parts",
+	                        (int)m.parts, "received_at", format_rfc3339(m.received_at, at)));
 	return oncall_sms_received(g, &m);
 }
 
@@ -316,13 +317,13 @@ int apply_report(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	r = store_delivery_report(g->store, &rep, id, number);
 	if (r < 0)
 		return r;
-	token_confirm_later(g, c);
+	modems_token_confirm_later(g, c);
 	if (r > 0) {
 		log_ctx(LOG_INFO, &((LogContext){.alert_id = id, .modem = rep.modem}),
 		        "Delivered to %s's handset", number);
-		event_add(g, "delivered",
-		          json_pack("{s:s, s:s, s:s, s:s}", "id", id, "to", number, "node",
-		                    rep.node, "modem", rep.modem));
+		publish_event(g, "delivered",
+		              json_pack("{s:s, s:s, s:s, s:s}", "id", id, "to", number, "node",
+		                        rep.node, "modem", rep.modem));
 	}
 	return 0;
 }

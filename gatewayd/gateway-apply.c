@@ -34,7 +34,7 @@ static void stall_arm(Gateway *g, uint64_t usec)
 	sd_event_source_set_enabled(g->apply.stall_timer, SD_EVENT_ONESHOT);
 }
 
-bool store_stalled(const Gateway *g)
+bool stall_active(const Gateway *g)
 {
 	return g->apply.stalled_head || g->apply.held;
 }
@@ -144,7 +144,7 @@ static void stall_give_up(Gateway *g, uint64_t now)
 		p->answered = true;
 		b = stalled_batch_take(g, p);
 		if (b)
-			answer_batch(g, b, g->apply.stall_error);
+			publish_answer_batch(g, b, g->apply.stall_error);
 	}
 	if (!leave || (now - g->apply.stall_since < STALL_GIVE_UP_USEC &&
 	               g->apply.stalled_bytes < STALL_BYTES_MAX))
@@ -167,7 +167,7 @@ static void stall_give_up(Gateway *g, uint64_t now)
 		}
 		b = p->answered ? NULL : stalled_batch_take(g, p);
 		if (b)
-			answer_batch(g, b, g->apply.stall_error);
+			publish_answer_batch(g, b, g->apply.stall_error);
 		*pp = p->next;
 		g->apply.n_stalled--;
 		g->apply.stalled_bytes -= p->len;
@@ -222,13 +222,13 @@ static int on_stall_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
-void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len)
+void apply_on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len)
 {
 	Gateway *g = userdata;
 	unsigned flags = replication_delivery_flags(g->replication);
 	int r;
 
-	if (store_stalled(g)) {
+	if (stall_active(g)) {
 		r = stall_push(g, from_nodeid, flags, data, len);
 		if (r < 0)
 			goto fatal;
@@ -255,7 +255,7 @@ bool stall_refuses(Gateway *g, const ServerPeer *peer)
 	char detail[200];
 	uint64_t now = now_monotonic_usec();
 
-	if (!store_stalled(g))
+	if (!stall_active(g))
 		return false;
 	if (!g->apply.held && !stall_hopeless(g, now))
 		return false; /* a lock that goes away is a delay: wait behind it */
@@ -270,7 +270,7 @@ bool stall_refuses(Gateway *g, const ServerPeer *peer)
 
 json_t *stall_json(Gateway *g)
 {
-	if (!store_stalled(g))
+	if (!stall_active(g))
 		return json_pack("{s:b, s:I}", "ok", 1, "skipped_changes",
 		                 (json_int_t)g->apply.changes_skipped);
 	return json_pack("{s:b, s:s, s:f, s:I, s:b, s:I}", "ok", 0, "error",
@@ -312,7 +312,7 @@ uint64_t ju64(json_t *o, const char *k)
 }
 
 /* Applies one delivered payload in one transaction. 0 when applied (or refused as
- * incompatible: payload_compatible() said why); <0 when the store could not commit it: then
+ * incompatible: cluster_payload_compatible() said why); <0 when the store could not commit it: then
  * nothing of it is stored, its side effects are forgotten and its clients still wait, for the
  * caller to try the same payload again (gateway-apply.c). */
 int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len)
@@ -327,7 +327,7 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 	int r;
 
 	payload = json_loadb(data, len, 0, &err);
-	if (!payload_compatible(g, payload, from_nodeid, len, &err))
+	if (!cluster_payload_compatible(g, payload, from_nodeid, len, &err))
 		return 0;
 	from_self = from_nodeid == g->nodeid && streq(jstr(payload, "node"), g->config->node_name);
 	if (from_self && g->publish.batches_head &&
@@ -396,9 +396,9 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 		if (!g->publish.batches_head)
 			g->publish.batches_tail = NULL;
 		/* Committed here; "queued" once every other member has committed it too. */
-		batch->n_waiting = view_others(g, batch->waiting);
+		batch->n_waiting = cluster_view_others(g, batch->waiting);
 		if (batch->n_waiting == 0)
-			answer_batch(g, batch, 0);
+			publish_answer_batch(g, batch, 0);
 		else {
 			batch->next = g->publish.awaiting;
 			g->publish.awaiting = batch;
@@ -409,14 +409,14 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 	if (!from_self && json_is_true(json_object_get(payload, "confirm")))
 		json_object_set_new(g->cluster.confirm_due, jstr(payload, "node"),
 		                    json_integer((json_int_t)ju64(payload, "seq")));
-	events_publish(g);
-	confirm_tokens(g);
+	publish_events(g);
+	modems_confirm_tokens(g);
 	voice_run_checks(g);
-	jobs_start_assigned(g);
+	dispatch_start_assigned(g);
 	check_after_commit(g);
 	if (g->sync.chunk_back) {
 		g->sync.chunk_back = false;
-		sync_continue(g);
+		cluster_sync_continue(g);
 	}
 	if (g->dispatch.wanted) {
 		g->dispatch.wanted = false;

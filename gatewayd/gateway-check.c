@@ -22,7 +22,7 @@
 static bool others_online(Gateway *g)
 {
 	for (size_t i = 0; i < g->members.n; i++)
-		if (!g->members.nodes[i].self && member_online(&g->members.nodes[i]))
+		if (!g->members.nodes[i].self && cluster_member_online(&g->members.nodes[i]))
 			return true;
 	return false;
 }
@@ -32,14 +32,14 @@ void check_request(Gateway *g)
 	char round[32];
 
 	if (!replication_is_clustered(g->replication) ||
-	    !replication_is_connected(g->replication) || g->sync.active || store_stalled(g) ||
+	    !replication_is_connected(g->replication) || g->sync.active || stall_active(g) ||
 	    g->stopping || !others_online(g) || !cluster_is_lowest(g))
 		return;
 	snprintf(round, sizeof(round), "%llu", (unsigned long long)++g->check.round);
-	outbox_add(g,
-	           change_pack("check", "{s:s, s:s, s:I}", "node", g->config->node_name, "round",
-	                       round, "at", (json_int_t)now_realtime_usec()),
-	           NULL);
+	publish_outbox_add(g,
+	                   change_pack("check", "{s:s, s:s, s:I}", "node", g->config->node_name,
+	                               "round", round, "at", (json_int_t)now_realtime_usec()),
+	                   NULL);
 }
 
 static int check_id(json_t *c, char ret[static 96])
@@ -110,7 +110,7 @@ void check_after_commit(Gateway *g)
 	const char *id;
 	json_t *v;
 
-	json_object_foreach(g->check.digests_due, id, v) outbox_add(
+	json_object_foreach(g->check.digests_due, id, v) publish_outbox_add(
 	        g,
 	        change_pack("digest", "{s:s, s:s, s:O, s:O}", "node", g->config->node_name, "check",
 	                    id, "value", json_array_get(v, 0), "open", json_array_get(v, 1)),
@@ -119,7 +119,8 @@ void check_after_commit(Gateway *g)
 	if (g->check.resync_wanted) {
 		g->check.resync_wanted = false;
 		g->check.resync_at = now_monotonic_usec();
-		outbox_add(g, change_pack("resync", "{s:s}", "node", g->config->node_name), NULL);
+		publish_outbox_add(g, change_pack("resync", "{s:s}", "node", g->config->node_name),
+		                   NULL);
 	}
 }
 
@@ -164,8 +165,8 @@ static int sweep_one(const char *alert_id, const char *number, const char *modem
 	        "The send to %s is marked sending on this node, but no modem here has it: "
 	        "queued again",
 	        number);
-	return requeue(g, alert_id, number, g->config->node_name, modem,
-	               "no send was in progress for it on this node");
+	return cluster_requeue(g, alert_id, number, g->config->node_name, modem,
+	                       "no send was in progress for it on this node");
 }
 
 static void sweep(Gateway *g)
@@ -174,7 +175,7 @@ static void sweep(Gateway *g)
 
 	if (!w.seen)
 		return;
-	if (!g->stopping && !store_stalled(g) && cluster_settled(g) && !g->cluster.resume_pending)
+	if (!g->stopping && !stall_active(g) && cluster_settled(g) && !g->cluster.resume_pending)
 		store_sending_on_node(g->store, g->config->node_name, sweep_one, &w);
 	json_decref(g->check.orphans);
 	g->check.orphans = w.seen;

@@ -32,7 +32,7 @@ static int publish_control(Gateway *g, json_t *changes)
 
 /* The confirmations due this turn, one per origin: "I have committed your payloads up to
  * seq"; NULL when none are. They ride in this turn's payload, or go alone. */
-json_t *confirmations_take(Gateway *g)
+json_t *cluster_confirmations_take(Gateway *g)
 {
 	const char *origin;
 	json_t *seq, *changes;
@@ -49,7 +49,7 @@ json_t *confirmations_take(Gateway *g)
 
 void publish_confirmations(Gateway *g)
 {
-	json_t *changes = confirmations_take(g);
+	json_t *changes = cluster_confirmations_take(g);
 
 	if (changes)
 		publish_control(g, changes);
@@ -60,7 +60,7 @@ static bool in_grace(const Gateway *g)
 	return g->cluster.grace_until && now_monotonic_usec() < g->cluster.grace_until;
 }
 
-bool member_online(const MemberNode *n)
+bool cluster_member_online(const MemberNode *n)
 {
 	return n->self || (n->in_view && n->announced);
 }
@@ -71,7 +71,7 @@ bool member_online(const MemberNode *n)
  * behind what the peer sent meanwhile), so nothing is sent from a picture that may be stale. */
 bool cluster_settled(const Gateway *g)
 {
-	if (g->sync.active || store_stalled(g))
+	if (g->sync.active || stall_active(g))
 		return false;
 	if (!in_grace(g))
 		return true;
@@ -116,14 +116,14 @@ static json_t *hello_change(Gateway *g)
 	                   g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
 	                   (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
 	                   PROTOCOL_VERSION, "voice", g->voice.dialer != NULL, "modems",
-	                   local_modems_json(g));
+	                   modems_local_json(g));
 }
 
 static void node_event(Gateway *g, const char *topic, const MemberNode *n, const char *reason)
 {
-	event_add(g, topic,
-	          json_pack("{s:s, s:I, s:s?}", "node", n->name, "id", (json_int_t)n->nodeid,
-	                    "reason", reason));
+	publish_event(g, topic,
+	              json_pack("{s:s, s:I, s:s?}", "node", n->name, "id", (json_int_t)n->nodeid,
+	                        "reason", reason));
 }
 
 int apply_hello(Gateway *g, json_t *c, const ChangeOrigin *origin)
@@ -203,7 +203,7 @@ static void awaiting_answer_ready(Gateway *g)
 
 		if (b->n_waiting == 0) {
 			*p = b->next;
-			answer_batch(g, b, 0);
+			publish_answer_batch(g, b, 0);
 		} else
 			p = &b->next;
 	}
@@ -259,7 +259,7 @@ static size_t view_nodeids(const Gateway *g, bool speaking, uint32_t ret[static 
 }
 
 /* The other nodes of the view that speak our protocol. */
-size_t view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX])
+size_t cluster_view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX])
 {
 	size_t n = view_nodeids(g, true, ret);
 
@@ -337,8 +337,8 @@ int apply_synced(Gateway *g, json_t *c, const ChangeOrigin *origin)
 
 /* A payload from a node whose protocol this build does not speak is refused, loudly, once per
  * stay of that node in the view (refused[] forgets it when it leaves). */
-bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
-                        const json_error_t *err)
+bool cluster_payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
+                                const json_error_t *err)
 {
 	json_int_t v;
 
@@ -365,7 +365,7 @@ bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_
 	return false;
 }
 
-void sync_continue(Gateway *g)
+void cluster_sync_continue(Gateway *g)
 {
 	_cleanup_(json_decrefp) json_t *items = NULL;
 	const char *kind = NULL;
@@ -449,7 +449,7 @@ static void sync_start(Gateway *g)
 	publish_control(g, json_pack("[o]", hello_change(g)));
 	sd_event_source_set_time_relative(g->sync.timer, SYNC_STALL_USEC);
 	sd_event_source_set_enabled(g->sync.timer, SD_EVENT_ONESHOT);
-	sync_continue(g);
+	cluster_sync_continue(g);
 }
 
 void cluster_resync(Gateway *g)
@@ -467,7 +467,7 @@ bool cluster_is_lowest(Gateway *g)
 	for (size_t i = 0; i < g->members.n; i++) {
 		const MemberNode *n = &g->members.nodes[i];
 
-		if (!n->self && member_online(n) && n->nodeid && n->nodeid < g->nodeid)
+		if (!n->self && cluster_member_online(n) && n->nodeid && n->nodeid < g->nodeid)
 			return false;
 	}
 	return true;
@@ -500,15 +500,16 @@ static int on_sync_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 /* A delivery left "sending" on node/modem with nobody sending it goes back to the queue as a
  * failed attempt of that modem, to be tried again at once (by whoever owns it now). */
-int requeue(Gateway *g, const char *alert_id, const char *number, const char *node,
-            const char *modem, const char *why)
+int cluster_requeue(Gateway *g, const char *alert_id, const char *number, const char *node,
+                    const char *modem, const char *why)
 {
-	return outbox_add(g,
-	                  change_pack("result", "{s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}",
-	                              "id", alert_id, "to", number, "node", node, "modem", modem,
-	                              "at", (json_int_t)now_realtime_usec(), "ok", 0, "permanent",
-	                              0, "retry_now", 1, "error", why),
-	                  NULL);
+	return publish_outbox_add(g,
+	                          change_pack("result",
+	                                      "{s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:b, s:s}", "id",
+	                                      alert_id, "to", number, "node", node, "modem", modem,
+	                                      "at", (json_int_t)now_realtime_usec(), "ok", 0,
+	                                      "permanent", 0, "retry_now", 1, "error", why),
+	                          NULL);
 }
 
 static int takeover_one(const char *alert_id, const char *number, const char *modem, void *userdata)
@@ -523,13 +524,13 @@ static int takeover_one(const char *alert_id, const char *number, const char *mo
 			return 0;
 		log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
 		        "Resuming the send to %s that no modem here has in hand", number);
-		return requeue(g, alert_id, number, node, modem,
-		               "interrupted: no modem of this node had it in hand");
+		return cluster_requeue(g, alert_id, number, node, modem,
+		                       "interrupted: no modem of this node had it in hand");
 	}
 	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
 	        "Taking over the send to %s that node '%s' had in hand", number, node);
-	return requeue(g, alert_id, number, node, modem,
-	               "its node left the cluster before reporting");
+	return cluster_requeue(g, alert_id, number, node, modem,
+	                       "its node left the cluster before reporting");
 }
 
 /* Deliveries that an absent node had in hand go back to the queue, to be sent by whoever owns
@@ -604,7 +605,7 @@ static void on_view(void *userdata, const ReplicationMember *members, size_t n_m
 			           replication_reason_to_string(v->left[i].reason));
 		}
 	}
-	events_publish(g);
+	publish_events(g);
 	members_set_view(&g->members, ids, n_ids);
 	g->cluster.n_refused = keep_in_view(g->cluster.refused, g->cluster.n_refused, ids, n_ids);
 	log_info("Cluster view: %zu member(s)%s", n_members,
@@ -683,7 +684,8 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 	config_fingerprint(g->config, fp);
 	for (size_t i = 0; i < g->members.n; i++) {
 		const MemberNode *n = &g->members.nodes[i];
-		uint64_t seen = n->self || member_online(n) ? now_realtime_usec() : n->last_seen;
+		uint64_t seen =
+		        n->self || cluster_member_online(n) ? now_realtime_usec() : n->last_seen;
 		char at[RFC3339_MAX];
 		size_t j;
 		json_t *m;
@@ -691,7 +693,7 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 		json_array_append_new(
 		        members, json_pack("{s:s, s:I, s:b, s:b, s:s?}", "name", n->name, "id",
 		                           (json_int_t)(n->self ? g->nodeid : n->nodeid), "online",
-		                           member_online(n), "self", n->self, "last_seen",
+		                           cluster_member_online(n), "self", n->self, "last_seen",
 		                           seen ? format_rfc3339(seen, at) : NULL));
 		if (n->self)
 			continue;
@@ -700,7 +702,7 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 		{
 			json_t *copy = json_deep_copy(m);
 
-			if (copy && !member_online(n)) {
+			if (copy && !cluster_member_online(n)) {
 				char reason[96];
 
 				snprintf(reason, sizeof(reason), "node %s is offline", n->name);
@@ -709,7 +711,7 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 			}
 			json_array_append_new(modems, copy);
 		}
-		if (!member_online(n)) {
+		if (!cluster_member_online(n)) {
 			if (n->remembered)
 				json_array_append_new(warnings,
 				                      json_sprintf("node %s is offline", n->name));
@@ -734,7 +736,7 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 	if (g->sync.active)
 		json_array_append_new(warnings,
 		                      json_string("exchanging state with a node that joined"));
-	if (store_stalled(g))
+	if (stall_active(g))
 		json_array_append_new(
 		        warnings,
 		        json_sprintf("this node's store cannot commit (%s)%s",
@@ -771,7 +773,7 @@ static int remember_node(const char *name, uint32_t nodeid, uint64_t last_seen, 
 int gateway_start_cluster(Gateway *g)
 {
 	ReplicationCallbacks cb = {
-	        .deliver = on_deliver,
+	        .deliver = apply_on_deliver,
 	        .view = on_view,
 	        .connection = on_connection,
 	        .quorum = on_quorum,

@@ -230,7 +230,7 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 	const ContactConfig *contact = contact_by_number(g, m->sender);
 	char code[ACK_CODE_MAX + 1], detail[160];
 	unsigned seconds;
-	ReplyKind kind = reply_parse(m->text, code, &seconds);
+	ReplyKind kind = ackcode_parse(m->text, code, &seconds);
 	const char *verb = kind == REPLY_RESOLVE ? "RES" : kind == REPLY_ESCALATE ? "ESC" : "ACK";
 	size_t n = 0, n_open = 0;
 	int r;
@@ -267,7 +267,7 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 			bool done = kind == REPLY_RESOLVE ? false : l.v[i].acked, dup = false;
 
 			if (done != (pass == 1) || !streq(l.v[i].number, contact->number) ||
-			    (kind == REPLY_ACK_BARE ? done : !ack_code_matches(l.v[i].id, code)))
+			    (kind == REPLY_ACK_BARE ? done : !ackcode_matches(l.v[i].id, code)))
 				continue;
 			for (size_t j = 0; j < n; j++)
 				dup |= streq(matches[j]->id, l.v[i].id);

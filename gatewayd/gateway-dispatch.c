@@ -5,7 +5,7 @@
  * node owns (members.h: computed alike on every node) and assigns each to the least loaded
  * healthy modem. Only the handful of jobs in flight live in memory: a job is created with its
  * "assign" change and handed to its modem only once that change is committed
- * (jobs_start_assigned()). */
+ * (dispatch_start_assigned()). */
 #include "gateway-internal.h"
 
 static bool job_covers(const Job *j, const char *alert_id)
@@ -78,13 +78,13 @@ int job_results(Gateway *g, Job *job, json_t *result)
 
 		if (c && job->n_bundle > 0)
 			json_object_set_new(c, "id", json_string(job->bundle[i]));
-		r = outbox_add(g, c, NULL);
+		r = publish_outbox_add(g, c, NULL);
 	}
 	json_decref(result);
 	return r;
 }
 
-void jobs_start_assigned(Gateway *g)
+void dispatch_start_assigned(Gateway *g)
 {
 	for (Job *j = g->dispatch.jobs, *next; j; j = next) {
 		ModemSlot *slot;
@@ -133,7 +133,7 @@ static ssize_t pick_modem(Gateway *g, const char *avoid)
 		ModemSlot *slot = &g->modems[i];
 		bool avoided = streq(avoid, slot->config->name);
 
-		if (!modem_usable(slot))
+		if (!modems_usable(slot))
 			continue;
 		if (!avoided)
 			other_usable = true;
@@ -185,7 +185,7 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	else
 		r = (job->text = strdup(d->text)) ? 0 : -ENOMEM;
 	if (r >= 0 && d->bundle)
-		r = bundle_fill(g, job);
+		r = escalation_bundle_fill(g, job);
 	if (r < 0) {
 		job_free(job);
 		return r;
@@ -195,7 +195,7 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 		                job->n_bundle ? job->bundle[i] : d->alert_id, "to", d->number,
 		                "node", g->config->node_name, "modem", g->modems[m].config->name,
 		                "at", (json_int_t)now_realtime_usec());
-		if (outbox_add(g, c, NULL) < 0) {
+		if (publish_outbox_add(g, c, NULL) < 0) {
 			job_free(job);
 			return -ENOMEM;
 		}
@@ -214,7 +214,7 @@ static void gateway_dispatch(Gateway *g)
 		return;
 	escalation_run(g);
 	for (size_t i = 0; i < g->n_modems; i++)
-		if (modem_usable(&g->modems[i])) {
+		if (modems_usable(&g->modems[i])) {
 			capacity += MODEM_INFLIGHT - MIN(g->modems[i].inflight, MODEM_INFLIGHT);
 		}
 	if (capacity == 0)
@@ -239,17 +239,17 @@ static int expire_one(const char *id, void *userdata)
 {
 	Gateway *g = userdata;
 
-	return outbox_add(g,
-	                  change_pack("expire", "{s:s, s:I}", "id", id, "at",
-	                              (json_int_t)now_realtime_usec()),
-	                  NULL);
+	return publish_outbox_add(g,
+	                          change_pack("expire", "{s:s, s:I}", "id", id, "at",
+	                                      (json_int_t)now_realtime_usec()),
+	                          NULL);
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Gateway *g = userdata;
 
-	if (store_stalled(g))
+	if (stall_active(g))
 		return 0; /* decided from the store once it is in step again (gateway_kick()) */
 	store_expired_alerts(g->store, now_realtime_usec(), EXPIRE_BATCH, expire_one, g);
 	escalation_run(g);

@@ -97,10 +97,10 @@ void ack_code_unique(const AckableList *l, const char *id, bool all,
 	for (unsigned digits = ACK_CODE_MIN; digits <= ACK_CODE_MAX; digits++) {
 		bool clash = false;
 
-		ack_code(id, digits, ret);
+		ackcode_for(id, digits, ret);
 		for (size_t i = 0; i < l->n && !clash; i++)
 			clash = !streq(l->v[i].id, id) && (all || !l->v[i].acked) &&
-			        ack_code_matches(l->v[i].id, ret);
+			        ackcode_matches(l->v[i].id, ret);
 		if (!clash)
 			return;
 	}
@@ -140,7 +140,7 @@ static void ack_add_sender(json_t *alert)
 	}
 }
 
-void alert_add_oncall(Gateway *g, json_t *alert)
+void escalation_alert_oncall(Gateway *g, json_t *alert)
 {
 	_cleanup_(ackable_list_done) AckableList l = {0};
 	json_t *esc = json_object_get(alert, "escalation");
@@ -195,10 +195,10 @@ int reply_queue(Gateway *g, const char *kind, const char *seed, const char *numb
 	log_ctx(LOG_INFO, &((LogContext){.alert_id = id}), "Replying to %s (%zu bytes)", number,
 	        strlen(text));
 	log_ctx(LOG_DEBUG, &((LogContext){.alert_id = id}), "Reply to %s: %s", number, text);
-	event_add(g, "queued",
-	          json_pack("{s:s, s:[s], s:[], s:s, s:s, s:s, s:s}", "id", id, "to", number,
-	                    "copy", "priority", "normal", "source", "gatewayd", "node", node,
-	                    "text", text));
+	publish_event(g, "queued",
+	              json_pack("{s:s, s:[s], s:[], s:s, s:s, s:s, s:s}", "id", id, "to", number,
+	                        "copy", "priority", "normal", "source", "gatewayd", "node", node,
+	                        "text", text));
 	g->dispatch.wanted = true;
 	return 0;
 }
@@ -213,7 +213,7 @@ int reply_refusal(Gateway *g, const InboxMessage *m, const char *text)
 	uint64_t recent = 0;
 	int r;
 
-	if (!reply_sender_answerable(m->sender)) {
+	if (!ackcode_sender_answerable(m->sender)) {
 		log_info("Not answering %s: not a phone number that can take a reply", m->sender);
 		return 0;
 	}
@@ -280,7 +280,7 @@ int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *no
 	if (r < 0)
 		return r == STORE_NOT_FOUND ? 0 : r;
 	reply_quote(jstr(alert, "text"), q);
-	ack_code(alert_id, ACK_CODE_MIN, code);
+	ackcode_for(alert_id, ACK_CODE_MIN, code);
 	if (asprintf(&seed, "ack\n%s", alert_id) < 0 ||
 	    asprintf(&text, "Acknowledged (%s) by %s: %s. Escalation stopped.", code, contact->name,
 	             q) < 0)
@@ -290,8 +290,8 @@ int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *no
 
 /* ---- resolve ---- */
 
-int resolve_notify(Gateway *g, const char *alert_id, const char *number, const char *node,
-                   uint64_t at)
+int escalation_all_clear(Gateway *g, const char *alert_id, const char *number, const char *node,
+                         uint64_t at)
 {
 	_cleanup_free_ char *seed = NULL, *text = NULL;
 	_cleanup_(json_decrefp) json_t *alert = NULL;
@@ -363,7 +363,7 @@ static int escalate_one(const char *alert_id, unsigned step, void *userdata)
 	                (int)step + 1, "role", role->name, "contact", contact->name, "to",
 	                contact->number, "node", g->config->node_name, "at", (json_int_t)now);
 	json_object_set_new(g->escalation.published, alert_id, json_integer((json_int_t)step + 1));
-	return outbox_add(g, c, NULL);
+	return publish_outbox_add(g, c, NULL);
 }
 
 void escalation_run(Gateway *g)
@@ -399,9 +399,9 @@ int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	        escalation_next_at(g, step, at)
 	                ? ""
 	                : " (the last step of the last round: no further page)");
-	event_add(g, "escalated",
-	          json_pack("{s:s, s:i, s:s, s:s, s:s}", "id", id, "step", (int)step + 1, "role",
-	                    jstr(c, "role"), "contact", jstr(c, "contact"), "to", to));
+	publish_event(g, "escalated",
+	              json_pack("{s:s, s:i, s:s, s:s, s:s}", "id", id, "step", (int)step + 1,
+	                        "role", jstr(c, "role"), "contact", jstr(c, "contact"), "to", to));
 	if (paged) {
 		g->dispatch.wanted = true;
 		voice_check_later(g, id, to);
@@ -437,7 +437,7 @@ static int bundle_add(const char *alert_id, const char *text, void *userdata)
 	return 0;
 }
 
-int bundle_fill(Gateway *g, Job *job)
+int escalation_bundle_fill(Gateway *g, Job *job)
 {
 	_cleanup_free_ char *text = NULL;
 	size_t len = 0;

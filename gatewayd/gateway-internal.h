@@ -179,10 +179,10 @@ typedef struct GatewayPublish {
 	json_t *events;               /* [[topic, object], ...]: collected while applying */
 } GatewayPublish;
 
-int outbox_add(Gateway *g, json_t *change, Pending *pending);
-void event_add(Gateway *g, const char *topic, json_t *object);
-void events_publish(Gateway *g);
-void answer_batch(Gateway *g, PendingBatch *batch, int commit_result);
+int publish_outbox_add(Gateway *g, json_t *change, Pending *pending);
+void publish_event(Gateway *g, const char *topic, json_t *object);
+void publish_events(Gateway *g);
+void publish_answer_batch(Gateway *g, PendingBatch *batch, int commit_result);
 int publish_start(Gateway *g);
 void publish_free(Gateway *g);
 
@@ -205,9 +205,9 @@ typedef struct GatewayApply {
 const char *jstr(json_t *o, const char *k);
 uint64_t ju64(json_t *o, const char *k);
 int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len);
-void on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len);
+void apply_on_deliver(void *userdata, uint32_t from_nodeid, const void *data, size_t len);
 /* True while delivered payloads wait for the store, or this node is out of its group for it. */
-bool store_stalled(const Gateway *g);
+bool stall_active(const Gateway *g);
 /* Answers storage_error when the store has been failing for long (true), else false: the
  * request may wait behind the stall like everything else. */
 bool stall_refuses(Gateway *g, const ServerPeer *peer);
@@ -243,7 +243,7 @@ void job_remove(Gateway *g, Job *job);
 /* One result change per delivery the job carried (one, or each of a summary's); takes result. */
 int job_results(Gateway *g, Job *job, json_t *result);
 /* After a commit: hands the jobs whose assignment was committed to their modems. */
-void jobs_start_assigned(Gateway *g);
+void dispatch_start_assigned(Gateway *g);
 /* After work was held back: dispatch, and re-arm the timer of retries and expiries. */
 void gateway_kick(Gateway *g);
 /* One realtime timer for the earliest retry or expiry; re-armed after every commit. */
@@ -252,21 +252,21 @@ int dispatch_start(Gateway *g);
 void dispatch_free(Gateway *g);
 
 /* gateway-modems.c: this node's modem slots and their events */
-bool modem_usable(const ModemSlot *slot);
+bool modems_usable(const ModemSlot *slot);
 /* Until when (realtime usec) a modem that is not usable counts as still connecting, within
  * [voice] connect_grace of its (re)start or of losing its usability: not a failed SMS path.
  * 0 when it does not (usable, lent to a call, or past the grace). */
-uint64_t modem_connecting_until(Gateway *g, const ModemSlot *slot);
-ModemSlot *slot_by_name(Gateway *g, const char *name);
+uint64_t modems_connecting_until(Gateway *g, const ModemSlot *slot);
+ModemSlot *modems_slot_by_name(Gateway *g, const char *name);
 /* This node's modem may delete the message behind the change's token from its SIM, once the
  * change is committed. */
-void token_confirm_later(Gateway *g, json_t *c);
+void modems_token_confirm_later(Gateway *g, json_t *c);
 /* After a commit: the modems delete from their SIMs what is now stored. */
-void confirm_tokens(Gateway *g);
-void self_health_changed(Gateway *g);
-int modem_slot_start(Gateway *g, size_t i);
+void modems_confirm_tokens(Gateway *g);
+void modems_self_health_changed(Gateway *g);
+int modems_slot_start(Gateway *g, size_t i);
 /* This node's modems as status objects (also announced to the other nodes). */
-json_t *local_modems_json(Gateway *g);
+json_t *modems_local_json(Gateway *g);
 int modems_start(Gateway *g);
 /* Stops the modems (a send in progress may finish) and turns their last events into changes. */
 void modems_stop(Gateway *g);
@@ -275,7 +275,7 @@ void modems_free(Gateway *g);
 /* gateway-requests.c: the requests of the submit socket */
 void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail);
 /* The reply to {"op": "status"}. */
-json_t *status_json(Gateway *g);
+json_t *requests_status_json(Gateway *g);
 /* Creates the admission control and the server, which delivers requests from now on. */
 int requests_start(Gateway *g);
 void requests_free(Gateway *g);
@@ -320,14 +320,14 @@ int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **ret);
 /* Adds to an alert's JSON what on-call knows: its escalation's step (from 1) and role, and for
  * a critical alert "ack_code", what its SMS asks to reply. */
-void alert_add_oncall(Gateway *g, json_t *alert);
+void escalation_alert_oncall(Gateway *g, json_t *alert);
 /* The all-clear to a number a resolved alert reached ("RESOLVED: <text>", unless [escalation]
  * notify_resolved is off): once per alert and number, whoever asks, and in the alert's story. */
-int resolve_notify(Gateway *g, const char *alert_id, const char *number, const char *node,
-                   uint64_t at);
+int escalation_all_clear(Gateway *g, const char *alert_id, const char *number, const char *node,
+                         uint64_t at);
 int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *node, uint64_t at);
 /* Fills a summary job with the deliveries held for its number; returns how many. */
-int bundle_fill(Gateway *g, Job *job);
+int escalation_bundle_fill(Gateway *g, Job *job);
 /* What gateway-commands.c shares with it: who is who, the chain, the alerts a code may name,
  * and the gateway's own SMS. */
 const ContactConfig *contact_by_number(Gateway *g, const char *number);
@@ -403,25 +403,25 @@ typedef struct GatewaySync {
 	sd_event_source *timer;
 } GatewaySync;
 
-json_t *confirmations_take(Gateway *g);
+json_t *cluster_confirmations_take(Gateway *g);
 void publish_confirmations(Gateway *g);
-bool member_online(const MemberNode *n);
+bool cluster_member_online(const MemberNode *n);
 bool cluster_settled(const Gateway *g);
 int apply_hello(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_health(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_confirm(Gateway *g, json_t *c, const ChangeOrigin *origin);
-size_t view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX]);
+size_t cluster_view_others(Gateway *g, uint32_t ret[static MEMBERS_MAX]);
 int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_synced(Gateway *g, json_t *c, const ChangeOrigin *origin);
-bool payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
-                        const json_error_t *err);
-void sync_continue(Gateway *g);
+bool cluster_payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
+                                const json_error_t *err);
+void cluster_sync_continue(Gateway *g);
 /* Starts a state exchange with the nodes in view (after a digest check differed). */
 void cluster_resync(Gateway *g);
 /* The online node with the lowest corosync nodeid: the one that asks for digest checks. */
 bool cluster_is_lowest(Gateway *g);
-int requeue(Gateway *g, const char *alert_id, const char *number, const char *node,
-            const char *modem, const char *why);
+int cluster_requeue(Gateway *g, const char *alert_id, const char *number, const char *node,
+                    const char *modem, const char *why);
 json_t *cluster_json(Gateway *g, json_t *modems);
 int gateway_start_cluster(Gateway *g);
 
@@ -442,7 +442,7 @@ int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin);
 /* Forgets the calls queued for the alert (acknowledged or resolved); returns how many. */
 unsigned voice_drop_alert(Gateway *g, const char *alert_id);
 void voice_run_checks(Gateway *g);
-int consider_one(const char *alert_id, const char *number, void *userdata);
+int voice_consider_one(const char *alert_id, const char *number, void *userdata);
 int voice_start(Gateway *g);
 void voice_free(Gateway *g);
 

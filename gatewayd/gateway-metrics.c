@@ -2,8 +2,8 @@
  *
  * A file rather than an HTTP endpoint: the appliance opens no port, node_exporter already runs
  * on the machine, and a file written by the event loop every [metrics] interval costs nothing
- * between writes. The figures are those of `status` (built by status_json(), so the two never
- * disagree), with a few counts status does not show. Both nodes' modems and members appear,
+ * between writes. The figures are those of `status` (built by requests_status_json(), so the two
+ * never disagree), with a few counts status does not show. Both nodes' modems and members appear,
  * as this node knows them.
  *
  * The file is replaced atomically (a hidden temporary file in the same directory, renamed over
@@ -52,7 +52,7 @@ static void format_up(MetricsText *t, const char *node, bool up)
 
 static int format_all(Gateway *g, MetricsText *t)
 {
-	_cleanup_(json_decrefp) json_t *status = status_json(g);
+	_cleanup_(json_decrefp) json_t *status = requests_status_json(g);
 	json_t *queue, *modems, *cluster, *m;
 	StoreMetrics sm;
 	uint64_t now = now_realtime_usec();

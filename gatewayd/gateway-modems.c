@@ -6,22 +6,22 @@
  * becomes a replicated change, and a send's result becomes a result change for its job. */
 #include "gateway-internal.h"
 
-bool modem_usable(const ModemSlot *slot)
+bool modems_usable(const ModemSlot *slot)
 {
 	return slot->status.state == MODEM_STATE_OK || slot->status.state == MODEM_STATE_DEGRADED;
 }
 
-uint64_t modem_connecting_until(Gateway *g, const ModemSlot *slot)
+uint64_t modems_connecting_until(Gateway *g, const ModemSlot *slot)
 {
 	uint64_t grace = (uint64_t)g->config->voice_connect_grace * USEC_PER_SEC,
 	         since = now_monotonic_usec() - slot->unusable_since;
 
-	if (modem_usable(slot) || !slot->modem || g->voice.lent == slot || since >= grace)
+	if (modems_usable(slot) || !slot->modem || g->voice.lent == slot || since >= grace)
 		return 0;
 	return now_realtime_usec() + (grace - since);
 }
 
-ModemSlot *slot_by_name(Gateway *g, const char *name)
+ModemSlot *modems_slot_by_name(Gateway *g, const char *name)
 {
 	for (size_t i = 0; i < g->n_modems; i++)
 		if (streq(g->modems[i].config->name, name))
@@ -30,21 +30,21 @@ ModemSlot *slot_by_name(Gateway *g, const char *name)
 }
 
 /* This node's modem may now delete the message behind token from its SIM. */
-void token_confirm_later(Gateway *g, json_t *c)
+void modems_token_confirm_later(Gateway *g, json_t *c)
 {
 	if (streq(jstr(c, "node"), g->config->node_name) && ju64(c, "token"))
 		json_array_append_new(g->tokens, json_pack("[s, I]", jstr(c, "modem"),
 		                                           (json_int_t)ju64(c, "token")));
 }
 
-void confirm_tokens(Gateway *g)
+void modems_confirm_tokens(Gateway *g)
 {
 	size_t i;
 	json_t *t;
 
 	json_array_foreach(g->tokens, i, t)
 	{
-		ModemSlot *slot = slot_by_name(g, json_string_value(json_array_get(t, 0)));
+		ModemSlot *slot = modems_slot_by_name(g, json_string_value(json_array_get(t, 0)));
 
 		if (slot)
 			modem_sms_stored(slot->modem,
@@ -55,32 +55,32 @@ void confirm_tokens(Gateway *g)
 
 /* This node's modems as the cluster sees them: recounted for ownership, and announced to the
  * other nodes whenever one changes state. */
-void self_health_changed(Gateway *g)
+void modems_self_health_changed(Gateway *g)
 {
 	MemberNode *self = members_self(&g->members);
 	unsigned usable = 0;
 
 	for (size_t i = 0; i < g->n_modems; i++)
-		usable += modem_usable(&g->modems[i]);
+		usable += modems_usable(&g->modems[i]);
 	if (self)
 		self->usable_modems = usable;
 	if (replication_is_clustered(g->replication) && !g->stopping)
-		outbox_add(g,
-		           change_pack("health", "{s:s, s:o}", "node", g->config->node_name,
-		                       "modems", local_modems_json(g)),
-		           NULL);
+		publish_outbox_add(g,
+		                   change_pack("health", "{s:s, s:o}", "node", g->config->node_name,
+		                               "modems", modems_local_json(g)),
+		                   NULL);
 }
 
 static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus *st)
 {
-	bool was = modem_usable(slot), is, changed = slot->status.state != st->state;
+	bool was = modems_usable(slot), is, changed = slot->status.state != st->state;
 
 	slot->status = *st;
-	is = modem_usable(slot);
+	is = modems_usable(slot);
 	if (was && !is)
 		slot->unusable_since = now_monotonic_usec(); /* reconnecting: see connect_grace */
 	if (changed)
-		self_health_changed(g);
+		modems_self_health_changed(g);
 	if (was != is) {
 		LogContext ctx = {.modem = slot->config->name};
 
@@ -105,14 +105,14 @@ static void modem_status_changed(Gateway *g, ModemSlot *slot, const ModemStatus 
 		else if (g->voice.dialer) {
 			/* Maybe the last healthy modem: the open critical alerts may need a call.
 			 */
-			store_open_critical(g->store, consider_one, g);
+			store_open_critical(g->store, voice_consider_one, g);
 			voice_run_checks(g);
 		}
 	}
 }
 
 /* A received SMS or status report becomes a replicated change; the modem deletes it from the
- * SIM only once that change is committed (see confirm_tokens()). */
+ * SIM only once that change is committed (see modems_confirm_tokens()). */
 static int modem_message(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 {
 	json_t *c;
@@ -132,7 +132,7 @@ static int modem_message(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 		                ev->permanent, "status", ev->delivery_status, "at",
 		                (json_int_t)(ev->at_usec ? ev->at_usec : now_realtime_usec()),
 		                "token", (json_int_t)ev->token);
-	return outbox_add(g, c, NULL);
+	return publish_outbox_add(g, c, NULL);
 }
 
 static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
@@ -160,7 +160,7 @@ static int modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 	bool elsewhere = false;
 	if (ev->result < 0 && job->attempts + 1 < g->n_modems)
 		for (size_t i = 0; i < g->n_modems; i++)
-			if (&g->modems[i] != slot && modem_usable(&g->modems[i]))
+			if (&g->modems[i] != slot && modems_usable(&g->modems[i]))
 				elsewhere = true;
 	for (size_t i = 0; ev->result < 0 && i < g->members.n; i++)
 		if (!g->members.nodes[i].self &&
@@ -202,7 +202,7 @@ static int on_modem_fd(sd_event_source *s, int fd, uint32_t revents, void *userd
 }
 
 /* Creates and starts the Modem of slot i (again, after it was lent to a voice call). */
-int modem_slot_start(Gateway *g, size_t i)
+int modems_slot_start(Gateway *g, size_t i)
 {
 	ModemSlot *slot = &g->modems[i];
 	const ModemConfig *mc = slot->config;
@@ -258,7 +258,7 @@ int modems_start(Gateway *g)
 	for (size_t i = 0; i < g->config->n_modems; i++) {
 		g->modems[i].config = &g->config->modems[i];
 		g->n_modems++;
-		r = modem_slot_start(g, i);
+		r = modems_slot_start(g, i);
 		if (r < 0)
 			return r;
 	}
@@ -266,7 +266,7 @@ int modems_start(Gateway *g)
 }
 
 /* This node's modems as status objects (also announced to the other nodes). */
-json_t *local_modems_json(Gateway *g)
+json_t *modems_local_json(Gateway *g)
 {
 	json_t *modems = json_array();
 
@@ -274,7 +274,7 @@ json_t *local_modems_json(Gateway *g)
 		ModemSlot *slot = &g->modems[i];
 		ModemCounters mc = {0};
 		char last[RFC3339_MAX], connecting[RFC3339_MAX];
-		uint64_t connecting_until = modem_connecting_until(g, slot);
+		uint64_t connecting_until = modems_connecting_until(g, slot);
 
 		store_modem_counters(g->store, g->config->node_name, slot->config->name, &mc);
 		if (slot->status.last_send_usec > mc.last_sent_at)

@@ -204,7 +204,7 @@ void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req)
 	                "contact", contact ? contact->name : NULL, "until", (json_int_t)p->until,
 	                "by", req->by ? req->by : "unknown", "node", g->config->node_name, "at",
 	                (json_int_t)now);
-	if (outbox_add(g, c, p) < 0)
+	if (publish_outbox_add(g, c, p) < 0)
 		override_refusal(g, peer, "storage_error", "out of memory");
 }
 
@@ -230,9 +230,9 @@ int apply_override(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	else
 		log_info("On-call override of role '%s' cleared by %s on %s: the rotation applies",
 		         role, by, jstr(c, "node"));
-	event_add(g, "oncall_override",
-	          json_pack("{s:s, s:s?, s:o, s:s}", "role", role, "contact", contact, "until",
-	                    contact ? time_json(until) : json_null(), "by", by));
+	publish_event(g, "oncall_override",
+	              json_pack("{s:s, s:s?, s:o, s:s}", "role", role, "contact", contact, "until",
+	                        contact ? time_json(until) : json_null(), "by", by));
 	return 0;
 }
 

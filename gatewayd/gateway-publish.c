@@ -4,12 +4,12 @@
  * JSON object carrying its own timestamp) added to the outbox; the changes made during one loop
  * turn are published as one payload through the replication layer by a post source, so a burst
  * costs one message and one commit. The clients whose changes went out wait in a batch, by
- * sequence number, until the payload comes back committed (answer_batch()). The events of a
+ * sequence number, until the payload comes back committed (publish_answer_batch()). The events of a
  * commit (sent, failed, acknowledged, ...) are collected while applying and published here
  * afterwards. */
 #include "gateway-internal.h"
 
-int outbox_add(Gateway *g, json_t *change, Pending *pending)
+int publish_outbox_add(Gateway *g, json_t *change, Pending *pending)
 {
 	size_t i = json_array_size(g->publish.outbox);
 
@@ -129,7 +129,7 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 		return 0;
 	}
 	/* The confirmations ride in the last payload: one message less per turn on a busy pair. */
-	confirms = confirmations_take(g);
+	confirms = cluster_confirmations_take(g);
 	extra = confirms ? json_dumps(confirms, JSON_COMPACT) : strdup("[]");
 	texts = calloc(n, sizeof(char *));
 	keep = json_array();
@@ -224,14 +224,14 @@ static int gateway_flush(sd_event_source *s, void *userdata)
 
 /* ---- events ---- */
 
-void event_add(Gateway *g, const char *topic, json_t *object)
+void publish_event(Gateway *g, const char *topic, json_t *object)
 {
 	if (!object)
 		return;
 	json_array_append_new(g->publish.events, json_pack("[s, o]", topic, object));
 }
 
-void events_publish(Gateway *g)
+void publish_events(Gateway *g)
 {
 	size_t i;
 	json_t *e;
@@ -248,7 +248,7 @@ void events_publish(Gateway *g)
 	json_array_clear(g->publish.events);
 }
 
-void answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
+void publish_answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
 {
 	for (size_t i = 0; batch && i < batch->n; i++) {
 		Pending *p = batch->by_index[i];

@@ -19,7 +19,7 @@ int quarantine_modem_event(Gateway *g, ModemSlot *slot, const ModemEvent *ev)
 	        (json_int_t)(ev->received_usec ? ev->received_usec : now_realtime_usec()), "token",
 	        (json_int_t)ev->token);
 
-	return outbox_add(g, c, NULL);
+	return publish_outbox_add(g, c, NULL);
 }
 
 int apply_sms_quarantined(Gateway *g, json_t *c, const ChangeOrigin *origin)
@@ -43,7 +43,7 @@ int apply_sms_quarantined(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	r = store_inbox_insert(g->store, &m);
 	if (r < 0)
 		return r;
-	token_confirm_later(g, c);
+	modems_token_confirm_later(g, c);
 	if (r == 0)
 		return 0; /* read again after a reconnect: stored already */
 	log_ctx(LOG_WARNING,
@@ -52,9 +52,9 @@ int apply_sms_quarantined(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	                       .message_id = MESSAGE_ID_SMS_QUARANTINED}),
 	        "SMS quarantined on node %s, modem %s (%s), not decoded: %s; raw PDU %.80s%s",
 	        m.node, m.modem, where, m.quarantine, m.text, strlen(m.text) > 80 ? "..." : "");
-	event_add(g, "sms_quarantined",
-	          json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "key", m.key, "node", m.node,
-	                    "modem", m.modem, "slot", where, "reason", m.quarantine, "pdu", m.text,
-	                    "received_at", format_rfc3339(m.received_at, at)));
+	publish_event(g, "sms_quarantined",
+	              json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "key", m.key, "node", m.node,
+	                        "modem", m.modem, "slot", where, "reason", m.quarantine, "pdu",
+	                        m.text, "received_at", format_rfc3339(m.received_at, at)));
 	return 0;
 }

@@ -183,7 +183,7 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 	                "source", req->source, "node", g->config->node_name, "at", (json_int_t)at);
 	if (c && escalation_wanted(g, req))
 		json_object_set_new(c, "escalate", json_true());
-	if (outbox_add(g, c, p) < 0)
+	if (publish_outbox_add(g, c, p) < 0)
 		reply_err(g, peer, "storage_error", "out of memory");
 }
 
@@ -205,11 +205,12 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 		reply_err(g, peer, "storage_error", "out of memory");
 		return;
 	}
-	if (outbox_add(g,
-	               change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id", req->id, "by",
-	                           req->by ? req->by : "unknown", "via", "api", "node",
-	                           g->config->node_name, "at", (json_int_t)now_realtime_usec()),
-	               p) < 0)
+	if (publish_outbox_add(g,
+	                       change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id", req->id, "by",
+	                                   req->by ? req->by : "unknown", "via", "api", "node",
+	                                   g->config->node_name, "at",
+	                                   (json_int_t)now_realtime_usec()),
+	                       p) < 0)
 		reply_err(g, peer, "storage_error", "out of memory");
 }
 
@@ -252,17 +253,18 @@ static void handle_resolve(Gateway *g, const ServerPeer *peer, Request *req)
 		reply_err(g, peer, "storage_error", "out of memory");
 		return;
 	}
-	if (outbox_add(g,
-	               change_pack("resolve", "{s:s, s:s, s:s, s:s, s:I}", "id", id, "by",
-	                           req->by ? req->by : "unknown", "via", "api", "node",
-	                           g->config->node_name, "at", (json_int_t)now_realtime_usec()),
-	               p) < 0)
+	if (publish_outbox_add(g,
+	                       change_pack("resolve", "{s:s, s:s, s:s, s:s, s:I}", "id", id, "by",
+	                                   req->by ? req->by : "unknown", "via", "api", "node",
+	                                   g->config->node_name, "at",
+	                                   (json_int_t)now_realtime_usec()),
+	                       p) < 0)
 		reply_err(g, peer, "storage_error", "out of memory");
 }
 
-json_t *status_json(Gateway *g)
+json_t *requests_status_json(Gateway *g)
 {
-	json_t *modems = local_modems_json(g), *status;
+	json_t *modems = modems_local_json(g), *status;
 	QueueCounts counts = {0};
 	uint64_t voice_calls = 0;
 	char last_outcome[16] = "";
@@ -318,7 +320,7 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 		handle_resolve(g, peer, req);
 		break;
 	case OP_STATUS:
-		reply_now(g, peer, status_json(g));
+		reply_now(g, peer, requests_status_json(g));
 		break;
 	case OP_GET:
 		r = store_alert_json(g->store, req->id, true, &o);
@@ -327,7 +329,7 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 		else if (r < 0)
 			reply_err(g, peer, "storage_error", "the store could not be read");
 		else {
-			alert_add_oncall(g, o);
+			escalation_alert_oncall(g, o);
 			reply_now(g, peer, o);
 		}
 		break;

@@ -40,7 +40,7 @@ static void path_set(Gateway *g, ModemSlot *slot, const char *problem)
 	if (streq(slot->path_problem, problem ? problem : ""))
 		return;
 	snprintf(slot->path_problem, sizeof(slot->path_problem), "%s", problem ? problem : "");
-	self_health_changed(g);
+	modems_self_health_changed(g);
 }
 
 static void selftest_failed(Gateway *g, SelfTest *t, const char *why)
@@ -53,11 +53,11 @@ static void selftest_failed(Gateway *g, SelfTest *t, const char *why)
 	log_ctx(LOG_WARNING,
 	        &((LogContext){.modem = slot->config->name, .message_id = MESSAGE_ID_PATH_DOWN}),
 	        "Path down: %s", problem);
-	event_add(g, "path_down",
-	          json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "node", g->config->node_name, "modem",
-	                    slot->config->name, "to_node", t->to_node, "to_modem", t->to_modem,
-	                    "number", t->number, "reason", problem));
-	events_publish(g);
+	publish_event(g, "path_down",
+	              json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "node", g->config->node_name,
+	                        "modem", slot->config->name, "to_node", t->to_node, "to_modem",
+	                        t->to_modem, "number", t->number, "reason", problem));
+	publish_events(g);
 	path_set(g, slot, problem);
 	selftest_remove(g, t);
 }
@@ -87,7 +87,7 @@ void selftest_pump(Gateway *g)
 		int r;
 
 		next = t->next;
-		if (t->job || g->stopping || !slot->modem || !modem_usable(slot) ||
+		if (t->job || g->stopping || !slot->modem || !modems_usable(slot) ||
 		    slot->inflight >= MODEM_INFLIGHT)
 			continue;
 		snprintf(text, sizeof(text), SELFTEST_PREFIX "%s/%s to %s/%s %s",
@@ -179,7 +179,7 @@ static int on_selftest_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		size_t j;
 		json_t *target;
 
-		if (n->self || !member_online(n))
+		if (n->self || !cluster_member_online(n))
 			continue;
 		json_array_foreach(n->modems, j, target)
 		{
@@ -190,7 +190,7 @@ static int on_selftest_timer(sd_event_source *s, uint64_t usec, void *userdata)
 			    (!streq(state, "ok") && !streq(state, "degraded")))
 				continue;
 			for (size_t m = 0; m < g->n_modems; m++)
-				if (modem_usable(&g->modems[m]))
+				if (modems_usable(&g->modems[m]))
 					selftest_add(g, m, n, target);
 		}
 	}

@@ -40,11 +40,11 @@ int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	                       .message_id = MESSAGE_ID_VOICE_CALL}),
 	        "Voice call to %s: %s%s%s", rec.number, rec.outcome, rec.error ? " — " : "",
 	        rec.error ? rec.error : "");
-	event_add(g, "voice_call",
-	          json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", rec.alert_id,
-	                    "number", rec.number, "node", rec.node, "modem", rec.modem, "at",
-	                    format_rfc3339(rec.at, at), "outcome", rec.outcome, "duration",
-	                    (json_int_t)rec.duration_sec, "acknowledged", rec.dtmf_ack));
+	publish_event(g, "voice_call",
+	              json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", rec.alert_id,
+	                        "number", rec.number, "node", rec.node, "modem", rec.modem, "at",
+	                        format_rfc3339(rec.at, at), "outcome", rec.outcome, "duration",
+	                        (json_int_t)rec.duration_sec, "acknowledged", rec.dtmf_ack));
 	return 0;
 }
 
@@ -160,9 +160,9 @@ static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 		MemberNode *n = &g->members.nodes[i];
 		_cleanup_(json_decrefp) json_t *modems = NULL;
 
-		if (!member_online(n))
+		if (!cluster_member_online(n))
 			continue;
-		modems = n->self ? local_modems_json(g) : json_incref(n->modems);
+		modems = n->self ? modems_local_json(g) : json_incref(n->modems);
 		if (voice_paths(g, alert_id, number, n->name, modems, &v, &paths) < 0)
 			return;
 	}
@@ -202,7 +202,7 @@ void voice_run_checks(Gateway *g)
 	json_array_clear(g->voice.checks);
 }
 
-int consider_one(const char *alert_id, const char *number, void *userdata)
+int voice_consider_one(const char *alert_id, const char *number, void *userdata)
 {
 	voice_check_later(userdata, alert_id, number);
 	return 0;
@@ -219,7 +219,7 @@ static int on_voice_grace(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Gateway *g = userdata;
 
-	store_open_critical(g->store, consider_one, g);
+	store_open_critical(g->store, voice_consider_one, g);
 	voice_run_checks(g);
 	return 0;
 }
@@ -248,7 +248,7 @@ static int voice_borrow(Gateway *g)
 
 	if (!g->config->voice_modem)
 		return 0;
-	slot = slot_by_name(g, g->config->voice_modem);
+	slot = modems_slot_by_name(g, g->config->voice_modem);
 	if (!slot || !slot->modem)
 		return 0;
 	if (slot->inflight > 0)
@@ -258,7 +258,7 @@ static int voice_borrow(Gateway *g)
 	slot->status.state = MODEM_STATE_ABSENT;
 	snprintf(slot->status.reason, sizeof(slot->status.reason), "lent to a voice call");
 	g->voice.lent = slot;
-	self_health_changed(g);
+	modems_self_health_changed(g);
 	return 0;
 }
 
@@ -266,7 +266,7 @@ static void voice_give_back(Gateway *g)
 {
 	if (!g->voice.lent)
 		return;
-	modem_slot_start(g, (size_t)(g->voice.lent - g->modems));
+	modems_slot_start(g, (size_t)(g->voice.lent - g->modems));
 	g->voice.lent = NULL;
 }
 
@@ -288,14 +288,15 @@ static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata
 	                (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
 	                rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
 	                rep->acknowledged_by_dtmf);
-	outbox_add(g, c, NULL);
+	publish_outbox_add(g, c, NULL);
 	if (rep->acknowledged_by_dtmf) {
 		voice_drop_alert(g, v->alert_id);
-		outbox_add(g,
-		           change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id", v->alert_id, "by",
-		                       v->number, "via", "voice", "node", g->config->node_name,
-		                       "at", (json_int_t)now_realtime_usec()),
-		           NULL);
+		publish_outbox_add(g,
+		                   change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id",
+		                               v->alert_id, "by", v->number, "via", "voice", "node",
+		                               g->config->node_name, "at",
+		                               (json_int_t)now_realtime_usec()),
+		                   NULL);
 	} else if ((rep->outcome == CALL_BUSY || rep->outcome == CALL_NO_ANSWER ||
 	            rep->outcome == CALL_FAILED) &&
 	           v->attempt < g->config->voice_retries)
@@ -390,7 +391,7 @@ int voice_start(Gateway *g)
 		return r;
 	sd_event_source_set_enabled(g->voice.grace, SD_EVENT_OFF);
 	/* Critical alerts left open by a restart are looked at again. */
-	store_open_critical(g->store, consider_one, g);
+	store_open_critical(g->store, voice_consider_one, g);
 	log_info("Voice fallback dials out on %s", device);
 	return 0;
 }

@@ -20,8 +20,8 @@ static int on_exit_check(sd_event_source *s, uint64_t usec, void *userdata)
 	 * when the store cannot commit: what waits for it was never answered "queued", and a
 	 * send whose result is lost is resumed after the restart. */
 	if (json_array_size(g->publish.outbox) == 0 &&
-	    (!g->publish.batches_head || store_stalled(g))) {
-		if (store_stalled(g))
+	    (!g->publish.batches_head || stall_active(g))) {
+		if (stall_active(g))
 			log_warning("Stopping while the store cannot commit: %zu payload(s) not "
 			            "applied here",
 			            g->apply.n_stalled);
@@ -59,8 +59,8 @@ static int resume_one(const char *alert_id, const char *number, const char *mode
 	/* We cannot know whether the modem sent it before we died: send again (at least once). */
 	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id, .modem = modem}),
 	        "Resuming the send to %s interrupted by a restart", number);
-	return requeue(g, alert_id, number, g->config->node_name, modem,
-	               "interrupted by a restart");
+	return cluster_requeue(g, alert_id, number, g->config->node_name, modem,
+	                       "interrupted by a restart");
 }
 
 int gateway_new(sd_event *event, const Config *config, Gateway **ret)

@@ -7,7 +7,7 @@
 
 #include "macro.h"
 
-void ack_code(const char *alert_id, unsigned digits, char ret[static ACK_CODE_MAX + 1])
+void ackcode_for(const char *alert_id, unsigned digits, char ret[static ACK_CODE_MAX + 1])
 {
 	uint64_t v = 0;
 
@@ -28,14 +28,14 @@ void ack_code(const char *alert_id, unsigned digits, char ret[static ACK_CODE_MA
 	}
 }
 
-bool ack_code_matches(const char *alert_id, const char *code)
+bool ackcode_matches(const char *alert_id, const char *code)
 {
 	char mine[ACK_CODE_MAX + 1];
 	size_t n = strlen(code);
 
 	if (n < ACK_CODE_MIN || n > ACK_CODE_MAX)
 		return false;
-	ack_code(alert_id, (unsigned)n, mine);
+	ackcode_for(alert_id, (unsigned)n, mine);
 	return strcmp(mine, code) == 0;
 }
 
@@ -85,8 +85,8 @@ static bool code_after(const char *rest, char ret_code[static ACK_CODE_MAX + 1])
 	return true;
 }
 
-ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1],
-                      unsigned *ret_seconds)
+ReplyKind ackcode_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1],
+                        unsigned *ret_seconds)
 {
 	static const struct {
 		const char *word;
@@ -168,7 +168,7 @@ ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1],
 	return REPLY_ACK;
 }
 
-bool reply_sender_answerable(const char *sender)
+bool ackcode_sender_answerable(const char *sender)
 {
 	size_t digits = 0;
 	const char *p = sender;

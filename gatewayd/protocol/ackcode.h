@@ -17,9 +17,9 @@
 #define ACK_CODE_MAX 12
 
 /* The code of `digits` digits (ACK_CODE_MIN..ACK_CODE_MAX) of a 32-hex-digit alert id. */
-void ack_code(const char *alert_id, unsigned digits, char ret[static ACK_CODE_MAX + 1]);
+void ackcode_for(const char *alert_id, unsigned digits, char ret[static ACK_CODE_MAX + 1]);
 /* Whether the alert's code of strlen(code) digits is code. */
-bool ack_code_matches(const char *alert_id, const char *code);
+bool ackcode_matches(const char *alert_id, const char *code);
 
 typedef enum ReplyKind {
 	REPLY_OTHER,    /* nothing this parser knows: answered with the help text */
@@ -39,9 +39,9 @@ typedef enum ReplyKind {
  * REPLY_ACK, REPLY_RESOLVE and REPLY_ESCALATE ret_code holds the digits, for any other kind it is
  * the empty string. For REPLY_TAKE *ret_seconds is the duration asked for ("90m", "2h", "1d"; 0
  * when none was given), else 0; ret_seconds may be NULL. */
-ReplyKind reply_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1],
-                      unsigned *ret_seconds);
+ReplyKind ackcode_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1],
+                        unsigned *ret_seconds);
 
 /* Whether an automatic SMS may go to this sender: a phone number of 8 to 15 digits (with or
  * without "+"), never an alphanumeric sender or a short code. */
-bool reply_sender_answerable(const char *sender);
+bool ackcode_sender_answerable(const char *sender);

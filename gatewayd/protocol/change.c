@@ -5,7 +5,8 @@
  * helpers that turn a missing key into "" or 0, so a change that lost a field was applied as if
  * it had said nothing. Here each kind lists its fields once: apply_payload() refuses a change
  * that does not match (skipped alike on every node, since all apply the same check to the same
- * bytes), outbox_add() checks what this node builds, and doc/replication.md is printed from it.
+ * bytes), change_pack() checks what this node builds, and doc/replication.md is printed from
+ * it.
  * The handlers still read with jstr()/ju64(), which can no longer meet a missing field.
  *
  * The table is pure schema: it lives in the protocol room with no I/O and nothing of the

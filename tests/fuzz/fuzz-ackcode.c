@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(text, data, size);
 	text[size] = 0;
 
-	kind = reply_parse(text, code, &seconds);
+	kind = ackcode_parse(text, code, &seconds);
 	assert(kind >= REPLY_OTHER && kind <= REPLY_HELP);
 	assert(kind == REPLY_TAKE ? seconds <= REPLY_TAKE_MAX : seconds == 0);
 	assert((kind == REPLY_ACK || kind == REPLY_RESOLVE || kind == REPLY_ESCALATE) ==
@@ -36,18 +36,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < n; i++)
 			assert(isdigit((unsigned char)code[i]));
 		/* The same reply parses the same way twice. */
-		assert(reply_parse(text, again, NULL) == REPLY_ACK && strcmp(code, again) == 0);
+		assert(ackcode_parse(text, again, NULL) == REPLY_ACK && strcmp(code, again) == 0);
 		/* The code of an id made of the input's bytes, as hex, matches that id. */
 		for (size_t i = 0; i < 32; i++)
 			id[i] = "0123456789abcdef"[i < size ? data[i] & 15 : 0];
 		id[32] = 0;
-		ack_code(id, (unsigned)n, again);
-		assert(ack_code_matches(id, again));
+		ackcode_for(id, (unsigned)n, again);
+		assert(ackcode_matches(id, again));
 	}
 	/* The text as a sender, and as an alert id (any bytes: ack_code must not care). */
-	(void)reply_sender_answerable(text);
-	(void)ack_code_matches(text, code);
-	ack_code(text, (unsigned)(size % 16), again);
+	(void)ackcode_sender_answerable(text);
+	(void)ackcode_matches(text, code);
+	ackcode_for(text, (unsigned)(size % 16), again);
 	assert(strlen(again) >= ACK_CODE_MIN && strlen(again) <= ACK_CODE_MAX);
 	free(text);
 	return 0;

@@ -11,25 +11,29 @@
 #   common         log.c log_, validate.c validate_; util.c one family per concern (utf8_,
 #                  now_, id_, parse_, format_, hash128_) and two single functions, named whole
 #   store          store_, in every file of the room
-#   protocol       request.c request_, change.c change_, ackcode.c ack_ (codes), reply_ (SMS
-#                  replies)
+#   protocol       each file's exports start with the file's name (request_, change_, ackcode_)
 #   modem          each file's exports start with the file's name; pdu-check.c's with pdu_
 #   cluster        each file's exports start with the file's name; replication-cluster.c's with
 #                  replication_, and replication.c also exports its payload queue, payload_queue_
 #   voicefallback  each file's exports start with the file's name
+#   gatewayd-core  the rest of gatewayd/: each file's exports start with the file's name, a
+#                  gateway-X.c's with X_ (gateway-alerts.c's are apply_, the handlers of the
+#                  change kinds; gateway-apply.c's apply_ and stall_; gateway-dispatch.c's also
+#                  job_; gateway-escalation.c's also ack_, ackable_, contact_ and reply_ for
+#                  the codes, who is who and the gateway's own SMS), the gateway's own
+#                  gateway_; jstr() and ju64(), which read a change's fields, named whole
 # The check holds each library to its room's line; which file of a room uses which prefix is
-# written above, not checked.
-# Not yet checked: gatewayd/'s core library (gatewayd-core, the gateway*.c files and the rest of
-# gatewayd/), which is being reorganised into rooms; it gets its line once that is done.
+# written above, not checked. No room uses another's prefix.
 set -u
 
 rules='
 common         log_ validate_ utf8_ now_ id_ parse_ format_ hash128_ days_from_civil errno_fd_prefix
 store          store_
-protocol       request_ change_ ack_ reply_
+protocol       request_ change_ ackcode_
 modem          decodemark_ devwatch_ inbox_ modem_ pdu_ ports_ probe_ sha256_ simstore_ sms_ watchdog_ worker_
 cluster        frame_ group_ membership_ replication_ payload_queue_
 voicefallback  call_ chat_ dialer_
+gatewayd-core  gateway_ admission_ auth_ config_ connlimit_ fdbudget_ handlers_ members_ metrics_ ratelimit_ server_ apply_ stall_ check_ cluster_ dispatch_ job_ escalation_ ack_ ackable_ contact_ reply_ oncall_ modems_ publish_ quarantine_ reload_ requests_ selftest_ voice_ jstr ju64
 '
 
 nm=$(command -v nm) || {

@@ -8,17 +8,17 @@ static void test_codes(void)
 	/* 0x00000000000004d2 = 1234 */
 	const char *id = "00000000000004d2ffffffffffffffff";
 
-	ack_code(id, 4, c4);
+	ackcode_for(id, 4, c4);
 	check_str(c4, "1234");
-	ack_code(id, 6, c6);
+	ackcode_for(id, 6, c6);
 	check_str(c6, "001234");
-	check(ack_code_matches(id, "1234"));
-	check(ack_code_matches(id, "01234"));
-	check(!ack_code_matches(id, "1235"));
-	check(!ack_code_matches(id, "234")); /* shorter than a code */
+	check(ackcode_matches(id, "1234"));
+	check(ackcode_matches(id, "01234"));
+	check(!ackcode_matches(id, "1235"));
+	check(!ackcode_matches(id, "234")); /* shorter than a code */
 	/* Longer codes end with the shorter one: "ask for the longer code" extends it. */
-	ack_code("9f86d081884c7d659a2feaa0c55ad015", 4, c4);
-	ack_code("9f86d081884c7d659a2feaa0c55ad015", 7, c6);
+	ackcode_for("9f86d081884c7d659a2feaa0c55ad015", 4, c4);
+	ackcode_for("9f86d081884c7d659a2feaa0c55ad015", 7, c6);
 	check_int(strlen(c4), 4);
 	check_str(c6 + 3, c4);
 }
@@ -27,7 +27,7 @@ static void expect_take(const char *text, ReplyKind kind, const char *code, unsi
 {
 	char got[ACK_CODE_MAX + 1] = "junk"; /* whatever the caller's buffer held */
 	unsigned got_seconds = 12345;
-	ReplyKind k = reply_parse(text, got, &got_seconds);
+	ReplyKind k = ackcode_parse(text, got, &got_seconds);
 
 	/* Every kind without a code leaves an empty one, however early the text is refused. */
 	if (k != kind || strcmp(got, code ? code : "") != 0 || got_seconds != seconds) {
@@ -94,19 +94,19 @@ static void test_commands(void)
 	{
 		char code[ACK_CODE_MAX + 1];
 
-		check_int(reply_parse("take 2h", code, NULL), REPLY_TAKE);
+		check_int(ackcode_parse("take 2h", code, NULL), REPLY_TAKE);
 	}
 }
 
 static void test_answerable(void)
 {
-	check(reply_sender_answerable("+32470100001"));
-	check(reply_sender_answerable("0470100001"));
-	check(!reply_sender_answerable("1234"));              /* short code */
-	check(!reply_sender_answerable("+3212"));             /* short */
-	check(!reply_sender_answerable("Proximus"));          /* alphanumeric sender */
-	check(!reply_sender_answerable("+1234567890123456")); /* 16 digits */
-	check(!reply_sender_answerable(""));
+	check(ackcode_sender_answerable("+32470100001"));
+	check(ackcode_sender_answerable("0470100001"));
+	check(!ackcode_sender_answerable("1234"));              /* short code */
+	check(!ackcode_sender_answerable("+3212"));             /* short */
+	check(!ackcode_sender_answerable("Proximus"));          /* alphanumeric sender */
+	check(!ackcode_sender_answerable("+1234567890123456")); /* 16 digits */
+	check(!ackcode_sender_answerable(""));
 }
 
 int main(void)

@@ -128,7 +128,7 @@ static void node_open(Node *n, const char *name, uint32_t nodeid)
 		abort();
 	n->g->nodeid = nodeid;
 	members_self(&n->g->members)->nodeid = nodeid;
-	/* What self_health_changed() says of a node with one healthy modem. */
+	/* What modems_self_health_changed() says of a node with one healthy modem. */
 	members_self(&n->g->members)->usable_modems = 1;
 	/* The sources apply_payload() and on_view() poke; the loop never runs here. */
 	check_int(sd_event_add_defer(n->event, &n->g->dispatch.defer, noop_defer, NULL), 0);
