@@ -49,6 +49,18 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	if (r > 0 && streq(first_id, a.id))
 		return 0; /* this very submit, applied again (a replay, an exchange): nothing new */
 	if (r > 0) {
+		/* The problem came back after its alert was resolved: that is news, not a
+		 * duplicate of an alert that is over. */
+		r = store_alert_is_resolved(g->store, first_id);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			log_ctx(LOG_INFO, &((LogContext){.alert_id = a.id}),
+			        "Key '%s' fires again after alert %s was resolved: a new alert", a.key,
+			        first_id);
+		r = !r;
+	}
+	if (r > 0) {
 		char detail[160];
 
 		utf8_snprintf(detail, sizeof(detail), "from %s", a.source ? a.source : "?");
@@ -144,6 +156,10 @@ int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		              json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", id, "to", to, "node",
 		                        res.node, "modem", res.modem, "at",
 		                        (json_int_t)(res.at / USEC_PER_MSEC)));
+		/* The step this page belongs to waits step_timeout from now. */
+		r = escalation_page_left(g, id, to, res.at, res.node, "SMS");
+		if (r < 0)
+			return r;
 		/* A page that was on its way when the alert was resolved reached someone: they
 		 * get the all-clear too. */
 		r = store_alert_is_resolved(g->store, id);

@@ -337,7 +337,24 @@ uint64_t escalation_next_at(Gateway *g, unsigned step, uint64_t at)
 {
 	if ((size_t)step + 1 >= escalation_chain_length(g))
 		return 0;
-	return at + (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC;
+	return at +
+	       ESCALATION_BACKSTOP * (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC;
+}
+
+int escalation_page_left(Gateway *g, const char *alert_id, const char *number, uint64_t at,
+                         const char *node, const char *how)
+{
+	uint64_t timeout = (uint64_t)g->config->escalation_step_timeout * USEC_PER_SEC;
+	char detail[160];
+	int r;
+
+	r = store_escalation_page_left(g->store, alert_id, number, at + timeout);
+	if (r <= 0)
+		return r;
+	g->dispatch.wanted = true; /* the timer moves */
+	utf8_snprintf(detail, sizeof(detail), "step_timeout (%u s) from the %s to %s",
+	              g->config->escalation_step_timeout, how, number);
+	return store_history_add(g->store, alert_id, at, "timer started", node, detail);
 }
 
 static int escalate_one(const char *alert_id, unsigned step, void *userdata)

@@ -310,9 +310,18 @@ typedef struct GatewayEscalation {
 } GatewayEscalation;
 
 bool escalation_wanted(Gateway *g, const Request *req);
-/* When step `step` (from 0), begun at `at`, escalates to the next one; 0 after the last step
- * of the last round ([escalation] repeat), when the chain stops. */
+/* A step's timeout counts from when its page left (sent, or its voice call made), never from
+ * acceptance: until then the step waits, and only this many step_timeouts after it began does
+ * it escalate anyway (a page that never leaves must not hold the chain for ever). */
+#define ESCALATION_BACKSTOP 3
+/* The backstop deadline of step `step` (from 0), begun at `at`; 0 after the last step of the
+ * last round ([escalation] repeat), when the chain stops. */
 uint64_t escalation_next_at(Gateway *g, unsigned step, uint64_t at);
+/* The page of the alert's current step to `number` left at `at` (`how`: "SMS", "voice call"):
+ * its deadline becomes at + step_timeout unless it is earlier already, and the story says so.
+ * 1 when the deadline moved, 0 when the page was no step's or the deadline stands. */
+int escalation_page_left(Gateway *g, const char *alert_id, const char *number, uint64_t at,
+                         const char *node, const char *how);
 void escalation_run(Gateway *g);
 void escalation_forget(Gateway *g);
 int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin);

@@ -34,6 +34,10 @@ int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	r = store_call_insert(g->store, &rec);
 	if (r <= 0)
 		return r;
+	/* Every SMS path failed and voice took over: the step's timer starts with the call. */
+	r = escalation_page_left(g, rec.alert_id, rec.number, rec.at, rec.node, "voice call");
+	if (r < 0)
+		return r;
 	log_ctx(LOG_NOTICE,
 	        &((LogContext){.alert_id = rec.alert_id,
 	                       .modem = rec.modem,

@@ -96,6 +96,28 @@ static int page(Store *s, const char *alert_id, const char *number, unsigned ste
 	return 0;
 }
 
+int store_escalation_page_left(Store *s, const char *alert_id, const char *number,
+                               uint64_t deadline)
+{
+	/* The first page of the step to leave replaces the backstop, even with a later deadline;
+	 * another (a second recipient, a second send) only brings it forward. */
+	static const char sql[] =
+	        "UPDATE alerts SET esc_next_at = ?3, esc_timer = esc_step WHERE id = ?1 AND "
+	        "esc_next_at IS NOT NULL AND (esc_timer IS NOT esc_step OR esc_next_at > ?3) AND "
+	        "esc_step = (SELECT round FROM deliveries WHERE alert_id = ?1 AND number = ?2 AND "
+	        "kind = 'to')";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int r;
+
+	if (!st)
+		return STORE_IO;
+	store_bind_text(st, 1, alert_id);
+	store_bind_text(st, 2, number);
+	store_bind_u64(st, 3, deadline);
+	r = store_step_done(s, st, "starting a step's timer");
+	return r < 0 ? r : sqlite3_changes(s->db) > 0;
+}
+
 int store_alert_escalation(Store *s, const char *alert_id, unsigned *ret_step, bool *ret_active)
 {
 	static const char sql[] = "SELECT esc_step, esc_next_at IS NOT NULL FROM alerts "

@@ -59,11 +59,13 @@ static const Field alert_fields[] = {
         {"res_by", FIELD_TEXT_OR_NULL},
         {"res_via", FIELD_TEXT_OR_NULL},
         {"res_at", FIELD_INT_OR_NULL},
+        {"esc_timer", FIELD_INT_OR_NULL},
 };
 #define ALERT_INSERT_FIELDS 8
 #define ALERT_ACK_FIELDS    9  /* ack_by, ack_via, ack_at: SQL_MERGE_ACK's ?2..?4 */
 #define ALERT_ESC_FIELDS    12 /* esc_step, esc_next */
 #define ALERT_RES_FIELDS    14 /* res_by, res_via, res_at: SQL_MERGE_RESOLVE's ?2..?4 */
+#define ALERT_TIMER_FIELD   17 /* esc_timer: SQL_MERGE_ESCALATION's ?4 */
 
 /* SQL_MERGE_DELIVERY_INSERT's ?2..?11. */
 static const Field delivery_fields[] = {
@@ -671,6 +673,7 @@ int store_merge_alert(Store *s, json_t *item)
 		return STORE_IO;
 	store_bind_text(st, 1, id);
 	bind_item(st, 2, item, alert_fields + ALERT_ESC_FIELDS, 2);
+	bind_item(st, 4, item, alert_fields + ALERT_TIMER_FIELD, 1);
 	r = store_step_done(s, st, "merging an escalation");
 	if (r < 0)
 		return r;

@@ -106,7 +106,7 @@ static const char *const sql_text[_SQL_MAX] = {
         [SQL_EXPORT_ALERTS] =
                 "SELECT id, key, text, priority, source, node, accepted_at, "
                 "expires_at, final_at, ack_by, ack_via, ack_at, esc_step, esc_next_at, "
-                "res_by, res_via, res_at FROM alerts WHERE id > ?1 ORDER BY id",
+                "res_by, res_via, res_at, esc_timer FROM alerts WHERE id > ?1 ORDER BY id",
         [SQL_EXPORT_DELIVERIES] = "SELECT number, kind, seq, state, next_try_at, node, modem, "
                                   "permanent_failures, accepted_at, priority, round, bundle "
                                   "FROM deliveries "
@@ -157,12 +157,15 @@ static const char *const sql_text[_SQL_MAX] = {
                              "first_at = excluded.first_at "
                              "WHERE (excluded.first_at, excluded.alert_id) < "
                              "(dedupe.first_at, dedupe.alert_id)",
-        /* The further escalation wins (a stopped one, NULL, below a running one at the same
-         * step); an acknowledged alert escalates no more. */
-        [SQL_MERGE_ESCALATION] = "UPDATE alerts SET esc_step = ?2, esc_next_at = "
-                                 "CASE WHEN ack_at IS NULL THEN ?3 END WHERE id = ?1 AND "
-                                 "?2 IS NOT NULL AND (esc_step IS NULL OR (?2, ifnull(?3, -1)) > "
-                                 "(esc_step, ifnull(esc_next_at, -1)))",
+        /* The further step wins; at the same step the earlier deadline (a step's timer starts
+         * when its page leaves, which one side may have seen first), a stopped one, NULL,
+         * earliest of all; an acknowledged or resolved alert escalates no more. */
+        [SQL_MERGE_ESCALATION] =
+                "UPDATE alerts SET esc_step = ?2, esc_next_at = "
+                "CASE WHEN ack_at IS NULL AND res_at IS NULL THEN ?3 END, esc_timer = ?4 "
+                "WHERE id = ?1 AND ?2 IS NOT NULL AND (esc_step IS NULL OR ?2 > esc_step OR "
+                "(?2 = esc_step AND ((?3 IS NULL) * 2 + (?4 IS ?2), -ifnull(?3, 0)) > "
+                "((esc_next_at IS NULL) * 2 + (esc_timer IS esc_step), -ifnull(esc_next_at, 0))))",
         [SQL_EXPORT_HISTORY] = "SELECT at, what, node, detail FROM history WHERE alert_id = ?1 "
                                "ORDER BY at, what, node, detail",
         [SQL_HISTORY_INSERT] = "INSERT OR IGNORE INTO history(alert_id, at, what, node, detail) "
@@ -475,8 +478,11 @@ static const char schema_v6[] =
  * the raw PDU as the text. */
 static const char schema_v7[] = "ALTER TABLE inbox ADD COLUMN quarantine TEXT;";
 
-/* v8: resolved alerts (who, how, when; once only like an acknowledgment), found by their key. */
-static const char schema_v8[] = "ALTER TABLE alerts ADD COLUMN res_by TEXT;"
+/* v8: resolved alerts (who, how, when; once only like an acknowledgment), found by their key;
+ * the escalation step whose timer started from its page's send (esc_timer = esc_step: the
+ * deadline is that send + step_timeout, else the step's backstop). */
+static const char schema_v8[] = "ALTER TABLE alerts ADD COLUMN esc_timer INTEGER;"
+                                "ALTER TABLE alerts ADD COLUMN res_by TEXT;"
                                 "ALTER TABLE alerts ADD COLUMN res_via TEXT;"
                                 "ALTER TABLE alerts ADD COLUMN res_at INTEGER;"
                                 "CREATE INDEX alerts_key ON alerts(key, accepted_at);";

@@ -286,6 +286,10 @@ int store_next_escalation(Store *s, uint64_t after, uint64_t *ret);
  * 0 for none (the last step of the chain).
  * 1 when it moved (ret_paged: a delivery was queued), 0 when it had moved or stopped already;
  * -EINVAL without a number. */
+/* The page of the alert's running step to `number` (a delivery of that step's round) has left:
+ * the step's deadline becomes `deadline` unless it is earlier already. 1 when it moved. */
+int store_escalation_page_left(Store *s, const char *alert_id, const char *number,
+                               uint64_t deadline);
 /* The step an alert's escalation has reached (0: the first) and whether it still runs: 1, or 0
  * when the alert does not escalate; -ENOENT when unknown. */
 int store_alert_escalation(Store *s, const char *alert_id, unsigned *ret_step, bool *ret_active);

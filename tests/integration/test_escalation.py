@@ -1,5 +1,6 @@
 """On-call: escalation steps, acknowledgment by SMS reply and over ZeroMQ, the gateway's replies,
 flood bundling and customer copies, end to end through the daemon and the simulated modem."""
+import datetime
 import os
 import re
 import subprocess
@@ -120,6 +121,39 @@ def test_chain_repeats_then_stops_and_code_a_works(h):
     reply(h, CAROL, f"{ack_code(alert)}A")
     wait_until(lambda: gw.get(alert)["ack"], 20, "carol's acknowledgment")
     assert gw.get(alert)["ack"]["by"] == "carol"
+
+
+def at(t: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time of the gateway's ("...Z")."""
+    return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+
+
+def test_each_step_waits_step_timeout_from_its_own_send(h):
+    # One modem at 3 s per SMS and ten critical alerts at once: the later ones reach the
+    # primary long after step_timeout, and must still give her the whole of it. (A step_timeout
+    # of 20 s: the last page leaves after some 40 s, before the backstop of 3 step_timeouts.)
+    step = 20
+    gw = h.gateway(extra=oncall_config(step) + "repeat = 0\n", modem_extra=FAST_INBOX,
+                   send_delay=3)
+    alerts = [page(gw, f"disk {i} full", key=f"disk/{i}") for i in range(10)]
+    wait_until(lambda: all((gw.get(a)["escalation"] or {}).get("step", 0) >= 2 for a in alerts),
+               180, "every alert at the secondary", interval=1.0)  # within the read rate
+    late = 0
+    for a in alerts:
+        alert = gw.get(a)
+        sent = [at(x["at"]) for d in alert["deliveries"] if d["to"] == ALICE
+                for x in d["attempts"] if x["result"] == "sent"]
+        step2 = [at(e["at"]) for e in alert["history"]
+                 if e["what"] == "escalated" and e["detail"].startswith("step 2:")]
+        assert sent and step2, alert
+        assert step2[0] - sent[0] >= step - 0.01, (a, sent[0] - at(alert["accepted_at"]),
+                                                   step2[0] - sent[0], alert["history"])
+        late += sent[0] - at(alert["accepted_at"]) > step
+        timers = [e for e in alert["history"] if e["what"] == "timer started"]
+        assert timers and ALICE in timers[0]["detail"], alert["history"]
+    assert late >= 3, f"only {late} alerts reached the primary later than step_timeout"
+    for a in alerts:
+        gw.request({"op": "ack", "id": a, "by": "test"})
 
 
 def test_replies_that_do_not_acknowledge_are_answered_and_never_act(h):

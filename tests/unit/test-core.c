@@ -813,66 +813,93 @@ static size_t escalate_at(Node *a, Node *b, uint64_t t)
 	return n;
 }
 
+/* The page of a step leaves: assigned to a's modem and sent at t. */
+static void page_sent(Node *a, Node *b, const char *id, const char *to, uint64_t t)
+{
+	Node *both[2] = {a, b};
+
+	fake_now = t;
+	publish1(a, assign(id, to, "a", t), both, 2);
+	publish1(a, result(id, to, "a", t, true, false), both, 2);
+}
+
+/* A step's timeout counts from when its page left, not from acceptance; a page that never
+ * leaves escalates at the backstop, ESCALATION_BACKSTOP step_timeouts after its step began. */
 static void test_escalation_by_the_clock(void)
 {
 	Node a, b;
 	Node *both[2] = {&a, &b};
 	_cleanup_(json_decrefp) json_t *x = NULL;
 	char state[16];
+	uint64_t t;
 
 	fake_now = T0;
 	open_pair(&a, &b);
 	/* To role:primary, resolved when accepted: alice is paged first (step 0). Y, a minute
-	 * later, is never acknowledged. */
+	 * later, is never acknowledged, and its first pages never leave (no modem takes them). */
 	publish1(&a, submit(ID_X, "k/esc", true, ALICE, "a", T0, true), both, 2);
 	publish1(&b, submit(ID_Y, "k/esc2", true, ALICE, "b", T0 + 60 * SEC, true), both, 2);
 	check_int(esc_step(&a, ID_X), 0);
 	check_int(esc_step(&b, ID_Y), 0);
 
-	/* Nothing before step_timeout has passed. */
-	check_int(escalate_at(&a, &b, T0 + (STEP - 1) * SEC), 0);
+	/* X's page leaves 100 s late (the modem was busy): its step waits step_timeout from
+	 * then, not from acceptance. */
+	page_sent(&a, &b, ID_X, ALICE, T0 + 100 * SEC);
+	check_int(escalate_at(&a, &b, T0 + STEP * SEC), 0);
+	check_int(escalate_at(&a, &b, T0 + (STEP + 99) * SEC), 0);
 	check_int(esc_step(&a, ID_X), 0);
 
-	/* At step_timeout exactly one node (the owner) publishes step 1: the secondary, bob. */
-	check_int(escalate_at(&a, &b, T0 + STEP * SEC), 1);
+	/* At send + step_timeout exactly one node (the owner) publishes step 1: bob. */
+	check_int(escalate_at(&a, &b, T0 + (STEP + 100) * SEC), 1);
 	check_int(esc_step(&a, ID_X), 1);
 	check_int(esc_step(&b, ID_X), 1);
 	check_str(delivery_state(&b, ID_X, BOB, state), "queued");
 	check_str(delivery_state(&b, ID_X, CAROL, state), "(none)");
 	/* Running again at the same instant changes nothing: the step is taken. */
-	check_int(escalate_at(&a, &b, T0 + STEP * SEC), 0);
-	check_int(escalate_at(&a, &b, T0 + (STEP + 59) * SEC), 0);
-	check_int(esc_step(&a, ID_Y), 0);
+	check_int(escalate_at(&a, &b, T0 + (STEP + 100) * SEC), 0);
 
-	/* Y's first step, a minute after X's. */
-	check_int(escalate_at(&a, &b, T0 + (STEP + 60) * SEC), 1);
-	check_int(esc_step(&a, ID_Y), 1);
-	check_int(escalate_at(&a, &b, T0 + (2 * STEP - 1) * SEC), 0);
-
-	/* One step_timeout after X's first: its step 2, management, carol. */
-	check_int(escalate_at(&a, &b, T0 + 2 * STEP * SEC), 1);
+	/* Bob's page leaves 50 s after its step began: step 2 (carol) one step_timeout later. */
+	page_sent(&a, &b, ID_X, BOB, T0 + (STEP + 150) * SEC);
+	check_int(escalate_at(&a, &b, T0 + (2 * STEP + 149) * SEC), 0);
+	check_int(escalate_at(&a, &b, T0 + (2 * STEP + 150) * SEC), 1);
 	check_int(esc_step(&a, ID_X), 2);
 	check_str(delivery_state(&a, ID_X, CAROL, state), "queued");
 	check_same(&a, &b);
 
-	/* X acknowledged: no further step for it, however long it waits. Y goes on, one step
-	 * per step_timeout: management, then the whole chain once more ([escalation] repeat = 1):
-	 * primary, secondary, management; then it stops. */
-	publish1(&b, ack(ID_X, "bob", "b", T0 + 2 * STEP * SEC + 10 * SEC), both, 2);
-	check_int(escalate_at(&a, &b, T0 + (2 * STEP + 60) * SEC), 1);
-	check_int(esc_step(&b, ID_Y), 2);
-	check_str(delivery_state(&b, ID_Y, CAROL, state), "queued");
-	for (unsigned step = 3; step <= 5; step++) {
-		check_int(escalate_at(&a, &b, T0 + ((uint64_t)step * STEP + 60) * SEC), 1);
-		check_int(esc_step(&a, ID_Y), step);
-		check_int(esc_step(&b, ID_Y), step);
+	/* X acknowledged: no further step for it, however long it waits. */
+	publish1(&b, ack(ID_X, "bob", "b", T0 + (2 * STEP + 160) * SEC), both, 2);
+
+	/* Y's page never left: the backstop moves it on. */
+	t = T0 + (60 + ESCALATION_BACKSTOP * STEP) * SEC;
+	check_int(escalate_at(&a, &b, t - SEC), 0);
+	check_int(esc_step(&b, ID_Y), 0);
+	check_int(escalate_at(&a, &b, t), 1);
+	check_int(esc_step(&b, ID_Y), 1);
+	/* Then each step's page leaves 10 s after the step begins: management, then the whole
+	 * chain once more ([escalation] repeat = 1): primary, secondary, management; then it
+	 * stops. */
+	{
+		static const char *const paged[] = {BOB, CAROL, ALICE, BOB, CAROL};
+
+		for (unsigned step = 1; step <= 5; step++) {
+			page_sent(&a, &b, ID_Y, paged[step - 1], t + 10 * SEC);
+			if (step == 5)
+				break;
+			check_int(escalate_at(&a, &b, t + (STEP + 9) * SEC), 0);
+			t += (STEP + 10) * SEC;
+			check_int(escalate_at(&a, &b, t), 1);
+			check_int(esc_step(&a, ID_Y), step + 1);
+			check_int(esc_step(&b, ID_Y), step + 1);
+		}
 	}
 	{
 		_cleanup_(json_decrefp) json_t *y = alert_record(&b, ID_Y);
 
 		check(json_is_null(json_object_get(y, "esc_next"))); /* the chain is over */
+		check_int(story_count(&b, ID_Y, "timer started"), 4);
+		check_int(story_count(&a, ID_X, "timer started"), 2);
 	}
-	check_int(escalate_at(&a, &b, T0 + (6 * STEP + 60) * SEC), 0);
+	check_int(escalate_at(&a, &b, t + (6 * STEP) * SEC), 0);
 	check_int(escalate_at(&a, &b, T0 + (100 * STEP) * SEC), 0);
 	check_int(esc_step(&b, ID_Y), 5);
 	check_int(esc_step(&a, ID_X), 2);
@@ -880,6 +907,41 @@ static void test_escalation_by_the_clock(void)
 	x = alert_record(&a, ID_X);
 	check_str(jstr(x, "ack_by"), "bob");
 	check_same(&a, &b);
+	node_close(&a);
+	node_close(&b);
+}
+
+/* After a cut, the half that saw a step's page leave has the earlier deadline: the merge keeps
+ * it, in either order. */
+static void test_escalation_deadline_merges_to_the_earlier(void)
+{
+	Node a, b;
+	Node *both[2] = {&a, &b}, *only_a[1] = {&a};
+
+	fake_now = T0;
+	open_pair(&a, &b);
+	publish1(&a, submit(ID_X, "k/esc", true, ALICE, "a", T0, true), both, 2);
+	fake_now = T0 + 20 * SEC;
+	publish1(&a, assign(ID_X, ALICE, "a", T0 + 20 * SEC), only_a, 1);
+	publish1(&a, result(ID_X, ALICE, "a", T0 + 20 * SEC, true, false), only_a, 1);
+	{
+		_cleanup_(json_decrefp) json_t *xa = alert_record(&a, ID_X);
+		_cleanup_(json_decrefp) json_t *xb = alert_record(&b, ID_X);
+
+		check_int(json_integer_value(json_object_get(xa, "esc_next")),
+		          (long long)(T0 + (20 + STEP) * SEC));
+		check_int(json_integer_value(json_object_get(xb, "esc_next")),
+		          (long long)(T0 + ESCALATION_BACKSTOP * STEP * SEC));
+	}
+	exchange(&b, &a);
+	exchange(&a, &b);
+	check_same(&a, &b);
+	{
+		_cleanup_(json_decrefp) json_t *xb = alert_record(&b, ID_X);
+
+		check_int(json_integer_value(json_object_get(xb, "esc_next")),
+		          (long long)(T0 + (20 + STEP) * SEC));
+	}
 	node_close(&a);
 	node_close(&b);
 }
@@ -908,6 +970,7 @@ int main(void)
 	run(test_resolve);
 	run(test_ownership_and_takeover);
 	run(test_escalation_by_the_clock);
+	run(test_escalation_deadline_merges_to_the_earlier);
 	now_usec_hook = NULL;
 	cleanup();
 	return test_exit();

@@ -921,7 +921,8 @@ static void test_nodes(void)
 	                   "ALTER TABLE inbox DROP COLUMN quarantine; DROP INDEX alerts_key;"
 	                   "ALTER TABLE alerts DROP COLUMN res_by;"
 	                   "ALTER TABLE alerts DROP COLUMN res_via;"
-	                   "ALTER TABLE alerts DROP COLUMN res_at; PRAGMA user_version = 3",
+	                   "ALTER TABLE alerts DROP COLUMN res_at;"
+	                   "ALTER TABLE alerts DROP COLUMN esc_timer; PRAGMA user_version = 3",
 	                   NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 	s = open_sub("nodes");
