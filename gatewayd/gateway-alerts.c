@@ -194,6 +194,9 @@ int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		r = ack_confirm(g, id, jstr(c, "by"), jstr(c, "node"), ju64(c, "at"));
 		if (r < 0)
 			return r;
+		r = hooks_ack_later(g, c);
+		if (r < 0)
+			return r;
 		event_add(g, "acknowledged",
 		          json_pack("{s:s, s:s, s:s, s:s}", "id", id, "by", jstr(c, "by"), "via",
 		                    jstr(c, "via"), "at", format_rfc3339(ju64(c, "at"), at)));

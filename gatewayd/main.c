@@ -201,6 +201,9 @@ int main(int argc, char *argv[])
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	/* Hooks' children are reaped through the loop (sd_event_add_child), which needs SIGCHLD
+	 * blocked in every thread: before any is created. */
+	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
