@@ -6,13 +6,15 @@ import hashlib
 import json
 import os
 import select
+import stat
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from gwtest import GATEWAYCTL, main  # noqa: E402
+from gwtest import GATEWAYCTL, main, wait_until  # noqa: E402
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 INTEGRATIONS = os.path.join(os.environ.get("GATEWAYD_INTEGRATIONS",
@@ -413,6 +415,125 @@ def test_alertmanager_recipient_label(h):
     assert code == 502 and r["error"] == "unknown_role", (code, r)
     h.sim.wait_sms(2, timeout=30)
     assert sorted(m["to"] for m in h.sim.sms()) == ["+32470000005", "+32470100001"]
+
+
+# [hooks] on_ack: the write-back to the monitoring system, run by the node where the ack was made.
+ENV_HOOK = """#!/usr/bin/python3
+import json, os, sys
+with open(sys.argv[1] + ".tmp", "w") as f:
+    json.dump({"argv": sys.argv[1:], "env": dict(os.environ)}, f)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+"""
+
+
+def write_script(h, name: str, text: str) -> str:
+    path = os.path.join(h.dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, stat.S_IRWXU)
+    return path
+
+
+def ctl(gw, *args):
+    p = subprocess.run([GATEWAYCTL, "-c", gw.config_path, *args], capture_output=True,
+                       text=True, timeout=30, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout, p.stderr
+
+
+def log_has(gw, text: str) -> bool:
+    with open(gw.log_path, errors="replace") as f:
+        return text in f.read()
+
+
+def hook_children(gw, argv: list[str]) -> list[int]:
+    """The processes the daemon started that run argv (its hooks still running)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().split(b"\0")[:-1]
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == gw.proc.pid and [c.decode() for c in cmdline] == argv:
+            found.append(int(pid))
+    return found
+
+
+def test_on_ack_hook_gets_the_alert_in_its_environment(h):
+    out = os.path.join(h.dir, "hook.json")
+    hook = write_script(h, "hook", ENV_HOOK)
+    gw = h.gateway(extra=f"[hooks]\non_ack = {hook}  {out}\n")
+    # Text a shell would act on: the hook sees it as data, in its environment only.
+    text = "db01 is DOWN; $(touch /tmp/pwned) `id` 'quoted' \"double\" \\ *"
+    r = gw.send(["+32470000001"], text, key="nagios/db01/ping", source="nagios-1",
+                priority="critical")
+    assert r["status"] == "queued", r
+    rc, stdout, err = ctl(gw, "ack", "--by", "alice", r["id"])
+    assert rc == 0 and "acknowledged" in stdout, (rc, stdout, err)
+    wait_until(lambda: os.path.exists(out), 10, "the hook to write its environment")
+    with open(out) as f:
+        seen = json.load(f)
+    assert seen["argv"] == [out], seen
+    env = seen["env"]
+    mine = {k: v for k, v in env.items() if k.startswith("GATEWAYD_")}
+    assert mine.pop("GATEWAYD_ACK_AT").endswith("Z"), env
+    assert mine == {
+        "GATEWAYD_HOOK": "on_ack", "GATEWAYD_NODE": "a", "GATEWAYD_ALERT_ID": r["id"],
+        "GATEWAYD_ALERT_KEY": "nagios/db01/ping", "GATEWAYD_ALERT_SOURCE": "nagios-1",
+        "GATEWAYD_ALERT_TEXT": text, "GATEWAYD_ALERT_PRIORITY": "critical",
+        "GATEWAYD_ACK_BY": "alice", "GATEWAYD_ACK_VIA": "api"}, mine
+    # A small environment of its own, not the daemon's.
+    assert "PATH" in env and not set(env) & {"NOTIFY_SOCKET", "GATEWAYD", "GATEWAYCTL"}, env
+    assert not os.path.exists("/tmp/pwned")
+    wait_until(lambda: log_has(gw, "Hook on_ack ended"), 10, "the hook's outcome logged")
+
+    # A repeated ack changes nothing and runs nothing.
+    os.unlink(out)
+    rc, stdout, err = ctl(gw, "ack", "--by", "bob", r["id"])
+    assert rc == 0, (rc, stdout, err)
+    time.sleep(1.5)
+    assert not os.path.exists(out)
+
+    # A hook that fails is logged with its exit status; the gateway carries on.
+    gw.stop()
+    failing = write_script(h, "failing", "#!/bin/sh\nexit 3\n")
+    with open(gw.config_path) as f:
+        conf = f.read().replace(f"on_ack = {hook}  {out}", f"on_ack = {failing}")
+    with open(gw.config_path, "w") as f:
+        f.write(conf)
+    gw.start(wait_modems=1)
+    r = gw.send(["+32470000001"], "db02 is DOWN")
+    rc, stdout, err = ctl(gw, "ack", r["id"])
+    assert rc == 0, (rc, stdout, err)
+    wait_until(lambda: log_has(gw, "Hook on_ack failed after"), 10, "the failure logged")
+    assert log_has(gw, "exit status 3"), gw.log_tail()
+
+
+def test_on_ack_hook_timeout_kills_it_and_the_gateway_keeps_answering(h):
+    gw = h.gateway(extra="[hooks]\non_ack = /bin/sleep 100\ntimeout = 2\n")
+    ids = [gw.send(["+32470000001"], f"host{i} is DOWN")["id"] for i in range(6)]
+    t0 = time.monotonic()
+    for alert in ids:
+        rc, stdout, err = ctl(gw, "ack", alert)
+        assert rc == 0, (rc, stdout, err)
+    # At most 4 at once; the others wait their turn. The loop is not blocked meanwhile.
+    wait_until(lambda: len(hook_children(gw, ["/bin/sleep", "100"])) == 4, 10, "4 hooks")
+    for _ in range(10):
+        t = time.monotonic()
+        assert gw.status()["ok"] is True
+        assert time.monotonic() - t < 1.0
+        assert len(hook_children(gw, ["/bin/sleep", "100"])) <= 4
+        time.sleep(0.1)
+    # Killed after the timeout; then the 2 that waited run, and are killed in turn.
+    wait_until(lambda: open(gw.log_path, errors="replace").read().count(
+        "Hook on_ack killed: still running after its timeout of 2 s") == 6, 20,
+        "six hooks killed at their timeout")
+    assert time.monotonic() - t0 < 15
+    wait_until(lambda: not hook_children(gw, ["/bin/sleep", "100"]), 5, "no hook left")
+    assert gw.get(ids[0])["ack"]["by"], gw.get(ids[0])
+    assert gw.status()["ok"] is True
 
 
 def test_scripts_are_shellcheck_clean(h):
