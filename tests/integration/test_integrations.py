@@ -1,7 +1,9 @@
 """The monitoring integrations of packaging/integrations/ against a real gatewayd: the Nagios /
 Icinga notification command, the Zabbix media-type script and the Alertmanager webhook
 receiver. Each test asserts what reaches the phone (the simulated modem's decoded SMS) and the
-alert as `{"op": "get"}` shows it (priority, dedupe key, source)."""
+alert as `{"op": "get"}` shows it (priority, dedupe key, source); a recovery resolves the alert
+its problem paged (state "resolved", no alert of its own). The write-back of an acknowledgment
+([hooks] on_ack) is tested here too."""
 import hashlib
 import json
 import os
@@ -14,7 +16,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from gwtest import GATEWAYCTL, main, wait_until  # noqa: E402
+from gwtest import GATEWAYCTL, Skip, main, recv_events, wait_until  # noqa: E402
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 INTEGRATIONS = os.path.join(os.environ.get("GATEWAYD_INTEGRATIONS",
@@ -56,7 +58,34 @@ def sms_texts(h, to=None):
     return [m["text"] for m in h.sim.sms() if to is None or m["to"] == to]
 
 
-def test_nagios_problem_duplicate_recovery(h):
+def require_resolve(gw) -> None:
+    """The tests of recoveries need the gateway's resolve (op and gatewayctl command)."""
+    r = gw.request({"op": "resolve", "key": "gatewayd-test/nothing"})
+    p = subprocess.run([GATEWAYCTL, "resolve", "--help"], capture_output=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    if r.get("error") == "unknown_op" or p.returncode != 0:
+        raise Skip("this gateway does not resolve alerts yet (op resolve, gatewayctl resolve)")
+    assert r.get("error") == "unknown_id", r
+
+
+def no_alert_made(gw, action):
+    """Runs action() and returns its result, asserting that the gateway made no alert of it
+    (no "queued" event): a recovery resolves, it is not an SMS of its own."""
+    sub = gw.subscribe(["queued"])
+    result = action()
+    queued = recv_events(sub, timeout=1.5)
+    assert queued == [], queued
+    return result
+
+
+def assert_resolved(gw, alert_id: str, by: str) -> dict:
+    """The alert as the user sees it once resolved by an integration."""
+    a = gw.wait_state(alert_id, "resolved", timeout=10)
+    assert a["resolved"]["by"] == by and a["resolved"]["at"], a
+    return a
+
+
+def test_nagios_problem_duplicate_and_what_does_not_page(h):
     gw = h.gateway()
     macros = ["--type", "PROBLEM", "--host", "db01", "--service", "ping",
               "--state", "CRITICAL", "--output", "PING CRITICAL - Packet loss = 100%",
@@ -77,23 +106,77 @@ def test_nagios_problem_duplicate_recovery(h):
     rc, out, err = run([NAGIOS, "-c", gw.config_path, *macros])
     assert rc == 0 and accepted(out) == (problem, "duplicate"), (rc, out, err)
 
-    # The recovery is an alert of its own, normal, through the environment macros this time
-    # (enable_environment_macros=1).
-    rc, out, err = run([NAGIOS, "-c", gw.config_path], env={
-        "NAGIOS_NOTIFICATIONTYPE": "RECOVERY", "NAGIOS_HOSTNAME": "db01",
-        "NAGIOS_SERVICEDESC": "ping", "NAGIOS_SERVICESTATE": "OK",
-        "NAGIOS_SERVICEOUTPUT": "PING OK - Packet loss = 0%, RTA = 0.50 ms",
-        "NAGIOS_CONTACTPAGER": "+32470000001"})
+    # An acknowledgment made in Nagios, flapping and downtime page nobody: exit 0, a word on
+    # stderr, no alert (Nagios's and Icinga 2's spellings, the latter through env).
+    for kind in ("ACKNOWLEDGEMENT", "FLAPPINGSTART", "FLAPPINGSTOP", "DOWNTIMESTART",
+                 "DOWNTIMEEND", "DOWNTIMECANCELLED"):
+        rc, out, err = run([NAGIOS, "-c", gw.config_path, "--type", kind, "--host", "db01",
+                            "--service", "ping", "--state", "CRITICAL", "--output", "x",
+                            "--to", "+32470000001"])
+        assert rc == 0 and out == "" and f"{kind} notification for db01/ping: not paged" in err, \
+            (kind, rc, out, err)
+    for kind in ("Acknowledgement", "FlappingEnd", "DowntimeRemoved"):
+        rc, out, err = run([NAGIOS, "-c", gw.config_path], env={
+            "NOTIFICATIONTYPE": kind, "HOSTNAME": "web01", "HOSTSTATE": "DOWN",
+            "HOSTOUTPUT": "x", "CONTACTPAGER": "+32470000001"})
+        assert rc == 0 and "not paged" in err, (kind, rc, out, err)
+    assert alert_count(gw) == 1
+    time.sleep(1)
+    assert len(h.sim.sms()) == 1, h.sim.sms()
+
+
+def test_nagios_recovery_resolves_the_problem(h):
+    """Needs the gateway's resolve: skipped without it."""
+    gw = h.gateway(extra=ONCALL)
+    require_resolve(gw)
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--type", "PROBLEM", "--host", "db01",
+                        "--service", "ping", "--state", "CRITICAL",
+                        "--output", "PING CRITICAL - Packet loss = 100%", "--to", "+32470000001"])
     assert rc == 0, (rc, out, err)
-    recovery, status = accepted(out)
-    assert status == "queued" and recovery != problem, out
-    gw.wait_state(recovery, "sent")
-    a = gw.get(recovery)
-    assert (a["priority"], a["key"]) == ("normal", "nagios/db01/ping/RECOVERY/OK"), a
-    assert sms_texts(h) == [
-        with_ack(gw, problem, "PROBLEM db01/ping CRITICAL: PING CRITICAL - Packet loss = 100%"),
-        "RECOVERY db01/ping OK: PING OK - Packet loss = 0%, RTA = 0.50 ms"], sms_texts(h)
-    assert alert_count(gw) == 2
+    problem, _ = accepted(out)
+    h.sim.wait_sms(1, timeout=30)
+
+    # The recovery, through the environment macros (enable_environment_macros=1): the problem's
+    # alert is resolved by its key, and no alert of its own is made.
+    recovery = {"NAGIOS_NOTIFICATIONTYPE": "RECOVERY", "NAGIOS_HOSTNAME": "db01",
+                "NAGIOS_SERVICEDESC": "ping", "NAGIOS_SERVICESTATE": "OK",
+                "NAGIOS_SERVICEOUTPUT": "PING OK - Packet loss = 0%, RTA = 0.50 ms",
+                "NAGIOS_CONTACTPAGER": "+32470000001"}
+    rc, out, err = no_alert_made(gw, lambda: run([NAGIOS, "-c", gw.config_path], env=recovery))
+    assert rc == 0 and problem in out, (rc, out, err)
+    assert_resolved(gw, problem, "nagios")
+    assert not any("RECOVERY" in t for t in sms_texts(h)), sms_texts(h)
+
+    # Again (a second Nagios, a retry): nothing open, which is no failure.
+    rc, out, err = run([NAGIOS, "-c", gw.config_path], env=recovery)
+    assert rc == 0 and "nothing open for nagios/db01/ping/PROBLEM/" in err, (rc, out, err)
+
+    # A WARNING turning CRITICAL pages twice; the recovery resolves both. A host, from Icinga 2
+    # (plain names), to the on-call role.
+    ids = []
+    for state in ("WARNING", "CRITICAL"):
+        rc, out, err = run([NAGIOS, "-c", gw.config_path, "--type", "PROBLEM", "--host", "db02",
+                            "--service", "Disk /var", "--state", state, "--output", "full",
+                            "--role", "primary"])
+        assert rc == 0, (rc, out, err)
+        ids.append(accepted(out)[0])
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--role", "primary"], env={
+        "NOTIFICATIONTYPE": "PROBLEM", "HOSTNAME": "web01", "HOSTSTATE": "DOWN",
+        "HOSTOUTPUT": "CRITICAL - Host Unreachable (10.0.0.7)"})
+    assert rc == 0, (rc, out, err)
+    down, _ = accepted(out)
+    rc, out, err = no_alert_made(gw, lambda: run([
+        NAGIOS, "-c", gw.config_path, "--type", "RECOVERY", "--host", "db02", "--service",
+        "Disk /var", "--state", "OK", "--output", "ok", "--source", "icinga2"]))
+    assert rc == 0, (rc, out, err)
+    for alert in ids:
+        assert_resolved(gw, alert, "icinga2")
+    assert gw.get(down)["state"] != "resolved"
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--source", "icinga2"], env={
+        "NOTIFICATIONTYPE": "RECOVERY", "HOSTNAME": "web01", "HOSTSTATE": "UP",
+        "HOSTOUTPUT": "PING OK"})
+    assert rc == 0, (rc, out, err)
+    assert_resolved(gw, down, "icinga2")
 
 
 def test_nagios_host_role_long_output_and_errors(h):
@@ -167,17 +250,6 @@ def test_zabbix_media_script(h):
     rc, out, err = run(cmd)
     assert rc == 0 and accepted(out) == (problem, "duplicate"), (rc, out, err)
 
-    # Its recovery, to a role: normal, an alert of its own; the status from the subject.
-    rc, out, err = run([ZABBIX, "-c", gw.config_path, "role:primary",
-                        "Resolved in 5m 3s: Disk full on db01",
-                        "Severity: Disaster\nEvent ID: 4242\n"])
-    assert rc == 0, (rc, out, err)
-    resolved, status = accepted(out)
-    assert status == "queued", out
-    a = gw.wait_state(resolved, "sent")
-    assert (a["priority"], a["key"]) == ("normal", "zabbix/4242/RESOLVED"), a
-    assert sms_texts(h, "+32470100001") == ["Resolved in 5m 3s: Disk full on db01"]
-
     # Severity High: critical too; Warning: normal; no event id: the gateway's own key.
     rc, out, err = run([ZABBIX, "-e", gw.endpoint, "+32470000003", "Problem: High CPU",
                         "Severity: High\nEvent ID: 4243"])
@@ -191,14 +263,49 @@ def test_zabbix_media_script(h):
     a = gw.get(accepted(out)[0])
     assert a["priority"] == "normal" and a["text"] == "Problem: High memory", a
     assert not a["key"].startswith("zabbix/"), a
-    h.sim.wait_sms(4, timeout=30)
-    assert alert_count(gw) == 4
-    assert len(h.sim.sms()) == 4
+    h.sim.wait_sms(3, timeout=30)
+    assert alert_count(gw) == 3
+    assert len(h.sim.sms()) == 3
 
     rc, out, err = run([ZABBIX, "-c", gw.config_path, "+32470000002", "only two"])
     assert rc == 2 and "SENDTO SUBJECT MESSAGE" in err, (rc, out, err)
     rc, out, err = run([ZABBIX, "-c", gw.config_path, "role:nobody", "Problem: x", ""])
     assert rc == 1 and "unknown_role" in err, (rc, out, err)
+
+
+def test_zabbix_recovery_resolves_the_problem(h):
+    """Needs the gateway's resolve: skipped without it."""
+    gw = h.gateway(extra=ONCALL)
+    require_resolve(gw)
+    rc, out, err = run([ZABBIX, "-c", gw.config_path, "+32470000002",
+                        "Problem: Disk full on db01", ZABBIX_PROBLEM])
+    assert rc == 0, (rc, out, err)
+    problem, _ = accepted(out)
+    h.sim.wait_sms(1, timeout=30)
+
+    # The recovery as Zabbix's own template sends it (the status from the subject): the
+    # problem's alert is resolved, no SMS of its own.
+    recovery = [ZABBIX, "-c", gw.config_path, "role:primary",
+                "Resolved in 5m 3s: Disk full on db01", "Severity: Disaster\nEvent ID: 4242\n"]
+    rc, out, err = no_alert_made(gw, lambda: run(recovery))
+    assert rc == 0 and problem in out, (rc, out, err)
+    assert_resolved(gw, problem, "zabbix")
+    assert sms_texts(h, "+32470100001") == [], h.sim.sms()
+    # Zabbix retrying it: nothing open, no failure.
+    rc, out, err = run(recovery)
+    assert rc == 0 and "nothing open for zabbix/4242/PROBLEM" in err, (rc, out, err)
+
+    # Our template's recovery (Status: RESOLVED) of another event, to another number.
+    rc, out, err = run([ZABBIX, "-e", gw.endpoint, "+32470000003", "PROBLEM db02: High CPU",
+                        "Event ID: 4243\nStatus: PROBLEM\nSeverity: High\n"])
+    assert rc == 0, (rc, out, err)
+    cpu, _ = accepted(out)
+    rc, out, err = no_alert_made(gw, lambda: run([
+        ZABBIX, "-e", gw.endpoint, "--source", "zabbix-2", "+32470000003",
+        "RESOLVED db02: High CPU",
+        "Resolved at 10:30:00 after 15m\nEvent ID: 4243\nStatus: RESOLVED\nSeverity: High\n"]))
+    assert rc == 0, (rc, out, err)
+    assert_resolved(gw, cpu, "zabbix-2")
 
 
 def test_zabbix_trailing_text_cannot_lower_the_priority_or_pick_the_key(h):
@@ -319,19 +426,51 @@ def test_alertmanager_receiver(h):
         code, r3 = post(url, garbage)
         assert code == 400 and r3["error"] == "bad_payload", (garbage, code, r3)
 
-    # Resolved: its own alert, normal.
-    resolved = webhook("resolved")
-    code, r4 = post(url, resolved)
-    assert code == 200 and r4["status"] == "queued", (code, r4)
-    a = gw.wait_state(r4["id"], "sent")
-    assert (a["priority"], a["key"], a["text"]) == \
-        ("normal", am_key(resolved), "[RESOLVED:2] HighLoad db01, db02: load above 10"), a
-    assert alert_count(gw) == 2 and len(h.sim.sms()) == 2, h.sim.sms()
+    assert alert_count(gw) == 1 and len(h.sim.sms()) == 1, h.sim.sms()
 
     # The gateway gone: 5xx, so that Alertmanager tries again.
     gw.stop()
     code, r5 = post(url, webhook(starts="2026-11-23T11:00:00Z"))
     assert 500 <= code <= 599 and r5["error"] == "no_answer", (code, r5)
+
+
+def test_alertmanager_resolved_resolves_the_group(h):
+    """Needs the gateway's resolve: skipped without it."""
+    gw = h.gateway(extra=ONCALL)
+    require_resolve(gw)
+    url = start_receiver(h, "-c", gw.config_path, "-t", "2")
+
+    firing = webhook()
+    code, r = post(url, firing)
+    assert code == 200 and r["status"] == "queued", (code, r)
+    h.sim.wait_sms(1, timeout=30)
+
+    # Resolved: the firing alert is resolved by its key, no alert of its own.
+    code, r2 = no_alert_made(gw, lambda: post(url, webhook("resolved")))
+    assert code == 200 and r2["status"] == "resolved" and r2["resolved"] == [r["id"]], \
+        (code, r2)
+    assert r2["key"] == am_key(firing), r2
+    assert_resolved(gw, r["id"], "alertmanager")
+    assert not any("RESOLVED" in t for t in sms_texts(h)), sms_texts(h)
+    # Alertmanager retrying, or its HA peer: nothing open, 200 all the same.
+    code, r3 = post(url, webhook("resolved"))
+    assert code == 200 and r3["status"] == "nothing_open", (code, r3)
+
+    # A group that grew while firing paged twice (db01, then db01 and db02); its resolved
+    # notification resolves both.
+    starts = "2026-11-23T12:00:00Z"
+    one = webhook(starts=starts)
+    one["alerts"] = one["alerts"][:1]
+    code, first = post(url, one)
+    assert code == 200 and first["status"] == "queued", (code, first)
+    code, both = post(url, webhook(starts=starts))
+    assert code == 200 and both["status"] == "queued" and both["id"] != first["id"], \
+        (code, both)
+    code, r4 = no_alert_made(gw, lambda: post(url, webhook("resolved", starts=starts)))
+    assert code == 200 and sorted(r4["resolved"]) == sorted([first["id"], both["id"]]), \
+        (code, r4)
+    for alert in (first["id"], both["id"]):
+        assert_resolved(gw, alert, "alertmanager")
 
 
 def raw_post(url: str, head: str, body: bytes = b"") -> tuple[int, dict]:
@@ -538,11 +677,10 @@ def test_on_ack_hook_timeout_kills_it_and_the_gateway_keeps_answering(h):
 
 def test_scripts_are_shellcheck_clean(h):
     import shutil
-    from gwtest import Skip
     if not shutil.which("shellcheck"):
         raise Skip("shellcheck is not installed")
-    p = subprocess.run(["shellcheck", NAGIOS, ZABBIX], capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run(["shellcheck", NAGIOS, ZABBIX], capture_output=True,
+                       text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
 
 
