@@ -22,6 +22,7 @@ SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 INTEGRATIONS = os.path.join(os.environ.get("GATEWAYD_INTEGRATIONS",
                                            os.path.join(SRC, "packaging", "integrations")))
 NAGIOS = os.path.join(INTEGRATIONS, "nagios", "gatewayd-notify")
+ACK_NAGIOS = os.path.join(INTEGRATIONS, "nagios", "gatewayd-ack-nagios")
 ZABBIX = os.path.join(INTEGRATIONS, "zabbix", "gatewayd.sh")
 ALERTMANAGER = os.path.join(INTEGRATIONS, "alertmanager", "gatewayd-alertmanager")
 
@@ -675,11 +676,71 @@ def test_on_ack_hook_timeout_kills_it_and_the_gateway_keeps_answering(h):
     assert gw.status()["ok"] is True
 
 
+def test_ack_nagios_writes_the_acknowledgment(h):
+    """gatewayd-ack-nagios as gatewayd runs it: the alert in its environment."""
+    cmd_file = os.path.join(h.dir, "nagios.cmd")
+    open(cmd_file, "w").close()
+
+    def ack(key, *options, **env):
+        full = {"GATEWAYD_ALERT_KEY": key, "GATEWAYD_ALERT_ID": "ab" * 16,
+                "GATEWAYD_ACK_BY": "alice", "GATEWAYD_ACK_VIA": "sms", **env}
+        return run([ACK_NAGIOS, "--command-file", cmd_file, *options], env=full)
+
+    def lines():
+        with open(cmd_file) as f:
+            return f.read().splitlines()
+
+    t0 = int(time.time())
+    rc, out, err = ack("nagios/db01/Disk /var/PROBLEM/CRITICAL")
+    assert rc == 0, (rc, out, err)
+    rc, out, err = ack("nagios/web01//PROBLEM/DOWN", "--sticky=0", "--no-notify",
+                       "--author", "ops")
+    assert rc == 0, (rc, out, err)
+    written = lines()
+    assert len(written) == 2, written
+    stamps = [int(w[1:w.index("]")]) for w in written]
+    assert all(t0 <= t <= time.time() + 1 for t in stamps), written
+    comment = f"Acknowledged on gatewayd by alice via sms (alert {'ab' * 16})"
+    assert [w.split("] ", 1)[1] for w in written] == [
+        f"ACKNOWLEDGE_SVC_PROBLEM;db01;Disk /var;2;1;1;alice;{comment}",
+        f"ACKNOWLEDGE_HOST_PROBLEM;web01;0;0;1;ops;{comment}"], written
+
+    # Another system's alert: nothing to do. A key that would smuggle a second command in,
+    # or a hashed one: refused, nothing written. No command file (Nagios down): an error.
+    rc, out, err = ack("zabbix/4242/PROBLEM")
+    assert rc == 0 and "not a Nagios problem" in err, (rc, out, err)
+    for bad in ("nagios/db01/ping\n[1] SHUTDOWN_PROGRAM/PROBLEM/CRITICAL",
+                "nagios/db01;x/ping/PROBLEM/CRITICAL", "nagios/1234567/PROBLEM"):
+        rc, out, err = ack(bad)
+        assert rc == 1, (bad, rc, out, err)
+    assert len(lines()) == 2, lines()
+    rc, out, err = run([ACK_NAGIOS, "--command-file", os.path.join(h.dir, "none")],
+                       env={"GATEWAYD_ALERT_KEY": "nagios/a/b/PROBLEM/CRITICAL"})
+    assert rc == 1 and "no command file" in err, (rc, out, err)
+
+    # Wired as [hooks] on_ack: a Nagios problem paged, acknowledged with gatewayctl, written
+    # back to the command file by the node where the ack was made.
+    os.unlink(cmd_file)
+    open(cmd_file, "w").close()
+    gw = h.gateway(extra=f"[hooks]\non_ack = {ACK_NAGIOS} --command-file {cmd_file}\n")
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--type", "PROBLEM", "--host", "db01",
+                        "--service", "ping", "--state", "CRITICAL", "--output", "down",
+                        "--to", "+32470000001"])
+    assert rc == 0, (rc, out, err)
+    problem, _ = accepted(out)
+    rc, stdout, err = ctl(gw, "ack", "--by", "bob", problem)
+    assert rc == 0, (rc, stdout, err)
+    wait_until(lambda: lines(), 10, "the acknowledgment written back")
+    assert [w.split("] ", 1)[1] for w in lines()] == [
+        "ACKNOWLEDGE_SVC_PROBLEM;db01;ping;2;1;1;bob;Acknowledged on gatewayd by bob via api "
+        f"(alert {problem})"], lines()
+
+
 def test_scripts_are_shellcheck_clean(h):
     import shutil
     if not shutil.which("shellcheck"):
         raise Skip("shellcheck is not installed")
-    p = subprocess.run(["shellcheck", NAGIOS, ZABBIX], capture_output=True,
+    p = subprocess.run(["shellcheck", NAGIOS, ACK_NAGIOS, ZABBIX], capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
 
