@@ -33,8 +33,6 @@
 /* Passed on from the daemon's environment when set there. */
 static const char *const passed_env[] = {"LANG", "LC_ALL", "TZ"};
 
-extern char **environ;
-
 struct HookRun {
 	struct HookRun *next;
 	Gateway *g;
@@ -43,6 +41,7 @@ struct HookRun {
 	char alert_id[ID_HEX_LEN + 1];
 	pid_t pid;
 	uint64_t started; /* monotonic usec */
+	unsigned timeout; /* seconds, [hooks] timeout when it started */
 	bool timed_out;
 	sd_event_source *child, *timer;
 };
@@ -129,7 +128,7 @@ static int on_hook_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
 	else if (h->timed_out)
 		log_ctx(LOG_WARNING, &ctx,
 		        "Hook %s killed: still running after its timeout of %u s", h->name,
-		        h->g->config->hooks_timeout);
+		        h->timeout);
 	else
 		log_ctx(LOG_WARNING, &ctx, "Hook %s failed after %.1f s: killed by signal %s",
 		        h->name, took, signal_name(si->si_status));
@@ -203,10 +202,11 @@ static int hook_spawn(Gateway *g, HookRun *h)
 		                     h->name, argv[0]);
 
 	h->started = now_monotonic_usec();
+	h->timeout = g->config->hooks_timeout;
 	r = sd_event_add_child(g->event, &h->child, h->pid, WEXITED, on_hook_exit, h);
 	if (r >= 0)
 		r = sd_event_add_time_relative(g->event, &h->timer, CLOCK_MONOTONIC,
-		                               (uint64_t)g->config->hooks_timeout * USEC_PER_SEC,
+		                               (uint64_t)h->timeout * USEC_PER_SEC,
 		                               100 * USEC_PER_MSEC, on_hook_timeout, h);
 	if (r < 0) {
 		/* Not watched, so not bounded: it must not run on unseen. */

@@ -9,9 +9,10 @@
  * after a join, takeover), gateway-check.c (digest checks of the replicas), gateway-escalation.c,
  * gateway-voice.c (dialing out when every SMS path failed), gateway-selftest.c (test SMS between
  * the nodes' SIMs), gateway-oncall.c (who is on duty, and overrides), gateway-quarantine.c,
- * gateway-reload.c and gateway-metrics.c (the Prometheus text file). Each room's state is a
- * struct declared with its functions below; struct Gateway, at the end, holds what they all
- * reach and the state of each. Everything here runs on the main thread. */
+ * gateway-reload.c, gateway-metrics.c (the Prometheus text file) and gateway-hooks.c (commands
+ * run when an alert is acknowledged). Each room's state is a struct declared with its functions
+ * below; struct Gateway, at the end, holds what they all reach and the state of each. Everything
+ * here runs on the main thread. */
 #pragma once
 
 #include "gateway.h"
