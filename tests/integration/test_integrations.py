@@ -7,7 +7,9 @@ its problem paged (state "resolved", no alert of its own). The write-back of an 
 import hashlib
 import json
 import os
+import re
 import select
+import signal
 import stat
 import subprocess
 import sys
@@ -637,19 +639,25 @@ def test_on_ack_hook_gets_the_alert_in_its_environment(h):
     time.sleep(1.5)
     assert not os.path.exists(out)
 
-    # A hook that fails is logged with its exit status; the gateway carries on.
-    gw.stop()
-    failing = write_script(h, "failing", "#!/bin/sh\nexit 3\n")
-    with open(gw.config_path) as f:
-        conf = f.read().replace(f"on_ack = {hook}  {out}", f"on_ack = {failing}")
-    with open(gw.config_path, "w") as f:
-        f.write(conf)
-    gw.start(wait_modems=1)
-    r = gw.send(["+32470000001"], "db02 is DOWN")
-    rc, stdout, err = ctl(gw, "ack", r["id"])
-    assert rc == 0, (rc, stdout, err)
-    wait_until(lambda: log_has(gw, "Hook on_ack failed after"), 10, "the failure logged")
-    assert log_has(gw, "exit status 3"), gw.log_tail()
+    # A hook that fails is logged with its exit status, one killed by a signal with the
+    # signal; the gateway carries on. [hooks] changes with a reload (SIGHUP).
+    for script, logged in (("#!/bin/sh\nexit 3\n", "exit status 3"),
+                           ("#!/bin/sh\nkill -TERM $$\n", "killed by signal TERM")):
+        hook_path = write_script(h, "failing", script)
+        with open(gw.config_path) as f:
+            conf = f.read()
+        with open(gw.config_path, "w") as f:
+            f.write(re.sub(r"on_ack = .*", f"on_ack = {hook_path}", conf))
+        reloads = open(gw.log_path, errors="replace").read().count("Reloaded ")
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        wait_until(lambda: open(gw.log_path, errors="replace").read().count("Reloaded ")
+                   > reloads, 10, "the reload")
+        r = gw.send(["+32470000001"], f"db02 is DOWN ({logged})")
+        rc, stdout, err = ctl(gw, "ack", r["id"])
+        assert rc == 0, (rc, stdout, err)
+        wait_until(lambda: log_has(gw, "Hook on_ack failed after") and log_has(gw, logged),
+                   10, f"the hook's {logged} logged")
+    assert gw.status()["ok"] is True
 
 
 def test_on_ack_hook_timeout_kills_it_and_the_gateway_keeps_answering(h):
