@@ -186,7 +186,7 @@ RESOLVED | OK)
 				continue
 			fi
 			case $rc:$out in
-			1:*unknown_id*) break ;;
+			1:"gatewayctl: unknown_id"*) break ;;
 			esac
 			echo "$out" >&2
 			echo "$prog: recovery of '$problem_key' not recorded (gatewayctl exit status $rc)" >&2
