@@ -209,7 +209,7 @@ static int hook_spawn(Gateway *g, HookRun *h)
 		                               (uint64_t)h->timeout * USEC_PER_SEC,
 		                               100 * USEC_PER_MSEC, on_hook_timeout, h);
 	if (r < 0) {
-		/* Not watched, so not bounded: it must not run on unseen. */
+		/* Not watched, so not bounded: it must not run on unwatched. */
 		(void)kill(-h->pid, SIGKILL);
 		(void)waitpid(h->pid, NULL, 0);
 		return log_ctx_errno(LOG_ERR, r, &ctx, "Hook %s stopped: cannot watch it: %m",
@@ -296,14 +296,16 @@ int hooks_ack_later(Gateway *g, json_t *c)
 	                   "GATEWAYD_ALERT_KEY", jstr(alert, "key"), "GATEWAYD_ALERT_SOURCE",
 	                   jstr(alert, "source"), "GATEWAYD_ALERT_TEXT", jstr(alert, "text"),
 	                   "GATEWAYD_ACK_BY", jstr(c, "by"), "GATEWAYD_ACK_VIA", jstr(c, "via"));
-	if (!fields ||
-	    json_object_set_new(fields, "GATEWAYD_ALERT_PRIORITY",
+	if (!fields)
+		return -ENOMEM;
+	if (json_object_set_new(fields, "GATEWAYD_ALERT_PRIORITY",
 	                        json_string(jstr(alert, "priority"))) < 0 ||
 	    json_object_set_new(fields, "GATEWAYD_ACK_AT",
-	                        json_string(format_rfc3339(ju64(c, "at"), at))) < 0 ||
-	    json_array_append_new(g->hooks.due, fields) < 0)
+	                        json_string(format_rfc3339(ju64(c, "at"), at))) < 0) {
+		json_decref(fields);
 		return -ENOMEM;
-	return 0;
+	}
+	return json_array_append_new(g->hooks.due, fields) < 0 ? -ENOMEM : 0;
 }
 
 void hooks_forget(Gateway *g)
@@ -322,9 +324,9 @@ void hooks_run(Gateway *g)
 
 		hook_enqueue(g, streq(name, "on_ack") ? "on_ack" : "?",
 		             jstr(fields, "GATEWAYD_ALERT_ID"), fields);
+		hooks_pump(g); /* the queue's room is for those that wait, not for a burst */
 	}
 	json_array_clear(g->hooks.due);
-	hooks_pump(g);
 }
 
 void hooks_free(Gateway *g)
