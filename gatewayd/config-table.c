@@ -164,6 +164,16 @@ static int config_parse_path(ConfigParser *p, const ConfigItem *item, void *fiel
 	return config_parse_string(p, item, field, value);
 }
 
+/* A command line: an absolute program path and its arguments, split at blanks when it runs
+ * (no shell, no quoting), so that nothing in it is ever interpreted. */
+static int config_parse_command(ConfigParser *p, const ConfigItem *item, void *field,
+                                const char *value)
+{
+	if (value[0] != '/')
+		return -EINVAL;
+	return config_parse_string(p, item, field, value);
+}
+
 static int config_parse_name(ConfigParser *p, const ConfigItem *item, void *field,
                              const char *value)
 {
@@ -500,6 +510,12 @@ static const ConfigItem config_table[] = {
          .doc = "the Prometheus text file rewritten every interval"},
         {MAIN("metrics", "interval", seconds, metrics_interval), RANGE(1, 3600), .def = "5",
          .what = DURATION_WHAT("1s", "1h"), .doc = "how often the file is rewritten"},
+
+        {MAIN("hooks", "on_ack", command, hooks_on_ack),
+         .what = "an absolute path, then arguments separated by blanks",
+         .doc = "the command this node runs when an alert is acknowledged here"},
+        {MAIN("hooks", "timeout", seconds, hooks_timeout), RANGE(1, 3600), .def = "10",
+         .what = DURATION_WHAT("1s", "1h"), .doc = "how long a hook may run before it is killed"},
 };
 
 _Static_assert(ELEMENTSOF(config_table) <= CONFIG_ITEMS_MAX, "raise CONFIG_ITEMS_MAX");

@@ -513,6 +513,7 @@ Config *config_free(Config *c)
 	free(c->voice_device);
 	free(c->voice_contact_center);
 	free(c->metrics_textfile);
+	free(c->hooks_on_ack);
 	for (size_t i = 0; i < c->n_contacts; i++) {
 		free(c->contacts[i].name);
 		free(c->contacts[i].number);

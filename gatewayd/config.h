@@ -129,6 +129,9 @@ typedef struct Config {
 
 	char *metrics_textfile;    /* Prometheus text file rewritten every interval; NULL: off */
 	unsigned metrics_interval; /* seconds */
+
+	char *hooks_on_ack;     /* a command line, split at blanks, no shell; NULL: none */
+	unsigned hooks_timeout; /* seconds a hook may run before it is killed */
 } Config;
 
 /* The keys of gatewayd.conf, one row each: config_load() walks this table to parse a key and to

@@ -56,8 +56,8 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 			return r;
 		if (r > 0)
 			log_ctx(LOG_INFO, &((LogContext){.alert_id = a.id}),
-			        "Key '%s' fires again after alert %s was resolved: a new alert", a.key,
-			        first_id);
+			        "Key '%s' fires again after alert %s was resolved: a new alert",
+			        a.key, first_id);
 		r = !r;
 	}
 	if (r > 0) {
@@ -215,6 +215,9 @@ int apply_ack(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		        &((LogContext){.alert_id = id, .message_id = MESSAGE_ID_ACKNOWLEDGED}),
 		        "Acknowledged by %s via %s", jstr(c, "by"), jstr(c, "via"));
 		r = ack_confirm(g, id, jstr(c, "by"), jstr(c, "node"), ju64(c, "at"));
+		if (r < 0)
+			return r;
+		r = hooks_ack_later(g, c);
 		if (r < 0)
 			return r;
 		publish_event(g, "acknowledged",

@@ -380,6 +380,7 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 		json_object_clear(g->check.digests_due);
 		g->check.resync_wanted = false;
 		escalation_forget(g);
+		hooks_forget(g);
 		for (Job *j = g->dispatch.jobs, *next; j; j = next) {
 			next = j->next;
 			if (j->assigned && j->text)
@@ -412,6 +413,7 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 	publish_events(g);
 	modems_confirm_tokens(g);
 	voice_run_checks(g);
+	hooks_run(g);
 	dispatch_start_assigned(g);
 	check_after_commit(g);
 	if (g->sync.chunk_back) {

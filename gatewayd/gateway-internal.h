@@ -10,9 +10,10 @@
  * gateway-commands.c (an incident run by SMS),
  * gateway-voice.c (dialing out when every SMS path failed), gateway-selftest.c (test SMS between
  * the nodes' SIMs), gateway-oncall.c (who is on duty, and overrides), gateway-quarantine.c,
- * gateway-reload.c and gateway-metrics.c (the Prometheus text file). Each room's state is a
- * struct declared with its functions below; struct Gateway, at the end, holds what they all
- * reach and the state of each. Everything here runs on the main thread. */
+ * gateway-reload.c, gateway-metrics.c (the Prometheus text file) and gateway-hooks.c (commands
+ * run when an alert is acknowledged). Each room's state is a struct declared with its functions
+ * below; struct Gateway, at the end, holds what they all reach and the state of each. Everything
+ * here runs on the main thread. */
 #pragma once
 
 #include "gateway.h"
@@ -509,6 +510,28 @@ void oncall_handle_override(Gateway *g, const ServerPeer *peer, Request *req);
 int apply_override(Gateway *g, json_t *c, const ChangeOrigin *origin);
 json_t *oncall_override_reply(const Pending *p);
 
+/* gateway-hooks.c: commands run when an alert is acknowledged on this node ([hooks]) */
+#define HOOKS_RUNNING_MAX 4  /* at once; the others wait */
+#define HOOKS_QUEUED_MAX  64 /* waiting; beyond it a hook is dropped, with a warning */
+
+typedef struct HookRun HookRun;
+typedef struct GatewayHooks {
+	json_t *due; /* [{"GATEWAYD_...": value}]: collected while applying, run after the commit */
+	HookRun *running, *queued;
+	size_t n_running, n_queued;
+	uint64_t dropped;
+} GatewayHooks;
+
+/* Inside apply_ack(), for an ack that changed the alert: collects on_ack when the ack was made
+ * on this node and a command is configured. */
+int hooks_ack_later(Gateway *g, json_t *c);
+/* After a commit: starts (or queues) what was collected. */
+void hooks_run(Gateway *g);
+/* After a rollback: forgets what was collected. */
+void hooks_forget(Gateway *g);
+/* Kills and reaps the hooks still running. */
+void hooks_free(Gateway *g);
+
 /* The wiring: what every room reaches, and each room's own state. */
 struct Gateway {
 	sd_event *event;
@@ -536,4 +559,5 @@ struct Gateway {
 	GatewaySelfTests selftest;
 	GatewayReload reload;
 	GatewayMetrics metrics;
+	GatewayHooks hooks;
 };

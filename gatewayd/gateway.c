@@ -85,12 +85,14 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 	g->check.digests_due = json_object();
 	g->check.digests_mine = json_object();
 	g->check.orphans = json_object();
+	g->hooks.due = json_array();
 	members_init(&g->members, config->node_name);
 	if (members_self(&g->members))
 		members_self(&g->members)->nodeid = SOLO_NODEID;
 	if (!g->publish.outbox || !g->publish.events || !g->tokens || !g->voice.checks ||
 	    !g->cluster.confirm_due || !g->escalation.published || !g->check.digests_due ||
-	    !g->check.digests_mine || !g->check.orphans || !members_self(&g->members)) {
+	    !g->check.digests_mine || !g->check.orphans || !g->hooks.due ||
+	    !members_self(&g->members)) {
 		gateway_free(g);
 		return -ENOMEM;
 	}
@@ -160,6 +162,7 @@ Gateway *gateway_free(Gateway *g)
 	if (!g)
 		return NULL;
 	metrics_stop(g);
+	hooks_free(g);
 	check_stop(g);
 	apply_stop(g);
 	reload_free(g);

@@ -86,7 +86,10 @@ static int check_access(const char *what, const char *path, int mode, const char
 	if (!path || access(path, mode) == 0)
 		return 0;
 	fprintf(stderr, "gatewayd: %s '%s' is not %s by %s: %s\n", what, path,
-	        mode & W_OK ? "writable" : "readable", user, strerror(errno));
+	        mode & W_OK    ? "writable"
+	        : mode == X_OK ? "executable"
+	                       : "readable",
+	        user, strerror(errno));
 	return -1;
 }
 
@@ -94,6 +97,8 @@ static int check_access(const char *what, const char *path, int mode, const char
 static int check_files(const Config *c, const char *user)
 {
 	_cleanup_free_ char *metrics = c->metrics_textfile ? strdup(c->metrics_textfile) : NULL;
+	_cleanup_free_ char *on_ack =
+	        c->hooks_on_ack ? strndup(c->hooks_on_ack, strcspn(c->hooks_on_ack, " \t")) : NULL;
 	int r = 0;
 
 	/* Absent, it is made at start (by systemd's StateDirectory= under the unit). */
@@ -108,6 +113,7 @@ static int check_files(const Config *c, const char *user)
 	if (metrics)
 		r |= check_access("the [metrics] textfile directory", dirname(metrics), W_OK | X_OK,
 		                  user);
+	r |= check_access("the [hooks] on_ack command", on_ack, X_OK, user);
 	return r;
 }
 
@@ -201,6 +207,9 @@ int main(int argc, char *argv[])
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	/* Hooks' children are reaped through the loop (sd_event_add_child), which needs SIGCHLD
+	 * blocked in every thread: before any is created. */
+	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 

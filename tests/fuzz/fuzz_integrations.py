@@ -9,11 +9,12 @@ gatewayctl on PATH recording what they would have submitted:
   webhook body (bit flips, truncation, huge values, NUL, lone surrogates, wrong types, raw
   bytes, bad or negative Content-Length). The receiver must never die and must answer every
   request with an HTTP status: 200 for a notification, 4xx for a bad one, never a dropped
-  connection; a submitted text fits the SMS limit.
+  connection; a submitted text fits the SMS limit, a resolved notification only resolves.
 - Zabbix: each case runs gatewayd.sh with mutated {ALERT.SENDTO} {ALERT.SUBJECT}
   {ALERT.MESSAGE} (and options). It must exit 0, 1 or 2, never with a shell error (unbound
-  variable, syntax error), submit at most once, and pass the priority its input says: critical
-  for a "Severity: High" or "Disaster" problem, normal otherwise.
+  variable, syntax error), call gatewayctl at most once, and pass the priority its input says:
+  critical for a "Severity: High" or "Disaster" problem, normal otherwise; a recovery
+  (RESOLVED, OK) with an event id resolves zabbix/ID/PROBLEM instead of sending.
 
 A failure whose cause is one of KNOWN_BUGS is an expected failure: reported, not fatal, so
 the suite stays green until the fix lands; a case built to show that bug that then passes
@@ -50,8 +51,16 @@ QUEUED_ID = "0123456789abcdef0123456789abcdef"
 KNOWN_BUGS: dict = {}
 
 FAKE_GATEWAYCTL = """#!/bin/sh
-# fake gatewayctl: records its arguments, NUL-separated, one file per call
+# fake gatewayctl: records its arguments, NUL-separated, one file per call; "send" is queued,
+# "resolve" finds nothing open (so each key is resolved with one call)
 printf '%s\\0' "$@" > "$FAKE_GATEWAYCTL_DIR/call.$$"
+for a; do
+    case $a in
+    -*) ;;
+    resolve) echo "gatewayctl: unknown_id: nothing open with this key" >&2; exit 1 ;;
+    *) break ;;
+    esac
+done
 echo "{id} queued"
 """.format(id=QUEUED_ID)
 
@@ -236,6 +245,12 @@ class FakeGatewayctl:
         return calls
 
 
+def is_resolve(args: list) -> bool:
+    """Whether a recorded gatewayctl call is "resolve --key KEY --by NAME"."""
+    words = [a for a in args if not a.startswith(b"-")]
+    return bool(words) and words[0] == b"resolve" and b"--key" in args and b"--by" in args
+
+
 def arg_value(args: list, name: bytes) -> bytes | None:
     for a in args:
         if a.startswith(name + b"="):
@@ -326,6 +341,11 @@ def am_check(receiver: Receiver, case: dict, report: Report, showcase: str | Non
         problem = "no HTTP status: the connection was dropped or left silent"
     elif status >= 500:
         problem = f"HTTP {status} although gatewayctl answered queued"
+    elif status == 200 and calls and all(is_resolve(c) for c in calls):
+        # A resolved notification: its own key, then those its group paged with (the seeds
+        # and mutations may have paged a few), each once since nothing is open.
+        if len(calls) > 17:
+            problem = f"HTTP 200 with {len(calls)} resolve calls"
     elif status == 200:
         if len(calls) != 1:
             problem = f"HTTP 200 with {len(calls)} gatewayctl calls"
@@ -367,6 +387,10 @@ def am_regressions() -> list:
 
 
 def zabbix_expected(sendto: str, subject: str, message: str) -> str:
+    return zabbix_reading(subject, message)[0]
+
+
+def zabbix_reading(subject: str, message: str) -> tuple[str, str]:
     """The priority the input says, by the script's documented rule: critical when any
     "Severity:" line starts with the word High or Disaster (several severities: the highest
     counts, so extra text never lowers the priority), unless the status is RESOLVED, OK or
@@ -404,10 +428,10 @@ def zabbix_expected(sendto: str, subject: str, message: str) -> str:
         subj = re.sub(" +", " ", subj).strip(" ")
         status = re.split(r"[ \t\n\v\f:]", subj, maxsplit=1)[0].upper()
     if not high:
-        return "normal"
+        return "normal", status
     if status in ("RESOLVED", "OK") or status.startswith("UPDATE"):
-        return "normal"
-    return "critical"
+        return "normal", status
+    return "critical", status
 
 
 def zabbix_case(rng: random.Random, i: int) -> dict:
@@ -480,6 +504,17 @@ def zabbix_check(fake: FakeGatewayctl, env: dict, case: dict, report: Report,
         problem = f"{len(calls)} gatewayctl calls"
     elif rc == 0 and len(calls) != 1:
         problem = "exit 0 without a gatewayctl call"
+    elif calls and is_resolve(calls[0]):
+        # A recovery resolves its problem's key (nothing open here: exit 0).
+        subject, message = [a.decode("utf-8", "surrogateescape") for a in args[1:]]
+        status = zabbix_reading(subject, message)[1]
+        key = calls[0][calls[0].index(b"--key") + 1]
+        if status not in ("RESOLVED", "OK"):
+            problem = f"resolved {key!r} although the input's status is {status!r}"
+        elif not re.fullmatch(rb"zabbix/[0-9]{1,20}/PROBLEM", key):
+            problem = f"resolved the key {key!r}"
+        elif rc != 0:
+            problem = f"exit status {rc} when nothing was open to resolve"
     elif calls:
         prio = (arg_value(calls[0], b"--priority") or b"").decode()
         sendto, subject, message = [a.decode("utf-8", "surrogateescape") for a in args]

@@ -1,23 +1,30 @@
 """The monitoring integrations of packaging/integrations/ against a real gatewayd: the Nagios /
 Icinga notification command, the Zabbix media-type script and the Alertmanager webhook
 receiver. Each test asserts what reaches the phone (the simulated modem's decoded SMS) and the
-alert as `{"op": "get"}` shows it (priority, dedupe key, source)."""
+alert as `{"op": "get"}` shows it (priority, dedupe key, source); a recovery resolves the alert
+its problem paged (state "resolved", no alert of its own). The write-back of an acknowledgment
+([hooks] on_ack) is tested here too."""
 import hashlib
 import json
 import os
+import re
 import select
+import signal
+import stat
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from gwtest import GATEWAYCTL, main  # noqa: E402
+from gwtest import GATEWAYCTL, Skip, main, recv_events, wait_until  # noqa: E402
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 INTEGRATIONS = os.path.join(os.environ.get("GATEWAYD_INTEGRATIONS",
                                            os.path.join(SRC, "packaging", "integrations")))
 NAGIOS = os.path.join(INTEGRATIONS, "nagios", "gatewayd-notify")
+ACK_NAGIOS = os.path.join(INTEGRATIONS, "nagios", "gatewayd-ack-nagios")
 ZABBIX = os.path.join(INTEGRATIONS, "zabbix", "gatewayd.sh")
 ALERTMANAGER = os.path.join(INTEGRATIONS, "alertmanager", "gatewayd-alertmanager")
 
@@ -54,7 +61,35 @@ def sms_texts(h, to=None):
     return [m["text"] for m in h.sim.sms() if to is None or m["to"] == to]
 
 
-def test_nagios_problem_duplicate_recovery(h):
+def require_resolve(gw) -> None:
+    """The tests of recoveries need the gateway's resolve (op and gatewayctl command)."""
+    r = gw.request({"op": "resolve", "key": "gatewayd-test/nothing"})
+    p = subprocess.run([GATEWAYCTL, "resolve", "--help"], capture_output=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    if r.get("error") == "unknown_op" or p.returncode != 0:
+        raise Skip("this gateway does not resolve alerts yet (op resolve, gatewayctl resolve)")
+    assert r.get("error") == "unknown_id", r
+
+
+def no_alert_made(gw, action):
+    """Runs action() and returns its result, asserting that no alert came of it (no "queued"
+    event) but the gateway's own all-clear to those the problem paged (source "gatewayd",
+    [escalation] notify_resolved): a recovery resolves, it is not an SMS of its own."""
+    sub = gw.subscribe(["queued"])
+    result = action()
+    queued = [e for _, e in recv_events(sub, timeout=1.5) if e.get("source") != "gatewayd"]
+    assert queued == [], queued
+    return result
+
+
+def assert_resolved(gw, alert_id: str, by: str) -> dict:
+    """The alert as the user sees it once resolved by an integration."""
+    a = gw.wait_state(alert_id, "resolved", timeout=10)
+    assert a["resolved"]["by"] == by and a["resolved"]["at"], a
+    return a
+
+
+def test_nagios_problem_duplicate_and_what_does_not_page(h):
     gw = h.gateway()
     macros = ["--type", "PROBLEM", "--host", "db01", "--service", "ping",
               "--state", "CRITICAL", "--output", "PING CRITICAL - Packet loss = 100%",
@@ -75,23 +110,77 @@ def test_nagios_problem_duplicate_recovery(h):
     rc, out, err = run([NAGIOS, "-c", gw.config_path, *macros])
     assert rc == 0 and accepted(out) == (problem, "duplicate"), (rc, out, err)
 
-    # The recovery is an alert of its own, normal, through the environment macros this time
-    # (enable_environment_macros=1).
-    rc, out, err = run([NAGIOS, "-c", gw.config_path], env={
-        "NAGIOS_NOTIFICATIONTYPE": "RECOVERY", "NAGIOS_HOSTNAME": "db01",
-        "NAGIOS_SERVICEDESC": "ping", "NAGIOS_SERVICESTATE": "OK",
-        "NAGIOS_SERVICEOUTPUT": "PING OK - Packet loss = 0%, RTA = 0.50 ms",
-        "NAGIOS_CONTACTPAGER": "+32470000001"})
+    # An acknowledgment made in Nagios, flapping and downtime page nobody: exit 0, a word on
+    # stderr, no alert (Nagios's and Icinga 2's spellings, the latter through env).
+    for kind in ("ACKNOWLEDGEMENT", "FLAPPINGSTART", "FLAPPINGSTOP", "DOWNTIMESTART",
+                 "DOWNTIMEEND", "DOWNTIMECANCELLED"):
+        rc, out, err = run([NAGIOS, "-c", gw.config_path, "--type", kind, "--host", "db01",
+                            "--service", "ping", "--state", "CRITICAL", "--output", "x",
+                            "--to", "+32470000001"])
+        assert rc == 0 and out == "" and f"{kind} notification for db01/ping: not paged" in err, \
+            (kind, rc, out, err)
+    for kind in ("Acknowledgement", "FlappingEnd", "DowntimeRemoved"):
+        rc, out, err = run([NAGIOS, "-c", gw.config_path], env={
+            "NOTIFICATIONTYPE": kind, "HOSTNAME": "web01", "HOSTSTATE": "DOWN",
+            "HOSTOUTPUT": "x", "CONTACTPAGER": "+32470000001"})
+        assert rc == 0 and "not paged" in err, (kind, rc, out, err)
+    assert alert_count(gw) == 1
+    time.sleep(1)
+    assert len(h.sim.sms()) == 1, h.sim.sms()
+
+
+def test_nagios_recovery_resolves_the_problem(h):
+    """Needs the gateway's resolve: skipped without it."""
+    gw = h.gateway(extra=ONCALL)
+    require_resolve(gw)
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--type", "PROBLEM", "--host", "db01",
+                        "--service", "ping", "--state", "CRITICAL",
+                        "--output", "PING CRITICAL - Packet loss = 100%", "--to", "+32470000001"])
     assert rc == 0, (rc, out, err)
-    recovery, status = accepted(out)
-    assert status == "queued" and recovery != problem, out
-    gw.wait_state(recovery, "sent")
-    a = gw.get(recovery)
-    assert (a["priority"], a["key"]) == ("normal", "nagios/db01/ping/RECOVERY/OK"), a
-    assert sms_texts(h) == [
-        with_ack(gw, problem, "PROBLEM db01/ping CRITICAL: PING CRITICAL - Packet loss = 100%"),
-        "RECOVERY db01/ping OK: PING OK - Packet loss = 0%, RTA = 0.50 ms"], sms_texts(h)
-    assert alert_count(gw) == 2
+    problem, _ = accepted(out)
+    h.sim.wait_sms(1, timeout=30)
+
+    # The recovery, through the environment macros (enable_environment_macros=1): the problem's
+    # alert is resolved by its key, and no alert of its own is made.
+    recovery = {"NAGIOS_NOTIFICATIONTYPE": "RECOVERY", "NAGIOS_HOSTNAME": "db01",
+                "NAGIOS_SERVICEDESC": "ping", "NAGIOS_SERVICESTATE": "OK",
+                "NAGIOS_SERVICEOUTPUT": "PING OK - Packet loss = 0%, RTA = 0.50 ms",
+                "NAGIOS_CONTACTPAGER": "+32470000001"}
+    rc, out, err = no_alert_made(gw, lambda: run([NAGIOS, "-c", gw.config_path], env=recovery))
+    assert rc == 0 and problem in out, (rc, out, err)
+    assert_resolved(gw, problem, "nagios")
+    assert not any("RECOVERY" in t for t in sms_texts(h)), sms_texts(h)
+
+    # Again (a second Nagios, a retry): nothing open, which is no failure.
+    rc, out, err = run([NAGIOS, "-c", gw.config_path], env=recovery)
+    assert rc == 0 and "nothing open for nagios/db01/ping/PROBLEM/" in err, (rc, out, err)
+
+    # A WARNING turning CRITICAL pages twice; the recovery resolves both. A host, from Icinga 2
+    # (plain names), to the on-call role.
+    ids = []
+    for state in ("WARNING", "CRITICAL"):
+        rc, out, err = run([NAGIOS, "-c", gw.config_path, "--type", "PROBLEM", "--host", "db02",
+                            "--service", "Disk /var", "--state", state, "--output", "full",
+                            "--role", "primary"])
+        assert rc == 0, (rc, out, err)
+        ids.append(accepted(out)[0])
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--role", "primary"], env={
+        "NOTIFICATIONTYPE": "PROBLEM", "HOSTNAME": "web01", "HOSTSTATE": "DOWN",
+        "HOSTOUTPUT": "CRITICAL - Host Unreachable (10.0.0.7)"})
+    assert rc == 0, (rc, out, err)
+    down, _ = accepted(out)
+    rc, out, err = no_alert_made(gw, lambda: run([
+        NAGIOS, "-c", gw.config_path, "--type", "RECOVERY", "--host", "db02", "--service",
+        "Disk /var", "--state", "OK", "--output", "ok", "--source", "icinga2"]))
+    assert rc == 0, (rc, out, err)
+    for alert in ids:
+        assert_resolved(gw, alert, "icinga2")
+    assert gw.get(down)["state"] != "resolved"
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--source", "icinga2"], env={
+        "NOTIFICATIONTYPE": "RECOVERY", "HOSTNAME": "web01", "HOSTSTATE": "UP",
+        "HOSTOUTPUT": "PING OK"})
+    assert rc == 0, (rc, out, err)
+    assert_resolved(gw, down, "icinga2")
 
 
 def test_nagios_host_role_long_output_and_errors(h):
@@ -165,17 +254,6 @@ def test_zabbix_media_script(h):
     rc, out, err = run(cmd)
     assert rc == 0 and accepted(out) == (problem, "duplicate"), (rc, out, err)
 
-    # Its recovery, to a role: normal, an alert of its own; the status from the subject.
-    rc, out, err = run([ZABBIX, "-c", gw.config_path, "role:primary",
-                        "Resolved in 5m 3s: Disk full on db01",
-                        "Severity: Disaster\nEvent ID: 4242\n"])
-    assert rc == 0, (rc, out, err)
-    resolved, status = accepted(out)
-    assert status == "queued", out
-    a = gw.wait_state(resolved, "sent")
-    assert (a["priority"], a["key"]) == ("normal", "zabbix/4242/RESOLVED"), a
-    assert sms_texts(h, "+32470100001") == ["Resolved in 5m 3s: Disk full on db01"]
-
     # Severity High: critical too; Warning: normal; no event id: the gateway's own key.
     rc, out, err = run([ZABBIX, "-e", gw.endpoint, "+32470000003", "Problem: High CPU",
                         "Severity: High\nEvent ID: 4243"])
@@ -189,14 +267,49 @@ def test_zabbix_media_script(h):
     a = gw.get(accepted(out)[0])
     assert a["priority"] == "normal" and a["text"] == "Problem: High memory", a
     assert not a["key"].startswith("zabbix/"), a
-    h.sim.wait_sms(4, timeout=30)
-    assert alert_count(gw) == 4
-    assert len(h.sim.sms()) == 4
+    h.sim.wait_sms(3, timeout=30)
+    assert alert_count(gw) == 3
+    assert len(h.sim.sms()) == 3
 
     rc, out, err = run([ZABBIX, "-c", gw.config_path, "+32470000002", "only two"])
     assert rc == 2 and "SENDTO SUBJECT MESSAGE" in err, (rc, out, err)
     rc, out, err = run([ZABBIX, "-c", gw.config_path, "role:nobody", "Problem: x", ""])
     assert rc == 1 and "unknown_role" in err, (rc, out, err)
+
+
+def test_zabbix_recovery_resolves_the_problem(h):
+    """Needs the gateway's resolve: skipped without it."""
+    gw = h.gateway(extra=ONCALL)
+    require_resolve(gw)
+    rc, out, err = run([ZABBIX, "-c", gw.config_path, "+32470000002",
+                        "Problem: Disk full on db01", ZABBIX_PROBLEM])
+    assert rc == 0, (rc, out, err)
+    problem, _ = accepted(out)
+    h.sim.wait_sms(1, timeout=30)
+
+    # The recovery as Zabbix's own template sends it (the status from the subject): the
+    # problem's alert is resolved, no SMS of its own.
+    recovery = [ZABBIX, "-c", gw.config_path, "role:primary",
+                "Resolved in 5m 3s: Disk full on db01", "Severity: Disaster\nEvent ID: 4242\n"]
+    rc, out, err = no_alert_made(gw, lambda: run(recovery))
+    assert rc == 0 and problem in out, (rc, out, err)
+    assert_resolved(gw, problem, "zabbix")
+    assert sms_texts(h, "+32470100001") == [], h.sim.sms()
+    # Zabbix retrying it: nothing open, no failure.
+    rc, out, err = run(recovery)
+    assert rc == 0 and "nothing open for zabbix/4242/PROBLEM" in err, (rc, out, err)
+
+    # Our template's recovery (Status: RESOLVED) of another event, to another number.
+    rc, out, err = run([ZABBIX, "-e", gw.endpoint, "+32470000003", "PROBLEM db02: High CPU",
+                        "Event ID: 4243\nStatus: PROBLEM\nSeverity: High\n"])
+    assert rc == 0, (rc, out, err)
+    cpu, _ = accepted(out)
+    rc, out, err = no_alert_made(gw, lambda: run([
+        ZABBIX, "-e", gw.endpoint, "--source", "zabbix-2", "+32470000003",
+        "RESOLVED db02: High CPU",
+        "Resolved at 10:30:00 after 15m\nEvent ID: 4243\nStatus: RESOLVED\nSeverity: High\n"]))
+    assert rc == 0, (rc, out, err)
+    assert_resolved(gw, cpu, "zabbix-2")
 
 
 def test_zabbix_trailing_text_cannot_lower_the_priority_or_pick_the_key(h):
@@ -317,19 +430,51 @@ def test_alertmanager_receiver(h):
         code, r3 = post(url, garbage)
         assert code == 400 and r3["error"] == "bad_payload", (garbage, code, r3)
 
-    # Resolved: its own alert, normal.
-    resolved = webhook("resolved")
-    code, r4 = post(url, resolved)
-    assert code == 200 and r4["status"] == "queued", (code, r4)
-    a = gw.wait_state(r4["id"], "sent")
-    assert (a["priority"], a["key"], a["text"]) == \
-        ("normal", am_key(resolved), "[RESOLVED:2] HighLoad db01, db02: load above 10"), a
-    assert alert_count(gw) == 2 and len(h.sim.sms()) == 2, h.sim.sms()
+    assert alert_count(gw) == 1 and len(h.sim.sms()) == 1, h.sim.sms()
 
     # The gateway gone: 5xx, so that Alertmanager tries again.
     gw.stop()
     code, r5 = post(url, webhook(starts="2026-11-23T11:00:00Z"))
     assert 500 <= code <= 599 and r5["error"] == "no_answer", (code, r5)
+
+
+def test_alertmanager_resolved_resolves_the_group(h):
+    """Needs the gateway's resolve: skipped without it."""
+    gw = h.gateway(extra=ONCALL)
+    require_resolve(gw)
+    url = start_receiver(h, "-c", gw.config_path, "-t", "2")
+
+    firing = webhook()
+    code, r = post(url, firing)
+    assert code == 200 and r["status"] == "queued", (code, r)
+    h.sim.wait_sms(1, timeout=30)
+
+    # Resolved: the firing alert is resolved by its key, no alert of its own.
+    code, r2 = no_alert_made(gw, lambda: post(url, webhook("resolved")))
+    assert code == 200 and r2["status"] == "resolved" and r2["resolved"] == [r["id"]], \
+        (code, r2)
+    assert r2["key"] == am_key(firing), r2
+    assert_resolved(gw, r["id"], "alertmanager")
+    assert not any("[RESOLVED:" in t for t in sms_texts(h)), sms_texts(h)
+    # Alertmanager retrying, or its HA peer: nothing open, 200 all the same.
+    code, r3 = post(url, webhook("resolved"))
+    assert code == 200 and r3["status"] == "nothing_open", (code, r3)
+
+    # A group that grew while firing paged twice (db01, then db01 and db02); its resolved
+    # notification resolves both.
+    starts = "2026-11-23T12:00:00Z"
+    one = webhook(starts=starts)
+    one["alerts"] = one["alerts"][:1]
+    code, first = post(url, one)
+    assert code == 200 and first["status"] == "queued", (code, first)
+    code, both = post(url, webhook(starts=starts))
+    assert code == 200 and both["status"] == "queued" and both["id"] != first["id"], \
+        (code, both)
+    code, r4 = no_alert_made(gw, lambda: post(url, webhook("resolved", starts=starts)))
+    assert code == 200 and sorted(r4["resolved"]) == sorted([first["id"], both["id"]]), \
+        (code, r4)
+    for alert in (first["id"], both["id"]):
+        assert_resolved(gw, alert, "alertmanager")
 
 
 def raw_post(url: str, head: str, body: bytes = b"") -> tuple[int, dict]:
@@ -415,13 +560,197 @@ def test_alertmanager_recipient_label(h):
     assert sorted(m["to"] for m in h.sim.sms()) == ["+32470000005", "+32470100001"]
 
 
+# [hooks] on_ack: the write-back to the monitoring system, run by the node where the ack was made.
+ENV_HOOK = """#!/usr/bin/python3
+import json, os, sys
+with open(sys.argv[1] + ".tmp", "w") as f:
+    json.dump({"argv": sys.argv[1:], "env": dict(os.environ)}, f)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+"""
+
+
+def write_script(h, name: str, text: str) -> str:
+    path = os.path.join(h.dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, stat.S_IRWXU)
+    return path
+
+
+def ctl(gw, *args):
+    p = subprocess.run([GATEWAYCTL, "-c", gw.config_path, *args], capture_output=True,
+                       text=True, timeout=30, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout, p.stderr
+
+
+def log_has(gw, text: str) -> bool:
+    with open(gw.log_path, errors="replace") as f:
+        return text in f.read()
+
+
+def hook_children(gw, argv: list[str]) -> list[int]:
+    """The processes the daemon started that run argv (its hooks still running)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().split(b"\0")[:-1]
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == gw.proc.pid and [c.decode() for c in cmdline] == argv:
+            found.append(int(pid))
+    return found
+
+
+def test_on_ack_hook_gets_the_alert_in_its_environment(h):
+    out = os.path.join(h.dir, "hook.json")
+    hook = write_script(h, "hook", ENV_HOOK)
+    gw = h.gateway(extra=f"[hooks]\non_ack = {hook}  {out}\n")
+    # Text a shell would act on: the hook sees it as data, in its environment only.
+    text = "db01 is DOWN; $(touch /tmp/pwned) `id` 'quoted' \"double\" \\ *"
+    r = gw.send(["+32470000001"], text, key="nagios/db01/ping", source="nagios-1",
+                priority="critical")
+    assert r["status"] == "queued", r
+    rc, stdout, err = ctl(gw, "ack", "--by", "alice", r["id"])
+    assert rc == 0 and "acknowledged" in stdout, (rc, stdout, err)
+    wait_until(lambda: os.path.exists(out), 10, "the hook to write its environment")
+    with open(out) as f:
+        seen = json.load(f)
+    assert seen["argv"] == [out], seen
+    env = seen["env"]
+    mine = {k: v for k, v in env.items() if k.startswith("GATEWAYD_")}
+    assert mine.pop("GATEWAYD_ACK_AT").endswith("Z"), env
+    assert mine == {
+        "GATEWAYD_HOOK": "on_ack", "GATEWAYD_NODE": "a", "GATEWAYD_ALERT_ID": r["id"],
+        "GATEWAYD_ALERT_KEY": "nagios/db01/ping", "GATEWAYD_ALERT_SOURCE": "nagios-1",
+        "GATEWAYD_ALERT_TEXT": text, "GATEWAYD_ALERT_PRIORITY": "critical",
+        "GATEWAYD_ACK_BY": "alice", "GATEWAYD_ACK_VIA": "api"}, mine
+    # A small environment of its own, not the daemon's.
+    assert "PATH" in env and not set(env) & {"NOTIFY_SOCKET", "GATEWAYD", "GATEWAYCTL"}, env
+    assert not os.path.exists("/tmp/pwned")
+    wait_until(lambda: log_has(gw, "Hook on_ack ended"), 10, "the hook's outcome logged")
+
+    # A repeated ack changes nothing and runs nothing.
+    os.unlink(out)
+    rc, stdout, err = ctl(gw, "ack", "--by", "bob", r["id"])
+    assert rc == 0, (rc, stdout, err)
+    time.sleep(1.5)
+    assert not os.path.exists(out)
+
+    # A hook that fails is logged with its exit status, one killed by a signal with the
+    # signal; the gateway carries on. [hooks] changes with a reload (SIGHUP).
+    for script, logged in (("#!/bin/sh\nexit 3\n", "exit status 3"),
+                           ("#!/bin/sh\nkill -TERM $$\n", "killed by signal TERM")):
+        hook_path = write_script(h, "failing", script)
+        with open(gw.config_path) as f:
+            conf = f.read()
+        with open(gw.config_path, "w") as f:
+            f.write(re.sub(r"on_ack = .*", f"on_ack = {hook_path}", conf))
+        reloads = open(gw.log_path, errors="replace").read().count("Reloaded ")
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        wait_until(lambda: open(gw.log_path, errors="replace").read().count("Reloaded ")
+                   > reloads, 10, "the reload")
+        r = gw.send(["+32470000001"], f"db02 is DOWN ({logged})")
+        rc, stdout, err = ctl(gw, "ack", r["id"])
+        assert rc == 0, (rc, stdout, err)
+        wait_until(lambda: log_has(gw, "Hook on_ack failed after") and log_has(gw, logged),
+                   10, f"the hook's {logged} logged")
+    assert gw.status()["ok"] is True
+
+
+def test_on_ack_hook_timeout_kills_it_and_the_gateway_keeps_answering(h):
+    gw = h.gateway(extra="[hooks]\non_ack = /bin/sleep 100\ntimeout = 2\n")
+    ids = [gw.send(["+32470000001"], f"host{i} is DOWN")["id"] for i in range(6)]
+    t0 = time.monotonic()
+    for alert in ids:
+        rc, stdout, err = ctl(gw, "ack", alert)
+        assert rc == 0, (rc, stdout, err)
+    # At most 4 at once; the others wait their turn. The loop is not blocked meanwhile.
+    wait_until(lambda: len(hook_children(gw, ["/bin/sleep", "100"])) == 4, 10, "4 hooks")
+    for _ in range(10):
+        t = time.monotonic()
+        assert gw.status()["ok"] is True
+        assert time.monotonic() - t < 1.0
+        assert len(hook_children(gw, ["/bin/sleep", "100"])) <= 4
+        time.sleep(0.1)
+    # Killed after the timeout; then the 2 that waited run, and are killed in turn.
+    wait_until(lambda: open(gw.log_path, errors="replace").read().count(
+        "Hook on_ack killed: still running after its timeout of 2 s") == 6, 20,
+        "six hooks killed at their timeout")
+    assert time.monotonic() - t0 < 15
+    wait_until(lambda: not hook_children(gw, ["/bin/sleep", "100"]), 5, "no hook left")
+    assert gw.get(ids[0])["ack"]["by"], gw.get(ids[0])
+    assert gw.status()["ok"] is True
+
+
+def test_ack_nagios_writes_the_acknowledgment(h):
+    """gatewayd-ack-nagios as gatewayd runs it: the alert in its environment."""
+    cmd_file = os.path.join(h.dir, "nagios.cmd")
+    open(cmd_file, "w").close()
+
+    def ack(key, *options, **env):
+        full = {"GATEWAYD_ALERT_KEY": key, "GATEWAYD_ALERT_ID": "ab" * 16,
+                "GATEWAYD_ACK_BY": "alice", "GATEWAYD_ACK_VIA": "sms", **env}
+        return run([ACK_NAGIOS, "--command-file", cmd_file, *options], env=full)
+
+    def lines():
+        with open(cmd_file) as f:
+            return f.read().splitlines()
+
+    t0 = int(time.time())
+    rc, out, err = ack("nagios/db01/Disk /var/PROBLEM/CRITICAL")
+    assert rc == 0, (rc, out, err)
+    rc, out, err = ack("nagios/web01//PROBLEM/DOWN", "--sticky=0", "--no-notify",
+                       "--author", "ops")
+    assert rc == 0, (rc, out, err)
+    written = lines()
+    assert len(written) == 2, written
+    stamps = [int(w[1:w.index("]")]) for w in written]
+    assert all(t0 <= t <= time.time() + 1 for t in stamps), written
+    comment = f"Acknowledged on gatewayd by alice via sms (alert {'ab' * 16})"
+    assert [w.split("] ", 1)[1] for w in written] == [
+        f"ACKNOWLEDGE_SVC_PROBLEM;db01;Disk /var;2;1;1;alice;{comment}",
+        f"ACKNOWLEDGE_HOST_PROBLEM;web01;0;0;1;ops;{comment}"], written
+
+    # Another system's alert: nothing to do. A key that would smuggle a second command in,
+    # or a hashed one: refused, nothing written. No command file (Nagios down): an error.
+    rc, out, err = ack("zabbix/4242/PROBLEM")
+    assert rc == 0 and "not a Nagios problem" in err, (rc, out, err)
+    for bad in ("nagios/db01/ping\n[1] SHUTDOWN_PROGRAM/PROBLEM/CRITICAL",
+                "nagios/db01;x/ping/PROBLEM/CRITICAL", "nagios/1234567/PROBLEM"):
+        rc, out, err = ack(bad)
+        assert rc == 1, (bad, rc, out, err)
+    assert len(lines()) == 2, lines()
+    rc, out, err = run([ACK_NAGIOS, "--command-file", os.path.join(h.dir, "none")],
+                       env={"GATEWAYD_ALERT_KEY": "nagios/a/b/PROBLEM/CRITICAL"})
+    assert rc == 1 and "no command file" in err, (rc, out, err)
+
+    # Wired as [hooks] on_ack: a Nagios problem paged, acknowledged with gatewayctl, written
+    # back to the command file by the node where the ack was made.
+    os.unlink(cmd_file)
+    open(cmd_file, "w").close()
+    gw = h.gateway(extra=f"[hooks]\non_ack = {ACK_NAGIOS} --command-file {cmd_file}\n")
+    rc, out, err = run([NAGIOS, "-c", gw.config_path, "--type", "PROBLEM", "--host", "db01",
+                        "--service", "ping", "--state", "CRITICAL", "--output", "down",
+                        "--to", "+32470000001"])
+    assert rc == 0, (rc, out, err)
+    problem, _ = accepted(out)
+    rc, stdout, err = ctl(gw, "ack", "--by", "bob", problem)
+    assert rc == 0, (rc, stdout, err)
+    wait_until(lambda: lines(), 10, "the acknowledgment written back")
+    assert [w.split("] ", 1)[1] for w in lines()] == [
+        "ACKNOWLEDGE_SVC_PROBLEM;db01;ping;2;1;1;bob;Acknowledged on gatewayd by bob via api "
+        f"(alert {problem})"], lines()
+
+
 def test_scripts_are_shellcheck_clean(h):
     import shutil
-    from gwtest import Skip
     if not shutil.which("shellcheck"):
         raise Skip("shellcheck is not installed")
-    p = subprocess.run(["shellcheck", NAGIOS, ZABBIX], capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run(["shellcheck", NAGIOS, ACK_NAGIOS, ZABBIX], capture_output=True,
+                       text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
 
 

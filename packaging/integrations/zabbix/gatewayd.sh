@@ -9,22 +9,24 @@ prog=gatewayd.sh
 usage() {
 	cat <<'EOF'
 Usage: gatewayd.sh [OPTIONS] SENDTO SUBJECT MESSAGE
-Send a Zabbix alert as an SMS through gatewayd (with gatewayctl).
+Send a Zabbix alert as an SMS through gatewayd (with gatewayctl). A problem pages; its
+recovery (Status: RESOLVED or OK) resolves what the problem paged (gatewayctl resolve).
 
   SENDTO   {ALERT.SENDTO}: an E.164 number (+32470123456) or role:NAME
   SUBJECT  {ALERT.SUBJECT}: the first line of the SMS
   MESSAGE  {ALERT.MESSAGE}: the rest; these lines are read and left out of the SMS:
-             Event ID: {EVENT.ID}          -> dedupe key zabbix/ID/STATUS
+             Event ID: {EVENT.ID}          -> dedupe key zabbix/ID/STATUS; a
+                                              recovery resolves zabbix/ID/PROBLEM
              Status: {EVENT.STATUS}        -> PROBLEM, RESOLVED, UPDATE, ...
              Severity: {EVENT.SEVERITY}    -> High or Disaster: priority critical
 Options (before SENDTO; in Zabbix, extra script parameters):
   -c, --config FILE  -e, --endpoint ENDPOINT  -t, --timeout SECONDS   (for gatewayctl)
   --ttl S          seconds to live (default: the gateway's, 3600)
-  --source S       shown in gatewayctl show (default: zabbix)
+  --source S       shown in gatewayctl show, and who resolved (default: zabbix)
   --max-length N   longest text in bytes (default: 160, 130 for critical alerts)
   GATEWAYCTL in the environment names the gatewayctl binary (default: gatewayctl).
-Exit status: 0 queued or duplicate; 1 the gateway refused the alert; 2 usage error
-or no answer from the gateway.
+Exit status: 0 queued or duplicate, resolved or nothing open to resolve; 1 the gateway
+refused; 2 usage error or no answer from the gateway.
 EOF
 }
 
@@ -154,15 +156,53 @@ text=$(printf '%s%s%s' "$subject" "${subject:+${body:+
 [ -n "$text" ] || die "empty SUBJECT and MESSAGE"
 
 # Dedupe: the same event in the same status once (a Zabbix retry, a second Zabbix server);
-# its recovery and updates are alerts of their own.
+# its updates are alerts of their own, and its recovery resolves zabbix/ID/PROBLEM.
 key=''
 case $status in
 '' | UPDATE | UPDATED) ;; # no status, or an update without its time: no key of ours
 *) [ -z "$event_id" ] || key="zabbix/$event_id/$(printf '%s' "$status" | tr ' ' '-')" ;;
 esac
 
+gatewayctl=${GATEWAYCTL:-gatewayctl}
+
+# A recovery of a known event resolves the problem's alert (its key, zabbix/ID/PROBLEM), again
+# while that resolves something (one alert a call, should the problem have paged twice): no
+# SMS of its own, the gateway sends its all-clear to those it paged. Nothing open (the
+# gateway's unknown_id) is no failure: the problem may never have paged, or been resolved.
+case $status in
+RESOLVED | OK)
+	if [ -n "$event_id" ]; then
+		problem_key="zabbix/$event_id/PROBLEM"
+		resolved='' n=0
+		while [ "$n" -lt 10 ]; do
+			n=$((n + 1))
+			rc=0
+			out=$("$gatewayctl" ${config:+"--config=$config"} \
+				${endpoint:+"--endpoint=$endpoint"} ${timeout:+"--timeout=$timeout"} \
+				resolve --key "$problem_key" --by "$source" 2>&1) || rc=$?
+			if [ "$rc" -eq 0 ]; then
+				[ -z "$out" ] || echo "$out"
+				resolved=1
+				continue
+			fi
+			case $rc:$out in
+			1:"gatewayctl: unknown_id"*) break ;;
+			esac
+			echo "$out" >&2
+			echo "$prog: recovery of '$problem_key' not recorded (gatewayctl exit status $rc)" >&2
+			[ "$rc" -eq 1 ] && exit 1
+			exit 2
+		done
+		[ -n "$resolved" ] || echo "$prog: nothing open for $problem_key" >&2
+		exit 0
+	fi
+	# Without an event id there is nothing to resolve by: sent as a message, as it came.
+	echo "$prog: a recovery without an 'Event ID:' line resolves nothing; sent as an SMS" >&2
+	;;
+esac
+
 rc=0
-out=$("${GATEWAYCTL:-gatewayctl}" ${config:+"--config=$config"} \
+out=$("$gatewayctl" ${config:+"--config=$config"} \
 	${endpoint:+"--endpoint=$endpoint"} ${timeout:+"--timeout=$timeout"} send \
 	${key:+"--key=$key"} "--priority=$priority" "--source=$source" ${ttl:+"--ttl=$ttl"} \
 	"--message=$text" -- "$sendto") || rc=$?
