@@ -49,14 +49,15 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	if (r > 0 && streq(first_id, a.id))
 		return 0; /* this very submit, applied again (a replay, an exchange): nothing new */
 	if (r > 0) {
-		/* The problem came back after its alert was resolved: that is news, not a
-		 * duplicate of an alert that is over. */
-		r = store_alert_is_resolved(g->store, first_id);
+		/* The problem came back after its alert was resolved or silenced: that is news,
+		 * not a duplicate of an alert that is over or that nobody heard of. */
+		r = store_alert_is_over(g->store, first_id);
 		if (r < 0)
 			return r;
 		if (r > 0)
 			log_ctx(LOG_INFO, &((LogContext){.alert_id = a.id}),
-			        "Key '%s' fires again after alert %s was resolved: a new alert",
+			        "Key '%s' fires again after alert %s was resolved or silenced: a "
+			        "new alert",
 			        a.key, first_id);
 		r = !r;
 	}
@@ -85,6 +86,9 @@ int apply_submit(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	r = store_alert_insert(g->store, &a);
 	if (r < 0)
 		return r;
+	r = silences_apply_to(g, &a, origin);
+	if (r != 0)
+		return r < 0 ? r : 0; /* recorded, held back: no event "queued", no voice check */
 	g->dispatch.wanted = true;
 	publish_event(g, "queued",
 	              json_pack("{s:s, s:O, s:O, s:s, s:s?, s:s, s:s}", "id", a.id, "to",

@@ -70,7 +70,9 @@ typedef enum PendingKind {
 	PENDING_SEND,
 	PENDING_ACK,
 	PENDING_RESOLVE,
-	PENDING_OVERRIDE
+	PENDING_OVERRIDE,
+	PENDING_SILENCE,
+	PENDING_UNSILENCE,
 } PendingKind;
 
 /* A client waiting for the commit of the change it caused. */
@@ -81,6 +83,7 @@ typedef struct Pending {
 	/* filled while applying */
 	bool duplicate;
 	char first_id[ID_HEX_LEN + 1];
+	char silence[ID_HEX_LEN + 1]; /* PENDING_SEND: the silence that held it back, or "" */
 	/* PENDING_OVERRIDE: what the reply confirms */
 	char role[CONFIG_NAME_MAX + 1];
 	char contact[CONFIG_NAME_MAX + 1]; /* "" when cleared */
@@ -103,6 +106,7 @@ typedef enum SyncStage {
 	SYNC_DEDUPE,
 	SYNC_INBOX,
 	SYNC_OVERRIDES,
+	SYNC_SILENCES,
 	SYNC_DONE,
 } SyncStage;
 
@@ -275,6 +279,10 @@ void modems_free(Gateway *g);
 
 /* gateway-requests.c: the requests of the submit socket */
 void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char *detail);
+/* Answers now: reply (taken; "ok": true added), or storage_error when it is NULL. */
+void requests_reply_now(Gateway *g, const ServerPeer *peer, json_t *reply);
+/* A client to answer once the change it caused is committed everywhere. */
+Pending *requests_pending_new(const ServerPeer *peer, PendingKind kind, const char *id);
 /* The reply to {"op": "status"}. */
 json_t *requests_status_json(Gateway *g);
 /* Creates the admission control and the server, which delivers requests from now on. */
@@ -378,6 +386,17 @@ int reply_queue(Gateway *g, const char *kind, const char *seed, const char *numb
                 const char *text, const char *node, uint64_t at);
 /* An answer to a message from a contact that did nothing; at most a few an hour per number. */
 int reply_refusal(Gateway *g, const InboxMessage *m, const char *text);
+
+/* gateway-silences.c: silences, and the alerts they hold back */
+void silences_handle_silence(Gateway *g, const ServerPeer *peer, Request *req);
+void silences_handle_list(Gateway *g, const ServerPeer *peer);
+void silences_handle_unsilence(Gateway *g, const ServerPeer *peer, Request *req);
+/* While applying a submit: holds the new alert back when a silence in force at its acceptance
+ * matches it (1), else 0. */
+int silences_apply_to(Gateway *g, const NewAlert *a, const ChangeOrigin *origin);
+int apply_silence(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_unsilence(Gateway *g, json_t *c, const ChangeOrigin *origin);
+json_t *silences_reply(const Pending *p);
 
 /* gateway-commands.c: an incident run by SMS (ACK, RES, ESC, WHO, TAKE, HELP) */
 /* TAKE without a duration, for a role that never hands over. */

@@ -266,10 +266,15 @@ void publish_answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
 			                  "nothing was stored"
 			                : "the store could not commit; nothing was stored");
 		} else {
-			if (p->kind == PENDING_SEND)
+			if (p->kind == PENDING_SEND && p->silence[0])
+				reply = json_pack("{s:b, s:s, s:s, s:s}", "ok", 1, "id", p->id,
+				                  "status", "silenced", "silence", p->silence);
+			else if (p->kind == PENDING_SEND)
 				reply = json_pack("{s:b, s:s, s:s}", "ok", 1, "id",
 				                  p->duplicate ? p->first_id : p->id, "status",
 				                  p->duplicate ? "duplicate" : "queued");
+			else if (p->kind == PENDING_SILENCE || p->kind == PENDING_UNSILENCE)
+				reply = silences_reply(p);
 			else if (p->kind == PENDING_OVERRIDE)
 				reply = oncall_override_reply(p);
 			else if (p->kind == PENDING_RESOLVE)

@@ -76,7 +76,7 @@ static int default_key(Request *req, char ret[static 40])
 	return 0;
 }
 
-static Pending *pending_new(const ServerPeer *peer, PendingKind kind, const char *id)
+Pending *requests_pending_new(const ServerPeer *peer, PendingKind kind, const char *id)
 {
 	Pending *p = calloc(1, sizeof(*p));
 
@@ -88,7 +88,7 @@ static Pending *pending_new(const ServerPeer *peer, PendingKind kind, const char
 	return p;
 }
 
-static void reply_now(Gateway *g, const ServerPeer *peer, json_t *reply)
+void requests_reply_now(Gateway *g, const ServerPeer *peer, json_t *reply)
 {
 	_cleanup_free_ char *text = NULL;
 
@@ -172,7 +172,7 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		return;
 	}
 
-	p = pending_new(peer, PENDING_SEND, id);
+	p = requests_pending_new(peer, PENDING_SEND, id);
 	if (!p) {
 		reply_err(g, peer, "storage_error", "out of memory");
 		return;
@@ -200,7 +200,7 @@ static void handle_ack(Gateway *g, const ServerPeer *peer, Request *req)
 		          r < 0 ? "the store could not be read" : "no alert with this id");
 		return;
 	}
-	p = pending_new(peer, PENDING_ACK, req->id);
+	p = requests_pending_new(peer, PENDING_ACK, req->id);
 	if (!p) {
 		reply_err(g, peer, "storage_error", "out of memory");
 		return;
@@ -248,7 +248,7 @@ static void handle_resolve(Gateway *g, const ServerPeer *peer, Request *req)
 		          r < 0 ? "the store could not be read" : why);
 		return;
 	}
-	p = pending_new(peer, PENDING_RESOLVE, id);
+	p = requests_pending_new(peer, PENDING_RESOLVE, id);
 	if (!p) {
 		reply_err(g, peer, "storage_error", "out of memory");
 		return;
@@ -272,14 +272,15 @@ json_t *requests_status_json(Gateway *g)
 	store_counts(g->store, &counts);
 	store_voice_summary(g->store, &voice_calls, last_outcome);
 	status = json_pack("{s:{s:s, s:I}, s:o, s:O, "
-	                   "s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
+	                   "s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:n}}",
 	                   "node", "name", g->config->node_name, "id", (json_int_t)g->nodeid,
 	                   "cluster", cluster_json(g, modems), "modems", modems, "queue", "queued",
 	                   (json_int_t)counts.queued, "sending", (json_int_t)counts.sending, "sent",
 	                   (json_int_t)counts.sent, "delivered", (json_int_t)counts.delivered,
 	                   "failed", (json_int_t)counts.failed, "expired",
 	                   (json_int_t)counts.expired, "resolved", (json_int_t)counts.resolved,
-	                   "voice", "calls", (int)voice_calls, "last_outcome");
+	                   "silenced", (json_int_t)counts.silenced, "voice", "calls",
+	                   (int)voice_calls, "last_outcome");
 	json_decref(modems);
 	if (status)
 		json_object_set_new(status, "store", stall_json(g));
@@ -319,8 +320,17 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 	case OP_RESOLVE:
 		handle_resolve(g, peer, req);
 		break;
+	case OP_SILENCE:
+		silences_handle_silence(g, peer, req);
+		break;
+	case OP_SILENCES:
+		silences_handle_list(g, peer);
+		break;
+	case OP_UNSILENCE:
+		silences_handle_unsilence(g, peer, req);
+		break;
 	case OP_STATUS:
-		reply_now(g, peer, requests_status_json(g));
+		requests_reply_now(g, peer, requests_status_json(g));
 		break;
 	case OP_GET:
 		r = store_alert_json(g->store, req->id, true, &o);
@@ -330,7 +340,7 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 			reply_err(g, peer, "storage_error", "the store could not be read");
 		else {
 			escalation_alert_oncall(g, o);
-			reply_now(g, peer, o);
+			requests_reply_now(g, peer, o);
 		}
 		break;
 	case OP_INBOX:
@@ -338,7 +348,7 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 		if (r < 0)
 			reply_err(g, peer, "storage_error", "the store could not be read");
 		else
-			reply_now(g, peer, json_pack("{s:o}", "messages", o));
+			requests_reply_now(g, peer, json_pack("{s:o}", "messages", o));
 		break;
 	case OP_ONCALL:
 		oncall_handle_query(g, peer, req);
@@ -351,7 +361,7 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 		if (r < 0)
 			reply_err(g, peer, "storage_error", "the store could not be read");
 		else
-			reply_now(g, peer, json_pack("{s:o}", "alerts", o));
+			requests_reply_now(g, peer, json_pack("{s:o}", "alerts", o));
 		break;
 	}
 }

@@ -17,6 +17,7 @@ static const struct {
         {"submit", apply_submit},     {"assign", apply_assign},
         {"result", apply_result},     {"expire", apply_expire},
         {"ack", apply_ack},           {"resolve", apply_resolve},
+        {"silence", apply_silence},   {"unsilence", apply_unsilence},
         {"escalate", apply_escalate}, {"sms_in", apply_sms_in},
         {"report", apply_report},     {"sms_quarantined", apply_sms_quarantined},
         {"call", apply_call},         {"override", apply_override},

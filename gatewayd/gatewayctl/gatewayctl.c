@@ -187,6 +187,26 @@ static const CtlCommand commands[] = {
                 .run = ctl_oncall_command,
         },
         {
+                .name = "silence",
+                .synopsis = "[list] [--json] | add (--key-prefix P | --source S | "
+                            "--text-contains WORDS) --for DURATION [--reason TEXT] "
+                            "[--except-critical] [--by WHO] | remove SILENCE [--by WHO]",
+                .summary = "List the silences in force; or hold back, for DURATION (2h, 90m, "
+                           "1d), the alerts\n"
+                           "whose key starts with P, whose source is S, or whose text "
+                           "contains WORDS\n"
+                           "(recorded, not sent); or end a silence early.",
+                .options = "      --json              print the daemon's reply as JSON\n"
+                           "      --for=DURATION      how long (1m to 90d)\n"
+                           "      --reason=TEXT       why, shown in the list and the alerts' "
+                           "story\n"
+                           "      --except-critical   critical alerts still go out\n"
+                           "      --by=WHO            who (default: the login name)\n",
+                .optstring = CTL_LOOK_OPTSTRING,
+                .long_options = ctl_command_look_options,
+                .run = ctl_silence_command,
+        },
+        {
                 .name = "keygen",
                 .synopsis = "[--force] BASENAME",
                 .summary = "Make a CURVE key pair: BASENAME holds the public key (give it to "

@@ -84,6 +84,16 @@ const ChangeKind change_kinds[] = {
          "merge). Its escalation stops, its deliveries not yet sent become `cancelled`, and "
          "those it reached get an all-clear.",
          {S("id"), S("by"), S("via"), S("node"), I("at")}},
+        {"silence",
+         "Silence `id`, made by `by` on `node` at `at`, holds back the alerts accepted until "
+         "`until` whose `field` (`key_prefix`, `source` or `text_contains`) matches `value`, "
+         "critical ones too unless `except_critical`; such an alert is recorded, marked "
+         "`silenced`, and not sent.",
+         {S("id"), S("field"), S("value"), B("except_critical"), I("until"), S("by"), S("reason"),
+          S("node"), I("at")}},
+        {"unsilence",
+         "Silence `id` ends at `at`, ended by `by`; the earlier end wins in a merge.",
+         {S("id"), S("by"), S("node"), I("at")}},
         {"escalate",
          "Alert `id` moves to escalation step `step` (from 1): `contact` of `role` is paged at "
          "`to`.",
@@ -120,7 +130,7 @@ const ChangeKind change_kinds[] = {
          {S("node"), S("origin"), I("seq")}},
         {"merge",
          "A chunk of node `node`'s state in exchange round `round`: `items` of `kind` `alerts`, "
-         "`dedupe`, `inbox` or `overrides`, merged as joins.",
+         "`dedupe`, `inbox`, `overrides` or `silences`, merged as joins.",
          {S("node"), I("round"), S("kind"), A("items")}},
         {"synced",
          "Node `node` has sent all its state (`records` records) in exchange round `round`.",

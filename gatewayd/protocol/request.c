@@ -56,6 +56,8 @@ Request *request_free(Request *r)
 	free(r->by);
 	free(r->role);
 	free(r->contact);
+	free(r->match_value);
+	free(r->reason);
 	free(r);
 	return NULL;
 }
@@ -289,6 +291,53 @@ static int parse_override(json_t *o, Request *r, RequestError *e)
 	return get_time(o, "until", true, &r->until, e);
 }
 
+/* {"op":"silence","match":{FIELD:VALUE},"duration":SECONDS,"by","reason","except_critical"} */
+static int parse_silence(json_t *o, Request *r, RequestError *e)
+{
+	static const char *const fields[] = {"op",     "match",           "duration", "by",
+	                                     "reason", "except_critical", NULL};
+	static const char *const match_fields[] = {"key_prefix", "source", "text_contains"};
+	json_t *match = json_object_get(o, "match"), *v;
+	int rc;
+
+	rc = check_fields(o, fields, e);
+	if (rc < 0)
+		return rc;
+	if (!json_is_object(match) || json_object_size(match) != 1)
+		return fail(e, "bad_request",
+		            "'match' must be an object with one of 'key_prefix', 'source' or "
+		            "'text_contains'");
+	for (size_t i = 0; i < ELEMENTSOF(match_fields); i++)
+		if (json_object_get(match, match_fields[i]))
+			r->match_field = match_fields[i];
+	if (!r->match_field)
+		return fail(e, "bad_request",
+		            "'match' must be an object with one of 'key_prefix', 'source' or "
+		            "'text_contains'");
+	rc = get_string(match, r->match_field, REQUEST_MAX_MATCH, true, &r->match_value, e);
+	if (rc < 0)
+		return rc;
+	if (strlen(r->match_value) != json_string_length(json_object_get(match, r->match_field)))
+		return fail(e, "bad_request", "'%s' contains a NUL character", r->match_field);
+	v = json_object_get(o, "duration");
+	if (!json_is_integer(v) || json_integer_value(v) < REQUEST_MIN_SILENCE ||
+	    json_integer_value(v) > REQUEST_MAX_SILENCE)
+		return fail(e, "bad_request", "'duration' must be an integer from %d to %d seconds",
+		            REQUEST_MIN_SILENCE, REQUEST_MAX_SILENCE);
+	r->duration = (uint64_t)json_integer_value(v);
+	v = json_object_get(o, "except_critical");
+	if (v && !json_is_boolean(v))
+		return fail(e, "bad_request", "'except_critical' must be true or false");
+	r->except_critical = json_is_true(v);
+	rc = get_string(o, "by", 64, false, &r->by, e);
+	if (rc >= 0)
+		rc = get_string(o, "reason", REQUEST_MAX_REASON, false, &r->reason, e);
+	if (rc >= 0 && r->reason &&
+	    strlen(r->reason) != json_string_length(json_object_get(o, "reason")))
+		rc = fail(e, "bad_request", "'reason' contains a NUL character");
+	return rc;
+}
+
 /* {"op":"resolve"} names its alert by "id" or by "key" (the open alert with that dedupe key),
  * exactly one of them. */
 static int parse_resolve(json_t *o, Request *r, RequestError *e)
@@ -364,6 +413,26 @@ int request_parse(const void *data, size_t len, Request **ret, RequestError *ret
 			          quote_len(r->id, 40), r->id);
 		if (rc >= 0 && r->op == OP_ACK)
 			rc = get_string(o, "by", 64, false, &r->by, ret_error);
+	} else if (streq(op, "silence")) {
+		r->op = OP_SILENCE;
+		rc = parse_silence(o, r, ret_error);
+	} else if (streq(op, "silences")) {
+		static const char *const fields[] = {"op", NULL};
+
+		r->op = OP_SILENCES;
+		rc = check_fields(o, fields, ret_error);
+	} else if (streq(op, "unsilence")) {
+		static const char *const fields[] = {"op", "silence", "by", NULL};
+
+		r->op = OP_UNSILENCE;
+		rc = check_fields(o, fields, ret_error);
+		if (rc >= 0)
+			rc = get_string(o, "silence", 64, true, &r->id, ret_error);
+		if (rc >= 0 && !id_is_valid(r->id))
+			rc = fail(ret_error, "unknown_id", "'%.*s' is not a silence id",
+			          quote_len(r->id, 40), r->id);
+		if (rc >= 0)
+			rc = get_string(o, "by", 64, false, &r->by, ret_error);
 	} else if (streq(op, "resolve")) {
 		r->op = OP_RESOLVE;
 		rc = parse_resolve(o, r, ret_error);
@@ -432,9 +501,10 @@ char *request_reply_error(const char *code, const char *detail)
 }
 
 static const char *const op_names[] = {
-        [OP_SEND] = "send",     [OP_STATUS] = "status",     [OP_GET] = "get",
-        [OP_QUEUE] = "queue",   [OP_ACK] = "ack",           [OP_INBOX] = "inbox",
-        [OP_ONCALL] = "oncall", [OP_OVERRIDE] = "override", [OP_RESOLVE] = "resolve",
+        [OP_SEND] = "send",       [OP_STATUS] = "status",     [OP_GET] = "get",
+        [OP_QUEUE] = "queue",     [OP_ACK] = "ack",           [OP_INBOX] = "inbox",
+        [OP_ONCALL] = "oncall",   [OP_OVERRIDE] = "override", [OP_RESOLVE] = "resolve",
+        [OP_SILENCE] = "silence", [OP_SILENCES] = "silences", [OP_UNSILENCE] = "unsilence",
 };
 
 int request_op_from_string(const char *s)
@@ -447,7 +517,8 @@ int request_op_from_string(const char *s)
 
 bool request_op_writes(RequestOp op)
 {
-	return op == OP_SEND || op == OP_ACK || op == OP_OVERRIDE || op == OP_RESOLVE;
+	return op == OP_SEND || op == OP_ACK || op == OP_OVERRIDE || op == OP_RESOLVE ||
+	       op == OP_SILENCE || op == OP_UNSILENCE;
 }
 
 const char *request_op_to_string(RequestOp op)

@@ -17,6 +17,10 @@
 #define REQUEST_MAX_KEY        256
 #define REQUEST_MAX_SOURCE     128
 #define REQUEST_DEFAULT_TTL    3600
+#define REQUEST_MIN_SILENCE    60
+#define REQUEST_MAX_SILENCE    (90 * 86400)
+#define REQUEST_MAX_MATCH      256
+#define REQUEST_MAX_REASON     256
 #define REQUEST_MAX_TTL        (7 * 86400)
 
 typedef enum RequestOp {
@@ -29,6 +33,9 @@ typedef enum RequestOp {
 	OP_ONCALL,
 	OP_OVERRIDE,
 	OP_RESOLVE,
+	OP_SILENCE,
+	OP_SILENCES,
+	OP_UNSILENCE,
 } RequestOp;
 
 typedef struct Request {
@@ -52,6 +59,13 @@ typedef struct Request {
 	char *contact; /* NULL with clear */
 	uint64_t until;
 	bool clear;
+	/* silence: what it matches (field "key_prefix", "source" or "text_contains", and value),
+	 * for how long, why, and whether critical alerts are left out; unsilence: id */
+	const char *match_field; /* points into a static string */
+	char *match_value;
+	uint64_t duration; /* seconds */
+	char *reason;
+	bool except_critical;
 } Request;
 
 typedef struct RequestError {

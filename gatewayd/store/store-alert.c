@@ -222,7 +222,7 @@ int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 	sqlite3_stmt *st = store_stmt(s, SQL_ALERT_DELIVERY_STATES);
 	DeliveryState furthest = DELIVERY_QUEUED;
 	sqlite3_stmt *fst = store_stmt(s, SQL_ALERT_FINAL);
-	bool final = true, was_final = false, resolved = false;
+	bool final = true, was_final = false, resolved = false, silenced = false;
 	int rc;
 
 	if (!st || !fst)
@@ -233,13 +233,14 @@ int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 		was_final = sqlite3_column_int(fst, 0) != 0;
 		final = sqlite3_column_int(fst, 1) == 0; /* escalating: open until it stops */
 		resolved = sqlite3_column_int(fst, 2) != 0;
+		silenced = sqlite3_column_int(fst, 3) != 0;
 	}
 	store_stmt_done(fst);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_fail(s, rc, "reading an alert's state");
-	if (resolved) {
-		/* Whatever queued a delivery of a resolved alert again (a retry, a takeover, a
-		 * merge) is undone here, in the same transaction. */
+	if (resolved || silenced) {
+		/* Whatever queued a delivery of a resolved or silenced alert again (a retry, a
+		 * takeover, a merge) is undone here, in the same transaction. */
 		rc = cancel_queued(s, alert_id);
 		if (rc < 0)
 			return rc;
@@ -258,13 +259,16 @@ int store_alert_refresh(Store *s, const char *alert_id, uint64_t at)
 	if (rc != SQLITE_DONE)
 		return store_fail(s, rc, "reading delivery states");
 
-	if (resolved)
+	if (resolved || silenced)
 		final = true; /* a final state of its own; what is still sending ends as it ends */
 	st = store_stmt(s, SQL_ALERT_SET_STATE);
 	if (!st)
 		return STORE_IO;
 	store_bind_text(st, 1, alert_id);
-	store_bind_text(st, 2, resolved ? "resolved" : store_delivery_state_to_string(furthest));
+	store_bind_text(st, 2,
+	                resolved   ? "resolved"
+	                : silenced ? "silenced"
+	                           : store_delivery_state_to_string(furthest));
 	sqlite3_bind_int(st, 3, final);
 	if (final)
 		store_bind_u64(st, 4, at);
@@ -707,6 +711,25 @@ int store_alert_resolvable_by_key(Store *s, const char *key, char ret_id[static 
 		r = 1;
 	} else if (rc != SQLITE_DONE)
 		r = store_fail(s, rc, "finding an alert by its key");
+	store_stmt_done(st);
+	return r;
+}
+
+int store_alert_is_over(Store *s, const char *id)
+{
+	static const char sql[] = "SELECT 1 FROM alerts WHERE id = ?1 AND (res_at IS NOT NULL OR "
+	                          "silence IS NOT NULL)";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int rc, r = 0;
+
+	if (!st)
+		return STORE_IO;
+	store_bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		r = 1;
+	else if (rc != SQLITE_DONE)
+		r = store_fail(s, rc, "reading an alert");
 	store_stmt_done(st);
 	return r;
 }

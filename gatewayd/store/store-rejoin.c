@@ -60,6 +60,7 @@ static const Field alert_fields[] = {
         {"res_via", FIELD_TEXT_OR_NULL},
         {"res_at", FIELD_INT_OR_NULL},
         {"esc_timer", FIELD_INT_OR_NULL},
+        {"silence", FIELD_TEXT_OR_NULL},
 };
 #define ALERT_INSERT_FIELDS 8
 #define ALERT_ACK_FIELDS    9  /* ack_by, ack_via, ack_at: SQL_MERGE_ACK's ?2..?4 */
@@ -689,6 +690,13 @@ int store_merge_alert(Store *s, json_t *item)
 		if (r < 0)
 			return r;
 		if (sqlite3_changes(s->db) > 0)
+			changed = 1;
+	}
+	if (json_is_string(json_object_get(item, "silence"))) {
+		r = store_alert_silence(s, id, item_text(item, "silence"), item_u64(item, "acc"));
+		if (r < 0)
+			return r;
+		if (r > 0)
 			changed = 1;
 	}
 	if (!json_is_null(json_object_get(item, "ack_at")) ||

@@ -161,6 +161,12 @@ int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret)
 	else if (alert)
 		json_object_set_new(alert, "escalation", json_null());
 	if (alert)
+		json_object_set_new(
+		        alert, "silence",
+		        sqlite3_column_type(st, 17) == SQLITE_NULL
+		                ? json_null()
+		                : json_string((const char *)sqlite3_column_text(st, 17)));
+	if (alert)
 		json_object_set_new(alert, "resolved", resolved ? resolved : json_null());
 	else
 		json_decref(resolved);
@@ -287,6 +293,10 @@ int store_counts(Store *s, QueueCounts *ret)
 
 		if (streq(state, "resolved")) { /* an alert's own final state */
 			c.resolved += n;
+			continue;
+		}
+		if (streq(state, "silenced")) {
+			c.silenced += n;
 			continue;
 		}
 		switch (store_delivery_state_from_string(state)) {

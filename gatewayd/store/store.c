@@ -57,8 +57,8 @@ static const char *const sql_text[_SQL_MAX] = {
         [SQL_ALERT_DELIVERY_STATES] = "SELECT state FROM deliveries WHERE alert_id = ?1",
         [SQL_ALERT_SET_STATE] = "UPDATE alerts SET state = ?2, final = ?3, final_at = ?4 "
                                 "WHERE id = ?1",
-        [SQL_ALERT_FINAL] = "SELECT final, esc_next_at IS NOT NULL, res_at IS NOT NULL "
-                            "FROM alerts WHERE id = ?1",
+        [SQL_ALERT_FINAL] = "SELECT final, esc_next_at IS NOT NULL, res_at IS NOT NULL, "
+                            "silence IS NOT NULL FROM alerts WHERE id = ?1",
         [SQL_ALERT_ACK_GET] = "SELECT ack_at FROM alerts WHERE id = ?1",
         [SQL_ALERT_ACK_SET] = "UPDATE alerts SET ack_by = ?2, ack_via = ?3, ack_at = ?4 "
                               "WHERE id = ?1 AND ack_at IS NULL",
@@ -75,8 +75,8 @@ static const char *const sql_text[_SQL_MAX] = {
                                 "WHERE state = 'sending' AND node = ?1",
         [SQL_ALERT_GET] =
                 "SELECT id, state, priority, text, key, source, accepted_at, node, ack_by, "
-                "ack_via, ack_at, expires_at, esc_step, esc_next_at, res_by, res_via, res_at "
-                "FROM alerts WHERE id = ?1",
+                "ack_via, ack_at, expires_at, esc_step, esc_next_at, res_by, res_via, res_at, "
+                "silence FROM alerts WHERE id = ?1",
         [SQL_ALERT_DELIVERIES] = "SELECT number, state, kind FROM deliveries WHERE alert_id = ?1 "
                                  "ORDER BY seq",
         [SQL_ALERT_ATTEMPTS] = "SELECT node, modem, at, result, error, report FROM attempts "
@@ -106,7 +106,8 @@ static const char *const sql_text[_SQL_MAX] = {
         [SQL_EXPORT_ALERTS] =
                 "SELECT id, key, text, priority, source, node, accepted_at, "
                 "expires_at, final_at, ack_by, ack_via, ack_at, esc_step, esc_next_at, "
-                "res_by, res_via, res_at, esc_timer FROM alerts WHERE id > ?1 ORDER BY id",
+                "res_by, res_via, res_at, esc_timer, silence FROM alerts WHERE id > ?1 "
+                "ORDER BY id",
         [SQL_EXPORT_DELIVERIES] = "SELECT number, kind, seq, state, next_try_at, node, modem, "
                                   "permanent_failures, accepted_at, priority, round, bundle "
                                   "FROM deliveries "
@@ -479,9 +480,16 @@ static const char schema_v6[] =
 static const char schema_v7[] = "ALTER TABLE inbox ADD COLUMN quarantine TEXT;";
 
 /* v8: resolved alerts (who, how, when; once only like an acknowledgment), found by their key;
+ * silences, and the one that held an alert back;
  * the escalation step whose timer started from its page's send (esc_timer = esc_step: the
  * deadline is that send + step_timeout, else the step's backstop). */
 static const char schema_v8[] = "ALTER TABLE alerts ADD COLUMN esc_timer INTEGER;"
+                                "ALTER TABLE alerts ADD COLUMN silence TEXT;"
+                                "CREATE TABLE silences(id TEXT PRIMARY KEY, field TEXT NOT NULL,"
+                                " value TEXT NOT NULL, except_critical INTEGER NOT NULL,"
+                                " created_at INTEGER NOT NULL, until INTEGER NOT NULL,"
+                                " set_by TEXT NOT NULL, reason TEXT NOT NULL, node TEXT NOT NULL,"
+                                " removed_at INTEGER, removed_by TEXT) WITHOUT ROWID;"
                                 "ALTER TABLE alerts ADD COLUMN res_by TEXT;"
                                 "ALTER TABLE alerts ADD COLUMN res_via TEXT;"
                                 "ALTER TABLE alerts ADD COLUMN res_at INTEGER;"

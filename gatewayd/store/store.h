@@ -90,6 +90,7 @@ typedef struct DueDelivery {
 typedef struct QueueCounts {
 	uint64_t queued, sending, sent, delivered, failed, expired;
 	uint64_t resolved; /* alerts resolved (their own state), not deliveries */
+	uint64_t silenced; /* alerts held back by a silence */
 } QueueCounts;
 
 typedef struct ModemCounters {
@@ -151,6 +152,8 @@ int store_alert_resolvable(Store *s, const char *id);
 int store_alert_resolvable_by_key(Store *s, const char *key, char ret_id[static 33]);
 /* 1 when the alert is resolved, 0 when not or unknown. */
 int store_alert_is_resolved(Store *s, const char *id);
+/* 1 when the alert is resolved or silenced (over, or held back), 0 when not or unknown. */
+int store_alert_is_over(Store *s, const char *id);
 /* Calls cb for each number a delivery of the alert reached (sent or delivered): those an
  * all-clear goes to. */
 int store_alert_paged(Store *s, const char *id, int (*cb)(const char *number, void *userdata),
@@ -351,6 +354,44 @@ int store_export_overrides(Store *s, const char *after_role, size_t max_bytes, j
                            char **ret_last_role);
 /* Merges one exported item through store_override_set(): 1 changed, 0 not, -EINVAL malformed. */
 int store_merge_override(Store *s, json_t *item);
+
+/* Silences (store-silence.c): an alert accepted while one matches it is recorded, marked with
+ * the silence's id, and not sent. */
+#define SILENCE_VALUE_MAX 256
+#define SILENCE_NAME_MAX  64
+typedef struct Silence {
+	char id[33];
+	char field[16]; /* what it matches: "key_prefix", "source" or "text_contains" */
+	char value[SILENCE_VALUE_MAX + 1];
+	bool except_critical; /* critical alerts still go out */
+	uint64_t created_at, until;
+	char by[SILENCE_NAME_MAX + 1];
+	char reason[SILENCE_VALUE_MAX + 1];
+	char node[SILENCE_NAME_MAX + 1];
+	uint64_t removed_at; /* 0: not removed */
+	char removed_by[SILENCE_NAME_MAX + 1];
+} Silence;
+bool store_silence_field_valid(const char *field);
+/* Stores a silence, or merges one from a peer (the earlier removal wins): 1 when the row
+ * changed, 0 when not, STORE_INVALID when malformed. */
+int store_silence_put(Store *s, const Silence *si);
+/* Ends a silence at `at`: 1 when it was in force until then, 0 when not (ended or removed). */
+int store_silence_remove(Store *s, const char *id, uint64_t at, const char *by);
+/* The silences in force at `at`, oldest first (at most 1000); cb returns <0 to stop. */
+int store_silences_at(Store *s, uint64_t at, int (*cb)(const Silence *si, void *userdata),
+                      void *userdata);
+/* 0 with *ret filled, or STORE_NOT_FOUND. */
+int store_silence_get(Store *s, const char *id, Silence *ret);
+/* {"silence", "match": {FIELD: VALUE}, "except_critical", "created_at", "until", "by",
+ * "reason", "node"}, and "removed" (null or {"at", "by"}) with with_removal. */
+json_t *store_silence_json(const Silence *si, bool with_removal);
+/* Marks the alert silenced by silence_id (the smaller id wins): its escalation stops and its
+ * deliveries not yet sent are cancelled. 1 when it changed. */
+int store_alert_silence(Store *s, const char *alert_id, const char *silence_id, uint64_t at);
+/* Rejoin, as store_export_overrides(): every silence, in id order after after_id. */
+int store_export_silences(Store *s, const char *after_id, size_t max_bytes, json_t **ret_items,
+                          char **ret_last_id);
+int store_merge_silence(Store *s, json_t *item);
 
 /* Figures for the metrics file (store-metrics.c), over the history the store still holds. */
 typedef struct StoreMetrics {

@@ -145,5 +145,80 @@ def test_bad_resolve_requests_are_named(h):
     assert both.returncode == 2 and "not both" in both.stderr, both.stderr
 
 
+def test_silences_hold_back_what_they_match_and_end(h):
+    gw = h.gateway(extra=oncall_config(STEP))
+    out = ctl(gw, "silence", "add", "--key-prefix", "db01/", "--for", "2h", "--reason",
+              "disk swap", "--by", "alice")
+    assert out.returncode == 0, out.stderr
+    sid = out.stdout.split()[0]
+    assert re.fullmatch(r"[0-9a-f]{32}", sid) and "keys starting with 'db01/'" in out.stdout, \
+        out.stdout
+    listed = gw.request({"op": "silences"})["silences"]
+    assert [(s["silence"], s["match"], s["by"], s["reason"]) for s in listed] == \
+        [(sid, {"key_prefix": "db01/"}, "alice", "disk swap")], listed
+    assert sid in ctl(gw, "silence", "list").stdout
+    # Matching alerts, critical ones too, are accepted, recorded and not sent.
+    quiet = gw.send([OTHER], "db01 ping lost", key="db01/ping")
+    assert quiet.get("status") == "silenced" and quiet.get("silence") == sid, quiet
+    crit = gw.send(["role:primary"], "db01 is DOWN", key="db01/host", priority="critical")
+    assert crit["status"] == "silenced", crit
+    loud = gw.send([OTHER], "web01 HTTP 500", key="web01/http")
+    assert loud["status"] == "queued", loud
+    # A silence that leaves critical alerts out, on the source.
+    src = gw.request({"op": "silence", "match": {"source": "backup"}, "duration": 3600,
+                      "except_critical": True})
+    assert src["ok"], src
+    assert gw.send([OTHER], "backup late", source="backup")["status"] == "silenced"
+    assert gw.send([OTHER], "backup failed", source="backup",
+                   priority="critical")["status"] == "queued"
+    wait_texts(h, OTHER, 2)
+    time.sleep(2)
+    got = sorted(t.split("\n")[0] for t in texts_to(h, OTHER))
+    assert got == ["backup failed", "web01 HTTP 500"], texts_to(h, OTHER)
+    assert texts_to(h, ALICE) == [], texts_to(h, ALICE)
+    a = gw.get(quiet["id"])
+    assert a["state"] == "silenced" and a["silence"] == sid, a
+    assert [d["state"] for d in a["deliveries"]] == ["cancelled"], a["deliveries"]
+    assert [e["what"] for e in a["history"]] == ["silenced"], a["history"]
+    assert gw.get(crit["id"])["escalation"]["active"] is False
+    assert gw.request({"op": "status"})["queue"]["silenced"] == 3
+    # Ended early: the same key pages again at once (not a duplicate of the silenced one).
+    out = ctl(gw, "silence", "remove", sid)
+    assert out.returncode == 0 and out.stdout == f"{sid} removed\n", (out.stdout, out.stderr)
+    again = gw.send([OTHER], "db01 ping lost", key="db01/ping")
+    assert again["status"] == "queued" and again["id"] != quiet["id"], again
+    assert "db01 ping lost" in wait_texts(h, OTHER, 3)
+    gone = ctl(gw, "silence", "remove", sid)
+    assert gone.returncode == 1 and "unknown_id" in gone.stderr, gone.stderr
+    assert [s["silence"] for s in gw.request({"op": "silences"})["silences"]] == \
+        [src["silence"]]
+
+
+def test_bad_silences_are_named(h):
+    gw = h.gateway()
+    cases = [
+        {"op": "silence", "duration": 3600},
+        {"op": "silence", "match": {}, "duration": 3600},
+        {"op": "silence", "match": {"key_prefix": "a", "source": "b"}, "duration": 3600},
+        {"op": "silence", "match": {"host": "db01"}, "duration": 3600},
+        {"op": "silence", "match": {"key_prefix": ""}, "duration": 3600},
+        {"op": "silence", "match": {"key_prefix": "db01/"}, "duration": 10},
+        {"op": "silence", "match": {"key_prefix": "db01/"}},
+        {"op": "silence", "match": {"key_prefix": "db01/"}, "duration": 3600, "x": 1},
+        {"op": "silence", "match": {"key_prefix": "db01/"}, "duration": 3600,
+         "except_critical": "yes"},
+        {"op": "unsilence"},
+    ]
+    for req in cases:
+        rep = gw.request(req)
+        assert rep["ok"] is False and rep["error"] == "bad_request", (req, rep)
+    rep = gw.request({"op": "unsilence", "silence": "0" * 32})
+    assert rep["ok"] is False and rep["error"] == "unknown_id", rep
+    usage = ctl(gw, "silence", "add", "--for", "1h")
+    assert usage.returncode == 2 and "say what to silence" in usage.stderr, usage.stderr
+    usage = ctl(gw, "silence", "add", "--source", "x")
+    assert usage.returncode == 2 and "--for" in usage.stderr, usage.stderr
+
+
 if __name__ == "__main__":
     main(globals())

@@ -33,6 +33,12 @@ static const char *const wire[] = {
         "\"node\":\"a\",\"at\":1767225660000000}",
         "{\"t\":\"resolve\",\"id\":\"5f0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"by\":\"nagios\","
         "\"via\":\"api\",\"node\":\"b\",\"at\":1767225720000000}",
+        "{\"t\":\"silence\",\"id\":\"6a0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"field\":"
+        "\"key_prefix\",\"value\":\"db01/\",\"except_critical\":false,\"until\":"
+        "1767232800000000,\"by\":\"alice\",\"reason\":\"disk swap\",\"node\":\"a\","
+        "\"at\":1767225600000000}",
+        "{\"t\":\"unsilence\",\"id\":\"6a0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"by\":\"bob\","
+        "\"node\":\"b\",\"at\":1767229200000000}",
         /* the previous release's acknowledgments by SMS and voice named no node */
         "{\"t\":\"ack\",\"id\":\"5f0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"by\":\"+32470100001\","
         "\"via\":\"sms\",\"at\":1767225660000000}",

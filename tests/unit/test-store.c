@@ -922,7 +922,9 @@ static void test_nodes(void)
 	                   "ALTER TABLE alerts DROP COLUMN res_by;"
 	                   "ALTER TABLE alerts DROP COLUMN res_via;"
 	                   "ALTER TABLE alerts DROP COLUMN res_at;"
-	                   "ALTER TABLE alerts DROP COLUMN esc_timer; PRAGMA user_version = 3",
+	                   "ALTER TABLE alerts DROP COLUMN esc_timer;"
+	                   "ALTER TABLE alerts DROP COLUMN silence; DROP TABLE silences;"
+	                   "PRAGMA user_version = 3",
 	                   NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 	s = open_sub("nodes");
