@@ -74,8 +74,8 @@ static int reply_help(Gateway *g, const InboxMessage *m, bool asked)
 	char text[200];
 
 	utf8_snprintf(text, sizeof(text),
-	              "%sReply ACK <code>, RES <code> (resolved), ESC <code> (page the next step "
-	              "now), WHO (on call now)%s%s%s, HELP.",
+	              "%sReply ACK <code>, RES <code>, ESC <code> (page the next step now), WHO, "
+	              "MAINT <key-prefix> 2h%s%s%s, HELP.",
 	              asked ? "" : "Not understood. ", role ? ", TAKE [2h] (take over " : "",
 	              role ? role->name : "", role ? ")" : "");
 	return reply_refusal(g, m, text);
@@ -217,6 +217,38 @@ static int escalate_now(Gateway *g, const Ackable *a, const ContactConfig *conta
 	return reply_done(g, contact, m, text);
 }
 
+/* MAINT: a silence of the keys starting with prefix, its id derived from the message, so every
+ * node makes the same one. */
+static int maint_now(Gateway *g, const ContactConfig *contact, const InboxMessage *m,
+                     const char *prefix, unsigned seconds)
+{
+	_cleanup_free_ char *seed = NULL;
+	uint64_t until = m->received_at + (uint64_t)seconds * USEC_PER_SEC;
+	char id[ID_HEX_LEN + 1], reason[96], when[RFC3339_MAX], text[200];
+	json_t *c;
+	int r;
+
+	if (asprintf(&seed, "maint\n%s", m->key) < 0)
+		return -ENOMEM;
+	hash128_hex(seed, strlen(seed), id);
+	utf8_snprintf(reason, sizeof(reason), "MAINT by SMS from %s", m->sender);
+	c = change_pack("silence", "{s:s, s:s, s:s, s:b, s:I, s:s, s:s, s:s, s:I}", "id", id,
+	                "field", "key_prefix", "value", prefix, "except_critical", 0, "until",
+	                (json_int_t)until, "by", contact->name, "reason", reason, "node", m->node,
+	                "at", (json_int_t)m->received_at);
+	if (!c)
+		return -ENOMEM;
+	r = apply_silence(g, c, NULL); /* no origin: apply_silence() reads none */
+	json_decref(c);
+	if (r < 0)
+		return r;
+	utf8_snprintf(text, sizeof(text),
+	              "MAINT: alerts with keys starting with %s are held back until %s (silence "
+	              "%.8s).",
+	              prefix, format_rfc3339(until, when), id);
+	return reply_done(g, contact, m, text);
+}
+
 /* An SMS arrived (stored, and new): a command, or something to answer with the help.
  *
  * Only a configured contact's own number is acted on or answered; anything else stays in the
@@ -240,6 +272,13 @@ int oncall_sms_received(Gateway *g, const InboxMessage *m)
 		        "SMS from %s: not an on-call contact; recorded, not acted on, not answered",
 		        m->sender);
 		return 0;
+	}
+	{
+		char prefix[REPLY_MAINT_PREFIX_MAX + 1];
+		unsigned maint;
+
+		if (ackcode_parse_maint(m->text, prefix, &maint))
+			return maint_now(g, contact, m, prefix, maint);
 	}
 	switch (kind) {
 	case REPLY_OTHER:

@@ -2,8 +2,10 @@
 #include "ackcode.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "macro.h"
 
@@ -166,6 +168,27 @@ ReplyKind ackcode_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1]
 	memcpy(ret_code, buf + i, digits);
 	ret_code[digits] = 0;
 	return REPLY_ACK;
+}
+
+bool ackcode_parse_maint(const char *text, char ret_prefix[static REPLY_MAINT_PREFIX_MAX + 1],
+                         unsigned *ret_seconds)
+{
+	char word[6], prefix[REPLY_MAINT_PREFIX_MAX + 2], duration[12], rest[2];
+	unsigned seconds;
+
+	ret_prefix[0] = 0;
+	*ret_seconds = 0;
+	if (sscanf(text, " %5s %65s %11s %1s", word, prefix, duration, rest) != 3 ||
+	    strcasecmp(word, "maint") != 0 || strlen(prefix) > REPLY_MAINT_PREFIX_MAX)
+		return false;
+	for (char *p = duration; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	seconds = parse_duration(duration);
+	if (seconds == 0)
+		return false;
+	memcpy(ret_prefix, prefix, strlen(prefix) + 1);
+	*ret_seconds = seconds;
+	return true;
 }
 
 bool ackcode_sender_answerable(const char *sender)

@@ -42,6 +42,13 @@ typedef enum ReplyKind {
 ReplyKind ackcode_parse(const char *text, char ret_code[static ACK_CODE_MAX + 1],
                         unsigned *ret_seconds);
 
+/* "MAINT <key-prefix> <duration>" (the word in any case, the prefix as typed, at most
+ * REPLY_MAINT_PREFIX_MAX bytes without spaces, a duration as for TAKE): true with the prefix and
+ * the seconds, false for anything else. */
+#define REPLY_MAINT_PREFIX_MAX 64
+bool ackcode_parse_maint(const char *text, char ret_prefix[static REPLY_MAINT_PREFIX_MAX + 1],
+                         unsigned *ret_seconds);
+
 /* Whether an automatic SMS may go to this sender: a phone number of 8 to 15 digits (with or
  * without "+"), never an alphanumeric sender or a short code. */
 bool ackcode_sender_answerable(const char *sender);

@@ -32,7 +32,9 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
      node, back, agrees;
   o. a hostile PDU is quarantined and replicated, also through a rejoin;
   p. a critical alert accepted on a is resolved on b by its key: both nodes show it resolved,
-     the primary gets exactly one all-clear, and nobody further up the chain is paged.
+     the primary gets exactly one all-clear, and nobody further up the chain is paged;
+  q. a silence made on a holds on b after a is killed (its alerts silenced, nothing sent), and
+     a, restarted with an empty disk, learns it in the rejoin exchange.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -721,6 +723,37 @@ def test_p_resolve_on_the_other_node(rig):
     assert again["ok"] is False and again["error"] == "unknown_id", again
     summary("alert accepted on a resolved on b by key: resolved on both, one all-clear, "
             "no escalation")
+
+
+def test_q_silence_across_a_takeover(rig):
+    """A silence made on node a is honoured by b once a is dead, and reaches a again, wiped,
+    through the rejoin exchange; a matching alert is recorded on both and sent by neither."""
+    c = rig.cluster()
+    c.start_both()
+    c.wait_members()
+    r = c.node("a").request({"op": "silence", "match": {"key_prefix": "db08/"},
+                             "duration": 3600, "by": "alice", "reason": "disk swap"})
+    assert r["ok"], r
+    sid = r["silence"]
+    wait_until(lambda: [s["silence"] for s in c.node("b").request({"op": "silences"})
+                        ["silences"]] == [sid], 20, "b to hold the silence")
+    c.kill9("a")
+    held = c.send("b", ["+32470808080"], "db08 disk full", key="db08/disk")
+    assert held.get("status") == "silenced" and held.get("silence") == sid, held
+    loud = queued(c.send("b", ["+32470808080"], "web08 down", key="web08/http"), "loud")
+    wait_until(lambda: [m for m in c.sms() if m["to"] == "+32470808080"], 30, "the loud SMS")
+    c.start("a", wipe_state=True)
+    c.wait_members(timeout=30)
+    wait_until(lambda: [s["silence"] for s in c.node("a").request({"op": "silences"})
+                        ["silences"]] == [sid], 30, "a, wiped, to learn the silence")
+    got = wait_until(lambda: (lambda a: a if a.get("state") == "silenced" else None)(
+        c.get("a", held["id"])), 30, "a to learn the silenced alert")
+    assert got["silence"] == sid, got
+    time.sleep(SETTLE)
+    texts = [m["text"] for m in c.sms() if m["to"] == "+32470808080"]
+    assert texts == ["web08 down"], texts
+    assert c.get("a", loud)["state"] in FINAL
+    summary("silence made on a: held on b after a's kill -9; a, wiped, learnt it on rejoin")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ackcode_for(id, (unsigned)n, again);
 		assert(ackcode_matches(id, again));
 	}
+	{
+		char prefix[REPLY_MAINT_PREFIX_MAX + 1];
+		unsigned maint;
+
+		if (ackcode_parse_maint(text, prefix, &maint))
+			assert(prefix[0] && strlen(prefix) <= REPLY_MAINT_PREFIX_MAX && maint > 0 &&
+			       maint <= REPLY_TAKE_MAX);
+		else
+			assert(!prefix[0] && maint == 0);
+	}
 	/* The text as a sender, and as an alert id (any bytes: ack_code must not care). */
 	(void)ackcode_sender_answerable(text);
 	(void)ackcode_matches(text, code);

@@ -132,6 +132,8 @@ static void apply_merge(json_t *c)
 			(void)store_merge_inbox(store, item);
 		else if (streq(kind, "overrides"))
 			(void)store_merge_override(store, item);
+		else if (streq(kind, "silences"))
+			(void)store_merge_silence(store, item);
 	}
 }
 
@@ -206,6 +208,22 @@ static void apply_change(json_t *c)
 		(void)store_override_set(store, jstr(c, "role"),
 		                         json_string_value(json_object_get(c, "contact")),
 		                         ju64(c, "until"), ju64(c, "at"), jstr(c, "by"));
+	else if (streq(t, "silence")) {
+		/* What apply_silence() hands the store (it refuses oversized strings first). */
+		Silence si = {.except_critical =
+		                      json_is_true(json_object_get(c, "except_critical")),
+		              .created_at = ju64(c, "at"),
+		              .until = ju64(c, "until")};
+
+		snprintf(si.id, sizeof(si.id), "%s", jstr(c, "id"));
+		snprintf(si.field, sizeof(si.field), "%s", jstr(c, "field"));
+		snprintf(si.value, sizeof(si.value), "%s", jstr(c, "value"));
+		snprintf(si.by, sizeof(si.by), "%s", jstr(c, "by"));
+		snprintf(si.reason, sizeof(si.reason), "%s", jstr(c, "reason"));
+		snprintf(si.node, sizeof(si.node), "%s", jstr(c, "node"));
+		(void)store_silence_put(store, &si);
+	} else if (streq(t, "unsilence"))
+		(void)store_silence_remove(store, jstr(c, "id"), ju64(c, "at"), jstr(c, "by"));
 	else if (streq(t, "merge"))
 		apply_merge(c);
 }

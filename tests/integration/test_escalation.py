@@ -195,7 +195,7 @@ def test_an_incident_run_by_sms(h):
     assert who == (f"On call: primary alice {ALICE}, secondary bob {BOB}, "
                    f"management carol {CAROL}"), who
     reply(h, ALICE, "HELP")
-    assert wait_texts(h, ALICE, 3)[2].startswith("Reply ACK <code>, RES <code> (resolved)")
+    assert wait_texts(h, ALICE, 3)[2].startswith("Reply ACK <code>, RES <code>, ESC <code>")
     # ESC: the secondary is paged now, not in 300 s.
     reply(h, ALICE, f"ESC {code}")
     assert wait_texts(h, BOB, 1) == [f"db01 DOWN\nReply ACK {code} to acknowledge"]
@@ -214,14 +214,23 @@ def test_an_incident_run_by_sms(h):
     assert took.startswith("TAKE: you are on call for primary until "), took
     primary = [r for r in gw.request({"op": "oncall"})["roles"] if r["role"] == "primary"][0]
     assert (primary["contact"], primary["source"]) == ("carol", "override"), primary
+    # MAINT: a silence of two hours for the keys starting with db09/.
+    reply(h, CAROL, "MAINT db09/ 2h")
+    maint = wait_texts(h, CAROL, 2)[1]
+    assert maint.startswith("MAINT: alerts with keys starting with db09/ are held back"), maint
+    silences = gw.request({"op": "silences"})["silences"]
+    assert [(s["match"], s["by"]) for s in silences] == [({"key_prefix": "db09/"}, "carol")]
+    held = gw.send(["role:primary"], "db09 DOWN", key="db09/ping", priority="critical")
+    assert held["status"] == "silenced", held
     # A stranger's commands do nothing and get nothing.
-    for text in ("WHO", "TAKE", f"RES {code}", "HELP"):
+    for text in ("WHO", "TAKE", f"RES {code}", "HELP", "MAINT db 1d"):
         reply(h, "+32499999999", text)
-    wait_until(lambda: len(gw.request({"op": "inbox"})["messages"]) >= 9, 30, "the inbox")
+    wait_until(lambda: len(gw.request({"op": "inbox"})["messages"]) >= 11, 30, "the inbox")
     time.sleep(4)
     assert not [m for m in h.sim.sms() if m["to"] == "+32499999999"], h.sim.sms()
     primary = [r for r in gw.request({"op": "oncall"})["roles"] if r["role"] == "primary"][0]
     assert primary["contact"] == "carol", primary
+    assert len(gw.request({"op": "silences"})["silences"]) == 1
     story = ctl_story(gw, alert)
     assert "escalation asked" in story and "resolved" in story, story
     assert len(texts_to(h, BOB)) == 2 and len(texts_to(h, ALICE)) == 5, h.sim.sms()

@@ -98,6 +98,31 @@ static void test_commands(void)
 	}
 }
 
+static void test_maint(void)
+{
+	char prefix[REPLY_MAINT_PREFIX_MAX + 1] = "junk";
+	unsigned seconds = 7;
+
+	check(ackcode_parse_maint("MAINT db01/ 2h", prefix, &seconds));
+	check_str(prefix, "db01/");
+	check_int(seconds, 7200);
+	check(ackcode_parse_maint("  maint Nagios/DB01 90M ", prefix, &seconds));
+	check_str(prefix, "Nagios/DB01"); /* as typed: keys are case-sensitive */
+	check_int(seconds, 5400);
+	check(!ackcode_parse_maint("MAINT db01/", prefix, &seconds));
+	check_str(prefix, "");
+	check_int(seconds, 0);
+	check(!ackcode_parse_maint("MAINT db01/ 2h now", prefix, &seconds));
+	check(!ackcode_parse_maint("MAINT db01/ forever", prefix, &seconds));
+	check(!ackcode_parse_maint("MAINTAIN db01/ 2h", prefix, &seconds));
+	check(!ackcode_parse_maint("MAINT db01/ 91d", prefix, &seconds));
+	check(!ackcode_parse_maint(
+	        "MAINT "
+	        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa 2h",
+	        prefix, &seconds)); /* 65 bytes */
+	check(!ackcode_parse_maint("", prefix, &seconds));
+}
+
 static void test_answerable(void)
 {
 	check(ackcode_sender_answerable("+32470100001"));
@@ -114,6 +139,7 @@ int main(void)
 	run(test_codes);
 	run(test_replies);
 	run(test_commands);
+	run(test_maint);
 	run(test_answerable);
 	return test_exit();
 }
