@@ -715,10 +715,9 @@ int store_alert_resolvable_by_key(Store *s, const char *key, char ret_id[static 
 	return r;
 }
 
-int store_alert_is_over(Store *s, const char *id)
+/* 1 when the query, bound to the alert id, has a row; 0 when not. */
+static int alert_has(Store *s, const char *sql, const char *id)
 {
-	static const char sql[] = "SELECT 1 FROM alerts WHERE id = ?1 AND (res_at IS NOT NULL OR "
-	                          "silence IS NOT NULL)";
 	sqlite3_stmt *st = store_cached(s, sql);
 	int rc, r = 0;
 
@@ -734,22 +733,17 @@ int store_alert_is_over(Store *s, const char *id)
 	return r;
 }
 
+int store_alert_is_over(Store *s, const char *id)
+{
+	return alert_has(s,
+	                 "SELECT 1 FROM alerts WHERE id = ?1 AND (res_at IS NOT NULL OR "
+	                 "silence IS NOT NULL)",
+	                 id);
+}
+
 int store_alert_is_resolved(Store *s, const char *id)
 {
-	static const char sql[] = "SELECT 1 FROM alerts WHERE id = ?1 AND res_at IS NOT NULL";
-	sqlite3_stmt *st = store_cached(s, sql);
-	int rc, r = 0;
-
-	if (!st)
-		return STORE_IO;
-	store_bind_text(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		r = 1;
-	else if (rc != SQLITE_DONE)
-		r = store_fail(s, rc, "reading an alert");
-	store_stmt_done(st);
-	return r;
+	return alert_has(s, "SELECT 1 FROM alerts WHERE id = ?1 AND res_at IS NOT NULL", id);
 }
 
 int store_alert_paged(Store *s, const char *id, int (*cb)(const char *number, void *userdata),
