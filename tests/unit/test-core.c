@@ -721,6 +721,63 @@ static void test_resolve(void)
 	node_close(&b2);
 }
 
+static json_t *silence(const char *id, const char *prefix, uint64_t at, uint64_t until)
+{
+	return valid(change_pack("silence", "{s:s, s:s, s:s, s:b, s:I, s:s, s:s, s:s, s:I}", "id",
+	                         id, "field", "key_prefix", "value", prefix, "except_critical", 0,
+	                         "until", (json_int_t)until, "by", "alice", "reason", "swap",
+	                         "node", "a", "at", (json_int_t)at));
+}
+
+/* A silence holds back what it matches on both nodes alike, from the submit's own time; its
+ * early end made in one half of a cut reaches the other in the exchange. */
+static void test_silences(void)
+{
+	Node a, b;
+	Node *both[2] = {&a, &b}, *only_a[1] = {&a};
+	char state[16];
+	Silence si;
+
+	fake_now = T0;
+	open_pair(&a, &b);
+	publish1(&a, silence(ID_V, "db01/", T0, T0 + 3600 * SEC), both, 2);
+	publish1(&b, submit(ID_X, "db01/ping", true, N1, "b", T0 + SEC, true), both, 2);
+	publish1(&b, submit(ID_Y, "web01/http", false, N2, "b", T0 + 2 * SEC, false), both, 2);
+	/* Accepted before the silence began: not held back. */
+	publish1(&b, submit(ID_W, "db01/disk", false, N2, "b", T0 - SEC, false), both, 2);
+	check_str(delivery_state(&a, ID_X, N1, state), "cancelled");
+	check_str(delivery_state(&b, ID_Y, N2, state), "queued");
+	check_str(delivery_state(&b, ID_W, N2, state), "queued");
+	check_int(esc_step(&a, ID_X), 0);
+	check_int(story_count(&a, ID_X, "silenced"), 1);
+	check_same(&a, &b);
+	/* Ended early in a's half only; the exchange brings it to b. */
+	publish1(&a,
+	         valid(change_pack("unsilence", "{s:s, s:s, s:s, s:I}", "id", ID_V, "by", "bob",
+	                           "node", "a", "at", (json_int_t)(T0 + 60 * SEC))),
+	         only_a, 1);
+	check_int(store_silence_get(b.g->store, ID_V, &si), 0);
+	check_int(si.removed_at, 0);
+	exchange(&a, &b);
+	{
+		_cleanup_(json_decrefp) json_t *items = NULL;
+		char *last = NULL;
+
+		check(store_export_silences(a.g->store, "", DUMP_BYTES, &items, &last) == 1);
+		free(last);
+		for (size_t i = 0; i < json_array_size(items); i++)
+			check(store_merge_silence(b.g->store, json_array_get(items, i)) >= 0);
+	}
+	check_int(store_silence_get(b.g->store, ID_V, &si), 0);
+	check_int(si.removed_at, (long long)(T0 + 60 * SEC));
+	check_str(si.removed_by, "bob");
+	/* After its end, the same key is news: a new alert, queued. */
+	publish1(&b, submit(ID_Z, "db01/ping", false, N2, "b", T0 + 61 * SEC, false), both, 2);
+	check_str(delivery_state(&a, ID_Z, N2, state), "queued");
+	node_close(&a);
+	node_close(&b);
+}
+
 static void test_ownership_and_takeover(void)
 {
 	Node a, b;
@@ -968,6 +1025,7 @@ int main(void)
 	run(test_replay_is_idempotent);
 	run(test_partition_merge_order_independent);
 	run(test_resolve);
+	run(test_silences);
 	run(test_ownership_and_takeover);
 	run(test_escalation_by_the_clock);
 	run(test_escalation_deadline_merges_to_the_earlier);
