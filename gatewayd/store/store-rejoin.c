@@ -119,6 +119,21 @@ static const Field dedupe_fields[] = {
         {"first_at", FIELD_INT},
 };
 
+/* SQL_EXPORT_SILENCES's columns, SQL_SILENCE_PUT's ?1..?11. */
+static const Field silence_fields[] = {
+        {"id", FIELD_TEXT},
+        {"field", FIELD_TEXT},
+        {"value", FIELD_TEXT},
+        {"except_critical", FIELD_INT},
+        {"created_at", FIELD_INT},
+        {"until", FIELD_INT},
+        {"by", FIELD_TEXT},
+        {"reason", FIELD_TEXT},
+        {"node", FIELD_TEXT},
+        {"removed_at", FIELD_INT_OR_NULL},
+        {"removed_by", FIELD_TEXT_OR_NULL},
+};
+
 /* SQL_INBOX_INSERT's ?1..?9. */
 static const Field inbox_fields[] = {
         {"key", FIELD_TEXT},
@@ -318,6 +333,13 @@ int store_export_inbox(Store *s, const char *after_key, size_t max_bytes, json_t
 {
 	return export_rows(s, SQL_EXPORT_INBOX, after_key, inbox_fields, ELEMENTSOF(inbox_fields),
 	                   NULL, max_bytes, ret_items, ret_last_key);
+}
+
+int store_export_silences(Store *s, const char *after_id, size_t max_bytes, json_t **ret_items,
+                          char **ret_last_id)
+{
+	return export_rows(s, SQL_EXPORT_SILENCES, after_id, silence_fields,
+	                   ELEMENTSOF(silence_fields), NULL, max_bytes, ret_items, ret_last_id);
 }
 
 /* Items come from the peer: every field is checked before anything is written. Integers are
@@ -764,5 +786,36 @@ int store_merge_inbox(Store *s, json_t *item)
 		return STORE_IO;
 	bind_item(st, 1, item, inbox_fields, ELEMENTSOF(inbox_fields));
 	r = store_step_done(s, st, "merging a received SMS");
+	return r < 0 ? r : sqlite3_changes(s->db) > 0;
+}
+
+/* A string of the item no longer than max bytes (NULL and absent pass for an optional one). */
+static bool item_fits(json_t *item, const char *name, size_t max)
+{
+	json_t *v = json_object_get(item, name);
+
+	return !json_is_string(v) || json_string_length(v) <= max;
+}
+
+int store_merge_silence(Store *s, json_t *item)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if (!item_valid(item, silence_fields, ELEMENTSOF(silence_fields)) ||
+	    !id_is_valid(item_text(item, "id")) ||
+	    !store_silence_field_valid(item_text(item, "field")) ||
+	    !item_fits(item, "value", SILENCE_VALUE_MAX) || !*item_text(item, "value") ||
+	    !item_fits(item, "by", SILENCE_NAME_MAX) ||
+	    !item_fits(item, "reason", SILENCE_VALUE_MAX) ||
+	    !item_fits(item, "node", SILENCE_NAME_MAX) ||
+	    !item_fits(item, "removed_by", SILENCE_NAME_MAX) ||
+	    item_u64(item, "until") <= item_u64(item, "created_at"))
+		return STORE_INVALID;
+	st = store_stmt(s, SQL_SILENCE_PUT);
+	if (!st)
+		return STORE_IO;
+	bind_item(st, 1, item, silence_fields, ELEMENTSOF(silence_fields));
+	r = store_step_done(s, st, "merging a silence");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
 }

@@ -17,16 +17,10 @@
 #include "macro.h"
 #include "util.h"
 
+/* The columns of the queries below, in this order (those of SQL_EXPORT_SILENCES too). */
 #define SILENCE_COLUMNS                                                                            \
 	"id, field, value, except_critical, created_at, until, set_by, reason, node, removed_at, " \
 	"removed_by"
-
-static const char sql_insert[] =
-        "INSERT INTO silences(" SILENCE_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-        "?10, ?11) ON CONFLICT(id) DO UPDATE SET removed_at = excluded.removed_at, "
-        "removed_by = excluded.removed_by WHERE excluded.removed_at IS NOT NULL AND "
-        "(silences.removed_at IS NULL OR (excluded.removed_at, excluded.removed_by) < "
-        "(silences.removed_at, silences.removed_by))";
 
 bool store_silence_field_valid(const char *field)
 {
@@ -51,7 +45,7 @@ int store_silence_put(Store *s, const Silence *si)
 	    !fits(si->reason, SILENCE_VALUE_MAX, true) || !fits(si->node, SILENCE_NAME_MAX, true) ||
 	    !fits(si->removed_by, SILENCE_NAME_MAX, true) || si->until <= si->created_at)
 		return STORE_INVALID;
-	st = store_cached(s, sql_insert);
+	st = store_stmt(s, SQL_SILENCE_PUT);
 	if (!st)
 		return STORE_IO;
 	store_bind_text(st, 1, si->id);
@@ -209,129 +203,4 @@ int store_alert_silence(Store *s, const char *alert_id, const char *silence_id, 
 		return r;
 	r = store_alert_refresh(s, alert_id, at);
 	return r < 0 ? r : 1;
-}
-
-/* ---- rejoin ---- */
-
-typedef struct Export {
-	json_t *items;
-	size_t used, max_bytes;
-	char last[ID_HEX_LEN + 1];
-} Export;
-
-static json_t *silence_item(const Silence *si)
-{
-	return json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:s, s:s, s:s, s:o, s:s?}", "id", si->id,
-	                 "field", si->field, "value", si->value, "except_critical",
-	                 si->except_critical, "created_at", (json_int_t)si->created_at, "until",
-	                 (json_int_t)si->until, "by", si->by, "reason", si->reason, "node",
-	                 si->node, "removed_at",
-	                 si->removed_at ? json_integer((json_int_t)si->removed_at) : json_null(),
-	                 "removed_by", si->removed_at ? si->removed_by : NULL);
-}
-
-/* Stops with -ENOBUFS once the next item would not fit. */
-static int export_row(sqlite3_stmt *st, void *ctx)
-{
-	Export *e = ctx;
-	bool first = json_array_size(e->items) == 0;
-	json_t *item;
-	size_t size;
-	Silence si;
-
-	row_silence(st, &si);
-	item = silence_item(&si);
-	size = item ? json_dumpb(item, NULL, 0, JSON_COMPACT) + !first : 0;
-	if (!item || size == 0) {
-		json_decref(item);
-		return -ENOMEM;
-	}
-	if (!first && e->used + size > e->max_bytes) {
-		json_decref(item);
-		return -ENOBUFS;
-	}
-	if (json_array_append_new(e->items, item) < 0)
-		return -ENOMEM;
-	e->used += size;
-	memcpy(e->last, si.id, sizeof(e->last));
-	return 0;
-}
-
-int store_export_silences(Store *s, const char *after_id, size_t max_bytes, json_t **ret_items,
-                          char **ret_last_id)
-{
-	static const char sql[] = "SELECT " SILENCE_COLUMNS " FROM silences WHERE id > ?1 "
-	                          "ORDER BY id";
-	sqlite3_stmt *st = store_cached(s, sql);
-	Export e = {.items = json_array(), .used = 2, .max_bytes = max_bytes};
-	char *cursor;
-	int r;
-
-	if (!st || !e.items) {
-		json_decref(e.items);
-		return st ? -ENOMEM : STORE_IO;
-	}
-	snprintf(e.last, sizeof(e.last), "%s", after_id ? after_id : "");
-	store_bind_text(st, 1, after_id ? after_id : "");
-	r = store_each_row(s, st, "exporting silences", export_row, &e);
-	if (r == -ENOBUFS)
-		r = 0; /* the rest goes in the next payload */
-	cursor = r >= 0 ? strdup(e.last) : NULL;
-	if (r >= 0 && !cursor)
-		r = -ENOMEM;
-	if (r < 0) {
-		json_decref(e.items);
-		return r;
-	}
-	*ret_items = e.items;
-	*ret_last_id = cursor;
-	return (int)json_array_size(e.items);
-}
-
-static bool item_copy(json_t *item, const char *name, char *ret, size_t size, bool nullable)
-{
-	json_t *v = json_object_get(item, name);
-
-	if (nullable && (!v || json_is_null(v))) {
-		ret[0] = 0;
-		return true;
-	}
-	if (!json_is_string(v) || json_string_length(v) >= size)
-		return false;
-	memcpy(ret, json_string_value(v), json_string_length(v) + 1);
-	return strlen(ret) == json_string_length(v);
-}
-
-static bool item_u64(json_t *item, const char *name, uint64_t *ret, bool nullable)
-{
-	json_t *v = json_object_get(item, name);
-
-	if (nullable && (!v || json_is_null(v))) {
-		*ret = 0;
-		return true;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
-		return false;
-	*ret = (uint64_t)json_integer_value(v);
-	return true;
-}
-
-int store_merge_silence(Store *s, json_t *item)
-{
-	Silence si = {0};
-
-	if (!json_is_object(item) || !item_copy(item, "id", si.id, sizeof(si.id), false) ||
-	    !item_copy(item, "field", si.field, sizeof(si.field), false) ||
-	    !item_copy(item, "value", si.value, sizeof(si.value), false) ||
-	    !json_is_boolean(json_object_get(item, "except_critical")) ||
-	    !item_u64(item, "created_at", &si.created_at, false) ||
-	    !item_u64(item, "until", &si.until, false) ||
-	    !item_copy(item, "by", si.by, sizeof(si.by), false) ||
-	    !item_copy(item, "reason", si.reason, sizeof(si.reason), false) ||
-	    !item_copy(item, "node", si.node, sizeof(si.node), false) ||
-	    !item_u64(item, "removed_at", &si.removed_at, true) ||
-	    !item_copy(item, "removed_by", si.removed_by, sizeof(si.removed_by), true))
-		return STORE_INVALID;
-	si.except_critical = json_is_true(json_object_get(item, "except_critical"));
-	return store_silence_put(s, &si);
 }

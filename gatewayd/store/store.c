@@ -167,6 +167,18 @@ static const char *const sql_text[_SQL_MAX] = {
                 "WHERE id = ?1 AND ?2 IS NOT NULL AND (esc_step IS NULL OR ?2 > esc_step OR "
                 "(?2 = esc_step AND ((?3 IS NULL) * 2 + (?4 IS ?2), -ifnull(?3, 0)) > "
                 "((esc_next_at IS NULL) * 2 + (esc_timer IS esc_step), -ifnull(esc_next_at, 0))))",
+        /* A silence once, or its earlier removal (a merge of a row both sides have); the
+         * columns are those of SQL_EXPORT_SILENCES. */
+        [SQL_SILENCE_PUT] = "INSERT INTO silences(id, field, value, except_critical, created_at, "
+                            "until, set_by, reason, node, removed_at, removed_by) VALUES (?1, "
+                            "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT(id) DO "
+                            "UPDATE SET removed_at = excluded.removed_at, removed_by = "
+                            "excluded.removed_by WHERE excluded.removed_at IS NOT NULL AND "
+                            "(silences.removed_at IS NULL OR (excluded.removed_at, "
+                            "excluded.removed_by) < (silences.removed_at, silences.removed_by))",
+        [SQL_EXPORT_SILENCES] = "SELECT id, field, value, except_critical, created_at, until, "
+                                "set_by, reason, node, removed_at, removed_by FROM silences "
+                                "WHERE id > ?1 ORDER BY id",
         [SQL_EXPORT_HISTORY] = "SELECT at, what, node, detail FROM history WHERE alert_id = ?1 "
                                "ORDER BY at, what, node, detail",
         [SQL_HISTORY_INSERT] = "INSERT OR IGNORE INTO history(alert_id, at, what, node, detail) "
