@@ -251,6 +251,29 @@ static int config_parse_rate(ConfigParser *p, const ConfigItem *item, void *fiel
 	return parse_rate(value, field) < 0 ? -EINVAL : 0;
 }
 
+/* "5/15m" (a count, then a duration from min to max), or "off" / "0". */
+static int config_parse_limit(ConfigParser *p, const ConfigItem *item, void *field,
+                              const char *value)
+{
+	RateLimit *l = field;
+	char count[16];
+	size_t n = strspn(value, "0123456789");
+	unsigned c, w;
+
+	if (streq(value, "off") || streq(value, "0")) {
+		*l = (RateLimit){0};
+		return 0;
+	}
+	if (n == 0 || n >= sizeof(count) || value[n] != '/')
+		return -EINVAL;
+	snprintf(count, sizeof(count), "%.*s", (int)n, value);
+	if (parse_uint(count, 1, 1000, &c) < 0 ||
+	    parse_seconds(value + n + 1, (unsigned)item->min, (unsigned)item->max, &w) < 0)
+		return -EINVAL;
+	*l = (RateLimit){.count = c, .window = w};
+	return 0;
+}
+
 static int config_parse_min_signal(ConfigParser *p, const ConfigItem *item, void *field,
                                    const char *value)
 {
@@ -505,6 +528,13 @@ static const ConfigItem config_table[] = {
          .what = "0 (off) to 1000", .doc = "alerts for one number before holding"},
         {MAIN("bundle", "window", seconds, bundle_window), RANGE(1, 3600), .def = "60",
          .what = DURATION_WHAT("1s", "1h"), .doc = "the window of the threshold"},
+
+        {MAIN("limits", "sms", limit, limit_sms), RANGE(10, 86400), .def = "5/15m",
+         .what = "a count from 1 to 1000, '/', a duration from 10s to 1d; or off",
+         .doc = "SMS per phone number per window; more are grouped, never dropped"},
+        {MAIN("limits", "calls", limit, limit_calls), RANGE(10, 86400), .def = "3/15m",
+         .what = "a count from 1 to 1000, '/', a duration from 10s to 1d; or off",
+         .doc = "voice calls per phone number per window; one call covers all pending"},
 
         {MAIN("metrics", "textfile", path, metrics_textfile), .what = "an absolute path",
          .doc = "the Prometheus text file rewritten every interval"},

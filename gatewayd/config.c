@@ -693,6 +693,8 @@ void config_fingerprint(const Config *c, char ret[static 33])
 		fputc('\n', f);
 	}
 	fprintf(f, "bundle %u %u\n", c->bundle_threshold, c->bundle_window);
+	fprintf(f, "limits %u %u %u %u\n", c->limit_sms.count, c->limit_sms.window,
+	        c->limit_calls.count, c->limit_calls.window);
 	fprintf(f, "escalation %u %u %d", c->escalation_step_timeout, c->escalation_repeat,
 	        (int)c->escalation_notify_resolved);
 	for (size_t i = 0; i < c->n_escalation_steps; i++)

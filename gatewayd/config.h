@@ -58,6 +58,12 @@ typedef struct RoleConfig {
 	unsigned line;
 } RoleConfig;
 
+/* "5/15m": at most `count` per `window` seconds; a count of 0 is no limit. */
+typedef struct RateLimit {
+	unsigned count;
+	unsigned window;
+} RateLimit;
+
 typedef struct Config {
 	char *path;
 
@@ -126,6 +132,9 @@ typedef struct Config {
 
 	unsigned bundle_threshold; /* alerts for one number within the window before holding */
 	unsigned bundle_window;    /* seconds */
+
+	RateLimit limit_sms;   /* SMS per phone number per window; count 0: no limit */
+	RateLimit limit_calls; /* voice calls per phone number per window; count 0: no limit */
 
 	char *metrics_textfile;    /* Prometheus text file rewritten every interval; NULL: off */
 	unsigned metrics_interval; /* seconds */

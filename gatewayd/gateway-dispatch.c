@@ -157,13 +157,17 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	json_t *c;
 	int r;
 
+	LimitsVerdict verdict;
 	const char *owner;
 
 	if (job_find_delivery(g, d->alert_id, d->number))
 		return 0;
-	/* A flood's held deliveries to one number go out together, from one node. */
-	owner = members_owner(&g->members, d->bundle ? "bundle" : d->alert_id, d->number,
-	                      d->bundle ? "" : d->last_node, false);
+	verdict = limits_sms(g, d);
+	if (verdict == LIMITS_WAIT)
+		return 0;
+	/* What goes out in one message for a number goes out from one node: the number's. */
+	owner = members_owner(&g->members, verdict == LIMITS_BUNDLE ? "bundle" : d->alert_id,
+	                      d->number, verdict == LIMITS_BUNDLE ? "" : d->last_node, false);
 	if (!owner || !streq(owner, g->config->node_name))
 		return 0; /* another node's, or nobody's until a modem comes up */
 	m = pick_modem(g, streq(d->last_node, g->config->node_name) ? d->last_modem : "");
@@ -184,8 +188,8 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 		r = ack_instruction(g, d->alert_id, d->text, &job->text);
 	else
 		r = (job->text = strdup(d->text)) ? 0 : -ENOMEM;
-	if (r >= 0 && d->bundle)
-		r = escalation_bundle_fill(g, job);
+	if (r >= 0 && verdict == LIMITS_BUNDLE)
+		r = limits_bundle_fill(g, job);
 	if (r < 0) {
 		job_free(job);
 		return r;

@@ -1,6 +1,7 @@
 /* gateway-escalation: on-call work on top of the state machine — escalation steps, the
- * acknowledgment codes, the gateway's own short replies (confirmations, all-clears), and the
- * summary SMS of a flood; the commands engineers text back are gateway-commands.c's.
+ * acknowledgment codes and the gateway's own short replies (confirmations, all-clears); the
+ * commands engineers text back are gateway-commands.c's, the message that carries several alerts
+ * gateway-limits.c's.
  *
  * Everything here is decided while applying replicated changes, from the data inside them and
  * the store as it stands at that point of the agreed order, so every node decides alike without
@@ -23,8 +24,6 @@
 #define ESCALATE_BATCH            256
 /* "RESOLVED: " and the alert's text in one SMS of 160 GSM characters. */
 #define ALL_CLEAR_QUOTE_CHARS 140
-#define BUNDLE_QUOTED_MAX     8
-#define BUNDLE_MEMBERS_MAX    500
 
 /* ---- who is who ---- */
 
@@ -424,60 +423,4 @@ int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		voice_check_later(g, id, to);
 	}
 	return 0;
-}
-
-/* ---- flood bundles ---- */
-
-typedef struct BundleBuild {
-	FILE *f;
-	Job *job;
-	size_t quoted;
-} BundleBuild;
-
-static int bundle_add(const char *alert_id, const char *text, void *userdata)
-{
-	BundleBuild *b = userdata;
-	char(*ids)[ID_HEX_LEN + 1];
-
-	ids = realloc(b->job->bundle, (b->job->n_bundle + 1) * sizeof(*ids));
-	if (!ids)
-		return -ENOMEM;
-	b->job->bundle = ids;
-	snprintf(ids[b->job->n_bundle++], ID_HEX_LEN + 1, "%s", alert_id);
-	if (b->quoted < BUNDLE_QUOTED_MAX) {
-		char q[BUNDLE_QUOTE_CHARS + 4];
-
-		reply_quote(text, q);
-		fprintf(b->f, "%s%s", b->quoted ? " | " : " ", q);
-		b->quoted++;
-	}
-	return 0;
-}
-
-int escalation_bundle_fill(Gateway *g, Job *job)
-{
-	_cleanup_free_ char *text = NULL;
-	size_t len = 0;
-	uint64_t total = 0;
-	BundleBuild b = {.job = job};
-	int r;
-
-	b.f = open_memstream(&text, &len);
-	if (!b.f)
-		return -ENOMEM;
-	/* The count is fixed once the members are known: written last, in front. */
-	r = store_bundle(g->store, job->number, BUNDLE_MEMBERS_MAX, bundle_add, &b, &total);
-	if (fclose(b.f) != 0 && r >= 0)
-		r = -ENOMEM;
-	if (r < 0)
-		return r;
-	if (job->n_bundle == 0)
-		return 0;
-	free(job->text);
-	job->text = NULL;
-	if (asprintf(&job->text, "+%zu more:%s%s", job->n_bundle, text,
-	             job->n_bundle > b.quoted ? " ..." : "") < 0)
-		return -ENOMEM;
-	snprintf(job->alert_id, sizeof(job->alert_id), "%s", job->bundle[0]);
-	return (int)job->n_bundle;
 }

@@ -40,7 +40,8 @@
 #include "store.h"
 #include "util.h"
 
-#define PROTOCOL_VERSION    3 /* 2: escalation, alert history, rounds and bundles; 3: resolve */
+#define PROTOCOL_VERSION                                                                           \
+	4 /* 2: escalation, alert history, rounds and bundles; 3: resolve; 4: hold */
 #define MODEM_INFLIGHT      1 /* one job per modem: nothing waits behind a send that may hang */
 #define EXPIRE_BATCH        256
 #define PURGE_INTERVAL_USEC (3600 * USEC_PER_SEC)
@@ -136,12 +137,20 @@ typedef struct Job {
 	size_t n_bundle;
 } Job;
 
-/* A voice call to make: the recipient whose SMS paths all failed, or the contact center. */
+/* An alert a voice call is about, and whose SMS failed (the callee, but for the contact
+ * center). */
+typedef struct VoiceAbout {
+	char alert_id[ID_HEX_LEN + 1];
+	char recipient[20];
+} VoiceAbout;
+
+/* A voice call to make: to the recipient whose SMS paths all failed, or to the contact center.
+ * One call covers every alert that needs a call to its number while it waits ([limits]). */
 typedef struct VoiceCall {
 	struct VoiceCall *next;
-	char alert_id[ID_HEX_LEN + 1];
-	char number[20];    /* whom to call */
-	char recipient[20]; /* whose SMS failed (the same, but for the contact center) */
+	VoiceAbout *about; /* the first first */
+	size_t n_about;
+	char number[20]; /* whom to call */
 	bool contact_center;
 	unsigned attempt;
 	uint64_t not_before; /* realtime usec */
@@ -238,6 +247,14 @@ typedef struct GatewayDispatch {
 	sd_event_source *defer;
 	sd_event_source *timer; /* realtime: the earliest retry, expiry or escalation step */
 	sd_event_source *purge_timer;
+	/* The holds this node published lately (gateway-limits.c): not published again for every
+	 * commit before they apply. */
+	struct {
+		char alert_id[ID_HEX_LEN + 1];
+		char number[20];
+		uint64_t until;
+	} held[64];
+	size_t held_next;
 } GatewayDispatch;
 
 Job *job_find(Gateway *g, uint64_t id);
@@ -313,7 +330,7 @@ void check_json(Gateway *g, json_t *warnings, json_t *cluster);
 int check_start(Gateway *g);
 void check_stop(Gateway *g);
 
-/* gateway-escalation.c: escalation, acknowledgment by SMS, replies, flood summaries */
+/* gateway-escalation.c: escalation, acknowledgment by SMS, replies */
 typedef struct GatewayEscalation {
 	json_t *published; /* {alert id: step}: escalations published, not applied yet */
 } GatewayEscalation;
@@ -344,8 +361,6 @@ void escalation_alert_oncall(Gateway *g, json_t *alert);
 int escalation_all_clear(Gateway *g, const char *alert_id, const char *number, const char *node,
                          uint64_t at);
 int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *node, uint64_t at);
-/* Fills a summary job with the deliveries held for its number; returns how many. */
-int escalation_bundle_fill(Gateway *g, Job *job);
 /* What gateway-commands.c shares with it: who is who, the chain, the alerts a code may name,
  * and the gateway's own SMS. */
 const ContactConfig *contact_by_number(Gateway *g, const char *number);
@@ -386,6 +401,21 @@ int reply_queue(Gateway *g, const char *kind, const char *seed, const char *numb
                 const char *text, const char *node, uint64_t at);
 /* An answer to a message from a contact that did nothing; at most a few an hour per number. */
 int reply_refusal(Gateway *g, const InboxMessage *m, const char *text);
+
+/* gateway-limits.c: what one number gets: [limits], and one message for several alerts */
+typedef enum LimitsVerdict {
+	LIMITS_ALONE,  /* the delivery goes out as its own message, by the alert's owner */
+	LIMITS_BUNDLE, /* everything waiting for the number goes out in one, by the number's node */
+	LIMITS_WAIT, /* the number is at its limit: held (by the number's node) until there is room
+	              */
+} LimitsVerdict;
+LimitsVerdict limits_sms(Gateway *g, const DueDelivery *d);
+/* Fills a job with everything waiting for its number (store_bundle()) and the one text that
+ * carries it; returns how many, or 0 when the job's own alert was alone after all. */
+int limits_bundle_fill(Gateway *g, Job *job);
+int apply_hold(Gateway *g, json_t *c, const ChangeOrigin *origin);
+/* Whether number may get a voice call now under [limits] calls; if not, *ret_room_at is when. */
+bool limits_call_room(Gateway *g, const char *number, uint64_t *ret_room_at);
 
 /* gateway-silences.c: silences, and the alerts they hold back */
 void silences_handle_silence(Gateway *g, const ServerPeer *peer, Request *req);

@@ -4,9 +4,13 @@
  * modem of that name is stopped while idle, lent to the dialer, and started afresh afterwards. */
 #include "gateway-internal.h"
 
+/* The alerts one call covers at most (their call records are one change each). */
+#define VOICE_COVER_MAX 200
+
 static void voice_consider(Gateway *g, const char *alert_id, const char *number);
 static void voice_next(Gateway *g);
 static void voice_grace_until(Gateway *g, uint64_t until);
+static bool voice_call_about(const VoiceCall *v, const char *alert_id);
 
 /* After the commit, see whether this recipient's SMS paths have all failed (voice_consider). */
 void voice_check_later(Gateway *g, const char *alert_id, const char *number)
@@ -52,6 +56,26 @@ int apply_call(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	return 0;
 }
 
+static void voice_call_free(VoiceCall *v)
+{
+	if (v)
+		free(v->about);
+	free(v);
+}
+
+/* Leaves alert_id out of a call; true when the call is about nothing any more. */
+static bool voice_call_drop(VoiceCall *v, const char *alert_id)
+{
+	for (size_t i = 0; i < v->n_about;)
+		if (streq(v->about[i].alert_id, alert_id)) {
+			memmove(&v->about[i], &v->about[i + 1],
+			        (v->n_about - i - 1) * sizeof(*v->about));
+			v->n_about--;
+		} else
+			i++;
+	return v->n_about == 0;
+}
+
 /* An acknowledged alert needs no more calls. */
 unsigned voice_drop_alert(Gateway *g, const char *alert_id)
 {
@@ -60,44 +84,78 @@ unsigned voice_drop_alert(Gateway *g, const char *alert_id)
 	for (VoiceCall **p = &g->voice.calls; *p;) {
 		VoiceCall *v = *p;
 
-		if (streq(v->alert_id, alert_id)) {
+		if (!voice_call_about(v, alert_id)) {
+			p = &v->next;
+			continue;
+		}
+		n++;
+		if (voice_call_drop(v, alert_id)) {
 			*p = v->next;
-			free(v);
-			n++;
+			voice_call_free(v);
 		} else
 			p = &v->next;
 	}
 	return n;
 }
 
-static bool voice_queued(Gateway *g, const char *alert_id, const char *number)
+static bool voice_call_about(const VoiceCall *v, const char *alert_id)
 {
-	if (g->voice.call && streq(g->voice.call->alert_id, alert_id) &&
-	    streq(g->voice.call->number, number))
-		return true;
-	for (VoiceCall *v = g->voice.calls; v; v = v->next)
-		if (streq(v->alert_id, alert_id) && streq(v->number, number))
+	for (size_t i = 0; v && i < v->n_about; i++)
+		if (streq(v->about[i].alert_id, alert_id))
 			return true;
 	return false;
 }
 
+static bool voice_queued(Gateway *g, const char *alert_id, const char *number)
+{
+	if (g->voice.call && streq(g->voice.call->number, number) &&
+	    voice_call_about(g->voice.call, alert_id))
+		return true;
+	for (VoiceCall *v = g->voice.calls; v; v = v->next)
+		if (streq(v->number, number) && voice_call_about(v, alert_id))
+			return true;
+	return false;
+}
+
+static int voice_call_add(VoiceCall *v, const char *alert_id, const char *recipient)
+{
+	VoiceAbout *about;
+
+	if (voice_call_about(v, alert_id))
+		return 0;
+	about = realloc(v->about, (v->n_about + 1) * sizeof(*about));
+	if (!about)
+		return -ENOMEM;
+	v->about = about;
+	snprintf(about[v->n_about].alert_id, sizeof(about->alert_id), "%s", alert_id);
+	snprintf(about[v->n_about].recipient, sizeof(about->recipient), "%s", recipient);
+	v->n_about++;
+	return 0;
+}
+
+/* Queues a call to number about alert_id, or adds the alert to the call to that number that
+ * waits already (a retry waits too): one call covers all of a person's pending alerts. */
 static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
                           const char *recipient, bool center, unsigned attempt, uint64_t not_before)
 {
-	VoiceCall *v = calloc(1, sizeof(*v)), **tail;
+	VoiceCall *v, **tail;
 
-	if (!v) {
+	for (tail = &g->voice.calls; *tail; tail = &(*tail)->next)
+		if (streq((*tail)->number, number)) {
+			if (voice_call_add(*tail, alert_id, recipient) < 0)
+				log_error("Out of memory: no voice call to %s", number);
+			return;
+		}
+	v = calloc(1, sizeof(*v));
+	if (!v || voice_call_add(v, alert_id, recipient) < 0) {
+		voice_call_free(v);
 		log_error("Out of memory: no voice call to %s", number);
 		return;
 	}
-	snprintf(v->alert_id, sizeof(v->alert_id), "%s", alert_id);
 	snprintf(v->number, sizeof(v->number), "%s", number);
-	snprintf(v->recipient, sizeof(v->recipient), "%s", recipient);
 	v->contact_center = center;
 	v->attempt = attempt;
 	v->not_before = not_before;
-	for (tail = &g->voice.calls; *tail; tail = &(*tail)->next)
-		;
 	*tail = v;
 }
 
@@ -157,7 +215,8 @@ static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 
 	if (!g->voice.dialer || g->stopping || voice_queued(g, alert_id, number))
 		return;
-	dialer = members_dialer(&g->members, alert_id, number, true);
+	/* One node calls a number, so that one call covers all that number's alerts. */
+	dialer = members_dialer(&g->members, "call", number, true);
 	if (!dialer || !streq(dialer, g->config->node_name))
 		return;
 	for (size_t i = 0; i < g->members.n; i++) {
@@ -192,7 +251,6 @@ static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 	if (g->config->voice_contact_center &&
 	    !voice_queued(g, alert_id, g->config->voice_contact_center))
 		voice_enqueue(g, alert_id, g->config->voice_contact_center, number, true, 0, 0);
-	voice_next(g);
 }
 
 void voice_run_checks(Gateway *g)
@@ -200,10 +258,14 @@ void voice_run_checks(Gateway *g)
 	size_t i;
 	json_t *c;
 
+	if (!g->voice.checks || json_array_size(g->voice.checks) == 0)
+		return;
 	json_array_foreach(g->voice.checks, i, c)
 	        voice_consider(g, json_string_value(json_array_get(c, 0)),
 	                       json_string_value(json_array_get(c, 1)));
 	json_array_clear(g->voice.checks);
+	/* Called once all are looked at: a call then covers every alert of its number. */
+	voice_next(g);
 }
 
 int voice_consider_one(const char *alert_id, const char *number, void *userdata)
@@ -279,46 +341,87 @@ static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata
 	Gateway *g = userdata;
 	VoiceCall *v = g->voice.call;
 	const char *outcome = call_outcome_to_string(rep->outcome);
-	json_t *c;
+	uint64_t now = now_realtime_usec();
 
 	g->voice.call = NULL;
 	voice_give_back(g);
 	if (!v)
 		return;
-	c = change_pack("call", "{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:s?, s:b}", "id", v->alert_id,
-	                "number", v->number, "node", g->config->node_name, "modem",
-	                g->config->voice_modem ? g->config->voice_modem : "voice", "at",
-	                (json_int_t)rep->started_at, "outcome", outcome, "duration",
-	                (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
-	                rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
-	                rep->acknowledged_by_dtmf);
-	publish_outbox_add(g, c, NULL);
+	/* One record per alert the call covered: each alert's story shows it, and the limit counts
+	 * it once (same node, same start). */
+	for (size_t i = 0; i < v->n_about; i++) {
+		const char *id = v->about[i].alert_id;
+
+		publish_outbox_add(
+		        g,
+		        change_pack("call", "{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:s?, s:b}", "id",
+		                    id, "number", v->number, "node", g->config->node_name, "modem",
+		                    g->config->voice_modem ? g->config->voice_modem : "voice", "at",
+		                    (json_int_t)rep->started_at, "outcome", outcome, "duration",
+		                    (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
+		                    rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
+		                    rep->acknowledged_by_dtmf),
+		        NULL);
+		if (rep->acknowledged_by_dtmf)
+			publish_outbox_add(g,
+			                   change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id", id,
+			                               "by", v->number, "via", "voice", "node",
+			                               g->config->node_name, "at", (json_int_t)now),
+			                   NULL);
+	}
 	if (rep->acknowledged_by_dtmf) {
-		voice_drop_alert(g, v->alert_id);
-		publish_outbox_add(g,
-		                   change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id",
-		                               v->alert_id, "by", v->number, "via", "voice", "node",
-		                               g->config->node_name, "at",
-		                               (json_int_t)now_realtime_usec()),
-		                   NULL);
+		for (size_t i = 0; i < v->n_about; i++)
+			voice_drop_alert(g, v->about[i].alert_id);
 	} else if ((rep->outcome == CALL_BUSY || rep->outcome == CALL_NO_ANSWER ||
 	            rep->outcome == CALL_FAILED) &&
 	           v->attempt < g->config->voice_retries)
 		/* An answered call is not an acknowledgment, but a line that did not answer is
-		 * tried again, with backoff, while the alert stays unacknowledged. */
-		voice_enqueue(g, v->alert_id, v->number, v->recipient, v->contact_center,
-		              v->attempt + 1,
-		              now_realtime_usec() +
-		                      ((uint64_t)g->config->voice_retry_delay << v->attempt) *
-		                              USEC_PER_SEC);
-	free(v);
+		 * tried again, with backoff, while the alerts stay unacknowledged. */
+		for (size_t i = 0; i < v->n_about; i++)
+			voice_enqueue(g, v->about[i].alert_id, v->number, v->about[i].recipient,
+			              v->contact_center, v->attempt + 1,
+			              now + ((uint64_t)g->config->voice_retry_delay << v->attempt) *
+			                              USEC_PER_SEC);
+	voice_call_free(v);
 	voice_next(g);
+}
+
+static int cover_one(const char *alert_id, void *userdata)
+{
+	VoiceCall *v = userdata;
+
+	return voice_call_add(v, alert_id, v->number);
+}
+
+/* A call to a person covers all their pending critical alerts, those whose SMS may still be
+ * trying too: one call, not one per alert. */
+static void voice_call_cover_pending(Gateway *g, VoiceCall *v)
+{
+	store_voice_pending(g->store, v->number, VOICE_COVER_MAX, cover_one, v);
+}
+
+/* Leaves out of a call the alerts that need it no more: acknowledged meanwhile, or their SMS got
+ * through after all. */
+static void voice_call_prune(Gateway *g, VoiceCall *v)
+{
+	VoiceCandidate cand = {.node = g->config->node_name};
+
+	for (size_t i = 0; i < v->n_about;) {
+		if (store_voice_candidate(g->store, v->about[i].alert_id, v->about[i].recipient,
+		                          &cand) == 0 &&
+		    (cand.acknowledged || cand.state == DELIVERY_SENT ||
+		     cand.state == DELIVERY_DELIVERED)) {
+			memmove(&v->about[i], &v->about[i + 1],
+			        (v->n_about - i - 1) * sizeof(*v->about));
+			v->n_about--;
+		} else
+			i++;
+	}
 }
 
 static void voice_next(Gateway *g)
 {
-	uint64_t now = now_realtime_usec(), wake = 0;
-	VoiceCandidate cand = {.node = g->config->node_name};
+	uint64_t now = now_realtime_usec(), wake = 0, room_at;
 	VoiceCall **p;
 	int r;
 
@@ -329,21 +432,30 @@ static void voice_next(Gateway *g)
 		DialerOptions opt = {
 		        .ring_timeout_usec = g->config->voice_ring_timeout * USEC_PER_SEC,
 		        .hold_usec = g->config->voice_hold * USEC_PER_SEC,
-		        .alert_id = v->alert_id,
 		};
 
+		if (v->not_before <= now && !limits_call_room(g, v->number, &room_at)) {
+			/* The number had its calls for the window: this one waits, and what else
+			 * needs a call to it meanwhile joins it. */
+			log_ctx(LOG_NOTICE, &((LogContext){.alert_id = v->about[0].alert_id}),
+			        "%s had its %u voice calls per %u s: the call about %zu alert(s) "
+			        "waits",
+			        v->number, g->config->limit_calls.count,
+			        g->config->limit_calls.window, v->n_about);
+			v->not_before = room_at;
+		}
 		if (v->not_before > now) {
 			if (!wake || v->not_before < wake)
 				wake = v->not_before;
 			p = &v->next;
 			continue;
 		}
-		/* Acknowledged meanwhile, or the SMS got through after all: no call. */
-		if (store_voice_candidate(g->store, v->alert_id, v->recipient, &cand) == 0 &&
-		    (cand.acknowledged || cand.state == DELIVERY_SENT ||
-		     cand.state == DELIVERY_DELIVERED)) {
+		if (!v->contact_center)
+			voice_call_cover_pending(g, v);
+		voice_call_prune(g, v);
+		if (v->n_about == 0) {
 			*p = v->next;
-			free(v);
+			voice_call_free(v);
 			continue;
 		}
 		if (voice_borrow(g) < 0) {
@@ -352,12 +464,13 @@ static void voice_next(Gateway *g)
 		}
 		*p = v->next;
 		g->voice.call = v;
+		opt.alert_id = v->about[0].alert_id;
 		r = dialer_call(g->voice.dialer, v->number, &opt, on_call_done, g);
 		if (r < 0) {
 			log_error_errno(r, "Cannot start a voice call to %s: %m", v->number);
 			g->voice.call = NULL;
 			voice_give_back(g);
-			free(v);
+			voice_call_free(v);
 			continue;
 		}
 		return;
@@ -403,12 +516,12 @@ int voice_start(Gateway *g)
 void voice_free(Gateway *g)
 {
 	g->voice.dialer = dialer_free(g->voice.dialer);
-	free(g->voice.call);
+	voice_call_free(g->voice.call);
 	g->voice.call = NULL;
 	while (g->voice.calls) {
 		VoiceCall *v = g->voice.calls;
 		g->voice.calls = v->next;
-		free(v);
+		voice_call_free(v);
 	}
 	g->voice.timer = sd_event_source_disable_unref(g->voice.timer);
 	g->voice.grace = sd_event_source_disable_unref(g->voice.grace);

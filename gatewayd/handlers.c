@@ -25,6 +25,7 @@ static const struct {
         {"confirm", apply_confirm},   {"merge", apply_merge},
         {"synced", apply_synced},     {"check", apply_check},
         {"digest", apply_digest},     {"resync", apply_resync},
+        {"hold", apply_hold},
 };
 
 ChangeHandler handlers_find(const char *name)

@@ -73,6 +73,10 @@ const ChangeKind change_kinds[] = {
           B("retry_now"),
           SN("error"),
           {"ref", CHANGE_INTEGER, true}}},
+        {"hold",
+         "The delivery of alert `id` to `to` waits until `until`: its number had its [limits] "
+         "sms. Then it goes out in one message with everything else waiting for that number.",
+         {S("id"), S("to"), I("until"), S("node"), I("at")}},
         {"expire",
          "Alert `id`'s time to live ran out: its deliveries not yet final expire.",
          {S("id"), I("at")}},

@@ -224,22 +224,32 @@ int store_refusals_since(Store *s, const char *number, uint64_t since, uint64_t 
 static int bundle_row(sqlite3_stmt *st, void *ctx)
 {
 	RowCallback *rc = ctx;
-	int (*cb)(const char *, const char *, void *) = rc->cb;
+	int (*cb)(const BundleMember *, void *) = rc->cb;
+	BundleMember m = {
+	        .alert_id = (const char *)sqlite3_column_text(st, 0),
+	        .text = (const char *)sqlite3_column_text(st, 1),
+	        .critical = sqlite3_column_int(st, 2) != 0,
+	        .ackable = sqlite3_column_int(st, 2) != 0 && sqlite3_column_int(st, 3) != 0,
+	        .next_try_at = (uint64_t)sqlite3_column_int64(st, 4),
+	};
 
-	return cb((const char *)sqlite3_column_text(st, 0),
-	          (const char *)sqlite3_column_text(st, 1), rc->userdata);
+	return cb(&m, rc->userdata);
 }
 
-int store_bundle(Store *s, const char *number, size_t limit,
-                 int (*cb)(const char *alert_id, const char *text, void *userdata), void *userdata,
+#define BUNDLE_WHERE                                                                               \
+	"d.number = ?1 AND d.state = 'queued' AND (d.bundle = 1 OR d.next_try_at <= ?2)"
+
+int store_bundle(Store *s, const char *number, uint64_t now, size_t limit,
+                 int (*cb)(const BundleMember *m, void *userdata), void *userdata,
                  uint64_t *ret_total)
 {
-	static const char list_sql[] = "SELECT d.alert_id, a.text FROM deliveries d JOIN alerts a "
-	                               "ON a.id = d.alert_id WHERE d.number = ?1 AND d.bundle = 1 "
-	                               "AND d.state = 'queued' ORDER BY d.accepted_at, d.alert_id "
-	                               "LIMIT ?2";
-	static const char count_sql[] = "SELECT COUNT(*) FROM deliveries WHERE number = ?1 AND "
-	                                "bundle = 1 AND state = 'queued'";
+	static const char list_sql[] = "SELECT d.alert_id, a.text, d.priority, d.kind = 'to' AND "
+	                               "a.ack_at IS NULL, d.next_try_at FROM deliveries d JOIN "
+	                               "alerts a ON "
+	                               "a.id = d.alert_id WHERE " BUNDLE_WHERE
+	                               " ORDER BY d.priority DESC, d.accepted_at, d.alert_id "
+	                               "LIMIT ?3";
+	static const char count_sql[] = "SELECT COUNT(*) FROM deliveries d WHERE " BUNDLE_WHERE;
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};
 	sqlite3_stmt *st = store_cached(s, count_sql);
 	int r;
@@ -247,13 +257,15 @@ int store_bundle(Store *s, const char *number, size_t limit,
 	if (!st)
 		return STORE_IO;
 	store_bind_text(st, 1, number);
+	store_bind_u64(st, 2, now);
 	r = store_step_u64(s, st, "counting a bundle", ret_total);
-	if (r < 0)
+	if (r < 0 || !cb)
 		return r;
 	st = store_cached(s, list_sql);
 	if (!st)
 		return STORE_IO;
 	store_bind_text(st, 1, number);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	store_bind_u64(st, 2, now);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
 	return store_each_row(s, st, "listing a bundle", bundle_row, &ctx);
 }

@@ -560,6 +560,23 @@ static int merge_delivery(Store *s, const char *alert_id, json_t *d)
 		return r;
 	earlier = sqlite3_changes(s->db) > 0;
 
+	/* Held for one message ([limits], a flood) on either side: held (a join). */
+	if (item_u64(d, "bundle") != 0) {
+		static const char hold_sql[] =
+		        "UPDATE deliveries SET bundle = 1 WHERE alert_id = ?1 "
+		        "AND number = ?2 AND bundle = 0";
+
+		st = store_cached(s, hold_sql);
+		if (!st)
+			return STORE_IO;
+		store_bind_text(st, 1, alert_id);
+		store_bind_text(st, 2, item_text(d, "to"));
+		r = store_step_done(s, st, "merging a held delivery");
+		if (r < 0)
+			return r;
+		earlier = earlier || sqlite3_changes(s->db) > 0;
+	}
+
 	if (wins) {
 		r = store_delivery_set(s, alert_id, item_text(d, "to"), remote.state,
 		                       remote.next_try_at, remote.node, remote.modem,

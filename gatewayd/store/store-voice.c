@@ -122,3 +122,29 @@ int store_open_critical(Store *s,
 	}
 	return r < 0 ? r : 0;
 }
+
+int store_voice_pending(Store *s, const char *number, size_t limit,
+                        int (*cb)(const char *alert_id, void *userdata), void *userdata)
+{
+	static const char sql[] = "SELECT d.alert_id FROM deliveries d "
+	                          "JOIN alerts a ON a.id = d.alert_id "
+	                          "WHERE d.number = ?1 AND d.state IN ('queued', 'sending') AND "
+	                          "d.priority = 1 AND d.kind = 'to' AND a.ack_at IS NULL AND "
+	                          "a.res_at IS NULL ORDER BY d.accepted_at, d.alert_id LIMIT ?2";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int rc, r = 0;
+
+	if (!st)
+		return STORE_IO;
+	store_bind_text(st, 1, number);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r = cb((const char *)sqlite3_column_text(st, 0), userdata);
+		if (r < 0)
+			break;
+	}
+	if (r >= 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = store_fail(s, rc, "listing a number's pending critical alerts");
+	store_stmt_done(st);
+	return r;
+}

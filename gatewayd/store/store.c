@@ -24,7 +24,7 @@
 #include "macro.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 /* How long a write waits for another process's lock (a backup, an operator's sqlite3 shell)
  * before the commit fails with STORE_LOCKED and the gateway retries it later: short, since the loop
  * waits with it. */
@@ -507,6 +507,10 @@ static const char schema_v8[] = "ALTER TABLE alerts ADD COLUMN esc_timer INTEGER
                                 "ALTER TABLE alerts ADD COLUMN res_at INTEGER;"
                                 "CREATE INDEX alerts_key ON alerts(key, accepted_at);";
 
+/* v9: what a phone number had lately, for the per-person limits ([limits]). */
+static const char schema_v9[] = "CREATE INDEX attempts_number ON attempts(number, at);"
+                                "CREATE INDEX calls_number ON calls(number, at);";
+
 static int store_migrate(Store *s)
 {
 	sqlite3_stmt *st;
@@ -565,6 +569,11 @@ static int store_migrate(Store *s)
 	}
 	if (version < 8) {
 		r = store_exec(s, schema_v8);
+		if (r < 0)
+			goto fail;
+	}
+	if (version < 9) {
+		r = store_exec(s, schema_v9);
 		if (r < 0)
 			goto fail;
 	}

@@ -249,6 +249,10 @@ typedef struct VoiceCandidate {
 	size_t n_failed_modems;
 } VoiceCandidate;
 int store_voice_candidate(Store *s, const char *alert_id, const char *number, VoiceCandidate *ret);
+/* The open critical alerts, unacknowledged and unresolved, whose delivery to number is not
+ * sent yet (a call to that number covers them all), the oldest first; at most limit. */
+int store_voice_pending(Store *s, const char *number, size_t limit,
+                        int (*cb)(const char *alert_id, void *userdata), void *userdata);
 /* Critical, unacknowledged deliveries to a recipient that are not final yet. */
 int store_open_critical(Store *s,
                         int (*cb)(const char *alert_id, const char *number, void *userdata),
@@ -311,10 +315,35 @@ int store_ackable(Store *s, uint64_t at, int (*cb)(const AckableAlert *a, void *
  * "gatewayd", key "refusal:...") went to number after `since`. */
 int store_refusals_since(Store *s, const char *number, uint64_t since, uint64_t *ret);
 
-/* The held deliveries to number, oldest first, at most limit; ret_total counts all. */
-int store_bundle(Store *s, const char *number, size_t limit,
-                 int (*cb)(const char *alert_id, const char *text, void *userdata), void *userdata,
+/* What one message to a number carries when it goes out for several alerts: the deliveries to
+ * number held for it (flood bundling, [limits]) and those due at `now`, critical ones first,
+ * then the oldest; at most limit. ret_total counts all of them. */
+typedef struct BundleMember {
+	const char *alert_id, *text;
+	bool critical;
+	bool ackable; /* critical, to a recipient (not a copy), not acknowledged */
+	uint64_t next_try_at;
+} BundleMember;
+int store_bundle(Store *s, const char *number, uint64_t now, size_t limit,
+                 int (*cb)(const BundleMember *m, void *userdata), void *userdata,
                  uint64_t *ret_total);
+
+/* ---- per-person limits ([limits]) ---- */
+
+/* The SMS sent to number after `since`, each message once (a grouped one is an attempt per alert
+ * it carried, all with the same node, modem and time). When `count` or more, *ret_room_at is
+ * when the oldest of them that keeps the number at its limit leaves the window of `window`. */
+int store_limit_sent(Store *s, const char *number, uint64_t since, unsigned count, uint64_t window,
+                     unsigned *ret_sent, uint64_t *ret_room_at);
+/* The deliveries to number on their way now on nodes other than `node`. */
+int store_limit_sending(Store *s, const char *number, const char *node, unsigned *ret);
+/* The voice calls to number that started after `since`, each call once (one covering several
+ * alerts is a call record per alert, with the same node and time); *ret_room_at as above. */
+int store_limit_calls(Store *s, const char *number, uint64_t since, unsigned count, uint64_t window,
+                      unsigned *ret_calls, uint64_t *ret_room_at);
+/* The queued delivery of alert_id to number waits until `until` and then goes out with the
+ * others held for that number (idempotent; never earlier than it already waits). */
+int store_delivery_hold(Store *s, const char *alert_id, const char *number, uint64_t until);
 
 /* Views for the protocol. */
 int store_alert_json(Store *s, const char *id, bool with_attempts, json_t **ret);

@@ -137,7 +137,7 @@ class Gatewayd:
                 f"[submit]\nbind = {self.endpoint}\n\n"
                 f"[events]\nbind = tcp://127.0.0.1:{port + 1}\n\n"
                 # Every alert its own SMS: the figures are per alert, not per flood summary.
-                "[bundle]\nthreshold = 0\n\n")
+                "[bundle]\nthreshold = 0\n\n[limits]\nsms = off\ncalls = off\n\n")
         for m, dev in modems.items():
             text += f"[modem {m}]\ndevice = {dev}\nconnection = at\n{modem_extra}\n"
         self.config = os.path.join(self.dir, "gatewayd.conf")

@@ -352,10 +352,10 @@ def test_flood_to_one_engineer_is_bundled(h):
     wait_until(lambda: all(gw.get(i)["state"] == "sent" for i in ids), 60,
                "every alert of the flood sent")
     texts = texts_to(h, DAVE)
-    singles = [t for t in texts if not t.startswith("+")]
-    summaries = [t for t in texts if t.startswith("+")]
+    summaries = [t for t in texts if re.match(r"\d+ alerts: ", t)]
+    singles = [t for t in texts if t not in summaries]
     assert singles == [f"disk {i} full" for i in range(5)], texts
-    counts = [int(re.match(r"\+(\d+) more: ", t).group(1)) for t in summaries]
+    counts = [int(re.match(r"(\d+) alerts: ", t).group(1)) for t in summaries]
     assert sum(counts) == 45, texts
     assert len(texts) <= 10, f"{len(texts)} SMS for a flood of 50: {texts}"
     assert "disk 5 full" in summaries[0], summaries

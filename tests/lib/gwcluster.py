@@ -165,6 +165,8 @@ class Node:
         text += "\n[delivery]\nretry_min = 1\nretry_max = 5\n\n"
         if "[bundle]" not in c.extra.get(self.name, ""):
             text += "[bundle]\nthreshold = 0\n\n"  # bundling has tests of its own
+        if "[limits]" not in c.extra.get(self.name, ""):
+            text += "[limits]\nsms = off\ncalls = off\n\n"  # so have the per-person limits
         for i, sim_modem in enumerate(self.sim_modems):
             text += (f"[modem gsm{i}]\ndevice = {c.sim.device(sim_modem)}\n"
                      f"connection = at\n{c.modem_extra.get(self.name, c.default_modem_extra)}\n")

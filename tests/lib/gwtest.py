@@ -215,7 +215,9 @@ class Harness:
                 f"[events]\nbind = tcp://127.0.0.1:{port + 1}\n\n"
                 "[delivery]\nretry_min = 1\nretry_max = 5\n\n"
                 # Flood bundling has tests of its own; elsewhere every alert is one SMS.
-                + ("" if "[bundle]" in extra else "[bundle]\nthreshold = 0\n\n"))
+                + ("" if "[bundle]" in extra else "[bundle]\nthreshold = 0\n\n")
+                # So have the per-person limits.
+                + ("" if "[limits]" in extra else "[limits]\nsms = off\ncalls = off\n\n"))
         for m in modems:
             text += (f"[modem {m}]\ndevice = {self.sim.device(m)}\nconnection = at\n"
                      + (modem_extra or {}).get(m, "health_interval = 5\n") + "\n")

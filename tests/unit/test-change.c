@@ -27,6 +27,8 @@ static const char *const wire[] = {
         "{\"t\":\"result\",\"id\":\"5f0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"to\":\"+32470100002\","
         "\"node\":\"a\",\"modem\":\"gsm0\",\"at\":1767225603000000,\"ok\":false,\"permanent\":true,"
         "\"retry_now\":true,\"error\":\"CMS 38: network out of order\"}",
+        "{\"t\":\"hold\",\"id\":\"0123456789abcdef0123456789abcdef\",\"to\":\"+32470000001\","
+        "\"until\":1767227101000000,\"node\":\"a\",\"at\":1767226201000000}",
         "{\"t\":\"expire\",\"id\":\"0123456789abcdef0123456789abcdef\",\"at\":1767226201000000}",
         "{\"t\":\"ack\",\"id\":\"5f0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"by\":\"alice\",\"via\":"
         "\"api\","

@@ -778,6 +778,60 @@ static void test_silences(void)
 	node_close(&b);
 }
 
+/* A delivery field of one alert's exported record (the caller's number), -1 when none. */
+static long long delivery_field(Node *n, const char *id, const char *to, const char *field)
+{
+	_cleanup_(json_decrefp) json_t *a = alert_record(n, id);
+	json_t *d;
+	size_t i;
+
+	json_array_foreach(json_object_get(a, "dl"), i, d)
+	{
+		if (streq(jstr(d, "to"), to))
+			return json_integer_value(json_object_get(d, field));
+	}
+	return -1;
+}
+
+static json_t *hold(const char *id, const char *to, const char *node, uint64_t until, uint64_t at)
+{
+	return valid(change_pack("hold", "{s:s, s:s, s:I, s:s, s:I}", "id", id, "to", to, "until",
+	                         (json_int_t)until, "node", node, "at", (json_int_t)at));
+}
+
+static void test_hold(void)
+{
+	Node a, b;
+	Node *both[2] = {&a, &b}, *only_a[1] = {&a};
+	char state[16];
+
+	fake_now = T0;
+	open_pair(&a, &b);
+	publish1(&b, submit(ID_X, "db01/ping", true, N1, "b", T0, false), both, 2);
+	publish1(&b, submit(ID_Y, "db02/ping", true, N1, "b", T0 + SEC, false), both, 2);
+	check_same(&a, &b);
+	/* Held in a's half only: later, once, and never earlier again. */
+	publish1(&a, hold(ID_X, N1, "a", T0 + 900 * SEC, T0 + 2 * SEC), only_a, 1);
+	publish1(&a, hold(ID_X, N1, "a", T0 + 600 * SEC, T0 + 3 * SEC), only_a, 1);
+	check_int(delivery_field(&a, ID_X, N1, "bundle"), 1);
+	check_int(delivery_field(&a, ID_X, N1, "next"), (long long)(T0 + 900 * SEC));
+	check_int(delivery_field(&b, ID_X, N1, "bundle"), 0);
+	check_int(story_count(&a, ID_X, "held"), 1);
+	check_str(delivery_state(&a, ID_X, N1, state), "queued");
+	/* A hold of a delivery that went out changes nothing. */
+	publish1(&b, result(ID_Y, N1, "b", T0 + 2 * SEC, true, false), both, 2);
+	publish1(&a, hold(ID_Y, N1, "a", T0 + 900 * SEC, T0 + 3 * SEC), only_a, 1);
+	check_int(delivery_field(&a, ID_Y, N1, "bundle"), 0);
+	check_int(story_count(&a, ID_Y, "held"), 0);
+	/* The halves meet: held on either side is held on both. */
+	exchange(&a, &b);
+	exchange(&b, &a);
+	check_int(delivery_field(&b, ID_X, N1, "bundle"), 1);
+	check_int(delivery_field(&b, ID_X, N1, "next"), (long long)(T0 + 900 * SEC));
+	node_close(&a);
+	node_close(&b);
+}
+
 static void test_ownership_and_takeover(void)
 {
 	Node a, b;
@@ -1026,6 +1080,7 @@ int main(void)
 	run(test_partition_merge_order_independent);
 	run(test_resolve);
 	run(test_silences);
+	run(test_hold);
 	run(test_ownership_and_takeover);
 	run(test_escalation_by_the_clock);
 	run(test_escalation_deadline_merges_to_the_earlier);
