@@ -106,13 +106,15 @@ LimitsVerdict limits_sms(Gateway *g, const DueDelivery *d)
 	    store_bundle(g->store, d->number, now, 0, NULL, NULL, &pending) < 0)
 		return d->bundle ? LIMITS_BUNDLE : LIMITS_ALONE;
 	owner = number_owner(g, d->number);
-	if (sent + going >= l->count) {
-		/* Full: held until the oldest message leaves the window (or, when only those on
-		 * their way fill it, until a window from now: looked at again when they end). */
+	if (sent >= l->count) {
+		/* Full: held until the oldest message leaves the window. */
 		if (owner && streq(owner, g->config->node_name))
-			hold_number(g, d->number, room_at > now ? room_at : now + window, now);
+			hold_number(g, d->number, MAX(room_at, now + USEC_PER_SEC), now);
 		return LIMITS_WAIT;
 	}
+	if (sent + going >= l->count)
+		return LIMITS_WAIT; /* full once those on their way are sent: decided when they are
+		                     */
 	room = l->count - sent - going;
 	if (d->bundle || (pending > 1 && pending >= room))
 		return LIMITS_BUNDLE;

@@ -34,7 +34,10 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
   p. a critical alert accepted on a is resolved on b by its key: both nodes show it resolved,
      the primary gets exactly one all-clear, and nobody further up the chain is paged;
   q. a silence made on a holds on b after a is killed (its alerts silenced, nothing sent), and
-     a, restarted with an empty disk, learns it in the rejoin exchange.
+     a, restarted with an empty disk, learns it in the rejoin exchange;
+  r. critical alerts to one person submitted to both nodes at once, [limits] sms 3 per 20 s:
+     never more than three SMS in a window from the two nodes together, every alert sent once,
+     what was over grouped into one message.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -55,7 +58,7 @@ from gwcluster import (FINAL, NODE_IDS, SIM_MODEM, NodeDown, WaitTimeout, main, 
 from oncall_fixture import ALICE, BOB, DAVE, oncall_config  # noqa: E402
 
 # The replication protocol version of this build (gatewayd/gateway-internal.h).
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 SETTLE = 2.0  # seconds to let an extra (duplicate) text show up before counting
 
 
@@ -754,6 +757,52 @@ def test_q_silence_across_a_takeover(rig):
     assert texts == ["web08 down"], texts
     assert c.get("a", loud)["state"] in FINAL
     summary("silence made on a: held on b after a's kill -9; a, wiped, learnt it on rejoin")
+
+
+def test_r_limits_hold_across_both_nodes(rig):
+    """Both nodes count the same SMS to one person: whichever node sends, the number never gets
+    more than [limits] sms per window, and what is over goes out grouped, once."""
+    window = 20
+    limits = f"[limits]\nsms = 3/{window}s\ncalls = off\n[submit]\nread_rate = 0\n"
+    c = rig.cluster(extra={"a": limits, "b": limits})
+    c.start_both()
+    c.wait_members()
+    ids = {}
+    # Three, one at a time, through both nodes: the person has had their three.
+    for i in range(3):
+        node = "ab"[i % 2]
+        r = c.send(node, [DAVE], f"web{i} DOWN", priority="critical", key=f"limits/web{i}")
+        ids[queued(r, f"web{i} to {node}")] = f"web{i} DOWN"
+        wait_until(lambda: c.get("a", r["id"]).get("state") == "sent", 30, f"web{i} sent")
+    # Five more, to both nodes: held by both, sent by neither until the window has room.
+    burst = []
+    for i in range(5):
+        node = "ab"[i % 2]
+        r = c.send(node, [DAVE], f"db{i} DOWN", priority="critical", key=f"limits/db{i}")
+        ids[queued(r, f"db{i} to {node}")] = f"db{i} DOWN"
+        burst.append(r["id"])
+    wait_until(lambda: all("held" in [e["what"] for e in c.get(n, i).get("history", [])]
+                           for i in burst for n in "ab"), 20, "the burst held on both nodes")
+    assert len([m for m in c.sms() if m["to"] == DAVE]) == 3, c.sms()
+    wait_until(lambda: all(c.get(n, i).get("state") == "sent" for i in ids for n in "ab"),
+               window * 2 + 30, "every alert sent, on both nodes")
+    got = [m for m in c.sms() if m["to"] == DAVE]
+    texts = [m["text"] for m in got]
+    monos = [m["mono"] for m in got]
+    assert all(monos[k + 3] - monos[k] >= window - 1.5 for k in range(len(monos) - 3)), \
+        (texts, monos)
+    groups = [t for t in texts if t.split(" ", 1)[0].isdigit()]
+    singles = [t.split("\n")[0] for t in texts if t not in groups]
+    assert groups, texts
+    assert len(singles) == len(set(singles)), texts
+    assert len(singles) + sum(int(t.split()[0]) for t in groups) == len(ids), texts
+    covered = set(singles) | {text for text in ids.values() for t in groups if text in t}
+    assert covered == set(ids.values()), texts
+    time.sleep(SETTLE)
+    assert len([m for m in c.sms() if m["to"] == DAVE]) == len(got), c.sms()
+    assert len(got) == 4 and groups == [got[3]["text"]], texts
+    summary(f"8 critical alerts to one person through both nodes: {len(got)} SMS "
+            f"({len(singles)} alone, {len(groups)} grouped), at most 3 per {window} s")
 
 
 if __name__ == "__main__":
