@@ -6,8 +6,9 @@
  * ack, but only the one named in the change's "node" field acts on it, and only when the ack
  * changed something (a replay or a repeated ack runs nothing). It is collected while the ack
  * is applied and started after the commit, so a payload that is rolled back and applied again
- * starts it once. Its outcome goes to the journal, never to the store: the stores of the nodes
- * must stay identical, and whether a script on one node worked is not part of the alert.
+ * starts it once. Its outcome goes to the journal, and to the alert's story as a "write-back"
+ * line through a replicated "hook" change (applied alike on every node, so the stores stay
+ * identical).
  *
  * The command is split at blanks and executed directly (posix_spawn, no shell), with the
  * alert's fields in its environment only: text from upstream systems never becomes part of a
@@ -114,24 +115,39 @@ static const char *signal_name(int sig)
 	return name ? name : "?";
 }
 
+/* The outcome in the alert's story, on every node. */
+static void hook_story(HookRun *h, const char *outcome)
+{
+	Gateway *g = h->g;
+
+	publish_outbox_add(g,
+	                   change_pack("hook", "{s:s, s:s, s:s, s:I, s:s}", "id", h->alert_id,
+	                               "hook", h->name, "node", g->config->node_name, "at",
+	                               (json_int_t)now_realtime_usec(), "outcome", outcome),
+	                   NULL);
+}
+
 static int on_hook_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
 {
 	HookRun *h = userdata;
 	LogContext ctx = {.alert_id = h->alert_id};
 	double took = (double)(now_monotonic_usec() - h->started) / USEC_PER_SEC;
+	char outcome[80];
 
 	if (si->si_code == CLD_EXITED && si->si_status == 0)
-		log_ctx(LOG_INFO, &ctx, "Hook %s ended after %.1f s: exit status 0", h->name, took);
+		snprintf(outcome, sizeof(outcome), "ended after %.1f s: exit status 0", took);
 	else if (si->si_code == CLD_EXITED)
-		log_ctx(LOG_WARNING, &ctx, "Hook %s failed after %.1f s: exit status %d", h->name,
-		        took, si->si_status);
+		snprintf(outcome, sizeof(outcome), "failed after %.1f s: exit status %d", took,
+		         si->si_status);
 	else if (h->timed_out)
-		log_ctx(LOG_WARNING, &ctx,
-		        "Hook %s killed: still running after its timeout of %u s", h->name,
-		        h->timeout);
+		snprintf(outcome, sizeof(outcome),
+		         "killed: still running after its timeout of %u s", h->timeout);
 	else
-		log_ctx(LOG_WARNING, &ctx, "Hook %s failed after %.1f s: killed by signal %s",
-		        h->name, took, signal_name(si->si_status));
+		snprintf(outcome, sizeof(outcome), "failed after %.1f s: killed by signal %s", took,
+		         signal_name(si->si_status));
+	log_ctx(si->si_code == CLD_EXITED && si->si_status == 0 ? LOG_INFO : LOG_WARNING, &ctx,
+	        "Hook %s %s", h->name, outcome);
+	hook_story(h, outcome);
 	/* The rest of its process group goes with it: nothing a hook started outlives it. */
 	(void)kill(-h->pid, SIGKILL);
 	hook_done(h);
@@ -353,4 +369,13 @@ void hooks_free(Gateway *g)
 	g->hooks.n_running = g->hooks.n_queued = 0;
 	json_decref(g->hooks.due);
 	g->hooks.due = NULL;
+}
+
+int apply_hook(Gateway *g, json_t *c, const ChangeOrigin *origin)
+{
+	char detail[120];
+
+	snprintf(detail, sizeof(detail), "%s %s", jstr(c, "hook"), jstr(c, "outcome"));
+	return store_history_add(g->store, jstr(c, "id"), ju64(c, "at"), "write-back",
+	                         jstr(c, "node"), detail);
 }

@@ -573,6 +573,8 @@ typedef struct GatewayHooks {
 
 /* Inside apply_ack(), for an ack that changed the alert: collects on_ack when the ack was made
  * on this node and a command is configured. */
+/* The outcome of a hook run on its node, in the alert's story. */
+int apply_hook(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int hooks_ack_later(Gateway *g, json_t *c);
 /* After a commit: starts (or queues) what was collected. */
 void hooks_run(Gateway *g);

@@ -25,7 +25,7 @@ static const struct {
         {"confirm", apply_confirm},   {"merge", apply_merge},
         {"synced", apply_synced},     {"check", apply_check},
         {"digest", apply_digest},     {"resync", apply_resync},
-        {"hold", apply_hold},
+        {"hold", apply_hold},         {"hook", apply_hook},
 };
 
 ChangeHandler handlers_find(const char *name)

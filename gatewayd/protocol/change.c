@@ -98,6 +98,10 @@ const ChangeKind change_kinds[] = {
         {"unsilence",
          "Silence `id` ends at `at`, ended by `by`; the earlier end wins in a merge.",
          {S("id"), S("by"), S("node"), I("at")}},
+        {"hook",
+         "The [hooks] command `hook` (`on_ack`) run on `node` for alert `id` ended with "
+         "`outcome`: a `write-back` line of the alert's story.",
+         {S("id"), S("hook"), S("node"), I("at"), S("outcome")}},
         {"escalate",
          "Alert `id` moves to escalation step `step` (from 1): `contact` of `role` is paged at "
          "`to`.",

@@ -631,6 +631,11 @@ def test_on_ack_hook_gets_the_alert_in_its_environment(h):
     assert "PATH" in env and not set(env) & {"NOTIFY_SOCKET", "GATEWAYD", "GATEWAYCTL"}, env
     assert not os.path.exists("/tmp/pwned")
     wait_until(lambda: log_has(gw, "Hook on_ack ended"), 10, "the hook's outcome logged")
+    # ... and in the alert's story, as a write-back.
+    story = wait_until(lambda: [e for e in gw.get(r["id"])["history"]
+                                if e["what"] == "write-back"], 10, "the write-back line")
+    assert story[0]["node"] == "a" and story[0]["detail"].startswith(
+        "on_ack ended after "), story
 
     # A repeated ack changes nothing and runs nothing.
     os.unlink(out)
