@@ -251,6 +251,16 @@ static int config_parse_rate(ConfigParser *p, const ConfigItem *item, void *fiel
 	return parse_rate(value, field) < 0 ? -EINVAL : 0;
 }
 
+/* "normal" or "critical": whether the field (a bool) is critical. */
+static int config_parse_priority(ConfigParser *p, const ConfigItem *item, void *field,
+                                 const char *value)
+{
+	if (!streq(value, "normal") && !streq(value, "critical"))
+		return -EINVAL;
+	*(bool *)field = streq(value, "critical");
+	return 0;
+}
+
 /* "5/15m" (a count, then a duration from min to max), or "off" / "0". */
 static int config_parse_limit(ConfigParser *p, const ConfigItem *item, void *field,
                               const char *value)
@@ -528,6 +538,20 @@ static const ConfigItem config_table[] = {
          .what = "0 (off) to 1000", .doc = "alerts for one number before holding"},
         {MAIN("bundle", "window", seconds, bundle_window), RANGE(1, 3600), .def = "60",
          .what = DURATION_WHAT("1s", "1h"), .doc = "the window of the threshold"},
+
+        {ITEM("heartbeat", "interval", seconds, HeartbeatConfig, interval), RANGE(10, 2592000),
+         .def = "3600", .what = DURATION_WHAT("10s", "30d"),
+         .doc = "how often the monitored system pings"},
+        {ITEM("heartbeat", "grace", seconds, HeartbeatConfig, grace), RANGE(0, 86400), .def = "300",
+         .what = DURATION_WHAT("0s", "1d"), .doc = "how long past a missed ping before the alert"},
+        {ITEM("heartbeat", "to", list, HeartbeatConfig, to),
+         .offset_n = offsetof(HeartbeatConfig, n_to), RANGE(1, 0),
+         .what = "E.164 numbers and role:NAME, separated by commas",
+         .doc = "whom the alert pages; required"},
+        {ITEM("heartbeat", "priority", priority, HeartbeatConfig, critical), .def = "normal",
+         .what = "normal or critical", .doc = "the alert's priority"},
+        {ITEM("heartbeat", "text", string, HeartbeatConfig, text),
+         .doc = "the alert's text; by default it names the monitor and its last ping"},
 
         {MAIN("limits", "sms", limit, limit_sms), RANGE(10, 86400), .def = "5/15m",
          .what = "a count from 1 to 1000, '/', a duration from 10s to 1d; or off",

@@ -112,8 +112,27 @@ bool config_endpoint_is_remote(const char *endpoint)
 	return true;
 }
 
-/* Sections whose name carries an object: [modem NAME], [contact NAME], [role NAME]. Each new
- * object starts from the table's defaults of its kind. */
+/* One more zeroed element at the end of a vector of n elements of size bytes; NULL when out of
+ * memory (the vector is left as it was). */
+static void *grow(void **v, size_t *n, size_t size)
+{
+	char *nv = realloc(*v, (*n + 1) * size);
+
+	if (!nv)
+		return NULL;
+	*v = nv;
+	memset(nv + *n * size, 0, size);
+	return nv + (*n)++ * size;
+}
+
+static bool is_object_kind(const char *section)
+{
+	return streq(section, "modem") || streq(section, "contact") || streq(section, "role") ||
+	       streq(section, "heartbeat");
+}
+
+/* Sections whose name carries an object: [modem NAME], [contact NAME], [role NAME],
+ * [heartbeat NAME]. Each new object starts from the table's defaults of its kind. */
 static int begin_section(Parser *p, const char *section)
 {
 	const char *space = strchr(section, ' ');
@@ -125,8 +144,7 @@ static int begin_section(Parser *p, const char *section)
 	snprintf(p->kind, sizeof(p->kind), "%s", section);
 
 	if (!space) {
-		if (!streq(section, "modem") && !streq(section, "contact") &&
-		    !streq(section, "role") && section_is_known(section))
+		if (!is_object_kind(section) && section_is_known(section))
 			return 1;
 		return config_parser_fail(p, p->line, "unknown section [%s]", section);
 	}
@@ -144,11 +162,9 @@ static int begin_section(Parser *p, const char *section)
 
 		if (config_find_modem(c, name))
 			return config_parser_fail(p, p->line, "[modem %s] appears twice", name);
-		v = realloc(c->modems, (c->n_modems + 1) * sizeof(*v));
+		v = grow((void **)&c->modems, &c->n_modems, sizeof(*v));
 		if (!v)
 			return -ENOMEM;
-		c->modems = v;
-		v = &v[c->n_modems++];
 		*v = (ModemConfig){.name = strdup(name), .line = p->line};
 		p->object = v;
 		return v->name ? apply_defaults(p, "modem", v) : -ENOMEM;
@@ -158,11 +174,9 @@ static int begin_section(Parser *p, const char *section)
 
 		if (config_find_contact(c, name))
 			return config_parser_fail(p, p->line, "[contact %s] appears twice", name);
-		v = realloc(c->contacts, (c->n_contacts + 1) * sizeof(*v));
+		v = grow((void **)&c->contacts, &c->n_contacts, sizeof(*v));
 		if (!v)
 			return -ENOMEM;
-		c->contacts = v;
-		v = &v[c->n_contacts++];
 		*v = (ContactConfig){.name = strdup(name), .line = p->line};
 		p->object = v;
 		return v->name ? apply_defaults(p, "contact", v) : -ENOMEM;
@@ -172,14 +186,24 @@ static int begin_section(Parser *p, const char *section)
 
 		if (config_find_role(c, name))
 			return config_parser_fail(p, p->line, "[role %s] appears twice", name);
-		v = realloc(c->roles, (c->n_roles + 1) * sizeof(*v));
+		v = grow((void **)&c->roles, &c->n_roles, sizeof(*v));
 		if (!v)
 			return -ENOMEM;
-		c->roles = v;
-		v = &v[c->n_roles++];
 		*v = (RoleConfig){.name = strdup(name), .line = p->line};
 		p->object = v;
 		return v->name ? apply_defaults(p, "role", v) : -ENOMEM;
+	}
+	if (streq(p->kind, "heartbeat")) {
+		HeartbeatConfig *v;
+
+		if (config_find_heartbeat(c, name))
+			return config_parser_fail(p, p->line, "[heartbeat %s] appears twice", name);
+		v = grow((void **)&c->heartbeats, &c->n_heartbeats, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		*v = (HeartbeatConfig){.name = strdup(name), .line = p->line};
+		p->object = v;
+		return v->name ? apply_defaults(p, "heartbeat", v) : -ENOMEM;
 	}
 	return config_parser_fail(p, p->line, "unknown section [%s]", section);
 }
@@ -386,6 +410,24 @@ static int config_validate(Parser *p)
 			        "09:00'",
 			        role->name);
 	}
+	for (size_t i = 0; i < c->n_heartbeats; i++) {
+		HeartbeatConfig *hb = &c->heartbeats[i];
+
+		if (hb->n_to == 0)
+			return config_parser_fail(p, hb->line, "[heartbeat %s] needs 'to ='",
+			                          hb->name);
+		for (size_t j = 0; j < hb->n_to; j++) {
+			const char *to = hb->to[j];
+
+			if (strncmp(to, "role:", 5) == 0 ? !config_find_role(c, to + 5)
+			                                 : !validate_phone_number(to))
+				return config_parser_fail(p, hb->line,
+				                          "[heartbeat %s] to '%s' is neither a "
+				                          "[role] as role:NAME nor "
+				                          "an E.164 number",
+				                          hb->name, to);
+		}
+	}
 	for (size_t i = 0; i < c->n_escalation_steps; i++)
 		if (!config_find_role(c, c->escalation_steps[i]))
 			return config_parser_fail(
@@ -434,7 +476,7 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	for (size_t i = 0; i < n_items; i++) {
 		const char *section = items[i].section;
 
-		if (streq(section, "modem") || streq(section, "contact") || streq(section, "role"))
+		if (is_object_kind(section))
 			continue;
 		if (i > 0 && streq(section, items[i - 1].section))
 			continue;
@@ -524,6 +566,12 @@ Config *config_free(Config *c)
 		config_free_list(c->roles[i].contacts, c->roles[i].n_contacts);
 	}
 	free(c->roles);
+	for (size_t i = 0; i < c->n_heartbeats; i++) {
+		free(c->heartbeats[i].name);
+		free(c->heartbeats[i].text);
+		config_free_list(c->heartbeats[i].to, c->heartbeats[i].n_to);
+	}
+	free(c->heartbeats);
 	config_free_list(c->escalation_steps, c->n_escalation_steps);
 	free(c);
 	return NULL;
@@ -534,6 +582,14 @@ const ContactConfig *config_find_contact(const Config *c, const char *name)
 	for (size_t i = 0; i < c->n_contacts; i++)
 		if (streq(c->contacts[i].name, name))
 			return &c->contacts[i];
+	return NULL;
+}
+
+const HeartbeatConfig *config_find_heartbeat(const Config *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_heartbeats; i++)
+		if (streq(c->heartbeats[i].name, name))
+			return &c->heartbeats[i];
 	return NULL;
 }
 
@@ -690,6 +746,15 @@ void config_fingerprint(const Config *c, char ret[static 33])
 		        r->handoff_minutes);
 		for (size_t j = 0; j < r->n_contacts; j++)
 			fprintf(f, " %s", r->contacts[j]);
+		fputc('\n', f);
+	}
+	for (size_t i = 0; i < c->n_heartbeats; i++) {
+		const HeartbeatConfig *hb = &c->heartbeats[i];
+
+		fprintf(f, "heartbeat %s %u %u %d %s", hb->name, hb->interval, hb->grace,
+		        (int)hb->critical, hb->text ? hb->text : "");
+		for (size_t j = 0; j < hb->n_to; j++)
+			fprintf(f, " %s", hb->to[j]);
 		fputc('\n', f);
 	}
 	fprintf(f, "bundle %u %u\n", c->bundle_threshold, c->bundle_window);

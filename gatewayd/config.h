@@ -58,6 +58,18 @@ typedef struct RoleConfig {
 	unsigned line;
 } RoleConfig;
 
+/* [heartbeat NAME]: a dead-man monitor; an alert when no ping came for interval + grace. */
+typedef struct HeartbeatConfig {
+	char *name;
+	unsigned interval; /* seconds between the pings expected */
+	unsigned grace;    /* seconds past a missed ping before the alert */
+	char **to;         /* E.164 numbers and role:NAME */
+	size_t n_to;
+	bool critical;
+	char *text; /* NULL: "No heartbeat from NAME since ..." */
+	unsigned line;
+} HeartbeatConfig;
+
 /* "5/15m": at most `count` per `window` seconds; a count of 0 is no limit. */
 typedef struct RateLimit {
 	unsigned count;
@@ -133,6 +145,9 @@ typedef struct Config {
 	unsigned bundle_threshold; /* alerts for one number within the window before holding */
 	unsigned bundle_window;    /* seconds */
 
+	HeartbeatConfig *heartbeats;
+	size_t n_heartbeats;
+
 	RateLimit limit_sms;   /* SMS per phone number per window; count 0: no limit */
 	RateLimit limit_calls; /* voice calls per phone number per window; count 0: no limit */
 
@@ -177,6 +192,7 @@ Config *config_free(Config *c);
 
 const ContactConfig *config_find_contact(const Config *c, const char *name);
 const RoleConfig *config_find_role(const Config *c, const char *name);
+const HeartbeatConfig *config_find_heartbeat(const Config *c, const char *name);
 const ModemConfig *config_find_modem(const Config *c, const char *name);
 
 /* The contact of role on duty at realtime `usec` by its rotation, or NULL. Hand-overs happen at

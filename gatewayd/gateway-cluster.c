@@ -298,6 +298,8 @@ int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin)
 			r = store_merge_override(g->store, item);
 		else if (streq(kind, "silences"))
 			r = store_merge_silence(g->store, item);
+		else if (streq(kind, "heartbeats"))
+			r = store_merge_heartbeat(g->store, item);
 		if (r == STORE_INVALID) {
 			log_warning("Skipping a malformed %s record from node '%s'", kind,
 			            jstr(c, "node"));
@@ -405,6 +407,12 @@ void cluster_sync_continue(Gateway *g)
 			n = store_export_silences(g->store,
 			                          g->sync.key_cursor ? g->sync.key_cursor : "",
 			                          SYNC_CHUNK_BYTES, &items, &key_cursor);
+			break;
+		case SYNC_HEARTBEATS:
+			kind = "heartbeats";
+			n = store_export_heartbeats(g->store,
+			                            g->sync.key_cursor ? g->sync.key_cursor : "",
+			                            SYNC_CHUNK_BYTES, &items, &key_cursor);
 			break;
 		case SYNC_DONE:
 			break;

@@ -256,16 +256,19 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	if (stall_active(g))
 		return 0; /* decided from the store once it is in step again (gateway_kick()) */
 	store_expired_alerts(g->store, now_realtime_usec(), EXPIRE_BATCH, expire_one, g);
+	heartbeats_run(g);
 	escalation_run(g);
 	gateway_dispatch(g);
 	dispatch_schedule(g);
 	return 0;
 }
 
-/* One realtime timer for the earliest retry or expiry; re-armed after every commit. */
+/* One realtime timer for the earliest retry, expiry, escalation step or heartbeat deadline;
+ * re-armed after every commit. */
 void dispatch_schedule(Gateway *g)
 {
-	uint64_t due = 0, expiry = 0, step = 0, next = 0, now = now_realtime_usec();
+	uint64_t due = 0, expiry = 0, step = 0, next = 0, now = now_realtime_usec(),
+	         heartbeat = heartbeats_next_due(g);
 
 	store_next_due(g->store, &due);
 	store_next_expiry(g->store, &expiry);
@@ -278,6 +281,8 @@ void dispatch_schedule(Gateway *g)
 		next = expiry;
 	if (step && (!next || step < next))
 		next = step;
+	if (heartbeat && (!next || heartbeat < next))
+		next = heartbeat;
 	if (!next) {
 		sd_event_source_set_enabled(g->dispatch.timer, SD_EVENT_OFF);
 		return;

@@ -74,6 +74,7 @@ typedef enum PendingKind {
 	PENDING_OVERRIDE,
 	PENDING_SILENCE,
 	PENDING_UNSILENCE,
+	PENDING_HEARTBEAT,
 } PendingKind;
 
 /* A client waiting for the commit of the change it caused. */
@@ -108,6 +109,7 @@ typedef enum SyncStage {
 	SYNC_INBOX,
 	SYNC_OVERRIDES,
 	SYNC_SILENCES,
+	SYNC_HEARTBEATS,
 	SYNC_DONE,
 } SyncStage;
 
@@ -302,6 +304,10 @@ void requests_reply_now(Gateway *g, const ServerPeer *peer, json_t *reply);
 Pending *requests_pending_new(const ServerPeer *peer, PendingKind kind, const char *id);
 /* The reply to {"op": "status"}. */
 json_t *requests_status_json(Gateway *g);
+/* The "submit" change of a send request `req` accepted at `at` with this id and key: roles
+ * resolved to the contacts on duty then. -EINVAL with err filled for an unknown role. */
+int requests_submit_change(Gateway *g, Request *req, const char *id, const char *key, uint64_t at,
+                           json_t **ret, RequestError *err);
 /* Creates the admission control and the server, which delivers requests from now on. */
 int requests_start(Gateway *g);
 void requests_free(Gateway *g);
@@ -416,6 +422,22 @@ int limits_bundle_fill(Gateway *g, Job *job);
 int apply_hold(Gateway *g, json_t *c, const ChangeOrigin *origin);
 /* Whether number may get a voice call now under [limits] calls; if not, *ret_room_at is when. */
 bool limits_call_room(Gateway *g, const char *number, uint64_t *ret_room_at);
+
+/* gateway-heartbeats.c: dead-man monitors ([heartbeat NAME]) */
+typedef struct GatewayHeartbeats {
+	uint64_t since; /* realtime usec this node started: a monitor never pinged counts from it */
+	json_t *published; /* {name: deadline}: "missed" published, not applied yet */
+} GatewayHeartbeats;
+
+void heartbeats_handle(Gateway *g, const ServerPeer *peer, Request *req);
+json_t *heartbeats_reply(const Pending *p);
+int apply_heartbeat(Gateway *g, json_t *c, const ChangeOrigin *origin);
+int apply_missed(Gateway *g, json_t *c, const ChangeOrigin *origin);
+/* Fires the monitors past their deadline that this node judges (publishes "missed"). */
+void heartbeats_run(Gateway *g);
+/* The earliest deadline not fired yet, realtime usec; 0 when none. */
+uint64_t heartbeats_next_due(Gateway *g);
+json_t *heartbeats_status_json(Gateway *g);
 
 /* gateway-silences.c: silences, and the alerts they hold back */
 void silences_handle_silence(Gateway *g, const ServerPeer *peer, Request *req);
@@ -611,4 +633,5 @@ struct Gateway {
 	GatewayReload reload;
 	GatewayMetrics metrics;
 	GatewayHooks hooks;
+	GatewayHeartbeats heartbeats;
 };

@@ -277,6 +277,8 @@ void publish_answer_batch(Gateway *g, PendingBatch *batch, int commit_result)
 				reply = silences_reply(p);
 			else if (p->kind == PENDING_OVERRIDE)
 				reply = oncall_override_reply(p);
+			else if (p->kind == PENDING_HEARTBEAT)
+				reply = heartbeats_reply(p);
 			else if (p->kind == PENDING_RESOLVE)
 				reply = json_pack("{s:b, s:s, s:s}", "ok", 1, "id", p->id, "status",
 				                  "resolved");

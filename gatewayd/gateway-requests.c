@@ -43,6 +43,33 @@ static int resolve_recipients(Gateway *g, Request *req, uint64_t at, json_t **re
 	return 0;
 }
 
+int requests_submit_change(Gateway *g, Request *req, const char *id, const char *key, uint64_t at,
+                           json_t **ret, RequestError *err)
+{
+	_cleanup_(json_decrefp) json_t *to = NULL, *copy = json_array();
+	json_t *c;
+	int r;
+
+	if (!copy)
+		return -ENOMEM;
+	r = resolve_recipients(g, req, at, &to, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < req->n_copy; i++)
+		if (json_array_append_new(copy, json_string(req->copy[i])) < 0)
+			return -ENOMEM;
+	c = change_pack("submit", "{s:s, s:s, s:s, s:b, s:I, s:O, s:O, s:s?, s:s, s:I}", "id", id,
+	                "key", key, "text", req->text, "critical", req->critical, "ttl",
+	                (json_int_t)req->ttl, "to", to, "copy", copy, "source", req->source, "node",
+	                g->config->node_name, "at", (json_int_t)at);
+	if (!c)
+		return -ENOMEM;
+	if (escalation_wanted(g, req))
+		json_object_set_new(c, "escalate", json_true());
+	*ret = c;
+	return 0;
+}
+
 static int compare_strings(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -114,7 +141,6 @@ void reply_err(Gateway *g, const ServerPeer *peer, const char *code, const char 
 static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 {
 	RequestError err = {0};
-	_cleanup_(json_decrefp) json_t *to = NULL, *copy = NULL;
 	char id[ID_HEX_LEN + 1], key[40];
 	uint64_t at = now_realtime_usec();
 	unsigned parts = 0;
@@ -159,30 +185,26 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		reply_err(g, peer, "text_too_long", detail);
 		return;
 	}
-	r = resolve_recipients(g, req, at, &to, &err);
+	if (id_random(id) < 0 || (!req->key && default_key(req, key) < 0)) {
+		reply_err(g, peer, "storage_error", "out of resources");
+		return;
+	}
+	r = requests_submit_change(g, req, id, req->key ? req->key : key, at, &c, &err);
 	if (r == -EINVAL) {
 		reply_err(g, peer, err.code, err.detail);
 		return;
 	}
-	copy = json_array();
-	for (size_t i = 0; copy && i < req->n_copy; i++)
-		json_array_append_new(copy, json_string(req->copy[i]));
-	if (r < 0 || !copy || id_random(id) < 0 || (!req->key && default_key(req, key) < 0)) {
+	if (r < 0) {
 		reply_err(g, peer, "storage_error", "out of resources");
 		return;
 	}
 
 	p = requests_pending_new(peer, PENDING_SEND, id);
 	if (!p) {
+		json_decref(c);
 		reply_err(g, peer, "storage_error", "out of memory");
 		return;
 	}
-	c = change_pack("submit", "{s:s, s:s, s:s, s:b, s:I, s:O, s:O, s:s?, s:s, s:I}", "id", id,
-	                "key", req->key ? req->key : key, "text", req->text, "critical",
-	                req->critical, "ttl", (json_int_t)req->ttl, "to", to, "copy", copy,
-	                "source", req->source, "node", g->config->node_name, "at", (json_int_t)at);
-	if (c && escalation_wanted(g, req))
-		json_object_set_new(c, "escalate", json_true());
 	if (publish_outbox_add(g, c, p) < 0)
 		reply_err(g, peer, "storage_error", "out of memory");
 }
@@ -286,6 +308,8 @@ json_t *requests_status_json(Gateway *g)
 		json_object_set_new(status, "store", stall_json(g));
 	if (status)
 		json_object_set_new(status, "config", reload_status_json(g));
+	if (status)
+		json_object_set_new(status, "heartbeats", heartbeats_status_json(g));
 	if (status && last_outcome[0])
 		json_object_set_new(json_object_get(status, "voice"), "last_outcome",
 		                    json_string(last_outcome));
@@ -328,6 +352,9 @@ static void on_request(void *userdata, const ServerPeer *peer, const char *data,
 		break;
 	case OP_UNSILENCE:
 		silences_handle_unsilence(g, peer, req);
+		break;
+	case OP_HEARTBEAT:
+		heartbeats_handle(g, peer, req);
 		break;
 	case OP_STATUS:
 		requests_reply_now(g, peer, requests_status_json(g));

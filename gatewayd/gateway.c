@@ -86,13 +86,15 @@ int gateway_new(sd_event *event, const Config *config, Gateway **ret)
 	g->check.digests_mine = json_object();
 	g->check.orphans = json_object();
 	g->hooks.due = json_array();
+	g->heartbeats.since = now_realtime_usec();
+	g->heartbeats.published = json_object();
 	members_init(&g->members, config->node_name);
 	if (members_self(&g->members))
 		members_self(&g->members)->nodeid = SOLO_NODEID;
 	if (!g->publish.outbox || !g->publish.events || !g->tokens || !g->voice.checks ||
 	    !g->cluster.confirm_due || !g->escalation.published || !g->check.digests_due ||
 	    !g->check.digests_mine || !g->check.orphans || !g->hooks.due ||
-	    !members_self(&g->members)) {
+	    !g->heartbeats.published || !members_self(&g->members)) {
 		gateway_free(g);
 		return -ENOMEM;
 	}
@@ -182,6 +184,7 @@ Gateway *gateway_free(Gateway *g)
 	store_close(g->store);
 	json_decref(g->tokens);
 	json_decref(g->escalation.published);
+	json_decref(g->heartbeats.published);
 	json_decref(g->check.digests_due);
 	json_decref(g->check.digests_mine);
 	json_decref(g->check.orphans);

@@ -106,6 +106,7 @@ int ctl_alerts_show_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **ar
 int ctl_submit_send_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
 int ctl_submit_ack_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
 int ctl_submit_resolve_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
+int ctl_submit_heartbeat_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
 int ctl_oncall_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
 int ctl_silence_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);
 int ctl_curve_keygen_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv);

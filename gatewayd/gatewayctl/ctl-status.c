@@ -147,6 +147,15 @@ static int print_status(const json_t *reply)
 	calls = json_object_get(voice, "calls");
 	printf("Voice:    %s call%s, last outcome %s\n", CTL_J(calls),
 	       json_integer_value(calls) == 1 ? "" : "s", FIELD(voice, "last_outcome"));
+	/* The dead-man monitors: a late one is a system that stopped pinging. */
+	value = json_object_get(reply, "heartbeats");
+	for (i = 0; i < json_array_size(value); i++) {
+		const json_t *hb = json_array_get(value, i);
+
+		printf("%s %s: %s, last ping %s, next due %s\n",
+		       i == 0 ? "Heartbeat:" : "         ", FIELD(hb, "name"), FIELD(hb, "state"),
+		       FIELD(hb, "last"), FIELD(hb, "next_due"));
+	}
 	return 0;
 }
 

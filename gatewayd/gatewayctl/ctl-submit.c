@@ -1,5 +1,6 @@
 /* ctl-submit: the commands that change an alert: send (submit one, as an upstream system would),
- * ack (acknowledge one, which stops its escalation) and resolve (the problem is gone). */
+ * ack (acknowledge one, which stops its escalation), resolve (the problem is gone) and
+ * heartbeat (a monitored system is alive). */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -121,6 +122,32 @@ int ctl_submit_resolve_command(Ctl *ctl, const CtlCommand *cmd, int argc, char *
 	if (r != 0)
 		return r;
 	printf("%s resolved\n", FIELD(reply, "id"));
+	return 0;
+}
+
+static int heartbeat_option(const CtlCommand *cmd, int c, const char *arg, void *userdata)
+{
+	return ctl_command_take_positional(cmd, "NAME", userdata, arg);
+}
+
+int ctl_submit_heartbeat_command(Ctl *ctl, const CtlCommand *cmd, int argc, char **argv)
+{
+	_cleanup_(json_decrefp) json_t *reply = NULL;
+	const char *name = NULL;
+	int r;
+
+	r = ctl_command_parse_row(cmd, argc, argv, heartbeat_option, &name);
+	if (r != 0)
+		return r;
+	if (!name)
+		return ctl_command_usage_error(cmd, "missing NAME");
+	r = ctl_command_check_utf8(cmd, "NAME", name);
+	if (r < 0)
+		return r;
+	r = ctl_command_call(ctl, json_pack("{s:s, s:s}", "op", "heartbeat", "name", name), &reply);
+	if (r != 0)
+		return r;
+	printf("%s pinged; next ping due by %s\n", FIELD(reply, "name"), FIELD(reply, "next_due"));
 	return 0;
 }
 

@@ -81,6 +81,10 @@ static const struct option oncall_options[] = {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
+static const struct option help_options[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
 static const struct option keygen_options[] = {
         {"force", no_argument, NULL, ARG_FORCE},
         {"help", no_argument, NULL, 'h'},
@@ -146,6 +150,15 @@ static const CtlCommand commands[] = {
                 .optstring = "-:h",
                 .long_options = resolve_options,
                 .run = ctl_submit_resolve_command,
+        },
+        {
+                .name = "heartbeat",
+                .synopsis = "NAME",
+                .summary = "Ping the dead-man monitor [heartbeat NAME]: the system it watches "
+                           "is alive.",
+                .optstring = "-:h",
+                .long_options = help_options,
+                .run = ctl_submit_heartbeat_command,
         },
         {
                 .name = "queue",

@@ -98,6 +98,15 @@ const ChangeKind change_kinds[] = {
         {"unsilence",
          "Silence `id` ends at `at`, ended by `by`; the earlier end wins in a merge.",
          {S("id"), S("by"), S("node"), I("at")}},
+        {"heartbeat",
+         "The monitor `name` ([heartbeat NAME]) pinged `node` at `at`: its deadline moves, and "
+         "its open alert (key `heartbeat/NAME`) is resolved.",
+         {S("name"), S("node"), I("at")}},
+        {"missed",
+         "The monitor `name` had no ping by `due`: once per deadline, and unless a ping "
+         "applied before moved it, its alert is queued (key `heartbeat/NAME`, id from the name "
+         "and `due`, accepted by `node` at `at`).",
+         {S("name"), I("due"), S("node"), I("at")}},
         {"hook",
          "The [hooks] command `hook` (`on_ack`) run on `node` for alert `id` ended with "
          "`outcome`: a `write-back` line of the alert's story.",
@@ -138,7 +147,7 @@ const ChangeKind change_kinds[] = {
          {S("node"), S("origin"), I("seq")}},
         {"merge",
          "A chunk of node `node`'s state in exchange round `round`: `items` of `kind` `alerts`, "
-         "`dedupe`, `inbox`, `overrides` or `silences`, merged as joins.",
+         "`dedupe`, `inbox`, `overrides`, `silences` or `heartbeats`, merged as joins.",
          {S("node"), I("round"), S("kind"), A("items")}},
         {"synced",
          "Node `node` has sent all its state (`records` records) in exchange round `round`.",

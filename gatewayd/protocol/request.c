@@ -58,6 +58,7 @@ Request *request_free(Request *r)
 	free(r->contact);
 	free(r->match_value);
 	free(r->reason);
+	free(r->name);
 	free(r);
 	return NULL;
 }
@@ -433,6 +434,16 @@ int request_parse(const void *data, size_t len, Request **ret, RequestError *ret
 			          quote_len(r->id, 40), r->id);
 		if (rc >= 0)
 			rc = get_string(o, "by", 64, false, &r->by, ret_error);
+	} else if (streq(op, "heartbeat")) {
+		static const char *const fields[] = {"op", "name", NULL};
+
+		r->op = OP_HEARTBEAT;
+		rc = check_fields(o, fields, ret_error);
+		if (rc >= 0)
+			rc = get_string(o, "name", 64, true, &r->name, ret_error);
+		if (rc >= 0 && !validate_name(r->name))
+			rc = fail(ret_error, "unknown_name", "'%.*s' is not a monitor's name",
+			          quote_len(r->name, 40), r->name);
 	} else if (streq(op, "resolve")) {
 		r->op = OP_RESOLVE;
 		rc = parse_resolve(o, r, ret_error);
@@ -501,10 +512,11 @@ char *request_reply_error(const char *code, const char *detail)
 }
 
 static const char *const op_names[] = {
-        [OP_SEND] = "send",       [OP_STATUS] = "status",     [OP_GET] = "get",
-        [OP_QUEUE] = "queue",     [OP_ACK] = "ack",           [OP_INBOX] = "inbox",
-        [OP_ONCALL] = "oncall",   [OP_OVERRIDE] = "override", [OP_RESOLVE] = "resolve",
-        [OP_SILENCE] = "silence", [OP_SILENCES] = "silences", [OP_UNSILENCE] = "unsilence",
+        [OP_SEND] = "send",           [OP_STATUS] = "status",     [OP_GET] = "get",
+        [OP_QUEUE] = "queue",         [OP_ACK] = "ack",           [OP_INBOX] = "inbox",
+        [OP_ONCALL] = "oncall",       [OP_OVERRIDE] = "override", [OP_RESOLVE] = "resolve",
+        [OP_SILENCE] = "silence",     [OP_SILENCES] = "silences", [OP_UNSILENCE] = "unsilence",
+        [OP_HEARTBEAT] = "heartbeat",
 };
 
 int request_op_from_string(const char *s)
@@ -518,7 +530,7 @@ int request_op_from_string(const char *s)
 bool request_op_writes(RequestOp op)
 {
 	return op == OP_SEND || op == OP_ACK || op == OP_OVERRIDE || op == OP_RESOLVE ||
-	       op == OP_SILENCE || op == OP_UNSILENCE;
+	       op == OP_SILENCE || op == OP_UNSILENCE || op == OP_HEARTBEAT;
 }
 
 const char *request_op_to_string(RequestOp op)

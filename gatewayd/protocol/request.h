@@ -36,6 +36,7 @@ typedef enum RequestOp {
 	OP_SILENCE,
 	OP_SILENCES,
 	OP_UNSILENCE,
+	OP_HEARTBEAT,
 } RequestOp;
 
 typedef struct Request {
@@ -66,6 +67,8 @@ typedef struct Request {
 	uint64_t duration; /* seconds */
 	char *reason;
 	bool except_critical;
+	/* heartbeat: the monitor pinged */
+	char *name;
 } Request;
 
 typedef struct RequestError {

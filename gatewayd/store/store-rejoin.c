@@ -27,6 +27,7 @@
 #include "log.h"
 #include "macro.h"
 #include "util.h"
+#include "validate.h"
 
 typedef enum FieldType {
 	FIELD_TEXT,
@@ -132,6 +133,13 @@ static const Field silence_fields[] = {
         {"node", FIELD_TEXT},
         {"removed_at", FIELD_INT_OR_NULL},
         {"removed_by", FIELD_TEXT_OR_NULL},
+};
+
+/* SQL_EXPORT_HEARTBEATS's columns, SQL_HEARTBEAT_PUT's ?1..?3. */
+static const Field heartbeat_fields[] = {
+        {"name", FIELD_TEXT},
+        {"last_at", FIELD_INT},
+        {"missed_at", FIELD_INT},
 };
 
 /* SQL_INBOX_INSERT's ?1..?9. */
@@ -340,6 +348,13 @@ int store_export_silences(Store *s, const char *after_id, size_t max_bytes, json
 {
 	return export_rows(s, SQL_EXPORT_SILENCES, after_id, silence_fields,
 	                   ELEMENTSOF(silence_fields), NULL, max_bytes, ret_items, ret_last_id);
+}
+
+int store_export_heartbeats(Store *s, const char *after_name, size_t max_bytes, json_t **ret_items,
+                            char **ret_last_name)
+{
+	return export_rows(s, SQL_EXPORT_HEARTBEATS, after_name, heartbeat_fields,
+	                   ELEMENTSOF(heartbeat_fields), NULL, max_bytes, ret_items, ret_last_name);
 }
 
 /* Items come from the peer: every field is checked before anything is written. Integers are
@@ -835,4 +850,13 @@ int store_merge_silence(Store *s, json_t *item)
 	bind_item(st, 1, item, silence_fields, ELEMENTSOF(silence_fields));
 	r = store_step_done(s, st, "merging a silence");
 	return r < 0 ? r : sqlite3_changes(s->db) > 0;
+}
+
+int store_merge_heartbeat(Store *s, json_t *item)
+{
+	if (!item_valid(item, heartbeat_fields, ELEMENTSOF(heartbeat_fields)) ||
+	    !validate_name(item_text(item, "name")))
+		return STORE_INVALID;
+	return store_heartbeat_put(s, item_text(item, "name"), item_u64(item, "last_at"),
+	                           item_u64(item, "missed_at"));
 }

@@ -24,7 +24,7 @@
 #include "macro.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 9
+#define SCHEMA_VERSION 10
 /* How long a write waits for another process's lock (a backup, an operator's sqlite3 shell)
  * before the commit fails with STORE_LOCKED and the gateway retries it later: short, since the loop
  * waits with it. */
@@ -179,6 +179,14 @@ static const char *const sql_text[_SQL_MAX] = {
         [SQL_EXPORT_SILENCES] = "SELECT id, field, value, except_critical, created_at, until, "
                                 "set_by, reason, node, removed_at, removed_by FROM silences "
                                 "WHERE id > ?1 ORDER BY id",
+        /* Both times only grow: a ping once, a deadline fired once, a merge keeps the later. */
+        [SQL_HEARTBEAT_PUT] =
+                "INSERT INTO heartbeats(name, last_at, missed_at) VALUES (?1, ?2, ?3) "
+                "ON CONFLICT(name) DO UPDATE SET last_at = MAX(last_at, "
+                "excluded.last_at), missed_at = MAX(missed_at, excluded.missed_at) "
+                "WHERE excluded.last_at > last_at OR excluded.missed_at > missed_at",
+        [SQL_EXPORT_HEARTBEATS] = "SELECT name, last_at, missed_at FROM heartbeats WHERE name > ?1 "
+                                  "ORDER BY name",
         [SQL_EXPORT_HISTORY] = "SELECT at, what, node, detail FROM history WHERE alert_id = ?1 "
                                "ORDER BY at, what, node, detail",
         [SQL_HISTORY_INSERT] = "INSERT OR IGNORE INTO history(alert_id, at, what, node, detail) "
@@ -511,6 +519,11 @@ static const char schema_v8[] = "ALTER TABLE alerts ADD COLUMN esc_timer INTEGER
 static const char schema_v9[] = "CREATE INDEX attempts_number ON attempts(number, at);"
                                 "CREATE INDEX calls_number ON calls(number, at);";
 
+/* v10: dead-man monitors ([heartbeat NAME]): the last ping, and the last deadline that fired. */
+static const char schema_v10[] = "CREATE TABLE heartbeats(name TEXT PRIMARY KEY,"
+                                 " last_at INTEGER NOT NULL, missed_at INTEGER NOT NULL)"
+                                 " WITHOUT ROWID;";
+
 static int store_migrate(Store *s)
 {
 	sqlite3_stmt *st;
@@ -574,6 +587,11 @@ static int store_migrate(Store *s)
 	}
 	if (version < 9) {
 		r = store_exec(s, schema_v9);
+		if (r < 0)
+			goto fail;
+	}
+	if (version < 10) {
+		r = store_exec(s, schema_v10);
 		if (r < 0)
 			goto fail;
 	}

@@ -422,6 +422,15 @@ int store_export_silences(Store *s, const char *after_id, size_t max_bytes, json
                           char **ret_last_id);
 int store_merge_silence(Store *s, json_t *item);
 
+/* Dead-man monitors ([heartbeat NAME], store-heartbeats.c): the last ping and the last deadline
+ * that fired an alert, realtime usec, 0 for none. Both only grow: 1 when one grew. */
+int store_heartbeat_put(Store *s, const char *name, uint64_t last_at, uint64_t missed_at);
+/* 0 with both 0 for a monitor never pinged nor fired. */
+int store_heartbeat_get(Store *s, const char *name, uint64_t *ret_last_at, uint64_t *ret_missed_at);
+int store_export_heartbeats(Store *s, const char *after_name, size_t max_bytes, json_t **ret_items,
+                            char **ret_last_name);
+int store_merge_heartbeat(Store *s, json_t *item);
+
 /* Figures for the metrics file (store-metrics.c), over the history the store still holds. */
 typedef struct StoreMetrics {
 	uint64_t oldest_open_at; /* accepted_at of the oldest non-final alert; 0 when none */

@@ -37,7 +37,9 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
      a, restarted with an empty disk, learns it in the rejoin exchange;
   r. critical alerts to one person submitted to both nodes at once, [limits] sms 3 per 20 s:
      never more than three SMS in a window from the two nodes together, every alert sent once,
-     what was over grouped into one message.
+     what was over grouped into one message;
+  s. a dead-man monitor pinged on a fires from b on time once a is killed, once, and the next
+     ping, on b, resolves it (the all-clear to whom it paged).
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -803,6 +805,33 @@ def test_r_limits_hold_across_both_nodes(rig):
     assert len(got) == 4 and groups == [got[3]["text"]], texts
     summary(f"8 critical alerts to one person through both nodes: {len(got)} SMS "
             f"({len(singles)} alone, {len(groups)} grouped), at most 3 per {window} s")
+
+
+def test_s_heartbeat_fires_on_the_survivor(rig):
+    """The pings are replicated: a monitor pinged on a, whose node then dies, is judged by b, on
+    time and once; the next ping, on b, resolves the alert."""
+    monitor = (f"[heartbeat cron]\ninterval = 10\ngrace = 2\nto = {DAVE}\n"
+               "[submit]\nread_rate = 0\n")
+    c = rig.cluster(extra={"a": monitor, "b": monitor})
+    c.start_both()
+    c.wait_members()
+    assert c.node("a").request({"op": "heartbeat", "name": "cron"})["ok"] is True
+    pinged = time.monotonic()
+    wait_until(lambda: c.status("b")["heartbeats"][0]["last"], 10, "b to hold the ping")
+    c.kill9("a")
+    got = wait_until(lambda: [m for m in c.sms() if m["to"] == DAVE], 45,
+                     "the missed heartbeat's SMS")
+    late = time.monotonic() - pinged
+    assert late >= 10, f"paged {late:.1f} s after the ping, before interval + grace"
+    assert got[0]["text"].startswith("No heartbeat from cron since "), got
+    time.sleep(SETTLE + 2)
+    assert len([m for m in c.sms() if m["to"] == DAVE]) == 1, c.sms()
+    assert c.node("b").request({"op": "heartbeat", "name": "cron"})["ok"] is True
+    wait_until(lambda: [m for m in c.sms() if m["to"] == DAVE
+                        and m["text"].startswith("RESOLVED: No heartbeat from cron")], 30,
+               "the all-clear")
+    summary(f"monitor pinged on a, a killed: b paged {late:.1f} s after the ping (interval 10 s "
+            "+ grace 2 s), once; a ping on b resolved it")
 
 
 if __name__ == "__main__":

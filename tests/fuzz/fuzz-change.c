@@ -1,5 +1,5 @@
 /* fuzz-change: the store's apply and merge layer (gatewayd/store/) on arbitrary replicated
- * payloads. A payload is what a peer multicasts, {"v":3,"seq":N,"node":"a","changes":[...]}
+ * payloads. A payload is what a peer multicasts, {"v":4,"seq":N,"node":"a","changes":[...]}
  * (a bare change object or an array of them is taken too); each change that passes the schema
  * (change_check(), as gatewayd's apply_payload() checks it) is handed to the store functions
  * that its handler calls, with the same field mapping and the example config's settings, and a
@@ -134,6 +134,8 @@ static void apply_merge(json_t *c)
 			(void)store_merge_override(store, item);
 		else if (streq(kind, "silences"))
 			(void)store_merge_silence(store, item);
+		else if (streq(kind, "heartbeats"))
+			(void)store_merge_heartbeat(store, item);
 	}
 }
 
@@ -151,6 +153,15 @@ static void apply_change(json_t *c)
 		                            jstr(c, "modem"), ju64(c, "at"), &change);
 	else if (streq(t, "result"))
 		apply_result(c);
+	else if (streq(t, "hold"))
+		(void)store_delivery_hold(store, jstr(c, "id"), jstr(c, "to"), ju64(c, "until"));
+	else if (streq(t, "heartbeat"))
+		(void)store_heartbeat_put(store, jstr(c, "name"), ju64(c, "at"), 0);
+	else if (streq(t, "missed"))
+		(void)store_heartbeat_put(store, jstr(c, "name"), 0, ju64(c, "due"));
+	else if (streq(t, "hook"))
+		(void)store_history_add(store, jstr(c, "id"), ju64(c, "at"), "write-back",
+		                        jstr(c, "node"), jstr(c, "outcome"));
 	else if (streq(t, "expire"))
 		(void)store_alert_expire(store, jstr(c, "id"), ju64(c, "at"));
 	else if (streq(t, "ack"))

@@ -220,5 +220,45 @@ def test_bad_silences_are_named(h):
     assert usage.returncode == 2 and "--for" in usage.stderr, usage.stderr
 
 
+def test_a_heartbeat_that_stops_pages_once_and_the_next_ping_resolves_it(h):
+    # The backup job pings every 10 s; 2 s of grace.
+    gw = h.gateway(extra="\n[heartbeat backup]\ninterval = 10\ngrace = 2\n"
+                   f"to = {OTHER}\n[submit]\nread_rate = 0\n")
+    out = ctl(gw, "heartbeat", "backup")
+    assert out.returncode == 0 and re.match(r"backup pinged; next ping due by \d{4}-",
+                                            out.stdout), (out.stdout, out.stderr)
+    hb = gw.status()["heartbeats"]
+    assert [(x["name"], x["state"]) for x in hb] == [("backup", "ok")], hb
+    pinged = time.monotonic()
+    # Nothing while it pings on time.
+    for _ in range(2):
+        time.sleep(5)
+        assert gw.request({"op": "heartbeat", "name": "backup"})["ok"] is True
+        pinged = time.monotonic()
+    assert texts_to(h, OTHER) == []
+    # It stops: one alert, once, after interval + grace.
+    got = wait_texts(h, OTHER, 1, timeout=30)
+    assert time.monotonic() - pinged >= 10, "paged before interval + grace"
+    assert got[0].startswith("No heartbeat from backup since "), got
+    time.sleep(4)
+    assert len(texts_to(h, OTHER)) == 1, texts_to(h, OTHER)
+    assert gw.status()["heartbeats"][0]["state"] == "late"
+    alert = [a for a in gw.request({"op": "queue"})["alerts"] if a["key"] == "heartbeat/backup"]
+    alert_id = alert[0]["id"] if alert else None
+    # The job is back: the alert is resolved, and who was paged hears so.
+    assert ctl(gw, "heartbeat", "backup").returncode == 0
+    clear = wait_texts(h, OTHER, 2)[1]
+    assert clear.startswith("RESOLVED: No heartbeat from backup"), clear
+    if alert_id:
+        assert gw.get(alert_id)["resolved"]["via"] == "heartbeat"
+    assert gw.status()["heartbeats"][0]["state"] == "ok"
+    # A name nobody configured is named as such.
+    r = gw.request({"op": "heartbeat", "name": "nightly"})
+    assert r == {"ok": False, "error": "unknown_name",
+                 "detail": "no [heartbeat nightly] in the configuration"}, r
+    out = ctl(gw, "heartbeat", "nightly")
+    assert out.returncode != 0 and "unknown_name" in out.stderr, (out.stdout, out.stderr)
+
+
 if __name__ == "__main__":
     main(globals())

@@ -31,6 +31,9 @@ static const char *const wire[] = {
         "\"until\":1767227101000000,\"node\":\"a\",\"at\":1767226201000000}",
         "{\"t\":\"hook\",\"id\":\"0123456789abcdef0123456789abcdef\",\"hook\":\"on_ack\","
         "\"node\":\"a\",\"at\":1767226201000000,\"outcome\":\"ended after 0.2 s: exit status 0\"}",
+        "{\"t\":\"heartbeat\",\"name\":\"backup-cron\",\"node\":\"a\",\"at\":1767226201000000}",
+        "{\"t\":\"missed\",\"name\":\"backup-cron\",\"due\":1767226201000000,\"node\":\"b\","
+        "\"at\":1767226202000000}",
         "{\"t\":\"expire\",\"id\":\"0123456789abcdef0123456789abcdef\",\"at\":1767226201000000}",
         "{\"t\":\"ack\",\"id\":\"5f0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"by\":\"alice\",\"via\":"
         "\"api\","

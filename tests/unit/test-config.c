@@ -528,6 +528,9 @@ static void test_table_defaults(void)
 			         "[contact c]\nnumber = +4912345678\n[role r]\ncontacts = c\n%s = "
 			         "%s\n",
 			         item->key, item->def);
+		else if (streq(item->section, "heartbeat"))
+			snprintf(text, sizeof(text), "[heartbeat h]\nto = +4912345678\n%s = %s\n",
+			         item->key, item->def);
 		else
 			snprintf(text, sizeof(text), "[%s]\n%s = %s\n", item->section, item->key,
 			         item->def);

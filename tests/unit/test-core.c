@@ -89,7 +89,12 @@ static const char config_text[] = "[node]\n"
                                   "[escalation]\n"
                                   "steps = primary, secondary, management\n"
                                   "step_timeout = 300\n"
-                                  "repeat = 1\n";
+                                  "repeat = 1\n"
+                                  "[heartbeat cron]\n"
+                                  "interval = 600\n"
+                                  "grace = 60\n"
+                                  "to = role:primary\n"
+                                  "priority = critical\n";
 
 static int noop_defer(sd_event_source *s, void *userdata)
 {
@@ -832,6 +837,51 @@ static void test_hold(void)
 	node_close(&b);
 }
 
+static json_t *ping(const char *name, const char *node, uint64_t at)
+{
+	return valid(change_pack("heartbeat", "{s:s, s:s, s:I}", "name", name, "node", node, "at",
+	                         (json_int_t)at));
+}
+
+static json_t *missed(const char *name, uint64_t due, const char *node, uint64_t at)
+{
+	return valid(change_pack("missed", "{s:s, s:I, s:s, s:I}", "name", name, "due",
+	                         (json_int_t)due, "node", node, "at", (json_int_t)at));
+}
+
+static void test_heartbeats(void)
+{
+	const uint64_t window = (600 + 60) * SEC;
+	Node a, b;
+	Node *both[2] = {&a, &b};
+	char id[33], other[33], state[16];
+
+	fake_now = T0;
+	open_pair(&a, &b);
+	publish1(&a, ping("cron", "a", T0), both, 2);
+	/* A deadline a later ping moved: not missed, whoever thought so. */
+	publish1(&b, missed("cron", T0 - SEC, "b", T0), both, 2);
+	check_int(store_alert_resolvable_by_key(a.g->store, "heartbeat/cron", id), 0);
+	/* Missed: one alert on both, to the role on duty, escalating; fired twice (a partition,
+	 * both nodes judging), still one. */
+	publish1(&b, missed("cron", T0 + window, "b", T0 + window + SEC), both, 2);
+	publish1(&a, missed("cron", T0 + window, "a", T0 + window + 2 * SEC), both, 2);
+	check_int(store_alert_resolvable_by_key(a.g->store, "heartbeat/cron", id), 1);
+	check_int(store_alert_resolvable_by_key(b.g->store, "heartbeat/cron", other), 1);
+	check_str(id, other);
+	check_int((long long)store_open_alerts(a.g->store), 1);
+	check_str(delivery_state(&a, id, "+32470100001", state), "queued");
+	check_int(esc_step(&a, id), 0);
+	check_same(&a, &b);
+	/* The next ping resolves it, on both. */
+	publish1(&b, ping("cron", "b", T0 + window + 60 * SEC), both, 2);
+	check_int(store_alert_resolvable_by_key(a.g->store, "heartbeat/cron", other), 0);
+	check_int(story_count(&b, id, "resolved"), 1);
+	check_same(&a, &b);
+	node_close(&a);
+	node_close(&b);
+}
+
 static void test_ownership_and_takeover(void)
 {
 	Node a, b;
@@ -1081,6 +1131,7 @@ int main(void)
 	run(test_resolve);
 	run(test_silences);
 	run(test_hold);
+	run(test_heartbeats);
 	run(test_ownership_and_takeover);
 	run(test_escalation_by_the_clock);
 	run(test_escalation_deadline_merges_to_the_earlier);

@@ -925,6 +925,7 @@ static void test_nodes(void)
 	                   "ALTER TABLE alerts DROP COLUMN esc_timer;"
 	                   "ALTER TABLE alerts DROP COLUMN silence; DROP TABLE silences;"
 	                   "DROP INDEX attempts_number; DROP INDEX calls_number;"
+	                   "DROP TABLE heartbeats;"
 	                   "PRAGMA user_version = 3",
 	                   NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
