@@ -180,7 +180,7 @@ void heartbeats_run(Gateway *g)
 
 uint64_t heartbeats_next_due(Gateway *g)
 {
-	uint64_t next = 0;
+	uint64_t next = 0, now = now_realtime_usec();
 
 	for (size_t i = 0; i < g->config->n_heartbeats; i++) {
 		const HeartbeatConfig *hb = &g->config->heartbeats[i];
@@ -189,7 +189,13 @@ uint64_t heartbeats_next_due(Gateway *g)
 		if (store_heartbeat_get(g->store, hb->name, &last_at, &missed_at) < 0)
 			continue;
 		due = heartbeat_due(g, hb, last_at);
-		if (missed_at < due && (!next || due < next))
+		if (missed_at >= due)
+			continue;
+		/* Past, not fired yet: another node's to fire, or this one's once it is in step
+		 * with the cluster. Looked at again each second, not in a busy loop. */
+		if (due <= now)
+			due = now + USEC_PER_SEC;
+		if (!next || due < next)
 			next = due;
 	}
 	return next;

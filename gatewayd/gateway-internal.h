@@ -435,7 +435,8 @@ int apply_heartbeat(Gateway *g, json_t *c, const ChangeOrigin *origin);
 int apply_missed(Gateway *g, json_t *c, const ChangeOrigin *origin);
 /* Fires the monitors past their deadline that this node judges (publishes "missed"). */
 void heartbeats_run(Gateway *g);
-/* The earliest deadline not fired yet, realtime usec; 0 when none. */
+/* The earliest deadline not fired yet, realtime usec (one already past: a second from now);
+ * 0 when none. */
 uint64_t heartbeats_next_due(Gateway *g);
 json_t *heartbeats_status_json(Gateway *g);
 

@@ -229,6 +229,8 @@ def test_a_heartbeat_that_stops_pages_once_and_the_next_ping_resolves_it(h):
                                             out.stdout), (out.stdout, out.stderr)
     hb = gw.status()["heartbeats"]
     assert [(x["name"], x["state"]) for x in hb] == [("backup", "ok")], hb
+    out = ctl(gw, "status")
+    assert re.search(r"^Heartbeat: backup: ok, last ping \d{4}-", out.stdout, re.M), out.stdout
     pinged = time.monotonic()
     # Nothing while it pings on time.
     for _ in range(2):
