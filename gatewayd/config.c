@@ -360,6 +360,13 @@ static unsigned curve_line(const Parser *p, const char *section)
 	return a && b ? MIN(a, b) : MAX(a, b);
 }
 
+/* A recipient of the gateway's own alerts: an E.164 number, or role:NAME of a [role]. */
+static bool recipient_valid(const Config *c, const char *to)
+{
+	return strncmp(to, "role:", 5) == 0 ? config_find_role(c, to + 5) != NULL
+	                                    : validate_phone_number(to);
+}
+
 static int config_validate(Parser *p)
 {
 	Config *c = p->config;
@@ -419,14 +426,23 @@ static int config_validate(Parser *p)
 		for (size_t j = 0; j < hb->n_to; j++) {
 			const char *to = hb->to[j];
 
-			if (strncmp(to, "role:", 5) == 0 ? !config_find_role(c, to + 5)
-			                                 : !validate_phone_number(to))
+			if (!recipient_valid(c, to))
 				return config_parser_fail(p, hb->line,
 				                          "[heartbeat %s] to '%s' is neither a "
 				                          "[role] as role:NAME nor "
 				                          "an E.164 number",
 				                          hb->name, to);
 		}
+	}
+	for (size_t j = 0; j < c->n_health_to; j++) {
+		const char *to = c->health_to[j];
+
+		if (!recipient_valid(c, to))
+			return config_parser_fail(
+			        p, parser_key_line(p, "health", "to", false),
+			        "[health] to '%s' is neither a [role] as role:NAME "
+			        "nor an E.164 number",
+			        to);
 	}
 	for (size_t i = 0; i < c->n_escalation_steps; i++)
 		if (!config_find_role(c, c->escalation_steps[i]))
@@ -572,6 +588,7 @@ Config *config_free(Config *c)
 		config_free_list(c->heartbeats[i].to, c->heartbeats[i].n_to);
 	}
 	free(c->heartbeats);
+	config_free_list(c->health_to, c->n_health_to);
 	config_free_list(c->escalation_steps, c->n_escalation_steps);
 	free(c);
 	return NULL;

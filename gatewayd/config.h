@@ -148,6 +148,17 @@ typedef struct Config {
 	HeartbeatConfig *heartbeats;
 	size_t n_heartbeats;
 
+	/* [health]: the gateway pages about itself; off without `to` */
+	char **health_to;
+	size_t n_health_to;
+	bool health_critical;
+	unsigned health_peer_offline; /* seconds a peer is offline before paging */
+	unsigned health_modem_down;   /* seconds a modem is failed or absent */
+	unsigned health_no_path;      /* seconds this node has no usable modem */
+	unsigned health_queue_age;    /* seconds a due delivery has waited */
+	unsigned health_clock_skew;   /* seconds the clocks may differ */
+	unsigned health_clear;        /* seconds a condition must be gone before it resolves */
+
 	RateLimit limit_sms;   /* SMS per phone number per window; count 0: no limit */
 	RateLimit limit_calls; /* voice calls per phone number per window; count 0: no limit */
 

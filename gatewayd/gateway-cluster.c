@@ -746,6 +746,15 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 			        json_sprintf("the clock of node %s is %+.1f s from ours", n->name,
 			                     (double)n->clock_skew_usec / USEC_PER_SEC));
 	}
+	if (g->n_modems > 0) {
+		size_t usable = 0;
+
+		for (size_t i = 0; i < g->n_modems; i++)
+			usable += modems_usable(&g->modems[i]);
+		if (usable == 0)
+			json_array_append_new(warnings,
+			                      json_string("this node has no working SMS modem"));
+	}
 	if (clustered && !replication_is_connected(g->replication))
 		json_array_append_new(
 		        warnings, json_string("the local corosync is unreachable: working alone"));

@@ -440,6 +440,15 @@ void heartbeats_run(Gateway *g);
 uint64_t heartbeats_next_due(Gateway *g);
 json_t *heartbeats_status_json(Gateway *g);
 
+/* gateway-health.c: the gateway pages about itself ([health]) */
+typedef struct GatewayHealth {
+	sd_event_source *timer;
+	json_t *watched; /* {key: {first, last (monotonic usec), paged}}: conditions seen lately */
+} GatewayHealth;
+
+int health_start(Gateway *g);
+void health_free(Gateway *g);
+
 /* gateway-silences.c: silences, and the alerts they hold back */
 void silences_handle_silence(Gateway *g, const ServerPeer *peer, Request *req);
 void silences_handle_list(Gateway *g, const ServerPeer *peer);
@@ -635,4 +644,5 @@ struct Gateway {
 	GatewayMetrics metrics;
 	GatewayHooks hooks;
 	GatewayHeartbeats heartbeats;
+	GatewayHealth health;
 };

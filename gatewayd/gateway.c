@@ -117,6 +117,9 @@ int gateway_start(Gateway *g)
 	r = dispatch_start(g);
 	if (r < 0)
 		return r;
+	r = health_start(g);
+	if (r < 0)
+		return r;
 
 	r = apply_start(g);
 	if (r < 0)
@@ -165,6 +168,7 @@ Gateway *gateway_free(Gateway *g)
 		return NULL;
 	metrics_stop(g);
 	hooks_free(g);
+	health_free(g);
 	check_stop(g);
 	apply_stop(g);
 	reload_free(g);

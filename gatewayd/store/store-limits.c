@@ -107,3 +107,15 @@ int store_delivery_hold(Store *s, const char *alert_id, const char *number, uint
 	r = store_step_done(s, st, "holding a delivery");
 	return r < 0 ? r : sqlite3_changes(s->db);
 }
+
+int store_oldest_waiting(Store *s, uint64_t *ret_accepted_at)
+{
+	static const char sql[] = "SELECT MIN(accepted_at) FROM deliveries WHERE state = 'queued' "
+	                          "AND bundle = 0";
+	sqlite3_stmt *st = store_cached(s, sql);
+
+	*ret_accepted_at = 0;
+	if (!st)
+		return STORE_IO;
+	return store_step_u64(s, st, "finding the oldest waiting delivery", ret_accepted_at);
+}

@@ -341,6 +341,9 @@ int store_limit_sending(Store *s, const char *number, const char *node, unsigned
  * alerts is a call record per alert, with the same node and time); *ret_room_at as above. */
 int store_limit_calls(Store *s, const char *number, uint64_t since, unsigned count, uint64_t window,
                       unsigned *ret_calls, uint64_t *ret_room_at);
+/* The acceptance of the oldest delivery still queued and not held on purpose (a flood bundle,
+ * [limits]): what keeps failing or finds no modem. 0 when none. */
+int store_oldest_waiting(Store *s, uint64_t *ret_accepted_at);
 /* The queued delivery of alert_id to number waits until `until` and then goes out with the
  * others held for that number (idempotent; never earlier than it already waits). */
 int store_delivery_hold(Store *s, const char *alert_id, const char *number, uint64_t until);

@@ -39,7 +39,9 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
      never more than three SMS in a window from the two nodes together, every alert sent once,
      what was over grouped into one message;
   s. a dead-man monitor pinged on a fires from b on time once a is killed, once, and the next
-     ping, on b, resolves it (the all-clear to whom it paged).
+     ping, on b, resolves it (the all-clear to whom it paged);
+  t. [health]: node b killed, a pages that b is offline, once, through its own modem; b back,
+     the alert resolves with an all-clear.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -832,6 +834,31 @@ def test_s_heartbeat_fires_on_the_survivor(rig):
                "the all-clear")
     summary(f"monitor pinged on a, a killed: b paged {late:.1f} s after the ping (interval 10 s "
             "+ grace 2 s), once; a ping on b resolved it")
+
+
+def test_t_the_gateway_pages_that_its_peer_is_offline(rig):
+    """[health] on both nodes: a node that is gone is paged about by the other, once, through
+    what still works; when it is back the alert resolves."""
+    ops = "+32470909090"
+    watch = (f"[health]\nto = {ops}\npriority = normal\npeer_offline = 5\nclear = 3\n"
+             "[submit]\nread_rate = 0\n")
+    c = rig.cluster(extra={"a": watch, "b": watch})
+    c.start_both()
+    c.wait_members()
+    c.kill9("b")
+    t0 = time.monotonic()
+    got = wait_until(lambda: [m for m in c.sms() if m["to"] == ops], 60, "the page about b")
+    took = time.monotonic() - t0
+    assert got[0]["text"] == "gateway node b is offline (seen from a)", got
+    time.sleep(8)
+    assert len([m for m in c.sms() if m["to"] == ops]) == 1, c.sms()
+    c.start("b")
+    c.wait_members(timeout=60)
+    wait_until(lambda: [m for m in c.sms() if m["to"] == ops
+                        and m["text"] == "RESOLVED: gateway node b is offline (seen from a)"],
+               60, "the all-clear")
+    summary(f"b killed: a paged 'node b is offline' {took:.1f} s later (peer_offline 5 s), "
+            "once; b back: resolved with an all-clear")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ protocol       request_ change_ ackcode_
 modem          decodemark_ devwatch_ inbox_ modem_ pdu_ ports_ probe_ sha256_ simstore_ sms_ watchdog_ worker_
 cluster        frame_ group_ membership_ replication_ payload_queue_
 voicefallback  call_ chat_ dialer_
-gatewayd-core  gateway_ hooks_ silences_ limits_ heartbeats_ admission_ auth_ config_ connlimit_ fdbudget_ handlers_ members_ metrics_ ratelimit_ server_ apply_ stall_ check_ cluster_ dispatch_ job_ escalation_ ack_ ackable_ contact_ reply_ oncall_ modems_ publish_ quarantine_ reload_ requests_ selftest_ voice_ jstr ju64
+gatewayd-core  gateway_ hooks_ silences_ limits_ heartbeats_ health_ admission_ auth_ config_ connlimit_ fdbudget_ handlers_ members_ metrics_ ratelimit_ server_ apply_ stall_ check_ cluster_ dispatch_ job_ escalation_ ack_ ackable_ contact_ reply_ oncall_ modems_ publish_ quarantine_ reload_ requests_ selftest_ voice_ jstr ju64
 '
 
 nm=$(command -v nm) || {

@@ -1,0 +1,68 @@
+"""The gateway pages about itself ([health]): a condition that holds its threshold opens one
+alert with a stable key, sent through what still works, and one gone for [health] clear resolves
+it; end to end through the daemon and the simulated modems."""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from gwtest import main, wait_until  # noqa: E402
+
+OPS = "+32470555222"  # the operator's phone
+FAST = {m: "health_interval = 2\n" for m in ("gsm0", "gsm1")}
+
+
+def health(**keys) -> str:
+    return ("\n[submit]\nread_rate = 0\n[health]\n"
+            f"to = {OPS}\npriority = normal\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
+
+
+def texts_to(h, number):
+    return [m["text"] for m in h.sim.sms() if m["to"] == number]
+
+
+def alerts_with_key(gw, key):
+    return [a for a in gw.request({"op": "queue"})["alerts"] if a["key"] == key]
+
+
+def test_a_modem_gone_pages_once_through_the_other_and_resolves_when_back(h):
+    gw = h.gateway(modems=("gsm0", "gsm1"), extra=health(modem_down=5, clear=4),
+                   modem_extra=FAST)
+    h.sim.control({"cmd": "unplug", "modem": "gsm1"})
+    t0 = time.monotonic()
+    got = wait_until(lambda: texts_to(h, OPS), 60, "the page about gsm1")
+    assert time.monotonic() - t0 >= 5, "paged before modem_down"
+    assert got[0].startswith("gateway a: modem gsm1 is absent: "), got
+    # Still absent: no second page.
+    time.sleep(8)
+    assert len(texts_to(h, OPS)) == 1, texts_to(h, OPS)
+    # Back: once it has been fine for [health] clear, the alert resolves.
+    h.sim.control({"cmd": "replug", "modem": "gsm1"})
+    clear = wait_until(lambda: [t for t in texts_to(h, OPS) if t.startswith("RESOLVED: ")], 60,
+                       "the all-clear")
+    assert clear[0].startswith("RESOLVED: gateway a: modem gsm1 is absent"), clear
+    assert len(texts_to(h, OPS)) == 2, texts_to(h, OPS)
+
+
+def test_a_delivery_that_does_not_leave_pages_and_resolves(h):
+    stuck = "+32470555333"
+    gw = h.gateway(modems=("gsm0", "gsm1"), extra=health(queue_age=8, clear=4),
+                   modem_extra=FAST)
+    # The network refuses this number for now (a temporary error): retried, never sent.
+    for m in ("gsm0", "gsm1"):
+        h.sim.control({"cmd": "fail_number", "modem": m, "number": stuck, "cms": 500})
+    r = gw.send([stuck], "db01 DOWN")
+    got = wait_until(lambda: texts_to(h, OPS), 60, "the page about the queue")
+    assert got[0].startswith("gateway a: a delivery has waited "), got
+    assert gw.get(r["id"])["state"] == "queued"
+    for m in ("gsm0", "gsm1"):
+        h.sim.control({"cmd": "fail_number", "modem": m, "number": stuck, "cms": None})
+    gw.wait_state(r["id"], "sent", timeout=60)
+    wait_until(lambda: [t for t in texts_to(h, OPS) if t.startswith("RESOLVED: gateway a: a "
+                                                                     "delivery has waited")],
+               60, "the all-clear")
+    assert len(texts_to(h, OPS)) == 2, texts_to(h, OPS)
+
+
+if __name__ == "__main__":
+    main(globals())
