@@ -82,7 +82,8 @@ def test_storage_error_on_a_full_disk(h):
         from gwtest import Gateway
         gw = Gateway(h, "a", text, f"{mnt}/state", port).start(wait_modems=1)
         assert gw.send([GOOD], "fits")["status"] == "queued"
-        with open(os.path.join(mnt, "filler"), "wb") as f:
+        # Unbuffered: a write the full disk refuses leaves nothing for close() to flush.
+        with open(os.path.join(mnt, "filler"), "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * 65536)
