@@ -382,6 +382,31 @@ static int escalate_one(const char *alert_id, unsigned step, void *userdata)
 	return publish_outbox_add(g, c, NULL);
 }
 
+void escalation_now(Gateway *g, const char *alert_id, uint64_t now)
+{
+	unsigned step = 0;
+	bool active = false;
+	const RoleConfig *role;
+	const ContactConfig *next;
+
+	if (store_alert_escalation(g->store, alert_id, &step, &active) <= 0 || !active ||
+	    (size_t)step + 1 >= escalation_chain_length(g))
+		return;
+	role = escalation_step_role(g, step + 1);
+	next = role ? oncall_on_duty(g, role, now, NULL) : NULL;
+	if (!next)
+		return;
+	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id}),
+	        "Passed on by key press: escalating to step %u (%s) now", step + 2, role->name);
+	json_object_set_new(g->escalation.published, alert_id, json_integer((json_int_t)step + 1));
+	publish_outbox_add(g,
+	                   change_pack("escalate", "{s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "id",
+	                               alert_id, "step", (int)step + 1, "role", role->name,
+	                               "contact", next->name, "to", next->number, "node",
+	                               g->config->node_name, "at", (json_int_t)now),
+	                   NULL);
+}
+
 void escalation_run(Gateway *g)
 {
 	if (g->stopping || !cluster_settled(g) || g->config->n_escalation_steps == 0)

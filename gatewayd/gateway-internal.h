@@ -355,6 +355,9 @@ uint64_t escalation_next_at(Gateway *g, unsigned step, uint64_t at);
 int escalation_page_left(Gateway *g, const char *alert_id, const char *number, uint64_t at,
                          const char *node, const char *how);
 void escalation_run(Gateway *g);
+/* The alert moves to its next step now (a callee pressed 2): publishes the "escalate" change;
+ * nothing when it does not escalate or has no next step. */
+void escalation_now(Gateway *g, const char *alert_id, uint64_t now);
 void escalation_forget(Gateway *g);
 int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin);
 /* The text of an SMS of a critical alert: with the reply that acknowledges it. */
@@ -526,6 +529,8 @@ typedef struct GatewayVoice {
 	sd_event_source *timer;
 	sd_event_source *grace; /* looks again when a modem's connect_grace ends */
 	json_t *checks;         /* [[alert, number], ...] to consider after the commit */
+	/* Whether the modem reports key presses, as the last answered call showed: -1 unknown. */
+	int key_presses;
 } GatewayVoice;
 
 void voice_check_later(Gateway *g, const char *alert_id, const char *number);

@@ -313,6 +313,11 @@ json_t *requests_status_json(Gateway *g)
 	if (status && last_outcome[0])
 		json_object_set_new(json_object_get(status, "voice"), "last_outcome",
 		                    json_string(last_outcome));
+	/* Whether an answered call can prove a human heard it (a key press), as seen here. */
+	if (status && g->voice.dialer)
+		json_object_set_new(json_object_get(status, "voice"), "key_presses",
+		                    g->voice.key_presses < 0 ? json_null()
+		                                             : json_boolean(g->voice.key_presses));
 	return status;
 }
 

@@ -336,14 +336,40 @@ static void voice_give_back(Gateway *g)
 	g->voice.lent = NULL;
 }
 
+/* What a call proved. With a modem that reports key presses, only a key proves that a human
+ * heard it: answered without one is "answered_no_key" (a voicemail, a pocket), treated like no
+ * answer. 1 acknowledges; 2 passes the alerts to their next escalation step now. */
+typedef enum CallProof {
+	PROOF_NONE,    /* not answered, or answered without a key */
+	PROOF_HEARD,   /* answered, and the modem cannot say more */
+	PROOF_ACK,     /* 1 */
+	PROOF_PASS_ON, /* 2 */
+} CallProof;
+
+static CallProof call_proof(const DialerReport *rep)
+{
+	if (rep->outcome != CALL_ANSWERED)
+		return PROOF_NONE;
+	if (rep->acknowledged_by_dtmf)
+		return PROOF_ACK;
+	if (rep->dtmf && strchr(rep->dtmf, '2'))
+		return PROOF_PASS_ON;
+	return rep->dtmf_detection ? PROOF_NONE : PROOF_HEARD;
+}
+
 static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata)
 {
 	Gateway *g = userdata;
 	VoiceCall *v = g->voice.call;
-	const char *outcome = call_outcome_to_string(rep->outcome);
+	CallProof proof = call_proof(rep);
+	const char *outcome = rep->outcome == CALL_ANSWERED && proof == PROOF_NONE
+	                              ? "answered_no_key"
+	                              : call_outcome_to_string(rep->outcome);
 	uint64_t now = now_realtime_usec();
 
 	g->voice.call = NULL;
+	g->voice.key_presses = rep->outcome == CALL_ANSWERED ? (rep->dtmf_detection ? 1 : 0)
+	                                                     : g->voice.key_presses;
 	voice_give_back(g);
 	if (!v)
 		return;
@@ -360,23 +386,26 @@ static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata
 		                    (json_int_t)rep->started_at, "outcome", outcome, "duration",
 		                    (json_int_t)(rep->duration_usec / USEC_PER_SEC), "error",
 		                    rep->error && *rep->error ? rep->error : NULL, "dtmf_ack",
-		                    rep->acknowledged_by_dtmf),
+		                    proof == PROOF_ACK),
 		        NULL);
-		if (rep->acknowledged_by_dtmf)
+		if (proof == PROOF_ACK)
 			publish_outbox_add(g,
 			                   change_pack("ack", "{s:s, s:s, s:s, s:s, s:I}", "id", id,
 			                               "by", v->number, "via", "voice", "node",
 			                               g->config->node_name, "at", (json_int_t)now),
 			                   NULL);
+		else if (proof == PROOF_PASS_ON)
+			escalation_now(g, id, now);
 	}
-	if (rep->acknowledged_by_dtmf) {
+	if (proof == PROOF_ACK || proof == PROOF_PASS_ON) {
 		for (size_t i = 0; i < v->n_about; i++)
 			voice_drop_alert(g, v->about[i].alert_id);
 	} else if ((rep->outcome == CALL_BUSY || rep->outcome == CALL_NO_ANSWER ||
-	            rep->outcome == CALL_FAILED) &&
+	            rep->outcome == CALL_FAILED || proof == PROOF_NONE) &&
 	           v->attempt < g->config->voice_retries)
-		/* An answered call is not an acknowledgment, but a line that did not answer is
-		 * tried again, with backoff, while the alerts stay unacknowledged. */
+		/* Neither an answer nor a key is an acknowledgment, but a line that did not answer,
+		 * or answered without a key, is tried again, with backoff, while the alerts stay
+		 * unacknowledged. */
 		for (size_t i = 0; i < v->n_about; i++)
 			voice_enqueue(g, v->about[i].alert_id, v->number, v->about[i].recipient,
 			              v->contact_center, v->attempt + 1,
@@ -493,6 +522,7 @@ int voice_start(Gateway *g)
 	}
 	if (!device)
 		return 0;
+	g->voice.key_presses = -1;
 	r = dialer_new(g->event, device, g->config->voice_modem ? g->config->voice_modem : "voice",
 	               &g->voice.dialer);
 	if (r < 0)

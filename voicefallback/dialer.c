@@ -244,6 +244,7 @@ static int dialer_on_report(sd_event_source *s, void *userdata)
 	        .acknowledged_by_dtmf = d->acked,
 	        .dtmf_digit = d->dtmf[0],
 	        .dtmf = d->dtmf,
+	        .dtmf_detection = d->ddet || d->dtmf[0],
 	        .hung_up = d->hung_up || !d->dialed,
 	};
 	d->state = DIALER_IDLE;

@@ -62,6 +62,9 @@ typedef struct DialerReport {
 	bool acknowledged_by_dtmf; /* ack_digit arrived while the call was up */
 	char dtmf_digit;           /* the first digit received, 0 if none */
 	const char *dtmf;          /* every digit received, in order (at most DIALER_DTMF_MAX) */
+	/* The modem reports key presses: it took AT+DDET=1, or reported one. Without it, an
+	 * answered call without a digit says nothing of whether a human heard it. */
+	bool dtmf_detection;
 	/* No call of ours is left up: none was dialled, or the modem said so after the hang-up
 	 * (AT+CLCC lists none, AT+CPAS is not 4, or where neither works, ATH was answered OK).
 	 * False when the port went away or the modem stopped answering after ATD. */

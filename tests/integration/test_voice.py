@@ -21,12 +21,15 @@ def test_critical_alert_calls_recipient_then_contact_center(h):
     a = wait_until(lambda: (lambda x: x if len(x["calls"]) >= 2 else None)(gw.get(r["id"])),
                    30, "two recorded calls")
     assert [c["number"] for c in a["calls"]] == ["+32470000001", CENTER], a["calls"]
-    assert all(c["outcome"] == "answered" and c["node"] == "a" for c in a["calls"]), a
+    # Answered, but nobody pressed a key on a modem that reports them: nobody proved to have
+    # heard it (a voicemail, a pocket).
+    assert all(c["outcome"] == "answered_no_key" and c["node"] == "a" for c in a["calls"]), a
     assert a["ack"] is None, a  # an answered call is not an acknowledgment
     events = recv_events(sub, 5, until=lambda ev: len(ev) >= 2)
-    assert [e["outcome"] for _, e in events] == ["answered", "answered"], events
+    assert [e["outcome"] for _, e in events] == ["answered_no_key"] * 2, events
     st = gw.status()
-    assert st["voice"] == {"calls": 2, "last_outcome": "answered"}, st["voice"]
+    assert st["voice"] == {"calls": 2, "last_outcome": "answered_no_key",
+                           "key_presses": True}, st["voice"]
     hangups = [c for c in h.sim.calls() if c.get("event") == "hangup"]
     assert len(hangups) >= 2 and all(c["by"] == "local" for c in hangups), hangups
 
@@ -50,6 +53,30 @@ def test_dtmf_one_acknowledges(h):
     # Acknowledged: the contact center is not called any more.
     time.sleep(3)
     assert CENTER not in h.dials(), h.dials()
+
+
+def test_answered_without_a_key_is_tried_again(h):
+    gw = h.voice_gateway(retries="retries = 1\nretry_delay = 2\n")
+    r = gw.send(["+32470000007"], "db07 DOWN", priority="critical")
+    a = wait_until(lambda: (lambda x: x if len(x["calls"]) >= 4 else None)(gw.get(r["id"])),
+                   60, "four recorded calls")
+    assert [c["outcome"] for c in a["calls"]] == ["answered_no_key"] * 4, a["calls"]
+    assert h.dials().count("+32470000007") == 2, h.dials()
+    assert a["ack"] is None
+
+
+def test_two_passes_the_alert_to_the_next_step_now(h):
+    from oncall_fixture import ALICE, BOB, oncall_config
+    gw = h.voice_gateway(dtmf="2", extra=oncall_config(300))
+    r = gw.send(["role:primary"], "db08 DOWN", priority="critical")
+    # Alice presses 2: bob is paged at once, not after the five minutes of step_timeout.
+    a = wait_until(lambda: (lambda x: x if x["escalation"]["step"] >= 2 else None)(
+        gw.get(r["id"])), 60, "the next step")
+    assert a["escalation"]["role"] == "secondary" and a["ack"] is None, a
+    wait_until(lambda: BOB in h.dials(), 60, "bob's call")
+    assert h.dials()[0] == ALICE, h.dials()
+    calls = gw.get(r["id"])["calls"]
+    assert calls[0]["number"] == ALICE and calls[0]["outcome"] == "answered", calls
 
 
 def test_busy_and_no_answer_recorded_and_retried(h):
@@ -97,7 +124,7 @@ def test_borrowed_sms_modem_dials_and_comes_back(h):
     r = gw.send(["+32470000005"], "db04 DOWN", priority="critical")
     a = wait_until(lambda: (lambda x: x if x["calls"] else None)(gw.get(r["id"])), 40,
                    "a call through the borrowed modem")
-    assert a["calls"][0]["outcome"] == "answered" and a["calls"][0]["modem"] == "gsm0", a
+    assert a["calls"][0]["outcome"] == "answered_no_key" and a["calls"][0]["modem"] == "gsm0", a
     # The modem is given back to SMS duty and the alert still goes out by SMS.
     gw.wait_state(r["id"], "sent", timeout=60)
     assert gw.status()["modems"][0]["state"] == "ok"
