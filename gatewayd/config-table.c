@@ -112,10 +112,11 @@ void config_free_list(char **v, size_t n)
 
 static const char *weekdays[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
 
-/* "mon 09:00" (weekly) or "09:00" (daily). */
-static int parse_handoff(const char *s, int *ret_wday, int *ret_minutes)
+/* "mon 09:00" (weekly) or "09:00" (daily), seconds ("09:00:30") where `with_seconds`: the day
+ * (-1: every day) and the second of the day. */
+static int parse_day_time(const char *s, bool with_seconds, int *ret_wday, int *ret_seconds)
 {
-	int wday = -1, h, m;
+	int wday = -1, h, m, sec = 0, n;
 	char extra;
 
 	for (size_t i = 0; i < ELEMENTSOF(weekdays); i++)
@@ -124,10 +125,27 @@ static int parse_handoff(const char *s, int *ret_wday, int *ret_minutes)
 			s += 4;
 			break;
 		}
-	if (sscanf(s, "%d:%d%c", &h, &m, &extra) != 2 || h < 0 || h > 23 || m < 0 || m > 59)
+	n = sscanf(s, "%d:%d:%d%c", &h, &m, &sec, &extra);
+	if (n == 3 && !with_seconds)
+		return -EINVAL;
+	if (n != 3 && sscanf(s, "%d:%d%c", &h, &m, &extra) != 2)
+		return -EINVAL;
+	if (h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 59)
 		return -EINVAL;
 	*ret_wday = wday;
-	*ret_minutes = h * 60 + m;
+	*ret_seconds = h * 3600 + m * 60 + sec;
+	return 0;
+}
+
+/* "mon 09:00" (weekly) or "09:00" (daily). */
+static int parse_handoff(const char *s, int *ret_wday, int *ret_minutes)
+{
+	int seconds, r;
+
+	r = parse_day_time(s, false, ret_wday, &seconds);
+	if (r < 0)
+		return r;
+	*ret_minutes = seconds / 60;
 	return 0;
 }
 
@@ -282,6 +300,15 @@ static int config_parse_limit(ConfigParser *p, const ConfigItem *item, void *fie
 		return -EINVAL;
 	*l = (RateLimit){.count = c, .window = w};
 	return 0;
+}
+
+/* [drill] at: "mon 10:00" (weekly), "10:00" (daily), seconds allowed ("10:00:30"). */
+static int config_parse_drill_at(ConfigParser *p, const ConfigItem *item, void *field,
+                                 const char *value)
+{
+	Config *c = field;
+
+	return parse_day_time(value, true, &c->drill_wday, &c->drill_seconds);
 }
 
 static int config_parse_min_signal(ConfigParser *p, const ConfigItem *item, void *field,
@@ -575,6 +602,19 @@ static const ConfigItem config_table[] = {
         {MAIN("health", "clear", seconds, health_clear), RANGE(1, 86400), .def = "60",
          .what = DURATION_WHAT("1s", "1d"),
          .doc = "how long a condition is gone before its alert resolves"},
+
+        {.section = "drill",
+         .key = "at",
+         .parse = config_parse_drill_at,
+         .offset = 0,
+         .what = "'mon 10:00' (weekly) or '10:00' (daily), local time",
+         .doc = "when the test page goes out; none by default (no drill)"},
+        {MAIN("drill", "to", list, drill_to), .offset_n = offsetof(Config, n_drill_to), RANGE(1, 0),
+         .what = "E.164 numbers and role:NAME, separated by commas",
+         .doc = "whom the test page goes to; required with at"},
+        {MAIN("drill", "ack_within", seconds, drill_ack_within), RANGE(1, 86400), .def = "1800",
+         .what = DURATION_WHAT("1s", "1d"),
+         .doc = "how long the test page may wait for its acknowledgment"},
 
         {MAIN("limits", "sms", limit, limit_sms), RANGE(10, 86400), .def = "5/15m",
          .what = "a count from 1 to 1000, '/', a duration from 10s to 1d; or off",

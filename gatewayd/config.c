@@ -434,6 +434,16 @@ static int config_validate(Parser *p)
 				                          hb->name, to);
 		}
 	}
+	if (c->drill_seconds >= 0 && c->n_drill_to == 0)
+		return config_parser_fail(p, parser_key_line(p, "drill", "at", false),
+		                          "[drill] needs 'to =' beside 'at ='");
+	for (size_t j = 0; j < c->n_drill_to; j++)
+		if (!recipient_valid(c, c->drill_to[j]))
+			return config_parser_fail(
+			        p, parser_key_line(p, "drill", "to", false),
+			        "[drill] to '%s' is neither a [role] as role:NAME "
+			        "nor an E.164 number",
+			        c->drill_to[j]);
 	for (size_t j = 0; j < c->n_health_to; j++) {
 		const char *to = c->health_to[j];
 
@@ -488,6 +498,7 @@ int config_load(const char *path, Config **ret, char **ret_error)
 	if (!c)
 		return -ENOMEM;
 	c->submit_ops = ~0u;
+	c->drill_seconds = -1;
 	p.config = c;
 	for (size_t i = 0; i < n_items; i++) {
 		const char *section = items[i].section;
@@ -589,6 +600,7 @@ Config *config_free(Config *c)
 	}
 	free(c->heartbeats);
 	config_free_list(c->health_to, c->n_health_to);
+	config_free_list(c->drill_to, c->n_drill_to);
 	config_free_list(c->escalation_steps, c->n_escalation_steps);
 	free(c);
 	return NULL;
@@ -740,6 +752,34 @@ uint64_t config_role_next_handoff(const RoleConfig *role, uint64_t usec)
 			lo = mid;
 	}
 	return (uint64_t)hi * USEC_PER_SEC;
+}
+
+uint64_t config_drill_last(const Config *c, uint64_t usec)
+{
+	time_t now = (time_t)(usec / USEC_PER_SEC);
+
+	if (c->drill_seconds < 0)
+		return 0;
+	/* Today's, then each day before, back a week: the first at or before now on its day. */
+	for (int back = 0; back <= 7; back++) {
+		time_t day = now - (time_t)back * 86400;
+		struct tm tm;
+		time_t t;
+
+		if (!localtime_r(&day, &tm))
+			return 0;
+		tm.tm_hour = c->drill_seconds / 3600;
+		tm.tm_min = c->drill_seconds / 60 % 60;
+		tm.tm_sec = c->drill_seconds % 60;
+		tm.tm_isdst = -1;
+		t = mktime(&tm);
+		if (t == (time_t)-1 || t > now)
+			continue;
+		if (c->drill_wday >= 0 && tm.tm_wday != c->drill_wday)
+			continue;
+		return (uint64_t)t * USEC_PER_SEC;
+	}
+	return 0;
 }
 
 void config_fingerprint(const Config *c, char ret[static 33])

@@ -148,6 +148,13 @@ typedef struct Config {
 	HeartbeatConfig *heartbeats;
 	size_t n_heartbeats;
 
+	/* [drill]: a test page at a set time that must be acknowledged; off without `at` */
+	int drill_wday;    /* 0 sunday .. 6 saturday; -1 every day */
+	int drill_seconds; /* the second of the (local) day; -1: no drill */
+	char **drill_to;
+	size_t n_drill_to;
+	unsigned drill_ack_within; /* seconds */
+
 	/* [health]: the gateway pages about itself; off without `to` */
 	char **health_to;
 	size_t n_health_to;
@@ -204,6 +211,9 @@ Config *config_free(Config *c);
 const ContactConfig *config_find_contact(const Config *c, const char *name);
 const RoleConfig *config_find_role(const Config *c, const char *name);
 const HeartbeatConfig *config_find_heartbeat(const Config *c, const char *name);
+/* The last instant, realtime usec, at or before `usec` that [drill] at names (local time,
+ * DST changes included); 0 when there is no drill. */
+uint64_t config_drill_last(const Config *c, uint64_t usec);
 const ModemConfig *config_find_modem(const Config *c, const char *name);
 
 /* The contact of role on duty at realtime `usec` by its rotation, or NULL. Hand-overs happen at

@@ -1,4 +1,4 @@
-/* gateway-health: the gateway pages about itself ([health]).
+/* gateway-health: the gateway pages about itself ([health]), and drills its own path ([drill]).
  *
  * An alerting path is trusted only if its own failures page someone. Every HEALTH_TICK this
  * node looks at what it can see: another node offline, one of its modems failed or absent, no
@@ -207,8 +207,75 @@ static void health_tick(Gateway *g)
 	}
 }
 
+/* ---- drills ([drill]) ---- */
+
+#define DRILL_TEXT                                                                                 \
+	"DRILL: a test page from the alert gateway, nothing is wrong. Acknowledge it to prove "    \
+	"this path works."
+
+/* At [drill] at, a critical test page to [drill] to (the id derived from the scheduled instant,
+ * so nodes that both send it make one alert). One still unacknowledged after ack_within moves to
+ * its next escalation step, like a real alert nobody answered. A drill whose time passed while
+ * the gateway was down goes out late, within ack_within. */
+static void drills_run(Gateway *g)
+{
+	const Config *c = g->config;
+	uint64_t now = now_realtime_usec(), at = config_drill_last(c, now),
+	         within = (uint64_t)c->drill_ack_within * USEC_PER_SEC;
+	char id[ID_HEX_LEN + 1], seed[48], key[48];
+	const char *owner;
+	unsigned step = 0;
+	bool active = false;
+	int r;
+
+	if (!at || c->n_drill_to == 0 || g->stopping || !cluster_settled(g) || stall_active(g))
+		return;
+	snprintf(seed, sizeof(seed), "drill/%llu", (unsigned long long)(at / USEC_PER_SEC));
+	hash128_hex(seed, strlen(seed), id);
+	r = store_alert_exists(g->store, id);
+	if (r < 0)
+		return;
+	if (r == 0) {
+		RequestError err = {0};
+		Request req = {.op = OP_SEND,
+		               .to = c->drill_to,
+		               .n_to = c->n_drill_to,
+		               .text = (char *)DRILL_TEXT,
+		               .critical = true,
+		               .ttl = c->drill_ack_within + 3600,
+		               .source = (char *)"drill"};
+		json_t *change = NULL;
+
+		owner = members_owner(&g->members, "drill", "", "", false);
+		if (now - at > within || g->health.drill_sent == at ||
+		    (owner && !streq(owner, c->node_name)))
+			return;
+		snprintf(key, sizeof(key), "%s", seed);
+		r = requests_submit_change(g, &req, id, key, now, &change, &err);
+		if (r < 0) {
+			log_error("Cannot send the drill: %s",
+			          r == -EINVAL ? err.detail : "no contact on duty");
+			return;
+		}
+		log_ctx(LOG_NOTICE, &((LogContext){.alert_id = id}), "Drill: test page sent");
+		publish_outbox_add(g, change, NULL);
+		g->health.drill_sent = at;
+		return;
+	}
+	if (now < at + within || g->health.drill_escalated == at)
+		return;
+	g->health.drill_escalated = at;
+	if (store_alert_escalation(g->store, id, &step, &active) > 0 && active && step == 0) {
+		log_ctx(LOG_WARNING, &((LogContext){.alert_id = id}),
+		        "Drill not acknowledged within %u s: escalating like a real alert",
+		        c->drill_ack_within);
+		escalation_now(g, id, now);
+	}
+}
+
 static int on_health_tick(sd_event_source *s, uint64_t usec, void *userdata)
 {
+	drills_run(userdata);
 	health_tick(userdata);
 	sd_event_source_set_time_relative(s, HEALTH_TICK_USEC);
 	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);

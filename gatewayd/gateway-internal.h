@@ -443,10 +443,11 @@ void heartbeats_run(Gateway *g);
 uint64_t heartbeats_next_due(Gateway *g);
 json_t *heartbeats_status_json(Gateway *g);
 
-/* gateway-health.c: the gateway pages about itself ([health]) */
+/* gateway-health.c: the gateway pages about itself ([health]), and drills ([drill]) */
 typedef struct GatewayHealth {
 	sd_event_source *timer;
 	json_t *watched; /* {key: {first, last (monotonic usec), paged}}: conditions seen lately */
+	uint64_t drill_sent, drill_escalated; /* the drill instants this node acted on */
 } GatewayHealth;
 
 int health_start(Gateway *g);

@@ -342,6 +342,26 @@ def test_every_step_gets_the_voice_fallback_when_sms_fails(h):
     assert texts_to(h, ALICE) == [] and texts_to(h, BOB) == [], h.sim.sms()
 
 
+def test_a_drill_nobody_acknowledges_escalates(h):
+    # A daily drill a few seconds from now (local time, as the daemon reads it); five minutes
+    # of step_timeout, 8 s to acknowledge the drill.
+    at = time.strftime("%H:%M:%S", time.localtime(time.time() + 8))
+    gw = h.gateway(extra=oncall_config(300) + f"\n[drill]\nat = {at}\nto = role:primary\n"
+                   "ack_within = 8\n[submit]\nread_rate = 0\n", modem_extra=FAST_INBOX)
+    first = wait_texts(h, ALICE, 1, timeout=40)[0]
+    sent = time.monotonic()
+    assert first.startswith("DRILL: a test page from the alert gateway, nothing is wrong."), first
+    assert "\nReply ACK " in first, first
+    # Nobody answers: the next step is paged, with the same drill, long before step_timeout.
+    second = wait_texts(h, BOB, 1, timeout=40)[0]
+    assert time.monotonic() - sent >= 5, "escalated before ack_within"
+    assert second == first, (first, second)
+    drill = [a for a in gw.request({"op": "queue"})["alerts"] if a["source"] == "drill"]
+    assert len(drill) == 1, drill
+    esc = gw.get(drill[0]["id"])["escalation"]
+    assert esc["step"] == 2 and esc["role"] == "secondary", esc
+
+
 def test_flood_to_one_engineer_is_bundled(h):
     # The check below reads all 50 alerts back at once: no read rate limit for it.
     gw = gateway(h, extra="\n[bundle]\nthreshold = 5\nwindow = 4\n[submit]\nread_rate = 0\n")

@@ -313,6 +313,38 @@ static void test_rotation_utc(void)
 	set_tz(NULL);
 }
 
+static void test_drill_schedule(void)
+{
+	/* Mon 2026-03-30 10:00 UTC, and in Brussels (CEST since the day before) 08:00 UTC. */
+	const uint64_t monday = 1774864800ULL * 1000000;
+	Config *c;
+	char *err;
+
+	set_tz("UTC");
+	check_int(load("[drill]\nat = mon 10:00\nto = +4912345678\n", &c, &err), 0);
+	if (c) {
+		check_int((long long)config_drill_last(c, monday), (long long)monday);
+		check_int((long long)config_drill_last(c, monday - 1),
+		          (long long)(monday - 7ULL * 86400 * 1000000));
+		check_int((long long)config_drill_last(c, monday + 3ULL * 86400 * 1000000),
+		          (long long)monday);
+		config_free(c);
+	}
+	set_tz("Europe/Brussels");
+	check_int(load("[drill]\nat = 10:00:30\nto = +4912345678\n", &c, &err), 0);
+	if (c) {
+		check_int((long long)config_drill_last(c, monday),
+		          (long long)(monday - 2ULL * 3600 * 1000000 + 30 * 1000000));
+		config_free(c);
+	}
+	set_tz(NULL);
+	/* A drill needs someone to page. */
+	check_int(load("[drill]\nat = mon 10:00\n", &c, &err), -EINVAL);
+	check(err && strstr(err, "[drill] needs 'to ='"));
+	free(err);
+	config_free(c);
+}
+
 static void test_listeners(void)
 {
 	Config *c;
@@ -563,6 +595,7 @@ int main(void)
 	run(test_rotation);
 	run(test_rotation_dst);
 	run(test_rotation_utc);
+	run(test_drill_schedule);
 	unlink(path);
 	return test_exit();
 }
