@@ -602,6 +602,9 @@ static const ConfigItem config_table[] = {
         {MAIN("health", "clear", seconds, health_clear), RANGE(1, 86400), .def = "60",
          .what = DURATION_WHAT("1s", "1d"),
          .doc = "how long a condition is gone before its alert resolves"},
+        {MAIN("health", "report_wait", seconds, health_report_wait), RANGE(1, 86400), .def = "600",
+         .what = DURATION_WHAT("1s", "1d"),
+         .doc = "how long a sent SMS may wait for its delivery report"},
 
         {.section = "drill",
          .key = "at",

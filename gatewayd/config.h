@@ -165,6 +165,7 @@ typedef struct Config {
 	unsigned health_queue_age;    /* seconds a due delivery has waited */
 	unsigned health_clock_skew;   /* seconds the clocks may differ */
 	unsigned health_clear;        /* seconds a condition must be gone before it resolves */
+	unsigned health_report_wait;  /* seconds a sent SMS may wait for its delivery report */
 
 	RateLimit limit_sms;   /* SMS per phone number per window; count 0: no limit */
 	RateLimit limit_calls; /* voice calls per phone number per window; count 0: no limit */

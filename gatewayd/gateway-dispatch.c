@@ -121,9 +121,23 @@ void gateway_kick(Gateway *g)
 
 #define PICK_WAIT (-2)
 
-/* A healthy modem with room for a job (the least loaded); -1 when every healthy one is busy;
- * PICK_WAIT when only `avoid` (the modem that just failed this delivery) is free while another
- * healthy modem is busy: better wait a moment for that one than fail again on the same modem. */
+/* Whether slot is a better pick than best: not the modem to avoid, healthy, less loaded. */
+static bool better_pick(Gateway *g, const ModemSlot *slot, const ModemSlot *best, const char *avoid)
+{
+	bool avoided = streq(avoid, slot->config->name),
+	     best_avoided = streq(avoid, best->config->name);
+
+	if (avoided != best_avoided)
+		return !avoided;
+	if (modems_degraded(slot) != modems_degraded(best))
+		return !modems_degraded(slot);
+	return slot->inflight < best->inflight;
+}
+
+/* A usable modem with room for a job: a healthy one before a degraded one (modems_degraded()),
+ * then the least loaded; -1 when every usable one is busy; PICK_WAIT when only `avoid` (the
+ * modem that just failed this delivery) is free while another usable modem is busy: better wait
+ * a moment for that one than fail again on the same modem. */
 static ssize_t pick_modem(Gateway *g, const char *avoid)
 {
 	ssize_t best = -1;
@@ -139,9 +153,7 @@ static ssize_t pick_modem(Gateway *g, const char *avoid)
 			other_usable = true;
 		if (slot->inflight >= MODEM_INFLIGHT)
 			continue;
-		if (best < 0 || (streq(avoid, g->modems[best].config->name) && !avoided) ||
-		    (slot->inflight < g->modems[best].inflight &&
-		     avoided == streq(avoid, g->modems[best].config->name)))
+		if (best < 0 || better_pick(g, slot, &g->modems[best], avoid))
 			best = (ssize_t)i;
 	}
 	if (best >= 0 && other_usable && streq(avoid, g->modems[best].config->name))

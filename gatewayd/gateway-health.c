@@ -93,6 +93,10 @@ static void look(Gateway *g, Findings *f)
 			snprintf(key, sizeof(key), "%s/path-%s", self, slot->config->name);
 			found(f, c->health_modem_down, key, "gateway %s: modem %s: %s", self,
 			      slot->config->name, slot->path_problem);
+		} else if (slot->report_problem[0]) {
+			snprintf(key, sizeof(key), "%s/reports-%s", self, slot->config->name);
+			found(f, c->health_modem_down, key, "gateway %s: modem %s: %s", self,
+			      slot->config->name, slot->report_problem);
 		}
 	}
 	if (g->n_modems > 0 && usable == 0) {
@@ -275,6 +279,7 @@ static void drills_run(Gateway *g)
 
 static int on_health_tick(sd_event_source *s, uint64_t usec, void *userdata)
 {
+	modems_check_reports(userdata);
 	drills_run(userdata);
 	health_tick(userdata);
 	sd_event_source_set_time_relative(s, HEALTH_TICK_USEC);

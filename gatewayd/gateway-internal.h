@@ -164,8 +164,10 @@ typedef struct ModemSlot {
 	ModemStatus status;
 	sd_event_source *io;
 	size_t inflight;
-	char path_problem[224];  /* the last path self-test from this modem failed: why */
-	uint64_t unusable_since; /* monotonic usec: (re)started, or went from usable to not */
+	char path_problem[224];    /* the last path self-test from this modem failed: why */
+	char report_problem[160];  /* its delivery reports stopped coming: since when */
+	StoreModemReports reports; /* as last looked at (modems_check_reports()) */
+	uint64_t unusable_since;   /* monotonic usec: (re)started, or went from usable to not */
 } ModemSlot;
 
 /* A path self-test: a test SMS from one of our modems to the SIM of another node's modem. */
@@ -277,6 +279,14 @@ void dispatch_free(Gateway *g);
 
 /* gateway-modems.c: this node's modem slots and their events */
 bool modems_usable(const ModemSlot *slot);
+/* Usable, but with a problem: weak signal or roaming, a failing path self-test, delivery
+ * reports that stopped. Dispatch prefers the others. */
+bool modems_degraded(const ModemSlot *slot);
+/* Looks at each modem's delivery reports ([modem] delivery_reports): one whose last
+ * MODEM_REPORTS_MISSING SMS, each sent [health] report_wait ago or more, got none is degraded
+ * (the SIM's credit, or the operator blocking it). */
+#define MODEM_REPORTS_MISSING 5
+void modems_check_reports(Gateway *g);
 /* Until when (realtime usec) a modem that is not usable counts as still connecting, within
  * [voice] connect_grace of its (re)start or of losing its usability: not a failed SMS path.
  * 0 when it does not (usable, lent to a call, or past the grace). */

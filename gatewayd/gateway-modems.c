@@ -11,6 +11,46 @@ bool modems_usable(const ModemSlot *slot)
 	return slot->status.state == MODEM_STATE_OK || slot->status.state == MODEM_STATE_DEGRADED;
 }
 
+bool modems_degraded(const ModemSlot *slot)
+{
+	return slot->status.state == MODEM_STATE_DEGRADED ||
+	       (modems_usable(slot) && (slot->path_problem[0] || slot->report_problem[0]));
+}
+
+void modems_check_reports(Gateway *g)
+{
+	uint64_t now = now_realtime_usec(),
+	         wait = (uint64_t)g->config->health_report_wait * USEC_PER_SEC;
+
+	for (size_t i = 0; i < g->n_modems; i++) {
+		ModemSlot *slot = &g->modems[i];
+		char problem[sizeof(slot->report_problem)] = "", since[RFC3339_MAX];
+
+		if (!slot->config->delivery_reports)
+			continue;
+		if (store_modem_reports(g->store, g->config->node_name, slot->config->name,
+		                        now - MIN(now, wait), 50, &slot->reports) < 0)
+			continue;
+		if (slot->reports.missing_in_a_row >= MODEM_REPORTS_MISSING)
+			snprintf(problem, sizeof(problem),
+			         "no delivery report for its last %u SMS, sent since %s (out of "
+			         "credit, "
+			         "or blocked by the operator?)",
+			         slot->reports.missing_in_a_row,
+			         format_rfc3339(slot->reports.missing_since, since));
+		if (streq(problem, slot->report_problem))
+			continue;
+		if (problem[0])
+			log_ctx(LOG_WARNING, &((LogContext){.modem = slot->config->name}),
+			        "Degraded: %s", problem);
+		else
+			log_ctx(LOG_NOTICE, &((LogContext){.modem = slot->config->name}),
+			        "Delivery reports are coming again");
+		snprintf(slot->report_problem, sizeof(slot->report_problem), "%s", problem);
+		modems_self_health_changed(g);
+	}
+}
+
 uint64_t modems_connecting_until(Gateway *g, const ModemSlot *slot)
 {
 	uint64_t grace = (uint64_t)g->config->voice_connect_grace * USEC_PER_SEC,
@@ -279,7 +319,9 @@ json_t *modems_local_json(Gateway *g)
 		store_modem_counters(g->store, g->config->node_name, slot->config->name, &mc);
 		if (slot->status.last_send_usec > mc.last_sent_at)
 			mc.last_sent_at = slot->status.last_send_usec;
-		bool path_down = slot->path_problem[0] && slot->status.state == MODEM_STATE_OK;
+		const char *problem =
+		        slot->path_problem[0] ? slot->path_problem : slot->report_problem;
+		bool path_down = problem[0] && slot->status.state == MODEM_STATE_OK;
 		json_t *m = json_pack(
 		        "{s:s, s:s, s:s, s:s, s:s?, s:i, s:s?, s:s?, s:s?, s:I, s:I, s:s?, s:s?, "
 		        "s:s?, s:b, s:b, s:s?}",
@@ -287,7 +329,7 @@ json_t *modems_local_json(Gateway *g)
 		        slot->status.device[0] ? slot->status.device : slot->config->device,
 		        "state", path_down ? "degraded" : modem_state_to_string(slot->status.state),
 		        "reason",
-		        path_down                ? slot->path_problem
+		        path_down                ? problem
 		        : slot->status.reason[0] ? slot->status.reason
 		                                 : NULL,
 		        "signal", slot->status.signal, "operator",
@@ -302,6 +344,20 @@ json_t *modems_local_json(Gateway *g)
 		        "delivery_reports", slot->config->delivery_reports,
 		        "delivery_reports_supported", slot->status.delivery_reports_supported,
 		        "number", slot->config->number);
+		if (m && slot->config->delivery_reports) {
+			/* Over its last sends old enough to have their report: the SIM cannot fake
+			 * these. */
+			json_object_set_new(m, "delivery_report_ratio",
+			                    slot->reports.sent
+			                            ? json_real((double)slot->reports.reported /
+			                                        slot->reports.sent)
+			                            : json_null());
+			json_object_set_new(m, "last_reported_send_at",
+			                    slot->reports.last_reported_at
+			                            ? json_string(format_rfc3339(
+			                                      slot->reports.last_reported_at, last))
+			                            : json_null());
+		}
 		if (m)
 			json_object_set_new(
 			        m, "connecting_until",

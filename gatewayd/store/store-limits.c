@@ -119,3 +119,46 @@ int store_oldest_waiting(Store *s, uint64_t *ret_accepted_at)
 		return STORE_IO;
 	return store_step_u64(s, st, "finding the oldest waiting delivery", ret_accepted_at);
 }
+
+typedef struct ReportScan {
+	StoreModemReports *r;
+	bool reported_seen;
+} ReportScan;
+
+static int report_row(sqlite3_stmt *st, void *ctx)
+{
+	ReportScan *scan = ctx;
+	bool reported = sqlite3_column_int(st, 0) != 0;
+	uint64_t at = (uint64_t)sqlite3_column_int64(st, 1);
+
+	scan->r->sent++;
+	if (reported) {
+		scan->r->reported++;
+		if (at > scan->r->last_reported_at)
+			scan->r->last_reported_at = at;
+		scan->reported_seen = true;
+	} else if (!scan->reported_seen) {
+		scan->r->missing_in_a_row++;
+		scan->r->missing_since = at; /* the rows come newest first */
+	}
+	return 0;
+}
+
+int store_modem_reports(Store *s, const char *node, const char *modem, uint64_t before,
+                        unsigned limit, StoreModemReports *ret)
+{
+	static const char sql[] = "SELECT report IS NOT NULL, at FROM attempts WHERE node = ?1 AND "
+	                          "modem = ?2 AND result = 'sent' AND at <= ?3 ORDER BY at DESC "
+	                          "LIMIT ?4";
+	sqlite3_stmt *st = store_cached(s, sql);
+	ReportScan scan = {.r = ret};
+
+	*ret = (StoreModemReports){0};
+	if (!st)
+		return STORE_IO;
+	store_bind_text(st, 1, node);
+	store_bind_text(st, 2, modem);
+	store_bind_u64(st, 3, before);
+	sqlite3_bind_int(st, 4, (int)limit);
+	return store_each_row(s, st, "reading a modem's delivery reports", report_row, &scan);
+}

@@ -341,6 +341,15 @@ int store_limit_sending(Store *s, const char *number, const char *node, unsigned
  * alerts is a call record per alert, with the same node and time); *ret_room_at as above. */
 int store_limit_calls(Store *s, const char *number, uint64_t since, unsigned count, uint64_t window,
                       unsigned *ret_calls, uint64_t *ret_room_at);
+/* The delivery reports of the last `limit` SMS a modem sent at or before `before` (those old
+ * enough that their report should be in): how many were sent, how many got one, the newest
+ * of those that did, and how many of the newest in a row got none (since when). */
+typedef struct StoreModemReports {
+	unsigned sent, reported, missing_in_a_row;
+	uint64_t last_reported_at, missing_since;
+} StoreModemReports;
+int store_modem_reports(Store *s, const char *node, const char *modem, uint64_t before,
+                        unsigned limit, StoreModemReports *ret);
 /* The acceptance of the oldest delivery still queued and not held on purpose (a flood bundle,
  * [limits]): what keeps failing or finds no modem. 0 when none. */
 int store_oldest_waiting(Store *s, uint64_t *ret_accepted_at);

@@ -64,5 +64,32 @@ def test_a_delivery_that_does_not_leave_pages_and_resolves(h):
     assert len(texts_to(h, OPS)) == 2, texts_to(h, OPS)
 
 
+def test_a_modem_whose_reports_stop_is_degraded_routed_around_and_paged(h):
+    reports = {m: "health_interval = 2\ndelivery_reports = yes\n" for m in ("gsm0", "gsm1")}
+    gw = h.gateway(modems=("gsm0", "gsm1"), extra=health(report_wait=2, modem_down=1, clear=4),
+                   modem_extra=reports)
+    # gsm1 still sends, but no report comes back for what it sends (a SIM out of credit).
+    h.sim.control({"cmd": "status_reports", "modem": "gsm1", "enabled": False})
+    # All at once: both modems take their share.
+    for alert in [gw.send([f"+3247066{i:04d}"], f"load {i}")["id"] for i in range(14)]:
+        gw.wait_state(alert, "sent", timeout=30)
+    by_modem = [m["modem"] for m in h.sim.sms() if m["to"].startswith("+3247066")]
+    assert by_modem.count("gsm1") >= 5, by_modem
+    st = wait_until(lambda: (lambda s: s if s["modems"][1]["state"] == "degraded" else None)(
+        gw.status()), 30, "gsm1 degraded")
+    gsm1 = st["modems"][1]
+    assert gsm1["reason"].startswith("no delivery report for its last "), gsm1
+    assert gsm1["delivery_report_ratio"] == 0.0 and st["modems"][0]["delivery_report_ratio"] == 1.0
+    page = wait_until(lambda: [t for t in texts_to(h, OPS) if "gsm1" in t], 40, "the page")
+    assert page[0].startswith("gateway a: modem gsm1: no delivery report"), page
+    # Routed around: what comes now goes out through the healthy modem.
+    before = len(h.sim.sms())
+    for i in range(6):
+        gw.wait_state(gw.send([f"+3247077{i:04d}"], f"after {i}")["id"], "sent", timeout=30)
+    after = [m["modem"] for m in h.sim.sms()[before:] if m["to"].startswith("+3247077")]
+    # (A degraded modem still takes a send while the healthy one is busy: nothing waits.)
+    assert len(after) == 6 and after.count("gsm0") >= 5, after
+
+
 if __name__ == "__main__":
     main(globals())
