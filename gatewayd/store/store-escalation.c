@@ -106,16 +106,10 @@ int store_escalation_page_left(Store *s, const char *alert_id, const char *numbe
 	        "esc_next_at IS NOT NULL AND (esc_timer IS NOT esc_step OR esc_next_at > ?3) AND "
 	        "esc_step = (SELECT round FROM deliveries WHERE alert_id = ?1 AND number = ?2 AND "
 	        "kind = 'to')";
-	sqlite3_stmt *st = store_cached(s, sql);
-	int r;
+	int r = store_write_text2_u64(s, sql, "starting a step's timer", alert_id, number,
+	                              deadline);
 
-	if (!st)
-		return STORE_IO;
-	store_bind_text(st, 1, alert_id);
-	store_bind_text(st, 2, number);
-	store_bind_u64(st, 3, deadline);
-	r = store_step_done(s, st, "starting a step's timer");
-	return r < 0 ? r : sqlite3_changes(s->db) > 0;
+	return r < 0 ? r : r > 0;
 }
 
 int store_alert_escalation(Store *s, const char *alert_id, unsigned *ret_step, bool *ret_active)

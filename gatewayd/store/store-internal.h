@@ -106,6 +106,10 @@ int store_step_done(Store *s, sqlite3_stmt *st, const char *what);
  * early (that value is returned). Resets the statement in every case. */
 int store_each_row(Store *s, sqlite3_stmt *st, const char *what,
                    int (*row)(sqlite3_stmt *st, void *ctx), void *ctx);
+/* Runs the cached statement `sql` that writes, with ?1 = a, ?2 = b (text, NULL binds NULL) and
+ * ?3 = v: the number of rows it changed, or -errno. */
+int store_write_text2_u64(Store *s, const char *sql, const char *what, const char *a, const char *b,
+                          uint64_t v);
 /* Steps a bound statement that returns one number (a COUNT, a MIN: 0 when NULL or no row), and
  * resets it. */
 int store_step_u64(Store *s, sqlite3_stmt *st, const char *what, uint64_t *ret);

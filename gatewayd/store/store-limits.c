@@ -96,16 +96,8 @@ int store_delivery_hold(Store *s, const char *alert_id, const char *number, uint
 	static const char sql[] = "UPDATE deliveries SET bundle = 1, next_try_at = "
 	                          "MAX(next_try_at, ?3) WHERE alert_id = ?1 AND number = ?2 AND "
 	                          "state = 'queued' AND (bundle = 0 OR next_try_at < ?3)";
-	sqlite3_stmt *st = store_cached(s, sql);
-	int r;
 
-	if (!st)
-		return STORE_IO;
-	store_bind_text(st, 1, alert_id);
-	store_bind_text(st, 2, number);
-	store_bind_u64(st, 3, until);
-	r = store_step_done(s, st, "holding a delivery");
-	return r < 0 ? r : sqlite3_changes(s->db);
+	return store_write_text2_u64(s, sql, "holding a delivery", alert_id, number, until);
 }
 
 int store_oldest_waiting(Store *s, uint64_t *ret_accepted_at)

@@ -703,6 +703,21 @@ void store_rollback(Store *s)
 
 /* Steps a bound statement through its rows, handing each to row(); row() returns <0 to stop
  * early (that value is returned). Resets the statement in every case. */
+int store_write_text2_u64(Store *s, const char *sql, const char *what, const char *a, const char *b,
+                          uint64_t v)
+{
+	sqlite3_stmt *st = store_cached(s, sql);
+	int r;
+
+	if (!st)
+		return STORE_IO;
+	store_bind_text(st, 1, a);
+	store_bind_text(st, 2, b);
+	store_bind_u64(st, 3, v);
+	r = store_step_done(s, st, what);
+	return r < 0 ? r : sqlite3_changes(s->db);
+}
+
 int store_step_u64(Store *s, sqlite3_stmt *st, const char *what, uint64_t *ret)
 {
 	int rc = sqlite3_step(st);
