@@ -105,6 +105,14 @@ void ack_code_unique(const AckableList *l, const char *id, bool all,
 	}
 }
 
+const char *ack_instruction_call(const Gateway *g)
+{
+	/* A call may follow when the SMS paths fail: say now what its keys do. */
+	return g->config->voice_device || g->config->voice_modem
+	               ? " (on a call: 1 acknowledges, 2 passes it on)"
+	               : "";
+}
+
 int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **ret)
 {
 	_cleanup_(ackable_list_done) AckableList l = {0};
@@ -115,7 +123,10 @@ int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **r
 	if (r < 0)
 		return r;
 	ack_code_unique(&l, alert_id, false, code);
-	return asprintf(ret, "%s\nReply ACK %s to acknowledge", text, code) < 0 ? -ENOMEM : 0;
+	return asprintf(ret, "%s\nReply ACK %s to acknowledge%s", text, code,
+	                ack_instruction_call(g)) < 0
+	               ? -ENOMEM
+	               : 0;
 }
 
 /* An acknowledgment by SMS names the number it came from ("from"), as its line in the alert's

@@ -370,6 +370,8 @@ void escalation_run(Gateway *g);
 void escalation_now(Gateway *g, const char *alert_id, uint64_t now);
 void escalation_forget(Gateway *g);
 int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin);
+/* With a voice line, what the keys of a call do, for the SMS of a critical alert; else "". */
+const char *ack_instruction_call(const Gateway *g);
 /* The text of an SMS of a critical alert: with the reply that acknowledges it. */
 int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **ret);
 /* Adds to an alert's JSON what on-call knows: its escalation's step (from 1) and role, and for

@@ -169,7 +169,8 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		/* Its SMS carry the acknowledgment line too (ack_instruction()). */
 		_cleanup_free_ char *with_ack = NULL;
 
-		r = asprintf(&with_ack, "%s\nReply ACK 000000000000 to acknowledge", req->text);
+		r = asprintf(&with_ack, "%s\nReply ACK 000000000000 to acknowledge%s", req->text,
+		             ack_instruction_call(g));
 		r = r < 0 ? -ENOMEM : modem_count_parts(with_ack, &parts);
 	} else
 		r = modem_count_parts(req->text, &parts);

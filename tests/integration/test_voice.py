@@ -128,8 +128,10 @@ def test_borrowed_sms_modem_dials_and_comes_back(h):
     # The modem is given back to SMS duty and the alert still goes out by SMS.
     gw.wait_state(r["id"], "sent", timeout=60)
     assert gw.status()["modems"][0]["state"] == "ok"
+    # With a voice line, the SMS says what the keys of a call do.
     assert [m["text"] for m in h.sim.sms()] == [f"db04 DOWN\nReply ACK {ack_code(r['id'])} "
-                                                "to acknowledge"], h.sim.sms()
+                                                "to acknowledge (on a call: 1 acknowledges, 2 "
+                                                "passes it on)"], h.sim.sms()
 
 
 def voice_config(h) -> str:
@@ -152,8 +154,10 @@ def test_critical_alert_while_the_modem_connects_goes_out_as_sms(h):
     time.sleep(2)
     assert h.dials() == [], h.dials()
     assert gw.get(r["id"])["calls"] == []
+    # With a voice line, the SMS says what the keys of a call do.
     assert [m["text"] for m in h.sim.sms()] == [f"db09 DOWN\nReply ACK {ack_code(r['id'])} "
-                                                "to acknowledge"], h.sim.sms()
+                                                "to acknowledge (on a call: 1 acknowledges, 2 "
+                                                "passes it on)"], h.sim.sms()
     assert gw.status()["modems"][0]["connecting_until"] is None
 
 
