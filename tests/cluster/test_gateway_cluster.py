@@ -20,8 +20,9 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
   i. a member speaking another protocol version is refused with a log line naming it, and
      the node keeps accepting without waiting for it;
   j. the path self-test: test SMS between the nodes' SIMs pass; when b's SIM stops receiving,
-     a's modem shows degraded with the reason on both nodes and path_down is published; when
-     it receives again the next round clears it; no test SMS reaches an inbox;
+     a's modem shows degraded with the reason on both nodes, path_down is published and
+     [health] pages once; when it receives again the next round clears it (and the page's
+     all-clear follows); no test SMS reaches an inbox;
   k. the nodes' shared settings differ (another dedupe window on b): status on both warns; and
      once b is stopped, a's status shows it offline with its last sighting;
   l. every SMS path of both nodes fails for a critical alert: one node, and only one, calls
@@ -471,7 +472,9 @@ def test_i_foreign_protocol_version(rig):
 
 def test_j_path_selftest(rig):
     numbers = {"a": "+32470000100", "b": "+32470000200"}
-    selftest = "[selftest]\ninterval = 10\ntimeout = 6\n"
+    ops = "+32470919191"  # [health] pages here about the failing path
+    selftest = ("[selftest]\ninterval = 10\ntimeout = 6\n"
+                f"[health]\nto = {ops}\npriority = normal\nmodem_down = 2\nclear = 3\n")
     modem = "health_interval = 2\nsend_timeout = 5\ncommand_timeout = 3\nnumber = {}\n"
     c = rig.cluster(modem_extra={n: modem.format(numbers[n]) for n in numbers},
                     extra={"a": selftest, "b": selftest})
@@ -508,11 +511,19 @@ def test_j_path_selftest(rig):
             topic, body = sub.recv_multipart()
             events.append((topic.decode(), body.decode()))
     assert events and events[0][0] == "path_down" and '"to_node":"b"' in events[0][1], events
+    # ... and [health] pages about it, once.
+    page = f"gateway a: modem gsm0: {want}"
+    wait_until(lambda: [m for m in c.sms() if m["to"] == ops and m["text"] == page], 40,
+               "the page about the path")
 
     # The SIM works again: the next round clears it.
     c.sim.control({"cmd": "set", "modem": "b0", "route_drop": False})
     wait_until(lambda: a_modem("a")["state"] == "ok", 45, "a's gsm0 ok again after a passing round")
     wait_until(lambda: a_modem("b")["state"] == "ok", 10, "b to see a's gsm0 ok again")
+    wait_until(lambda: [m for m in c.sms() if m["to"] == ops and m["text"] == "RESOLVED: " + page],
+               40, "the all-clear about the path")
+    assert [m["text"] for m in c.sms() if m["to"] == ops] == [page, "RESOLVED: " + page], \
+        c.sms()
 
     # Test SMS are for the gateways only: no inbox shows one.
     for n in ("a", "b"):

@@ -91,5 +91,24 @@ def test_a_modem_whose_reports_stop_is_degraded_routed_around_and_paged(h):
     assert len(after) == 6 and after.count("gsm0") >= 5, after
 
 
+def test_a_frozen_modem_with_sends_queued_is_paged_about(h):
+    frozen = {"gsm0": "health_interval = 2\n",
+              "gsm1": "health_interval = 2\nsend_timeout = 5\ncommand_timeout = 3\n"}
+    gw = h.gateway(modems=("gsm0", "gsm1"), extra=health(modem_down=3, clear=4),
+                   modem_extra=frozen)
+    # gsm1 stops answering in the middle of a send, with more queued behind it.
+    h.sim.control({"cmd": "hang", "modem": "gsm1", "on": True, "after": "CMGS"})
+    ids = [gw.send([f"+3247088{i:04d}"], f"frozen {i}")["id"] for i in range(6)]
+    page = wait_until(lambda: [t for t in texts_to(h, OPS) if "gsm1" in t], 90,
+                      "the page about gsm1")
+    assert page[0].startswith("gateway a: modem gsm1 is "), page
+    # Nothing accepted is lost: what gsm1 held goes out through gsm0.
+    for alert in ids:
+        gw.wait_state(alert, "sent", timeout=60)
+    h.sim.control({"cmd": "hang", "modem": "gsm1", "on": False})
+    wait_until(lambda: [t for t in texts_to(h, OPS) if t.startswith("RESOLVED: ")], 90,
+               "the all-clear once gsm1 answers again")
+
+
 if __name__ == "__main__":
     main(globals())
