@@ -178,6 +178,7 @@ typedef struct SelfTest {
 	char to_node[MEMBER_NAME_MAX + 1], to_modem[MEMBER_NAME_MAX + 1], number[20];
 	uint64_t job;      /* the send's job id, 0 before it started */
 	uint64_t deadline; /* monotonic usec; 0 until sent */
+	bool arrived;      /* came back before its send was reported: passed */
 } SelfTest;
 
 #define SELFTEST_PREFIX "gatewayd self-test "
