@@ -405,7 +405,7 @@ static const char schema_v4[] = "CREATE TABLE nodes(name TEXT PRIMARY KEY, nodei
 
 /* v5: on-call. An alert's escalation (the step reached, the deadline of the next; NULL when it
  * does not escalate or has stopped), a delivery's round (an escalation step that pages the same
- * number again re-arms its delivery) and flood bundling (held for a "+N more" summary), the
+ * number again re-arms its delivery) and flood bundling (held for one "N alerts: ..." message), the
  * alert's history beyond attempts and calls (duplicates, escalation steps, acknowledgments,
  * replies), and the on-call overrides. */
 static const char schema_v5[] =
