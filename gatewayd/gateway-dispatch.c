@@ -122,7 +122,7 @@ void gateway_kick(Gateway *g)
 #define PICK_WAIT (-2)
 
 /* Whether slot is a better pick than best: not the modem to avoid, healthy, less loaded. */
-static bool better_pick(Gateway *g, const ModemSlot *slot, const ModemSlot *best, const char *avoid)
+static bool better_pick(const ModemSlot *slot, const ModemSlot *best, const char *avoid)
 {
 	bool avoided = streq(avoid, slot->config->name),
 	     best_avoided = streq(avoid, best->config->name);
@@ -153,7 +153,7 @@ static ssize_t pick_modem(Gateway *g, const char *avoid)
 			other_usable = true;
 		if (slot->inflight >= MODEM_INFLIGHT)
 			continue;
-		if (best < 0 || better_pick(g, slot, &g->modems[best], avoid))
+		if (best < 0 || better_pick(slot, &g->modems[best], avoid))
 			best = (ssize_t)i;
 	}
 	if (best >= 0 && other_usable && streq(avoid, g->modems[best].config->name))
@@ -178,8 +178,9 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	if (verdict == LIMITS_WAIT)
 		return 0;
 	/* What goes out in one message for a number goes out from one node: the number's. */
-	owner = members_owner(&g->members, verdict == LIMITS_BUNDLE ? "bundle" : d->alert_id,
-	                      d->number, verdict == LIMITS_BUNDLE ? "" : d->last_node, false);
+	owner = verdict == LIMITS_BUNDLE
+	                ? limits_number_owner(g, d->number)
+	                : members_owner(&g->members, d->alert_id, d->number, d->last_node, false);
 	if (!owner || !streq(owner, g->config->node_name))
 		return 0; /* another node's, or nobody's until a modem comes up */
 	m = pick_modem(g, streq(d->last_node, g->config->node_name) ? d->last_modem : "");

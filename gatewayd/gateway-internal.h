@@ -432,6 +432,8 @@ typedef enum LimitsVerdict {
 	              */
 } LimitsVerdict;
 LimitsVerdict limits_sms(Gateway *g, const DueDelivery *d);
+/* The node that sends what goes out in one message for a number (and holds it). */
+const char *limits_number_owner(Gateway *g, const char *number);
 /* Fills a job with everything waiting for its number (store_bundle()) and the one text that
  * carries it; returns how many, or 0 when the job's own alert was alone after all. */
 int limits_bundle_fill(Gateway *g, Job *job);

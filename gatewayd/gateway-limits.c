@@ -15,7 +15,7 @@
 #define BUNDLE_QUOTED_MAX  8
 #define BUNDLE_MEMBERS_MAX 500
 
-static const char *number_owner(Gateway *g, const char *number)
+const char *limits_number_owner(Gateway *g, const char *number)
 {
 	return members_owner(&g->members, "bundle", number, "", false);
 }
@@ -105,7 +105,7 @@ LimitsVerdict limits_sms(Gateway *g, const DueDelivery *d)
 	    on_their_way(g, d->number, &going) < 0 ||
 	    store_bundle(g->store, d->number, now, 0, NULL, NULL, &pending) < 0)
 		return d->bundle ? LIMITS_BUNDLE : LIMITS_ALONE;
-	owner = number_owner(g, d->number);
+	owner = limits_number_owner(g, d->number);
 	if (sent >= l->count) {
 		/* Full: held until the oldest message leaves the window. */
 		if (owner && streq(owner, g->config->node_name))
