@@ -519,6 +519,9 @@ static const ConfigItem config_table[] = {
          .doc = "calls again on busy or no answer"},
         {MAIN("voice", "retry_delay", seconds, voice_retry_delay), RANGE(1, 3600), .def = "30",
          .what = DURATION_WHAT("1s", "1h"), .doc = "before the first retry; doubles each time"},
+        {MAIN("voice", "recall", seconds, voice_recall), RANGE(0, 86400), .def = "5m",
+         .what = DURATION_WHAT("0s (off)", "1d"),
+         .doc = "after the retries, calls again this often until a human is reached"},
 
         {MAIN("dedupe", "window", duration, dedupe_window), RANGE(0, 7 * 86400), .def = "600",
          .what = "a duration up to 7d (e.g. 600, 10m)",

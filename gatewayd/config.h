@@ -124,6 +124,7 @@ typedef struct Config {
 	unsigned voice_connect_grace; /* seconds a modem (re)connecting is not a failed path */
 	unsigned voice_retries;       /* busy/no answer: calls again this many times */
 	unsigned voice_retry_delay;   /* seconds before the first retry; doubles each time */
+	unsigned voice_recall;        /* seconds between calls once retries are spent; 0: none */
 
 	uint64_t dedupe_window; /* seconds */
 	uint64_t retention;     /* seconds */

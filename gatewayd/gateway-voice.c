@@ -203,6 +203,41 @@ static int voice_paths(Gateway *g, const char *alert_id, const char *number, con
 	return 0;
 }
 
+/* Whether a delivery still wants calls after some: not sent, not expired, not cancelled (a
+ * permanently failed SMS, to a number that takes none, does). */
+static bool voice_still_wanted(DeliveryState state)
+{
+	return state == DELIVERY_QUEUED || state == DELIVERY_SENDING || state == DELIVERY_FAILED;
+}
+
+/* The wait before call number `attempt` + 1 to a number: retry_delay doubling while retries
+ * are left, then [voice] recall; false when there is to be none. */
+static bool voice_delay(Gateway *g, unsigned attempt, uint64_t *ret_usec)
+{
+	const Config *c = g->config;
+
+	if (attempt <= c->voice_retries) {
+		*ret_usec =
+		        ((uint64_t)c->voice_retry_delay << MIN(attempt - 1, 20u)) * USEC_PER_SEC;
+		return attempt > 0;
+	}
+	*ret_usec = (uint64_t)c->voice_recall * USEC_PER_SEC;
+	return c->voice_recall > 0;
+}
+
+/* Called before and nobody reached: when the next call is due, from the recorded ones. */
+static bool voice_again_at(Gateway *g, const VoiceCandidate *v, unsigned *ret_attempt,
+                           uint64_t *ret_at)
+{
+	uint64_t delay;
+
+	if (v->reached || !voice_still_wanted(v->state) || !voice_delay(g, v->calls, &delay))
+		return false;
+	*ret_attempt = v->calls;
+	*ret_at = v->last_call_at + delay;
+	return true;
+}
+
 /* A critical, unacknowledged delivery whose SMS paths have all failed: every usable modem of
  * every online node has made an attempt that ended in error, or no modem is usable at all.
  * Then the recipient is called, and after them the contact center — by one node only, the
@@ -212,6 +247,8 @@ static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 	VoiceCandidate v = {0};
 	VoicePaths paths = {0};
 	const char *dialer;
+	unsigned attempt = 0;
+	uint64_t not_before = 0;
 
 	if (!g->voice.dialer || g->stopping || voice_queued(g, alert_id, number))
 		return;
@@ -229,8 +266,10 @@ static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 		if (voice_paths(g, alert_id, number, n->name, modems, &v, &paths) < 0)
 			return;
 	}
-	if (!v.critical || v.acknowledged || v.copy || v.calls > 0 || v.state == DELIVERY_SENT ||
+	if (!v.critical || v.acknowledged || v.copy || v.state == DELIVERY_SENT ||
 	    v.state == DELIVERY_DELIVERED)
+		return;
+	if (v.calls > 0 && !voice_again_at(g, &v, &attempt, &not_before))
 		return;
 	if (paths.usable > 0 && paths.failed < paths.usable)
 		return;
@@ -243,6 +282,14 @@ static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 		        "connect grace ends",
 		        number);
 		voice_grace_until(g, paths.connecting_until);
+		return;
+	}
+	if (v.calls > 0) {
+		/* Called before (by this node before a restart, or by one that is gone) and
+		 * nobody was reached: the calls go on from the recorded ones. */
+		log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id}),
+		        "%u call(s) to %s reached nobody: calling again", v.calls, number);
+		voice_enqueue(g, alert_id, number, number, false, attempt, not_before);
 		return;
 	}
 	log_ctx(LOG_WARNING, &((LogContext){.alert_id = alert_id}),
@@ -365,7 +412,7 @@ static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata
 	const char *outcome = rep->outcome == CALL_ANSWERED && proof == PROOF_NONE
 	                              ? "answered_no_key"
 	                              : call_outcome_to_string(rep->outcome);
-	uint64_t now = now_realtime_usec();
+	uint64_t now = now_realtime_usec(), delay = 0;
 
 	g->voice.call = NULL;
 	g->voice.key_presses = rep->outcome == CALL_ANSWERED ? (rep->dtmf_detection ? 1 : 0)
@@ -402,15 +449,14 @@ static void on_call_done(Dialer *dialer, const DialerReport *rep, void *userdata
 			voice_drop_alert(g, v->about[i].alert_id);
 	} else if ((rep->outcome == CALL_BUSY || rep->outcome == CALL_NO_ANSWER ||
 	            rep->outcome == CALL_FAILED || proof == PROOF_NONE) &&
-	           v->attempt < g->config->voice_retries)
+	           voice_delay(g, v->attempt + 1, &delay))
 		/* Neither an answer nor a key is an acknowledgment, but a line that did not answer,
-		 * or answered without a key, is tried again, with backoff, while the alerts stay
-		 * unacknowledged. */
+		 * or answered without a key, is tried again, with backoff, then every [voice]
+		 * recall, until a human is reached or the alerts need no call any more
+		 * (voice_call_prune). */
 		for (size_t i = 0; i < v->n_about; i++)
 			voice_enqueue(g, v->about[i].alert_id, v->number, v->about[i].recipient,
-			              v->contact_center, v->attempt + 1,
-			              now + ((uint64_t)g->config->voice_retry_delay << v->attempt) *
-			                              USEC_PER_SEC);
+			              v->contact_center, v->attempt + 1, now + delay);
 	voice_call_free(v);
 	voice_next(g);
 }
@@ -429,8 +475,8 @@ static void voice_call_cover_pending(Gateway *g, VoiceCall *v)
 	store_voice_pending(g->store, v->number, VOICE_COVER_MAX, cover_one, v);
 }
 
-/* Leaves out of a call the alerts that need it no more: acknowledged meanwhile, or their SMS got
- * through after all. */
+/* Leaves out of a call the alerts that need it no more: acknowledged or resolved meanwhile, or
+ * their SMS got through after all, or expired (a recall goes on no longer than the alert). */
 static void voice_call_prune(Gateway *g, VoiceCall *v)
 {
 	VoiceCandidate cand = {.node = g->config->node_name};
@@ -438,8 +484,7 @@ static void voice_call_prune(Gateway *g, VoiceCall *v)
 	for (size_t i = 0; i < v->n_about;) {
 		if (store_voice_candidate(g->store, v->about[i].alert_id, v->about[i].recipient,
 		                          &cand) == 0 &&
-		    (cand.acknowledged || cand.state == DELIVERY_SENT ||
-		     cand.state == DELIVERY_DELIVERED)) {
+		    (cand.acknowledged || !voice_still_wanted(cand.state))) {
 			memmove(&v->about[i], &v->about[i + 1],
 			        (v->n_about - i - 1) * sizeof(*v->about));
 			v->n_about--;

@@ -896,6 +896,8 @@ static void dialer_dial(Dialer *d)
 static const char *const setup_steps[] = {
         "ATE0",      /* no echo: less to read; the echo is dropped anyway */
         "AT+CMEE=1", /* numeric +CME ERROR instead of a bare ERROR */
+        "ATH",       /* a call left up by a gateway that died mid-call would refuse ATD; */
+        "AT+CHUP",   /* some modems end a voice call only with this */
         "AT+CLCC=1", /* call state reports */
         "AT+DDET=1", /* DTMF detection (SIMCom) */
 };

@@ -60,7 +60,10 @@ int store_voice_candidate(Store *s, const char *alert_id, const char *number, Vo
 {
 	static const char sql[] =
 	        "SELECT a.priority, a.ack_at IS NOT NULL OR a.res_at IS NOT NULL, d.state, d.kind, "
-	        "(SELECT COUNT(*) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number) "
+	        "(SELECT COUNT(*) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number), "
+	        "(SELECT COUNT(*) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number "
+	        " AND (c.outcome = 'answered' OR c.dtmf_ack)), "
+	        "(SELECT MAX(c.at) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number) "
 	        "FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
 	        "WHERE a.id = ?1 AND d.number = ?2";
 	static const char failed_sql[] = "SELECT DISTINCT modem FROM attempts WHERE alert_id = ?1 "
@@ -84,6 +87,8 @@ int store_voice_candidate(Store *s, const char *alert_id, const char *number, Vo
 	v.state = store_delivery_state_from_string((const char *)sqlite3_column_text(st, 2));
 	v.copy = streq_ptr((const char *)sqlite3_column_text(st, 3), "copy");
 	v.calls = (unsigned)sqlite3_column_int(st, 4);
+	v.reached = sqlite3_column_int(st, 5) > 0;
+	v.last_call_at = (uint64_t)sqlite3_column_int64(st, 6);
 
 	rc = sqlite3_prepare_v2(s->db, failed_sql, -1, &fs, NULL);
 	if (rc != SQLITE_OK)

@@ -244,7 +244,9 @@ typedef struct VoiceCandidate {
 	const char *node;
 	bool critical, acknowledged, copy; /* acknowledged: or resolved, either way no call */
 	DeliveryState state;
-	unsigned calls;
+	unsigned calls;        /* to this number about this alert */
+	bool reached;          /* one of them reached a human: answered (a key, where keys count) */
+	uint64_t last_call_at; /* the start of the latest of them; 0: none */
 	char failed_modems[VOICE_MAX_MODEMS][33];
 	size_t n_failed_modems;
 } VoiceCandidate;

@@ -65,6 +65,40 @@ def test_answered_without_a_key_is_tried_again(h):
     assert a["ack"] is None
 
 
+def test_calls_go_on_until_a_human_presses_a_key(h):
+    # Call until reached: once its one retry is spent, the recipient is called again every
+    # [voice] recall while nobody presses a key, also after a restart (from the recorded
+    # calls), and a 1 ends it.
+    gw = h.voice_gateway(retries="retries = 1\nretry_delay = 2\nrecall = 3\n")
+    who = "+32470000011"
+    r = gw.send([who], "db11 DOWN", priority="critical")
+    wait_until(lambda: h.dials().count(who) >= 3, 90, "a third call: the first recall")
+    gw.kill9()
+    gw.start(wait_modems=1)
+    before = h.dials().count(who)
+    wait_until(lambda: h.dials().count(who) > before, 90, "a call after the restart")
+    a = gw.get(r["id"])
+    assert a["ack"] is None, a
+    assert {c["outcome"] for c in a["calls"]} == {"answered_no_key"}, a["calls"]
+    h.sim.control({"cmd": "call_outcome", "modem": "voice0", "outcome": "answer",
+                   "after": 1.0, "persist": True, "dtmf": "1"})
+    a = wait_until(lambda: (lambda x: x if x["ack"] else None)(gw.get(r["id"])), 90,
+                   "the acknowledgment by key")
+    assert a["ack"]["via"] == "voice", a
+    dialled = len(h.dials())
+    time.sleep(8)  # more than two recalls' time: none comes
+    assert len(h.dials()) == dialled, h.dials()[dialled:]
+
+
+def test_recall_off_gives_up_after_the_retries(h):
+    gw = h.voice_gateway(retries="retries = 1\nretry_delay = 2\nrecall = 0\n")
+    who = "+32470000012"
+    gw.send([who], "db12 DOWN", priority="critical")
+    wait_until(lambda: h.dials().count(who) >= 2, 60, "the call and its retry")
+    time.sleep(10)
+    assert h.dials().count(who) == 2, h.dials()
+
+
 def test_two_passes_the_alert_to_the_next_step_now(h):
     from oncall_fixture import ALICE, BOB, oncall_config
     gw = h.voice_gateway(dtmf="2", extra=oncall_config(300))

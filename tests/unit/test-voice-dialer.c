@@ -108,6 +108,10 @@ static void fake_command(const char *cmd)
 	} else if (streq(cmd, "AT+DDET=1") || streq(cmd, "AT+DDET=0")) {
 		fake_final(fake.ddet_ok ? "OK" : "ERROR");
 	} else if (strncmp(cmd, "ATD", 3) == 0) {
+		if (fake.call_up) { /* a modem already in a call, like the SIM800 */
+			fake_final("+CME ERROR: 3");
+			return;
+		}
 		fake.call_up = true;
 		fake.atd_mono = now_monotonic_usec();
 		if (fake.end_after_ms >= 0)
@@ -259,9 +263,22 @@ static void test_polled_answered(void)
 	/* answer seen within a poll interval and a bit */
 	check(res.r.answered_at - res.r.dialed_at < 1400 * MSEC);
 	check(strstr(fake.log, "AT+CLCC=1|AT+DDET=1|ATD+32470000001;|AT+CLCC|") != NULL);
-	check(strstr(fake.log, "|ATH|AT+CHUP|AT+CLCC") != NULL);
+	check(strstr(strstr(fake.log, "ATD"), "|ATH|AT+CHUP|AT+CLCC") != NULL);
 	/* nothing to switch off: the reports were refused */
 	check(strstr(fake.log, "AT+CLCC=0") == NULL);
+	fake_stop();
+}
+
+/* A call left up on the modem by a gateway killed mid-call is hung up before dialling. */
+static void test_leftover_call(void)
+{
+	if (!fake_start())
+		return;
+	fake.call_up = true;
+	fake.answer_after_ms = 300;
+	check(run_call(&quick, "leftover call", 6000));
+	check_int(res.r.outcome, CALL_ANSWERED);
+	check(strstr(fake.log, "ATH|AT+CHUP|AT+CLCC=1|AT+DDET=1|ATD+32470000001;") != NULL);
 	fake_stop();
 }
 
@@ -412,6 +429,7 @@ int main(void)
 	if (sd_event_new(&event) < 0)
 		return EXIT_FAILURE;
 	run(test_polled_answered);
+	run(test_leftover_call);
 	run(test_cpas_busy);
 	run(test_cpas_no_answer);
 	run(test_polled_disappears);
