@@ -164,6 +164,7 @@ typedef struct Config {
 	unsigned health_modem_down;   /* seconds a modem is failed or absent */
 	unsigned health_no_path;      /* seconds this node has no usable modem */
 	unsigned health_queue_age;    /* seconds a due delivery has waited */
+	unsigned health_store_fail;   /* seconds another node's store cannot commit */
 	unsigned health_clock_skew;   /* seconds the clocks may differ */
 	unsigned health_clear;        /* seconds a condition must be gone before it resolves */
 	unsigned health_report_wait;  /* seconds a sent SMS may wait for its delivery report */

@@ -109,7 +109,8 @@ static void stall_begin(Gateway *g, int error)
 	              "The store cannot commit (%m): applying nothing further until it can; "
 	              "retrying, and leaving the cluster group after %llu s",
 	              (unsigned long long)(STALL_GIVE_UP_USEC / USEC_PER_SEC));
-	sd_notifyf(0, "STATUS=The store cannot commit: %s; retrying", strerror(-error));
+	sd_notifyf(0, "STATUS=The store cannot commit: %s; retrying", stall_reason(g));
+	modems_self_health_changed(g);          /* the peer takes over our deliveries and pages */
 	stall_give_up(g, g->apply.stall_since); /* answers at once unless it is a lock */
 	stall_arm(g, STALL_RETRY_MIN_USEC);
 }
@@ -126,6 +127,7 @@ static void stall_end(Gateway *g)
 	g->apply.stall_error = 0;
 	g->apply.stall_tries = 0;
 	sd_event_source_set_enabled(g->apply.stall_timer, SD_EVENT_OFF);
+	modems_self_health_changed(g);
 	gateway_kick(g);
 }
 
@@ -268,13 +270,22 @@ bool stall_refuses(Gateway *g, const ServerPeer *peer)
 	return true;
 }
 
+const char *stall_reason(const Gateway *g)
+{
+	if (!stall_active(g))
+		return NULL;
+	if (g->apply.stall_error == STORE_LOCKED)
+		return "the database is locked by another process";
+	return strerror(-g->apply.stall_error);
+}
+
 json_t *stall_json(Gateway *g)
 {
 	if (!stall_active(g))
 		return json_pack("{s:b, s:I}", "ok", 1, "skipped_changes",
 		                 (json_int_t)g->apply.changes_skipped);
-	return json_pack("{s:b, s:s, s:f, s:I, s:b, s:I}", "ok", 0, "error",
-	                 strerror(-g->apply.stall_error), "failing_for",
+	return json_pack("{s:b, s:s, s:f, s:I, s:b, s:I}", "ok", 0, "error", stall_reason(g),
+	                 "failing_for",
 	                 (double)(now_monotonic_usec() - g->apply.stall_since) / USEC_PER_SEC,
 	                 "waiting", (json_int_t)g->apply.n_stalled, "out_of_cluster", g->apply.held,
 	                 "skipped_changes", (json_int_t)g->apply.changes_skipped);

@@ -112,11 +112,30 @@ static json_t *hello_change(Gateway *g)
 	char fp[33];
 
 	config_fingerprint(g->config, fp);
-	return change_pack("hello", "{s:s, s:I, s:I, s:s, s:i, s:b, s:o}", "node",
+	return change_pack("hello", "{s:s, s:I, s:I, s:s, s:i, s:b, s:o, s:s*}", "node",
 	                   g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
 	                   (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
 	                   PROTOCOL_VERSION, "voice", g->voice.dialer != NULL, "modems",
-	                   modems_local_json(g));
+	                   modems_local_json(g), "store", stall_reason(g));
+}
+
+/* A node's modems and store as it announced them (hello, health): a node whose store cannot
+ * commit sends nothing, so none of its modems counts for ownership. */
+static void member_health(Gateway *g, MemberNode *n, json_t *c)
+{
+	const char *store = json_string_value(json_object_get(c, "store"));
+
+	if (store && !n->store_error[0])
+		log_warning("Node '%s' says its store cannot commit (%s): its deliveries are ours "
+		            "until it can",
+		            n->name, store);
+	else if (!store && n->store_error[0])
+		log_info("Node '%s' commits again", n->name);
+	snprintf(n->store_error, sizeof(n->store_error), "%s", store ? store : "");
+	json_decref(n->modems);
+	n->modems = json_incref(json_object_get(c, "modems"));
+	n->usable_modems = n->store_error[0] ? 0 : count_usable(n->modems);
+	g->dispatch.wanted = true; /* the owners of some deliveries changed */
 }
 
 static void node_event(Gateway *g, const char *topic, const MemberNode *n, const char *reason)
@@ -155,11 +174,8 @@ int apply_hello(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	n->voice = json_is_true(json_object_get(c, "voice"));
 	n->clock_skew_usec = (int64_t)ju64(c, "at") - (int64_t)now_realtime_usec();
 	snprintf(n->fingerprint, sizeof(n->fingerprint), "%s", jstr(c, "fingerprint"));
-	json_decref(n->modems);
-	n->modems = json_incref(json_object_get(c, "modems"));
-	n->usable_modems = count_usable(n->modems);
+	member_health(g, n, c);
 	n->last_seen = now_realtime_usec();
-	g->dispatch.wanted = true;
 
 	config_fingerprint(g->config, fp);
 	if (!was_online && n->announced) {
@@ -188,10 +204,7 @@ int apply_health(Gateway *g, json_t *c, const ChangeOrigin *origin)
 
 	if (!n || n->self)
 		return 0;
-	json_decref(n->modems);
-	n->modems = json_incref(json_object_get(c, "modems"));
-	n->usable_modems = count_usable(n->modems);
-	g->dispatch.wanted = true; /* the owners of some deliveries changed */
+	member_health(g, n, c);
 	return 0;
 }
 
@@ -706,11 +719,15 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 		size_t j;
 		json_t *m;
 
-		json_array_append_new(
-		        members, json_pack("{s:s, s:I, s:b, s:b, s:s?}", "name", n->name, "id",
-		                           (json_int_t)(n->self ? g->nodeid : n->nodeid), "online",
-		                           cluster_member_online(n), "self", n->self, "last_seen",
-		                           seen ? format_rfc3339(seen, at) : NULL));
+		json_array_append_new(members,
+		                      json_pack("{s:s, s:I, s:b, s:b, s:s?, s:s*}", "name", n->name,
+		                                "id", (json_int_t)(n->self ? g->nodeid : n->nodeid),
+		                                "online", cluster_member_online(n), "self", n->self,
+		                                "last_seen", seen ? format_rfc3339(seen, at) : NULL,
+		                                "store_error",
+		                                n->self             ? stall_reason(g)
+		                                : n->store_error[0] ? n->store_error
+		                                                    : NULL));
 		if (n->self)
 			continue;
 		/* The other node's modems, as it last announced them. */
@@ -727,6 +744,11 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 			}
 			json_array_append_new(modems, copy);
 		}
+		if (n->store_error[0])
+			json_array_append_new(
+			        warnings, json_sprintf("the store of node %s cannot commit (%s): "
+			                               "this node sends its deliveries",
+			                               n->name, n->store_error));
 		if (!cluster_member_online(n)) {
 			if (n->remembered)
 				json_array_append_new(warnings,
@@ -764,8 +786,7 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 	if (stall_active(g))
 		json_array_append_new(
 		        warnings,
-		        json_sprintf("this node's store cannot commit (%s)%s",
-		                     strerror(-g->apply.stall_error),
+		        json_sprintf("this node's store cannot commit (%s)%s", stall_reason(g),
 		                     g->apply.held ? ": out of the cluster group until it can"
 		                                   : ""));
 	json_t *cluster =

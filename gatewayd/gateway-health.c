@@ -1,14 +1,14 @@
 /* gateway-health: the gateway pages about itself ([health]), and drills its own path ([drill]).
  *
  * An alerting path is trusted only if its own failures page someone. Every HEALTH_TICK this
- * node looks at what it can see: another node offline, one of its modems failed or absent, no
- * usable modem at all, a due delivery that does not leave, the local corosync gone, a clock
- * apart. Each condition has a stable key (health/NODE/CONDITION); one that has held its
- * threshold opens one alert through the normal route (replicated, sent by whichever node still
- * has a modem, escalated, called when critical and no SMS path is left), and one that has been
- * gone for [health] clear resolves its alert, so a flapping modem pages once, not every minute.
- * What is watched lives here, in memory: after a restart a condition starts its threshold
- * again, and an alert still open for it is found by its key. */
+ * node looks at what it can see: another node offline or unable to commit to its store, one of
+ * its modems failed or absent, no usable modem at all, a due delivery that does not leave, the
+ * local corosync gone, a clock apart. Each condition has a stable key (health/NODE/CONDITION); one
+ * that has held its threshold opens one alert through the normal route (replicated, sent by
+ * whichever node still has a modem, escalated, called when critical and no SMS path is left), and
+ * one that has been gone for [health] clear resolves its alert, so a flapping modem pages once, not
+ * every minute. What is watched lives here, in memory: after a restart a condition starts its
+ * threshold again, and an alert still open for it is found by its key. */
 #include "gateway-internal.h"
 
 #define HEALTH_TICK_USEC (5 * USEC_PER_SEC)
@@ -62,6 +62,14 @@ static void look(Gateway *g, Findings *f)
 
 		if (n->self)
 			continue;
+		if (n->store_error[0]) {
+			/* Its own page could never commit: the peer pages for it, and goes on
+			 * while it is out of sight with the last word it said. */
+			snprintf(key, sizeof(key), "%s/store", n->name);
+			found(f, c->health_store_fail, key,
+			      "gateway node %s: its store cannot commit (%s), seen from %s",
+			      n->name, n->store_error, self);
+		}
 		if (!cluster_member_online(n)) {
 			snprintf(key, sizeof(key), "%s/offline", n->name);
 			if (n->remembered)

@@ -230,6 +230,8 @@ bool stall_active(const Gateway *g);
 /* Answers storage_error when the store has been failing for long (true), else false: the
  * request may wait behind the stall like everything else. */
 bool stall_refuses(Gateway *g, const ServerPeer *peer);
+/* Why the store cannot commit, for people; NULL when it can. */
+const char *stall_reason(const Gateway *g);
 json_t *stall_json(Gateway *g);
 int apply_start(Gateway *g);
 void apply_stop(Gateway *g);

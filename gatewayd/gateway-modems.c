@@ -94,7 +94,8 @@ void modems_confirm_tokens(Gateway *g)
 }
 
 /* This node's modems as the cluster sees them: recounted for ownership, and announced to the
- * other nodes whenever one changes state. */
+ * other nodes whenever one changes state, or the store stops or starts committing again (a node
+ * whose store cannot commit sends nothing, so its peer counts none of its modems). */
 void modems_self_health_changed(Gateway *g)
 {
 	MemberNode *self = members_self(&g->members);
@@ -106,8 +107,9 @@ void modems_self_health_changed(Gateway *g)
 		self->usable_modems = usable;
 	if (replication_is_clustered(g->replication) && !g->stopping)
 		publish_outbox_add(g,
-		                   change_pack("health", "{s:s, s:o}", "node", g->config->node_name,
-		                               "modems", modems_local_json(g)),
+		                   change_pack("health", "{s:s, s:o, s:s*}", "node",
+		                               g->config->node_name, "modems", modems_local_json(g),
+		                               "store", stall_reason(g)),
 		                   NULL);
 }
 

@@ -35,6 +35,8 @@ typedef struct MemberNode {
 	bool voice; /* it can dial out */
 	unsigned usable_modems;
 	json_t *modems; /* its modems as it last announced them (status objects) */
+	/* Why its store cannot commit, as it last announced; "" when it can. */
+	char store_error[128];
 } MemberNode;
 
 typedef struct Members {

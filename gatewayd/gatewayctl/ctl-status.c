@@ -34,6 +34,8 @@ static void print_members(const json_t *members)
 			printf(", this node");
 		else if (json_is_false(online) && json_object_get(m, "last_seen"))
 			printf(", last seen %s", FIELD(m, "last_seen"));
+		if (json_is_string(json_object_get(m, "store_error")))
+			printf(", store cannot commit: %s", FIELD(m, "store_error"));
 		putchar(')');
 	}
 	putchar('\n');

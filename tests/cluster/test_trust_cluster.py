@@ -10,7 +10,9 @@
      nodes' digests agree;
   c. b's store loses an open alert behind the gateway's back (a row deleted by hand, as a
      restored backup or a failing disk would): the digest check sees the stores apart, says so
-     in the journal, and a state exchange gives b the alert back; delivered once.
+     in the journal, and a state exchange gives b the alert back; delivered once;
+  d. b's database is locked with [health] on: a pages that b's store cannot commit, once,
+     delivers what came in meanwhile, and resolves the page once b commits again.
 Each test prints a one-line summary. Exit 77 when the lab cannot run here.
 """
 
@@ -155,6 +157,40 @@ def test_c_a_store_that_lost_an_alert_is_repaired(rig):
     c.wait_agree([alert_id], timeout=30)
     summary(f"an open alert deleted from b's store by hand: digests differ, b has it back "
             f"{repaired:.1f} s later, delivered once")
+
+
+def test_d_a_store_that_cannot_commit_is_paged_by_the_peer(rig):
+    """[health] on both nodes: b's database is locked while an alert comes in; b cannot record
+    a page about itself, so a pages for it, once, through its own modem, and delivers the
+    alert; status on a names the cause; the lock gone, the page resolves."""
+    ops = "+32470929292"
+    watch = (f"[health]\nto = {ops}\npriority = normal\nstore_fail = 1\nclear = 3\n"
+             "[submit]\nread_rate = 0\n")
+    c = rig.cluster(extra={"a": watch, "b": watch})
+    c.start_both()
+    c.wait_members()
+    page = ("gateway node b: its store cannot commit (the database is locked by another "
+            "process), seen from a")
+    locker = lock_database(db_path(c, "b"), 20.0)
+    t0 = time.monotonic()
+    accepted, errors = {}, []
+    join(stream(c, "a", "while-b-locked", 1, accepted, errors, clients=1))
+    assert not errors and len(accepted) == 1, errors
+    got = wait_until(lambda: [m for m in c.sms() if m["to"] == ops], 40, "the page about b")
+    took = time.monotonic() - t0
+    assert [m["text"] for m in got] == [page], got
+    warnings = c.status("a")["cluster"]["warnings"]
+    assert any(w.startswith("the store of node b cannot commit (the database is locked")
+               for w in warnings), warnings
+    c.wait_texts(list(accepted.values()), timeout=30)
+    locker.join(30)
+    wait_until(lambda: [m for m in c.sms() if m["to"] == ops and m["text"] == "RESOLVED: " + page],
+               90, "the all-clear")
+    assert len([m for m in c.sms() if m["to"] == ops and m["text"] == page]) == 1, c.sms()
+    assert c.texts()["while-b-locked 000"] == 1, c.texts()
+    summary(f"b's database locked: a paged 'b: its store cannot commit' {took:.1f} s later "
+            "(store_fail 1 s), once, delivered the alert that came in meanwhile; the lock "
+            "gone, the page resolved with an all-clear")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ static const char *const wire[] = {
         "{\"t\":\"hello\",\"node\":\"a\",\"nodeid\":1,\"at\":1767225600000000,\"fingerprint\":"
         "\"0123456789abcdef0123456789abcdef\",\"version\":2,\"voice\":false,\"modems\":[]}",
         "{\"t\":\"health\",\"node\":\"a\",\"modems\":[{\"name\":\"gsm0\",\"state\":\"ok\"}]}",
+        "{\"t\":\"health\",\"node\":\"a\",\"modems\":[],\"store\":\"No space left on device\"}",
         "{\"t\":\"confirm\",\"node\":\"b\",\"origin\":\"a\",\"seq\":12}",
         "{\"t\":\"merge\",\"node\":\"b\",\"round\":1,\"kind\":\"dedupe\",\"items\":[{\"key\":"
         "\"disk-db1\",\"alert_id\":\"5f0c6b7e9a1d4c3b8e2f1a0b9c8d7e6f\",\"first_at\":1}]}",
