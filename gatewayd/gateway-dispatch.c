@@ -304,16 +304,28 @@ void dispatch_schedule(Gateway *g)
 	sd_event_source_set_enabled(g->dispatch.timer, SD_EVENT_ONESHOT);
 }
 
+/* The retention purge, in steps of PURGE_STEP alerts with a pause between them, so that a
+ * store with a million finished alerts is emptied without the loop ever waiting long on it. */
 static int on_purge(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Gateway *g = userdata;
-	uint64_t now = now_realtime_usec();
-	int r;
+	uint64_t now = now_realtime_usec(), next = PURGE_INTERVAL_USEC;
+	bool more = false;
+	int r = 0;
 
-	r = store_purge(g->store, now - MIN(now, g->config->retention * USEC_PER_SEC));
-	if (r > 0)
-		log_info("Purged %d final alert(s) older than the retention", r);
-	sd_event_source_set_time_relative(s, PURGE_INTERVAL_USEC);
+	if (!stall_active(g))
+		r = store_purge(g->store, now - MIN(now, g->config->retention * USEC_PER_SEC),
+		                PURGE_STEP, &more);
+	if (r > 0) {
+		g->dispatch.purged += (unsigned)r;
+		if (more)
+			next = PURGE_PAUSE_USEC;
+	}
+	if (g->dispatch.purged > 0 && next == PURGE_INTERVAL_USEC) {
+		log_info("Purged %u final alert(s) older than the retention", g->dispatch.purged);
+		g->dispatch.purged = 0;
+	}
+	sd_event_source_set_time_relative(s, next);
 	sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 	return 0;
 }

@@ -45,6 +45,8 @@
 #define MODEM_INFLIGHT      1 /* one job per modem: nothing waits behind a send that may hang */
 #define EXPIRE_BATCH        256
 #define PURGE_INTERVAL_USEC (3600 * USEC_PER_SEC)
+#define PURGE_STEP          200                 /* finished alerts deleted per step of the purge */
+#define PURGE_PAUSE_USEC    (5 * USEC_PER_MSEC) /* between two steps */
 #define SOLO_NODEID         1
 /* Rejoin exchange: the state sent per payload, and how long a silent peer is waited for. */
 #define SYNC_CHUNK_BYTES (256u * 1024u)
@@ -254,6 +256,7 @@ typedef struct GatewayDispatch {
 	sd_event_source *defer;
 	sd_event_source *timer; /* realtime: the earliest retry, expiry or escalation step */
 	sd_event_source *purge_timer;
+	unsigned purged; /* by the steps of the purge under way */
 	/* The holds this node published lately (gateway-limits.c): not published again for every
 	 * commit before they apply. */
 	struct {

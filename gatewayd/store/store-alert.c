@@ -857,18 +857,26 @@ int store_sending_on_node(Store *s, const char *node,
 	return store_each_row(s, st, "listing interrupted sends", sending_row, &ctx);
 }
 
-int store_purge(Store *s, uint64_t before)
+/* One step of the purge: every statement goes by index, from the ids picked first, so that a
+ * step costs what it deletes, not what the store holds. */
+static int purge_step(Store *s, uint64_t before, unsigned max, bool *ret_more)
 {
 	static const char *const sql[] = {
-	        "DELETE FROM attempts WHERE alert_id IN "
-	        "(SELECT id FROM alerts WHERE final = 1 AND final_at < ?1)",
-	        "DELETE FROM deliveries WHERE alert_id IN "
-	        "(SELECT id FROM alerts WHERE final = 1 AND final_at < ?1)",
-	        "DELETE FROM alerts WHERE final = 1 AND final_at < ?1",
-	        "DELETE FROM dedupe WHERE alert_id NOT IN (SELECT id FROM alerts)",
-	        "DELETE FROM inbox WHERE received_at < ?1",
+	        "DELETE FROM temp.purge_ids",
+	        "INSERT INTO temp.purge_ids SELECT id FROM alerts "
+	        "WHERE final = 1 AND final_at < ?1 LIMIT ?2",
+	        "DELETE FROM attempts WHERE alert_id IN (SELECT id FROM temp.purge_ids)",
+	        "DELETE FROM deliveries WHERE alert_id IN (SELECT id FROM temp.purge_ids)",
+	        "DELETE FROM calls WHERE alert_id IN (SELECT id FROM temp.purge_ids)",
+	        "DELETE FROM history WHERE alert_id IN (SELECT id FROM temp.purge_ids)",
+	        "DELETE FROM dedupe WHERE key IN (SELECT a.key FROM alerts a "
+	        "JOIN temp.purge_ids p ON a.id = p.id) "
+	        "AND alert_id IN (SELECT id FROM temp.purge_ids)",
+	        "DELETE FROM alerts WHERE id IN (SELECT id FROM temp.purge_ids)",
+	        "DELETE FROM inbox WHERE key IN "
+	        "(SELECT key FROM inbox WHERE received_at < ?1 LIMIT ?2)",
 	};
-	int purged = 0;
+	int purged = 0, received = 0;
 
 	for (size_t i = 0; i < ELEMENTSOF(sql); i++) {
 		sqlite3_stmt *st;
@@ -876,14 +884,46 @@ int store_purge(Store *s, uint64_t before)
 
 		if (rc != SQLITE_OK)
 			return store_fail(s, rc, "preparing purge");
-		if (i != 3)
+		if (sqlite3_bind_parameter_count(st) > 0) {
 			store_bind_u64(st, 1, before);
+			sqlite3_bind_int64(st, 2, max);
+		}
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
 			return store_fail(s, rc, "purging");
-		if (i == 2)
+		if (i == 1)
 			purged = sqlite3_changes(s->db);
+		else if (i == ELEMENTSOF(sql) - 1)
+			received = sqlite3_changes(s->db);
 	}
+	*ret_more = (unsigned)purged >= max || (unsigned)received >= max;
 	return purged;
+}
+
+int store_purge(Store *s, uint64_t before, unsigned max, bool *ret_more)
+{
+	bool more = false;
+	int r, n;
+
+	if (max == 0)
+		return -EINVAL;
+	r = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS purge_ids(id TEXT PRIMARY KEY)");
+	if (r < 0)
+		return r;
+	r = store_begin(s);
+	if (r < 0)
+		return r;
+	r = purge_step(s, before, max, &more);
+	if (r < 0) {
+		store_rollback(s);
+		return r;
+	}
+	n = r;
+	r = store_commit(s);
+	if (r < 0)
+		return r;
+	if (ret_more)
+		*ret_more = more;
+	return n;
 }

@@ -273,8 +273,11 @@ int store_sending_on_node(Store *s, const char *node,
                           int (*cb)(const char *alert_id, const char *number, const char *modem,
                                     void *userdata),
                           void *userdata);
-/* Purges final alerts that became final before `before`; returns how many. */
-int store_purge(Store *s, uint64_t before);
+/* One bounded step of the retention purge, in its own transaction: at most `max` alerts that
+ * became final before `before`, with their deliveries, attempts, calls, history and dedupe key,
+ * and at most `max` received messages older than that. Returns how many alerts; *ret_more (may
+ * be NULL) is true when another step may find more. */
+int store_purge(Store *s, uint64_t before, unsigned max, bool *ret_more);
 
 /* ---- on-call: escalation, acknowledgment by SMS, replies, flood bundles ---- */
 

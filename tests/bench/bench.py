@@ -2,7 +2,7 @@
 """gatewayd benchmarks, side by side with smstools3 and gammu-smsd on the modem simulator.
 
     ninja -C build && /usr/bin/python3 tests/bench/bench.py [--quick]
-        [--only latency|throughput|sms|rss|faults|voice|cluster] [--seed N] [--keep]
+        [--only latency|throughput|sms|rss|history|faults|voice|cluster] [--seed N] [--keep]
 
 This is a measurement, not a test: it prints tables and exits 0 whatever the figures are
 (it exits 1 only if it could not measure at all, e.g. the binaries are not built).
@@ -24,6 +24,7 @@ numbers are those the methods refer to):
     2. throughput  phase_throughput.py  durable acceptance, alerts/s, no modem
     3. sms         phase_sms.py         SMS per second on 1, 2 and 4 modems
     4. rss         phase_rss.py         memory with 100,000 alerts queued
+    6. history     phase_history.py     status and send with 1,000,000 finished alerts; the purge
        faults      phase_faults.py      a modem hanging mid-send, a modem replugged
        voice       phase_voice.py       the last SMS path failed -> ATD on the dial-out line
     5. cluster     phase_cluster.py     two gatewayd on two real corosync nodes (root)
@@ -61,6 +62,7 @@ except ImportError:
 
 import phase_cluster  # noqa: E402
 import phase_faults  # noqa: E402
+import phase_history  # noqa: E402
 import phase_latency  # noqa: E402
 import phase_rss  # noqa: E402
 import phase_sms  # noqa: E402
@@ -76,6 +78,7 @@ PHASES = [
     ("throughput", phase_throughput),
     ("sms", phase_sms),
     ("rss", phase_rss),
+    ("history", phase_history),
     ("faults", phase_faults),
     ("voice", phase_voice),
     ("cluster", phase_cluster),

@@ -157,7 +157,7 @@ static void test_expiry_and_purge(void)
 	check_int(store_alert_json(s, "00000000000000000000000000000002", true, &o), 0);
 	check_str(json_string_value(json_object_get(o, "state")), "expired");
 	json_decref(o);
-	check(store_purge(s, t0 + 3601 * SEC) >= 1);
+	check(store_purge(s, t0 + 3601 * SEC, 100, NULL) >= 1);
 	check_int(store_alert_json(s, "00000000000000000000000000000002", true, &o), -ENOENT);
 	store_close(s);
 }
@@ -1007,6 +1007,19 @@ static void test_tallies(void)
 
 			snprintf(id, sizeof(id), "%08x%024d", round, i);
 			check_int(store_alert_insert(s, &a), 0);
+			if (i % 2 ==
+			    0) /* a call and a line of story, on open and finished alerts */
+				check_int(
+				        store_call_insert(s, &(CallRecord){.alert_id = id,
+				                                           .number = to1[0],
+				                                           .node = "a",
+				                                           .modem = "voice",
+				                                           .at = t0 + SEC,
+				                                           .outcome = "no_answer"}),
+				        1);
+			if (i % 2 == 0)
+				check(store_history_add(s, id, t0 + SEC, "escalated", "a",
+				                        "step 2") >= 0);
 			if (i % 4 == 0)
 				continue; /* stays queued */
 			check_int(store_delivery_assign(s, id, to1[0], "a", "gsm0", t0, &ch), 1);
@@ -1055,8 +1068,43 @@ static void test_tallies(void)
 	check_int(store_counts(s, &c), 0);
 	check_int(c.queued, direct_count(s, "SELECT COUNT(*) FROM alerts WHERE state = 'queued'"));
 
-	/* purging the finished ones takes them out of the tallies too */
-	check(store_purge(s, t0 + 100 * SEC) > 0);
+	/* purging the finished ones takes them out of the tallies too, in bounded steps, with
+	 * every row that hangs off them: nothing of a purged alert is left behind */
+	{
+		static const char *const orphans[] = {
+		        "SELECT COUNT(*) FROM attempts WHERE alert_id NOT IN (SELECT id FROM "
+		        "alerts)",
+		        "SELECT COUNT(*) FROM deliveries WHERE alert_id NOT IN (SELECT id FROM "
+		        "alerts)",
+		        "SELECT COUNT(*) FROM calls WHERE alert_id NOT IN (SELECT id FROM alerts)",
+		        "SELECT COUNT(*) FROM history WHERE alert_id NOT IN (SELECT id FROM "
+		        "alerts)",
+		        "SELECT COUNT(*) FROM dedupe WHERE alert_id NOT IN (SELECT id FROM alerts)",
+		};
+		uint64_t finished = direct_count(s, "SELECT COUNT(*) FROM alerts WHERE final = 1"),
+		         calls = direct_count(s, "SELECT COUNT(*) FROM calls"),
+		         history = direct_count(s, "SELECT COUNT(*) FROM history");
+		unsigned steps = 0, total = 0;
+		bool more = true;
+		int r;
+
+		check(finished > 1000);
+		check(calls > 0 && history > 0);
+		while (more && steps < 100) {
+			r = store_purge(s, t0 + 100 * SEC, 500, &more);
+			check(r >= 0 && r <= 500);
+			if (r < 0)
+				break;
+			total += (unsigned)r;
+			steps++;
+		}
+		check_int(total, finished);
+		check_int(steps, finished / 500 + 1);
+		for (size_t i = 0; i < ELEMENTSOF(orphans); i++)
+			check_int(direct_count(s, orphans[i]), 0);
+		check(direct_count(s, "SELECT COUNT(*) FROM calls") < calls);
+		check(direct_count(s, "SELECT COUNT(*) FROM history") < history);
+	}
 	check_int(store_counts(s, &c), 0);
 	check_int(c.sent + c.expired + c.failed, 0);
 	check_int(c.queued, 1010);
