@@ -289,15 +289,16 @@ static void voice_consider(Gateway *g, const char *alert_id, const char *number)
 		 * nobody was reached: the calls go on from the recorded ones. */
 		log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id}),
 		        "%u call(s) to %s reached nobody: calling again", v.calls, number);
-		voice_enqueue(g, alert_id, number, number, false, attempt, not_before);
-		return;
+	} else {
+		log_ctx(LOG_WARNING, &((LogContext){.alert_id = alert_id}),
+		        "Every SMS path to %s failed: calling", number);
 	}
-	log_ctx(LOG_WARNING, &((LogContext){.alert_id = alert_id}),
-	        "Every SMS path to %s failed: calling", number);
-	voice_enqueue(g, alert_id, number, number, false, 0, 0);
+	voice_enqueue(g, alert_id, number, number, false, attempt, not_before);
+	/* The contact center after the recipient, and as often. */
 	if (g->config->voice_contact_center &&
 	    !voice_queued(g, alert_id, g->config->voice_contact_center))
-		voice_enqueue(g, alert_id, g->config->voice_contact_center, number, true, 0, 0);
+		voice_enqueue(g, alert_id, g->config->voice_contact_center, number, true, attempt,
+		              not_before);
 }
 
 void voice_run_checks(Gateway *g)

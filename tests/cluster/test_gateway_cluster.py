@@ -59,7 +59,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from gwcluster import (FINAL, NODE_IDS, SIM_MODEM, NodeDown, WaitTimeout, main, owner,  # noqa: E402
-                       summary, wait_until)
+                       health_cluster, summary, wait_until)
 from oncall_fixture import ALICE, BOB, DAVE, oncall_config  # noqa: E402
 
 # The replication protocol version of this build (gatewayd/gateway-internal.h).
@@ -851,11 +851,7 @@ def test_t_the_gateway_pages_that_its_peer_is_offline(rig):
     """[health] on both nodes: a node that is gone is paged about by the other, once, through
     what still works; when it is back the alert resolves."""
     ops = "+32470909090"
-    watch = (f"[health]\nto = {ops}\npriority = normal\npeer_offline = 5\nclear = 3\n"
-             "[submit]\nread_rate = 0\n")
-    c = rig.cluster(extra={"a": watch, "b": watch})
-    c.start_both()
-    c.wait_members()
+    c = health_cluster(rig, ops, peer_offline=5, clear=3)
     c.kill9("b")
     t0 = time.monotonic()
     got = wait_until(lambda: [m for m in c.sms() if m["to"] == ops], 60, "the page about b")

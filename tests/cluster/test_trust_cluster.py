@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from dblock import lock_database  # noqa: E402
-from gwcluster import main, summary, wait_until  # noqa: E402
+from gwcluster import health_cluster, main, summary, wait_until  # noqa: E402
 
 SETTLE = 2.0
 
@@ -164,11 +164,7 @@ def test_d_a_store_that_cannot_commit_is_paged_by_the_peer(rig):
     a page about itself, so a pages for it, once, through its own modem, and delivers the
     alert; status on a names the cause; the lock gone, the page resolves."""
     ops = "+32470929292"
-    watch = (f"[health]\nto = {ops}\npriority = normal\nstore_fail = 1\nclear = 3\n"
-             "[submit]\nread_rate = 0\n")
-    c = rig.cluster(extra={"a": watch, "b": watch})
-    c.start_both()
-    c.wait_members()
+    c = health_cluster(rig, ops, store_fail=1, clear=3)
     page = ("gateway node b: its store cannot commit (the database is locked by another "
             "process), seen from a")
     locker = lock_database(db_path(c, "b"), 20.0)

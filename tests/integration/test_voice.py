@@ -68,15 +68,17 @@ def test_answered_without_a_key_is_tried_again(h):
 def test_calls_go_on_until_a_human_presses_a_key(h):
     # Call until reached: once its one retry is spent, the recipient is called again every
     # [voice] recall while nobody presses a key, also after a restart (from the recorded
-    # calls), and a 1 ends it.
+    # calls, the contact center too), and a 1 ends it.
     gw = h.voice_gateway(retries="retries = 1\nretry_delay = 2\nrecall = 3\n")
     who = "+32470000011"
     r = gw.send([who], "db11 DOWN", priority="critical")
     wait_until(lambda: h.dials().count(who) >= 3, 90, "a third call: the first recall")
     gw.kill9()
     gw.start(wait_modems=1)
-    before = h.dials().count(who)
+    before, center_before = h.dials().count(who), h.dials().count(CENTER)
     wait_until(lambda: h.dials().count(who) > before, 90, "a call after the restart")
+    wait_until(lambda: h.dials().count(CENTER) > center_before, 90,
+               "the contact center's call after the restart")
     a = gw.get(r["id"])
     assert a["ack"] is None, a
     assert {c["outcome"] for c in a["calls"]} == {"answered_no_key"}, a["calls"]

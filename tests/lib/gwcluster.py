@@ -121,6 +121,18 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
     return waiting.wait_until(predicate, timeout, what, interval, error=WaitTimeout)
 
 
+def health_cluster(rig, ops: str, **thresholds):
+    """Two nodes with [health] paging `ops` (normal priority) and the thresholds given, both
+    started and in one view."""
+    watch = f"[health]\nto = {ops}\npriority = normal\n"
+    watch += "".join(f"{k} = {v}\n" for k, v in thresholds.items())
+    c = rig.cluster(extra={"a": watch + "[submit]\nread_rate = 0\n",
+                           "b": watch + "[submit]\nread_rate = 0\n"})
+    c.start_both()
+    c.wait_members()
+    return c
+
+
 def _tail(path: str, lines: int) -> str:
     try:
         with open(path, errors="replace") as f:
