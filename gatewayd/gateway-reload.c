@@ -47,6 +47,13 @@ static const char *reload_fixed_difference(const Config *a, const Config *b)
 		return "[node] state_dir";
 	if (!streq_ptr(a->submit_bind, b->submit_bind))
 		return "[submit] bind";
+	/* The connection caps sized the file descriptor budget and the sockets at start. */
+	if (a->submit_max_clients != b->submit_max_clients)
+		return "[submit] max_clients";
+	if (a->events_max_clients != b->events_max_clients)
+		return "[events] max_clients";
+	if (a->control_max_clients != b->control_max_clients)
+		return "[control] max_clients";
 	if (!curve_same(&a->submit_curve, &b->submit_curve))
 		return "[submit] CURVE key files";
 	if (!streq_ptr(a->events_bind, b->events_bind))
@@ -71,7 +78,8 @@ static const char *reload_fixed_difference(const Config *a, const Config *b)
 	    !streq_ptr(a->voice_device, b->voice_device) ||
 	    !streq_ptr(a->voice_contact_center, b->voice_contact_center) ||
 	    a->voice_ring_timeout != b->voice_ring_timeout || a->voice_hold != b->voice_hold ||
-	    a->voice_retries != b->voice_retries || a->voice_retry_delay != b->voice_retry_delay)
+	    a->voice_retries != b->voice_retries || a->voice_retry_delay != b->voice_retry_delay ||
+	    a->voice_recall != b->voice_recall)
 		return "[voice]";
 	if (!streq_ptr(a->metrics_textfile, b->metrics_textfile) ||
 	    a->metrics_interval != b->metrics_interval)

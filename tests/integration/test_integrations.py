@@ -665,6 +665,32 @@ def test_on_ack_hook_gets_the_alert_in_its_environment(h):
     assert gw.status()["ok"] is True
 
 
+def test_a_reload_that_needs_a_restart_is_refused_by_name(h):
+    # The connection caps sized the sockets and the descriptor budget at start: a reload that
+    # changes one is refused by name, the running configuration stays, and status says so
+    # until a reload succeeds.
+    gw = h.gateway()
+    with open(gw.config_path) as f:
+        conf = f.read()
+    assert "[submit]\n" in conf, conf
+
+    def reload(text):
+        with open(gw.config_path, "w") as f:
+            f.write(text)
+        os.kill(gw.proc.pid, signal.SIGHUP)
+
+    reload(conf.replace("[submit]\n", "[submit]\nmax_clients = 7\n", 1))
+    st = wait_until(lambda: (lambda s: s if s["config"].get("reload_refused") else None)(
+        gw.status()), 10, "the refused reload in status")
+    assert st["config"]["reload_refused"] == (
+        "[submit] max_clients changed: it needs a restart (systemctl restart gatewayd)"), st
+    assert log_has(gw, "refused, the running configuration stays: [submit] max_clients")
+    reload(conf)
+    wait_until(lambda: "reload_refused" not in gw.status()["config"], 10,
+               "the warning gone after a reload that succeeds")
+    assert gw.send(["+32470000001"], "still serving")["status"] == "queued"
+
+
 def test_on_ack_hook_timeout_kills_it_and_the_gateway_keeps_answering(h):
     gw = h.gateway(extra="[hooks]\non_ack = /bin/sleep 100\ntimeout = 2\n")
     ids = [gw.send(["+32470000001"], f"host{i} is DOWN")["id"] for i in range(6)]
