@@ -134,7 +134,9 @@ static int voice_call_add(VoiceCall *v, const char *alert_id, const char *recipi
 }
 
 /* Queues a call to number about alert_id, or adds the alert to the call to that number that
- * waits already (a retry waits too): one call covers all of a person's pending alerts. */
+ * waits already: one call covers all of a person's pending alerts. A waiting retry or recall
+ * is brought forward to the earlier need: a new alert's first call is not held back by the
+ * recall of an older one. */
 static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
                           const char *recipient, bool center, unsigned attempt, uint64_t not_before)
 {
@@ -142,8 +144,11 @@ static void voice_enqueue(Gateway *g, const char *alert_id, const char *number,
 
 	for (tail = &g->voice.calls; *tail; tail = &(*tail)->next)
 		if (streq((*tail)->number, number)) {
-			if (voice_call_add(*tail, alert_id, recipient) < 0)
+			v = *tail;
+			if (voice_call_add(v, alert_id, recipient) < 0)
 				log_error("Out of memory: no voice call to %s", number);
+			v->not_before = MIN(v->not_before, not_before);
+			v->attempt = MIN(v->attempt, attempt);
 			return;
 		}
 	v = calloc(1, sizeof(*v));
