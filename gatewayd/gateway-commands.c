@@ -177,8 +177,8 @@ static int resolve_now(Gateway *g, const Ackable *a, const ContactConfig *contac
 static int escalate_now(Gateway *g, const Ackable *a, const ContactConfig *contact,
                         const InboxMessage *m, const char *code)
 {
-	const RoleConfig *role;
-	const ContactConfig *next;
+	const RoleConfig *role = NULL;
+	const ContactConfig *next = NULL;
 	unsigned step = 0;
 	bool active = false;
 	char text[200];
@@ -193,17 +193,11 @@ static int escalate_now(Gateway *g, const Ackable *a, const ContactConfig *conta
 		              r <= 0 ? "this alert does not escalate" : "its escalation has ended");
 		return reply_refusal(g, m, text);
 	}
-	role = escalation_step_role(g, step + 1);
-	next = role ? oncall_on_duty(g, role, m->received_at, NULL) : NULL;
-	if (!next || (size_t)step + 1 >= escalation_chain_length(g)) {
+	c = escalation_next_change(g, a->id, step, m->node, m->received_at, &next, &role);
+	if (!c) {
 		utf8_snprintf(text, sizeof(text), "ESC %s: there is no next step to page.", code);
 		return reply_refusal(g, m, text);
 	}
-	c = change_pack("escalate", "{s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "id", a->id, "step",
-	                (int)step + 1, "role", role->name, "contact", next->name, "to",
-	                next->number, "node", m->node, "at", (json_int_t)m->received_at);
-	if (!c)
-		return -ENOMEM;
 	r = apply_escalate(g, c, NULL); /* no origin: apply_escalate() reads none */
 	json_decref(c);
 	if (r < 0)

@@ -367,55 +367,67 @@ int escalation_page_left(Gateway *g, const char *alert_id, const char *number, u
 	return store_history_add(g->store, alert_id, at, "timer started", node, detail);
 }
 
+json_t *escalation_next_change(Gateway *g, const char *alert_id, unsigned step, const char *node,
+                               uint64_t at, const ContactConfig **ret_contact,
+                               const RoleConfig **ret_role)
+{
+	const RoleConfig *role = escalation_step_role(g, step + 1);
+	const ContactConfig *contact;
+
+	if ((size_t)step + 1 >= escalation_chain_length(g) || !role)
+		return NULL;
+	contact = oncall_on_duty(g, role, at, NULL); /* overrides included */
+	if (!contact)
+		return NULL;
+	if (ret_contact)
+		*ret_contact = contact;
+	if (ret_role)
+		*ret_role = role;
+	return change_pack("escalate", "{s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "id", alert_id,
+	                   "step", (int)step + 1, "role", role->name, "contact", contact->name,
+	                   "to", contact->number, "node", node, "at", (json_int_t)at);
+}
+
+/* Publishes the change to the next step, once until it is applied. */
+static int escalate_publish(Gateway *g, const char *alert_id, unsigned step, json_t *c)
+{
+	json_object_set_new(g->escalation.published, alert_id, json_integer((json_int_t)step + 1));
+	return publish_outbox_add(g, c, NULL);
+}
+
 static int escalate_one(const char *alert_id, unsigned step, void *userdata)
 {
 	Gateway *g = userdata;
 	const char *owner = members_owner(&g->members, alert_id, "escalation", "", false);
-	uint64_t now = now_realtime_usec();
-	const RoleConfig *role = escalation_step_role(g, step + 1);
-	const ContactConfig *contact;
 	json_t *c;
 
 	/* With no usable modem anywhere nobody owns it: every node moves it on (the step is
 	 * applied once), for the voice fallback of the next step's contact. */
-	if ((owner && !streq(owner, g->config->node_name)) || !role)
+	if (owner && !streq(owner, g->config->node_name))
 		return 0;
 	if (json_integer_value(json_object_get(g->escalation.published, alert_id)) ==
 	    (json_int_t)step + 1)
-		return 0;                             /* published already, not applied yet */
-	contact = oncall_on_duty(g, role, now, NULL); /* overrides included */
-	if (!contact)
-		return 0;
-	c = change_pack("escalate", "{s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "id", alert_id, "step",
-	                (int)step + 1, "role", role->name, "contact", contact->name, "to",
-	                contact->number, "node", g->config->node_name, "at", (json_int_t)now);
-	json_object_set_new(g->escalation.published, alert_id, json_integer((json_int_t)step + 1));
-	return publish_outbox_add(g, c, NULL);
+		return 0; /* published already, not applied yet */
+	c = escalation_next_change(g, alert_id, step, g->config->node_name, now_realtime_usec(),
+	                           NULL, NULL);
+	return c ? escalate_publish(g, alert_id, step, c) : 0;
 }
 
 void escalation_now(Gateway *g, const char *alert_id, uint64_t now)
 {
 	unsigned step = 0;
 	bool active = false;
-	const RoleConfig *role;
-	const ContactConfig *next;
+	const RoleConfig *role = NULL;
+	json_t *c;
 
-	if (store_alert_escalation(g->store, alert_id, &step, &active) <= 0 || !active ||
-	    (size_t)step + 1 >= escalation_chain_length(g))
+	if (store_alert_escalation(g->store, alert_id, &step, &active) <= 0 || !active)
 		return;
-	role = escalation_step_role(g, step + 1);
-	next = role ? oncall_on_duty(g, role, now, NULL) : NULL;
-	if (!next)
+	c = escalation_next_change(g, alert_id, step, g->config->node_name, now, NULL, &role);
+	if (!c)
 		return;
 	log_ctx(LOG_NOTICE, &((LogContext){.alert_id = alert_id}),
 	        "Passed on by key press: escalating to step %u (%s) now", step + 2, role->name);
-	json_object_set_new(g->escalation.published, alert_id, json_integer((json_int_t)step + 1));
-	publish_outbox_add(g,
-	                   change_pack("escalate", "{s:s, s:i, s:s, s:s, s:s, s:s, s:I}", "id",
-	                               alert_id, "step", (int)step + 1, "role", role->name,
-	                               "contact", next->name, "to", next->number, "node",
-	                               g->config->node_name, "at", (json_int_t)now),
-	                   NULL);
+	escalate_publish(g, alert_id, step, c);
 }
 
 void escalation_run(Gateway *g)

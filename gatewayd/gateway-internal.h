@@ -374,6 +374,12 @@ void escalation_run(Gateway *g);
 /* The alert moves to its next step now (a callee pressed 2): publishes the "escalate" change;
  * nothing when it does not escalate or has no next step. */
 void escalation_now(Gateway *g, const char *alert_id, uint64_t now);
+/* The "escalate" change that moves the alert from step `step` (from 0) to the next, paging who
+ * is on duty then for its role (with who and which role, each may be NULL); NULL when the chain
+ * has no next step or nobody is on duty. */
+json_t *escalation_next_change(Gateway *g, const char *alert_id, unsigned step, const char *node,
+                               uint64_t at, const ContactConfig **ret_contact,
+                               const RoleConfig **ret_role);
 void escalation_forget(Gateway *g);
 int apply_escalate(Gateway *g, json_t *c, const ChangeOrigin *origin);
 /* With a voice line, what the keys of a call do, for the SMS of a critical alert; else "". */
