@@ -13,6 +13,11 @@
  * texts, at 5000 septets), so the input is bounded first and a message that reaches a limit is
  * refused rather than cut.
  *
+ * The PDU of one part for AT+CMGS is libgammu's too: GSM_EncodeSMSFrame() encodes it into its
+ * PHONE_SMSSubmit layout, and sms_submit_pdu() only lays those fields out in the order of TS
+ * 23.040 that AT+CMGS takes (what libgammu's own AT driver does before its sleeps), so that the
+ * send path can be our own non-blocking exchange.
+ *
  * The way back (received messages) is here too: UTF-16 to UTF-8 without libgammu's shared buffers,
  * timestamps, and the words for a status report. */
 #include "sms.h"
@@ -71,6 +76,53 @@ int sms_encode(const char *text, GSM_MultiSMSMessage **ret)
 		return -EMSGSIZE;
 
 	*ret = TAKE_PTR(sms);
+	return 0;
+}
+
+int sms_submit_pdu(GSM_SMSMessage *part, char *ret_hex, size_t size, size_t *ret_tpdu_len)
+{
+	const GSM_SMSMessageLayout *l = &PHONE_SMSSubmit;
+	unsigned char frame[1000] = {0}, pdu[GSM_MAX_SMS_LENGTH + 64];
+	size_t n = 0, smsc_len, da_len, ud_len;
+	unsigned vpf;
+	int length = 0;
+
+	if (!part || !ret_hex || !ret_tpdu_len)
+		return -EINVAL;
+	if (GSM_EncodeSMSFrame(GSM_GetGlobalDebug(), part, frame, *l, &length, true) != ERR_NONE)
+		return -EINVAL;
+	if (length < l->Text || (size_t)(length - l->Text) > GSM_MAX_8BIT_SMS_LENGTH)
+		return -EINVAL;
+	ud_len = (size_t)(length - l->Text);
+	smsc_len = (size_t)frame[l->SMSCNumber] + 1;     /* its length octet counts what follows */
+	da_len = ((size_t)frame[l->Number] + 1) / 2 + 2; /* digits, then type and length octets */
+	if (smsc_len > 12 || da_len > 12)
+		return -EINVAL;
+
+	memcpy(pdu + n, frame + l->SMSCNumber, smsc_len);
+	n += smsc_len;
+	pdu[n++] = frame[l->firstbyte];
+	pdu[n++] = frame[l->TPMR];
+	memcpy(pdu + n, frame + l->Number, da_len);
+	n += da_len;
+	pdu[n++] = frame[l->TPPID];
+	pdu[n++] = frame[l->TPDCS];
+	/* TP-VP is there when TP-VPF says so: one octet when relative; libgammu's frame holds no
+	 * other form. */
+	vpf = frame[l->firstbyte] & 0x18;
+	if (vpf == 0x10)
+		pdu[n++] = frame[l->TPVP];
+	else if (vpf != 0)
+		return -EINVAL;
+	pdu[n++] = frame[l->TPUDL];
+	memcpy(pdu + n, frame + l->Text, ud_len);
+	n += ud_len;
+
+	if (size < 2 * n + 1)
+		return -ENOBUFS;
+	EncodeHexBin(ret_hex, pdu, n);
+	ret_hex[2 * n] = 0;
+	*ret_tpdu_len = n - smsc_len;
 	return 0;
 }
 

@@ -21,6 +21,14 @@
  * characters; 5000 septets for GSM 7-bit), -ENOMEM. */
 int sms_encode(const char *text, GSM_MultiSMSMessage **ret);
 
+/* The PDU of one encoded part as AT+CMGS takes it in PDU mode (the SMSC field, then the
+ * SMS-SUBMIT TPDU), in upper-case hex digits with a NUL into ret_hex, and the TPDU's length in
+ * octets (AT+CMGS=<length>) in *ret_tpdu_len. libgammu encodes (GSM_EncodeSMSFrame()); part's
+ * PDU is SMS_Submit, or SMS_Status_Report to ask for a report (TP-SRR). Returns 0, -EINVAL when
+ * libgammu cannot encode it or the frame is not one AT+CMGS takes, -ENOBUFS when size is short
+ * (2 * 188 + 1 always does). */
+int sms_submit_pdu(GSM_SMSMessage *part, char *ret_hex, size_t size, size_t *ret_tpdu_len);
+
 /* '+' optional, then 1-20 digits: what a modem can dial; E.164 checks belong to the caller. */
 bool sms_number_is_valid(const char *number);
 

@@ -59,6 +59,7 @@
 
 #include <gammu.h>
 
+#include "chat.h"
 #include "decodemark.h"
 #include "devwatch.h"
 #include "inbox.h"
@@ -123,10 +124,18 @@ typedef struct Worker {
 	ModemStatus status; /* as last published */
 	bool published;
 
-	/* Set by worker_send_status(), called from inside GSM_ReadDevice(). */
+	/* The send path's own AT exchange (common/chat.c) runs in this loop, on this thread; NULL:
+	 * libgammu's GSM_SendSMS() sends. pdu_mode: AT+CMGF=0 was answered on this connection
+	 * (0 not asked, 1 yes, -1 refused: libgammu sends, in whatever mode it picks). */
+	sd_event *event;
+	int pdu_mode;
+
+	/* The answer to the part being sent: set by worker_send_status(), called from inside
+	 * GSM_ReadDevice(), or by worker_on_cmgs(). send_cme: the error was +CME, not +CMS. */
 	bool send_answered;
 	int send_status;
 	int send_ref;
+	bool send_cme;
 
 	char debug_line[1024];
 	size_t debug_len;
@@ -360,6 +369,7 @@ static void worker_disconnect(Worker *w, bool keep_backoff)
 	w->sm = NULL;
 	w->port = ports_release(w->port);
 	w->tty_fd = -1;
+	w->pdu_mode = 0;
 	w->have_smsc = false;
 	w->sim_ready = false;
 	w->incoming = 0;
@@ -1477,6 +1487,160 @@ static void worker_refuse(Worker *w, ModemJob *job)
 		            modem_state_to_string(w->status.state), w->status.reason);
 }
 
+/* ---- the send path's own AT exchange ----
+ *
+ * libgammu's GSM_SendSMS() sleeps 0.6 s per part between the prompt and Ctrl-Z (ATGEN_SendSMS),
+ * which halves what an instant modem sends per second and adds 0.6 s to every page. So each
+ * part is encoded by libgammu (sms_submit_pdu()) and sent here: AT+CMGS=<n>, the PDU and Ctrl-Z
+ * at the prompt, +CMGS: <mr> or +CMS ERROR, with a deadline per step, through the chat engine
+ * the voice dial-out uses, run in a private sd-event loop on this thread over a duplicate of
+ * libgammu's fd. libgammu is not in a call meanwhile, so nobody else reads the port. Without
+ * libgammu's fd, or where the modem refuses PDU mode, GSM_SendSMS() still sends. */
+
+typedef struct WorkerExchange {
+	Worker *w;
+	bool done;
+	int r;
+	ChatResult result;
+	int error_code;
+	bool prompted;
+	int ref; /* of "+CMGS: <mr>" */
+} WorkerExchange;
+
+static void worker_on_reply(Chat *chat, int r, const ChatReply *reply, void *userdata)
+{
+	WorkerExchange *x = userdata;
+
+	x->done = true;
+	x->r = r;
+	if (r < 0)
+		return;
+	x->result = reply->result;
+	x->error_code = reply->error_code;
+	x->prompted = reply->prompted;
+	for (size_t i = 0; i < reply->n_lines; i++) {
+		unsigned mr;
+
+		if (sscanf(reply->lines[i], "+CMGS: %u", &mr) == 1 && mr <= 255)
+			x->ref = (int)mr;
+	}
+}
+
+/* A message announced while we talk is read at the next turn of the loop. */
+static void worker_on_line(Chat *chat, const char *line, void *userdata)
+{
+	WorkerExchange *x = userdata;
+
+	if (strncmp(line, "+CMTI:", 6) == 0 || strncmp(line, "+CDSI:", 6) == 0 ||
+	    strncmp(line, "+CDS:", 5) == 0 || strncmp(line, "+CMT:", 5) == 0)
+		x->w->inbox_due = true;
+}
+
+/* One command (and its text after the prompt when text is not NULL) on libgammu's fd, to its
+ * end: a final result, a deadline of the chat, the port's error, or the watchdog (armed by the
+ * caller). Returns 0 with the answer in *x, or the libgammu error that ended it. */
+static GSM_Error worker_exchange(Worker *w, const char *command, const char *text,
+                                 uint64_t text_timeout, WorkerExchange *x)
+{
+	static const ChatHandlers handlers = {.unsolicited = worker_on_line};
+	uint64_t timeout = worker_usec(w->settings->command_timeout_sec);
+	struct pollfd p = {.fd = w->tty_fd, .events = POLLIN};
+	Chat *chat = NULL;
+	int fd, flags, r;
+
+	*x = (WorkerExchange){.w = w, .ref = -1};
+	/* What the modem sent meanwhile (a URC) is libgammu's. */
+	if (poll(&p, 1, 0) > 0)
+		worker_read_port(w, p.revents);
+	if (!w->sm)
+		return ERR_DEVICEREADERROR;
+	flags = fcntl(w->tty_fd, F_GETFL);
+	fd = fcntl(w->tty_fd, F_DUPFD_CLOEXEC, 3);
+	if (flags < 0 || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		return ERR_DEVICEWRITEERROR;
+	}
+	/* The description is shared with libgammu's fd, which select()s before it reads. */
+	if (!(flags & O_NONBLOCK))
+		(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	r = chat_new(w->event, fd, w->device, &handlers, x, &chat);
+	if (r < 0) {
+		close(fd);
+		goto restore;
+	}
+	r = text ? chat_send_text(chat, command, text, timeout, text_timeout, worker_on_reply, x)
+	         : chat_send(chat, command, CHAT_FINALS_BASIC, timeout, worker_on_reply, x);
+	while (r >= 0 && !x->done && !watchdog_fired(w->watchdog))
+		r = sd_event_run(w->event, 100 * USEC_PER_MSEC);
+	chat_free(chat);
+restore:
+	if (!(flags & O_NONBLOCK))
+		(void)fcntl(w->tty_fd, F_SETFL, flags);
+	if (r < 0 && !x->done) {
+		log_ctx_errno(LOG_WARNING, r, w->ctx, "Cannot talk to %s: %m", w->device);
+		return ERR_UNKNOWN;
+	}
+	if (!x->done)
+		return ERR_ABORTED; /* the watchdog */
+	if (x->r == -ETIMEDOUT)
+		return ERR_TIMEOUT;
+	if (x->r < 0)
+		return ERR_DEVICEREADERROR; /* hung up, unplugged */
+	return ERR_NONE;
+}
+
+/* AT+CMGF=0 once per connection; a modem that refuses it is left to libgammu. */
+static GSM_Error worker_pdu_mode(Worker *w)
+{
+	WorkerExchange x;
+	GSM_Error error;
+
+	if (w->pdu_mode != 0)
+		return ERR_NONE;
+	worker_begin(w, 2 * worker_usec(w->settings->command_timeout_sec));
+	error = worker_end(w, worker_exchange(w, "AT+CMGF=0", NULL, 0, &x));
+	if (error != ERR_NONE)
+		return error;
+	w->pdu_mode = x.result == CHAT_OK ? 1 : -1;
+	if (w->pdu_mode < 0)
+		log_ctx(LOG_NOTICE, w->ctx,
+		        "%s refuses PDU mode (AT+CMGF=0: %s): libgammu sends, 0.6 s slower per "
+		        "part",
+		        w->device, x.result == CHAT_OK ? "OK" : chat_result_to_string(x.result));
+	return ERR_NONE;
+}
+
+/* One part by our own exchange; the answer in w->send_*. */
+static GSM_Error worker_send_part_at(Worker *w, GSM_SMSMessage *part)
+{
+	uint64_t timeout = worker_usec(w->settings->send_timeout_sec);
+	char hex[2 * 188 + 1], command[32];
+	size_t tpdu_len;
+	WorkerExchange x;
+	GSM_Error error;
+
+	if (sms_submit_pdu(part, hex, sizeof(hex), &tpdu_len) < 0)
+		return ERR_INVALIDDATA;
+	snprintf(command, sizeof(command), "AT+CMGS=%zu", tpdu_len);
+	worker_begin(w, worker_usec(w->settings->command_timeout_sec) + timeout + USEC_PER_SEC);
+	error = worker_end(w, worker_exchange(w, command, hex, timeout, &x));
+	if (error != ERR_NONE)
+		return error;
+	w->send_answered = true;
+	if (x.result == CHAT_OK && x.prompted) {
+		w->send_status = 0;
+		w->send_ref = x.ref;
+	} else if (x.result == CHAT_OK) {
+		w->send_status = -1; /* OK without a prompt: nothing was sent */
+	} else if (x.result == CHAT_CMS_ERROR || x.result == CHAT_CME_ERROR) {
+		w->send_status = x.error_code >= 0 ? x.error_code : -1;
+		w->send_cme = x.result == CHAT_CME_ERROR;
+	} else
+		w->send_status = -1;
+	return ERR_NONE;
+}
+
 /* Sends one part; returns the libgammu error, with the modem's answer in w->send_*. */
 static GSM_Error worker_send_part(Worker *w, GSM_SMSMessage *part)
 {
@@ -1487,6 +1651,15 @@ static GSM_Error worker_send_part(Worker *w, GSM_SMSMessage *part)
 	w->send_answered = false;
 	w->send_status = -1;
 	w->send_ref = -1;
+	w->send_cme = false;
+
+	if (w->event && w->tty_fd >= 0) {
+		error = worker_pdu_mode(w);
+		if (error != ERR_NONE)
+			return error;
+		if (w->pdu_mode > 0)
+			return worker_send_part_at(w, part);
+	}
 
 	worker_begin(w, timeout);
 	error = GSM_SendSMS(w->sm, part);
@@ -1577,7 +1750,9 @@ static void worker_send(Worker *w, ModemJob *job)
 
 		if (w->send_answered) {
 			/* The modem answered with an error: the network's or its own. */
-			if (w->send_status > 0) {
+			if (w->send_status > 0 && w->send_cme) {
+				worker_fail(job, -EIO, false, "+CME ERROR: %d", w->send_status);
+			} else if (w->send_status > 0) {
 				refused = sms_cause_is_permanent(w->send_status);
 				worker_fail(job, -EREMOTEIO, refused, "+CMS ERROR: %d",
 				            w->send_status);
@@ -1736,6 +1911,11 @@ void *worker_main(void *userdata)
 			        decodemark_path(w.mark));
 	}
 	worker_watch(&w);
+	r = sd_event_new(&w.event);
+	if (r < 0)
+		log_ctx_errno(LOG_WARNING, r, w.ctx,
+		              "Cannot start the loop of the send path: %m; libgammu sends, 0.6 s "
+		              "slower per part");
 
 	for (;;) {
 		uint64_t now, deadline;
@@ -1796,6 +1976,7 @@ void *worker_main(void *userdata)
 	worker_set_state(&w, MODEM_STATE_ABSENT, "stopped");
 	log_ctx(LOG_DEBUG, w.ctx, "Worker stopped");
 
+	w.event = sd_event_unref(w.event);
 	w.devwatch = devwatch_free(w.devwatch);
 	w.mark = decodemark_free(w.mark);
 	w.inbox = inbox_free(w.inbox);

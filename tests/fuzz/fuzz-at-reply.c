@@ -1,8 +1,8 @@
-/* fuzz-at-reply: the AT reply parser of the voice dial-out (voicefallback/chat.c), fed as a
- * modem would feed it: the chat engine runs in an sd-event loop on one end of a socketpair, a
- * command is on the wire, and the input's bytes arrive on the port, in one piece or cut into
- * small reads, then the port may hang up. Whatever the bytes, the handlers must see well-formed
- * lines and replies, and the chat must come apart cleanly.
+/* fuzz-at-reply: the AT reply parser that the SMS send path and the voice dial-out share
+ * (common/chat.c), fed as a modem would feed it: the chat engine runs in an sd-event loop on one
+ * end of a socketpair, a command is on the wire, and the input's bytes arrive on the port, in one
+ * piece or cut into small reads, then the port may hang up. Whatever the bytes, the handlers must
+ * see well-formed lines and replies, and the chat must come apart cleanly.
  *
  * The first byte chooses what the chat does (see the FLAG_ names), the rest is what the modem
  * says. Each input gets a fresh socketpair and chat, so a crash replays from its file alone. */
@@ -21,7 +21,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum {
-	FLAG_COMMAND = 7,           /* which command is on the wire */
+	FLAG_COMMAND = 7,           /* which command is on the wire; 7: AT+CMGS and its text */
 	FLAG_SECOND = 1 << 3,       /* a second command waits in the queue */
 	FLAG_HANGUP = 1 << 4,       /* the port hangs up after the bytes */
 	FLAG_FREE_ON_RING = 1 << 5, /* the unsolicited handler frees the chat at a RING */
@@ -30,7 +30,7 @@ enum {
 };
 
 static const char *const commands[8] = {
-        "AT", "ATD+4930123456;", "AT+CLCC", "AT+CSQ", "ATH", "AT+CPAS", "AT^DTMF=1,5", "AT+VTS=1",
+        "AT", "ATD+4930123456;", "AT+CLCC", "AT+CSQ", "ATH", "AT+CPAS", "AT^DTMF=1,5", "AT+CMGS=19",
 };
 
 static sd_event *event;
@@ -60,6 +60,7 @@ static void on_reply(Chat *chat, int r, const ChatReply *reply, void *userdata)
 	assert(chat_line_final(reply->final) == (int)reply->result);
 	assert(reply->error_code >= -1 && reply->error_code <= 65535);
 	assert(reply->n_lines <= CHAT_REPLY_LINES_MAX);
+	assert(!reply->prompted || userdata == &run); /* only a text command gets a prompt */
 	check_line(reply->final);
 	for (size_t i = 0; i < reply->n_lines; i++)
 		check_line(reply->lines[i]);
@@ -125,8 +126,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	assert(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
 	assert(chat_new(event, sv[0], "fuzz", &handlers, NULL, &chat) == 0);
-	assert(chat_send(chat, commands[run.flags & FLAG_COMMAND], CHAT_FINALS_DIAL, 0, on_reply,
-	                 NULL) == 0);
+	if ((run.flags & FLAG_COMMAND) == 7)
+		assert(chat_send_text(chat, commands[7], "0011000B914307000000F00000AA05E8329BFD06",
+		                      0, 0, on_reply, &run) == 0);
+	else
+		assert(chat_send(chat, commands[run.flags & FLAG_COMMAND], CHAT_FINALS_DIAL, 0,
+		                 on_reply, NULL) == 0);
 	if (run.flags & FLAG_SECOND)
 		assert(chat_send(chat, "AT+CLCC", CHAT_FINALS_BASIC, 0, on_reply, NULL) == 0);
 	settle(sv[1]); /* the command goes out */

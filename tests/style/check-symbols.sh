@@ -8,7 +8,7 @@
 # no path is guessed here. Exit 0 pass, 1 fail (a line per symbol), 77 skip (nm is missing).
 #
 # The rule, one line per room: the room, then the prefixes its exports may start with.
-#   common         log.c log_, validate.c validate_; util.c one family per concern (utf8_,
+#   common         chat.c chat_, log.c log_, validate.c validate_; util.c one family per concern (utf8_,
 #                  now_, id_, parse_, format_, hash128_) and two single functions, named whole
 #   store          store_, in every file of the room
 #   protocol       each file's exports start with the file's name (request_, change_, ackcode_)
@@ -27,12 +27,12 @@
 set -u
 
 rules='
-common         log_ validate_ utf8_ now_ id_ parse_ format_ hash128_ days_from_civil errno_fd_prefix
+common         chat_ log_ validate_ utf8_ now_ id_ parse_ format_ hash128_ days_from_civil errno_fd_prefix
 store          store_
 protocol       request_ change_ ackcode_
 modem          decodemark_ devwatch_ inbox_ modem_ pdu_ ports_ probe_ sha256_ simstore_ sms_ watchdog_ worker_
 cluster        frame_ group_ membership_ replication_ payload_queue_
-voicefallback  call_ chat_ dialer_
+voicefallback  call_ dialer_
 gatewayd-core  gateway_ hooks_ silences_ limits_ heartbeats_ health_ admission_ auth_ config_ connlimit_ fdbudget_ handlers_ members_ metrics_ ratelimit_ server_ apply_ stall_ check_ cluster_ dispatch_ job_ escalation_ ack_ ackable_ contact_ reply_ oncall_ modems_ publish_ quarantine_ reload_ requests_ selftest_ voice_ jstr ju64
 '
 

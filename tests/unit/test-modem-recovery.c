@@ -137,14 +137,15 @@ static void test_unplug_replug(Modem *m0)
 	ModemStatus st;
 	ModemEvent ev;
 
-	/* The modem takes 5 s to answer anything: the send below is waiting when the port goes. */
-	check(sim_control("{\"cmd\":\"set\",\"modem\":\"gsm0\",\"reply_delay\":5}"));
+	/* The network takes 5 s to take the message: the send below waits for +CMGS when the port
+	 * goes. */
+	check(sim_control("{\"cmd\":\"set\",\"modem\":\"gsm0\",\"send_delay\":5}"));
 	check_int(modem_send(m0, 130, NUMBER, "unplugged mid-send"), 0);
 	harness_idle(m0, 700);
 	harness_untrack(m0);
 	t0 = now_monotonic_usec();
 	check(sim_control("{\"cmd\":\"unplug\",\"modem\":\"gsm0\"}"));
-	check(sim_control("{\"cmd\":\"set\",\"modem\":\"gsm0\",\"reply_delay\":0}"));
+	check(sim_control("{\"cmd\":\"set\",\"modem\":\"gsm0\",\"send_delay\":0}"));
 	check(harness_wait_event(m0, MODEM_EVENT_SENT, &ev, 15000));
 	check_int(ev.job, 130);
 	check(ev.result < 0);

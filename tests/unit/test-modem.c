@@ -128,6 +128,65 @@ static void test_causes(void)
 	check(!sms_number_is_valid(NULL));
 }
 
+/* One part's PDU for AT+CMGS, laid out from libgammu's frame: a known vector, and every part of
+ * long 7-bit and UCS-2 texts decoded back by libgammu to the same number, text and header. */
+static void test_submit_pdu(void)
+{
+	static const char *const texts[] = {
+	        "hello",
+	        "disk full on db1: / at 99 % since 03:12, 4 GB left of 400 GB; ack with OK 1234 or "
+	        "ESC 1234 to pass it on. disk full on db1: / at 99 % since 03:12, ack with OK 1234",
+	        "Störung im Rechenzentrum Köln – Ж ✓ ☎ 電源障害 ",
+	};
+	unsigned char number[(GSM_MAX_NUMBER_LENGTH + 1) * 2];
+	char hex[2 * 188 + 1];
+	size_t tpdu_len = 0;
+
+	DecodeUTF8(number, "+32470123456", strlen("+32470123456"));
+	for (size_t t = 0; t < ELEMENTSOF(texts); t++) {
+		_cleanup_free_ GSM_MultiSMSMessage *sms = NULL;
+
+		check_int(sms_encode(texts[t], &sms), 0);
+		for (int i = 0; sms && i < sms->Number; i++) {
+			GSM_SMSMessage *part = &sms->SMS[i], back;
+			unsigned char bin[188];
+			size_t len, pos = 0;
+
+			part->SMSC.Location = 0;
+			part->SMSC.Validity.Format = SMS_Validity_RelativeFormat;
+			part->SMSC.Validity.Relative = SMS_VALID_Max_Time;
+			DecodeUTF8(part->SMSC.Number, "+32475161616", strlen("+32475161616"));
+			CopyUnicodeString(part->Number, number);
+			part->PDU = i == 0 ? SMS_Status_Report : SMS_Submit;
+			check_int(sms_submit_pdu(part, hex, sizeof(hex), &tpdu_len), 0);
+			len = strlen(hex) / 2;
+			/* the SMSC field (8 octets for +32475161616), then the TPDU */
+			check_int(tpdu_len, len - 8);
+			check(DecodeHexBin(bin, (const unsigned char *)hex, strlen(hex)));
+			check_int(bin[8] & 0x03, 1);          /* SMS-SUBMIT */
+			check_int(!!(bin[8] & 0x20), i == 0); /* TP-SRR */
+			memset(&back, 0, sizeof(back));
+			check_int(GSM_DecodePDUFrame(GSM_GetGlobalDebug(), &back, bin, len, &pos,
+			                             true),
+			          ERR_NONE);
+			check_int(pos, len);
+			check_int(back.PDU, SMS_Submit);
+			check(mywstrncmp(back.Number, number, 0));
+			check_int(back.Coding, part->Coding);
+			check_int(back.Length, part->Length);
+			check(mywstrncmp(back.Text, part->Text, 0));
+			check_int(back.UDH.Length, part->UDH.Length);
+		}
+		if (t == 0) {
+			/* A single 7-bit part, as TS 23.040 lays it out. */
+			check_str(hex, "07912374151616F6"
+			               "31000B912374103254F60000FF05E8329BFD06");
+			check_int(tpdu_len, 19);
+		}
+	}
+	check_int(sms_submit_pdu(NULL, hex, sizeof(hex), &tpdu_len), -EINVAL);
+}
+
 static void test_new_invalid(void)
 {
 	Modem *m = NULL;
@@ -587,6 +646,7 @@ int main(void)
 	run(test_count_parts);
 	run(test_state_to_string);
 	run(test_causes);
+	run(test_submit_pdu);
 	run(test_new_invalid);
 	run(test_sha256);
 	run(test_unicode);

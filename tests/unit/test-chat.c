@@ -1,4 +1,4 @@
-/* test-voice-chat: the AT chat engine (voicefallback/chat.c) against a modem played by the test
+/* test-chat: the AT chat engine (common/chat.c) against a modem played by the test
  * on the other end of a socketpair (and, for chat_open_port(), a pseudo-terminal): echo,
  * unsolicited lines in the middle of a reply, lines cut anywhere, the final results, deadlines,
  * the queue, a port that goes away, and handlers that free the chat. Every wait is bounded. */
@@ -28,6 +28,7 @@ static struct {
 	int error_code;
 	char lines[8][CHAT_LINE_MAX + 1];
 	size_t n_lines;
+	bool prompted;
 	char order[16]; /* which commands completed, by their userdata tag, in order */
 } got;
 static char urcs[16][CHAT_LINE_MAX + 1];
@@ -56,6 +57,7 @@ static void on_reply(Chat *chat, int r, const ChatReply *reply, void *userdata)
 	got.result = reply->result;
 	snprintf(got.final, sizeof(got.final), "%s", reply->final);
 	got.error_code = reply->error_code;
+	got.prompted = reply->prompted;
 	got.n_lines = MIN(reply->n_lines, ELEMENTSOF(got.lines));
 	for (size_t i = 0; i < got.n_lines; i++)
 		snprintf(got.lines[i], sizeof(got.lines[i]), "%s", reply->lines[i]);
@@ -569,9 +571,101 @@ static void test_open_port(void)
 	chat_free(chat);
 }
 
+/* AT+CMGS in PDU mode: the text goes out at the prompt, at once, with its Ctrl-Z; the modem's
+ * echo of it is not a reply line; URCs before the prompt do not disturb it; a refusal before the
+ * prompt and a prompt or answer that never comes each end the command, and ESC ends the text. */
+static void test_text(void)
+{
+	static const char pdu[] = "0011000B914307000000F00000AA05E8329BFD06";
+	int peer = -1;
+	Chat *chat = new_chat(&peer);
+
+	check_int(chat_send_text(chat, "AT+CMGS=19", pdu, 0, 0, on_reply, NULL), 0);
+	check(peer_expect(peer, "AT+CMGS=19\r"));
+	check(peer_quiet(peer, 20)); /* nothing before the prompt */
+	peer_say(peer, "AT+CMGS=19\r\r\n^RSSI: 20\r\n\r\n> ");
+	check(peer_expect(peer, "0011000B914307000000F00000AA05E8329BFD06\x1a"));
+	peer_say(peer, pdu);
+	peer_say(peer, "\r\n+CMGS: 7\r\n\r\nOK\r\n");
+	check(run_until(&got.calls, 1, 2000));
+	check_int(got.r, 0);
+	check_int(got.result, CHAT_OK);
+	check(got.prompted);
+	check_int(got.n_lines, 1);
+	check_str(got.lines[0], "+CMGS: 7");
+	check_int(n_urcs, 1);
+	check_str(urcs[0], "^RSSI: 20");
+
+	/* a modem without echo, the prompt cut from its line end, a network refusal */
+	reset();
+	check_int(chat_send_text(chat, "AT+CMGS=19", pdu, 0, 0, on_reply, NULL), 0);
+	check(peer_expect(peer, "AT+CMGS=19\r"));
+	peer_say(peer, "\r\n");
+	run_for(10);
+	peer_say(peer, ">");
+	check(peer_expect(peer, "0011000B914307000000F00000AA05E8329BFD06\x1a"));
+	peer_say(peer, " \r\n+CMS ERROR: 21\r\n");
+	check(run_until(&got.calls, 1, 2000));
+	check_int(got.result, CHAT_CMS_ERROR);
+	check_int(got.error_code, 21);
+	check(got.prompted);
+	check_int(got.n_lines, 0);
+
+	/* refused before the prompt: nothing was sent, and no text goes out */
+	reset();
+	check_int(chat_send_text(chat, "AT+CMGS=19", pdu, 0, 0, on_reply, NULL), 0);
+	check(peer_expect(peer, "AT+CMGS=19\r"));
+	peer_say(peer, "\r\n+CMS ERROR: 330\r\n");
+	check(run_until(&got.calls, 1, 2000));
+	check_int(got.result, CHAT_CMS_ERROR);
+	check_int(got.error_code, 330);
+	check(!got.prompted);
+	check(peer_quiet(peer, 20));
+	/* a '>' with no command waiting for a prompt is only text */
+	peer_say(peer, "> hello\r\n");
+	run_for(20);
+	check_int(n_urcs, 1);
+	check_str(urcs[0], "> hello");
+
+	/* no prompt within its deadline: ESC, so that a late prompt takes nothing */
+	reset();
+	check_int(chat_send_text(chat, "AT+CMGS=19", pdu, 50 * USEC_PER_MSEC, 0, on_reply, NULL),
+	          0);
+	check(peer_expect(peer, "AT+CMGS=19\r"));
+	check(run_until(&got.calls, 1, 2000));
+	check_int(got.r, -ETIMEDOUT);
+	check(peer_expect(peer, "\x1b"));
+
+	/* the prompt came, the answer does not: the second deadline, then ESC */
+	reset();
+	check_int(chat_send_text(chat, "AT+CMGS=19", pdu, 0, 80 * USEC_PER_MSEC, on_reply, NULL),
+	          0);
+	check(peer_expect(peer, "AT+CMGS=19\r"));
+	peer_say(peer, "\r\n> ");
+	check(peer_expect(peer, "0011000B914307000000F00000AA05E8329BFD06\x1a"));
+	check(run_until(&got.calls, 1, 2000));
+	check_int(got.r, -ETIMEDOUT);
+	check(peer_expect(peer, "\x1b"));
+
+	/* cancelled while the modem waits for the text: ESC */
+	reset();
+	check_int(chat_send_text(chat, "AT+CMGS=19", pdu, 0, 0, on_reply, NULL), 0);
+	check(peer_expect(peer, "AT+CMGS=19\r"));
+	chat_cancel(chat);
+	check(peer_expect(peer, "\x1b"));
+	check_int(got.calls, 0);
+
+	/* what cannot be a text */
+	check_int(chat_send_text(chat, "AT+CMGS=1", "00\x1a", 0, 0, on_reply, NULL), -EINVAL);
+	check_int(chat_send_text(chat, "AT+CMGS=1", "", 0, 0, on_reply, NULL), -EINVAL);
+	check_int(chat_send_text(chat, "AT+CMGS=1", NULL, 0, 0, on_reply, NULL), -EINVAL);
+	chat_free(chat);
+	close(peer);
+}
+
 int main(void)
 {
-	log_setup("test-voice-chat");
+	log_setup("test-chat");
 	if (getenv("TEST_DEBUG"))
 		log_set_max_level(LOG_DEBUG);
 	if (sd_event_new(&event) < 0) {
@@ -590,6 +684,7 @@ int main(void)
 	run(test_free_in_handler);
 	run(test_long_line);
 	run(test_open_port);
+	run(test_text);
 	sd_event_unref(event);
 	return test_exit();
 }

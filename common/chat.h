@@ -1,4 +1,5 @@
-/* chat: a non-blocking AT command chat on one serial port, in the caller's sd-event loop.
+/* chat: a non-blocking AT command chat on one serial port, in the caller's sd-event loop; the
+ * voice dial-out and the SMS send path of modem/ share it.
  *
  * The shape of smstools3's put_command (a command, the final results that end it, a deadline)
  * without its sleeps and polling reads: chat_send() queues a command; the engine writes it when
@@ -33,6 +34,7 @@
 #define CHAT_COMMAND_MAX          256               /* bytes of a command, without the CR */
 #define CHAT_LINE_MAX             512               /* longer received lines are truncated */
 #define CHAT_REPLY_LINES_MAX      64                /* information lines kept per reply */
+#define CHAT_PAYLOAD_MAX          512               /* bytes of a text after a prompt */
 #define CHAT_QUEUE_MAX            16                /* commands queued or on the wire */
 #define CHAT_TIMEOUT_DEFAULT_USEC (5 * 1000 * 1000) /* a command's deadline when given 0 */
 
@@ -75,6 +77,7 @@ typedef struct ChatReply {
 	int error_code;           /* <n> of "+CME ERROR: <n>" / "+CMS ERROR: <n>", else -1 */
 	const char *const *lines; /* information lines, in order; no echo, no unsolicited lines */
 	size_t n_lines;
+	bool prompted; /* chat_send_text(): the prompt came and the text went out */
 } ChatReply;
 
 typedef void (*ChatReplyHandler)(Chat *chat, int r, const ChatReply *reply, void *userdata);
@@ -109,10 +112,20 @@ Chat *chat_free(Chat *chat);
 int chat_send(Chat *chat, const char *command, unsigned finals, uint64_t timeout_usec,
               ChatReplyHandler handler, void *userdata);
 
+/* Queues a command that asks for a text after a "> " prompt (AT+CMGS=<n> in PDU mode): text
+ * (1..CHAT_PAYLOAD_MAX bytes, no control byte) is written as soon as the prompt comes, followed
+ * by Ctrl-Z, without a pause. timeout_usec bounds the wait for the prompt from when the command
+ * is written, text_timeout_usec the wait for the final result from when the text is written (0:
+ * CHAT_TIMEOUT_DEFAULT_USEC). A final result before the prompt ends the command too
+ * (ChatReply.prompted false: nothing was sent). At a deadline ESC is written, which ends text
+ * entry without sending. Errors as chat_send(). */
+int chat_send_text(Chat *chat, const char *command, const char *text, uint64_t timeout_usec,
+                   uint64_t text_timeout_usec, ChatReplyHandler handler, void *userdata);
+
 /* Drops every queued command and the one on the wire, without calling their handlers. A reply
  * still coming for the dropped command arrives as unsolicited lines, or, if another command is
  * sent first, may be taken for that one's: wait for the reply rather than cancel when you can. */
-void chat_cancel(Chat *chat);
+void chat_cancel(Chat *chat); /* a command waiting for its prompt or in its text gets ESC */
 
 /* Writes command and a CR at once, expecting no reply: a last-gasp ATH from a destructor. The
  * queue is dropped first, as by chat_cancel(). Best effort: what the port does not take at once

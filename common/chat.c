@@ -1,4 +1,4 @@
-/* chat: the AT chat engine of the voice dial-out.
+/* chat: the AT chat engine that the voice dial-out and the SMS send path share.
  *
  * Why it is built this way: the dial-out runs in the daemon's main loop (DESIGN: Voice
  * hand-over), where nothing may block, and it must watch a modem that may answer garbage, flood
@@ -12,6 +12,15 @@
  * carry no tag, so pipelining would make a late reply impossible to attribute. The next command
  * is written from the loop (never from inside chat_send()), so that handlers are never called
  * re-entrantly from the caller's own call.
+ *
+ * A command that asks for a text (AT+CMGS=<n> in PDU mode) has two steps with a deadline each:
+ * the command up to the "> " prompt, then the text and Ctrl-Z up to the final result. The prompt
+ * carries no line end, so it is recognised as a '>' that starts a line while such a command
+ * waits for it. The text goes out as soon as the prompt is read: libgammu sleeps 0.6 s there
+ * (100 ms before the PDU, 500 ms before Ctrl-Z) for modems that were slow to take input in
+ * 2003; a modem reads its port as a byte stream, and smstools3 writes PDU and Ctrl-Z at once
+ * too. A deadline in either step writes ESC, which ends text entry without sending, so that a
+ * late prompt does not swallow the next command as message text.
  *
  * Handlers may free the chat. Dispatch holds a reference, and chat_free() inside a handler only
  * closes the port and marks the chat dead; the memory goes when the dispatch unwinds. */
@@ -29,12 +38,15 @@
 
 #include "log.h"
 #include "macro.h"
+#include "util.h"
 
 typedef struct ChatCommand {
 	char *text;
+	char *payload;   /* written after the "> " prompt, then Ctrl-Z; NULL: no prompt */
 	char prefix[32]; /* "+CLCC:" for "AT+CLCC...": lines of its own reply, not unsolicited */
 	unsigned finals;
 	uint64_t timeout_usec;
+	uint64_t payload_timeout_usec;
 	ChatReplyHandler handler;
 	void *userdata;
 } ChatCommand;
@@ -53,14 +65,16 @@ struct Chat {
 	size_t line_len;
 	bool line_truncated;
 
-	/* the command being written: text and CR; out_done bytes of it are out */
-	char out[CHAT_COMMAND_MAX + 3];
+	/* what is being written (a command and CR, or a payload and Ctrl-Z); out_done bytes are out
+	 */
+	char out[MAX(CHAT_COMMAND_MAX, CHAT_PAYLOAD_MAX) + 3];
 	size_t out_len, out_done;
 
 	ChatCommand queue[CHAT_QUEUE_MAX]; /* queue[0] is on the wire when busy */
 	size_t n_queue;
 	bool busy;
 	bool echo_seen;
+	bool prompted; /* the command on the wire got its prompt; its payload is going out */
 	char *reply_lines[CHAT_REPLY_LINES_MAX];
 	size_t n_reply_lines;
 
@@ -213,6 +227,13 @@ static void chat_reply_clear(Chat *chat)
 	chat->n_reply_lines = 0;
 }
 
+static void command_clear(ChatCommand *c)
+{
+	free(c->text);
+	free(c->payload);
+	c->text = c->payload = NULL;
+}
+
 static void chat_queue_pop(Chat *chat, ChatCommand *ret)
 {
 	*ret = chat->queue[0];
@@ -223,7 +244,7 @@ static void chat_queue_pop(Chat *chat, ChatCommand *ret)
 static void chat_destroy(Chat *chat)
 {
 	for (size_t i = 0; i < chat->n_queue; i++)
-		free(chat->queue[i].text);
+		command_clear(&chat->queue[i]);
 	chat_reply_clear(chat);
 	sd_event_source_disable_unref(chat->io);
 	sd_event_source_disable_unref(chat->timer);
@@ -256,6 +277,16 @@ static void chat_update_io(Chat *chat)
 		        chat->io, chat->out_done < chat->out_len ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
+/* Sets the deadline timeout_usec from now. Not sd_event_source_set_time_relative(): that counts
+ * from the loop's cached time of its last wake-up, which is long past in a loop that runs only
+ * while a command is on the wire (modem/'s send path). */
+static int chat_arm(Chat *chat, uint64_t timeout_usec)
+{
+	int r = sd_event_source_set_time(chat->timer, now_monotonic_usec() + timeout_usec);
+
+	return r < 0 ? r : sd_event_source_set_enabled(chat->timer, SD_EVENT_ONESHOT);
+}
+
 /* Puts the next queued command on the wire: written from the loop when the port is writable. */
 static void chat_start_next(Chat *chat)
 {
@@ -271,12 +302,11 @@ static void chat_start_next(Chat *chat)
 	}
 	chat->busy = true;
 	chat->echo_seen = false;
+	chat->prompted = false;
 	chat_reply_clear(chat);
 	chat->out_len = (size_t)snprintf(chat->out, sizeof(chat->out), "%s\r", c->text);
 	chat->out_done = 0;
-	r = sd_event_source_set_time_relative(chat->timer, c->timeout_usec);
-	if (r >= 0)
-		r = sd_event_source_set_enabled(chat->timer, SD_EVENT_ONESHOT);
+	r = chat_arm(chat, c->timeout_usec);
 	if (r < 0)
 		log_warning_errno(r, "%s: cannot arm the deadline of '%s': %m", chat->name,
 		                  c->text);
@@ -313,12 +343,14 @@ static bool chat_complete(Chat *chat, int r, ChatResult result, const char *fina
 		        .error_code = (int)code,
 		        .lines = (const char *const *)chat->reply_lines,
 		        .n_lines = chat->n_reply_lines,
+		        .prompted = chat->prompted,
 		};
 	}
+	chat->prompted = false;
 	chat_ref(chat);
 	if (c.handler)
 		c.handler(chat, r, r == 0 ? &reply : NULL, c.userdata);
-	free(c.text);
+	command_clear(&c);
 	alive = chat_unref(chat);
 	if (alive) {
 		chat_reply_clear(chat);
@@ -365,6 +397,39 @@ static bool is_echo(const ChatCommand *c, const char *line)
 	return strcasecmp(t, line) == 0;
 }
 
+/* The modem echoes the payload it takes after the prompt (ATE1), maybe cut by the line limit. */
+static bool is_payload_echo(const ChatCommand *c, const char *line)
+{
+	return c->payload && strncasecmp(c->payload, line, strlen(line)) == 0;
+}
+
+/* A '>' at the start of a line while the command on the wire, written whole, waits for it. */
+static bool chat_awaits_prompt(const Chat *chat)
+{
+	const ChatCommand *c = chat->busy && chat->n_queue > 0 ? &chat->queue[0] : NULL;
+
+	return c && c->payload && !chat->prompted && chat->out_done == chat->out_len &&
+	       chat->line_len == 0;
+}
+
+/* The prompt came: the payload and Ctrl-Z go out, under the deadline of the second step. */
+static void chat_prompt(Chat *chat)
+{
+	ChatCommand *c = chat_head(chat);
+	int r;
+
+	chat->prompted = true;
+	chat->out_len = (size_t)snprintf(chat->out, sizeof(chat->out), "%s\x1a", c->payload);
+	chat->out_done = 0;
+	r = chat_arm(chat, c->payload_timeout_usec);
+	if (r < 0)
+		log_warning_errno(r, "%s: cannot arm the deadline of the text of '%s': %m",
+		                  chat->name, c->text);
+	log_debug("%s: > (%zu bytes of text and Ctrl-Z after the prompt)", chat->name,
+	          strlen(c->payload));
+	chat_update_io(chat);
+}
+
 /* One complete line. Returns whether the chat is still alive. */
 static bool chat_handle_line(Chat *chat, char *line)
 {
@@ -389,6 +454,8 @@ static bool chat_handle_line(Chat *chat, char *line)
 		chat->echo_seen = true;
 		return true;
 	}
+	if (chat->prompted && is_payload_echo(c, line))
+		return true;
 	final = chat_line_final(line);
 	if (final >= 0 && ((c->finals | CHAT_FINALS_BASIC) & CHAT_FINAL(final))) {
 		log_debug("%s: < %s", chat->name, line);
@@ -421,6 +488,10 @@ static bool chat_feed(Chat *chat, const char *buf, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char b = (unsigned char)buf[i];
 
+		if (b == '>' && chat_awaits_prompt(chat)) {
+			chat_prompt(chat);
+			continue;
+		}
 		if (b == '\r' || b == '\n') {
 			if (chat->line_len == 0)
 				continue;
@@ -509,11 +580,21 @@ static int chat_on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
 
 	if (!chat->busy || !c)
 		return 0;
-	log_debug("%s: no final result to '%s' within %llu ms", chat->name, c->text,
-	          (unsigned long long)(c->timeout_usec / 1000));
+	log_debug(
+	        "%s: no %s to '%s' within %llu ms", chat->name,
+	        c->payload && !chat->prompted ? "prompt" : "final result", c->text,
+	        (unsigned long long)((chat->prompted ? c->payload_timeout_usec : c->timeout_usec) /
+	                             1000));
 	/* A partial line belongs to the reply that did not come. */
 	chat->line_len = 0;
 	chat->line_truncated = false;
+	if (c->payload) {
+		/* ESC ends text entry without sending: a late prompt must not take what follows
+		 * as the text of a message. Best effort, as the port may be what hangs. */
+		chat->out_len = chat->out_done = 0;
+		if (write(chat->fd, "\x1b", 1) < 0)
+			log_debug_errno(errno, "%s: cannot write ESC: %m", chat->name);
+	}
 	chat_complete(chat, -ETIMEDOUT, 0, NULL);
 	return 0;
 }
@@ -613,8 +694,21 @@ Chat *chat_free(Chat *chat)
 	return NULL;
 }
 
-int chat_send(Chat *chat, const char *command, unsigned finals, uint64_t timeout_usec,
-              ChatReplyHandler handler, void *userdata)
+static bool payload_is_valid(const char *payload)
+{
+	size_t len = strlen(payload);
+
+	if (len == 0 || len > CHAT_PAYLOAD_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)payload[i] < 0x20 || payload[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static int chat_queue(Chat *chat, const char *command, const char *payload, unsigned finals,
+                      uint64_t timeout_usec, uint64_t payload_timeout_usec,
+                      ChatReplyHandler handler, void *userdata)
 {
 	ChatCommand *c;
 	size_t len;
@@ -626,18 +720,25 @@ int chat_send(Chat *chat, const char *command, unsigned finals, uint64_t timeout
 	len = strlen(command);
 	if (len == 0 || len > CHAT_COMMAND_MAX || strpbrk(command, "\r\n"))
 		return -EINVAL;
+	if (payload && !payload_is_valid(payload))
+		return -EINVAL;
 	if (chat->n_queue >= CHAT_QUEUE_MAX)
 		return -ENOBUFS;
 	c = &chat->queue[chat->n_queue];
 	*c = (ChatCommand){
 	        .text = strdup(command),
+	        .payload = payload ? strdup(payload) : NULL,
 	        .finals = finals | CHAT_FINALS_BASIC,
 	        .timeout_usec = timeout_usec ? timeout_usec : CHAT_TIMEOUT_DEFAULT_USEC,
+	        .payload_timeout_usec =
+	                payload_timeout_usec ? payload_timeout_usec : CHAT_TIMEOUT_DEFAULT_USEC,
 	        .handler = handler,
 	        .userdata = userdata,
 	};
-	if (!c->text)
+	if (!c->text || (payload && !c->payload)) {
+		command_clear(c);
 		return -ENOMEM;
+	}
 	command_prefix(command, c->prefix);
 	chat->n_queue++;
 	/* Written from the loop: enable EPOLLOUT rather than write here. */
@@ -646,26 +747,55 @@ int chat_send(Chat *chat, const char *command, unsigned finals, uint64_t timeout
 	return 0;
 }
 
+int chat_send(Chat *chat, const char *command, unsigned finals, uint64_t timeout_usec,
+              ChatReplyHandler handler, void *userdata)
+{
+	return chat_queue(chat, command, NULL, finals, timeout_usec, 0, handler, userdata);
+}
+
+int chat_send_text(Chat *chat, const char *command, const char *text, uint64_t timeout_usec,
+                   uint64_t text_timeout_usec, ChatReplyHandler handler, void *userdata)
+{
+	if (!text)
+		return -EINVAL;
+	return chat_queue(chat, command, text, CHAT_FINALS_BASIC, timeout_usec, text_timeout_usec,
+	                  handler, userdata);
+}
+
 void chat_cancel(Chat *chat)
 {
 	if (!chat)
 		return;
+	const ChatCommand *c = chat->busy ? chat_head(chat) : NULL;
+	bool started = chat->out_done > 0 || chat->prompted, in_text = c && c->payload && started;
+	bool half = chat->out_done > 0 && chat->out_done < chat->out_len && !chat->prompted;
+
 	for (size_t i = 0; i < chat->n_queue; i++)
-		free(chat->queue[i].text);
+		command_clear(&chat->queue[i]);
 	chat->n_queue = 0;
 	chat->busy = false;
+	chat->prompted = false;
 	chat_reply_clear(chat);
 	(void)sd_event_source_set_enabled(chat->timer, SD_EVENT_OFF);
-	/* Half a command on the wire must still end with its CR, or the next one is glued to it. */
-	if (chat->out_done == 0)
-		chat->out_len = 0;
+	if (in_text && half) {
+		/* The rest of the command goes out, then ESC ends the text its prompt asks for. */
+		chat->out[chat->out_len++] = 0x1b;
+	} else if (in_text) {
+		/* The modem takes text, or is about to: ESC ends it without sending. */
+		chat->out[0] = 0x1b;
+		chat->out_len = 1;
+		chat->out_done = 0;
+	} else if (chat->out_done == 0 || !half)
+		/* Half a command on the wire must still end with its CR, or the next one is glued
+		 * to it. */
+		chat->out_len = chat->out_done = 0;
 	chat_update_io(chat);
 }
 
 int chat_write_now(Chat *chat, const char *command)
 {
-	char buf[CHAT_COMMAND_MAX + 3];
-	bool partial;
+	char buf[CHAT_COMMAND_MAX + 4];
+	bool partial, escape;
 	size_t len;
 	ssize_t k;
 
@@ -678,8 +808,11 @@ int chat_write_now(Chat *chat, const char *command)
 		return -EINVAL;
 	partial = chat->out_done > 0 && chat->out_done < chat->out_len;
 	chat_cancel(chat);
-	/* A leading CR ends a half-written command, so that ours is not glued to it. */
-	len = (size_t)snprintf(buf, sizeof(buf), "%s%s\r", partial ? "\r" : "", command);
+	escape = chat->out_len > chat->out_done && chat->out[chat->out_len - 1] == 0x1b;
+	/* A leading CR ends a half-written command, so that ours is not glued to it; ESC ends the
+	 * text of a message (chat_cancel()). */
+	len = (size_t)snprintf(buf, sizeof(buf), "%s%s%s\r", escape ? "\x1b" : "",
+	                       partial ? "\r" : "", command);
 	chat->out_len = chat->out_done = 0;
 	do
 		k = write(chat->fd, buf, len);
