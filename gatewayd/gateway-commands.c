@@ -194,6 +194,8 @@ static int escalate_now(Gateway *g, const Ackable *a, const ContactConfig *conta
 		return reply_refusal(g, m, text);
 	}
 	c = escalation_next_change(g, a->id, step, m->node, m->received_at, &next, &role);
+	if (!c && next)
+		return -ENOMEM; /* there is a next step; its change could not be built */
 	if (!c) {
 		utf8_snprintf(text, sizeof(text), "ESC %s: there is no next step to page.", code);
 		return reply_refusal(g, m, text);

@@ -376,7 +376,7 @@ void escalation_run(Gateway *g);
 void escalation_now(Gateway *g, const char *alert_id, uint64_t now);
 /* The "escalate" change that moves the alert from step `step` (from 0) to the next, paging who
  * is on duty then for its role (with who and which role, each may be NULL); NULL when the chain
- * has no next step or nobody is on duty. */
+ * has no next step or nobody is on duty, or, with *ret_contact set, out of memory. */
 json_t *escalation_next_change(Gateway *g, const char *alert_id, unsigned step, const char *node,
                                uint64_t at, const ContactConfig **ret_contact,
                                const RoleConfig **ret_role);

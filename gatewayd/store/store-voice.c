@@ -60,12 +60,11 @@ int store_voice_candidate(Store *s, const char *alert_id, const char *number, Vo
 {
 	static const char sql[] =
 	        "SELECT a.priority, a.ack_at IS NOT NULL OR a.res_at IS NOT NULL, d.state, d.kind, "
-	        "(SELECT COUNT(*) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number), "
-	        "(SELECT COUNT(*) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number "
-	        " AND (c.outcome = 'answered' OR c.dtmf_ack)), "
-	        "(SELECT MAX(c.at) FROM calls c WHERE c.alert_id = a.id AND c.number = d.number) "
+	        "COUNT(c.at), COUNT(CASE WHEN c.outcome = 'answered' OR c.dtmf_ack THEN 1 END), "
+	        "MAX(c.at) "
 	        "FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
-	        "WHERE a.id = ?1 AND d.number = ?2";
+	        "LEFT JOIN calls c ON c.alert_id = a.id AND c.number = d.number "
+	        "WHERE a.id = ?1 AND d.number = ?2 GROUP BY a.id, d.number";
 	static const char failed_sql[] = "SELECT DISTINCT modem FROM attempts WHERE alert_id = ?1 "
 	                                 "AND number = ?2 AND node = ?3 AND result = 'error'";
 	_cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL, *fs = NULL;
