@@ -304,23 +304,35 @@ void dispatch_schedule(Gateway *g)
 	sd_event_source_set_enabled(g->dispatch.timer, SD_EVENT_ONESHOT);
 }
 
-/* The retention purge, in steps of PURGE_STEP alerts with a pause between them, so that a
- * store with a million finished alerts is emptied without the loop ever waiting long on it. */
+/* The retention purge, in steps with a pause between them, so that a store with a million
+ * finished alerts is emptied without the loop ever waiting long on it. What a step costs depends
+ * on the disk, the store's size and the rows each alert has, so its size follows the time the
+ * last one took (PURGE_STEP_USEC), and the pause is at least that time: the purge takes at most
+ * half of the loop. */
 static int on_purge(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Gateway *g = userdata;
-	uint64_t now = now_realtime_usec(), next = PURGE_INTERVAL_USEC;
+	uint64_t now = now_realtime_usec(), next = PURGE_INTERVAL_USEC, t0, took;
+	unsigned *step = &g->dispatch.purge_step;
 	bool more = false;
 	int r = 0;
 
-	if (!stall_active(g))
+	if (*step == 0)
+		*step = PURGE_STEP_FIRST;
+	if (!stall_active(g)) {
+		t0 = now_monotonic_usec();
 		r = store_purge(g->store, now - MIN(now, g->config->retention * USEC_PER_SEC),
-		                PURGE_STEP, &more);
-	if (r > 0) {
-		g->dispatch.purged += (unsigned)r;
-		if (more)
-			next = PURGE_PAUSE_USEC;
+		                *step, &more);
+		took = now_monotonic_usec() - t0;
+		if (took > PURGE_STEP_USEC && *step > PURGE_STEP_MIN)
+			*step /= 2;
+		else if (took < PURGE_STEP_USEC / 2 && more && *step < PURGE_STEP_MAX)
+			*step *= 2;
+		if (r > 0 && more)
+			next = MAX(PURGE_PAUSE_USEC, took);
 	}
+	if (r > 0)
+		g->dispatch.purged += (unsigned)r;
 	if (g->dispatch.purged > 0 && next == PURGE_INTERVAL_USEC) {
 		log_info("Purged %u final alert(s) older than the retention", g->dispatch.purged);
 		g->dispatch.purged = 0;
@@ -343,8 +355,10 @@ int dispatch_start(Gateway *g)
 	if (r < 0)
 		return r;
 	sd_event_source_set_enabled(g->dispatch.timer, SD_EVENT_OFF);
+	/* 1 ms accuracy: the pauses between the purge's steps are a few ms (sd-event may defer a
+	 * timer by up to its accuracy). */
 	r = sd_event_add_time_relative(g->event, &g->dispatch.purge_timer, CLOCK_MONOTONIC,
-	                               60 * USEC_PER_SEC, USEC_PER_SEC, on_purge, g);
+	                               60 * USEC_PER_SEC, USEC_PER_MSEC, on_purge, g);
 	if (r < 0)
 		return r;
 	return 0;

@@ -45,9 +45,14 @@
 #define MODEM_INFLIGHT      1 /* one job per modem: nothing waits behind a send that may hang */
 #define EXPIRE_BATCH        256
 #define PURGE_INTERVAL_USEC (3600 * USEC_PER_SEC)
-#define PURGE_STEP          200                 /* finished alerts deleted per step of the purge */
-#define PURGE_PAUSE_USEC    (5 * USEC_PER_MSEC) /* between two steps */
-#define SOLO_NODEID         1
+/* A step of the purge holds the loop for as long as it takes; its size (finished alerts) is
+ * halved when a step took longer than PURGE_STEP_USEC and doubled when it took under half. */
+#define PURGE_STEP_USEC  (5 * USEC_PER_MSEC)
+#define PURGE_STEP_MIN   8
+#define PURGE_STEP_FIRST 64
+#define PURGE_STEP_MAX   1024
+#define PURGE_PAUSE_USEC (5 * USEC_PER_MSEC) /* between two steps, at least the last one's time */
+#define SOLO_NODEID      1
 /* Rejoin exchange: the state sent per payload, and how long a silent peer is waited for. */
 #define SYNC_CHUNK_BYTES (256u * 1024u)
 #define SYNC_STALL_USEC  (15 * USEC_PER_SEC)
@@ -256,7 +261,8 @@ typedef struct GatewayDispatch {
 	sd_event_source *defer;
 	sd_event_source *timer; /* realtime: the earliest retry, expiry or escalation step */
 	sd_event_source *purge_timer;
-	unsigned purged; /* by the steps of the purge under way */
+	unsigned purged;     /* by the steps of the purge under way */
+	unsigned purge_step; /* alerts per step, fitted to PURGE_STEP_USEC; 0 before the first */
 	/* The holds this node published lately (gateway-limits.c): not published again for every
 	 * commit before they apply. */
 	struct {

@@ -858,19 +858,22 @@ int store_sending_on_node(Store *s, const char *node,
 }
 
 /* One step of the purge: every statement goes by index, from the ids picked first, so that a
- * step costs what it deletes, not what the store holds. */
+ * step costs what it deletes, not what the store holds. The planner is told so twice: left to
+ * itself it walks alerts_accepted over every final alert to find the old ones (all of them when
+ * none is old enough), and takes the dedupe keys by scanning alerts for the ids rather than
+ * looking the ids up (36 ms a step with 300,000 alerts, whatever the step's size). */
 static int purge_step(Store *s, uint64_t before, unsigned max, bool *ret_more)
 {
 	static const char *const sql[] = {
 	        "DELETE FROM temp.purge_ids",
-	        "INSERT INTO temp.purge_ids SELECT id FROM alerts "
+	        "INSERT INTO temp.purge_ids SELECT id FROM alerts INDEXED BY alerts_final_at "
 	        "WHERE final = 1 AND final_at < ?1 LIMIT ?2",
 	        "DELETE FROM attempts WHERE alert_id IN (SELECT id FROM temp.purge_ids)",
 	        "DELETE FROM deliveries WHERE alert_id IN (SELECT id FROM temp.purge_ids)",
 	        "DELETE FROM calls WHERE alert_id IN (SELECT id FROM temp.purge_ids)",
 	        "DELETE FROM history WHERE alert_id IN (SELECT id FROM temp.purge_ids)",
-	        "DELETE FROM dedupe WHERE key IN (SELECT a.key FROM alerts a "
-	        "JOIN temp.purge_ids p ON a.id = p.id) "
+	        "DELETE FROM dedupe WHERE key IN (SELECT a.key FROM temp.purge_ids p "
+	        "CROSS JOIN alerts a ON a.id = p.id) "
 	        "AND alert_id IN (SELECT id FROM temp.purge_ids)",
 	        "DELETE FROM alerts WHERE id IN (SELECT id FROM temp.purge_ids)",
 	        "DELETE FROM inbox WHERE key IN "
@@ -908,9 +911,6 @@ int store_purge(Store *s, uint64_t before, unsigned max, bool *ret_more)
 
 	if (max == 0)
 		return -EINVAL;
-	r = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS purge_ids(id TEXT PRIMARY KEY)");
-	if (r < 0)
-		return r;
 	r = store_begin(s);
 	if (r < 0)
 		return r;

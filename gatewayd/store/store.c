@@ -648,6 +648,9 @@ int store_open(const char *state_dir, Store **ret)
 		r = store_migrate(s);
 	if (r >= 0)
 		r = store_recount(s);
+	/* The ids one step of the purge works on (store_purge()); private to this connection. */
+	if (r >= 0)
+		r = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS purge_ids(id TEXT PRIMARY KEY)");
 	if (r < 0) {
 		store_close(s);
 		return r;
