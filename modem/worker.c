@@ -136,6 +136,7 @@ typedef struct Worker {
 	int send_status;
 	int send_ref;
 	bool send_cme;
+	bool send_no_prompt; /* our exchange timed out waiting for the "> " prompt */
 
 	char debug_line[1024];
 	size_t debug_len;
@@ -1616,6 +1617,7 @@ static GSM_Error worker_send_part_at(Worker *w, GSM_SMSMessage *part)
 {
 	uint64_t timeout = worker_usec(w->settings->send_timeout_sec);
 	char hex[2 * 188 + 1], command[32];
+	uint64_t t0;
 	size_t tpdu_len;
 	WorkerExchange x;
 	GSM_Error error;
@@ -1624,7 +1626,13 @@ static GSM_Error worker_send_part_at(Worker *w, GSM_SMSMessage *part)
 		return ERR_INVALIDDATA;
 	snprintf(command, sizeof(command), "AT+CMGS=%zu", tpdu_len);
 	worker_begin(w, worker_usec(w->settings->command_timeout_sec) + timeout + USEC_PER_SEC);
+	t0 = now_monotonic_usec();
 	error = worker_end(w, worker_exchange(w, command, hex, timeout, &x));
+	/* The chat does not say which deadline it was; the prompt's is the shorter one. */
+	w->send_no_prompt =
+	        error == ERR_TIMEOUT &&
+	        now_monotonic_usec() - t0 <
+	                worker_usec(w->settings->command_timeout_sec) + USEC_PER_SEC / 2;
 	if (error != ERR_NONE)
 		return error;
 	w->send_answered = true;
@@ -1652,6 +1660,7 @@ static GSM_Error worker_send_part(Worker *w, GSM_SMSMessage *part)
 	w->send_status = -1;
 	w->send_ref = -1;
 	w->send_cme = false;
+	w->send_no_prompt = false;
 
 	if (w->event && w->tty_fd >= 0) {
 		error = worker_pdu_mode(w);
@@ -1763,8 +1772,14 @@ static void worker_send(Worker *w, ModemJob *job)
 			else
 				w->next_health = 0; /* maybe the registration is gone */
 		} else if (error == ERR_TIMEOUT || error == ERR_ABORTED) {
-			worker_fail(job, -ETIMEDOUT, false, "no answer from the modem within %u s",
-			            w->settings->send_timeout_sec);
+			if (w->send_no_prompt)
+				worker_fail(job, -ETIMEDOUT, false,
+				            "no prompt for the message from the modem within %u s",
+				            w->settings->command_timeout_sec);
+			else
+				worker_fail(job, -ETIMEDOUT, false,
+				            "no answer from the modem within %u s",
+				            w->settings->send_timeout_sec);
 			worker_lost(w, error);
 		} else if (error == ERR_INVALIDDATA) {
 			worker_fail(job, -EINVAL, true, "%s", worker_error_string(error));
