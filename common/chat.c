@@ -65,8 +65,7 @@ struct Chat {
 	size_t line_len;
 	bool line_truncated;
 
-	/* what is being written (a command and CR, or a payload and Ctrl-Z); out_done bytes are out
-	 */
+	/* what is being written: a command and CR, or a text and Ctrl-Z; out_done bytes are out */
 	char out[MAX(CHAT_COMMAND_MAX, CHAT_PAYLOAD_MAX) + 3];
 	size_t out_len, out_done;
 
@@ -706,11 +705,9 @@ static bool payload_is_valid(const char *payload)
 	return true;
 }
 
-static int chat_queue(Chat *chat, const char *command, const char *payload, unsigned finals,
-                      uint64_t timeout_usec, uint64_t payload_timeout_usec,
-                      ChatReplyHandler handler, void *userdata)
+/* Whether command may go out on this chat: 0, or the error chat_send() returns. */
+static int chat_check_command(const Chat *chat, const char *command)
 {
-	ChatCommand *c;
 	size_t len;
 
 	if (!chat || !command || chat->dead)
@@ -720,6 +717,19 @@ static int chat_queue(Chat *chat, const char *command, const char *payload, unsi
 	len = strlen(command);
 	if (len == 0 || len > CHAT_COMMAND_MAX || strpbrk(command, "\r\n"))
 		return -EINVAL;
+	return 0;
+}
+
+static int chat_queue(Chat *chat, const char *command, const char *payload, unsigned finals,
+                      uint64_t timeout_usec, uint64_t payload_timeout_usec,
+                      ChatReplyHandler handler, void *userdata)
+{
+	ChatCommand *c;
+	int r;
+
+	r = chat_check_command(chat, command);
+	if (r < 0)
+		return r;
 	if (payload && !payload_is_valid(payload))
 		return -EINVAL;
 	if (chat->n_queue >= CHAT_QUEUE_MAX)
@@ -798,14 +808,11 @@ int chat_write_now(Chat *chat, const char *command)
 	bool partial, escape;
 	size_t len;
 	ssize_t k;
+	int r;
 
-	if (!chat || !command || chat->dead)
-		return -EINVAL;
-	if (chat->error)
-		return chat->error;
-	len = strlen(command);
-	if (len == 0 || len > CHAT_COMMAND_MAX || strpbrk(command, "\r\n"))
-		return -EINVAL;
+	r = chat_check_command(chat, command);
+	if (r < 0)
+		return r;
 	partial = chat->out_done > 0 && chat->out_done < chat->out_len;
 	chat_cancel(chat);
 	escape = chat->out_len > chat->out_done && chat->out[chat->out_len - 1] == 0x1b;
