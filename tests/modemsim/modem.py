@@ -376,6 +376,7 @@ class Modem:
         self.send_delay = send_delay
         self.reply_delay = 0.0
         self.cnmi_supported = True
+        self.pdu_supported = True  # False: text mode only, AT+CMGF=0 answers ERROR
         self.creg_override: int | None = None
         # status reports for submits with TP-SRR
         self.sr_enabled = True
@@ -415,7 +416,7 @@ class Modem:
     def reset_settings(self) -> None:
         self.echo, self.verbose, self.quiet = True, True, False
         self.cmee = 0
-        self.cmgf = 0
+        self.cmgf = 0 if self.pdu_supported else 1
         self.cscs = "IRA"
         self.cnmi = [0, 0, 0, 0, 0]
         self.creg_n = self.cgreg_n = 0
@@ -1222,8 +1223,11 @@ class Modem:
         if c.kind == READ:
             return [f"+CMGF: {self.cmgf}"]
         if c.kind == TEST:
-            return ["+CMGF: (0,1)"]
-        self.cmgf = _int(c.args, 0, 0, 1, 0)
+            return ["+CMGF: (0,1)" if self.pdu_supported else "+CMGF: (1)"]
+        mode = _int(c.args, 0, 0, 1, 0)
+        if mode == 0 and not self.pdu_supported:
+            raise ATError()  # as on the odd modem that speaks text mode only
+        self.cmgf = mode
 
     @command("+CSMS")
     def at_csms(self, c):
@@ -1592,6 +1596,10 @@ class Modem:
         if "call_duration" in p:
             d = p["call_duration"]
             self.default_plan.duration = None if d is None else float(d)
+        if "pdu" in p:
+            self.pdu_supported = bool(p["pdu"])
+            if not self.pdu_supported:
+                self.cmgf = 1
         if "cnmi" in p:
             self.cnmi_supported = bool(p["cnmi"])
             if not self.cnmi_supported:

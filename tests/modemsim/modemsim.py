@@ -50,6 +50,7 @@ scriptable and observable.  So:
         "registered":bool, "roaming":bool, "operator":name,
         "operator_numeric":"20601", "smsc":"+32...", "call_duration":s|null,
         "cnmi":bool (false: AT+CNMI answers ERROR), "creg":0-5|null (forced +CREG stat),
+        "pdu":bool (false: text mode only, AT+CMGF=0 answers ERROR),
         "number":"+32..."|null (subscriber number, AT+CNUM; must be unused),
         "route_delay":s (SMS routed to this modem arrive s later; default 0),
         "route_drop":bool (SMS routed to this modem are lost: a dead SIM)}

@@ -202,6 +202,27 @@ static void test_hang(Modem *m1)
 	check_int(ev.result, 0);
 }
 
+/* A modem that speaks text mode only refuses AT+CMGF=0: libgammu sends for it, in text mode,
+ * instead of the PDU exchange. Replugged around the change, so that the new connection is the
+ * first to ask. */
+static void test_text_mode_only(Modem *m1)
+{
+	ModemEvent ev;
+
+	untrack(m1);
+	check(sim_control("{\"cmd\":\"set\",\"modem\":\"gsm1\",\"pdu\":false}"));
+	check(sim_control("{\"cmd\":\"unplug\",\"modem\":\"gsm1\"}"));
+	check(wait_state(m1, 1u << MODEM_STATE_ABSENT | 1u << MODEM_STATE_FAILED, NULL, 30000));
+	check(sim_control("{\"cmd\":\"replug\",\"modem\":\"gsm1\"}"));
+	check(wait_state(m1, 1u << MODEM_STATE_OK, NULL, 60000));
+	check_int(modem_send(m1, 32, NUMBER, "from a text mode modem"), 0);
+	check(wait_event(m1, MODEM_EVENT_SENT, &ev, 30000));
+	check_int(ev.job, 32);
+	check_int(ev.result, 0);
+	check(sim_got(NUMBER, "from a text mode modem"));
+	check(sim_control("{\"cmd\":\"set\",\"modem\":\"gsm1\",\"pdu\":true}"));
+}
+
 /* An unplugged modem: absent, jobs refused, back after replug. */
 static void test_unplug(Modem *m0)
 {
@@ -553,6 +574,7 @@ int main(void)
 	run_arg(test_errors, m0);
 	run_arg(test_status, m0);
 	run_arg(test_hang, m1);
+	run_arg(test_text_mode_only, m1);
 	run_arg(test_unplug, m0);
 	run_arg(test_receive, m3);
 	run_arg(test_receive_confirm, m3);
