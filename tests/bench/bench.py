@@ -22,9 +22,9 @@ numbers are those the methods refer to):
 
     1. latency     phase_latency.py     alert -> AT+CMGS, gatewayd and the peers; idle CPU
     2. throughput  phase_throughput.py  durable acceptance, alerts/s, no modem
-    3. sms         phase_sms.py         SMS per second on 1, 2 and 4 modems
+    3. sms         phase_sms.py         SMS per second on 1, 2, 4 and 8 modems
     4. rss         phase_rss.py         memory with 100,000 alerts queued
-    6. history     phase_history.py     status and send with 1,000,000 finished alerts; the purge
+    6. history     phase_history.py     1,000,000 finished alerts: status, send, RSS; the purge
        faults      phase_faults.py      a modem hanging mid-send, a modem replugged
        voice       phase_voice.py       the last SMS path failed -> ATD on the dial-out line
     5. cluster     phase_cluster.py     two gatewayd on two real corosync nodes (root)

@@ -498,7 +498,7 @@ def print_cluster(out: dict) -> None:
         print(f"\nGoal <= token + consensus + 0.5 s = {TAKEOVER_GOAL} s: to the first AT+CMGS "
               f"{'met' if max(cm) <= TAKEOVER_GOAL else 'NOT met'} (max {max(cm):.2f} s); to "
               f"the SMS completed {'met' if max(dn) <= TAKEOVER_GOAL else 'NOT met'} (max "
-              f"{max(dn):.2f} s; libgammu sleeps ~0.6 s between '> ' and Ctrl-Z). Pending "
+              f"{max(dn):.2f} s). Pending "
               f"alerts of a at the kill: {', '.join(str(r['pending']) for r in rs)}"
               f"{'; ownership mispredicted ' + str(tk['mispredicted']) if tk['mispredicted'] else ''}"
               ". A single node has no takeover.")

@@ -140,8 +140,9 @@ def run(ctx, work: str, args) -> list[dict]:
     gw = results[0]
     print(f"\ngatewayd: 'queued' reply (fsync'd) p50 {ms(pct(gw['replies'], 50))}, "
           f"p99 {ms(pct(gw['replies'], 99))}; RSS idle {gw['rss_kb'] / 1024:.1f} MB.")
-    print("'to Ctrl-Z' = the PDU complete at the modem: libgammu (gatewayd, gammu-smsd) waits "
-          "~0.6 s between the '> ' prompt and Ctrl-Z, smstools3 writes PDU and Ctrl-Z at once.")
+    print("'to Ctrl-Z' = the PDU complete at the modem: libgammu's send path (gammu-smsd) waits "
+          "~0.6 s between the '> ' prompt and Ctrl-Z; gatewayd (its own AT+CMGS exchange, "
+          "libgammu encoding) and smstools3 write PDU and Ctrl-Z at the prompt.")
     print("Peers ran concurrently, each on its own simulated modem, after gatewayd ran alone; "
           f"idle CPU over {idle_window:g} s. Small n for the peers: their polls take 1-30 s.")
     return results
