@@ -131,7 +131,8 @@ typedef struct Worker {
 	int pdu_mode;
 
 	/* The answer to the part being sent: set by worker_send_status(), called from inside
-	 * GSM_ReadDevice(), or by worker_on_cmgs(). send_cme: the error was +CME, not +CMS. */
+	 * GSM_ReadDevice(), or from the reply to our own AT+CMGS (worker_send_part_at()).
+	 * send_cme: the error was +CME, not +CMS. */
 	bool send_answered;
 	int send_status;
 	int send_ref;
@@ -1505,7 +1506,8 @@ typedef struct WorkerExchange {
 	ChatResult result;
 	int error_code;
 	bool prompted;
-	int ref; /* of "+CMGS: <mr>" */
+	int ref;        /* of "+CMGS: <mr>" */
+	char final[64]; /* the final line, for the log */
 } WorkerExchange;
 
 static void worker_on_reply(Chat *chat, int r, const ChatReply *reply, void *userdata)
@@ -1518,6 +1520,7 @@ static void worker_on_reply(Chat *chat, int r, const ChatReply *reply, void *use
 		return;
 	x->result = reply->result;
 	x->error_code = reply->error_code;
+	snprintf(x->final, sizeof(x->final), "%s", reply->final);
 	x->prompted = reply->prompted;
 	for (size_t i = 0; i < reply->n_lines; i++) {
 		unsigned mr;
@@ -1608,7 +1611,7 @@ static GSM_Error worker_pdu_mode(Worker *w)
 		log_ctx(LOG_NOTICE, w->ctx,
 		        "%s refuses PDU mode (AT+CMGF=0: %s): libgammu sends, 0.6 s slower per "
 		        "part",
-		        w->device, x.result == CHAT_OK ? "OK" : chat_result_to_string(x.result));
+		        w->device, x.final);
 	return ERR_NONE;
 }
 
