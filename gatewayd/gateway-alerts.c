@@ -148,6 +148,7 @@ int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	};
 	LogContext ctx = {.alert_id = id, .modem = res.modem};
 	DeliveryChange change;
+	uint64_t resolved_at = 0;
 	int r;
 
 	r = store_delivery_result(g->store, id, to, &res, &change);
@@ -165,10 +166,12 @@ int apply_result(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		if (r < 0)
 			return r;
 		/* A page that was on its way when the alert was resolved reached someone: they
-		 * get the all-clear too. */
-		r = store_alert_is_resolved(g->store, id);
+		 * get the all-clear too. It follows the resolve even when the modem finished the
+		 * page (res.at) before the resolve was applied. */
+		r = store_alert_resolved_at(g->store, id, &resolved_at);
 		if (r > 0)
-			r = escalation_all_clear(g, id, to, res.node, res.at);
+			r = escalation_all_clear(g, id, to, res.node,
+			                         MAX(res.at, resolved_at + ALL_CLEAR_AFTER_USEC));
 		if (r < 0)
 			return r;
 	} else if (change.new_state == DELIVERY_FAILED) {
@@ -271,7 +274,8 @@ int apply_resolve(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		/* Who resolved it by SMS gets a confirmation instead (gateway-commands.c). */
 		if (resolver && streq(resolver->number, json_string_value(v)))
 			continue;
-		r = escalation_all_clear(g, id, json_string_value(v), node, at);
+		r = escalation_all_clear(g, id, json_string_value(v), node,
+		                         at + ALL_CLEAR_AFTER_USEC);
 		if (r < 0)
 			return r;
 	}

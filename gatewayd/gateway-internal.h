@@ -396,7 +396,10 @@ int ack_instruction(Gateway *g, const char *alert_id, const char *text, char **r
  * a critical alert "ack_code", what its SMS asks to reply. */
 void escalation_alert_oncall(Gateway *g, json_t *alert);
 /* The all-clear to a number a resolved alert reached ("RESOLVED: <text>", unless [escalation]
- * notify_resolved is off): once per alert and number, whoever asks, and in the alert's story. */
+ * notify_resolved is off): once per alert and number, whoever asks, and in the alert's story.
+ * Its time is at least ALL_CLEAR_AFTER_USEC after the resolve's, so that the story (ordered by
+ * time, then by name) tells the resolve first on every node. */
+#define ALL_CLEAR_AFTER_USEC 1
 int escalation_all_clear(Gateway *g, const char *alert_id, const char *number, const char *node,
                          uint64_t at);
 int ack_confirm(Gateway *g, const char *alert_id, const char *by, const char *node, uint64_t at);

@@ -741,9 +741,23 @@ int store_alert_is_over(Store *s, const char *id)
 	                 id);
 }
 
-int store_alert_is_resolved(Store *s, const char *id)
+int store_alert_resolved_at(Store *s, const char *id, uint64_t *ret_at)
 {
-	return alert_has(s, "SELECT 1 FROM alerts WHERE id = ?1 AND res_at IS NOT NULL", id);
+	static const char sql[] = "SELECT res_at FROM alerts WHERE id = ?1 AND res_at IS NOT NULL";
+	sqlite3_stmt *st = store_cached(s, sql);
+	int rc, r = 0;
+
+	if (!st)
+		return STORE_IO;
+	store_bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_at = (uint64_t)sqlite3_column_int64(st, 0);
+		r = 1;
+	} else if (rc != SQLITE_DONE)
+		r = store_fail(s, rc, "reading an alert");
+	store_stmt_done(st);
+	return r;
 }
 
 int store_alert_paged(Store *s, const char *id, int (*cb)(const char *number, void *userdata),

@@ -150,8 +150,9 @@ int store_alert_resolvable(Store *s, const char *id);
 /* The latest alert with this dedupe key that store_alert_resolvable() accepts: 1 with ret_id
  * set, 0 when there is none. */
 int store_alert_resolvable_by_key(Store *s, const char *key, char ret_id[static 33]);
-/* 1 when the alert is resolved, 0 when not or unknown. */
-int store_alert_is_resolved(Store *s, const char *id);
+/* 1 with the time it was resolved in *ret_at when the alert is resolved, 0 when not or
+ * unknown. */
+int store_alert_resolved_at(Store *s, const char *id, uint64_t *ret_at);
 /* 1 when the alert is resolved or silenced (over, or held back), 0 when not or unknown. */
 int store_alert_is_over(Store *s, const char *id);
 /* Calls cb for each number a delivery of the alert reached (sent or delivered): those an
