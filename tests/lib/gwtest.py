@@ -107,6 +107,7 @@ class Gateway:
     def start(self, wait_modems: int | None = None, timeout: float = 30.0):
         log = open(self.log_path, "ab")
         cmd = self.h.wrapper + [GATEWAYD, "-c", self.config_path]
+        self.started = time.monotonic()  # the daemon's timers count from about here
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                      env=self.env)
         log.close()
