@@ -88,7 +88,11 @@ def test_a_locked_database_on_one_node_then_its_peer_dies(rig):
     time.sleep(SETTLE)
     got = c.texts()
     twice = {t: k for t, k in got.items() if t in accepted.values() and k > 1}
-    assert not twice, f"sent more than once: {twice}"
+    # Only the send in flight on a at the kill (one modem: one job at a time) may be repeated:
+    # the network took it, a died before the 'sent' reached b (at least once, DESIGN 2).
+    assert len(twice) <= 1 and all(k == 2 for k in twice.values()), \
+        f"more repeats than sends in flight on the dead node: {twice}"
+    assert all(t.startswith("locked-b ") for t in twice), f"repeated after the kill: {twice}"
     c.wait_agree(accepted, nodes="b", timeout=30)
     summary(f"{len(accepted)} alerts queued across two 4-5 s locks of b's database and a's "
             f"kill -9: all on b, all delivered once "
