@@ -154,7 +154,8 @@ def test_figures_match_what_happened(h):
                      and value(s, "gatewayd_alerts", state="queued") == 1) else None
     wait_until(waiting, 20, "a failed attempt and a waiting alert in the metrics file",
                interval=0.2)
-    assert gw.get(stuck)["state"] == "queued"
+    # Waiting: between two tries, or in one (the network refuses it in a few ms).
+    assert gw.get(stuck)["state"] in ("queued", "sending"), gw.get(stuck)
 
     # A clean stop says so, and leaves no temporary file behind.
     gw.stop()
