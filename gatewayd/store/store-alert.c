@@ -715,8 +715,9 @@ int store_alert_resolvable_by_key(Store *s, const char *key, char ret_id[static 
 	return r;
 }
 
-/* 1 when the query, bound to the alert id, has a row; 0 when not. */
-static int alert_has(Store *s, const char *sql, const char *id)
+/* 1 when the query, bound to the alert id, has a row (its first column in *ret_first unless
+ * NULL); 0 when not. */
+static int alert_has(Store *s, const char *sql, const char *id, uint64_t *ret_first)
 {
 	sqlite3_stmt *st = store_cached(s, sql);
 	int rc, r = 0;
@@ -725,9 +726,11 @@ static int alert_has(Store *s, const char *sql, const char *id)
 		return STORE_IO;
 	store_bind_text(st, 1, id);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
+		if (ret_first)
+			*ret_first = (uint64_t)sqlite3_column_int64(st, 0);
 		r = 1;
-	else if (rc != SQLITE_DONE)
+	} else if (rc != SQLITE_DONE)
 		r = store_fail(s, rc, "reading an alert");
 	store_stmt_done(st);
 	return r;
@@ -738,26 +741,13 @@ int store_alert_is_over(Store *s, const char *id)
 	return alert_has(s,
 	                 "SELECT 1 FROM alerts WHERE id = ?1 AND (res_at IS NOT NULL OR "
 	                 "silence IS NOT NULL)",
-	                 id);
+	                 id, NULL);
 }
 
 int store_alert_resolved_at(Store *s, const char *id, uint64_t *ret_at)
 {
-	static const char sql[] = "SELECT res_at FROM alerts WHERE id = ?1 AND res_at IS NOT NULL";
-	sqlite3_stmt *st = store_cached(s, sql);
-	int rc, r = 0;
-
-	if (!st)
-		return STORE_IO;
-	store_bind_text(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*ret_at = (uint64_t)sqlite3_column_int64(st, 0);
-		r = 1;
-	} else if (rc != SQLITE_DONE)
-		r = store_fail(s, rc, "reading an alert");
-	store_stmt_done(st);
-	return r;
+	return alert_has(s, "SELECT res_at FROM alerts WHERE id = ?1 AND res_at IS NOT NULL", id,
+	                 ret_at);
 }
 
 int store_alert_paged(Store *s, const char *id, int (*cb)(const char *number, void *userdata),
