@@ -3,6 +3,7 @@
 
     ninja -C build && /usr/bin/python3 tests/bench/bench.py [--quick]
         [--only latency|throughput|sms|rss|history|faults|voice|cluster] [--seed N] [--keep]
+        [--parts accept,takeover,catchup,sms,three]   (of the cluster phase; default: all)
 
 This is a measurement, not a test: it prints tables and exits 0 whatever the figures are
 (it exits 1 only if it could not measure at all, e.g. the binaries are not built).
@@ -119,6 +120,8 @@ def main(argv) -> int:
     p.add_argument("--only", choices=[name for name, _ in PHASES])
     p.add_argument("--seed", type=int, default=1, help="seed of the random injection phases")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    p.add_argument("--parts", help="the cluster phase's parts to run, comma-separated "
+                   "(accept, takeover, catchup, sms, three; default: all)")
     args = p.parse_args(argv)
     if not os.access(GATEWAYD, os.X_OK):
         print(f"{GATEWAYD} not found: build first (meson setup build && ninja -C build)")

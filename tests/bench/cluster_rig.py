@@ -1,4 +1,5 @@
-"""The two-node rig of tests/lib/gwcluster.py, as bench.py's cluster phase uses it.
+"""The cluster rig of tests/lib/gwcluster.py (two nodes, or three), as bench.py's cluster phase
+uses it.
 
 gwcluster.Cluster (two real corosync in network namespaces, one modem simulator, two gatewayd
 with ipc:// endpoints) is used as it is; this module only adds what a benchmark needs and the
@@ -55,7 +56,7 @@ class BenchCluster(Cluster):
         super().__init__(name, **kw)
         self.with_modems = modems
         if not modems:
-            self.nodes = {n: NoModemNode(self, n) for n in NODE_NAMES}
+            self.nodes = {n: NoModemNode(self, n) for n in self.names}
 
     def start_nomodem(self, name: str, wipe_state: bool = False, timeout: float = 30.0):
         """Starts a daemon without waiting for a modem: until it answers status."""
@@ -70,7 +71,7 @@ class BenchCluster(Cluster):
         return n
 
     def start_both_nomodem(self) -> None:
-        for name in NODE_NAMES:
+        for name in self.names:
             self.start_nomodem(name)
 
     def daemon_pid(self, name: str) -> int | None:
@@ -89,7 +90,7 @@ class BenchCluster(Cluster):
     def demote_corosync(self) -> int:
         """Every thread of both corosyncs to SCHED_OTHER; returns how many threads."""
         n = 0
-        for name in NODE_NAMES:
+        for name in self.names:
             pid = self.corosync_pid(name)
             for tid in os.listdir(f"/proc/{pid}/task"):
                 try:
@@ -99,10 +100,11 @@ class BenchCluster(Cluster):
                     pass
         return n
 
-    def runqueue_wait(self, names=NODE_NAMES) -> float:
-        """Seconds the named daemons' threads have spent runnable but waiting for a core
-        (/proc/PID/task/TID/schedstat, second field), summed."""
+    def runqueue_wait(self, names=None) -> float:
+        """Seconds the named daemons' (default: all) threads have spent runnable but waiting
+        for a core (/proc/PID/task/TID/schedstat, second field), summed."""
         total = 0
+        names = self.names if names is None else names
         for name in names:
             pid = self.daemon_pid(name)
             if not pid:
@@ -115,8 +117,10 @@ class BenchCluster(Cluster):
                     pass
         return total / 1e9
 
-    def cpu(self, names=NODE_NAMES, corosync: bool = False) -> float:
-        """CPU seconds so far of the named daemons (and their corosyncs if asked)."""
+    def cpu(self, names=None, corosync: bool = False) -> float:
+        """CPU seconds so far of the named daemons (default: all; and their corosyncs if
+        asked)."""
+        names = self.names if names is None else names
         pids = [self.daemon_pid(n) for n in names]
         if corosync:
             pids += [self.corosync_pid(n) for n in names]

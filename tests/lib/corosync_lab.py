@@ -1,4 +1,4 @@
-"""Two real corosync nodes on one machine, each in its own network namespace.
+"""Two (or three) real corosync nodes on one machine, each in its own network namespace.
 
     from corosync_lab import Lab, Skip
     with Lab(tempfile.mkdtemp(), token_ms=1000) as lab:     # up() on enter, down() on exit
@@ -19,6 +19,11 @@ are abstract unix sockets, which are per network namespace, while /dev/shm stays
 A partition is a silent drop of incoming IP on both sides: the `local` routing rule is moved
 from pref 0 to pref 20 at setup, so that `ip rule add pref 10 iif VETH blackhole` takes effect
 (the image has no iptables/nft, and its kernel no tc drop actions).
+
+Three nodes (Lab(dir, names=("a", "b", "c")); c is nodeid 3, 192.0.2.3): each node's veth
+has its peer in a hub namespace (gw-hub-XXXXXX) where a bridge joins them; votequorum without
+two_node (two of three are a quorum). partition() then cuts every node off from every other;
+isolate(name) cuts one node off from the rest, which stay together.
 
 Every name is unique per Lab (a random suffix: namespaces gw-a-XXXXXX, veth gwXXXXXXa, which
 stays within IFNAMSIZ), so parallel runs never collide. Everything started is recorded by PID
@@ -47,6 +52,7 @@ import waiting  # noqa: E402
 NODES = {
     "a": {"nodeid": 1, "addr": "192.0.2.1"},
     "b": {"nodeid": 2, "addr": "192.0.2.2"},
+    "c": {"nodeid": 3, "addr": "192.0.2.3"},
 }
 PREFIX_LEN = 24
 TOOLS = ["corosync", "corosync-keygen", "corosync-quorumtool", "corosync-cfgtool",
@@ -95,6 +101,7 @@ class Node:
         self.addr = addr
         self.netns = f"gw-{name}-{lab.suffix}"
         self.veth = f"gw{lab.suffix}{name}"  # 2 + 6 + 1 = 9 characters
+        self.hub_veth = f"gh{lab.suffix}{name}"  # its peer on the bridge (three nodes)
         self.dir = lab.dir / name
         self.conf = self.dir / "corosync.conf"
         self.log = self.dir / "corosync.log"
@@ -110,10 +117,14 @@ class Node:
 
 
 class Lab:
-    """Two corosync nodes, "a" and "b", in network namespaces. See the module's comment."""
+    """Corosync nodes "a" and "b" (and "c" with names=("a", "b", "c")) in network namespaces.
+    See the module's comment."""
 
     def __init__(self, dir, token_ms: int | None = 1000, crypto: bool = True,
-                 handle_signals: bool = True, quiet: bool = False):
+                 handle_signals: bool = True, quiet: bool = False,
+                 names: tuple = ("a", "b")):
+        if len(names) < 2 or any(n not in NODES for n in names) or len(set(names)) != len(names):
+            raise LabError(f"nodes must be two or three of {', '.join(NODES)}: {names}")
         self.dir = Path(dir).absolute()
         self.token_ms = token_ms
         self.crypto = crypto
@@ -121,7 +132,9 @@ class Lab:
         self.quiet = quiet
         self.suffix = secrets.token_hex(3)
         self.authkey = self.dir / "authkey"
-        self.nodes = {n: Node(self, n, v["nodeid"], v["addr"]) for n, v in NODES.items()}
+        self.names = tuple(names)
+        self.nodes = {n: Node(self, n, NODES[n]["nodeid"], NODES[n]["addr"]) for n in names}
+        self.hub_netns = f"gw-hub-{self.suffix}"
         self.netns_made: list[str] = []
         self.corosync_pids: list[int] = []  # every corosync started, for the shm cleanup
         self.clients: list[subprocess.Popen] = []
@@ -150,7 +163,8 @@ class Lab:
         return r
 
     def up(self, timeout: float = 60.0) -> "Lab":
-        """Namespaces, veth, configs, authkey; starts both nodes; waits for quorum with 2 votes."""
+        """Namespaces, veth, configs, authkey; starts every node; waits until all are quorate
+        with every vote."""
         self.check_can_run()
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.handle_signals:
@@ -166,27 +180,43 @@ class Lab:
                 self._write_config(node)
             for node in self.nodes.values():
                 self.start(node.name)
-            self.wait_quorate(["a", "b"], votes=2, timeout=timeout)
+            self.wait_quorate(list(self.names), votes=len(self.names), timeout=timeout)
         except BaseException:
             self.down()
             raise
         self.up_seconds = time.monotonic() - t0
-        self.log(f"up in {self.up_seconds:.2f} s (namespaces {self.nodes['a'].netns}, "
-                 f"{self.nodes['b'].netns})")
+        self.log(f"up in {self.up_seconds:.2f} s (namespaces "
+                 f"{', '.join(n.netns for n in self.nodes.values())})")
         return self
 
+    def _add_netns(self, ns: str) -> None:
+        r = self._ip("netns", "add", ns, check=False)
+        if r.returncode != 0:
+            if not self.netns_made:
+                raise Skip(f"cannot create a network namespace: {r.stderr.strip()}")
+            raise LabError(f"ip netns add {ns}: {r.stderr.strip()}")
+        self.netns_made.append(ns)
+
     def _make_network(self) -> None:
-        a, b = self.nodes["a"], self.nodes["b"]
-        for node in (a, b):
-            r = self._ip("netns", "add", node.netns, check=False)
-            if r.returncode != 0:
-                if not self.netns_made:
-                    raise Skip(f"cannot create a network namespace: {r.stderr.strip()}")
-                raise LabError(f"ip netns add {node.netns}: {r.stderr.strip()}")
-            self.netns_made.append(node.netns)
-        self._ip("link", "add", a.veth, "netns", a.netns, "type", "veth",
-                 "peer", "name", b.veth, "netns", b.netns)
-        for node in (a, b):
+        nodes = list(self.nodes.values())
+        for node in nodes:
+            self._add_netns(node.netns)
+        if len(nodes) == 2:
+            a, b = nodes
+            self._ip("link", "add", a.veth, "netns", a.netns, "type", "veth",
+                     "peer", "name", b.veth, "netns", b.netns)
+        else:
+            # A bridge in a namespace of its own, one veth from each node to it.
+            self._add_netns(self.hub_netns)
+            bridge = f"gb{self.suffix}"
+            self._ip("-n", self.hub_netns, "link", "add", bridge, "type", "bridge")
+            self._ip("-n", self.hub_netns, "link", "set", bridge, "up")
+            for node in nodes:
+                self._ip("link", "add", node.veth, "netns", node.netns, "type", "veth",
+                         "peer", "name", node.hub_veth, "netns", self.hub_netns)
+                self._ip("-n", self.hub_netns, "link", "set", node.hub_veth, "master", bridge)
+                self._ip("-n", self.hub_netns, "link", "set", node.hub_veth, "up")
+        for node in nodes:
             self._ip("-n", node.netns, "addr", "add", f"{node.addr}/{PREFIX_LEN}",
                      "dev", node.veth)
             self._ip("-n", node.netns, "link", "set", node.veth, "up")
@@ -202,6 +232,7 @@ class Lab:
                   "    crypto_hash: sha256\n" if self.crypto else
                   "    crypto_cipher: none\n    crypto_hash: none\n")
         token = f"    token: {self.token_ms}\n" if self.token_ms else ""
+        two_node = "    two_node: 1\n" if len(self.nodes) == 2 else ""
         nodelist = "".join(
             f"    node {{\n        name: {n.name}\n        nodeid: {n.nodeid}\n"
             f"        ring0_addr: {n.addr}\n    }}\n" for n in self.nodes.values())
@@ -210,7 +241,8 @@ class Lab:
             "totem {\n    version: 2\n    cluster_name: gwlab\n    transport: knet\n"
             f"{crypto}    keyfile: {self.authkey}\n{token}}}\n"
             f"nodelist {{\n{nodelist}}}\n"
-            "quorum {\n    provider: corosync_votequorum\n    two_node: 1\n"
+            "quorum {\n    provider: corosync_votequorum\n"
+            f"{two_node}"
             "    wait_for_all: 0\n}\n"
             "logging {\n    to_stderr: no\n    to_syslog: no\n    to_logfile: yes\n"
             f"    logfile: {node.log}\n    timestamp: hires\n}}\n"
@@ -222,7 +254,7 @@ class Lab:
         try:
             return self.nodes[name]
         except KeyError:
-            raise LabError(f"no node {name!r} (nodes: a, b)") from None
+            raise LabError(f"no node {name!r} (nodes: {', '.join(self.names)})") from None
 
     def start(self, name: str) -> int:
         """Starts the node's corosync (not waiting for anything); returns its pid."""
@@ -361,6 +393,21 @@ class Lab:
         self.partitioned = True
         return t
 
+    def isolate(self, name: str) -> float:
+        """Silently drops all IP traffic between node `name` and the others, both ways; the
+        others still reach one another. heal() ends it. Returns the time."""
+        cut = self.node(name)
+        t = time.monotonic()
+        for node in self.nodes.values():
+            if node is cut:
+                self._ip("-n", node.netns, "rule", "add", "pref", "10", "iif", node.veth,
+                         "blackhole")
+            else:
+                self._ip("-n", node.netns, "rule", "add", "pref", "10", "from", cut.addr,
+                         "blackhole")
+        self.partitioned = True
+        return t
+
     def heal(self) -> float:
         t = time.monotonic()
         for node in self.nodes.values():
@@ -450,7 +497,7 @@ class Lab:
         return False
 
     def status(self) -> str:
-        """A human summary for failure reports: quorum, links and CPG groups on both nodes."""
+        """A human summary for failure reports: quorum, links and CPG groups on every node."""
         lines = []
         for n in self.nodes:
             for argv in (["corosync-quorumtool", "-s"], ["corosync-cfgtool", "-n"],

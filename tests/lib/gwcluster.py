@@ -1,4 +1,4 @@
-"""Two gatewayd nodes on two real corosync nodes and one modem simulator.
+"""Two (or three) gatewayd nodes on real corosync nodes and one modem simulator.
 
     from gwcluster import main
     def test_something(rig):
@@ -25,15 +25,17 @@ What is where:
 Cluster(name, peer_grace=None (written only when set), send_delay=0 (simulator),
         modem_extra={"a": "...keys of [modem gsm0]..."}, extra={"a": "...more sections..."},
         modems_per_node=1 (node a's gsm0, gsm1, ... are simulator modems a0, a1, ...; same
-        keys for each))
+        keys for each), nodes=("a", "b") (("a", "b", "c"): three corosync nodes on a bridge,
+        node c with simulator modem c0))
 Cluster API (every wait is bounded and raises AssertionError saying what it waited for):
   start(name, wipe_state=False, wait=True)   corosync too if it is not running; waits until the
                                              daemon answers status and its own modem is up
-  start_both(), stop(name) (SIGTERM), kill9(name) (SIGKILL daemon and corosync, by pid)
+  start_both() = start_all(), stop(name) (SIGTERM),
+  kill9(name) (SIGKILL daemon and corosync, by pid)
   kill9_daemon(name)                         SIGKILL the daemon only (corosync stays)
   corosync_kill(name) / corosync_start(name) / restart_corosync(name, down_for=0)
                                              corosync only, under a running daemon
-  partition() / heal()
+  partition() / heal(), isolate(name) (one node cut off from the others; heal() ends it)
   node(name) -> Node: send/get/status/queue/request (bounded timeouts), alive(), log_tail()
   send(name, to, text, **fields), get(name, id), status(name), queue(name)
   wait_members(names=("a","b"), want=("a","b"))
@@ -84,9 +86,9 @@ except ImportError:  # pragma: no cover
 GATEWAYD = os.path.abspath(os.environ.get("GATEWAYD", "build/gatewayd/gatewayd"))
 GATEWAYCTL = os.path.abspath(os.environ.get("GATEWAYCTL", "build/gatewayd/gatewayctl/gatewayctl"))
 
-NODE_NAMES = ("a", "b")
-NODE_IDS = {"a": 1, "b": 2}
-SIM_MODEM = {"a": "a0", "b": "b0"}  # simulator modem of each node
+NODE_NAMES = ("a", "b")  # the default; Cluster(nodes=("a", "b", "c")) makes three
+NODE_IDS = {"a": 1, "b": 2, "c": 3}
+SIM_MODEM = {"a": "a0", "b": "b0", "c": "c0"}  # simulator modem of each node
 
 FNV_OFFSET, FNV_PRIME, MASK = 0xcbf29ce484222325, 0x100000001b3, (1 << 64) - 1
 
@@ -101,7 +103,8 @@ def owner(alert_id: str, number: str, nodes=NODE_NAMES) -> str:
     """The node that sends a delivery (or, with number "escalation", publishes an alert's
     escalation steps) while every node in `nodes` is eligible: gatewayd/members.c
     members_owner, FNV-1a 64 of the id then the number, modulo the eligible nodes in name
-    order."""
+    order. A delivery's sender (members_sender) weighs each node by its usable modems: the
+    same answer while every node has one."""
     eligible = sorted(nodes)
     return eligible[fnv1a(fnv1a(FNV_OFFSET, alert_id), number) % len(eligible)]
 FINAL = ("sent", "delivered", "failed", "expired")
@@ -265,13 +268,13 @@ class Node:
 
 
 class Cluster:
-    """Lab + simulator + two gatewayd. See the module's comment. Use as a context manager, or
+    """Lab + simulator + a gatewayd per node. See the module's comment. Use as a context manager, or
     through Rig.cluster() which closes it when the test ends."""
 
     def __init__(self, name: str = "cluster", peer_grace: int | None = None,
                  send_delay: float = 0.0, modem_extra: dict | None = None,
                  extra: dict | None = None, token_ms: int = 1000, quiet: bool = True,
-                 modems_per_node: int = 1):
+                 modems_per_node: int = 1, nodes=NODE_NAMES):
         self.dir = tempfile.mkdtemp(prefix=f"gwc-{name[:20]}-")
         self.modems_per_node = modems_per_node
         self.peer_grace = peer_grace
@@ -286,7 +289,8 @@ class Cluster:
         self.sim: Sim | None = None
         self.ctx = zmq.Context()
         self.sockets = []
-        self.nodes = {n: Node(self, n) for n in NODE_NAMES}
+        self.names = tuple(nodes)
+        self.nodes = {n: Node(self, n) for n in self.names}
         self.dead: set[str] = set()  # daemons stopped on purpose
         self.group = "gwt"
         self.closed = False
@@ -297,7 +301,7 @@ class Cluster:
         """Lab up (raises corosync_lab.Skip when it cannot run here), then the simulator."""
         try:
             self.lab = Lab(os.path.join(self.dir, "lab"), token_ms=self.token_ms,
-                           quiet=self.quiet)
+                           quiet=self.quiet, names=self.names)
             self.lab.up()
             self.group = f"gwt-{self.lab.suffix}"
             self.sim = Sim.start(os.path.join(self.dir, "sim"),
@@ -359,7 +363,8 @@ class Cluster:
         try:
             return self.nodes[name]
         except KeyError:
-            raise AssertionError(f"no node {name!r} (nodes: a, b)") from None
+            raise AssertionError(f"no node {name!r} (nodes: {', '.join(self.names)})") \
+                from None
 
     def _expect_dead(self, name: str) -> bool:
         return name in self.dead
@@ -392,11 +397,14 @@ class Cluster:
         return n
 
     def start_both(self, wait: bool = True, timeout: float = 30.0) -> None:
-        self.start("a", wait=False)
-        self.start("b", wait=False)
+        """Starts every node's daemon (both, or all three)."""
+        for name in self.names:
+            self.start(name, wait=False)
         if wait:
-            self.wait_ready("a", timeout)
-            self.wait_ready("b", timeout)
+            for name in self.names:
+                self.wait_ready(name, timeout)
+
+    start_all = start_both
 
     def wait_ready(self, name: str, timeout: float = 30.0) -> dict:
         """Until the daemon answers status and lists its own gsm0 as ok or degraded."""
@@ -488,6 +496,9 @@ class Cluster:
     def partition(self) -> float:
         return self.lab.partition()
 
+    def isolate(self, name: str) -> float:
+        return self.lab.isolate(name)
+
     def heal(self) -> float:
         return self.lab.heal()
 
@@ -512,8 +523,11 @@ class Cluster:
         return {m.get("name") for m in (st.get("cluster") or {}).get("members") or []
                 if m.get("online")}
 
-    def wait_members(self, names=NODE_NAMES, want=NODE_NAMES, timeout: float = 20.0) -> float:
-        """Until every node in `names` lists exactly the nodes `want` online. Returns seconds."""
+    def wait_members(self, names=None, want=None, timeout: float = 20.0) -> float:
+        """Until every node in `names` (default: all) lists exactly the nodes `want` (default:
+        all) online. Returns seconds."""
+        names = self.names if names is None else names
+        want = self.names if want is None else want
         t0 = time.monotonic()
         last = {}
 
@@ -609,12 +623,13 @@ class Cluster:
                  for d in alert.get("deliveries") or []), key=repr),
         }
 
-    def wait_agree(self, ids, nodes=NODE_NAMES, timeout: float = 30.0, full: bool = False,
+    def wait_agree(self, ids, nodes=None, timeout: float = 30.0, full: bool = False,
                    final: bool = True) -> dict:
-        """Until `get` on every node in `nodes` shows every alert in the same state (final ones
-        if final), or the same whole view (full: deliveries, attempts, accepted_at ...).
-        Returns {id: {node: alert}} of the last poll."""
+        """Until `get` on every node in `nodes` (default: all) shows every alert in the same
+        state (final ones if final), or the same whole view (full: deliveries, attempts,
+        accepted_at ...). Returns {id: {node: alert}} of the last poll."""
         ids = list(ids)
+        nodes = self.names if nodes is None else nodes
         pending = set(ids)
         result: dict = {}
 
@@ -689,7 +704,8 @@ class Cluster:
         if self.sim:
             c = self.texts()
             out.append(f"--- simulator: {sum(c.values())} SMS ({len(c)} distinct texts), "
-                       f"a0 {len(self.sim.sms('a0'))}, b0 {len(self.sim.sms('b0'))}")
+                       + ", ".join(f"{SIM_MODEM[n]} {len(self.sim.sms(SIM_MODEM[n]))}"
+                                   for n in self.names))
         return "\n".join(out)
 
 
