@@ -25,8 +25,20 @@ Method (the numbers are those of bench.py's list of phases):
    e. catch-up: no modems; b's daemon stopped (SIGTERM; its corosync stays), 100,000
       alerts (ttl 7 d) accepted by a alone as in 2, then b started with an empty state dir.
       Time from that start until b's status queue counts equal a's, neither reports
-      cluster.syncing and both list a and b online (status polled every 0.2 s).
-   --quick: 5,000 alerts, 5 s paced, 1 takeover round, 10,000 alerts to catch up.
+      cluster.syncing and both list a and b online (status polled every 0.2 s). Then
+      (4b) b, in step for 17 s (more than the daemons' 15 s rejoin margin), stopped again;
+      1,000 alerts accepted by a alone; b started on its own disk: time until the same
+      condition, and the records a sent (its log).
+   f. SMS across nodes: modems on every node (simulator), alerts burst to node a alone
+      (ownership spreads them by the daemons' hash), rate = N / (first AT+CMGS .. last
+      completed SMS) over every node's modems, as in 3: two nodes with one modem each, two
+      nodes with two each, three nodes with one each; instant modems (N = 200) and 3 s per
+      send (4 alerts per modem).
+   g. three nodes: a, b, c on a bridge (votequorum without two_node), no modems; the load of
+      a. (8 clients x 8 in flight, spread a, b, c, a, ...: "queued" = committed on all three)
+      and of b. (1,000/s, a third to each node).
+   --quick: 5,000 alerts, 5 s paced, 1 takeover round, 10,000 alerts to catch up; f. with
+   N = 30 and 1 alert per modem at 3 s.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from shared import (GATEWAYD, NUMBER, Gatewayd, Tracker, accept_run, goal, log, 
 
 TAKEOVER_DELAY = 3.0  # simulator send delay of a's modem while alerts pile up behind it
 TAKEOVER_GOAL = 2.7   # token 1000 + consensus 1200 + 0.5 s
+REJOIN_MARGIN = 15.0  # gatewayd's REJOIN_MARGIN_USEC: in step this long, a node has it all
 
 
 class LogWatch:
@@ -374,6 +387,137 @@ def cluster_catchup(args, cr) -> dict:
                          **{f"a: {k}": (v - t0, watch_a.lines[k])
                             for k, v in watch_a.seen.items()}})
         log(f"  caught up in {marks['done']:.1f} s")
+        out["rejoin"] = rejoin_on_disk(c, cr, 200 if args.quick else 1000)
+    finally:
+        close_cluster(c, args)
+    return out
+
+
+def rejoin_on_disk(c, cr, more: int) -> dict:
+    """4b: b, in step with a for longer than the rejoin margin, stopped; `more` alerts accepted
+    by a alone; b started again on its own disk: how long until both agree, and how many
+    records a sent (its log's "In step with the cluster: sent N record(s)")."""
+    time.sleep(REJOIN_MARGIN + 2)
+    c.stop("b")
+    c.wait_members(names=("a",), want=("a",))
+    payloads = [json.dumps({"to": [NUMBER], "text": f"bench rejoin alert {i}",
+                            "key": f"rj-{i}", "ttl": 604800}).encode() for i in range(more)]
+    clients.load(c.node("a").endpoint, payloads, 4, 8)
+    held = c.status("a")["queue"]["queued"]
+    log(f"cluster: rejoin: b back on its disk after {more} alerts accepted by a alone "
+        f"(a holds {held:,} queued)")
+    watch = LogWatch(c.node("a").log_path, ["In step with the cluster", "Sending the cluster"])
+    t0 = time.monotonic()
+    c.start("b", wait=False)
+    deadline = t0 + 300
+    while True:
+        watch.poll()
+        sa = c.node("a").try_request({"op": "status"}, timeout=30)
+        sb = c.node("b").try_request({"op": "status"}, timeout=30)
+        if (sa and sb and sb["queue"] == sa["queue"] and not sa["cluster"]["syncing"]
+                and not sb["cluster"]["syncing"]
+                and cr.Cluster.online_members(sb) == {"a", "b"}
+                and "In step with the cluster" in watch.seen):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"b back on its disk not caught up after 300 s\n"
+                               f"{c.node('b').log_tail(10)}")
+        time.sleep(0.1)
+    seconds = time.monotonic() - t0
+    line = watch.lines["In step with the cluster"]
+    sent = int(line.split("sent ")[1].split(" ")[0])
+    log(f"  caught up in {seconds:.1f} s; a sent {sent:,} records "
+        f"({watch.lines.get('Sending the cluster', '').split(': ', 1)[-1]})")
+    return {"more": more, "held": held, "seconds": seconds, "sent": sent,
+            "how": watch.lines.get("Sending the cluster", "")}
+
+
+def cluster_sms(ctx, args, cr) -> dict:
+    """f: SMS/s over the modems of two and three nodes, alerts burst to node a."""
+    n0, per3 = (30, 1) if args.quick else (200, 4)
+    out = {"runs": []}
+    for names, per_node in ((("a", "b"), 1), (("a", "b"), 2), (("a", "b", "c"), 1)):
+        label = f"{len(names)} nodes x {per_node} modem{'s' if per_node > 1 else ''}"
+        c = cr.BenchCluster(f"bench-sms-{len(names)}x{per_node}", GATEWAYD, modems=True,
+                            nodes=names, modems_per_node=per_node)
+        c.up()
+        try:
+            c.start_all()
+            c.wait_members(timeout=30)
+            modems = [m for n in names for m in c.node(n).sim_modems]
+
+            def all_up():
+                st = c.node("a").try_request({"op": "status"}, timeout=2)
+                return st and sum(m.get("state") == "ok" for m in st.get("modems", [])) \
+                    == len(modems) and not st["cluster"].get("syncing")
+
+            cr.wait_until(all_up, 30, f"{len(modems)} modems ok on node a", interval=0.2)
+            tracker = Tracker(c.sim, modems)
+            tok = token()
+            c.send("a", [NUMBER], f"bench cluster sms warmup {tok}")
+            tracker.wait([tok], 60, c.node("a").check_alive)
+            for delay, n in ((0, n0), (3, per3 * len(modems))):
+                for m in modems:
+                    c.sim.control({"cmd": "set", "modem": m, "send_delay": delay})
+                time.sleep(0.5)
+                log(f"cluster: sms: {label}, delay {delay:g} s, {n} alerts to node a")
+                toks = [token() for _ in range(n)]
+                t_queue, replies = clients.burst(
+                    ctx, c.node("a").endpoint,
+                    [{"to": [NUMBER], "text": f"bench cluster sms {i} {t}"}
+                     for i, t in enumerate(toks)])
+                bad = [r for r in replies if r.get("status") != "queued"]
+                if bad:
+                    raise RuntimeError(f"node a refused: {bad[0]}")
+                recs = tracker.wait(toks, n * (delay + 2) + 60, c.node("a").check_alive)
+                first = min(r["cmgs"] for r in recs.values())
+                last = max(r["done"] for r in recs.values())
+                per_modem: dict[str, int] = {}
+                for r in recs.values():
+                    per_modem[r["modem"]] = per_modem.get(r["modem"], 0) + 1
+                out["runs"].append({"label": label, "nodes": len(names), "modems": len(modems),
+                                    "delay": delay, "n": n, "rate": n / (last - first),
+                                    "first_after": first - t_queue, "per_modem": per_modem})
+                log(f"  {n / (last - first):,.2f} SMS/s, per modem {per_modem}")
+        finally:
+            close_cluster(c, args)
+    return out
+
+
+def cluster_three(args, cr) -> dict:
+    """g: acceptance and paced latency on three modem-less nodes."""
+    total = 5000 if args.quick else 20000
+    paced_n = 1000 * (5 if args.quick else 20)
+    out = {"total": total, "paced_n": paced_n}
+    c = cr.BenchCluster("bench-three", GATEWAYD, modems=False, nodes=("a", "b", "c"))
+    c.up()
+    try:
+        c.start_both_nomodem()
+        c.wait_members(timeout=30)
+        eps = [c.node(n).endpoint for n in ("a", "b", "c")]
+        mark = {}
+
+        def on_start():
+            mark["d"], mark["c"] = c.cpu(), c.cpu(corosync=True)
+            mark["t"] = time.monotonic()
+
+        payloads = [json.dumps({"to": [NUMBER], "text": f"bench three alert {i}",
+                                "key": f"c3-{i}"}).encode() for i in range(total)]
+        log(f"cluster: three nodes: {total} alerts, 8 clients x 8 in flight over a, b, c")
+        res = clients.load(eps, payloads, 8, 8, on_start=on_start)
+        wall = time.monotonic() - mark["t"]
+        d_cpu, all_cpu = c.cpu() - mark["d"], c.cpu(corosync=True) - mark["c"]
+        res["daemons_cpu"] = d_cpu / wall * 100
+        res["corosync_cpu"] = (all_cpu - d_cpu) / wall * 100
+        res["status"] = {n: c.status(n)["queue"]["queued"] for n in ("a", "b", "c")}
+        out["accept"] = res
+        log(f"  {res['rate']:,.0f} alerts/s; queued on a, b, c: {res['status']}")
+        log(f"cluster: three nodes: paced {paced_n} alerts at 1,000/s, a third to each node")
+        payloads = [json.dumps({"to": [NUMBER], "text": f"bench three paced {i}",
+                                "key": f"c3p-{i}"}).encode() for i in range(paced_n)]
+        out["paced"] = clients.paced(eps, payloads, 1000.0)
+        for n in ("a", "b", "c"):
+            c.node(n).check_alive()
     finally:
         close_cluster(c, args)
     return out
@@ -385,9 +529,14 @@ def run(ctx, work: str, args) -> dict | None:
         print(f"\ncluster: not measured here: {reason}")
         return None
     out: dict = {}
+    parts = set(args.parts.split(",")) if getattr(args, "parts", None) else None
     for key, fn in [("accept", lambda: cluster_accept(ctx, work, args, cr)),
                     ("takeover", lambda: cluster_takeover(args, cr, args.seed)),
-                    ("catchup", lambda: cluster_catchup(args, cr))]:
+                    ("catchup", lambda: cluster_catchup(args, cr)),
+                    ("sms", lambda: cluster_sms(ctx, args, cr)),
+                    ("three", lambda: cluster_three(args, cr))]:
+        if parts is not None and key not in parts:
+            continue
         try:
             out[key] = fn()
         except Exception as e:
@@ -405,7 +554,7 @@ def print_cluster(out: dict) -> None:
     acc = out.get("accept") or {}
     if failed("accept"):
         print(f"\ncluster acceptance/latency: could not measure: {failed('accept')}")
-    else:
+    elif acc.get("accept"):
         rows = []
         for label, r, cpu in [
                 ("cluster: 4 clients on a + 4 on b", acc["accept"],
@@ -527,6 +676,51 @@ def print_cluster(out: dict) -> None:
               "nodes exchange state. Daemon log lines (seconds after b's start, polled):")
         for k, (t, line) in sorted(cu["logs"].items(), key=lambda kv: kv[1][0]):
             print(f"    {t:7.2f} s  {k.split(':')[0]}: {line}")
+        rj = cu.get("rejoin")
+        if rj:
+            print(f"\nThen b, in step with a for {REJOIN_MARGIN + 2:.0f} s, stopped; a accepted "
+                  f"{rj['more']:,} alerts alone (holding {rj['held']:,} queued); b started "
+                  f"again on its own disk: caught up in {rj['seconds']:.1f} s, a sent "
+                  f"{rj['sent']:,} records (the exchange of an empty node sends every alert "
+                  "and dedupe row).")
+
+
+    sm = out.get("sms") or {}
+    if failed("sms"):
+        print(f"\ncluster SMS/s: could not measure: {failed('sms')}")
+    elif sm.get("runs"):
+        rows = [[r["label"], f"{r['delay']:g} s", r["n"], f"{r['rate']:,.2f}",
+                 f"{r['rate'] / r['modems']:,.2f}", ms(r["first_after"]),
+                 ", ".join(f"{k} {v}" for k, v in sorted(r["per_modem"].items()))]
+                for r in sm["runs"]]
+        table("Cluster: SMS per second over the modems of every node, alerts burst to node a",
+              ["nodes x modems", "send delay", "alerts", "SMS/s", "per modem", "first AT+CMGS",
+               "SMS per simulator modem"], rows)
+        print("\nAt 3 s per send the rate is the modems' (one SMS per modem per 3 s: 0.33/s "
+              "each); instant modems show what the nodes themselves sustain, every attempt "
+              "replicated to every node, on the same two cores.")
+
+    th = out.get("three") or {}
+    if failed("three"):
+        print(f"\ncluster with three nodes: could not measure: {failed('three')}")
+    elif th.get("accept"):
+        r, p = th["accept"], th["paced"]
+        two = (out.get("accept") or {}).get("accept") or {}
+        table("Cluster of three nodes (a, b, c on a bridge), no modem",
+              ["load", "result", "daemons CPU", "corosyncs CPU", "queued on a / b / c",
+               "errors"],
+              [["8 clients x 8 in flight over a, b, c", f"{r['rate']:,.0f} alerts/s"
+                + (f" (two nodes: {two['rate']:,.0f})" if two.get("rate") else ""),
+                f"{r['daemons_cpu']:.0f} %", f"{r['corosync_cpu']:.0f} %",
+                " / ".join(str(v) for v in r["status"].values()),
+                "; ".join(r["errors"] + [f"{k}: {v}" for k, v in r["other"].items()]) or "-"],
+               ["paced 1,000/s, a third to each", f"{p['queued']}/{th['paced_n']}: p50 "
+                f"{ms(pct(p['lat'], 50))}, p99 {ms(pct(p['lat'], 99))}, max "
+                f"{ms(max(p['lat'], default=float('nan')))}", "", "", "",
+                "; ".join(p["errors"] + [f"{k}: {v}" for k, v in p["other"].items()]) or "-"]])
+        print("\n'queued' means committed on the node that answered and confirmed committed "
+              "by both others; three daemons and three real-time corosyncs share the same "
+              f"{os.cpu_count()} cores.")
 
 
 def summary_rows(clu: dict) -> list[list]:
@@ -554,9 +748,24 @@ def summary_rows(clu: dict) -> list[list]:
                      f"<= {TAKEOVER_GOAL} s",
                      f"AT+CMGS {goal(max(cm) <= TAKEOVER_GOAL)}, done "
                      f"{goal(max(dn) <= TAKEOVER_GOAL)}", "n/a", "n/a"])
+    for r in (clu.get("sms") or {}).get("runs", []):
+        if r["delay"] == 3:
+            rows.append([f"cluster: SMS/s, {r['label']}, 3 s per send",
+                         f"{r['rate']:,.2f}/s ({r['rate'] / r['modems']:,.2f} per modem)", "",
+                         "", "n/a", "n/a"])
+    th = clu.get("three") or {}
+    if th.get("accept"):
+        rows.append(["cluster of three: accepted alerts/s, 8 x 8 in flight over a, b, c",
+                     f"{th['accept']['rate']:,.0f}/s; at 1,000/s p99 "
+                     f"{ms(pct(th['paced']['lat'], 99))}", "", "", "n/a", "n/a"])
     cu = clu.get("catchup") or {}
     if cu.get("marks"):
         rows.append([f"cluster: empty node b caught up on {cu['total']:,} alerts",
                      f"{cu['marks']['done']:.1f} s (an alert sent to a meanwhile waited up to "
                      f"{ms(cu['probe_worst'][1])})", "", "", "n/a", "n/a"])
+        rj = cu.get("rejoin")
+        if rj:
+            rows.append([f"cluster: node b back on its disk, {rj['more']:,} new of "
+                         f"{rj['held']:,}", f"{rj['seconds']:.1f} s, {rj['sent']:,} records "
+                         "sent", "", "", "n/a", "n/a"])
     return rows
