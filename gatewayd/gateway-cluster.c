@@ -1,11 +1,19 @@
-/* gateway-cluster: the gateway as a member of a two-node cluster.
+/* gateway-cluster: the gateway as a member of a cluster of two or more nodes.
  *
- * Each node announces itself and its modems in agreed order (hello, health), so both hold the
+ * Each node announces itself and its modems in agreed order (hello, health), so all hold the
  * same picture for ownership (members.h). A node that answers a client waits for the other
  * members' commit confirmations; a view with a newcomer starts a state exchange (every member
- * sends its history in chunks, then "synced") during which nobody dispatches and new changes
- * wait, so that nothing is decided on half a history; a node that left is taken over, and after
- * a (re)connect alone nothing is sent for [cluster] peer_grace. */
+ * sends, in chunks, what the others may lack, then "synced") during which nobody dispatches and
+ * new changes wait, so that nothing is decided on half a history; a node that left is taken
+ * over, and after a (re)connect alone nothing is sent for [cluster] peer_grace.
+ *
+ * What the others may lack: every change to an alert or a dedupe row is stamped with this
+ * store's revision (store_rev(), moved on once a second). For each other node this one keeps
+ * the first revision that node may not have: a node in step with us (in the view, past an
+ * exchange, its store committing) for REJOIN_MARGIN_USEC holds everything stamped before that.
+ * An exchange then sends the alerts and dedupe rows changed since the lowest such revision of
+ * the others, and everything to a node whose store is not the one it had (its hello names it)
+ * or after a digest difference. */
 #include "gateway-internal.h"
 
 static void sync_finish(Gateway *g, const char *why);
@@ -112,11 +120,92 @@ static json_t *hello_change(Gateway *g)
 	char fp[33];
 
 	config_fingerprint(g->config, fp);
-	return change_pack("hello", "{s:s, s:I, s:I, s:s, s:i, s:b, s:o, s:s*}", "node",
+	return change_pack("hello", "{s:s, s:I, s:I, s:s, s:i, s:b, s:o, s:s*, s:I}", "node",
 	                   g->config->node_name, "nodeid", (json_int_t)g->nodeid, "at",
 	                   (json_int_t)now_realtime_usec(), "fingerprint", fp, "version",
 	                   PROTOCOL_VERSION, "voice", g->voice.dialer != NULL, "modems",
-	                   modems_local_json(g), "store", stall_reason(g));
+	                   modems_local_json(g), "store", stall_reason(g), "store_id",
+	                   (json_int_t)store_id(g->store));
+}
+
+/* Its hello names its store: another one than last time (a new disk) holds nothing of ours. */
+static void rejoin_hello(Gateway *g, MemberNode *n, json_t *c)
+{
+	uint64_t id = ju64(c, "store_id");
+
+	if (id != n->store_id) {
+		if (n->store_id)
+			log_info("Node '%s' is back with another store: it gets all we have",
+			         n->name);
+		n->store_id = id;
+		n->since = 0;
+		n->since_dirty = true;
+	}
+	if (g->sync.active && !n->said_hello) {
+		n->said_hello = true;
+		if (g->sync.stage == SYNC_HELLO)
+			g->sync.chunk_back = true; /* the exchange may start sending */
+	}
+}
+
+int cluster_rejoin_save(Gateway *g)
+{
+	for (size_t i = 0; i < g->members.n; i++) {
+		MemberNode *n = &g->members.nodes[i];
+		int r;
+
+		if (n->self || !n->since_dirty)
+			continue;
+		r = store_node_rejoin(g->store, n->name, n->store_id, n->since);
+		if (r < 0)
+			return r;
+		n->since_dirty = false;
+	}
+	return 0;
+}
+
+/* A node in step with us since before the revision of REJOIN_MARGIN_USEC ago has everything
+ * stamped before it. */
+static void rejoin_mark(Gateway *g, MemberNode *n, uint64_t now)
+{
+	if (!n->in_view || !n->announced || n->store_error[0] || g->sync.active ||
+	    stall_active(g)) {
+		n->whole_since = 0;
+		return;
+	}
+	if (!n->whole_since || now < REJOIN_MARGIN_USEC)
+		return;
+	for (size_t i = g->cluster.n_revs; i > 0; i--) {
+		uint64_t at = g->cluster.revs[i - 1].at, rev = g->cluster.revs[i - 1].rev;
+
+		if (at > now - REJOIN_MARGIN_USEC)
+			continue;
+		if (at >= n->whole_since && rev > n->since) {
+			n->since = rev;
+			n->since_dirty = true;
+		}
+		return;
+	}
+}
+
+static int on_rev_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Gateway *g = userdata;
+	uint64_t now = now_monotonic_usec();
+
+	store_rev_next(g->store);
+	if (g->cluster.n_revs == REV_RING) {
+		memmove(g->cluster.revs, g->cluster.revs + 1,
+		        (REV_RING - 1) * sizeof(g->cluster.revs[0]));
+		g->cluster.n_revs--;
+	}
+	g->cluster.revs[g->cluster.n_revs].at = now;
+	g->cluster.revs[g->cluster.n_revs++].rev = store_rev(g->store);
+	for (size_t i = 0; i < g->members.n; i++)
+		if (!g->members.nodes[i].self)
+			rejoin_mark(g, &g->members.nodes[i], now);
+	sd_event_source_set_time(s, usec + REV_TICK_USEC);
+	return 0;
 }
 
 /* A node's modems and store as it announced them (hello, health): a node whose store cannot
@@ -132,6 +221,8 @@ static void member_health(Gateway *g, MemberNode *n, json_t *c)
 	else if (!store && n->store_error[0])
 		log_info("Node '%s' commits again", n->name);
 	snprintf(n->store_error, sizeof(n->store_error), "%s", store ? store : "");
+	if (store)
+		n->whole_since = 0; /* what it applies now may not last */
 	json_decref(n->modems);
 	n->modems = json_incref(json_object_get(c, "modems"));
 	n->usable_modems = n->store_error[0] ? 0 : count_usable(n->modems);
@@ -175,6 +266,7 @@ int apply_hello(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	n->clock_skew_usec = (int64_t)ju64(c, "at") - (int64_t)now_realtime_usec();
 	snprintf(n->fingerprint, sizeof(n->fingerprint), "%s", jstr(c, "fingerprint"));
 	member_health(g, n, c);
+	rejoin_hello(g, n, c);
 	n->last_seen = now_realtime_usec();
 
 	config_fingerprint(g->config, fp);
@@ -374,12 +466,34 @@ bool cluster_payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodei
 	          jstr(payload, "node"), from_nodeid, (long long)v, PROTOCOL_VERSION);
 	if (g->cluster.n_refused < MEMBERS_MAX)
 		g->cluster.refused[g->cluster.n_refused++] = from_nodeid;
-	/* No confirmation and no "synced" will come from it. */
+	/* No confirmation, no hello and no "synced" will come from it. */
 	for (PendingBatch *b = g->publish.awaiting; b; b = b->next)
 		batch_unwait(b, from_nodeid);
 	awaiting_answer_ready(g);
+	for (size_t i = 0; i < g->sync.n_peers; i++)
+		if (g->sync.peers[i] == from_nodeid) {
+			g->sync.peers[i] = g->sync.peers[--g->sync.n_peers];
+			break;
+		}
 	sync_unwait(g, from_nodeid);
+	cluster_sync_continue(g);
 	return false;
+}
+
+/* Once every other member of the exchange has said hello: what they may lack of ours. */
+static bool sync_since(Gateway *g, uint64_t *ret)
+{
+	uint64_t since = UINT64_MAX;
+
+	for (size_t i = 0; i < g->sync.n_peers; i++) {
+		MemberNode *n = members_by_nodeid(&g->members, g->sync.peers[i]);
+
+		if (!n || !n->said_hello)
+			return false;
+		since = MIN(since, n->store_id ? n->since : 0);
+	}
+	*ret = g->sync.full || since == UINT64_MAX ? 0 : since;
+	return true;
 }
 
 void cluster_sync_continue(Gateway *g)
@@ -389,19 +503,33 @@ void cluster_sync_continue(Gateway *g)
 	char *key_cursor = NULL;
 	int n = 0;
 
+	if (g->sync.active && g->sync.stage == SYNC_HELLO) {
+		if (!sync_since(g, &g->sync.since))
+			return;
+		if (g->sync.since)
+			log_info("Sending the cluster what changed here since revision %llu (of "
+			         "%llu)",
+			         (unsigned long long)g->sync.since,
+			         (unsigned long long)store_rev(g->store));
+		else
+			log_info("Sending the cluster all we have%s",
+			         g->sync.full ? " (the stores differed)" : "");
+		g->sync.stage = SYNC_ALERTS;
+	}
+
 	while (g->sync.active && g->sync.stage != SYNC_DONE) {
 		json_decref(TAKE_PTR(items));
 		switch (g->sync.stage) {
 		case SYNC_ALERTS:
 			kind = "alerts";
-			n = store_export_alerts(g->store, g->sync.alert_cursor, SYNC_CHUNK_BYTES,
-			                        &items, g->sync.alert_cursor);
+			n = store_export_alerts(g->store, g->sync.alert_cursor, g->sync.since,
+			                        SYNC_CHUNK_BYTES, &items, g->sync.alert_cursor);
 			break;
 		case SYNC_DEDUPE:
 			kind = "dedupe";
-			n = store_export_dedupe(g->store,
-			                        g->sync.key_cursor ? g->sync.key_cursor : "",
-			                        SYNC_CHUNK_BYTES, &items, &key_cursor);
+			n = store_export_dedupe(
+			        g->store, g->sync.key_cursor ? g->sync.key_cursor : "",
+			        g->sync.since, SYNC_CHUNK_BYTES, &items, &key_cursor);
 			break;
 		case SYNC_INBOX:
 			kind = "inbox";
@@ -427,6 +555,7 @@ void cluster_sync_continue(Gateway *g)
 			                            g->sync.key_cursor ? g->sync.key_cursor : "",
 			                            SYNC_CHUNK_BYTES, &items, &key_cursor);
 			break;
+		case SYNC_HELLO:
 		case SYNC_DONE:
 			break;
 		}
@@ -459,19 +588,27 @@ void cluster_sync_continue(Gateway *g)
 	                                                "items", items)));
 }
 
-/* A newcomer is in the view: everyone sends what it has, then "synced". */
-static void sync_start(Gateway *g)
+/* A newcomer is in the view (or the stores differed: `full`): everyone sends what the others may
+ * lack, then "synced". */
+static void sync_start(Gateway *g, bool full)
 {
 	const ReplicationView *v = replication_get_view(g->replication);
 
 	g->sync.active = true;
 	g->sync.round++;
-	g->sync.stage = SYNC_ALERTS;
+	g->sync.stage = SYNC_HELLO;
+	g->sync.full = full;
+	g->sync.since = 0;
+	for (size_t i = 0; i < g->members.n; i++) {
+		g->members.nodes[i].said_hello = false;
+		g->members.nodes[i].whole_since = 0;
+	}
 	g->sync.alert_cursor[0] = 0;
 	g->sync.key_cursor = mfree(g->sync.key_cursor);
 	g->sync.sent = g->sync.received = 0;
 	g->sync.chunk_back = false;
 	g->sync.n_waiting = view_nodeids(g, true, g->sync.waiting); /* ourselves included */
+	g->sync.n_peers = cluster_view_others(g, g->sync.peers);
 	log_info("A node joined the view (%zu member(s)): exchanging state before anyone sends",
 	         v->n_members);
 	sd_notify(0, "STATUS=Exchanging state with the cluster");
@@ -488,7 +625,7 @@ void cluster_resync(Gateway *g)
 	if (g->sync.active || !replication_is_connected(g->replication) ||
 	    view_nodeids(g, true, ids) <= 1)
 		return;
-	sync_start(g);
+	sync_start(g, true);
 }
 
 bool cluster_is_lowest(Gateway *g)
@@ -514,6 +651,13 @@ static void sync_finish(Gateway *g, const char *why)
 		log_info("In step with the cluster: sent %llu record(s), received %llu",
 		         (unsigned long long)g->sync.sent, (unsigned long long)g->sync.received);
 	sd_notify(0, "STATUS=Serving");
+	if (!why)
+		for (size_t i = 0; i < g->members.n; i++) {
+			MemberNode *n = &g->members.nodes[i];
+
+			if (!n->self && n->in_view && n->announced && !n->store_error[0])
+				n->whole_since = now_monotonic_usec();
+		}
 	takeover(g, true);
 	g->dispatch.wanted = true;
 	sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
@@ -645,12 +789,19 @@ static void on_view(void *userdata, const ReplicationMember *members, size_t n_m
 		b->n_waiting = keep_in_view(b->waiting, b->n_waiting, ids, n_ids);
 	awaiting_answer_ready(g);
 
+	for (size_t i = 0; i < g->members.n; i++)
+		if (!g->members.nodes[i].in_view)
+			g->members.nodes[i].whole_since = 0;
 	if (v->connected && n_ids > 1 && newcomer)
-		sync_start(g);
+		sync_start(g, false);
 	else if (g->sync.active) {
 		g->sync.n_waiting = keep_in_view(g->sync.waiting, g->sync.n_waiting, ids, n_ids);
+		g->sync.n_peers = keep_in_view(g->sync.peers, g->sync.n_peers, ids, n_ids);
 		if (g->sync.n_waiting == 0 || n_ids <= 1)
 			sync_finish(g, NULL);
+		else
+			cluster_sync_continue(
+			        g); /* perhaps the hello it waited for will not come */
 	}
 	takeover(g, false);
 	sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
@@ -803,15 +954,17 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 	return cluster;
 }
 
-static int remember_node(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata)
+static int remember_node(const StoreNode *node, void *userdata)
 {
 	Gateway *g = userdata;
-	MemberNode *n = members_get(&g->members, name, true);
+	MemberNode *n = members_get(&g->members, node->name, true);
 
 	if (n && !n->self) {
-		n->nodeid = nodeid;
-		n->last_seen = last_seen;
+		n->nodeid = node->nodeid;
+		n->last_seen = node->last_seen;
 		n->remembered = true;
+		n->store_id = node->store_id;
+		n->since = node->since;
 	}
 	return 0;
 }
@@ -845,6 +998,11 @@ int gateway_start_cluster(Gateway *g)
 	if (r < 0)
 		return r;
 	sd_event_source_set_enabled(g->sync.timer, SD_EVENT_OFF);
+	r = sd_event_add_time_relative(g->event, &g->cluster.rev_timer, CLOCK_MONOTONIC, 0,
+	                               USEC_PER_MSEC, on_rev_timer, g);
+	if (r < 0)
+		return r;
+	sd_event_source_set_enabled(g->cluster.rev_timer, SD_EVENT_ON);
 	g->nodeid = 0; /* corosync's, once connected */
 	r = replication_new_corosync(g->event, g->config->cluster_group, &cb, g, &g->replication);
 	if (r < 0)

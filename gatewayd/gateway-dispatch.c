@@ -180,7 +180,7 @@ static int dispatch_one(const DueDelivery *d, void *userdata)
 	/* What goes out in one message for a number goes out from one node: the number's. */
 	owner = verdict == LIMITS_BUNDLE
 	                ? limits_number_owner(g, d->number)
-	                : members_owner(&g->members, d->alert_id, d->number, d->last_node, false);
+	                : members_sender(&g->members, d->alert_id, d->number, d->last_node, false);
 	if (!owner || !streq(owner, g->config->node_name))
 		return 0; /* another node's, or nobody's until a modem comes up */
 	m = pick_modem(g, streq(d->last_node, g->config->node_name) ? d->last_modem : "");

@@ -56,6 +56,12 @@
 /* Rejoin exchange: the state sent per payload, and how long a silent peer is waited for. */
 #define SYNC_CHUNK_BYTES (256u * 1024u)
 #define SYNC_STALL_USEC  (15 * USEC_PER_SEC)
+/* A rejoin sends what changed since the other node last was in step with us for this long: it
+ * had everything older committed (a node whose store cannot commit says so, and is not in
+ * step meanwhile). The digest check after every exchange catches what this misses. */
+#define REJOIN_MARGIN_USEC (15 * USEC_PER_SEC)
+#define REV_TICK_USEC      USEC_PER_SEC
+#define REV_RING           32
 /* Clocks further apart than this are reported: deadlines come from the replicated timestamps. */
 #define CLOCK_SKEW_WARN_USEC (2 * USEC_PER_SEC)
 /* A commit that fails is retried with a backoff from STALL_RETRY_MIN to _MAX; after
@@ -111,6 +117,7 @@ typedef struct PendingBatch {
 } PendingBatch;
 
 typedef enum SyncStage {
+	SYNC_HELLO, /* until every other member's hello (its store) has arrived */
 	SYNC_ALERTS,
 	SYNC_DEDUPE,
 	SYNC_INBOX,
@@ -514,6 +521,12 @@ typedef struct GatewayCluster {
 	size_t n_refused;
 	const char *takeover_node; /* while takeover() walks a node's deliveries */
 	json_t *confirm_due;       /* {origin node: seq}: payloads to confirm this turn */
+	/* Once a second the store's revision moves on; the last REV_RING of them, with when. */
+	sd_event_source *rev_timer;
+	struct {
+		uint64_t at, rev;
+	} revs[REV_RING];
+	size_t n_revs;
 } GatewayCluster;
 
 /* Rejoin: after a view change that brought a newcomer, every member sends what it has (in
@@ -529,7 +542,13 @@ typedef struct GatewaySync {
 	char alert_cursor[ID_HEX_LEN + 1];
 	char *key_cursor;
 	uint64_t sent, received;
-	bool chunk_back; /* our last chunk was delivered: send the next */
+	bool chunk_back; /* our last chunk was delivered (or a hello came): send the next */
+	/* The others of the exchange, as it started; what they may lack of our alerts and dedupe
+	 * rows: those changed at revision `since` or later (0: all; `full`: a resync). */
+	uint32_t peers[MEMBERS_MAX];
+	size_t n_peers;
+	bool full;
+	uint64_t since;
 	sd_event_source *timer;
 } GatewaySync;
 
@@ -546,6 +565,8 @@ int apply_synced(Gateway *g, json_t *c, const ChangeOrigin *origin);
 bool cluster_payload_compatible(Gateway *g, json_t *payload, uint32_t from_nodeid, size_t len,
                                 const json_error_t *err);
 void cluster_sync_continue(Gateway *g);
+/* Inside a batch: records what the other nodes hold of this store, where that changed. */
+int cluster_rejoin_save(Gateway *g);
 /* Starts a state exchange with the nodes in view (after a digest check differed). */
 void cluster_resync(Gateway *g);
 /* The online node with the lowest corosync nodeid: the one that asks for digest checks. */

@@ -178,6 +178,7 @@ Gateway *gateway_free(Gateway *g)
 	dispatch_free(g);
 	publish_free(g);
 	sd_event_source_disable_unref(g->cluster.grace_timer);
+	sd_event_source_disable_unref(g->cluster.rev_timer);
 	sd_event_source_disable_unref(g->sync.timer);
 	free(g->sync.key_cursor);
 	json_decref(g->cluster.confirm_due);

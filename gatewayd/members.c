@@ -127,12 +127,13 @@ const char *members_dialer(const Members *m, const char *alert_id, const char *n
 	return v[fnv1a(fnv1a(0xcbf29ce484222325ULL, alert_id), number) % n]->name;
 }
 
-const char *members_owner(const Members *m, const char *alert_id, const char *number,
-                          const char *last_node, bool grace)
+/* With `weighted`, each node counts as many times as it has usable modems (at least once). */
+static const char *pick(const Members *m, const char *alert_id, const char *number,
+                        const char *last_node, bool grace, bool weighted)
 {
 	const MemberNode *eligible[MEMBERS_MAX];
 	size_t n = 0, keep = 0;
-	uint64_t h;
+	uint64_t h, total = 0;
 
 	/* In name order, so that every node numbers the candidates the same way. */
 	for (size_t i = 0; i < m->n; i++) {
@@ -150,5 +151,29 @@ const char *members_owner(const Members *m, const char *alert_id, const char *nu
 			n = keep;
 	}
 	h = fnv1a(fnv1a(0xcbf29ce484222325ULL, alert_id), number);
-	return eligible[h % n]->name;
+	if (!weighted)
+		return eligible[h % n]->name;
+	for (size_t i = 0; i < n; i++)
+		total += MAX(eligible[i]->usable_modems, 1u);
+	h %= total;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t w = MAX(eligible[i]->usable_modems, 1u);
+
+		if (h < w)
+			return eligible[i]->name;
+		h -= w;
+	}
+	return eligible[n - 1]->name; /* not reached */
+}
+
+const char *members_owner(const Members *m, const char *alert_id, const char *number,
+                          const char *last_node, bool grace)
+{
+	return pick(m, alert_id, number, last_node, grace, false);
+}
+
+const char *members_sender(const Members *m, const char *alert_id, const char *number,
+                           const char *last_node, bool grace)
+{
+	return pick(m, alert_id, number, last_node, grace, true);
 }

@@ -3,7 +3,7 @@
  * Each node announces itself ("hello": name, corosync nodeid, clock, config fingerprint, its
  * modems) whenever the view changes, and its modems' health whenever a modem goes up or down.
  * These announcements travel in agreed order like every other change, so every node holds the
- * same picture at the same point of the sequence, and members_owner() — a pure function of that
+ * same picture at the same point of the sequence, and members_sender() — a pure function of that
  * picture and of the delivery — gives the same answer everywhere: one node sends each delivery.
  * Where the pictures briefly differ (a health change in flight), both nodes may claim the same
  * delivery; the assignment that comes first in agreed order wins and the other is dropped, so
@@ -37,6 +37,14 @@ typedef struct MemberNode {
 	json_t *modems; /* its modems as it last announced them (status objects) */
 	/* Why its store cannot commit, as it last announced; "" when it can. */
 	char store_error[128];
+	/* Rejoin (gateway-cluster.c): the identity of its store as its last hello said (0:
+	 * unknown); the first revision of our store it may lack (store_rev()); since when
+	 * (monotonic usec) it has been in step with us, without a break (0: it is not now). */
+	uint64_t store_id;
+	uint64_t since;
+	uint64_t whole_since;
+	bool since_dirty; /* store_id/since changed: written with the next batch */
+	bool said_hello;  /* its hello of the current state exchange has arrived */
 } MemberNode;
 
 typedef struct Members {
@@ -62,6 +70,12 @@ void members_set_view(Members *m, const uint32_t *nodeids, size_t n);
  * `last_node` another eligible node is preferred. NULL when no node can send. */
 const char *members_owner(const Members *m, const char *alert_id, const char *number,
                           const char *last_node, bool grace);
+/* Which node sends this delivery: as members_owner(), but each node weighs as many usable modems
+ * as it has, so that a burst spreads over every modem of the cluster alike (a node with three
+ * modems sends three times as many as a node with one). With one modem per node, the same
+ * answer as members_owner(). */
+const char *members_sender(const Members *m, const char *alert_id, const char *number,
+                           const char *last_node, bool grace);
 /* Which node dials for this delivery when its SMS paths have failed: among the online nodes
  * that can dial (self: `self_can_dial`), by the same kind of hash. NULL when none can. */
 const char *members_dialer(const Members *m, const char *alert_id, const char *number,

@@ -138,7 +138,8 @@ const ChangeKind change_kinds[] = {
          {S("role"), SN("contact"), I("until"), S("by"), S("node"), I("at")}},
         {"hello",
          "Node `node` announces itself: protocol `version`, configuration `fingerprint`, voice, "
-         "its modems; `store` while its store cannot commit, and why.",
+         "its modems; `store` while its store cannot commit, and why; `store_id`, the identity "
+         "of its store (a node back with another store is sent everything in the exchange).",
          {S("node"),
           I("nodeid"),
           I("at"),
@@ -146,7 +147,8 @@ const ChangeKind change_kinds[] = {
           I("version"),
           B("voice"),
           A("modems"),
-          {"store", CHANGE_STRING, true}}},
+          {"store", CHANGE_STRING, true},
+          {"store_id", CHANGE_INTEGER, true}}},
         {"health",
          "Node `node`'s modems changed state, or its store stopped or started committing again: "
          "`store` says why it cannot, and is absent when it can. A node whose store cannot "

@@ -24,6 +24,8 @@ struct Store {
 	} cached[STORE_CACHED_MAX];
 	uint64_t open_alerts;
 	bool in_transaction;
+	uint64_t rev;      /* store_rev(): stamps every change to an alert or a dedupe row */
+	uint64_t store_id; /* meta.store_id: who this store is, for the peers' rejoin */
 };
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt, sqlite3_finalize)

@@ -250,10 +250,11 @@ static int alert_item_complete(Store *s, json_t *item)
 	return 0;
 }
 
-/* Walks the query (column 0 is the cursor, ?1 the cursor to start after) and gathers items
- * while the compact JSON array of them stays within max_bytes; the first always goes in. */
-static int export_rows(Store *s, int id, const char *after, const Field *fields, size_t n_fields,
-                       int (*complete)(Store *s, json_t *item), size_t max_bytes,
+/* Walks the query (column 0 is the cursor, ?1 the cursor to start after, ?2 if it has one the
+ * first revision wanted) and gathers items while the compact JSON array of them stays within
+ * max_bytes; the first always goes in. */
+static int export_rows(Store *s, int id, const char *after, uint64_t since, const Field *fields,
+                       size_t n_fields, int (*complete)(Store *s, json_t *item), size_t max_bytes,
                        json_t **ret_items, char **ret_last)
 {
 	sqlite3_stmt *st = store_stmt(s, id);
@@ -268,6 +269,8 @@ static int export_rows(Store *s, int id, const char *after, const Field *fields,
 		return st ? -ENOMEM : STORE_IO;
 	}
 	store_bind_text(st, 1, after ? after : "");
+	if (sqlite3_bind_parameter_count(st) >= 2)
+		store_bind_u64(st, 2, since);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		bool first = json_array_size(list) == 0;
 		json_t *item = NULL;
@@ -312,15 +315,15 @@ static int export_rows(Store *s, int id, const char *after, const Field *fields,
 	return (int)json_array_size(list);
 }
 
-int store_export_alerts(Store *s, const char *after_id, size_t max_bytes, json_t **ret_items,
-                        char ret_last_id[static 33])
+int store_export_alerts(Store *s, const char *after_id, uint64_t since, size_t max_bytes,
+                        json_t **ret_items, char ret_last_id[static 33])
 {
 	_cleanup_free_ char *last = NULL;
 	json_t *items;
 	int n;
 
-	n = export_rows(s, SQL_EXPORT_ALERTS, after_id, alert_fields, ELEMENTSOF(alert_fields),
-	                alert_item_complete, max_bytes, &items, &last);
+	n = export_rows(s, SQL_EXPORT_ALERTS, after_id, since, alert_fields,
+	                ELEMENTSOF(alert_fields), alert_item_complete, max_bytes, &items, &last);
 	if (n < 0)
 		return n;
 	/* last is a copy: ret_last_id may be the after_id that was bound above */
@@ -329,31 +332,31 @@ int store_export_alerts(Store *s, const char *after_id, size_t max_bytes, json_t
 	return n;
 }
 
-int store_export_dedupe(Store *s, const char *after_key, size_t max_bytes, json_t **ret_items,
-                        char **ret_last_key)
+int store_export_dedupe(Store *s, const char *after_key, uint64_t since, size_t max_bytes,
+                        json_t **ret_items, char **ret_last_key)
 {
-	return export_rows(s, SQL_EXPORT_DEDUPE, after_key, dedupe_fields,
+	return export_rows(s, SQL_EXPORT_DEDUPE, after_key, since, dedupe_fields,
 	                   ELEMENTSOF(dedupe_fields), NULL, max_bytes, ret_items, ret_last_key);
 }
 
 int store_export_inbox(Store *s, const char *after_key, size_t max_bytes, json_t **ret_items,
                        char **ret_last_key)
 {
-	return export_rows(s, SQL_EXPORT_INBOX, after_key, inbox_fields, ELEMENTSOF(inbox_fields),
-	                   NULL, max_bytes, ret_items, ret_last_key);
+	return export_rows(s, SQL_EXPORT_INBOX, after_key, 0, inbox_fields,
+	                   ELEMENTSOF(inbox_fields), NULL, max_bytes, ret_items, ret_last_key);
 }
 
 int store_export_silences(Store *s, const char *after_id, size_t max_bytes, json_t **ret_items,
                           char **ret_last_id)
 {
-	return export_rows(s, SQL_EXPORT_SILENCES, after_id, silence_fields,
+	return export_rows(s, SQL_EXPORT_SILENCES, after_id, 0, silence_fields,
 	                   ELEMENTSOF(silence_fields), NULL, max_bytes, ret_items, ret_last_id);
 }
 
 int store_export_heartbeats(Store *s, const char *after_name, size_t max_bytes, json_t **ret_items,
                             char **ret_last_name)
 {
-	return export_rows(s, SQL_EXPORT_HEARTBEATS, after_name, heartbeat_fields,
+	return export_rows(s, SQL_EXPORT_HEARTBEATS, after_name, 0, heartbeat_fields,
 	                   ELEMENTSOF(heartbeat_fields), NULL, max_bytes, ret_items, ret_last_name);
 }
 

@@ -408,10 +408,16 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret)
 static int node_row(sqlite3_stmt *st, void *ctx)
 {
 	RowCallback *rc = ctx;
-	int (*cb)(const char *, uint32_t, uint64_t, void *) = rc->cb;
+	int (*cb)(const StoreNode *, void *) = rc->cb;
+	StoreNode n = {
+	        .name = (const char *)sqlite3_column_text(st, 0),
+	        .nodeid = (uint32_t)sqlite3_column_int64(st, 1),
+	        .last_seen = (uint64_t)sqlite3_column_int64(st, 2),
+	        .store_id = (uint64_t)sqlite3_column_int64(st, 3),
+	        .since = (uint64_t)sqlite3_column_int64(st, 4),
+	};
 
-	return cb((const char *)sqlite3_column_text(st, 0), (uint32_t)sqlite3_column_int64(st, 1),
-	          (uint64_t)sqlite3_column_int64(st, 2), rc->userdata);
+	return cb(&n, rc->userdata);
 }
 
 int store_node_seen(Store *s, const char *name, uint32_t nodeid, uint64_t at)
@@ -426,9 +432,22 @@ int store_node_seen(Store *s, const char *name, uint32_t nodeid, uint64_t at)
 	return store_step_done(s, st, "recording a node");
 }
 
-int store_nodes(Store *s,
-                int (*cb)(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata),
-                void *userdata)
+int store_node_rejoin(Store *s, const char *name, uint64_t store_id, uint64_t since)
+{
+	static const char sql[] = "INSERT INTO nodes(name, nodeid, last_seen, store_id, since)"
+	                          " VALUES (?1, 0, 0, ?2, ?3) ON CONFLICT(name) DO UPDATE SET"
+	                          " store_id = excluded.store_id, since = excluded.since";
+	sqlite3_stmt *st = store_cached(s, sql);
+
+	if (!st)
+		return STORE_IO;
+	store_bind_text(st, 1, name);
+	store_bind_u64(st, 2, store_id);
+	store_bind_u64(st, 3, since);
+	return store_step_done(s, st, "recording what a node has");
+}
+
+int store_nodes(Store *s, int (*cb)(const StoreNode *node, void *userdata), void *userdata)
 {
 	sqlite3_stmt *st = store_stmt(s, SQL_NODES);
 	RowCallback ctx = {.cb = (void *)cb, .userdata = userdata};

@@ -24,7 +24,7 @@
 #include "macro.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 10
+#define SCHEMA_VERSION 11
 /* How long a write waits for another process's lock (a backup, an operator's sqlite3 shell)
  * before the commit fails with STORE_LOCKED and the gateway retries it later: short, since the loop
  * waits with it. */
@@ -34,11 +34,12 @@
 
 static const char *const sql_text[_SQL_MAX] = {
         [SQL_DEDUPE_FIND] = "SELECT alert_id, first_at FROM dedupe WHERE key = ?1",
-        [SQL_DEDUPE_SET] =
-                "INSERT OR REPLACE INTO dedupe(key, alert_id, first_at) VALUES (?1, ?2, ?3)",
+        [SQL_DEDUPE_SET] = "INSERT OR REPLACE INTO dedupe(key, alert_id, first_at, rev) "
+                           "VALUES (?1, ?2, ?3, store_rev())",
         [SQL_ALERT_INSERT] = "INSERT OR IGNORE INTO alerts(id, key, text, priority, source, node, "
-                             "accepted_at, expires_at, state, final, esc_step, esc_next_at) "
-                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10)",
+                             "accepted_at, expires_at, state, final, esc_step, esc_next_at, rev) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?10, "
+                             "store_rev())",
         [SQL_DELIVERY_INSERT] =
                 "INSERT OR IGNORE INTO deliveries(alert_id, number, kind, seq, state, "
                 "priority, accepted_at, next_try_at, bundle) "
@@ -55,8 +56,10 @@ static const char *const sql_text[_SQL_MAX] = {
                 "result, error, message_ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         [SQL_ATTEMPT_COUNT] = "SELECT COUNT(*) FROM attempts WHERE alert_id = ?1 AND number = ?2",
         [SQL_ALERT_DELIVERY_STATES] = "SELECT state FROM deliveries WHERE alert_id = ?1",
+        /* Only when it changes: a write that changes nothing would stamp a revision. */
         [SQL_ALERT_SET_STATE] = "UPDATE alerts SET state = ?2, final = ?3, final_at = ?4 "
-                                "WHERE id = ?1",
+                                "WHERE id = ?1 AND (state IS NOT ?2 OR final IS NOT ?3 "
+                                "OR final_at IS NOT ?4)",
         [SQL_ALERT_FINAL] = "SELECT final, esc_next_at IS NOT NULL, res_at IS NOT NULL, "
                             "silence IS NOT NULL FROM alerts WHERE id = ?1",
         [SQL_ALERT_ACK_GET] = "SELECT ack_at FROM alerts WHERE id = ?1",
@@ -101,13 +104,13 @@ static const char *const sql_text[_SQL_MAX] = {
                           "nodeid = CASE WHEN excluded.last_seen >= nodes.last_seen "
                           "THEN excluded.nodeid ELSE nodes.nodeid END, "
                           "last_seen = MAX(nodes.last_seen, excluded.last_seen)",
-        [SQL_NODES] = "SELECT name, nodeid, last_seen FROM nodes ORDER BY name",
+        [SQL_NODES] = "SELECT name, nodeid, last_seen, store_id, since FROM nodes ORDER BY name",
         /* The export SELECTs list their columns in the order of the field tables further down. */
         [SQL_EXPORT_ALERTS] =
                 "SELECT id, key, text, priority, source, node, accepted_at, "
                 "expires_at, final_at, ack_by, ack_via, ack_at, esc_step, esc_next_at, "
                 "res_by, res_via, res_at, esc_timer, silence FROM alerts WHERE id > ?1 "
-                "ORDER BY id",
+                "AND rev >= ?2 ORDER BY id",
         [SQL_EXPORT_DELIVERIES] = "SELECT number, kind, seq, state, next_try_at, node, modem, "
                                   "permanent_failures, accepted_at, priority, round, bundle "
                                   "FROM deliveries "
@@ -118,7 +121,7 @@ static const char *const sql_text[_SQL_MAX] = {
         [SQL_EXPORT_CALLS] = "SELECT number, node, modem, at, outcome, duration, error, dtmf_ack "
                              "FROM calls WHERE alert_id = ?1 ORDER BY number, at, node, modem",
         [SQL_EXPORT_DEDUPE] = "SELECT key, alert_id, first_at FROM dedupe WHERE key > ?1 "
-                              "ORDER BY key",
+                              "AND rev >= ?2 ORDER BY key",
         [SQL_EXPORT_INBOX] = "SELECT key, node, modem, sender, text, parts, smsc_at, received_at, "
                              "quarantine FROM inbox WHERE key > ?1 ORDER BY key",
         [SQL_MERGE_ALERT_GET] = "SELECT state, final, final_at, accepted_at FROM alerts "
@@ -153,9 +156,10 @@ static const char *const sql_text[_SQL_MAX] = {
         [SQL_MERGE_ATTEMPT_REPORT] = "UPDATE attempts SET report = ?6 WHERE alert_id = ?1 AND "
                                      "number = ?2 AND node = ?3 AND modem = ?4 AND at = ?5 AND "
                                      "(report IS NULL OR report < ?6)",
-        [SQL_MERGE_DEDUPE] = "INSERT INTO dedupe(key, alert_id, first_at) VALUES (?1, ?2, ?3) "
+        [SQL_MERGE_DEDUPE] = "INSERT INTO dedupe(key, alert_id, first_at, rev) "
+                             "VALUES (?1, ?2, ?3, store_rev()) "
                              "ON CONFLICT(key) DO UPDATE SET alert_id = excluded.alert_id, "
-                             "first_at = excluded.first_at "
+                             "first_at = excluded.first_at, rev = excluded.rev "
                              "WHERE (excluded.first_at, excluded.alert_id) < "
                              "(dedupe.first_at, dedupe.alert_id)",
         /* The further step wins; at the same step the earlier deadline (a step's timer starts
@@ -524,6 +528,107 @@ static const char schema_v10[] = "CREATE TABLE heartbeats(name TEXT PRIMARY KEY,
                                  " last_at INTEGER NOT NULL, missed_at INTEGER NOT NULL)"
                                  " WITHOUT ROWID;";
 
+/* v11: a rejoin sends what the other node lacks. Every alert (with what hangs off it) and every
+ * dedupe row carries the store revision of its last change (store_rev(): this node's own
+ * counter, not replicated); the nodes table keeps, per node, the identity of its store and the
+ * first revision it may not have (nodes.since); meta holds this store's own identity. */
+static const char schema_v11[] = "ALTER TABLE alerts ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;"
+                                 "ALTER TABLE dedupe ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;"
+                                 "ALTER TABLE nodes ADD COLUMN store_id INTEGER NOT NULL"
+                                 " DEFAULT 0;"
+                                 "ALTER TABLE nodes ADD COLUMN since INTEGER NOT NULL DEFAULT 0;"
+                                 "CREATE TABLE meta(name TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+                                 " WITHOUT ROWID;"
+                                 "INSERT INTO meta VALUES ('store_id',"
+                                 " abs(random() % 9007199254740991) + 1);";
+
+/* Per connection (TEMP: not in the file, so that an operator's sqlite3 shell, which has no
+ * store_rev(), can still write): a change to an alert, its deliveries, attempts, calls or
+ * history stamps the alert with the current revision. Inserts of alerts and dedupe rows carry
+ * it in their own statement. */
+static const char rev_triggers[] =
+        "CREATE TEMP TRIGGER rev_alert AFTER UPDATE ON main.alerts"
+        " WHEN NEW.rev IS NOT store_rev() BEGIN"
+        " UPDATE alerts SET rev = store_rev() WHERE rowid = NEW.rowid;"
+        "END;"
+        "CREATE TEMP TRIGGER rev_delivery_insert AFTER INSERT ON main.deliveries BEGIN"
+        " UPDATE alerts SET rev = store_rev() WHERE id = NEW.alert_id"
+        "  AND rev IS NOT store_rev();"
+        "END;"
+        "CREATE TEMP TRIGGER rev_delivery_update AFTER UPDATE ON main.deliveries BEGIN"
+        " UPDATE alerts SET rev = store_rev() WHERE id = NEW.alert_id"
+        "  AND rev IS NOT store_rev();"
+        "END;"
+        "CREATE TEMP TRIGGER rev_attempt_insert AFTER INSERT ON main.attempts BEGIN"
+        " UPDATE alerts SET rev = store_rev() WHERE id = NEW.alert_id"
+        "  AND rev IS NOT store_rev();"
+        "END;"
+        "CREATE TEMP TRIGGER rev_attempt_update AFTER UPDATE ON main.attempts BEGIN"
+        " UPDATE alerts SET rev = store_rev() WHERE id = NEW.alert_id"
+        "  AND rev IS NOT store_rev();"
+        "END;"
+        "CREATE TEMP TRIGGER rev_call_insert AFTER INSERT ON main.calls BEGIN"
+        " UPDATE alerts SET rev = store_rev() WHERE id = NEW.alert_id"
+        "  AND rev IS NOT store_rev();"
+        "END;"
+        "CREATE TEMP TRIGGER rev_call_update AFTER UPDATE ON main.calls BEGIN"
+        " UPDATE alerts SET rev = store_rev() WHERE id = NEW.alert_id"
+        "  AND rev IS NOT store_rev();"
+        "END;"
+        "CREATE TEMP TRIGGER rev_history_insert AFTER INSERT ON main.history BEGIN"
+        " UPDATE alerts SET rev = store_rev() WHERE id = NEW.alert_id"
+        "  AND rev IS NOT store_rev();"
+        "END;"
+        "CREATE TEMP TRIGGER rev_dedupe AFTER UPDATE ON main.dedupe"
+        " WHEN NEW.rev IS NOT store_rev() BEGIN"
+        " UPDATE dedupe SET rev = store_rev() WHERE key = NEW.key;"
+        "END;";
+
+static void sql_store_rev(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	Store *s = sqlite3_user_data(ctx);
+
+	sqlite3_result_int64(ctx, (sqlite3_int64)s->rev);
+}
+
+/* The revision counter goes on from above every stamp in the file; the store's identity. */
+static int store_rev_open(Store *s)
+{
+	sqlite3_stmt *st;
+	uint64_t top = 0;
+	int r;
+
+	if (sqlite3_create_function_v2(s->db, "store_rev", 0, SQLITE_UTF8, s, sql_store_rev, NULL,
+	                               NULL, NULL) != SQLITE_OK)
+		return store_fail(s, sqlite3_errcode(s->db), "registering store_rev()");
+	st = store_cached(s, "SELECT max(ifnull((SELECT max(rev) FROM alerts), 0),"
+	                     " ifnull((SELECT max(rev) FROM dedupe), 0))");
+	r = st ? store_step_u64(s, st, "reading the store revision", &top) : STORE_IO;
+	if (r < 0)
+		return r;
+	s->rev = top + 1;
+	st = store_cached(s, "SELECT n FROM meta WHERE name = 'store_id'");
+	r = st ? store_step_u64(s, st, "reading the store identity", &s->store_id) : STORE_IO;
+	if (r < 0)
+		return r;
+	return store_exec(s, rev_triggers);
+}
+
+uint64_t store_rev(const Store *s)
+{
+	return s->rev;
+}
+
+void store_rev_next(Store *s)
+{
+	s->rev++;
+}
+
+uint64_t store_id(const Store *s)
+{
+	return s->store_id;
+}
+
 static int store_migrate(Store *s)
 {
 	sqlite3_stmt *st;
@@ -595,6 +700,11 @@ static int store_migrate(Store *s)
 		if (r < 0)
 			goto fail;
 	}
+	if (version < 11) {
+		r = store_exec(s, schema_v11);
+		if (r < 0)
+			goto fail;
+	}
 	/* Later versions add their steps here, each guarded by version < N. */
 	r = store_exec(s, "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION));
 	if (r < 0)
@@ -648,6 +758,8 @@ int store_open(const char *state_dir, Store **ret)
 		r = store_migrate(s);
 	if (r >= 0)
 		r = store_recount(s);
+	if (r >= 0)
+		r = store_rev_open(s);
 	/* The ids one step of the purge works on (store_purge()); private to this connection. */
 	if (r >= 0)
 		r = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS purge_ids(id TEXT PRIMARY KEY)");

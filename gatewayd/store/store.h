@@ -189,12 +189,31 @@ int store_inbox_json(Store *s, size_t limit, json_t **ret);
 /* The cluster's nodes as this node has seen them. last_seen only grows; the nodeid is the one
  * seen last. */
 int store_node_seen(Store *s, const char *name, uint32_t nodeid, uint64_t at);
+typedef struct StoreNode {
+	const char *name;
+	uint32_t nodeid;
+	uint64_t last_seen;
+	uint64_t store_id; /* the identity of its store when it last said hello; 0: unknown */
+	uint64_t since;    /* the first revision of this store it may lack (store_rev()) */
+} StoreNode;
 /* In name order; the callback returns <0 to stop (that value is returned). */
-int store_nodes(Store *s,
-                int (*cb)(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata),
-                void *userdata);
+int store_nodes(Store *s, int (*cb)(const StoreNode *node, void *userdata), void *userdata);
+/* Records what node `name` holds of this store: its store's identity, and the first revision
+ * of this store that it may not have. */
+int store_node_rejoin(Store *s, const char *name, uint64_t store_id, uint64_t since);
 
-/* Rejoin: each export fills one payload with items after a cursor, in cursor order, adding items
+/* Revisions, for a rejoin that sends only what the other node lacks. Every change to an alert
+ * (its row, deliveries, attempts, calls, history) or a dedupe row is stamped with the current
+ * revision, a counter of this store's own (never replicated) that only grows, across restarts
+ * too; store_rev_next() moves it on (the gateway does, once a second). store_id() is this
+ * store's identity, made when the file was: a node back with another store (a new disk) has
+ * nothing. */
+uint64_t store_rev(const Store *s);
+void store_rev_next(Store *s);
+uint64_t store_id(const Store *s);
+
+/* Rejoin: each export fills one payload with items after a cursor, in cursor order (alerts and
+ * dedupe rows: only those changed at revision `since` or later; 0 for all), adding items
  * while the compact JSON array of them stays within max_bytes (one item always, however large).
  * It returns the number of items (0 when there are no more); *ret_items (an array, the
  * caller's) and the cursor for the next call are set on success, the cursor to the last item's
@@ -208,11 +227,11 @@ int store_nodes(Store *s,
  * with null for what is not set. A dedupe item is {"key", "alert_id", "first_at"}; an inbox item
  * {"key", "node", "modem", "sender", "text", "parts", "smsc_at", "received_at", "quarantine"}
  * ("quarantine" may be absent: a peer before schema 6 sends none). */
-int store_export_alerts(Store *s, const char *after_id, size_t max_bytes, json_t **ret_items,
-                        char ret_last_id[static 33]);
+int store_export_alerts(Store *s, const char *after_id, uint64_t since, size_t max_bytes,
+                        json_t **ret_items, char ret_last_id[static 33]);
 /* *ret_last_key is malloc'd: the caller frees it. */
-int store_export_dedupe(Store *s, const char *after_key, size_t max_bytes, json_t **ret_items,
-                        char **ret_last_key);
+int store_export_dedupe(Store *s, const char *after_key, uint64_t since, size_t max_bytes,
+                        json_t **ret_items, char **ret_last_key);
 int store_export_inbox(Store *s, const char *after_key, size_t max_bytes, json_t **ret_items,
                        char **ret_last_key);
 

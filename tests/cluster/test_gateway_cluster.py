@@ -42,7 +42,9 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
   s. a dead-man monitor pinged on a fires from b on time once a is killed, once, and the next
      ping, on b, resolves it (the all-clear to whom it paged);
   t. [health]: node b killed, a pages that b is offline, once, through its own modem; b back,
-     the alert resolves with an all-clear.
+     the alert resolves with an all-clear;
+  u. b back on its disk after a accepted 5 alerts alone: a sends those, not the 30 b had; b
+     back with an empty disk: a sends everything (its hello names another store).
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -866,6 +868,69 @@ def test_t_the_gateway_pages_that_its_peer_is_offline(rig):
                60, "the all-clear")
     summary(f"b killed: a paged 'node b is offline' {took:.1f} s later (peer_offline 5 s), "
             "once; b back: resolved with an all-clear")
+
+
+def log_lines(node, start: int, needle: str) -> list[str]:
+    """The lines of the node's log past byte `start` that contain needle."""
+    with open(node.log_path, "rb") as f:
+        f.seek(start)
+        return [ln for ln in f.read().decode(errors="replace").splitlines() if needle in ln]
+
+
+def sent_records(line: str) -> int:
+    """N of "In step with the cluster: sent N record(s), received M"."""
+    return int(line.split("sent ")[1].split(" ")[0])
+
+
+def test_u_rejoin_sends_only_what_the_other_lacks(rig):
+    c = rig.cluster()
+    c.start_both()
+    c.wait_members()
+    alerts = send_alternately(c, "old", 30)
+    c.wait_texts([t for _, t in alerts.values()], timeout=60)
+    c.wait_agree(alerts, timeout=30)
+    # b has been in step with a for longer than the rejoin margin (15 s): a counts it as
+    # holding all of this.
+    time.sleep(18)
+    c.kill9("b")
+    c.wait_members(names=("a",), want=("a",), timeout=20)
+    alone = send_alternately(c, "new", 5, nodes="a")
+    alerts.update(alone)
+    c.wait_texts([t for _, t in alone.values()], timeout=30)
+    pos = os.path.getsize(c.node("a").log_path)
+    c.start("b")
+    c.wait_members(timeout=30)
+    c.wait_agree(alerts, timeout=30, full=True)
+    step = wait_until(lambda: log_lines(c.node("a"), pos, "In step with the cluster"), 15,
+                      "a to log the end of the exchange")
+    since = log_lines(c.node("a"), pos, "Sending the cluster")
+    assert since and "what changed here since revision" in since[0], since
+    sent = sent_records(step[0])
+    # The 5 new alerts and their dedupe rows (and the few small tables sent whole), not the 30
+    # b already had.
+    assert sent < 30, f"a sent {sent} records to b, which lacked 5 alerts: {step[0]}"
+    time.sleep(SETTLE)
+    got = c.texts()
+    texts = [t for _, t in alerts.values()]
+    assert not dups(got, texts), f"sent again after b's return: {dups(got, texts)}"
+
+    # b comes back with a new, empty store: a notices by its hello and sends everything.
+    time.sleep(18)
+    c.kill9("b")
+    c.wait_members(names=("a",), want=("a",), timeout=20)
+    pos = os.path.getsize(c.node("a").log_path)
+    c.start("b", wipe_state=True)
+    c.wait_members(timeout=30)
+    c.wait_agree(alerts, timeout=30, full=True)
+    step2 = wait_until(lambda: log_lines(c.node("a"), pos, "In step with the cluster"), 15,
+                       "a to log the end of the exchange")
+    assert log_lines(c.node("a"), pos, "is back with another store"), \
+        "a did not notice that b came back with another store"
+    assert log_lines(c.node("a"), pos, "Sending the cluster all we have")
+    assert sent_records(step2[0]) >= 2 * len(alerts), step2[0]
+    summary(f"b back on its disk after 5 alerts accepted alone: a sent {sent} records (of "
+            f"{len(alerts)} alerts); b back with an empty disk: a sent all, "
+            f"{sent_records(step2[0])} records; every alert agrees, nothing sent twice")
 
 
 if __name__ == "__main__":

@@ -263,7 +263,7 @@ static void read_back(void)
 	assert(store_inbox_json(store, 100, &view) >= 0);
 	json_decref(view);
 
-	n = store_export_alerts(store, "", 1 << 20, &items, last);
+	n = store_export_alerts(store, "", 0, 1 << 20, &items, last);
 	assert(n >= 0);
 	json_array_foreach(items, i, item)
 	{

@@ -70,6 +70,9 @@ static const char *const wire[] = {
         "\"node\":\"b\",\"at\":1767225600000010}",
         "{\"t\":\"hello\",\"node\":\"a\",\"nodeid\":1,\"at\":1767225600000000,\"fingerprint\":"
         "\"0123456789abcdef0123456789abcdef\",\"version\":2,\"voice\":false,\"modems\":[]}",
+        "{\"t\":\"hello\",\"node\":\"b\",\"nodeid\":2,\"at\":1767225600000000,\"fingerprint\":"
+        "\"0123456789abcdef0123456789abcdef\",\"version\":4,\"voice\":true,\"modems\":[],"
+        "\"store_id\":4503599627370497}",
         "{\"t\":\"health\",\"node\":\"a\",\"modems\":[{\"name\":\"gsm0\",\"state\":\"ok\"}]}",
         "{\"t\":\"health\",\"node\":\"a\",\"modems\":[],\"store\":\"No space left on device\"}",
         "{\"t\":\"confirm\",\"node\":\"b\",\"origin\":\"a\",\"seq\":12}",

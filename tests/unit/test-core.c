@@ -284,10 +284,10 @@ static json_t *dump(Node *n)
 	char last_id[33] = "";
 	char *last = NULL;
 
-	check_int(store_export_alerts(n->g->store, "", DUMP_BYTES, &items, last_id) >= 0, 1);
+	check_int(store_export_alerts(n->g->store, "", 0, DUMP_BYTES, &items, last_id) >= 0, 1);
 	json_object_set_new(all, "alerts", items ? items : json_null());
 	items = NULL;
-	check_int(store_export_dedupe(n->g->store, "", DUMP_BYTES, &items, &last) >= 0, 1);
+	check_int(store_export_dedupe(n->g->store, "", 0, DUMP_BYTES, &items, &last) >= 0, 1);
 	json_object_set_new(all, "dedupe", items ? items : json_null());
 	free(last);
 	last = NULL;
@@ -342,7 +342,7 @@ static json_t *alert_record(Node *n, const char *id)
 	char last[33] = "";
 	size_t i;
 
-	if (store_export_alerts(n->g->store, "", DUMP_BYTES, &items, last) < 0)
+	if (store_export_alerts(n->g->store, "", 0, DUMP_BYTES, &items, last) < 0)
 		return NULL;
 	json_array_foreach(items, i, item)
 	{
@@ -520,7 +520,7 @@ static void test_replay_is_idempotent(void)
 	before = dump(&b);
 
 	/* A state exchange of a's alerts into b, which holds them already: nothing moves. */
-	check(store_export_alerts(a.g->store, "", DUMP_BYTES, &items, last) > 0);
+	check(store_export_alerts(a.g->store, "", 0, DUMP_BYTES, &items, last) > 0);
 	publish1(&a,
 	         valid(change_pack("merge", "{s:s, s:i, s:s, s:O}", "node", "a", "round", 1, "kind",
 	                           "alerts", "items", items)),
@@ -535,7 +535,7 @@ static void test_replay_is_idempotent(void)
 		_cleanup_(json_decrefp) json_t *dedupe = NULL;
 		char *key = NULL;
 
-		check(store_export_dedupe(a.g->store, "", DUMP_BYTES, &dedupe, &key) > 0);
+		check(store_export_dedupe(a.g->store, "", 0, DUMP_BYTES, &dedupe, &key) > 0);
 		free(key);
 		deliver(&a,
 		        changes("o, o",
@@ -563,8 +563,8 @@ static void exchange(Node *from, Node *to)
 	_cleanup_(json_decrefp) json_t *alerts = NULL, *dedupe = NULL;
 	char last[33] = "", *key = NULL;
 
-	check(store_export_alerts(from->g->store, "", DUMP_BYTES, &alerts, last) >= 0);
-	check(store_export_dedupe(from->g->store, "", DUMP_BYTES, &dedupe, &key) >= 0);
+	check(store_export_alerts(from->g->store, "", 0, DUMP_BYTES, &alerts, last) >= 0);
+	check(store_export_dedupe(from->g->store, "", 0, DUMP_BYTES, &dedupe, &key) >= 0);
 	free(key);
 	deliver(from,
 	        changes("o, o",

@@ -46,6 +46,35 @@ static void test_same_answer_on_both_nodes(void)
 	members_done(&b);
 }
 
+/* A node with three usable modems sends three times as many deliveries as one with one; with
+ * one modem each, the sender is the owner. */
+static void test_weighted_by_modems(void)
+{
+	Members m;
+	unsigned to_a = 0;
+	char id[33];
+
+	two_nodes(&m, "a");
+	for (int i = 0; i < 1000; i++) {
+		snprintf(id, sizeof(id), "%032x", i * 2654435761u);
+		check_str(members_sender(&m, id, "+32470000001", "", false),
+		          members_owner(&m, id, "+32470000001", "", false));
+	}
+	members_self(&m)->usable_modems = 3;
+	for (int i = 0; i < 4000; i++) {
+		const char *o;
+
+		snprintf(id, sizeof(id), "%032x", i * 2654435761u);
+		o = members_sender(&m, id, "+32470000001", "", false);
+		check(o != NULL);
+		to_a += o && strcmp(o, "a") == 0;
+	}
+	check(to_a > 2800 && to_a < 3200);
+	/* after a failure on a, b still takes the next try */
+	check_str(members_sender(&m, "00000000000000000000000000000001", "+3247", "a", false), "b");
+	members_done(&m);
+}
+
 static void test_failover(void)
 {
 	Members m;
@@ -107,6 +136,7 @@ static void test_names(void)
 int main(void)
 {
 	run(test_same_answer_on_both_nodes);
+	run(test_weighted_by_modems);
 	run(test_failover);
 	run(test_names);
 	return test_exit();

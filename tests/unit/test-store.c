@@ -277,7 +277,7 @@ static json_t *export_all(Store *s, size_t max_bytes, int *ret_chunks)
 	char cursor[33] = "";
 	int n, chunks = 0;
 
-	while ((n = store_export_alerts(s, cursor, max_bytes, &items, cursor)) > 0) {
+	while ((n = store_export_alerts(s, cursor, 0, max_bytes, &items, cursor)) > 0) {
 		char *text = json_dumps(items, JSON_COMPACT);
 
 		check_int(json_array_size(items), n);
@@ -465,11 +465,11 @@ static void test_export_merge_copy(void)
 	check(json_equal(ea, eb));
 	json_decref(eb);
 	/* a tiny payload still carries one item */
-	check_int(store_export_alerts(a, "", 1, &items, id), 1);
+	check_int(store_export_alerts(a, "", 0, 1, &items, id), 1);
 	check_str(id, ID("01"));
 	json_decref(items);
 	/* past the end: nothing, and the cursor stays */
-	check_int(store_export_alerts(a, ID("07"), 1000, &items, id), 0);
+	check_int(store_export_alerts(a, ID("07"), 0, 1000, &items, id), 0);
 	check_str(id, ID("07"));
 	json_decref(items);
 
@@ -494,7 +494,7 @@ static void test_export_merge_copy(void)
 			json_t *item;
 			size_t i;
 
-			n = kind == 0 ? store_export_dedupe(a, cursor, 60, &items, &next)
+			n = kind == 0 ? store_export_dedupe(a, cursor, 0, 60, &items, &next)
 			              : store_export_inbox(a, cursor, 60, &items, &next);
 			check(n >= 0 && next);
 			free(cursor);
@@ -758,7 +758,7 @@ static void test_merge_rejects_malformed(void)
 	if (!a || !b)
 		return;
 	insert(a, ID("30"), "bad", 60000 * SEC);
-	check_int(store_export_alerts(a, "", 1 << 20, &items, id), 1);
+	check_int(store_export_alerts(a, "", 0, 1 << 20, &items, id), 1);
 	good = json_array_get(items, 0);
 
 	check_int(store_begin(b), 0);
@@ -854,23 +854,26 @@ typedef struct SeenNode {
 	char name[8];
 	uint32_t nodeid;
 	uint64_t last_seen;
+	uint64_t store_id, since;
 } SeenNode;
 
-static int node_cb(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata)
+static int node_cb(const StoreNode *node, void *userdata)
 {
 	SeenNode *n = userdata;
 
 	for (; n->name[0]; n++)
 		;
-	snprintf(n->name, sizeof(n->name), "%s", name);
-	n->nodeid = nodeid;
-	n->last_seen = last_seen;
+	snprintf(n->name, sizeof(n->name), "%s", node->name);
+	n->nodeid = node->nodeid;
+	n->last_seen = node->last_seen;
+	n->store_id = node->store_id;
+	n->since = node->since;
 	return 0;
 }
 
-static int node_stop(const char *name, uint32_t nodeid, uint64_t last_seen, void *userdata)
+static int node_stop(const StoreNode *node, void *userdata)
 {
-	(void)name, (void)nodeid, (void)last_seen, (void)userdata;
+	(void)node, (void)userdata;
 	return -ECANCELED;
 }
 
@@ -925,7 +928,8 @@ static void test_nodes(void)
 	                   "ALTER TABLE alerts DROP COLUMN esc_timer;"
 	                   "ALTER TABLE alerts DROP COLUMN silence; DROP TABLE silences;"
 	                   "DROP INDEX attempts_number; DROP INDEX calls_number;"
-	                   "DROP TABLE heartbeats;"
+	                   "DROP TABLE heartbeats; DROP TABLE meta;"
+	                   "ALTER TABLE alerts DROP COLUMN rev; ALTER TABLE dedupe DROP COLUMN rev;"
 	                   "PRAGMA user_version = 3",
 	                   NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
@@ -934,7 +938,109 @@ static void test_nodes(void)
 		return;
 	check_int(store_node_seen(s, "a", 1, 100), 0);
 	check_int(store_override_set(s, "primary", "carol", 300, 200, "alice"), 1);
+	/* what a node holds of this store: kept beside what was seen of it */
+	check(store_id(s) > 0);
+	check_int(store_node_rejoin(s, "a", 77, 5), 0);
+	check_int(store_node_seen(s, "a", 1, 150), 0);
+	memset(seen, 0, sizeof(seen));
+	check_int(store_nodes(s, node_cb, seen), 0);
+	check_str(seen[0].name, "a");
+	check_int(seen[0].last_seen, 150);
+	check_int(seen[0].store_id, 77);
+	check_int(seen[0].since, 5);
 	store_close(s);
+}
+
+/* The ids (their last two digits) of the alerts an export since `since` holds, as "01,02,". */
+static void exported_ids(Store *s, uint64_t since, char *buf, size_t size)
+{
+	json_t *items, *item;
+	char cursor[33] = "";
+	size_t i, len = 0;
+
+	buf[0] = 0;
+	check(store_export_alerts(s, cursor, since, 1 << 20, &items, cursor) >= 0);
+	json_array_foreach(items, i, item) len += (size_t)snprintf(
+	        buf + len, size - len, "%s,", json_string_value(json_object_get(item, "id")) + 30);
+	json_decref(items);
+}
+
+/* A rejoin sends what changed since a revision: a new alert, and an old one that got an attempt,
+ * an acknowledgment or a merged row; the revision goes on across a reopen; each store has an
+ * identity of its own. */
+static void test_revisions(void)
+{
+	Store *s = open_sub("rev"), *other = open_sub("rev-other");
+	uint64_t t0 = 50000 * SEC, r1, r2, id;
+	DeliveryChange ch;
+	SendResult r = result(true, false, t0 + 5 * SEC);
+	json_t *items;
+	char ids[64], *key = NULL;
+
+	if (!s || !other)
+		return;
+	check(store_id(s) > 0 && store_id(other) > 0 && store_id(s) != store_id(other));
+	insert(s, ID("01"), "r1", t0);
+	insert(s, ID("02"), "r2", t0);
+	insert(s, ID("03"), "r3", t0);
+	exported_ids(s, 0, ids, sizeof(ids));
+	check_str(ids, "01,02,03,");
+	store_rev_next(s);
+	r1 = store_rev(s);
+	exported_ids(s, r1, ids, sizeof(ids));
+	check_str(ids, "");
+	check_int(store_export_dedupe(s, "", r1, 1 << 20, &items, &key), 0);
+	json_decref(items);
+	key = mfree(key);
+
+	insert(s, ID("04"), "r4", t0 + SEC);
+	check_int(store_begin(s), 0);
+	check_int(store_delivery_result(s, ID("02"), "+32470000001", &r, &ch), 1);
+	check_int(store_commit(s), 0);
+	exported_ids(s, r1, ids, sizeof(ids));
+	check_str(ids, "02,04,");
+	check_int(store_export_dedupe(s, "", r1, 1 << 20, &items, &key), 1);
+	check_str(json_string_value(json_object_get(json_array_get(items, 0), "key")), "r4");
+	json_decref(items);
+	key = mfree(key);
+
+	/* an acknowledgment (the alert's own row) */
+	store_rev_next(s);
+	r2 = store_rev(s);
+	check_int(store_begin(s), 0);
+	check_int(store_alert_ack(s, ID("03"), "alice", "sms", t0 + 9 * SEC), 1);
+	check_int(store_commit(s), 0);
+	exported_ids(s, r2, ids, sizeof(ids));
+	check_str(ids, "03,");
+
+	/* a merge that changes an alert stamps it; one that changes nothing does not */
+	check_int(store_export_alerts(s, "", 0, 1 << 20, &items, ids), 4);
+	store_rev_next(other);
+	check_int(store_begin(other), 0);
+	for (size_t i = 0; i < json_array_size(items); i++)
+		check_int(store_merge_alert(other, json_array_get(items, i)), 1);
+	check_int(store_commit(other), 0);
+	store_rev_next(other);
+	r1 = store_rev(other);
+	check_int(store_begin(other), 0);
+	for (size_t i = 0; i < json_array_size(items); i++)
+		check_int(store_merge_alert(other, json_array_get(items, i)), 0);
+	check_int(store_commit(other), 0);
+	exported_ids(other, r1, ids, sizeof(ids));
+	check_str(ids, "");
+	json_decref(items);
+
+	/* reopened: the revision goes on from above every stamp; the identity stays */
+	id = store_id(s);
+	r2 = store_rev(s);
+	store_close(s);
+	s = open_sub("rev");
+	if (!s)
+		return;
+	check(store_rev(s) > r2);
+	check_int(store_id(s), id);
+	store_close(s);
+	store_close(other);
 }
 
 static int count_steps(void *userdata)
@@ -1472,7 +1578,7 @@ static void test_writes_refuse_unmergeable(void)
 	a.expires_at = (uint64_t)INT64_MAX + 1000 * SEC;
 	check_int(store_alert_insert(s, &a), 0);
 	check_int(store_commit(s), 0);
-	check(store_export_alerts(s, "", 1 << 20, &items, last) >= 1);
+	check(store_export_alerts(s, "", 0, 1 << 20, &items, last) >= 1);
 	check(json_integer_value(json_object_get(json_array_get(items, 0), "exp")) > 0);
 	copy = json_deep_copy(json_array_get(items, 0));
 	check_int(store_begin(s), 0);
@@ -1499,6 +1605,7 @@ int main(void)
 	run(test_merge_rejects_malformed);
 	run(test_stale_failure);
 	run(test_nodes);
+	run(test_revisions);
 	run(test_due_last_node);
 	run(test_overrides);
 	run(test_overrides_converge);
