@@ -465,6 +465,10 @@ static const ConfigItem config_table[] = {
         {MAIN("cluster", "peer_grace", seconds, peer_grace), RANGE(0, 3600), .def = "10s",
          .what = DURATION_WHAT("0s", "1h"),
          .doc = "how long a lone node leaves the other node's deliveries to it"},
+        {MAIN("cluster", "rejoin_margin", seconds, rejoin_margin), RANGE(5, 3600), .def = "60s",
+         .what = DURATION_WHAT("5s", "1h"),
+         .doc = "how long a node must have been in step before a rejoin sends it only what "
+                "changed since"},
         {MAIN("cluster", "check_interval", seconds, check_interval), RANGE(0, 86400), .def = "60s",
          .what = DURATION_WHAT("0s (off)", "1d"),
          .doc = "how often the nodes compare a digest of their stores"},

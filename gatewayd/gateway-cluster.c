@@ -10,7 +10,7 @@
  * What the others may lack: every change to an alert or a dedupe row is stamped with this
  * store's revision (store_rev(), moved on once a second). For each other node this one keeps
  * the first revision that node may not have: a node in step with us (in the view, past an
- * exchange, its store committing) for REJOIN_MARGIN_USEC holds everything stamped before that.
+ * exchange, its store committing) for [cluster] rejoin_margin holds everything stamped before.
  * An exchange then sends the alerts and dedupe rows changed since the lowest such revision of
  * the others, and everything to a node whose store is not the one it had (its hello names it)
  * or after a digest difference. */
@@ -164,43 +164,48 @@ int cluster_rejoin_save(Gateway *g)
 	return 0;
 }
 
-/* A node in step with us since before the revision of REJOIN_MARGIN_USEC ago has everything
- * stamped before it. */
+/* A node in step with us since before the revision of [cluster] rejoin_margin ago has
+ * everything stamped before it: it committed what it applied long since (a node whose store
+ * cannot commit says so, and is not in step meanwhile), and a node that died in between has
+ * been seen gone (the margin exceeds corosync's failure detection by far). The digest check
+ * after every exchange catches what this misses. */
 static void rejoin_mark(Gateway *g, MemberNode *n, uint64_t now)
 {
+	uint64_t margin = (uint64_t)g->config->rejoin_margin * USEC_PER_SEC;
+
 	if (!n->in_view || !n->announced || n->store_error[0] || g->sync.active ||
 	    stall_active(g)) {
 		n->whole_since = 0;
 		return;
 	}
-	if (!n->whole_since || now < REJOIN_MARGIN_USEC)
-		return;
-	for (size_t i = g->cluster.n_revs; i > 0; i--) {
-		uint64_t at = g->cluster.revs[i - 1].at, rev = g->cluster.revs[i - 1].rev;
+	if (n->whole_since && g->cluster.n_revs > 0) {
+		const struct RevMark *old = &g->cluster.revs[g->cluster.rev_head];
 
-		if (at > now - REJOIN_MARGIN_USEC)
-			continue;
-		if (at >= n->whole_since && rev > n->since) {
-			n->since = rev;
+		if (old->at + margin <= now && old->at >= n->whole_since && old->rev > n->since) {
+			n->since = old->rev;
 			n->since_dirty = true;
 		}
-		return;
 	}
+}
+
+static struct RevMark *rev_at(Gateway *g, size_t i)
+{
+	return &g->cluster.revs[(g->cluster.rev_head + i) % g->cluster.rev_cap];
 }
 
 static int on_rev_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	Gateway *g = userdata;
-	uint64_t now = now_monotonic_usec();
+	uint64_t now = now_monotonic_usec(), margin = g->config->rejoin_margin * USEC_PER_SEC;
 
 	store_rev_next(g->store);
-	if (g->cluster.n_revs == REV_RING) {
-		memmove(g->cluster.revs, g->cluster.revs + 1,
-		        (REV_RING - 1) * sizeof(g->cluster.revs[0]));
+	/* Keep one mark older than the margin: the newest such. */
+	while (g->cluster.n_revs >= 2 && rev_at(g, 1)->at + margin <= now) {
+		g->cluster.rev_head = (g->cluster.rev_head + 1) % g->cluster.rev_cap;
 		g->cluster.n_revs--;
 	}
-	g->cluster.revs[g->cluster.n_revs].at = now;
-	g->cluster.revs[g->cluster.n_revs++].rev = store_rev(g->store);
+	if (g->cluster.n_revs < g->cluster.rev_cap)
+		*rev_at(g, g->cluster.n_revs++) = (struct RevMark){now, store_rev(g->store)};
 	for (size_t i = 0; i < g->members.n; i++)
 		if (!g->members.nodes[i].self)
 			rejoin_mark(g, &g->members.nodes[i], now);
@@ -799,9 +804,8 @@ static void on_view(void *userdata, const ReplicationMember *members, size_t n_m
 		g->sync.n_peers = keep_in_view(g->sync.peers, g->sync.n_peers, ids, n_ids);
 		if (g->sync.n_waiting == 0 || n_ids <= 1)
 			sync_finish(g, NULL);
-		else
-			cluster_sync_continue(
-			        g); /* perhaps the hello it waited for will not come */
+		else /* perhaps the hello it waited for will not come */
+			cluster_sync_continue(g);
 	}
 	takeover(g, false);
 	sd_event_source_set_enabled(g->dispatch.defer, SD_EVENT_ONESHOT);
@@ -998,6 +1002,11 @@ int gateway_start_cluster(Gateway *g)
 	if (r < 0)
 		return r;
 	sd_event_source_set_enabled(g->sync.timer, SD_EVENT_OFF);
+	/* A mark a second over the margin; a late tick may keep one more. */
+	g->cluster.rev_cap = g->config->rejoin_margin + 8;
+	g->cluster.revs = calloc(g->cluster.rev_cap, sizeof(*g->cluster.revs));
+	if (!g->cluster.revs)
+		return -ENOMEM;
 	r = sd_event_add_time_relative(g->event, &g->cluster.rev_timer, CLOCK_MONOTONIC, 0,
 	                               USEC_PER_MSEC, on_rev_timer, g);
 	if (r < 0)

@@ -56,12 +56,8 @@
 /* Rejoin exchange: the state sent per payload, and how long a silent peer is waited for. */
 #define SYNC_CHUNK_BYTES (256u * 1024u)
 #define SYNC_STALL_USEC  (15 * USEC_PER_SEC)
-/* A rejoin sends what changed since the other node last was in step with us for this long: it
- * had everything older committed (a node whose store cannot commit says so, and is not in
- * step meanwhile). The digest check after every exchange catches what this misses. */
-#define REJOIN_MARGIN_USEC (15 * USEC_PER_SEC)
-#define REV_TICK_USEC      USEC_PER_SEC
-#define REV_RING           32
+/* Once a second the store's revision moves on. */
+#define REV_TICK_USEC USEC_PER_SEC
 /* Clocks further apart than this are reported: deadlines come from the replicated timestamps. */
 #define CLOCK_SKEW_WARN_USEC (2 * USEC_PER_SEC)
 /* A commit that fails is retried with a backoff from STALL_RETRY_MIN to _MAX; after
@@ -521,12 +517,14 @@ typedef struct GatewayCluster {
 	size_t n_refused;
 	const char *takeover_node; /* while takeover() walks a node's deliveries */
 	json_t *confirm_due;       /* {origin node: seq}: payloads to confirm this turn */
-	/* Once a second the store's revision moves on; the last REV_RING of them, with when. */
+	/* Once a second the store's revision moves on: a ring of the revisions of the last
+	 * rejoin_margin seconds, with when, oldest first from rev_head; the oldest is the newest
+	 * that is older than the margin, once there is one. */
 	sd_event_source *rev_timer;
-	struct {
+	struct RevMark {
 		uint64_t at, rev;
-	} revs[REV_RING];
-	size_t n_revs;
+	} * revs;
+	size_t rev_cap, rev_head, n_revs;
 } GatewayCluster;
 
 /* Rejoin: after a view change that brought a newcomer, every member sends what it has (in

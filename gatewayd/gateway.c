@@ -179,6 +179,7 @@ Gateway *gateway_free(Gateway *g)
 	publish_free(g);
 	sd_event_source_disable_unref(g->cluster.grace_timer);
 	sd_event_source_disable_unref(g->cluster.rev_timer);
+	free(g->cluster.revs);
 	sd_event_source_disable_unref(g->sync.timer);
 	free(g->sync.key_cursor);
 	json_decref(g->cluster.confirm_due);

@@ -26,7 +26,7 @@ Method (the numbers are those of bench.py's list of phases):
       alerts (ttl 7 d) accepted by a alone as in 2, then b started with an empty state dir.
       Time from that start until b's status queue counts equal a's, neither reports
       cluster.syncing and both list a and b online (status polled every 0.2 s). Then
-      (4b) b, in step for 17 s (more than the daemons' 15 s rejoin margin), stopped again;
+      (4b) b, in step for 12 s (more than [cluster] rejoin_margin, 10 s here), stopped again;
       1,000 alerts accepted by a alone; b started on its own disk: time until the same
       condition, and the records a sent (its log).
    f. SMS across nodes: modems on every node (simulator), alerts burst to node a alone
@@ -57,7 +57,7 @@ from shared import (GATEWAYD, NUMBER, Gatewayd, Tracker, accept_run, goal, log, 
 
 TAKEOVER_DELAY = 3.0  # simulator send delay of a's modem while alerts pile up behind it
 TAKEOVER_GOAL = 2.7   # token 1000 + consensus 1200 + 0.5 s
-REJOIN_MARGIN = 15.0  # gatewayd's REJOIN_MARGIN_USEC: in step this long, a node has it all
+REJOIN_MARGIN = 10    # [cluster] rejoin_margin here (default 60): in step this long, a node has it all
 
 
 class LogWatch:
@@ -290,7 +290,7 @@ def cluster_catchup(args, cr) -> dict:
     dir; time until b's queue counts equal a's and neither is syncing."""
     total = 10000 if args.quick else 100000
     out = {"total": total}
-    c = cr.BenchCluster("bench-catchup", GATEWAYD, modems=False)
+    c = cr.BenchCluster("bench-catchup", GATEWAYD, modems=False, rejoin_margin=REJOIN_MARGIN)
     c.up()
     try:
         c.start_both_nomodem()
@@ -678,7 +678,8 @@ def print_cluster(out: dict) -> None:
             print(f"    {t:7.2f} s  {k.split(':')[0]}: {line}")
         rj = cu.get("rejoin")
         if rj:
-            print(f"\nThen b, in step with a for {REJOIN_MARGIN + 2:.0f} s, stopped; a accepted "
+            print(f"\nThen b, in step with a for {REJOIN_MARGIN + 2:.0f} s (rejoin_margin "
+                  f"{REJOIN_MARGIN} s), stopped; a accepted "
                   f"{rj['more']:,} alerts alone (holding {rj['held']:,} queued); b started "
                   f"again on its own disk: caught up in {rj['seconds']:.1f} s, a sent "
                   f"{rj['sent']:,} records (the exchange of an empty node sends every alert "
