@@ -262,7 +262,9 @@ def cluster_takeover(args, cr, seed: int) -> dict:
             while time.monotonic() < deadline:
                 tb.poll()
                 watch.poll()
-                got = [tb.seen[t] for t in pending if "done" in tb.seen.get(t, {})]
+                # Both records: the completion can be read before the AT log line with the PDU.
+                got = [tb.seen[t] for t in pending
+                       if "done" in tb.seen.get(t, {}) and tb.seen[t].get("cmgs")]
                 if got and first is None:
                     first = min(got, key=lambda s: s["cmgs"])
                 if len(got) == len(pending):
