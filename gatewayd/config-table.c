@@ -469,6 +469,9 @@ static const ConfigItem config_table[] = {
          .what = DURATION_WHAT("5s", "1h"),
          .doc = "how long a node must have been in step before a rejoin sends it only what "
                 "changed since"},
+        {MAIN("cluster", "exchange_timeout", seconds, exchange_timeout), RANGE(2, 3600),
+         .def = "15s", .what = DURATION_WHAT("2s", "1h"),
+         .doc = "how long a state exchange goes on without progress before it ends"},
         {MAIN("cluster", "check_interval", seconds, check_interval), RANGE(0, 86400), .def = "60s",
          .what = DURATION_WHAT("0s (off)", "1d"),
          .doc = "how often the nodes compare a digest of their stores"},

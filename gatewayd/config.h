@@ -111,6 +111,7 @@ typedef struct Config {
 	unsigned peer_grace;     /* seconds alone after a (re)connect before taking a peer's work */
 	unsigned check_interval; /* seconds between digest checks of the replicas; 0: off */
 	unsigned rejoin_margin;  /* seconds in step after which a node holds all older changes */
+	unsigned exchange_timeout;  /* seconds a state exchange waits without progress */
 	unsigned selftest_interval; /* seconds between path self-tests; 0 = off */
 	unsigned selftest_timeout;  /* seconds a self-test SMS may take to arrive */
 

@@ -19,6 +19,15 @@
 static void sync_finish(Gateway *g, const char *why);
 static void takeover(Gateway *g, bool merged);
 
+/* The exchange moved on (a chunk of ours came back, one of another node's arrived, a node said
+ * it is done): it ends on its own only after [cluster] exchange_timeout without that. A node
+ * that has everything to send and nothing to receive makes progress through its own chunks. */
+static void sync_progress(Gateway *g)
+{
+	sd_event_source_set_time_relative(g->sync.timer,
+	                                  (uint64_t)g->config->exchange_timeout * USEC_PER_SEC);
+}
+
 /* Publishes changes outside the outbox: announcements, confirmations and the rejoin exchange,
  * which must flow while the outbox is held. They have no clients waiting (seq 0). */
 static int publish_control(Gateway *g, json_t *changes)
@@ -393,6 +402,7 @@ int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin)
 		if (g->sync.active && ju64(c, "round") == g->sync.round) {
 			g->sync.sent += json_array_size(items);
 			g->sync.chunk_back = true;
+			sync_progress(g);
 		}
 		return 0;
 	}
@@ -423,7 +433,7 @@ int apply_merge(Gateway *g, json_t *c, const ChangeOrigin *origin)
 	if (changed)
 		g->dispatch.wanted = true;
 	if (g->sync.active)
-		sd_event_source_set_time_relative(g->sync.timer, SYNC_STALL_USEC);
+		sync_progress(g);
 	return 0;
 }
 
@@ -440,7 +450,7 @@ static void sync_unwait(Gateway *g, uint32_t nodeid)
 	if (g->sync.n_waiting == 0)
 		sync_finish(g, NULL);
 	else
-		sd_event_source_set_time_relative(g->sync.timer, SYNC_STALL_USEC);
+		sync_progress(g);
 }
 
 int apply_synced(Gateway *g, json_t *c, const ChangeOrigin *origin)
@@ -618,7 +628,7 @@ static void sync_start(Gateway *g, bool full)
 	         v->n_members);
 	sd_notify(0, "STATUS=Exchanging state with the cluster");
 	publish_control(g, json_pack("[o]", hello_change(g)));
-	sd_event_source_set_time_relative(g->sync.timer, SYNC_STALL_USEC);
+	sync_progress(g);
 	sd_event_source_set_enabled(g->sync.timer, SD_EVENT_ONESHOT);
 	cluster_sync_continue(g);
 }
@@ -672,7 +682,12 @@ static void sync_finish(Gateway *g, const char *why)
 
 static int on_sync_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	sync_finish(userdata, "no word from the other node(s) for 15 s");
+	Gateway *g = userdata;
+	char why[96];
+
+	snprintf(why, sizeof(why), "no progress for %u s ([cluster] exchange_timeout)",
+	         g->config->exchange_timeout);
+	sync_finish(g, why);
 	return 0;
 }
 
@@ -997,7 +1012,8 @@ int gateway_start_cluster(Gateway *g)
 	if (r < 0)
 		return r;
 	sd_event_source_set_enabled(g->cluster.grace_timer, SD_EVENT_OFF);
-	r = sd_event_add_time_relative(g->event, &g->sync.timer, CLOCK_MONOTONIC, SYNC_STALL_USEC,
+	r = sd_event_add_time_relative(g->event, &g->sync.timer, CLOCK_MONOTONIC,
+	                               (uint64_t)g->config->exchange_timeout * USEC_PER_SEC,
 	                               USEC_PER_SEC, on_sync_timer, g);
 	if (r < 0)
 		return r;

@@ -53,9 +53,9 @@
 #define PURGE_STEP_MAX   1024
 #define PURGE_PAUSE_USEC (5 * USEC_PER_MSEC) /* between two steps, at least the last one's time */
 #define SOLO_NODEID      1
-/* Rejoin exchange: the state sent per payload, and how long a silent peer is waited for. */
+/* Rejoin exchange: the state sent per payload ([cluster] exchange_timeout: how long it waits
+ * without progress). */
 #define SYNC_CHUNK_BYTES (256u * 1024u)
-#define SYNC_STALL_USEC  (15 * USEC_PER_SEC)
 /* Once a second the store's revision moves on. */
 #define REV_TICK_USEC USEC_PER_SEC
 /* Clocks further apart than this are reported: deadlines come from the replicated timestamps. */

@@ -64,7 +64,8 @@ static const char *reload_fixed_difference(const Config *a, const Config *b)
 		return "[control] bind";
 	if (a->cluster_enabled != b->cluster_enabled ||
 	    !streq_ptr(a->cluster_group, b->cluster_group) || a->peer_grace != b->peer_grace ||
-	    a->check_interval != b->check_interval || a->rejoin_margin != b->rejoin_margin)
+	    a->check_interval != b->check_interval || a->rejoin_margin != b->rejoin_margin ||
+	    a->exchange_timeout != b->exchange_timeout)
 		return "[cluster]";
 	if (a->selftest_interval != b->selftest_interval ||
 	    a->selftest_timeout != b->selftest_timeout)

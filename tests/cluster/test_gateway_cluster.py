@@ -44,7 +44,9 @@ text, how many times) and on what both nodes answer (send, get, queue, status):
   t. [health]: node b killed, a pages that b is offline, once, through its own modem; b back,
      the alert resolves with an all-clear;
   u. b back on its disk after a accepted 5 alerts alone: a sends those, not the 30 b had; b
-     back with an empty disk: a sends everything (its hello names another store).
+     back with an empty disk: a sends everything (its hello names another store);
+  v. 40,000 finished alerts of a sent to an empty b for longer than [cluster]
+     exchange_timeout (2 s) while b sends nothing back: the exchange goes on, b gets them all.
 Each test prints a one-line summary of what it measured. Exit 77 when the lab cannot run here
 (not root, no corosync, no network namespaces).
 """
@@ -54,6 +56,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -931,6 +934,57 @@ def test_u_rejoin_sends_only_what_the_other_lacks(rig):
     summary(f"b back on its disk after 5 alerts accepted alone: a sent {sent} records (of "
             f"{len(alerts)} alerts); b back with an empty disk: a sent all, "
             f"{sent_records(step2[0])} records; every alert agrees, nothing sent twice")
+
+
+def fill_finished(db_path: str, total: int) -> list[str]:
+    """Writes `total` finished alerts (sent an hour ago, one delivery and one attempt each)
+    into a stopped node's store, as a long history would have left them; their ids."""
+    final_at = int(time.time() * 1e6) - 3600 * 10**6
+    ids = [f"f{i:031d}" for i in range(total)]
+    with sqlite3.connect(db_path) as db:
+        db.executemany(
+            "INSERT INTO alerts(id, key, text, priority, source, node, accepted_at, expires_at,"
+            " state, final, final_at) VALUES (?, ?, 'old disk full', 0, 'test', 'a', ?, ?,"
+            " 'sent', 1, ?)",
+            [(i, i, final_at - 10**6, final_at + 86400 * 10**6, final_at) for i in ids])
+        db.executemany(
+            "INSERT INTO deliveries(alert_id, number, kind, seq, state, priority, accepted_at,"
+            " next_try_at, node, modem) VALUES (?, '+32470000001', 'to', 0, 'sent', 0, ?, ?,"
+            " 'a', 'gsm0')", [(i, final_at - 10**6, final_at) for i in ids])
+        db.executemany(
+            "INSERT INTO attempts(alert_id, number, node, modem, at, result)"
+            " VALUES (?, '+32470000001', 'a', 'gsm0', ?, 'sent')", [(i, final_at) for i in ids])
+    return ids
+
+
+def test_v_a_long_exchange_is_not_cut_short(rig):
+    """A node with a long history sends it to an empty one for longer than [cluster]
+    exchange_timeout while the empty one, done at once, sends nothing back: the exchange must
+    go on as long as chunks keep coming back, and the newcomer must end up with all of it.
+    (It used to end after exchange_timeout of the sender's own chunks, leaving the newcomer
+    without the rest of the history and both nodes reporting that they were in step.)"""
+    c = rig.cluster(exchange_timeout=2)
+    c.start_both()
+    c.wait_members()
+    c.stop("b")
+    c.stop("a")
+    ids = fill_finished(os.path.join(c.node("a").state_dir, "gatewayd.db"), 40000)
+    c.start("a")
+    c.wait_members(names=("a",), want=("a",), timeout=30)
+    pos = os.path.getsize(c.node("a").log_path)
+    t0 = time.monotonic()
+    c.start("b", wipe_state=True, wait=False)
+    step = wait_until(lambda: log_lines(c.node("a"), pos, "In step with the cluster") or
+                      log_lines(c.node("a"), pos, "Ending the state exchange"), 180,
+                      "a to end the exchange")
+    took = time.monotonic() - t0
+    assert "In step" in step[0], f"a cut the exchange short: {step[0]}"
+    c.wait_members(timeout=30)
+    missing = [i for i in (ids[0], ids[len(ids) // 2], ids[-1])
+               if c.get("b", i).get("state") != "sent"]
+    assert not missing, f"b lacks alerts of a's history after the exchange: {missing}"
+    summary(f"a sent b {len(ids)} finished alerts in {took:.1f} s with exchange_timeout 2 s: "
+            f"{step[0].split('gatewayd: ')[-1]}; b has the first, middle and last")
 
 
 if __name__ == "__main__":

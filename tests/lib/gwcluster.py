@@ -22,7 +22,8 @@ What is where:
     unix sockets are reachable across network namespaces, so the test process (outside) talks
     to both.
 
-Cluster(name, peer_grace=None, rejoin_margin=None (each written only when set),
+Cluster(name, peer_grace=None, rejoin_margin=None, exchange_timeout=None ([cluster] keys,
+        each written only when set),
         send_delay=0 (simulator),
         modem_extra={"a": "...keys of [modem gsm0]..."}, extra={"a": "...more sections..."},
         modems_per_node=1 (node a's gsm0, gsm1, ... are simulator modems a0, a1, ...; same
@@ -180,6 +181,8 @@ class Node:
             text += f"peer_grace = {c.peer_grace}\n"
         if c.rejoin_margin is not None:
             text += f"rejoin_margin = {c.rejoin_margin}\n"
+        if c.exchange_timeout is not None:
+            text += f"exchange_timeout = {c.exchange_timeout}\n"
         text += "\n[delivery]\nretry_min = 1\nretry_max = 5\n\n"
         if "[bundle]" not in c.extra.get(self.name, ""):
             text += "[bundle]\nthreshold = 0\n\n"  # bundling has tests of its own
@@ -277,11 +280,13 @@ class Cluster:
     def __init__(self, name: str = "cluster", peer_grace: int | None = None,
                  send_delay: float = 0.0, modem_extra: dict | None = None,
                  extra: dict | None = None, token_ms: int = 1000, quiet: bool = True,
-                 modems_per_node: int = 1, nodes=NODE_NAMES, rejoin_margin: int | None = None):
+                 modems_per_node: int = 1, nodes=NODE_NAMES, rejoin_margin: int | None = None,
+                 exchange_timeout: int | None = None):
         self.dir = tempfile.mkdtemp(prefix=f"gwc-{name[:20]}-")
         self.modems_per_node = modems_per_node
         self.peer_grace = peer_grace
         self.rejoin_margin = rejoin_margin
+        self.exchange_timeout = exchange_timeout
         self.send_delay = send_delay
         # health_interval short, send/command timeouts short: faults show within seconds.
         self.default_modem_extra = "health_interval = 2\nsend_timeout = 5\ncommand_timeout = 3\n"
