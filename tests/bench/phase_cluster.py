@@ -37,8 +37,12 @@ Method (the numbers are those of bench.py's list of phases):
    g. three nodes: a, b, c on a bridge (votequorum without two_node), no modems; the load of
       a. (8 clients x 8 in flight, spread a, b, c, a, ...: "queued" = committed on all three)
       and of b. (1,000/s, a third to each node).
+   h. history (only with --parts history): a's store filled with 1,000,000 finished alerts
+      by SQL while it is stopped (phase_history.fill(), final a day ago, within retention),
+      b started with an empty state dir: time until both are in step, the longest status
+      wait of each meanwhile, and the alerts each store then holds.
    --quick: 5,000 alerts, 5 s paced, 1 takeover round, 10,000 alerts to catch up; f. with
-   N = 30 and 1 alert per modem at 3 s.
+   N = 30 and 1 alert per modem at 3 s; h. with 100,000.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sqlite3
 import statistics
 import threading
 import time
@@ -395,6 +400,69 @@ def cluster_catchup(args, cr) -> dict:
     return out
 
 
+def cluster_history(args, cr) -> dict:
+    """8 (not part of the default run): node a's store holds 1,000,000 finished alerts
+    (written with SQL while it is stopped, as the history phase does, final a day ago: within
+    the retention, so they are part of the history b must receive); b starts with an empty
+    state dir. Time until neither reports cluster.syncing and both list a and b online, and
+    the longest status wait of each node meanwhile."""
+    import phase_history
+    total = 100000 if args.quick else 1000000
+    out = {"total": total}
+    c = cr.BenchCluster("bench-history", GATEWAYD, modems=False)
+    c.up()
+    try:
+        c.start_both_nomodem()
+        c.wait_members()
+        c.stop("b")
+        c.stop("a")
+        db = os.path.join(c.node("a").state_dir, "gatewayd.db")
+        log(f"cluster: history: writing {total:,} finished alerts into a's store")
+        out["fill_seconds"] = phase_history.fill(db, total, age_days=1)
+        out["db_bytes"] = os.path.getsize(db)
+        t_a = time.monotonic()
+        c.start_nomodem("a", timeout=600)
+        out["a_start"] = time.monotonic() - t_a
+        log(f"cluster: history: a up in {out['a_start']:.1f} s (store "
+            f"{out['db_bytes'] / 1e6:.0f} MB); starting b with an empty state dir")
+        watch = LogWatch(c.node("a").log_path, ["Sending the cluster"])
+        t0 = time.monotonic()
+        c.start("b", wipe_state=True, wait=False)
+        waits = {"a": 0.0, "b": 0.0}
+        limit = 300 if args.quick else 1800
+        while True:
+            watch.poll()
+            st = {}
+            for n in ("a", "b"):
+                ts = time.monotonic()
+                st[n] = c.node(n).try_request({"op": "status"}, timeout=120)
+                if st[n] is not None:
+                    waits[n] = max(waits[n], time.monotonic() - ts)
+            sa, sb = st["a"], st["b"]
+            if (sa and sb and not sa["cluster"]["syncing"] and not sb["cluster"]["syncing"]
+                    and cr.Cluster.online_members(sa) == {"a", "b"}
+                    and cr.Cluster.online_members(sb) == {"a", "b"}):
+                break
+            if time.monotonic() - t0 > limit:
+                raise RuntimeError(f"b not caught up after {limit} s\n"
+                                   f"{c.node('b').log_tail(10)}")
+            time.sleep(0.5)
+        out["seconds"] = time.monotonic() - t0
+        out["waits"] = waits
+        out["sent_line"] = watch.lines.get("Sending the cluster", "")
+        out["b_bytes"] = sum(os.path.getsize(os.path.join(dp, f))
+                             for dp, _, fs in os.walk(c.node("b").state_dir) for f in fs)
+        out["b_alerts"] = {}
+        for n in ("a", "b"):  # what each store holds, read beside the running daemon (WAL)
+            uri = f"file:{os.path.join(c.node(n).state_dir, 'gatewayd.db')}?mode=ro"
+            with sqlite3.connect(uri, uri=True) as con:
+                out["b_alerts"][n] = con.execute("SELECT count(*) FROM alerts").fetchone()[0]
+        log(f"  caught up in {out['seconds']:.1f} s")
+    finally:
+        close_cluster(c, args)
+    return out
+
+
 def rejoin_on_disk(c, cr, more: int) -> dict:
     """4b: b, in step with a for longer than the rejoin margin, stopped; `more` alerts accepted
     by a alone; b started again on its own disk: how long until both agree, and how many
@@ -536,8 +604,9 @@ def run(ctx, work: str, args) -> dict | None:
                     ("takeover", lambda: cluster_takeover(args, cr, args.seed)),
                     ("catchup", lambda: cluster_catchup(args, cr)),
                     ("sms", lambda: cluster_sms(ctx, args, cr)),
-                    ("three", lambda: cluster_three(args, cr))]:
-        if parts is not None and key not in parts:
+                    ("three", lambda: cluster_three(args, cr)),
+                    ("history", lambda: cluster_history(args, cr))]:
+        if (key not in parts) if parts is not None else key == "history":
             continue
         try:
             out[key] = fn()
@@ -726,6 +795,21 @@ def print_cluster(out: dict) -> None:
               f"{os.cpu_count()} cores.")
 
 
+    hi = out.get("history") or {}
+    if failed("history"):
+        print(f"\ncluster catch-up of a long history: could not measure: {failed('history')}")
+    elif hi.get("seconds"):
+        print(f"\n### Cluster: an empty node catches up on {hi['total']:,} finished alerts\n\n"
+              f"a's store: {hi['db_bytes'] / 1e6:.0f} MB (written in {hi['fill_seconds']:.0f} s); "
+              f"a answered status {hi['a_start']:.1f} s after its start. b, started with an empty "
+              f"state dir, was in step (neither syncing, both online) after "
+              f"**{hi['seconds']:.1f} s** ({hi['total'] / hi['seconds']:,.0f} alerts/s; b's store "
+              f"{hi['b_bytes'] / 1e6:.0f} MB with its WAL; alerts in the stores: a "
+              f"{hi['b_alerts']['a']:,}, b {hi['b_alerts']['b']:,}). Longest status wait meanwhile: a "
+              f"{ms(hi['waits']['a'])}, b {ms(hi['waits']['b'])}. a's log: "
+              f"{hi['sent_line'] or '-'}")
+
+
 def summary_rows(clu: dict) -> list[list]:
     """The summary's lines of this phase."""
     rows = []
@@ -771,4 +855,9 @@ def summary_rows(clu: dict) -> list[list]:
             rows.append([f"cluster: node b back on its disk, {rj['more']:,} new of "
                          f"{rj['held']:,}", f"{rj['seconds']:.1f} s, {rj['sent']:,} records "
                          "sent", "", "", "n/a", "n/a"])
+    hi = clu.get("history") or {}
+    if hi.get("seconds"):
+        rows.append([f"cluster: empty node b caught up on {hi['total']:,} finished alerts",
+                     f"{hi['seconds']:.1f} s (status waited up to {ms(hi['waits']['a'])} on a, "
+                     f"{ms(hi['waits']['b'])} on b)", "", "", "n/a", "n/a"])
     return rows

@@ -61,12 +61,12 @@ def fill_queued(db: sqlite3.Connection, total: int, now: int) -> None:
             [(i, accepted, accepted) for i in ids])
 
 
-def fill(db_path: str, total: int, queued: int = 0) -> float:
-    """total finished alerts, final AGE_DAYS ago, each with one delivery and one attempt; and
+def fill(db_path: str, total: int, queued: int = 0, age_days: float = AGE_DAYS) -> float:
+    """total finished alerts, final age_days ago, each with one delivery and one attempt; and
     queued alerts still waiting (fill_queued())."""
     t0 = time.monotonic()
     now = int(time.time() * 1e6)
-    final_at = now - AGE_DAYS * 86400 * 10**6
+    final_at = now - int(age_days * 86400 * 10**6)
     db = sqlite3.connect(db_path, isolation_level=None)
     db.execute("PRAGMA synchronous = OFF")
     db.execute("BEGIN")
