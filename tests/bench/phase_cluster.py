@@ -401,7 +401,7 @@ def cluster_catchup(args, cr) -> dict:
 
 
 def cluster_history(args, cr) -> dict:
-    """8 (not part of the default run): node a's store holds 1,000,000 finished alerts
+    """h (not part of the default run): node a's store holds 1,000,000 finished alerts
     (written with SQL while it is stopped, as the history phase does, final a day ago: within
     the retention, so they are part of the history b must receive); b starts with an empty
     state dir. Time until neither reports cluster.syncing and both list a and b online, and
@@ -452,11 +452,11 @@ def cluster_history(args, cr) -> dict:
         out["sent_line"] = watch.lines.get("Sending the cluster", "")
         out["b_bytes"] = sum(os.path.getsize(os.path.join(dp, f))
                              for dp, _, fs in os.walk(c.node("b").state_dir) for f in fs)
-        out["b_alerts"] = {}
+        out["held"] = {}
         for n in ("a", "b"):  # what each store holds, read beside the running daemon (WAL)
             uri = f"file:{os.path.join(c.node(n).state_dir, 'gatewayd.db')}?mode=ro"
             with sqlite3.connect(uri, uri=True) as con:
-                out["b_alerts"][n] = con.execute("SELECT count(*) FROM alerts").fetchone()[0]
+                out["held"][n] = con.execute("SELECT count(*) FROM alerts").fetchone()[0]
         log(f"  caught up in {out['seconds']:.1f} s")
     finally:
         close_cluster(c, args)
@@ -794,7 +794,6 @@ def print_cluster(out: dict) -> None:
               "by both others; three daemons and three real-time corosyncs share the same "
               f"{os.cpu_count()} cores.")
 
-
     hi = out.get("history") or {}
     if failed("history"):
         print(f"\ncluster catch-up of a long history: could not measure: {failed('history')}")
@@ -805,7 +804,7 @@ def print_cluster(out: dict) -> None:
               f"state dir, was in step (neither syncing, both online) after "
               f"**{hi['seconds']:.1f} s** ({hi['total'] / hi['seconds']:,.0f} alerts/s; b's store "
               f"{hi['b_bytes'] / 1e6:.0f} MB with its WAL; alerts in the stores: a "
-              f"{hi['b_alerts']['a']:,}, b {hi['b_alerts']['b']:,}). Longest status wait meanwhile: a "
+              f"{hi['held']['a']:,}, b {hi['held']['b']:,}). Longest status wait meanwhile: a "
               f"{ms(hi['waits']['a'])}, b {ms(hi['waits']['b'])}. a's log: "
               f"{hi['sent_line'] or '-'}")
 
