@@ -20,6 +20,7 @@ import os
 import sqlite3
 import time
 
+import storefill
 import sysproc
 from shared import Gatewayd, goal, log, ms, pct, table
 
@@ -73,20 +74,7 @@ def fill(db_path: str, total: int, queued: int = 0, age_days: float = AGE_DAYS) 
     batch = 10000
     for start in range(0, total, batch):
         ids = [f"{0xb0000000 + i:08x}{i:024d}" for i in range(start, min(total, start + batch))]
-        db.executemany(
-            "INSERT INTO alerts(id, key, text, priority, source, node, accepted_at, expires_at,"
-            " state, final, final_at) VALUES (?, ?, 'old disk full', 0, 'bench', 'bench', ?, ?,"
-            " 'sent', 1, ?)",
-            [(i, i, final_at - 10**6, final_at + 86400 * 10**6, final_at) for i in ids])
-        db.executemany(
-            "INSERT INTO deliveries(alert_id, number, kind, seq, state, priority, accepted_at,"
-            " next_try_at, node, modem) VALUES (?, '+32470000001', 'to', 0, 'sent', 0, ?, ?,"
-            " 'bench', 'gsm0')",
-            [(i, final_at - 10**6, final_at) for i in ids])
-        db.executemany(
-            "INSERT INTO attempts(alert_id, number, node, modem, at, result)"
-            " VALUES (?, '+32470000001', 'bench', 'gsm0', ?, 'sent')",
-            [(i, final_at) for i in ids])
+        storefill.finished(db, ids, final_at, "bench")
     fill_queued(db, queued, now)
     db.execute("COMMIT")
     db.close()

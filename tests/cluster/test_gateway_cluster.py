@@ -66,6 +66,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from gwcluster import (FINAL, NODE_IDS, SIM_MODEM, NodeDown, WaitTimeout, main, owner,  # noqa: E402
                        health_cluster, summary, wait_until)
 from oncall_fixture import ALICE, BOB, DAVE, oncall_config  # noqa: E402
+import storefill  # noqa: E402
 
 # The replication protocol version of this build (gatewayd/gateway-internal.h).
 PROTOCOL_VERSION = 4
@@ -939,21 +940,9 @@ def test_u_rejoin_sends_only_what_the_other_lacks(rig):
 def fill_finished(db_path: str, total: int) -> list[str]:
     """Writes `total` finished alerts (sent an hour ago, one delivery and one attempt each)
     into a stopped node's store, as a long history would have left them; their ids."""
-    final_at = int(time.time() * 1e6) - 3600 * 10**6
     ids = [f"f{i:031d}" for i in range(total)]
     with sqlite3.connect(db_path) as db:
-        db.executemany(
-            "INSERT INTO alerts(id, key, text, priority, source, node, accepted_at, expires_at,"
-            " state, final, final_at) VALUES (?, ?, 'old disk full', 0, 'test', 'a', ?, ?,"
-            " 'sent', 1, ?)",
-            [(i, i, final_at - 10**6, final_at + 86400 * 10**6, final_at) for i in ids])
-        db.executemany(
-            "INSERT INTO deliveries(alert_id, number, kind, seq, state, priority, accepted_at,"
-            " next_try_at, node, modem) VALUES (?, '+32470000001', 'to', 0, 'sent', 0, ?, ?,"
-            " 'a', 'gsm0')", [(i, final_at - 10**6, final_at) for i in ids])
-        db.executemany(
-            "INSERT INTO attempts(alert_id, number, node, modem, at, result)"
-            " VALUES (?, '+32470000001', 'a', 'gsm0', ?, 'sent')", [(i, final_at) for i in ids])
+        storefill.finished(db, ids, int(time.time() * 1e6) - 3600 * 10**6, "a")
     return ids
 
 
