@@ -232,8 +232,8 @@ class Lab:
                   "    crypto_hash: sha256\n" if self.crypto else
                   "    crypto_cipher: none\n    crypto_hash: none\n")
         token = f"    token: {self.token_ms}\n" if self.token_ms else ""
-        # As packaging/corosync.conf.example: the token rests after 5 idle turns, not 30.
-        token += "    seqno_unchanged_const: 5\n"
+        # As packaging/corosync.conf.example: the token rests after 2 idle turns, not 30.
+        token += "    seqno_unchanged_const: 2\n"
         two_node = "    two_node: 1\n" if len(self.nodes) == 2 else ""
         nodelist = "".join(
             f"    node {{\n        name: {n.name}\n        nodeid: {n.nodeid}\n"
