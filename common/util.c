@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 
 uint64_t (*now_usec_hook)(int clock) = NULL;
@@ -286,4 +287,65 @@ int parse_duration(const char *s, uint64_t *ret_seconds)
 		return -ERANGE;
 	*ret_seconds = v * mult;
 	return 0;
+}
+
+/* While TZ is unset, glibc stat()s /etc/localtime at every mktime() to see whether it changed,
+ * and libgammu's part count and the on-call rota call mktime() for every alert. TZ naming the
+ * file makes glibc read it once; tz_refresh() then looks at the file itself, and makes glibc
+ * read it again when it changed, by naming it another way (glibc rereads only when TZ's text
+ * changes). Setting a variable that exists replaces one pointer in environ, never the array,
+ * and glibc never frees the strings it held, so a thread reading the environment meanwhile
+ * sees the old value or the new one. */
+static struct {
+	char path[256];
+	bool other_name; /* TZ names the file "<dir>/./<name>" */
+	struct stat seen;
+	bool pinned;
+} tz;
+
+static void tz_set(void)
+{
+	char value[sizeof(tz.path) + 4];
+	const char *slash = strrchr(tz.path, '/');
+
+	if (tz.other_name && slash)
+		snprintf(value, sizeof(value), ":%.*s/.%s", (int)(slash - tz.path), tz.path, slash);
+	else
+		snprintf(value, sizeof(value), ":%s", tz.path);
+	setenv("TZ", value, 1);
+	tzset();
+}
+
+static bool tz_same(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+bool tz_pin(const char *path)
+{
+	if (getenv("TZ") || strlen(path) >= sizeof(tz.path) || path[0] != '/')
+		return false; /* a time zone the environment chose is the environment's */
+	snprintf(tz.path, sizeof(tz.path), "%s", path);
+	if (stat(tz.path, &tz.seen) < 0)
+		memset(&tz.seen, 0, sizeof(tz.seen));
+	tz.pinned = true;
+	tz_set();
+	return true;
+}
+
+bool tz_refresh(void)
+{
+	struct stat st;
+
+	if (!tz.pinned)
+		return false;
+	if (stat(tz.path, &st) < 0)
+		memset(&st, 0, sizeof(st));
+	if (tz_same(&st, &tz.seen))
+		return false;
+	tz.seen = st;
+	tz.other_name = !tz.other_name;
+	tz_set();
+	return true;
 }

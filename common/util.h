@@ -57,3 +57,11 @@ int utf8_snprintf(char *buf, size_t size, const char *format, ...)
 
 /* Seconds, with an optional suffix s, m, h or d ("600", "10m", "30d"). */
 int parse_duration(const char *s, uint64_t *ret_seconds);
+
+/* Makes glibc read the time zone file `path` (normally /etc/localtime) once instead of at every
+ * mktime(), by setting TZ to it; nothing when TZ is already set (false then). Call it before
+ * any thread starts. tz_refresh() makes glibc read the file again if it changed since, and says
+ * whether it did: call it now and then (gatewayd: every health tick), so that a new time zone
+ * still reaches the on-call rota without a restart. */
+bool tz_pin(const char *path);
+bool tz_refresh(void);

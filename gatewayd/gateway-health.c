@@ -287,6 +287,9 @@ static void drills_run(Gateway *g)
 
 static int on_health_tick(sd_event_source *s, uint64_t usec, void *userdata)
 {
+	if (tz_refresh())
+		log_notice("/etc/localtime changed: local times (the on-call rota) follow the new "
+		           "time zone");
 	modems_check_reports(userdata);
 	drills_run(userdata);
 	health_tick(userdata);

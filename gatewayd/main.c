@@ -134,6 +134,7 @@ int main(int argc, char *argv[])
 	int c, r;
 
 	log_setup("gatewayd");
+	tz_pin("/etc/localtime"); /* before any thread starts */
 	while ((c = getopt_long(argc, argv, "c:dh", options, NULL)) >= 0) {
 		switch (c) {
 		case 'c':

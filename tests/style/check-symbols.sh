@@ -27,7 +27,7 @@
 set -u
 
 rules='
-common         chat_ log_ validate_ utf8_ now_ id_ parse_ format_ hash128_ days_from_civil errno_fd_prefix
+common         chat_ log_ validate_ utf8_ now_ id_ parse_ format_ hash128_ tz_ days_from_civil errno_fd_prefix
 store          store_
 protocol       request_ change_ ackcode_
 modem          decodemark_ devwatch_ inbox_ modem_ pdu_ ports_ probe_ sha256_ simstore_ sms_ watchdog_ worker_

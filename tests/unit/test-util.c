@@ -1,5 +1,9 @@
-/* util: cutting UTF-8 text to a buffer without splitting a character. */
+/* util: cutting UTF-8 text to a buffer without splitting a character; the time zone file. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "util.h"
@@ -46,9 +50,77 @@ static void test_utf8_snprintf(void)
 	}
 }
 
+static bool copy_file(const char *from, const char *to)
+{
+	char buf[4096];
+	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+	size_t n;
+	bool ok = in && out;
+
+	while (ok && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+		ok = fwrite(buf, 1, n, out) == n;
+	if (in)
+		fclose(in);
+	if (out && fclose(out) != 0)
+		ok = false;
+	return ok;
+}
+
+/* Noon, 15 January 2026, local time: the offset from UTC it stands for, in seconds. */
+static long local_offset(void)
+{
+	struct tm tm = {.tm_year = 126, .tm_mon = 0, .tm_mday = 15, .tm_hour = 12, .tm_isdst = -1};
+	time_t t = mktime(&tm);
+	struct tm utc;
+
+	gmtime_r(&t, &utc);
+	return (long)(tm.tm_hour - utc.tm_hour) * 3600 + (long)(tm.tm_mday - utc.tm_mday) * 86400;
+}
+
+/* The time zone file is read once, and again when it changes: the rota follows a new time zone
+ * without a restart. */
+static void test_tz_pin(void)
+{
+	char dir[] = "/tmp/test-tz-XXXXXX", path[64], next[80];
+
+	if (access("/usr/share/zoneinfo/Europe/Berlin", R_OK) < 0 ||
+	    access("/usr/share/zoneinfo/Asia/Tokyo", R_OK) < 0) {
+		fprintf(stderr, "no tzdata: time zone test skipped\n");
+		return;
+	}
+	check(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/localtime", dir);
+	snprintf(next, sizeof(next), "%s/localtime.new", dir);
+	check(copy_file("/usr/share/zoneinfo/Europe/Berlin", path));
+
+	setenv("TZ", "UTC", 1);
+	check(!tz_pin(path)); /* the environment's choice stands */
+	unsetenv("TZ");
+	check(tz_pin(path));
+	check_int(local_offset(), 3600);
+	check(!tz_refresh()); /* unchanged: nothing read again */
+
+	/* As timedatectl does it: the new zone replaces the file in one rename. */
+	check(copy_file("/usr/share/zoneinfo/Asia/Tokyo", next));
+	check(rename(next, path) == 0);
+	check(tz_refresh());
+	check_int(local_offset(), 9 * 3600);
+	check(!tz_refresh());
+
+	/* And back, which must not be mistaken for the name already in TZ. */
+	check(copy_file("/usr/share/zoneinfo/Europe/Berlin", next));
+	check(rename(next, path) == 0);
+	check(tz_refresh());
+	check_int(local_offset(), 3600);
+
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	run(test_utf8_cut);
 	run(test_utf8_snprintf);
+	run(test_tz_pin);
 	return test_failures ? 1 : 0;
 }
