@@ -173,6 +173,38 @@ int cluster_rejoin_save(Gateway *g)
 	return 0;
 }
 
+/* What rejoin_mark() learnt is kept with the next payload's commit, or by a commit of its own
+ * when none comes: an idle cluster commits nothing, and a node stopped meanwhile would come back
+ * without it and send its whole store. Idle, at most once per half margin (the revision moves
+ * every second, and a disk written every second for nothing wears). */
+static void rejoin_save_now(Gateway *g, uint64_t now)
+{
+	uint64_t half = (uint64_t)g->config->rejoin_margin * USEC_PER_SEC / 2;
+	bool dirty = false;
+	int r;
+
+	for (size_t i = 0; i < g->members.n; i++)
+		dirty |= !g->members.nodes[i].self && g->members.nodes[i].since_dirty;
+	if (!dirty || stall_active(g) ||
+	    (g->cluster.rejoin_saved_at && now - g->cluster.rejoin_saved_at < half))
+		return;
+	r = store_begin(g->store);
+	if (r >= 0)
+		r = cluster_rejoin_save(g);
+	if (r >= 0)
+		r = store_commit(g->store);
+	else
+		store_rollback(g->store);
+	if (r >= 0) {
+		g->cluster.rejoin_saved_at = now;
+		return;
+	}
+	log_debug_errno(r, "Cannot keep where the other nodes stand: %m; trying again");
+	for (size_t i = 0; i < g->members.n; i++)
+		if (!g->members.nodes[i].self && g->members.nodes[i].since)
+			g->members.nodes[i].since_dirty = true;
+}
+
 /* A node in step with us since before the revision of [cluster] rejoin_margin ago has
  * everything stamped before it: it committed what it applied long since (a node whose store
  * cannot commit says so, and is not in step meanwhile), and a node that died in between has
@@ -218,6 +250,7 @@ static int on_rev_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	for (size_t i = 0; i < g->members.n; i++)
 		if (!g->members.nodes[i].self)
 			rejoin_mark(g, &g->members.nodes[i], now);
+	rejoin_save_now(g, now);
 	sd_event_source_set_time(s, usec + REV_TICK_USEC);
 	return 0;
 }

@@ -521,6 +521,7 @@ typedef struct GatewayCluster {
 	 * rejoin_margin seconds, with when, oldest first from rev_head; the oldest is the newest
 	 * that is older than the margin, once there is one. */
 	sd_event_source *rev_timer;
+	uint64_t rejoin_saved_at; /* monotonic: rejoin_save_now()'s last commit */
 	struct RevMark {
 		uint64_t at, rev;
 	} * revs;

@@ -902,6 +902,7 @@ def test_u_rejoin_sends_only_what_the_other_lacks(rig):
     alerts.update(alone)
     c.wait_texts([t for _, t in alone.values()], timeout=30)
     pos = os.path.getsize(c.node("a").log_path)
+    pos_b = os.path.getsize(c.node("b").log_path)
     c.start("b")
     c.wait_members(timeout=30)
     c.wait_agree(alerts, timeout=30, full=True)
@@ -913,6 +914,14 @@ def test_u_rejoin_sends_only_what_the_other_lacks(rig):
     # The 5 new alerts and their dedupe rows (and the few small tables sent whole), not the 30
     # b already had.
     assert sent < 30, f"a sent {sent} records to b, which lacked 5 alerts: {step[0]}"
+    # And b, back on its disk, knows that a holds everything b had: b sends a nothing old.
+    # (b noted this while idle, with no payload to commit it with: it used to be lost, and b
+    # sent a its whole store.)
+    step_b = wait_until(lambda: log_lines(c.node("b"), pos_b, "In step with the cluster"), 15,
+                        "b to log the end of the exchange")
+    since_b = log_lines(c.node("b"), pos_b, "Sending the cluster")
+    assert since_b and "what changed here since revision" in since_b[0], since_b
+    assert sent_records(step_b[0]) < 30, f"b sent a its old alerts again: {step_b[0]}"
     time.sleep(SETTLE)
     got = c.texts()
     texts = [t for _, t in alerts.values()]
