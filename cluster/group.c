@@ -29,9 +29,14 @@
 #include "cs-errno.h"
 #include "log.h"
 #include "macro.h"
+#include "util.h"
 
-/* Messages dispatched per wakeup before the loop gets a turn. */
-#define GROUP_DISPATCH_MAX 256
+/* Messages dispatched per wakeup before the loop gets a turn, and the time they may take: a
+ * run of state-exchange chunks (a newcomer catching up on 100,000 alerts is sent hundreds of
+ * them) once took the whole catch-up, 25 s, in one wakeup, while status requests, timers and
+ * the watchdog waited (WatchdogSec=30s). */
+#define GROUP_DISPATCH_MAX  256
+#define GROUP_DISPATCH_USEC (50 * USEC_PER_MSEC)
 
 typedef enum GroupState {
 	GROUP_DISCONNECTED,
@@ -168,9 +173,11 @@ static void on_cpg_totem_confchg(cpg_handle_t handle, struct cpg_ring_id ring_id
 
 void group_dispatch(Group *g)
 {
+	uint64_t until = now_monotonic_usec() + GROUP_DISPATCH_USEC;
+
 	if (g->state != GROUP_JOINED && g->state != GROUP_JOINING)
 		return;
-	for (unsigned i = 0; i < GROUP_DISPATCH_MAX; i++) {
+	for (unsigned i = 0; i < GROUP_DISPATCH_MAX && now_monotonic_usec() < until; i++) {
 		cs_error_t cs = cpg_dispatch(g->handle, CS_DISPATCH_ONE_NONBLOCKING);
 
 		if (cs == CS_OK)

@@ -24,8 +24,11 @@ static void takeover(Gateway *g, bool merged);
  * that has everything to send and nothing to receive makes progress through its own chunks. */
 static void sync_progress(Gateway *g)
 {
-	sd_event_source_set_time_relative(g->sync.timer,
-	                                  (uint64_t)g->config->exchange_timeout * USEC_PER_SEC);
+	/* From now: a relative time would count from the start of this loop iteration, which a
+	 * long run of chunks applied in it could leave far behind. */
+	sd_event_source_set_time(g->sync.timer,
+	                         now_monotonic_usec() +
+	                                 (uint64_t)g->config->exchange_timeout * USEC_PER_SEC);
 }
 
 /* Publishes changes outside the outbox: announcements, confirmations and the rejoin exchange,

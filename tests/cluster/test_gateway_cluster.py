@@ -970,6 +970,7 @@ def test_v_a_long_exchange_is_not_cut_short(rig):
     c.start("a")
     c.wait_members(names=("a",), want=("a",), timeout=30)
     pos = os.path.getsize(c.node("a").log_path)
+    pos_b = os.path.getsize(c.node("b").log_path)
     t0 = time.monotonic()
     c.start("b", wipe_state=True, wait=False)
     step = wait_until(lambda: log_lines(c.node("a"), pos, "In step with the cluster") or
@@ -977,6 +978,13 @@ def test_v_a_long_exchange_is_not_cut_short(rig):
                       "a to end the exchange")
     took = time.monotonic() - t0
     assert "In step" in step[0], f"a cut the exchange short: {step[0]}"
+    # b applies the chunks after a has sent them, and says it is in step after the last one
+    # (a's "synced" comes behind them): its exchange must not be cut short either, though it
+    # may apply many chunks in a row.
+    step_b = wait_until(lambda: log_lines(c.node("b"), pos_b, "In step with the cluster") or
+                        log_lines(c.node("b"), pos_b, "Ending the state exchange"), 180,
+                        "b to end the exchange")
+    assert "In step" in step_b[0], f"b cut the exchange short: {step_b[0]}"
     c.wait_members(timeout=30)
     missing = [i for i in (ids[0], ids[len(ids) // 2], ids[-1])
                if c.get("b", i).get("state") != "sent"]
