@@ -198,11 +198,10 @@ static void rejoin_save_now(Gateway *g, uint64_t now)
 		r = store_commit(g->store);
 	else
 		store_rollback(g->store);
-	if (r >= 0) {
-		g->cluster.rejoin_saved_at = now;
+	g->cluster.rejoin_saved_at = now; /* a failure too: a lock held meanwhile costs no wait */
+	if (r >= 0)
 		return;
-	}
-	log_debug_errno(r, "Cannot keep where the other nodes stand: %m; trying again");
+	log_debug_errno(r, "Cannot keep where the other nodes stand: %m; trying again later");
 	for (size_t i = 0; i < g->members.n; i++)
 		if (!g->members.nodes[i].self && g->members.nodes[i].since)
 			g->members.nodes[i].since_dirty = true;
