@@ -999,6 +999,10 @@ json_t *cluster_json(Gateway *g, json_t *modems)
 	                  replication_is_connected(g->replication), "quorate",
 	                  replication_is_quorate(g->replication) == 1, "syncing", g->sync.active,
 	                  "group", clustered ? g->config->cluster_group : "", "members", members);
+	if (cluster && g->sync.active)
+		json_object_set_new(cluster, "exchange",
+		                    json_pack("{s:I, s:I}", "sent", (json_int_t)g->sync.sent,
+		                              "received", (json_int_t)g->sync.received));
 	if (cluster && clustered)
 		check_json(g, warnings, cluster);
 	if (cluster)

@@ -109,8 +109,16 @@ static int print_status(const json_t *reply)
 	printf("Node:     %s (id %s)\n", FIELD(node, "name"), FIELD(node, "id"));
 	if (json_is_false(json_object_get(cluster, "enabled")))
 		printf("Cluster:  disabled (solo mode)\n");
-	else
-		printf("Cluster:  group %s, %s%s%s\n", FIELD(cluster, "group"),
+	else {
+		json_t *exchange = json_object_get(cluster, "exchange");
+		char progress[96] = "";
+
+		if (exchange)
+			snprintf(progress, sizeof(progress), " (%lld records sent, %lld received)",
+			         (long long)json_integer_value(json_object_get(exchange, "sent")),
+			         (long long)json_integer_value(
+			                 json_object_get(exchange, "received")));
+		printf("Cluster:  group %s, %s%s%s%s\n", FIELD(cluster, "group"),
 		       json_is_true(quorate)    ? "quorate"
 		       : json_is_false(quorate) ? "NOT quorate"
 		                                : "quorum unknown",
@@ -118,7 +126,9 @@ static int print_status(const json_t *reply)
 		               ? ", local corosync unreachable"
 		               : "",
 		       json_is_true(json_object_get(cluster, "syncing")) ? ", exchanging state"
-		                                                         : "");
+		                                                         : "",
+		       progress);
+	}
 	print_members(json_object_get(cluster, "members"));
 
 	/* What an operator should look at: a peer offline, clocks or configs apart. */

@@ -981,16 +981,31 @@ def test_v_a_long_exchange_is_not_cut_short(rig):
     # b applies the chunks after a has sent them, and says it is in step after the last one
     # (a's "synced" comes behind them): its exchange must not be cut short either, though it
     # may apply many chunks in a row.
-    step_b = wait_until(lambda: log_lines(c.node("b"), pos_b, "In step with the cluster") or
-                        log_lines(c.node("b"), pos_b, "Ending the state exchange"), 180,
-                        "b to end the exchange")
+    # Meanwhile b answers status, and shows the records it has received so far: it applies a's
+    # chunks a few at a time and serves its clients in between. (It used to apply them all in
+    # one turn of its loop, answering nothing, not even the watchdog, until the end.)
+    seen = []
+
+    def b_done():
+        st = c.node("b").try_request({"op": "status"}, timeout=1.0)
+        ex = (st or {}).get("cluster", {}).get("exchange")
+        if ex:
+            seen.append(ex["received"])
+        return (log_lines(c.node("b"), pos_b, "In step with the cluster") or
+                log_lines(c.node("b"), pos_b, "Ending the state exchange"))
+
+    step_b = wait_until(b_done, 180, "b to end the exchange", interval=0.05)
     assert "In step" in step_b[0], f"b cut the exchange short: {step_b[0]}"
+    total = sent_records(step[0])
+    assert any(0 < n < total for n in seen), \
+        f"b answered no status while catching up (received counts seen: {sorted(set(seen))})"
     c.wait_members(timeout=30)
     missing = [i for i in (ids[0], ids[len(ids) // 2], ids[-1])
                if c.get("b", i).get("state") != "sent"]
     assert not missing, f"b lacks alerts of a's history after the exchange: {missing}"
     summary(f"a sent b {len(ids)} finished alerts in {took:.1f} s with exchange_timeout 2 s: "
-            f"{step[0].split('gatewayd: ')[-1]}; b has the first, middle and last")
+            f"{step[0].split('gatewayd: ')[-1]}; b has the first, middle and last, and "
+            f"answered status {sum(1 for n in seen if 0 < n < total)} times while catching up")
 
 
 if __name__ == "__main__":
