@@ -379,10 +379,7 @@ int apply_payload(Gateway *g, uint32_t from_nodeid, const void *data, size_t len
 	}
 	if (r >= 0)
 		r = cluster_rejoin_save(g);
-	if (r >= 0)
-		r = store_commit(g->store);
-	else
-		store_rollback(g->store);
+	r = store_end(g->store, r);
 
 	if (r < 0) {
 		/* Nothing of this payload is stored: forget its side effects; it is applied again

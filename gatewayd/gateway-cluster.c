@@ -194,10 +194,7 @@ static void rejoin_save_now(Gateway *g, uint64_t now)
 	r = store_begin(g->store);
 	if (r >= 0)
 		r = cluster_rejoin_save(g);
-	if (r >= 0)
-		r = store_commit(g->store);
-	else
-		store_rollback(g->store);
+	r = store_end(g->store, r);
 	g->cluster.rejoin_saved_at = now; /* a failure too: a lock held meanwhile costs no wait */
 	if (r >= 0)
 		return;

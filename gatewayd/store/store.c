@@ -808,6 +808,15 @@ int store_commit(Store *s)
 	return 0;
 }
 
+int store_end(Store *s, int r)
+{
+	if (r < 0) {
+		store_rollback(s);
+		return r;
+	}
+	return store_commit(s);
+}
+
 void store_rollback(Store *s)
 {
 	if (sqlite3_get_autocommit(s->db) == 0)

@@ -108,6 +108,9 @@ Store *store_close(Store *s);
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
+/* Ends what store_begin() began: commits when r >= 0, else rolls back; the commit's result, or
+ * r. */
+int store_end(Store *s, int r);
 
 /* Dedupe: 1 with ret_id filled when key was first accepted less than window_usec before at. */
 int store_dedupe_find(Store *s, const char *key, uint64_t at, uint64_t window_usec,
