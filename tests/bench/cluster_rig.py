@@ -87,6 +87,14 @@ class BenchCluster(Cluster):
                  os.SCHED_FIFO: "SCHED_FIFO"}
         return f"{names.get(pol, pol)} {os.sched_getparam(pid).sched_priority}"
 
+    def corosync_peak_mb(self, name: str) -> float:
+        """The named node's corosync's peak resident memory since it started (VmHWM), MB."""
+        with open(f"/proc/{self.corosync_pid(name)}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
     def demote_corosync(self) -> int:
         """Every thread of both corosyncs to SCHED_OTHER; returns how many threads."""
         n = 0

@@ -40,7 +40,8 @@ Method (the numbers are those of bench.py's list of phases):
    h. history (only with --parts history): a's store filled with 1,000,000 finished alerts
       by SQL while it is stopped (phase_history.fill(), final a day ago, within retention),
       b started with an empty state dir: time until both are in step, the longest status
-      wait of each meanwhile, and the alerts each store then holds.
+      wait of each meanwhile, the alerts each store then holds, and both corosyncs' peak
+      memory (VmHWM), as part 5 also reports.
    --quick: 5,000 alerts, 5 s paced, 1 takeover round, 10,000 alerts to catch up; f. with
    N = 30 and 1 alert per modem at 3 s; h. with 100,000.
 """
@@ -393,6 +394,7 @@ def cluster_catchup(args, cr) -> dict:
                    logs={**{f"b: {k}": (v - t0, watch.lines[k]) for k, v in watch.seen.items()},
                          **{f"a: {k}": (v - t0, watch_a.lines[k])
                             for k, v in watch_a.seen.items()}})
+        out["corosync_peak"] = {n: c.corosync_peak_mb(n) for n in ("a", "b")}
         log(f"  caught up in {marks['done']:.1f} s")
         out["rejoin"] = rejoin_on_disk(c, cr, 200 if args.quick else 1000)
     finally:
@@ -449,6 +451,7 @@ def cluster_history(args, cr) -> dict:
             time.sleep(0.5)
         out["seconds"] = time.monotonic() - t0
         out["waits"] = waits
+        out["corosync_peak"] = {n: c.corosync_peak_mb(n) for n in ("a", "b")}
         out["sent_line"] = watch.lines.get("Sending the cluster", "")
         out["b_bytes"] = sum(os.path.getsize(os.path.join(dp, f))
                              for dp, _, fs in os.walk(c.node("b").state_dir) for f in fs)
@@ -744,7 +747,8 @@ def print_cluster(out: dict) -> None:
               f"from b (at {wb[0]:.1f} s); {cu['probes']} alerts submitted to a one at a time "
               f"(every 0.25 s) waited p50 {ms(cu['probe_p50'])}, the longest {ms(pw[1])} "
               f"(submitted {pw[0]:.1f} s after b's start): new changes are held while the "
-              "nodes exchange state. Daemon log lines (seconds after b's start, polled):")
+              f"nodes exchange state. {corosync_peak_text(cu)} Daemon log lines (seconds "
+              "after b's start, polled):")
         for k, (t, line) in sorted(cu["logs"].items(), key=lambda kv: kv[1][0]):
             print(f"    {t:7.2f} s  {k.split(':')[0]}: {line}")
         rj = cu.get("rejoin")
@@ -805,8 +809,19 @@ def print_cluster(out: dict) -> None:
               f"**{hi['seconds']:.1f} s** ({hi['total'] / hi['seconds']:,.0f} alerts/s; b's store "
               f"{hi['b_bytes'] / 1e6:.0f} MB with its WAL; alerts in the stores: a "
               f"{hi['held']['a']:,}, b {hi['held']['b']:,}). Longest status wait meanwhile: a "
-              f"{ms(hi['waits']['a'])}, b {ms(hi['waits']['b'])}. a's log: "
-              f"{hi['sent_line'] or '-'}")
+              f"{ms(hi['waits']['a'])}, b {ms(hi['waits']['b'])}. {corosync_peak_text(hi)} "
+              f"a's log: {hi['sent_line'] or '-'}")
+
+
+def corosync_peak_text(part: dict) -> str:
+    """The corosyncs' peak memory in a catch-up: a sends its history at its own pace and the
+    receiving node's corosync holds what b has not applied yet."""
+    pk = part.get("corosync_peak")
+    if not pk:
+        return ""
+    return (f"Peak memory of the corosyncs (VmHWM): a {pk['a']:.0f} MB, b {pk['b']:.0f} MB (a "
+            "corosync holds the messages its daemon has not taken yet; the exchange is paced by "
+            "the sender only).")
 
 
 def summary_rows(clu: dict) -> list[list]:
