@@ -297,10 +297,9 @@ int parse_duration(const char *s, uint64_t *ret_seconds)
  * and glibc never frees the strings it held, so a thread reading the environment meanwhile
  * sees the old value or the new one. */
 static struct {
-	char path[256];
+	char path[256];  /* "" until tz_pin() took the file */
 	bool other_name; /* TZ names the file "<dir>/./<name>" */
 	struct stat seen;
-	bool pinned;
 } tz;
 
 static void tz_set(void)
@@ -329,7 +328,6 @@ bool tz_pin(const char *path)
 	snprintf(tz.path, sizeof(tz.path), "%s", path);
 	if (stat(tz.path, &tz.seen) < 0)
 		memset(&tz.seen, 0, sizeof(tz.seen));
-	tz.pinned = true;
 	tz_set();
 	return true;
 }
@@ -338,7 +336,7 @@ bool tz_refresh(void)
 {
 	struct stat st;
 
-	if (!tz.pinned)
+	if (!tz.path[0])
 		return false;
 	if (stat(tz.path, &st) < 0)
 		memset(&st, 0, sizeof(st));
