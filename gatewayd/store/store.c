@@ -754,6 +754,12 @@ int store_open(const char *state_dir, Store **ret)
 		r = store_exec(s, "PRAGMA foreign_keys = OFF");
 	if (r >= 0)
 		r = store_exec(s, "PRAGMA cache_size = -2000"); /* 2 MB: the queue lives on disk */
+	/* Statement journals (the undo of one statement inside a transaction) in memory: on disk
+	 * they spilled at 64 KiB into a temporary file, created, written a page per syscall and
+	 * deleted every few commits, and a full or read-only temporary directory failed the commit.
+	 * They hold the pages one statement changes: bounded by the size of a batch. */
+	if (r >= 0)
+		r = store_exec(s, "PRAGMA temp_store = MEMORY");
 	if (r >= 0)
 		r = store_migrate(s);
 	if (r >= 0)

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -1288,6 +1289,23 @@ static void test_locked_database(void)
 	store_close(s);
 }
 
+/* The store writes no temporary files: SQLite keeps its statement journals in memory (they
+ * spilled at 64 KiB to an unlinked file in the temporary directory: a file opened, written page by
+ * page and deleted every few commits, and a commit that fails when that directory is full or
+ * read-only). main() points SQLITE_TMPDIR at an empty directory before the first test; run last,
+ * this checks that no test's inserts, merges or purges created a file in it. */
+static char tmp_dir[300];
+static struct stat tmp_dir_before;
+
+static void test_no_temp_files(void)
+{
+	struct stat now;
+
+	check(stat(tmp_dir, &now) == 0);
+	check(now.st_mtim.tv_sec == tmp_dir_before.st_mtim.tv_sec &&
+	      now.st_mtim.tv_nsec == tmp_dir_before.st_mtim.tv_nsec);
+}
+
 static int due_cb(const DueDelivery *d, void *userdata)
 {
 	DueDelivery *out = userdata;
@@ -1593,6 +1611,11 @@ int main(void)
 {
 	if (!mkdtemp(dir))
 		return 77;
+	/* before SQLite starts: it reads the variable once */
+	snprintf(tmp_dir, sizeof(tmp_dir), "%s/tmp", dir);
+	if (mkdir(tmp_dir, 0700) < 0 || setenv("SQLITE_TMPDIR", tmp_dir, 1) < 0 ||
+	    stat(tmp_dir, &tmp_dir_before) < 0)
+		return 99;
 	run(test_durability_settings);
 	run(test_lifecycle);
 	run(test_expiry_and_purge);
@@ -1614,6 +1637,7 @@ int main(void)
 	run(test_digest_and_probe);
 	run(test_locked_database);
 	run(test_writes_refuse_unmergeable);
+	run(test_no_temp_files);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
