@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,9 +33,10 @@ uint64_t now_monotonic_usec(void)
 	return timespec_usec(CLOCK_MONOTONIC);
 }
 
-int id_random(char ret[static ID_HEX_LEN + 1])
+int id_new(char ret[static ID_HEX_LEN + 1])
 {
-	uint8_t bytes[ID_HEX_LEN / 2];
+	enum { TIME_HEX = 11 }; /* 44 bits of milliseconds: until the year 2527 */
+	uint8_t bytes[(ID_HEX_LEN - TIME_HEX + 1) / 2];
 	size_t done = 0;
 
 	while (done < sizeof(bytes)) {
@@ -46,8 +48,14 @@ int id_random(char ret[static ID_HEX_LEN + 1])
 		}
 		done += (size_t)n;
 	}
-	for (size_t i = 0; i < sizeof(bytes); i++)
-		snprintf(ret + 2 * i, 3, "%02x", bytes[i]);
+	snprintf(ret, TIME_HEX + 1, "%011" PRIx64,
+	         (uint64_t)(now_realtime_usec() / 1000) & UINT64_C(0xfffffffffff));
+	for (size_t i = TIME_HEX; i < ID_HEX_LEN; i++) {
+		uint8_t b = bytes[(i - TIME_HEX) / 2];
+
+		ret[i] = "0123456789abcdef"[(i - TIME_HEX) % 2 ? b & 0xf : b >> 4];
+	}
+	ret[ID_HEX_LEN] = 0;
 	return 0;
 }
 

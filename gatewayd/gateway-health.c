@@ -155,7 +155,7 @@ static void page(Gateway *g, const Finding *x)
 
 	if (store_alert_resolvable_by_key(g->store, x->key, open_id) > 0)
 		return; /* paged already (by this node before a restart, or by the other) */
-	if (id_random(id) < 0)
+	if (id_new(id) < 0)
 		return;
 	r = requests_submit_change(g, &req, id, x->key, now_realtime_usec(), &change, &err);
 	if (r < 0) {

@@ -186,7 +186,7 @@ static void handle_send(Gateway *g, const ServerPeer *peer, Request *req)
 		reply_err(g, peer, "text_too_long", detail);
 		return;
 	}
-	if (id_random(id) < 0 || (!req->key && default_key(req, key) < 0)) {
+	if (id_new(id) < 0 || (!req->key && default_key(req, key) < 0)) {
 		reply_err(g, peer, "storage_error", "out of resources");
 		return;
 	}

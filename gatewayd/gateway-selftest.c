@@ -164,7 +164,7 @@ static void selftest_add(Gateway *g, size_t modem, const MemberNode *n, json_t *
 		    streq(t->to_modem, jstr(target, "name")))
 			return; /* the previous one is still under way */
 	t = calloc(1, sizeof(*t));
-	if (!t || id_random(id) < 0) {
+	if (!t || id_new(id) < 0) {
 		free(t);
 		return;
 	}

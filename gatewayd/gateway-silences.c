@@ -17,7 +17,7 @@ void silences_handle_silence(Gateway *g, const ServerPeer *peer, Request *req)
 
 	if (stall_refuses(g, peer))
 		return;
-	if (id_random(id) < 0) {
+	if (id_new(id) < 0) {
 		reply_err(g, peer, "storage_error", "no random id");
 		return;
 	}

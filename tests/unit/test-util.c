@@ -1,10 +1,12 @@
-/* util: cutting UTF-8 text to a buffer without splitting a character; the time zone file. */
+/* util: new ids; cutting UTF-8 text to a buffer without splitting a character; the time zone
+ * file. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "macro.h"
 #include "test.h"
 #include "util.h"
 
@@ -117,8 +119,45 @@ static void test_tz_pin(void)
 	rmdir(dir);
 }
 
+static uint64_t fake_now;
+
+static uint64_t fake_clock(int clock)
+{
+	return fake_now;
+}
+
+/* Ids made one after another sort in the order they were made (the store's indexes grow at their
+ * end), yet stay random: a hundred made in the same millisecond all differ, in every random
+ * digit. */
+static void test_id_new(void)
+{
+	char ids[100][ID_HEX_LEN + 1], later[ID_HEX_LEN + 1];
+	unsigned seen[ID_HEX_LEN] = {0};
+
+	now_usec_hook = fake_clock;
+	fake_now = 1700000000000ULL * 1000; /* 2023-11-14T22:13:20Z */
+	for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+		check_int(id_new(ids[i]), 0);
+		check(id_is_valid(ids[i]));
+		check(strncmp(ids[i], "18bcfe56800", 11) == 0);
+		for (size_t j = 0; j < i; j++)
+			check(strcmp(ids[i], ids[j]) != 0);
+		for (size_t k = 11; k < ID_HEX_LEN; k++)
+			seen[k] |= 1u
+			           << (ids[i][k] >= 'a' ? ids[i][k] - 'a' + 10 : ids[i][k] - '0');
+	}
+	for (size_t k = 11; k < ID_HEX_LEN; k++)
+		check(__builtin_popcount(seen[k]) >= 8);
+	fake_now += 1000;
+	check_int(id_new(later), 0);
+	for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+		check(strcmp(later, ids[i]) > 0);
+	now_usec_hook = NULL;
+}
+
 int main(void)
 {
+	run(test_id_new);
 	run(test_utf8_cut);
 	run(test_utf8_snprintf);
 	run(test_tz_pin);
