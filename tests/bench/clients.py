@@ -7,6 +7,10 @@ requests in flight; with window 1 it behaves exactly like a REQ client. All requ
 encoded before the start signal. A child reports how many replies said "queued", the first
 send and last reply times (CLOCK_MONOTONIC, shared by all processes) and its own CPU time.
 
+load_native() and paced_native() drive the same two loads from tests/bench/zload.c, one C process
+in one thread, for the cluster figures: the Python clients took a quarter of one of the two
+cores the gateway is measured on.
+
 paced() is the open-loop load of the cluster phase: one process per endpoint, requests leaving
 at fixed times whatever the replies do, each on a DEALER of its own from a pool so that every
 reply is matched to its request (the daemon may answer out of order); latency counts from the
@@ -17,7 +21,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import resource
+import subprocess
+import tempfile
 import time
 
 import zmq
@@ -287,3 +294,47 @@ def paced(endpoints: list[str], payloads: list[bytes], rate: float, pool: int = 
             "dry": sum(o["dry"] for o in outs), "queued": queued, "other": other,
             "errors": errors, "seconds": seconds,
             "rate": queued / seconds if good and seconds > 0 else 0.0}
+
+
+ZLOAD = os.environ.get("ZLOAD", os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "build", "tests", "zload"))
+
+
+def _zload(mode: str, args: list[str], endpoints, payloads: list[bytes], on_start=None,
+           timeout: float = 300.0) -> dict:
+    """Runs zload on a file of the payloads; on_start() right before its clock starts."""
+    eps = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl") as f:
+        f.write(b"\n".join(payloads) + b"\n")
+        f.flush()
+        p = subprocess.Popen([ZLOAD, mode, *args, "--endpoints", ",".join(eps), f.name],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"zload {mode} did not start (exit {p.wait(10)})")
+            if on_start:
+                on_start()
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            out, _ = p.communicate(timeout=timeout)
+        finally:
+            if p.poll() is None:
+                p.kill()  # its own pid
+                p.wait()
+    res = json.loads(out)
+    res["rate"] = res["queued"] / res["seconds"] if res["seconds"] > 0 else 0.0
+    return res
+
+
+def load_native(endpoint, payloads: list[bytes], procs: int, window: int, on_start=None) -> dict:
+    """load() from zload: `procs` DEALER clients in one C thread. Same result keys."""
+    res = _zload("load", ["--clients", str(procs), "--window", str(window)], endpoint, payloads,
+                 on_start)
+    res["client_cpu"] = res.pop("cpu")
+    return res
+
+
+def paced_native(endpoints: list[str], payloads: list[bytes], rate: float,
+                 pool: int = 64) -> dict:
+    """paced() from zload: request i at t0 + i / rate to endpoint i % len. Same result keys."""
+    return _zload("paced", ["--rate", str(rate), "--pool", str(pool)], endpoints, payloads)

@@ -233,8 +233,9 @@ def goal(ok) -> str:
 # durable acceptance: the load of the throughput, rss and cluster phases
 
 def accept_run(ctx, work: str, name: str, total: int, procs: int, window: int,
-               ttl: int | None = None) -> tuple[dict, Gatewayd]:
-    """A fresh gatewayd with no modem; `total` alerts with distinct keys. Leaves it running."""
+               ttl: int | None = None, native: bool = False) -> tuple[dict, Gatewayd]:
+    """A fresh gatewayd with no modem; `total` alerts with distinct keys (from the C clients
+    with `native`). Leaves it running."""
     gw = Gatewayd(ctx, work, name, {}).start()
     payloads = []
     for i in range(total):
@@ -247,7 +248,8 @@ def accept_run(ctx, work: str, name: str, total: int, procs: int, window: int,
     def on_start():
         mark["cpu"], mark["t"] = gw.daemon.cpu(), time.monotonic()
 
-    res = clients.load(gw.endpoint, payloads, procs, window, on_start=on_start)
+    load = clients.load_native if native else clients.load
+    res = load(gw.endpoint, payloads, procs, window, on_start=on_start)
     wall = time.monotonic() - mark["t"]
     res["daemon_cpu"] = (gw.daemon.cpu() - mark["cpu"]) / wall * 100
     res["client_cpu_pct"] = res["client_cpu"] / wall * 100
