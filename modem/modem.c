@@ -503,13 +503,31 @@ int modem_sms_stored(Modem *m, uint64_t token)
 	return r;
 }
 
+/* Up to 70 characters of printable ASCII and line breaks are one part whatever libgammu picks:
+ * GSM 7-bit takes at most two septets for each (the extension table's), 140 of 160, and UCS-2 one
+ * unit for each, 70 of 70. Most alerts are that short, and skip an encoding into the 50 parts'
+ * worth of buffers sms_encode() zeroes. */
+static bool one_short_part(const char *text)
+{
+	size_t n = 0;
+
+	for (const char *p = text; *p; p++, n++)
+		if (n >= 70 || !((*p >= 0x20 && *p <= 0x7e) || *p == '\n' || *p == '\r'))
+			return false;
+	return true;
+}
+
 int modem_count_parts(const char *text, unsigned *ret_parts)
 {
 	_cleanup_free_ GSM_MultiSMSMessage *sms = NULL;
 	int r;
 
-	if (!ret_parts)
+	if (!text || !ret_parts)
 		return -EINVAL;
+	if (one_short_part(text)) {
+		*ret_parts = 1;
+		return 0;
+	}
 	r = sms_encode(text, &sms);
 	if (r < 0)
 		return r;

@@ -8,6 +8,7 @@
 
 #include "inbox.h"
 #include "log.h"
+#include "macro.h"
 #include "modem.h"
 #include "probe.h"
 #include "sha256.h"
@@ -91,6 +92,27 @@ static void test_count_parts(void)
 	check_int(parts_of("a", 5000), 33);
 	check_int(parts_of("a", 5001), -EMSGSIZE);
 	check_int(parts_of("a", SMS_TEXT_MAX + 1), -EMSGSIZE);
+
+	/* Short printable ASCII is counted without libgammu (one_short_part()): it must agree
+	 * with libgammu's encoding, the extension table's characters included. */
+	for (int c = 0x20; c <= 0x7f; c++) {
+		char one[2] = {(char)(c == 0x7f ? '\n' : c), 0};
+
+		static const unsigned lengths[] = {1, 69, 70, 71, 80, 81, 100, 160, 161};
+
+		for (size_t k = 0; k < ELEMENTSOF(lengths); k++) {
+			GSM_MultiSMSMessage *sms = NULL;
+			unsigned n = lengths[k];
+			char *t = repeat(one, n);
+
+			check_int(sms_encode(t, &sms), 0);
+			check_int(parts_of(one, n), sms ? sms->Number : -1);
+			free(sms);
+			free(t);
+		}
+	}
+	check_int(parts_of("{\r", 35), 1);
+	check_int(parts_of("[ \\ ] ^ ~ | { }", 4), 1);
 
 	check_int(modem_count_parts("\xff\xfe", &parts), -EINVAL);
 	check_int(modem_count_parts("caf\xc3", &parts), -EINVAL);
