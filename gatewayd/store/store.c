@@ -739,7 +739,8 @@ int store_open(const char *state_dir, Store **ret)
 	 * initialized in this process, and is only an optimization if it is. */
 	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	rc = sqlite3_open_v2(path, &s->db,
-	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+	                     NULL);
 	if (rc != SQLITE_OK) {
 		r = log_error_errno(sqlite_to_errno(rc), "Cannot open store '%s': %s", path,
 		                    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
