@@ -420,6 +420,11 @@ int server_reply(Server *s, const ServerPeer *peer, const char *json)
 	return r;
 }
 
+bool server_has_subscribers(const Server *s)
+{
+	return connlimit_open(s->pub_limit) > 0;
+}
+
 int server_publish(Server *s, const char *topic, const char *json)
 {
 	if (zmq_send(s->pub, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||

@@ -19,6 +19,7 @@
  * Threads: main thread only. Ownership: the callback's data is valid during the call only. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
@@ -57,3 +58,7 @@ int server_reload(Server *s);
 int server_reply(Server *s, const ServerPeer *peer, const char *json);
 /* Publishes an event; dropped (never blocks) when a subscriber is too slow. */
 int server_publish(Server *s, const char *topic, const char *json);
+/* Whether a client is connected to the events socket. With none, an event need not even be
+ * encoded: a subscriber that connects later never receives what was published before its
+ * subscription reached the socket anyway. */
+bool server_has_subscribers(const Server *s);
