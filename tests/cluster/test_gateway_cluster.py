@@ -894,8 +894,10 @@ def test_u_rejoin_sends_only_what_the_other_lacks(rig):
     c.wait_texts([t for _, t in alerts.values()], timeout=60)
     c.wait_agree(alerts, timeout=30)
     # b has been in step with a for longer than the rejoin margin (10 s here): a counts it as
-    # holding all of this.
-    time.sleep(13)
+    # holding all of this, and b a. Each learns it within a second of the margin (the revision
+    # ticks every second) and, idle, keeps it on disk at most once per half margin: 16 s at
+    # worst.
+    time.sleep(17)
     c.kill9("b")
     c.wait_members(names=("a",), want=("a",), timeout=20)
     alone = send_alternately(c, "new", 5, nodes="a")
