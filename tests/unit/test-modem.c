@@ -95,10 +95,10 @@ static void test_count_parts(void)
 
 	/* Short printable ASCII is counted without libgammu (one_short_part()): it must agree
 	 * with libgammu's encoding, the extension table's characters included. */
+	static const unsigned lengths[] = {1, 69, 70, 71, 80, 81, 100, 160, 161};
+
 	for (int c = 0x20; c <= 0x7f; c++) {
 		char one[2] = {(char)(c == 0x7f ? '\n' : c), 0};
-
-		static const unsigned lengths[] = {1, 69, 70, 71, 80, 81, 100, 160, 161};
 
 		for (size_t k = 0; k < ELEMENTSOF(lengths); k++) {
 			GSM_MultiSMSMessage *sms = NULL;
