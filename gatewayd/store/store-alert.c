@@ -918,13 +918,8 @@ int store_purge(Store *s, uint64_t before, unsigned max, bool *ret_more)
 	r = store_begin(s);
 	if (r < 0)
 		return r;
-	r = purge_step(s, before, max, &more);
-	if (r < 0) {
-		store_rollback(s);
-		return r;
-	}
-	n = r;
-	r = store_commit(s);
+	n = purge_step(s, before, max, &more);
+	r = store_end(s, n);
 	if (r < 0)
 		return r;
 	if (ret_more)
