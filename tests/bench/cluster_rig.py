@@ -89,11 +89,8 @@ class BenchCluster(Cluster):
 
     def corosync_peak_mb(self, name: str) -> float:
         """The named node's corosync's peak resident memory since it started (VmHWM), MB."""
-        with open(f"/proc/{self.corosync_pid(name)}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
+        kb = sysproc.vm_status(self.corosync_pid(name)).get("VmHWM")
+        return kb / 1024 if kb is not None else float("nan")
 
     def demote_corosync(self) -> int:
         """Every thread of both corosyncs to SCHED_OTHER; returns how many threads."""
