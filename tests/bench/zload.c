@@ -41,9 +41,8 @@ typedef struct {
 	size_t endpoint;
 	/* load: the requests of this client, and how many went out / came back */
 	size_t *mine, n_mine, sent, done;
-	/* paced: the request in flight */
+	/* paced: whether a request is in flight, and its times */
 	bool busy;
-	size_t req;
 	double sched, sent_at;
 } Client;
 
@@ -144,7 +143,18 @@ static void tally(const char *body, size_t *queued, json_t *other)
 	json_decref(o);
 }
 
-static int connect_all(void *ctx, Client *c, size_t n, char **endpoints, size_t n_endpoints)
+/* "ready", then wait for the caller's go. */
+static void handshake(void)
+{
+	char line[16];
+
+	printf("ready\n");
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		exit(2);
+}
+
+static int connect_clients(void *ctx, Client *c, size_t n, char **endpoints, size_t n_endpoints)
 {
 	char buf[4096];
 
@@ -169,15 +179,16 @@ static int connect_all(void *ctx, Client *c, size_t n, char **endpoints, size_t 
 	return 0;
 }
 
-/* "ready", then wait for the caller's go. */
-static void handshake(void)
+/* Every client connected and answered once, then the caller's go; exits when that fails. */
+static void connect_all(void *ctx, Client *c, size_t n, char **endpoints, size_t n_endpoints)
 {
-	char line[16];
+	int r = connect_clients(ctx, c, n, endpoints, n_endpoints);
 
-	printf("ready\n");
-	fflush(stdout);
-	if (!fgets(line, sizeof(line), stdin))
-		exit(2);
+	if (r < 0) {
+		fprintf(stderr, "zload: connecting: %s\n", strerror(-r));
+		exit(1);
+	}
+	handshake();
 }
 
 static json_t *run_load(void *ctx, const Requests *rq, size_t n_clients, size_t window,
@@ -189,7 +200,6 @@ static json_t *run_load(void *ctx, const Requests *rq, size_t n_clients, size_t 
 	size_t queued = 0, done = 0;
 	double t0, t1, cpu0, quiet_since;
 	char buf[65536];
-	int r;
 
 	for (size_t i = 0; i < n_clients; i++) {
 		c[i].endpoint = i;
@@ -197,12 +207,7 @@ static json_t *run_load(void *ctx, const Requests *rq, size_t n_clients, size_t 
 		for (size_t k = i; k < rq->n; k += n_clients)
 			c[i].mine[c[i].n_mine++] = k;
 	}
-	r = connect_all(ctx, c, n_clients, endpoints, n_endpoints);
-	if (r < 0) {
-		fprintf(stderr, "zload: connecting: %s\n", strerror(-r));
-		exit(1);
-	}
-	handshake();
+	connect_all(ctx, c, n_clients, endpoints, n_endpoints);
 	cpu0 = cpu_sec();
 	t0 = quiet_since = now_sec();
 	for (size_t i = 0; i < n_clients; i++) {
@@ -262,18 +267,12 @@ static json_t *run_paced(void *ctx, const Requests *rq, double rate, size_t pool
 	       *service = json_array(), *lag = json_array();
 	double t0, t1, cpu0, quiet_since;
 	char buf[65536];
-	int r;
 
 	for (size_t k = 0; k < n_socks; k++)
 		c[k].endpoint = k / pool;
-	r = connect_all(ctx, c, n_socks, endpoints, n_endpoints);
-	if (r < 0) {
-		fprintf(stderr, "zload: connecting: %s\n", strerror(-r));
-		exit(1);
-	}
+	connect_all(ctx, c, n_socks, endpoints, n_endpoints);
 	for (size_t k = 0; k < n_socks; k++)
 		items[k] = (zmq_pollitem_t){.socket = c[k].sock, .events = ZMQ_POLLIN};
-	handshake();
 	cpu0 = cpu_sec();
 	t0 = quiet_since = now_sec();
 	while (i < rq->n || inflight > 0) {
@@ -291,7 +290,6 @@ static json_t *run_paced(void *ctx, const Requests *rq, double rate, size_t pool
 				break;
 			}
 			c[k].busy = true;
-			c[k].req = i;
 			c[k].sched = t0 + (double)i / rate;
 			send_request(c[k].sock, rq->lines[i], rq->lens[i]);
 			c[k].sent_at = now_sec();
